@@ -1,0 +1,405 @@
+//! The catalog: parse and validate collections, tasks and tests into a built, deterministic
+//! form the runtime consumes.
+
+mod load;
+mod model;
+
+pub use load::{Bundle, load};
+pub use model::*;
+
+use crate::doc::{Pointer, Schema};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A validated collection.
+pub struct BuiltCollection {
+    pub name: String,
+    pub schema: Schema,
+    pub key: Vec<Pointer>,
+    pub derive: Option<BuiltDerivation>,
+}
+
+impl BuiltCollection {
+    /// The key of `doc` as a JSON array, e.g. `["alice"]`. Validated documents always have it.
+    pub fn key_of(&self, doc: &Value) -> Value {
+        key_of(&self.key, doc)
+    }
+}
+
+/// The values at `key` of `doc` as a JSON array (missing locations are null).
+pub fn key_of(key: &[Pointer], doc: &Value) -> Value {
+    Value::Array(
+        key.iter()
+            .map(|p| p.query(doc).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
+}
+
+pub struct BuiltDerivation {
+    /// The plugin that runs it, by name (modules are deployed under the collection's name).
+    pub plugin: String,
+    pub config: Value,
+    pub transforms: Vec<BuiltTransform>,
+}
+
+pub struct BuiltTransform {
+    pub name: String,
+    pub source: String,
+    pub shuffle_key: Vec<Pointer>,
+}
+
+pub struct BuiltMaterialization {
+    pub name: String,
+    pub plugin: String,
+    pub config: Value,
+    pub bindings: Vec<BuiltMaterializationBinding>,
+}
+
+pub struct BuiltMaterializationBinding {
+    pub source: String,
+    pub resource: Value,
+    pub delta_updates: bool,
+}
+
+/// The catalog as the runtime uses it.
+#[derive(Default)]
+pub struct Built {
+    /// The catalog it was built from, with `module`s replaced by the plugins they were
+    /// deployed as: what the host persists and rebuilds at start-up.
+    pub spec: Catalog,
+    pub collections: BTreeMap<String, Arc<BuiltCollection>>,
+    pub materializations: BTreeMap<String, Arc<BuiltMaterialization>>,
+    pub tests: BTreeMap<String, Vec<TestStep>>,
+}
+
+impl Built {
+    pub fn collection(&self, name: &str) -> Result<&Arc<BuiltCollection>, String> {
+        self.collections.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.collections.keys().map(String::as_str).collect();
+            format!(
+                "unknown collection '{name}' (known: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
+}
+
+/// Merge `update` over `base`: specs of the same name are replaced, others kept.
+pub fn merge(base: &Catalog, update: &Catalog) -> Catalog {
+    let mut out = base.clone();
+    out.collections.extend(update.collections.clone());
+    out.materializations.extend(update.materializations.clone());
+    out.captures.extend(update.captures.clone());
+    out.tests.extend(update.tests.clone());
+    out
+}
+
+/// Validate `spec` and build it. `source` names the file in errors. Every problem found is
+/// reported, one per line, not only the first.
+pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
+    let mut errors: Vec<String> = Vec::new();
+    let mut collections = BTreeMap::new();
+
+    for (name, def) in &spec.collections {
+        let mut err = |e: String| errors.push(format!("{source}: collection {name}: {e}"));
+        if let Err(e) = check_name(name) {
+            err(e);
+            continue;
+        }
+        let schema = match Schema::compile(&def.schema) {
+            Ok(s) => s,
+            Err(e) => {
+                err(format!("schema: {e}"));
+                continue;
+            }
+        };
+        let key = match parse_pointers(&def.key) {
+            Ok(k) => k,
+            Err(e) => {
+                err(format!("key: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = schema.check_key(&key) {
+            err(format!("key: {e}"));
+            continue;
+        }
+        let derive = match &def.derive {
+            None => None,
+            Some(d) => match build_derivation(name, d) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    err(e);
+                    continue;
+                }
+            },
+        };
+        collections.insert(
+            name.clone(),
+            Arc::new(BuiltCollection {
+                name: name.clone(),
+                schema,
+                key,
+                derive,
+            }),
+        );
+    }
+
+    // Cross-references, once every collection is known.
+    for c in collections.values() {
+        let Some(d) = &c.derive else { continue };
+        let mut arity = None;
+        for t in &d.transforms {
+            let Some(src) = collections.get(&t.source) else {
+                errors.push(format!(
+                    "{source}: collection {}: transform {}: unknown source collection '{}'",
+                    c.name, t.name, t.source
+                ));
+                continue;
+            };
+            let n = if t.shuffle_key.is_empty() {
+                src.key.len()
+            } else {
+                t.shuffle_key.len()
+            };
+            match arity {
+                None => arity = Some(n),
+                Some(a) if a != n => errors.push(format!(
+                    "{source}: collection {}: transform {}: shuffle key has {n} components, but other transforms have {a}",
+                    c.name, t.name
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    let mut materializations = BTreeMap::new();
+    for (name, def) in &spec.materializations {
+        let mut err = |e: String| errors.push(format!("{source}: materialization {name}: {e}"));
+        if let Err(e) = check_name(name) {
+            err(e);
+            continue;
+        }
+        let plugin = match endpoint_plugin(name, &def.endpoint.wasm) {
+            Ok(p) => p,
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
+        let mut bindings = Vec::new();
+        for (i, b) in def.bindings.iter().enumerate() {
+            if !collections.contains_key(b.source.name()) {
+                err(format!(
+                    "binding {i}: unknown source collection '{}'",
+                    b.source.name()
+                ));
+            }
+            bindings.push(BuiltMaterializationBinding {
+                source: b.source.name().to_string(),
+                resource: b.resource.clone(),
+                delta_updates: b.delta_updates,
+            });
+        }
+        if bindings.is_empty() {
+            err("it has no bindings".into());
+        }
+        materializations.insert(
+            name.clone(),
+            Arc::new(BuiltMaterialization {
+                name: name.clone(),
+                plugin,
+                config: def.endpoint.wasm.config.clone(),
+                bindings,
+            }),
+        );
+    }
+
+    for (name, def) in &spec.captures {
+        if let Err(e) = endpoint_plugin(name, &def.endpoint.wasm) {
+            errors.push(format!("{source}: capture {name}: {e}"));
+        }
+        for (i, b) in def.bindings.iter().enumerate() {
+            if !collections.contains_key(&b.target) {
+                errors.push(format!(
+                    "{source}: capture {name}: binding {i}: unknown target collection '{}'",
+                    b.target
+                ));
+            }
+        }
+    }
+
+    for (name, steps) in &spec.tests {
+        for (i, step) in steps.iter().enumerate() {
+            let (TestStep::Ingest(d) | TestStep::Verify(d)) = step;
+            if !collections.contains_key(&d.collection) {
+                errors.push(format!(
+                    "{source}: test {name}: step {i}: unknown collection '{}'",
+                    d.collection
+                ));
+            }
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let tests = spec.tests.clone();
+    Ok(Built {
+        spec,
+        collections,
+        materializations,
+        tests,
+    })
+}
+
+fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String> {
+    let plugin = endpoint_plugin(name, &d.using.wasm)?;
+    if d.transforms.is_empty() {
+        return Err("derive: it has no transforms".into());
+    }
+    let mut transforms = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for t in &d.transforms {
+        if !names.insert(t.name.as_str()) {
+            return Err(format!("derive: transform name '{}' is used twice", t.name));
+        }
+        let shuffle_key = match &t.shuffle {
+            Some(s) => parse_pointers(&s.key)
+                .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
+            None => Vec::new(), // The source collection's key, resolved by the runtime.
+        };
+        transforms.push(BuiltTransform {
+            name: t.name.clone(),
+            source: t.source.name().to_string(),
+            shuffle_key,
+        });
+    }
+    Ok(BuiltDerivation {
+        plugin,
+        config: d.using.wasm.config.clone(),
+        transforms,
+    })
+}
+
+/// The plugin name a `wasm` endpoint runs: its `plugin`, or for a `module` the task's name.
+fn endpoint_plugin(task: &str, wasm: &WasmEndpoint) -> Result<String, String> {
+    match (&wasm.module, &wasm.plugin) {
+        (Some(_), Some(_)) => Err("wasm: give either `module` or `plugin`, not both".into()),
+        (None, None) => {
+            Err("wasm: give `module` (a component file) or `plugin` (a deployed plugin)".into())
+        }
+        (Some(_), None) => Ok(task.to_string()),
+        (None, Some(p)) => Ok(p.clone()),
+    }
+}
+
+fn parse_pointers(ptrs: &[String]) -> Result<Vec<Pointer>, String> {
+    ptrs.iter()
+        .map(|p| Pointer::parse(p).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Names are `/`-separated paths of letters, digits, `-`, `_` and `.`, e.g. `acme/orders`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name '{name}': use '/'-separated parts of letters, digits, '-', '_' and '.', e.g. acme/orders"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn build_yaml(yaml: &str) -> Result<Built, String> {
+        let spec: Catalog = serde_yaml::from_str(yaml).map_err(|e| format!("parse: {e}"))?;
+        build("test.yaml", spec)
+    }
+
+    const ORDERS: &str = r#"
+collections:
+  acme/orders:
+    schema:
+      type: object
+      properties: { id: { type: integer }, customer: { type: string }, note: { type: string }, tags: { type: array } }
+      required: [id, customer, tags]
+    key: [/id]
+"#;
+
+    #[test]
+    fn valid_catalog_builds() {
+        let built = build_yaml(ORDERS).unwrap();
+        let c = built.collection("acme/orders").unwrap();
+        assert_eq!(
+            c.key_of(&serde_json::json!({"id": 3})),
+            serde_json::json!([3])
+        );
+        assert!(
+            built
+                .collection("nope")
+                .err()
+                .unwrap()
+                .contains("unknown collection 'nope' (known: acme/orders)")
+        );
+    }
+
+    #[test]
+    fn bad_catalog_cases() {
+        let cases: &[(&str, &str)] = &[
+            (
+                &ORDERS.replace("key: [/id]", "key: [/note]"),
+                "key /note must point at a required location",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [/tags]"),
+                "must point at a scalar",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [id]"),
+                "must be empty or begin with '/'",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [/id]\n    colour: blue"),
+                "unknown field `colour`",
+            ),
+            (
+                &ORDERS.replace("acme/orders:", "acme//orders:"),
+                "invalid name 'acme//orders'",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/missing }}]\n"
+                ),
+                "transform t: unknown source collection 'acme/missing'",
+            ),
+            (
+                &format!(
+                    "{ORDERS}materializations:\n  acme/v:\n    endpoint: {{ wasm: {{ plugin: p, module: m.wasm }} }}\n    bindings: [{{ source: acme/orders }}]\n"
+                ),
+                "either `module` or `plugin`, not both",
+            ),
+        ];
+        for (yaml, expect) in cases {
+            let err = build_yaml(yaml).err().unwrap_or_default();
+            assert!(err.contains(expect), "expected {expect:?} in {err:?}");
+        }
+    }
+}

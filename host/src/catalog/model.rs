@@ -1,0 +1,193 @@
+//! The catalog file format (DESIGN 5.2): a subset of Flow's `flow.yaml`, YAML or JSON.
+//! Unknown fields are errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collections: BTreeMap<String, CollectionDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub materializations: BTreeMap<String, MaterializationDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub captures: BTreeMap<String, CaptureDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tests: BTreeMap<String, Vec<TestStep>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionDef {
+    /// A path relative to the catalog file, or an inline schema.
+    pub schema: Value,
+    /// JSON pointers of the collection key.
+    pub key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<DeriveDef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveDef {
+    pub using: Using,
+    pub transforms: Vec<TransformDef>,
+}
+
+/// How a task's plugin is supplied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Using {
+    pub wasm: WasmEndpoint,
+}
+
+/// A Wasm component: a module file next to the catalog, or a deployed plugin by name.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WasmEndpoint {
+    /// A component file, relative to the catalog file. Publishing deploys it as a plugin named
+    /// after the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// A plugin deployed with `flow plugin deploy`, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Passed to the plugin's `open`. For connectors, `path` names the SQLite database the
+    /// host grants as the `sql` capability (relative to the catalog file).
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformDef {
+    pub name: String,
+    pub source: SourceRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle: Option<Shuffle>,
+}
+
+/// A source collection: `acme/orders` or `{ name: acme/orders }`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SourceRef {
+    Name(String),
+    Object(SourceObject),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceObject {
+    pub name: String,
+}
+
+impl SourceRef {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceRef::Name(n) => n,
+            SourceRef::Object(o) => &o.name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shuffle {
+    pub key: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub wasm: WasmEndpoint,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaterializationDef {
+    pub endpoint: Endpoint,
+    pub bindings: Vec<MaterializationBinding>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MaterializationBinding {
+    pub source: SourceRef,
+    #[serde(default = "empty_object")]
+    pub resource: Value,
+    /// Store combined deltas instead of reduced rows.
+    #[serde(default)]
+    pub delta_updates: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureDef {
+    pub endpoint: Endpoint,
+    pub bindings: Vec<CaptureBinding>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureBinding {
+    pub target: String,
+    #[serde(default = "empty_object")]
+    pub resource: Value,
+}
+
+/// One step of a test; each step is one transaction. Written `- ingest: {...}` or
+/// `- verify: {...}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "StepRepr", into = "StepRepr")]
+pub enum TestStep {
+    Ingest(TestDocs),
+    Verify(TestDocs),
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ingest: Option<TestDocs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verify: Option<TestDocs>,
+}
+
+impl TryFrom<StepRepr> for TestStep {
+    type Error = String;
+    fn try_from(r: StepRepr) -> Result<Self, String> {
+        match (r.ingest, r.verify) {
+            (Some(d), None) => Ok(TestStep::Ingest(d)),
+            (None, Some(d)) => Ok(TestStep::Verify(d)),
+            _ => Err("a test step has exactly one of `ingest` or `verify`".to_string()),
+        }
+    }
+}
+
+impl From<TestStep> for StepRepr {
+    fn from(s: TestStep) -> Self {
+        match s {
+            TestStep::Ingest(d) => StepRepr {
+                ingest: Some(d),
+                verify: None,
+            },
+            TestStep::Verify(d) => StepRepr {
+                ingest: None,
+                verify: Some(d),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TestDocs {
+    pub collection: String,
+    pub documents: Vec<Value>,
+}

@@ -1,0 +1,108 @@
+//! `flow collections list|ingest|read`.
+
+use super::client::{Client, segment};
+use clap::Subcommand;
+use futures::StreamExt;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum CollectionsCmd {
+    /// List collections with their keys and sizes.
+    List,
+    /// Ingest NDJSON documents (one JSON object per line) from FILE or stdin (`-`). All
+    /// documents are validated first; on any error nothing is appended.
+    Ingest {
+        #[arg(long)]
+        collection: String,
+        /// NDJSON file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Print documents as NDJSON.
+    Read {
+        #[arg(long)]
+        collection: String,
+        /// Start at the first document ever written (default: only documents written from now on).
+        #[arg(long)]
+        from_start: bool,
+        /// Keep printing documents as they are written.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+impl CollectionsCmd {
+    pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+        match self {
+            CollectionsCmd::List => {
+                let v = client
+                    .json(reqwest::Method::GET, "/v1/collections", None)
+                    .await?;
+                for c in v["collections"].as_array().into_iter().flatten() {
+                    let key: Vec<&str> = c["key"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str())
+                        .collect();
+                    println!(
+                        "{:<40} key=[{}] {}{} bytes",
+                        c["name"].as_str().unwrap_or_default(),
+                        key.join(", "),
+                        if c["derived"].as_bool() == Some(true) {
+                            "derived "
+                        } else {
+                            ""
+                        },
+                        c["head"]
+                    );
+                }
+            }
+            CollectionsCmd::Ingest { collection, file } => {
+                let mut body = Vec::new();
+                if file == "-" {
+                    std::io::stdin().read_to_end(&mut body)?;
+                } else {
+                    body = std::fs::read(&file)
+                        .map_err(|e| anyhow::anyhow!("failed to read {file}: {e}"))?;
+                }
+                let path = format!("/v1/collections/{}/documents", segment(&collection));
+                let v = client
+                    .json(
+                        reqwest::Method::POST,
+                        &path,
+                        Some((body, "application/x-ndjson")),
+                    )
+                    .await?;
+                eprintln!("ingested {} documents into {collection}", v["docs"]);
+            }
+            CollectionsCmd::Read {
+                collection,
+                from_start,
+                follow,
+            } => {
+                if !from_start && !follow {
+                    eprintln!(
+                        "note: without --from-start or --follow there is nothing to read; add one of them"
+                    );
+                }
+                let offset = if from_start { "0" } else { "end" };
+                let path = format!(
+                    "/v1/collections/{}/documents?offset={offset}&follow={follow}",
+                    segment(&collection)
+                );
+                let mut stream = client
+                    .send(reqwest::Method::GET, &path, None)
+                    .await?
+                    .bytes_stream();
+                let mut out = std::io::stdout().lock();
+                while let Some(chunk) = stream.next().await {
+                    out.write_all(&chunk?)?;
+                    out.flush()?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

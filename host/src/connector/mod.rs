@@ -1,0 +1,3 @@
+//! Host-owned destinations granted to connector plugins as capabilities.
+
+pub mod sqlite;

@@ -1,0 +1,325 @@
+//! The derivation runtime: one task per derived collection.
+//!
+//! Protocol of one transaction:
+//! 1. `read_sources`: read a bounded batch from every transform's source, from its checkpoint,
+//!    and order it by publish time (`_meta.uuid` is a UUIDv7) so a replay sees what the live
+//!    run saw.
+//! 2. `send_plugin_transform` in batches of `callDocsMax`, then `send_plugin_flush`. The plugin
+//!    reads and writes per-key state through the transaction's `StateTxn`.
+//! 3. `check_outputs`: parse and validate every output against the derived schema.
+//! 4. `commit`: ONE redb transaction appends the outputs, writes the state and advances the
+//!    source checkpoints. A failure at any step commits nothing.
+
+use crate::catalog::{self, Built, BuiltCollection};
+use crate::engine::{Derivation, StateAccess, World, derive_api};
+use crate::journal::Journals;
+use crate::runtime::{SourceStatus, TaskCtx, check_document};
+use crate::storage::{CHECKPOINTS, Store, TASK_STATE};
+use anyhow::Context;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Per-key state as one transaction sees it: committed state overlaid by this transaction's
+/// writes (`None` = cleared).
+#[derive(Clone)]
+struct StateTxn {
+    task: String,
+    store: Arc<Store>,
+    writes: Arc<Mutex<BTreeMap<String, Option<String>>>>,
+}
+
+impl StateAccess for StateTxn {
+    fn get(&mut self, key: &str) -> Option<String> {
+        if let Some(w) = self.writes.lock().expect("state poisoned").get(key) {
+            return w.clone();
+        }
+        // A read failure of the local database is not the plugin's to handle; it surfaces as
+        // missing state only if redb itself is broken, which the commit will then report.
+        self.store.state(&self.task, key).ok().flatten()
+    }
+    fn set(&mut self, key: &str, value: String) {
+        self.writes
+            .lock()
+            .expect("state poisoned")
+            .insert(key.to_string(), Some(value));
+    }
+    fn clear(&mut self, key: &str) {
+        self.writes
+            .lock()
+            .expect("state poisoned")
+            .insert(key.to_string(), None);
+    }
+}
+
+struct Transform {
+    name: String,
+    source: String,
+    shuffle_key: Vec<crate::doc::Pointer>,
+    offset: u64,
+}
+
+/// Run the derivation of `collection` until stopped or failed.
+pub fn run(ctx: TaskCtx, catalog: Arc<Built>, collection: Arc<BuiltCollection>) {
+    let plugin = collection
+        .derive
+        .as_ref()
+        .map(|d| d.plugin.clone())
+        .unwrap_or_default();
+    if let Err(e) = run_inner(&ctx, &catalog, &collection) {
+        ctx.fail(&plugin, &e);
+    }
+}
+
+fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> anyhow::Result<()> {
+    let derive = collection.derive.as_ref().context("not a derivation")?;
+    let mut transforms = Vec::new();
+    for t in &derive.transforms {
+        let source = catalog.collection(&t.source).map_err(anyhow::Error::msg)?;
+        transforms.push(Transform {
+            name: t.name.clone(),
+            source: t.source.clone(),
+            shuffle_key: if t.shuffle_key.is_empty() {
+                source.key.clone()
+            } else {
+                t.shuffle_key.clone()
+            },
+            offset: ctx.store.checkpoint(&ctx.name, &t.name)?,
+        });
+    }
+
+    let (version, component) = ctx.registry.resolve(&derive.plugin, World::Derivation)?;
+    let engine = ctx.registry.engine().clone();
+    let mut instance =
+        Derivation::instantiate(&engine, &component, ctx.registry.log_sink(&derive.plugin))?;
+    let spec = derive_api::DerivationSpec {
+        name: collection.name.clone(),
+        config: derive.config.to_string(),
+        key: collection.key.iter().map(|p| p.to_string()).collect(),
+        transforms: transforms
+            .iter()
+            .map(|t| derive_api::TransformSpec {
+                name: t.name.clone(),
+                source: t.source.clone(),
+                shuffle_key: t.shuffle_key.iter().map(|p| p.to_string()).collect(),
+            })
+            .collect(),
+    };
+    instance
+        .open(&spec)
+        .map_err(|e| anyhow::anyhow!("open: {e}"))?;
+    ctx.statuses.update(&ctx.name, |s| {
+        s.state = "running";
+        s.plugin_version = Some(version.seq);
+    });
+    report_sources(ctx, &transforms)?;
+
+    while !ctx.stopping() {
+        let seen = ctx.journals.generation();
+        let n = transaction(ctx, collection, &mut transforms, &mut instance)?;
+        if n == 0 {
+            ctx.wait_for_appends(seen);
+        }
+    }
+    Ok(())
+}
+
+/// Run one transaction; returns how many source documents it processed.
+fn transaction(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    transforms: &mut [Transform],
+    instance: &mut Derivation,
+) -> anyhow::Result<usize> {
+    // 1. read_sources
+    let mut docs_left = ctx.limits.txn_docs_max;
+    let mut batch: Vec<(String, derive_api::SourceDocument)> = Vec::new();
+    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
+    for (i, t) in transforms.iter().enumerate() {
+        if docs_left == 0 {
+            break;
+        }
+        let docs = Journals::read(
+            &ctx.store,
+            &t.source,
+            t.offset,
+            docs_left,
+            ctx.limits.txn_bytes_max,
+        )?;
+        docs_left -= docs.len();
+        for d in docs {
+            next_offsets[i] = d.next_offset();
+            let doc: Value = serde_json::from_slice(&d.bytes)
+                .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
+            let uuid = doc
+                .pointer("/_meta/uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let key = catalog::key_of(&t.shuffle_key, &doc).to_string();
+            let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
+            batch.push((
+                uuid,
+                derive_api::SourceDocument {
+                    transform: i as u32,
+                    key,
+                    document,
+                },
+            ));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    // A stable sort keeps each source's own order for equal clocks.
+    batch.sort_by(|a, b| a.0.cmp(&b.0));
+    let batch: Vec<derive_api::SourceDocument> = batch.into_iter().map(|(_, d)| d).collect();
+
+    // 2. send_plugin_transform, send_plugin_flush
+    let writes = Arc::new(Mutex::new(BTreeMap::new()));
+    instance.set_state(Some(Box::new(StateTxn {
+        task: ctx.name.clone(),
+        store: ctx.store.clone(),
+        writes: writes.clone(),
+    })));
+    let mut outputs: Vec<String> = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        for chunk in batch.chunks(ctx.limits.call_docs_max) {
+            let out = instance
+                .transform(chunk)
+                .map_err(|e| describe(&e, chunk, transforms))?;
+            check_output_caps(ctx, &out)?;
+            outputs.extend(out);
+        }
+        let out = instance
+            .flush()
+            .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+        check_output_caps(ctx, &out)?;
+        outputs.extend(out);
+        Ok(())
+    })();
+    instance.set_state(None);
+    result?;
+
+    // 3. check_outputs
+    let mut docs = Vec::with_capacity(outputs.len());
+    for (i, text) in outputs.iter().enumerate() {
+        let doc: Value = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "output {} of the plugin is not JSON ({e}): {}",
+                i + 1,
+                truncate(text)
+            )
+        })?;
+        check_document(&ctx.limits, collection, &doc).map_err(|e| {
+            anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
+        })?;
+        docs.push(doc);
+    }
+    let n_out = docs.len();
+
+    // 4. commit
+    let writes = std::mem::take(&mut *writes.lock().expect("state poisoned"));
+    ctx.store.write(|txn| {
+        if !docs.is_empty() {
+            Journals::append(txn, &collection.name, docs)?;
+        }
+        let mut state = txn.open_table(TASK_STATE)?;
+        for (key, value) in &writes {
+            match value {
+                Some(v) => {
+                    state.insert((ctx.name.as_str(), key.as_str()), v.as_bytes())?;
+                }
+                None => {
+                    state.remove((ctx.name.as_str(), key.as_str()))?;
+                }
+            }
+        }
+        let mut checkpoints = txn.open_table(CHECKPOINTS)?;
+        for (t, offset) in transforms.iter().zip(&next_offsets) {
+            checkpoints.insert((ctx.name.as_str(), t.name.as_str()), *offset)?;
+        }
+        Ok(())
+    })?;
+    if n_out > 0 {
+        ctx.journals.notify();
+    }
+    for (t, offset) in transforms.iter_mut().zip(next_offsets) {
+        t.offset = offset;
+    }
+    let n_in = batch.len();
+    ctx.statuses.update(&ctx.name, |s| {
+        s.transactions += 1;
+        s.docs_in += n_in as u64;
+        s.docs_out += n_out as u64;
+    });
+    report_sources(ctx, transforms)?;
+    Ok(n_in)
+}
+
+fn report_sources(ctx: &TaskCtx, transforms: &[Transform]) -> anyhow::Result<()> {
+    let mut sources = Vec::new();
+    for t in transforms {
+        let head = Journals::head(&ctx.store, &t.source)?;
+        sources.push(SourceStatus {
+            name: t.name.clone(),
+            collection: t.source.clone(),
+            offset: t.offset,
+            lag_bytes: head.saturating_sub(t.offset),
+        });
+    }
+    ctx.statuses.update(&ctx.name, |s| s.sources = sources);
+    Ok(())
+}
+
+fn check_output_caps(ctx: &TaskCtx, out: &[String]) -> anyhow::Result<()> {
+    let bytes: usize = out.iter().map(String::len).sum();
+    if out.len() > ctx.limits.call_output_docs_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {} documents from one call, over the cap of {}",
+            out.len(),
+            ctx.limits.call_output_docs_max
+        );
+    }
+    if bytes > ctx.limits.call_output_bytes_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {bytes} bytes from one call, over the cap of {}",
+            ctx.limits.call_output_bytes_max
+        );
+    }
+    Ok(())
+}
+
+/// Name the transform and source document a plugin error points at.
+fn describe(
+    e: &crate::engine::CallError,
+    chunk: &[derive_api::SourceDocument],
+    transforms: &[Transform],
+) -> anyhow::Error {
+    if let crate::engine::CallError::Plugin {
+        document: Some(i), ..
+    } = e
+        && let Some(d) = chunk.get(*i as usize)
+    {
+        let t = &transforms[d.transform as usize];
+        return anyhow::anyhow!(
+            "transform {} (source {}): {e}; document: {}",
+            t.name,
+            t.source,
+            truncate(&d.document)
+        );
+    }
+    anyhow::anyhow!("transform: {e}")
+}
+
+fn truncate(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}

@@ -1,0 +1,258 @@
+//! Collection schemas: compiling, validating documents, and checking collection keys.
+//!
+//! Schemas default to JSON Schema draft 2019-09, as Flow's do; a `$schema` keyword may choose
+//! 2020-12 (or draft 7). Remote `$ref`s are not resolved: a schema is self-contained, which
+//! keeps validation free of I/O.
+
+use super::ptr::{Pointer, Token};
+use jsonschema::{Draft, Validator};
+use serde_json::Value;
+
+/// A compiled collection schema.
+pub struct Schema {
+    raw: Value,
+    validator: Validator,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid JSON schema: {0}")]
+    Invalid(String),
+    #[error("key {ptr} must point at a required location, but {reason}")]
+    KeyNotRequired { ptr: String, reason: String },
+    #[error(
+        "key {ptr} must point at a scalar (string, integer, number, boolean), but its type is {types}"
+    )]
+    KeyNotScalar { ptr: String, types: String },
+    #[error("a collection key must have at least one JSON pointer")]
+    EmptyKey,
+    #[error(transparent)]
+    Pointer(#[from] super::ptr::PointerError),
+}
+
+/// Why a document does not match its schema.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{}", .errors.join("; "))]
+pub struct ValidationError {
+    /// Each violation as `at /location: reason`, at most `MAX_REPORTED` of them.
+    pub errors: Vec<String>,
+}
+
+/// How many violations of one document are reported: enough to fix several at once, few enough
+/// to keep an error line readable.
+const MAX_REPORTED: usize = 5;
+
+impl Schema {
+    pub fn compile(raw: &Value) -> Result<Self, SchemaError> {
+        let draft = match raw.get("$schema").and_then(Value::as_str) {
+            Some(s) if s.contains("2020-12") => Draft::Draft202012,
+            Some(s) if s.contains("draft-07") => Draft::Draft7,
+            Some(s) if s.contains("draft-06") => Draft::Draft6,
+            Some(s) if s.contains("draft-04") => Draft::Draft4,
+            _ => Draft::Draft201909,
+        };
+        let validator = jsonschema::options()
+            .with_draft(draft)
+            .build(raw)
+            .map_err(|e| SchemaError::Invalid(format_error(&e)))?;
+        Ok(Schema {
+            raw: raw.clone(),
+            validator,
+        })
+    }
+
+    /// The schema as written.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    pub fn validate(&self, doc: &Value) -> Result<(), ValidationError> {
+        if self.validator.is_valid(doc) {
+            return Ok(());
+        }
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(doc)
+            .take(MAX_REPORTED)
+            .map(|e| format_error(&e))
+            .collect();
+        Err(ValidationError { errors })
+    }
+
+    /// Check that every key pointer names a location that every valid document has, holding a
+    /// scalar. Key locations are found through `properties`, `required`, `allOf` and local
+    /// `$ref`s.
+    pub fn check_key(&self, key: &[Pointer]) -> Result<(), SchemaError> {
+        if key.is_empty() {
+            return Err(SchemaError::EmptyKey);
+        }
+        for ptr in key {
+            self.check_key_location(ptr)?;
+        }
+        Ok(())
+    }
+
+    fn check_key_location(&self, ptr: &Pointer) -> Result<(), SchemaError> {
+        let not_required = |reason: String| SchemaError::KeyNotRequired {
+            ptr: ptr.to_string(),
+            reason,
+        };
+        let mut here: Vec<&Value> = vec![&self.raw];
+        for token in &ptr.0 {
+            let Token::Property(prop) = token else {
+                return Err(not_required("'-' is not a location".to_string()));
+            };
+            let scopes = self.expand(&here);
+            let required = scopes.iter().any(|s| {
+                s.get("required")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.iter().any(|p| p == prop))
+            });
+            if !required {
+                return Err(not_required(format!(
+                    "'{prop}' is not listed in `required`"
+                )));
+            }
+            here = scopes
+                .iter()
+                .filter_map(|s| s.get("properties").and_then(|p| p.get(prop)))
+                .collect();
+            if here.is_empty() {
+                return Err(not_required(format!(
+                    "'{prop}' has no schema under `properties`"
+                )));
+            }
+        }
+        let scopes = self.expand(&here);
+        let mut types: Vec<String> = Vec::new();
+        for s in &scopes {
+            match s.get("type") {
+                Some(Value::String(t)) => types.push(t.clone()),
+                Some(Value::Array(ts)) => {
+                    types.extend(ts.iter().filter_map(|t| t.as_str().map(String::from)))
+                }
+                _ => {}
+            }
+        }
+        let scalar = |t: &String| matches!(t.as_str(), "string" | "integer" | "number" | "boolean");
+        if types.is_empty() || !types.iter().all(scalar) {
+            let types = if types.is_empty() {
+                "unspecified".to_string()
+            } else {
+                types.join(" | ")
+            };
+            return Err(SchemaError::KeyNotScalar {
+                ptr: ptr.to_string(),
+                types,
+            });
+        }
+        Ok(())
+    }
+
+    /// The subschemas that all apply at a location: the schemas themselves, their `allOf`
+    /// branches and the targets of local `$ref`s, transitively.
+    fn expand<'a>(&'a self, schemas: &[&'a Value]) -> Vec<&'a Value> {
+        let mut out: Vec<&Value> = Vec::new();
+        let mut stack: Vec<&Value> = schemas.to_vec();
+        while let Some(s) = stack.pop() {
+            if out.len() > 256 {
+                break; // A cyclic $ref; what was gathered so far decides.
+            }
+            if let Some(all) = s.get("allOf").and_then(Value::as_array) {
+                stack.extend(all.iter());
+            }
+            if let Some(target) = s
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| self.resolve_local(r))
+            {
+                stack.push(target);
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    fn resolve_local(&self, reference: &str) -> Option<&Value> {
+        let fragment = reference.strip_prefix('#')?;
+        Pointer::parse(fragment).ok()?.query(&self.raw)
+    }
+}
+
+fn format_error(e: &jsonschema::ValidationError<'_>) -> String {
+    let at = e.instance_path().to_string();
+    let at = if at.is_empty() { "/".to_string() } else { at };
+    format!("at {at}: {e}")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn validation_cases() {
+        let schema = Schema::compile(&json!({
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "items": {"items": [{"type": "string"}]}},
+            "required": ["id"],
+        }))
+        .unwrap();
+        assert!(schema.validate(&json!({"id": 1})).is_ok());
+        let err = schema
+            .validate(&json!({"id": "x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at /id") && err.contains("integer"), "{err}");
+        let err = schema.validate(&json!({})).unwrap_err().to_string();
+        assert!(err.contains("at /") && err.contains("id"), "{err}");
+        // Draft 2019-09 by default: `items: [..]` is tuple validation.
+        assert!(
+            schema
+                .validate(&json!({"id": 1, "items": ["a", 2]}))
+                .is_ok()
+        );
+        assert!(schema.validate(&json!({"id": 1, "items": [1]})).is_err());
+
+        assert!(matches!(
+            Schema::compile(&json!({"type": 12})),
+            Err(SchemaError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn key_cases() {
+        let schema = Schema::compile(&json!({
+            "$defs": {"name": {"type": "string"}},
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "opt": {"type": "string"},
+                "obj": {"type": "object", "properties": {"n": {"$ref": "#/$defs/name"}}, "required": ["n"]},
+                "arr": {"type": "array"},
+                "any": {},
+            },
+            "required": ["id", "obj", "arr", "any"],
+            "allOf": [{"required": ["extra"], "properties": {"extra": {"type": ["string", "integer"]}}}],
+        }))
+        .unwrap();
+        let check = |ptrs: &[&str]| {
+            let key: Vec<Pointer> = ptrs.iter().map(|p| Pointer::parse(p).unwrap()).collect();
+            schema.check_key(&key).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&["/id"]), Ok(()));
+        assert_eq!(check(&["/id", "/obj/n", "/extra"]), Ok(()));
+        assert!(
+            check(&["/opt"])
+                .unwrap_err()
+                .contains("'opt' is not listed in `required`")
+        );
+        assert!(
+            check(&["/arr"])
+                .unwrap_err()
+                .contains("must point at a scalar")
+        );
+        assert!(check(&["/any"]).unwrap_err().contains("unspecified"));
+        assert!(check(&[]).unwrap_err().contains("at least one"));
+    }
+}

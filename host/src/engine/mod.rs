@@ -1,0 +1,282 @@
+//! The only place that configures wasmtime: the engine, linkers, limits, bindings and the
+//! compiled-component cache.
+//!
+//! Each plugin instance gets its own `Store` whose WASI context grants nothing: no preopened
+//! directories, no environment, no arguments, no sockets, a wall clock stuck at the epoch and
+//! deterministic randomness. Stdout and stderr land in the plugin's log. Every call runs under
+//! an epoch deadline, and every instance under a memory cap.
+
+mod bindings;
+mod ctx;
+mod instance;
+
+pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
+pub use ctx::{LogSink, SqlAccess, StateAccess};
+pub use instance::{CallError, Capture, Derivation, Materialization};
+
+pub use bindings::capture::exports::flow::plugin::source as capture_api;
+pub use bindings::derivation::exports::flow::plugin::derive as derive_api;
+pub use bindings::materialization::exports::flow::plugin::sink as sink_api;
+
+use crate::limits::Limits;
+use anyhow::Context;
+use ctx::{EpochClock, Limiter, LogStream, PluginCtx};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+/// How often the epoch advances; call deadlines are whole multiples of it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The plugin worlds of `wit/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum World {
+    Derivation,
+    Capture,
+    Materialization,
+}
+
+impl World {
+    /// The interface a component of this world exports.
+    pub fn export(self) -> &'static str {
+        match self {
+            World::Derivation => "flow:plugin/derive@0.1.0",
+            World::Capture => "flow:plugin/source@0.1.0",
+            World::Materialization => "flow:plugin/sink@0.1.0",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Derivation => "derivation",
+            World::Capture => "capture",
+            World::Materialization => "materialization",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error(
+        "the component implements no known world of flow:plugin@0.1.0: it must export one of \
+         flow:plugin/derive@0.1.0 (derivation), flow:plugin/source@0.1.0 (capture) or \
+         flow:plugin/sink@0.1.0 (materialization); it exports [{0}]"
+    )]
+    NoKnownWorld(String),
+    #[error("the component does not fit the {world} world: {reason}")]
+    WorldMismatch { world: &'static str, reason: String },
+}
+
+/// The wasmtime engine, linkers per world, and compiled components by digest.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<PluginCtx>,
+    cache_dir: Option<PathBuf>,
+    compiled: Mutex<HashMap<String, Component>>,
+    limits: Limits,
+}
+
+impl Engine {
+    /// `cache_dir`: where compiled components are kept across restarts (None: memory only).
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
+
+        // One linker serves all worlds: each world's imports are a subset of these.
+        let mut linker: Linker<PluginCtx> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        bindings::derivation::Derivation::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
+            .map_err(anyhow::Error::from)?;
+        bindings::materialization::flow::plugin::sql::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |c| c,
+        )
+        .map_err(anyhow::Error::from)?;
+        bindings::materialization::flow::plugin::http::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |c| c,
+        )
+        .map_err(anyhow::Error::from)?;
+
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let this = Arc::new(Engine {
+            engine,
+            linker,
+            cache_dir,
+            compiled: Mutex::new(HashMap::new()),
+            limits,
+        });
+        spawn_ticker(Arc::downgrade(&this));
+        Ok(this)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile a component (or fetch it from the cache by `digest`).
+    pub fn compile(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .expect("compile cache poisoned")
+            .get(digest)
+        {
+            return Ok(c.clone());
+        }
+        let file = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", digest.replace(':', "-"))));
+        let component = match file
+            .as_ref()
+            .filter(|f| f.exists())
+            .map(|f| self.deserialize(f))
+        {
+            Some(Ok(c)) => c,
+            _ => {
+                if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+                    return Err(EngineError::NotAComponent(
+                        "the file does not start with the WebAssembly magic bytes (\\0asm): it is not WebAssembly at all".into(),
+                    )
+                    .into());
+                }
+                if wasmparser_is_core_module(bytes) {
+                    return Err(EngineError::NotAComponent(
+                        "this is a core WebAssembly module; build a component (e.g. target wasm32-wasip2, or `wasm-tools component new`)".into(),
+                    )
+                    .into());
+                }
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(|e| EngineError::NotAComponent(format!("{e:#}")))?;
+                if let Some(f) = &file {
+                    // A failed cache write costs a recompile next start, nothing more.
+                    if let Ok(serialized) = c.serialize() {
+                        let tmp = f.with_extension("tmp");
+                        if std::fs::write(&tmp, serialized).is_ok() {
+                            let _ = std::fs::rename(&tmp, f);
+                        }
+                    }
+                }
+                c
+            }
+        };
+        self.compiled
+            .lock()
+            .expect("compile cache poisoned")
+            .insert(digest.to_string(), component.clone());
+        Ok(component)
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, file: &std::path::Path) -> anyhow::Result<Component> {
+        // SAFETY: the file was written by `Component::serialize` of this host into its own
+        // data directory, named by the digest of its source; wasmtime additionally checks that
+        // it was produced by a compatible engine and configuration.
+        unsafe { Component::deserialize_file(&self.engine, file) }.map_err(anyhow::Error::from)
+    }
+
+    /// Which world a component implements, checking that its imports can all be satisfied and
+    /// that its exports have the types of that world.
+    pub fn world_of(&self, component: &Component) -> Result<World, EngineError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let world = [World::Derivation, World::Capture, World::Materialization]
+            .into_iter()
+            .find(|w| exports.iter().any(|e| e == w.export()))
+            .ok_or_else(|| EngineError::NoKnownWorld(exports.join(", ")))?;
+        let mismatch = |e: wasmtime::Error| EngineError::WorldMismatch {
+            world: world.name(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(component).map_err(mismatch)?;
+        match world {
+            World::Derivation => bindings::derivation::DerivationPre::new(pre)
+                .map(drop)
+                .map_err(mismatch)?,
+            World::Capture => bindings::capture::CapturePre::new(pre)
+                .map(drop)
+                .map_err(mismatch)?,
+            World::Materialization => bindings::materialization::MaterializationPre::new(pre)
+                .map(drop)
+                .map_err(mismatch)?,
+        }
+        Ok(world)
+    }
+
+    fn new_store(&self, log: LogSink) -> wasmtime::Store<PluginCtx> {
+        let wasi = wasmtime_wasi::WasiCtx::builder()
+            .stdout(LogStream {
+                level: LogLevel::Info,
+                sink: log.clone(),
+            })
+            .stderr(LogStream {
+                level: LogLevel::Warn,
+                sink: log.clone(),
+            })
+            .wall_clock(EpochClock)
+            .monotonic_clock(EpochClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![7; 32]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![11; 32]))
+            .insecure_random_seed(0)
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let ctx = PluginCtx {
+            wasi,
+            table: wasmtime::component::ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes_max: self.limits.plugin_memory_bytes_max,
+                memory_bytes: 0,
+                hit_memory_cap: false,
+            },
+            log,
+            state: None,
+            sql: None,
+            http_allow: Vec::new(),
+        };
+        let mut store = wasmtime::Store::new(&self.engine, ctx);
+        store.limiter(|c| &mut c.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.call_deadline_ms / EPOCH_TICK.as_millis() as u64).max(1)
+    }
+}
+
+/// Advance the epoch every tick while the engine lives.
+fn spawn_ticker(engine: Weak<Engine>) {
+    std::thread::Builder::new()
+        .name("flow-epoch".into())
+        .spawn(move || {
+            while let Some(e) = engine.upgrade() {
+                e.engine.increment_epoch();
+                drop(e);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to spawn the epoch thread");
+}
+
+/// A core module starts with the magic and version 1; a component with the magic and a
+/// different version/layer word.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[0..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}

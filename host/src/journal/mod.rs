@@ -1,0 +1,205 @@
+//! Append-only journals in redb, and readers that wake on append.
+//!
+//! A journal holds one collection's documents as NDJSON lines at stable byte offsets: a
+//! document of `n` bytes appended at offset `o` occupies `[o, o + n + 1)` and the next begins
+//! at `o + n + 1`. Offsets never change and are never reused, so a reader's checkpoint is just
+//! an offset.
+//!
+//! Appends happen inside a caller's write transaction (so a derivation commits its outputs,
+//! state and checkpoints at once); the caller calls `Journals::notify` after the commit.
+//! Readers never poll: task threads block on `wait`, async readers on `subscribe`.
+
+use crate::storage::{JOURNAL_DOCS, JOURNAL_HEADS, Store};
+use anyhow::Context;
+use redb::{ReadableTable, WriteTransaction};
+use serde_json::Value;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// One document read from a journal.
+#[derive(Debug, Clone)]
+pub struct ReadDoc {
+    /// The offset the document begins at.
+    pub offset: u64,
+    /// The document's JSON bytes (without the trailing newline).
+    pub bytes: Vec<u8>,
+}
+
+impl ReadDoc {
+    /// The offset just past this document: where a reader continues.
+    pub fn next_offset(&self) -> u64 {
+        self.offset + self.bytes.len() as u64 + 1
+    }
+}
+
+/// Wakes readers when any journal grows.
+pub struct Journals {
+    generation: Mutex<u64>,
+    grown: Condvar,
+    watch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Journals {
+    fn default() -> Self {
+        Journals {
+            generation: Mutex::new(0),
+            grown: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Journals {
+    /// Stamp `_meta` on each document and append them to `journal` within `txn`. Returns the
+    /// offsets `[begin, end)` the documents occupy. `_meta` holds `uuid` (a UUIDv7: unique, and
+    /// ordered by publish time) and `published` (RFC 3339, UTC); any `_meta` a document
+    /// brought is replaced, because only the host may speak for when and how it was written.
+    pub fn append(
+        txn: &WriteTransaction,
+        journal: &str,
+        docs: Vec<Value>,
+    ) -> anyhow::Result<(u64, u64)> {
+        let mut heads = txn.open_table(JOURNAL_HEADS)?;
+        let begin = heads.get(journal)?.map(|v| v.value()).unwrap_or(0);
+        let mut table = txn.open_table(JOURNAL_DOCS)?;
+        let mut offset = begin;
+        let published = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        for mut doc in docs {
+            stamp_meta(&mut doc, &published);
+            let bytes = serde_json::to_vec(&doc)?;
+            table.insert((journal, offset), bytes.as_slice())?;
+            offset += bytes.len() as u64 + 1;
+        }
+        heads.insert(journal, offset)?;
+        Ok((begin, offset))
+    }
+
+    /// Read documents of `journal` from `from`, up to `docs_max` documents or about
+    /// `bytes_max` bytes (at least one document is returned if any exists).
+    pub fn read(
+        store: &Store,
+        journal: &str,
+        from: u64,
+        docs_max: usize,
+        bytes_max: usize,
+    ) -> anyhow::Result<Vec<ReadDoc>> {
+        let txn = store.read()?;
+        let table = txn.open_table(JOURNAL_DOCS)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in table
+            .range((journal, from)..(journal, u64::MAX))
+            .context("failed to read journal")?
+        {
+            let (key, value) = entry?;
+            let doc = ReadDoc {
+                offset: key.value().1,
+                bytes: value.value().to_vec(),
+            };
+            bytes += doc.bytes.len();
+            out.push(doc);
+            if out.len() >= docs_max || bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The offset the next document of `journal` will begin at (0 if it has none).
+    pub fn head(store: &Store, journal: &str) -> anyhow::Result<u64> {
+        let txn = store.read()?;
+        let heads = txn.open_table(JOURNAL_HEADS)?;
+        Ok(heads.get(journal)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Tell readers that journals grew. Call after the appending transaction committed.
+    pub fn notify(&self) {
+        let mut g = self.generation.lock().expect("journal notifier poisoned");
+        *g += 1;
+        self.watch.send_replace(*g);
+        self.grown.notify_all();
+    }
+
+    /// The current generation; pass it to `wait`.
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().expect("journal notifier poisoned")
+    }
+
+    /// Block until a journal grows past `seen` generation, or `timeout` passes.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let g = self.generation.lock().expect("journal notifier poisoned");
+        let _ = self.grown.wait_timeout_while(g, timeout, |g| *g == seen);
+    }
+
+    /// For async readers: changes whenever journals grow.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe()
+    }
+}
+
+fn stamp_meta(doc: &mut Value, published: &str) {
+    if let Value::Object(map) = doc {
+        let mut meta = serde_json::Map::new();
+        meta.insert(
+            "uuid".into(),
+            Value::String(uuid::Uuid::now_v7().to_string()),
+        );
+        meta.insert("published".into(), Value::String(published.to_string()));
+        map.insert("_meta".into(), Value::Object(meta));
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn append_read_and_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (b, e) = store
+            .write(|txn| Journals::append(txn, "a/b", vec![json!({"x": 1}), json!({"x": 2})]))
+            .unwrap();
+        assert_eq!(b, 0);
+        let docs = Journals::read(&store, "a/b", 0, 100, 1 << 20).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].offset, docs[0].next_offset());
+        assert_eq!(docs[1].next_offset(), e);
+        assert_eq!(Journals::head(&store, "a/b").unwrap(), e);
+        let first: Value = serde_json::from_slice(&docs[0].bytes).unwrap();
+        assert_eq!(first["x"], 1);
+        assert!(first["_meta"]["uuid"].is_string() && first["_meta"]["published"].is_string());
+        // Reading from the middle, and an unrelated journal with a shared prefix.
+        store
+            .write(|txn| Journals::append(txn, "a/bc", vec![json!({"y": 1})]))
+            .unwrap();
+        let rest = Journals::read(&store, "a/b", docs[1].offset, 100, 1 << 20).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            Journals::read(&store, "a/b", e, 100, 1 << 20)
+                .unwrap()
+                .len(),
+            0
+        );
+        // Limits: at least one document even when it exceeds bytes_max.
+        assert_eq!(Journals::read(&store, "a/b", 0, 100, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_transaction_appends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let res: anyhow::Result<()> = store.write(|txn| {
+            Journals::append(txn, "j", vec![json!({"x": 1})])?;
+            anyhow::bail!("later step failed")
+        });
+        assert!(res.is_err());
+        assert_eq!(Journals::head(&store, "j").unwrap(), 0);
+        assert!(
+            Journals::read(&store, "j", 0, 10, 1 << 20)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The materialization runtime: one task per materialization.
+//!
+//! Start-up: `send_plugin_open` inside a destination transaction; the plugin creates its
+//! tables and returns the checkpoint it last committed, which says where each binding resumes.
+//!
+//! Protocol of one transaction:
+//! 1. `read_sources`: a bounded batch from every binding's source, from its checkpoint.
+//! 2. `combine`: documents combined by binding and key.
+//! 3. In ONE destination transaction: `send_plugin_load` (standard updates) for the touched
+//!    keys, full reduction of each loaded document with its combined delta,
+//!    `send_plugin_store`, then `send_plugin_commit` with the new checkpoint. The host commits
+//!    the destination transaction only after commit returned ok, so rows and checkpoint land
+//!    together or not at all: exactly once.
+
+use crate::catalog::{Built, BuiltCollection, BuiltMaterialization};
+use crate::connector::sqlite::Sqlite;
+use crate::engine::{Materialization, World, sink_api};
+use crate::journal::Journals;
+use crate::runtime::{SourceStatus, TaskCtx};
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+struct Binding {
+    collection: Arc<BuiltCollection>,
+    delta_updates: bool,
+    offset: u64,
+}
+
+pub fn run(ctx: TaskCtx, catalog: Arc<Built>, spec: Arc<BuiltMaterialization>) {
+    if let Err(e) = run_inner(&ctx, &catalog, &spec) {
+        ctx.fail(&spec.plugin, &e);
+    }
+}
+
+fn run_inner(ctx: &TaskCtx, catalog: &Built, spec: &BuiltMaterialization) -> anyhow::Result<()> {
+    let mut bindings = Vec::new();
+    for b in &spec.bindings {
+        let collection = catalog
+            .collection(&b.source)
+            .map_err(anyhow::Error::msg)?
+            .clone();
+        bindings.push(Binding {
+            collection,
+            delta_updates: b.delta_updates,
+            offset: 0,
+        });
+    }
+    let db = match spec.config.get("path").and_then(Value::as_str) {
+        Some(path) => Some(Sqlite::open(std::path::Path::new(path))?),
+        None => None,
+    };
+
+    let (version, component) = ctx.registry.resolve(&spec.plugin, World::Materialization)?;
+    let engine = ctx.registry.engine().clone();
+    let mut instance =
+        Materialization::instantiate(&engine, &component, ctx.registry.log_sink(&spec.plugin))?;
+    instance.set_sql(
+        db.clone()
+            .map(|d| Box::new(d) as Box<dyn crate::engine::SqlAccess>),
+    );
+
+    let open_spec = sink_api::MaterializationSpec {
+        name: spec.name.clone(),
+        config: spec.config.to_string(),
+        bindings: spec
+            .bindings
+            .iter()
+            .zip(&bindings)
+            .map(|(b, bb)| sink_api::BindingSpec {
+                collection: b.source.clone(),
+                schema: bb.collection.schema.raw().to_string(),
+                key: bb.collection.key.iter().map(|p| p.to_string()).collect(),
+                resource: b.resource.to_string(),
+                delta_updates: b.delta_updates,
+            })
+            .collect(),
+    };
+    let checkpoint = in_destination_txn(db.as_ref(), || {
+        instance
+            .open(&open_spec)
+            .map_err(|e| anyhow::anyhow!("open: {e}"))
+    })?;
+    if let Some(cp) = checkpoint {
+        restore_checkpoint(&cp, &mut bindings)?;
+    }
+    ctx.statuses.update(&ctx.name, |s| {
+        s.state = "running";
+        s.plugin_version = Some(version.seq);
+    });
+    report_sources(ctx, &bindings)?;
+
+    while !ctx.stopping() {
+        let seen = ctx.journals.generation();
+        let n = transaction(ctx, db.as_ref(), &mut bindings, &mut instance)?;
+        if n == 0 {
+            ctx.wait_for_appends(seen);
+        }
+    }
+    Ok(())
+}
+
+/// Run `f` inside a destination transaction (when there is a destination database), committing
+/// only if it succeeds.
+fn in_destination_txn<R>(
+    db: Option<&Sqlite>,
+    f: impl FnOnce() -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    if let Some(db) = db {
+        db.begin()?;
+    }
+    match f() {
+        Ok(r) => {
+            if let Some(db) = db {
+                db.commit()?;
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            if let Some(db) = db {
+                db.rollback();
+            }
+            Err(e)
+        }
+    }
+}
+
+fn transaction(
+    ctx: &TaskCtx,
+    db: Option<&Sqlite>,
+    bindings: &mut [Binding],
+    instance: &mut Materialization,
+) -> anyhow::Result<usize> {
+    // 1. read_sources, 2. combine
+    let mut docs_left = ctx.limits.txn_docs_max;
+    let mut next_offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
+    let mut combined: Vec<BTreeMap<String, (Value, Value)>> = vec![BTreeMap::new(); bindings.len()];
+    let mut n_in = 0;
+    for (i, b) in bindings.iter().enumerate() {
+        if docs_left == 0 {
+            break;
+        }
+        let docs = Journals::read(
+            &ctx.store,
+            &b.collection.name,
+            b.offset,
+            docs_left,
+            ctx.limits.txn_bytes_max,
+        )?;
+        docs_left -= docs.len();
+        n_in += docs.len();
+        for d in docs {
+            next_offsets[i] = d.next_offset();
+            let doc: Value = serde_json::from_slice(&d.bytes).with_context(|| {
+                format!("{} offset {} is not JSON", b.collection.name, d.offset)
+            })?;
+            let key = b.collection.key_of(&doc);
+            // Without reduce annotations a later document of a key replaces an earlier one.
+            combined[i].insert(key.to_string(), (key, doc));
+        }
+    }
+    if n_in == 0 {
+        return Ok(0);
+    }
+
+    // 3. load, reduce, store, commit: one destination transaction.
+    let checkpoint = json!({
+        "bindings": bindings.iter().zip(&next_offsets).map(|(b, o)| json!({"collection": b.collection.name, "offset": o})).collect::<Vec<_>>()
+    })
+    .to_string();
+    let mut n_out = 0;
+    in_destination_txn(db, || {
+        for (i, (b, docs)) in bindings.iter().zip(&combined).enumerate() {
+            if docs.is_empty() {
+                continue;
+            }
+            let loaded: BTreeMap<String, String> = if b.delta_updates {
+                BTreeMap::new()
+            } else {
+                let keys: Vec<String> = docs.keys().cloned().collect();
+                instance
+                    .load(i as u32, &keys)
+                    .map_err(|e| anyhow::anyhow!("load (binding {i}, {}): {e}", b.collection.name))?
+                    .into_iter()
+                    .map(|l| (l.key, l.document))
+                    .collect()
+            };
+            let stored: Vec<sink_api::Stored> = docs
+                .iter()
+                .map(|(key, (_, doc))| sink_api::Stored {
+                    key: key.clone(),
+                    document: doc.to_string(),
+                    exists: loaded.contains_key(key),
+                    delete: false,
+                })
+                .collect();
+            n_out += stored.len();
+            instance
+                .store(i as u32, &stored)
+                .map_err(|e| anyhow::anyhow!("store (binding {i}, {}): {e}", b.collection.name))?;
+        }
+        instance
+            .commit(&checkpoint)
+            .map_err(|e| anyhow::anyhow!("commit: {e}"))
+    })?;
+
+    for (b, o) in bindings.iter_mut().zip(next_offsets) {
+        b.offset = o;
+    }
+    ctx.statuses.update(&ctx.name, |s| {
+        s.transactions += 1;
+        s.docs_in += n_in as u64;
+        s.docs_out += n_out as u64;
+    });
+    report_sources(ctx, bindings)?;
+    Ok(n_in)
+}
+
+fn restore_checkpoint(cp: &str, bindings: &mut [Binding]) -> anyhow::Result<()> {
+    let cp: Value = serde_json::from_str(cp)
+        .with_context(|| format!("the destination's checkpoint is not JSON: {cp}"))?;
+    let saved = cp
+        .get("bindings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, b) in bindings.iter_mut().enumerate() {
+        // A binding resumes only where the same collection was at the same position before.
+        if let Some(s) = saved.get(i)
+            && s.get("collection").and_then(Value::as_str) == Some(b.collection.name.as_str())
+        {
+            b.offset = s.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        }
+    }
+    Ok(())
+}
+
+fn report_sources(ctx: &TaskCtx, bindings: &[Binding]) -> anyhow::Result<()> {
+    let mut sources = Vec::new();
+    for (i, b) in bindings.iter().enumerate() {
+        let head = Journals::head(&ctx.store, &b.collection.name)?;
+        sources.push(SourceStatus {
+            name: format!("binding {i}"),
+            collection: b.collection.name.clone(),
+            offset: b.offset,
+            lag_bytes: head.saturating_sub(b.offset),
+        });
+    }
+    ctx.statuses.update(&ctx.name, |s| s.sources = sources);
+    Ok(())
+}

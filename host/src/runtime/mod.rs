@@ -1,0 +1,534 @@
+//! The host: owns the database, journals, plugin registry and catalog, and supervises the
+//! tasks (one thread each) that the catalog defines.
+
+mod status;
+
+pub use status::{SourceStatus, Statuses, TaskStatus};
+
+use crate::catalog::{self, Built, Bundle, Catalog};
+use crate::engine::{Engine, World};
+use crate::journal::{Journals, ReadDoc};
+use crate::limits::Limits;
+use crate::plugin::Registry;
+use crate::storage::Store;
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Errors of host operations, with the stable code the API shows clients.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What a task thread needs.
+#[derive(Clone)]
+pub struct TaskCtx {
+    pub name: String,
+    pub store: Arc<Store>,
+    pub journals: Arc<Journals>,
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+    pub stop: Arc<AtomicBool>,
+    pub statuses: Statuses,
+}
+
+impl TaskCtx {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep until a journal grows (past generation `seen`), the task is stopped, or the idle
+    /// re-check interval passes.
+    pub fn wait_for_appends(&self, seen: u64) {
+        if !self.stopping() {
+            self.journals
+                .wait(seen, Duration::from_millis(self.limits.idle_recheck_ms));
+        }
+    }
+
+    /// Record a failure in the task's status and its plugin's log.
+    pub fn fail(&self, plugin: &str, error: &anyhow::Error) {
+        let message = format!("{error:#}");
+        tracing::error!(task = %self.name, "task failed: {message}");
+        self.registry.logs().push(
+            plugin,
+            crate::engine::LogLevel::Error,
+            format!("task {} failed: {message}", self.name),
+        );
+        self.statuses.update(&self.name, |s| {
+            s.state = "failed";
+            s.last_error = Some(message);
+        });
+    }
+}
+
+struct TaskHandle {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Result of an ingest.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingested {
+    pub collection: String,
+    pub docs: usize,
+    /// Journal offsets the documents were appended at.
+    pub begin: u64,
+    pub end: u64,
+}
+
+/// Result of a publish.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    pub collections: Vec<String>,
+    pub derivations: Vec<String>,
+    pub materializations: Vec<String>,
+    /// Plugins deployed from the bundle's modules, as `name@seq`.
+    pub deployed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionInfo {
+    pub name: String,
+    pub key: Vec<String>,
+    pub derived: bool,
+    /// Bytes written so far (the journal's write head).
+    pub head: u64,
+}
+
+pub struct Host {
+    pub data_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub journals: Arc<Journals>,
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+    catalog: RwLock<Arc<Built>>,
+    tasks: Mutex<BTreeMap<String, TaskHandle>>,
+    statuses: Statuses,
+    /// Serializes publishes, so two never interleave their checks and swaps.
+    publishing: Mutex<()>,
+    /// Catalog tests run without materializations: they would write to real destinations.
+    run_materializations: bool,
+}
+
+const CATALOG_KEY: &str = "catalog";
+
+impl Host {
+    /// Open the host over `data_dir`, rebuild the persisted catalog and start its tasks.
+    pub fn open(data_dir: &Path, limits: Limits) -> anyhow::Result<Arc<Self>> {
+        Self::open_with(data_dir, limits, true)
+    }
+
+    pub fn open_with(
+        data_dir: &Path,
+        limits: Limits,
+        run_materializations: bool,
+    ) -> anyhow::Result<Arc<Self>> {
+        limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid limits: {e}"))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
+        let store = Arc::new(Store::open(&data_dir.join("flow.redb"))?);
+        let engine = Engine::new(limits.clone(), Some(data_dir.join("compiled")))?;
+        let registry = Arc::new(Registry::new(store.clone(), engine));
+        let built = match store.meta(CATALOG_KEY)? {
+            None => Built::default(),
+            Some(bytes) => {
+                let spec: Catalog = serde_json::from_slice(&bytes)
+                    .context("failed to parse the persisted catalog")?;
+                catalog::build("persisted catalog", spec).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+        };
+        let host = Arc::new(Host {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            journals: Arc::new(Journals::default()),
+            registry,
+            limits,
+            catalog: RwLock::new(Arc::new(built)),
+            tasks: Mutex::new(BTreeMap::new()),
+            statuses: Statuses::default(),
+            publishing: Mutex::new(()),
+            run_materializations,
+        });
+        host.restart_tasks();
+        Ok(host)
+    }
+
+    pub fn catalog(&self) -> Arc<Built> {
+        self.catalog.read().expect("catalog lock poisoned").clone()
+    }
+
+    /// Validate a bundle, deploy its modules, merge it into the catalog and restart tasks.
+    /// Nothing changes unless every check passes.
+    pub fn publish(&self, bundle: Bundle) -> Result<Published, HostError> {
+        let _guard = self.publishing.lock().expect("publish lock poisoned");
+        let mut update = bundle.catalog.clone();
+
+        // Modules become plugins named after their task.
+        let mut modules: Vec<(String, World, Vec<u8>)> = Vec::new();
+        let mut take_module =
+            |task: &str, world: World, wasm: &mut catalog::WasmEndpoint| -> Result<(), HostError> {
+                let Some(path) = wasm.module.take() else {
+                    return Ok(());
+                };
+                let bytes = bundle.modules.get(&path).ok_or_else(|| {
+                    HostError::Invalid(format!(
+                        "{}: {task}: module {path} is not in the published bundle",
+                        bundle.source
+                    ))
+                })?;
+                modules.push((task.to_string(), world, bytes.clone()));
+                wasm.plugin = Some(task.to_string());
+                Ok(())
+            };
+        for (name, c) in update.collections.iter_mut() {
+            if let Some(d) = c.derive.as_mut() {
+                take_module(name, World::Derivation, &mut d.using.wasm)?;
+            }
+        }
+        for (name, m) in update.materializations.iter_mut() {
+            take_module(name, World::Materialization, &mut m.endpoint.wasm)?;
+        }
+        for (name, c) in update.captures.iter_mut() {
+            take_module(name, World::Capture, &mut c.endpoint.wasm)?;
+        }
+
+        let merged = catalog::merge(&self.catalog().spec, &update);
+        let built = catalog::build(&bundle.source, merged).map_err(HostError::Invalid)?;
+
+        // Every module must be a component of the right world before anything is recorded.
+        let engine = self.registry.engine();
+        for (task, world, bytes) in &modules {
+            let digest = format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+            );
+            let component = engine.compile(&digest, bytes).map_err(|e| {
+                HostError::Invalid(format!("{}: {task}: module: {e:#}", bundle.source))
+            })?;
+            let found = engine.world_of(&component).map_err(|e| {
+                HostError::Invalid(format!("{}: {task}: module: {e}", bundle.source))
+            })?;
+            if found != *world {
+                return Err(HostError::Invalid(format!(
+                    "{}: {task}: module implements the {} world, but {task} needs a {} plugin",
+                    bundle.source,
+                    found.name(),
+                    world.name()
+                )));
+            }
+        }
+        // Plugins referenced by name must exist, with the right world.
+        let from_modules: Vec<&str> = modules.iter().map(|(t, _, _)| t.as_str()).collect();
+        let mut wanted: Vec<(&str, &str, World)> = Vec::new();
+        for c in built.collections.values() {
+            if let Some(d) = &c.derive {
+                wanted.push((&c.name, &d.plugin, World::Derivation));
+            }
+        }
+        for m in built.materializations.values() {
+            wanted.push((&m.name, &m.plugin, World::Materialization));
+        }
+        for (task, plugin, world) in wanted {
+            if from_modules.contains(&plugin) {
+                continue;
+            }
+            match self.registry.live(plugin)? {
+                None => {
+                    return Err(HostError::Invalid(format!(
+                        "{}: {task}: no plugin named '{plugin}' is deployed (deploy it with `flow plugin deploy {plugin} FILE.wasm`)",
+                        bundle.source
+                    )));
+                }
+                Some(v) if v.world != world => {
+                    return Err(HostError::Invalid(format!(
+                        "{}: {task}: plugin '{plugin}' implements the {} world, but {task} needs a {} plugin",
+                        bundle.source,
+                        v.world.name(),
+                        world.name()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+
+        let mut deployed = Vec::new();
+        for (task, _, bytes) in &modules {
+            let v = self
+                .registry
+                .deploy(task, bytes)
+                .map_err(|e| HostError::Invalid(format!("{task}: {e}")))?;
+            deployed.push(format!("{}@{}", v.name, v.seq));
+        }
+        let spec_bytes =
+            serde_json::to_vec(&built.spec).context("failed to serialize the catalog")?;
+        self.store.write(|txn| {
+            txn.open_table(crate::storage::META)?
+                .insert(CATALOG_KEY, spec_bytes.as_slice())?;
+            Ok(())
+        })?;
+
+        let published = Published {
+            collections: update.collections.keys().cloned().collect(),
+            derivations: update
+                .collections
+                .iter()
+                .filter(|(_, c)| c.derive.is_some())
+                .map(|(n, _)| n.clone())
+                .collect(),
+            materializations: update.materializations.keys().cloned().collect(),
+            deployed,
+        };
+        *self.catalog.write().expect("catalog lock poisoned") = Arc::new(built);
+        self.restart_tasks();
+        Ok(published)
+    }
+
+    /// Validate documents against the collection's schema and append them in one durable
+    /// transaction: all of them or, on any error, none.
+    pub fn ingest(&self, collection: &str, docs: Vec<Value>) -> Result<Ingested, HostError> {
+        let catalog = self.catalog();
+        let c = catalog
+            .collection(collection)
+            .map_err(HostError::NotFound)?;
+        for (i, doc) in docs.iter().enumerate() {
+            check_document(&self.limits, c, doc)
+                .map_err(|e| HostError::Invalid(format!("document {}: {e}", i + 1)))?;
+        }
+        let n = docs.len();
+        let (begin, end) = self
+            .store
+            .write(|txn| Journals::append(txn, collection, docs))?;
+        self.journals.notify();
+        Ok(Ingested {
+            collection: collection.to_string(),
+            docs: n,
+            begin,
+            end,
+        })
+    }
+
+    /// Read documents of a collection from `offset`.
+    pub fn read(
+        &self,
+        collection: &str,
+        offset: u64,
+        docs_max: usize,
+    ) -> Result<Vec<ReadDoc>, HostError> {
+        self.catalog()
+            .collection(collection)
+            .map_err(HostError::NotFound)?;
+        Ok(Journals::read(
+            &self.store,
+            collection,
+            offset,
+            docs_max,
+            self.limits.txn_bytes_max,
+        )?)
+    }
+
+    pub fn collections(&self) -> anyhow::Result<Vec<CollectionInfo>> {
+        let catalog = self.catalog();
+        let mut out = Vec::new();
+        for c in catalog.collections.values() {
+            out.push(CollectionInfo {
+                name: c.name.clone(),
+                key: c.key.iter().map(|p| p.to_string()).collect(),
+                derived: c.derive.is_some(),
+                head: Journals::head(&self.store, &c.name)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn task_statuses(&self) -> Vec<TaskStatus> {
+        self.statuses.all()
+    }
+
+    pub fn task_status(&self, name: &str) -> Option<TaskStatus> {
+        self.statuses.get(name)
+    }
+
+    /// Block until every running task has read everything written to its sources, or one has
+    /// failed (returned as the error), or `timeout` passes.
+    pub fn wait_idle(&self, timeout: Duration) -> Result<(), HostError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let statuses = self.statuses.all();
+            if let Some(failed) = statuses.iter().find(|s| s.state == "failed") {
+                return Err(HostError::Invalid(format!(
+                    "task {} failed: {}",
+                    failed.name,
+                    failed.last_error.clone().unwrap_or_default()
+                )));
+            }
+            let mut idle = statuses.iter().all(|s| s.state == "running");
+            if idle {
+                for s in &statuses {
+                    for src in &s.sources {
+                        if Journals::head(&self.store, &src.collection)? > src.offset {
+                            idle = false;
+                        }
+                    }
+                }
+            }
+            if idle {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(HostError::Invalid(format!(
+                    "tasks did not catch up within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A new version of `plugin` was deployed: restart the tasks that run it, which pick it up
+    /// from their checkpoints with their state intact.
+    pub fn plugin_deployed(&self, plugin: &str) {
+        let uses = self.statuses.all().iter().any(|s| s.plugin == plugin);
+        if uses {
+            self.restart_tasks();
+        }
+    }
+
+    /// Stop every task and wait for their threads.
+    pub fn shutdown(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks poisoned"));
+        for t in tasks.values() {
+            t.stop.store(true, Ordering::Relaxed);
+        }
+        self.journals.notify();
+        for (name, t) in tasks {
+            let _ = t.thread.join();
+            self.statuses.update(&name, |s| {
+                if s.state != "failed" {
+                    s.state = "stopped"
+                }
+            });
+        }
+    }
+
+    fn restart_tasks(&self) {
+        self.shutdown();
+        let catalog = self.catalog();
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        let mut spawn =
+            |name: &str, kind: &'static str, plugin: &str, run: Box<dyn FnOnce(TaskCtx) + Send>| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let ctx = TaskCtx {
+                    name: name.to_string(),
+                    store: self.store.clone(),
+                    journals: self.journals.clone(),
+                    registry: self.registry.clone(),
+                    limits: self.limits.clone(),
+                    stop: stop.clone(),
+                    statuses: self.statuses.clone(),
+                };
+                self.statuses.set(TaskStatus {
+                    name: name.to_string(),
+                    kind,
+                    state: "starting",
+                    plugin: plugin.to_string(),
+                    plugin_version: None,
+                    last_error: None,
+                    transactions: 0,
+                    docs_in: 0,
+                    docs_out: 0,
+                    sources: Vec::new(),
+                });
+                let thread = std::thread::Builder::new()
+                    .name(format!("task {name}"))
+                    .spawn(move || run(ctx))
+                    .expect("failed to spawn a task thread");
+                tasks.insert(name.to_string(), TaskHandle { stop, thread });
+            };
+        for c in catalog.collections.values() {
+            let Some(d) = &c.derive else { continue };
+            let (catalog, collection) = (catalog.clone(), c.clone());
+            spawn(
+                &c.name,
+                "derivation",
+                &d.plugin,
+                Box::new(move |ctx| crate::derive::run(ctx, catalog, collection)),
+            );
+        }
+        if self.run_materializations {
+            for m in catalog.materializations.values() {
+                let (catalog, m2) = (catalog.clone(), m.clone());
+                spawn(
+                    &m.name,
+                    "materialization",
+                    &m.plugin,
+                    Box::new(move |ctx| crate::materialize::run(ctx, catalog, m2)),
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Check one document before it is appended to collection `c`.
+pub fn check_document(
+    limits: &Limits,
+    c: &catalog::BuiltCollection,
+    doc: &Value,
+) -> Result<(), String> {
+    if !doc.is_object() {
+        return Err(format!("must be a JSON object, not {}", type_name(doc)));
+    }
+    let size = serde_json::to_vec(doc)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > limits.doc_bytes_max {
+        return Err(format!(
+            "is {size} bytes, over the limit of {} bytes",
+            limits.doc_bytes_max
+        ));
+    }
+    let mut without_meta;
+    let doc = if doc.get("_meta").is_some() {
+        // `_meta` is the host's: what a writer brought is replaced, so it is not validated.
+        without_meta = doc.clone();
+        without_meta.as_object_mut().map(|m| m.remove("_meta"));
+        &without_meta
+    } else {
+        doc
+    };
+    c.schema
+        .validate(doc)
+        .map_err(|e| format!("does not match the schema of {}: {e}", c.name))
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

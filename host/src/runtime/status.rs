@@ -1,0 +1,71 @@
+//! Task status as the API and CLI show it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    pub name: String,
+    /// `derivation` or `materialization`.
+    pub kind: &'static str,
+    /// `starting`, `running`, `failed` or `stopped`.
+    pub state: &'static str,
+    pub plugin: String,
+    /// Sequence of the plugin version running, once started.
+    pub plugin_version: Option<u64>,
+    pub last_error: Option<String>,
+    pub transactions: u64,
+    pub docs_in: u64,
+    pub docs_out: u64,
+    pub sources: Vec<SourceStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The transform (derivations) or binding index (materializations).
+    pub name: String,
+    pub collection: String,
+    /// Next offset this task reads.
+    pub offset: u64,
+    /// Bytes written to the source that this task has not read yet.
+    pub lag_bytes: u64,
+}
+
+/// Shared, updatable status of every task.
+#[derive(Clone, Default)]
+pub struct Statuses(Arc<Mutex<BTreeMap<String, TaskStatus>>>);
+
+impl Statuses {
+    pub fn set(&self, status: TaskStatus) {
+        self.0
+            .lock()
+            .expect("statuses poisoned")
+            .insert(status.name.clone(), status);
+    }
+
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut TaskStatus)) {
+        if let Some(s) = self.0.lock().expect("statuses poisoned").get_mut(name) {
+            f(s)
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<TaskStatus> {
+        self.0.lock().expect("statuses poisoned").get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<TaskStatus> {
+        self.0
+            .lock()
+            .expect("statuses poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.0.lock().expect("statuses poisoned").remove(name);
+    }
+}

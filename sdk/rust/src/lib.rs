@@ -1,0 +1,138 @@
+//! Write Flow plugins in Rust.
+//!
+//! Plugin authors implement a trait over [`serde_json::Value`] and call one export macro; the
+//! WebAssembly component plumbing (generated from `wit/` by wit-bindgen) stays inside this
+//! crate. Build for `wasm32-wasip2`: a `cdylib` built for that target is a component.
+//!
+//! # A complete derivation
+//!
+//! ```no_run
+//! // Cargo.toml: [lib] crate-type = ["cdylib"]; [dependencies] flow-sdk = { path = "..." }
+//! // Build:      cargo build --release --target wasm32-wasip2
+//! use flow_sdk::{Derivation, DerivationSpec, Error, Publisher, Source, json, state};
+//!
+//! /// Keeps a lifetime total per customer in host-managed state.
+//! struct Totals;
+//!
+//! impl Derivation for Totals {
+//!     fn open(_spec: DerivationSpec) -> Result<Self, Error> {
+//!         Ok(Totals)
+//!     }
+//!
+//!     fn transform(&mut self, source: Source<'_>, out: &mut Publisher) -> Result<(), Error> {
+//!         let amount = source.doc["amount"].as_f64().ok_or_else(|| Error::new("amount must be a number"))?;
+//!         let total = state::get(&source.key).and_then(|s| s.as_f64()).unwrap_or(0.0) + amount;
+//!         state::set(&source.key, &json!(total));
+//!         out.publish(&json!({"customer": source.doc["customer"], "total": total}));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! flow_sdk::export_derivation!(Totals);
+//! ```
+//!
+//! Materializations implement [`Materialization`] and use [`sql`]; see
+//! `plugins/materialize-sqlite` for a complete one.
+
+extern crate self as flow_sdk;
+
+pub use serde_json::{self, Value, json};
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+#[doc(hidden)]
+pub mod derivation_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "flow:plugin/derivation",
+        pub_export_macro: true,
+        export_macro_name: "__export_derivation_world",
+        default_bindings_module: "flow_sdk::derivation_bindings",
+        runtime_path: "flow_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod materialization_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "flow:plugin/materialization",
+        pub_export_macro: true,
+        export_macro_name: "__export_materialization_world",
+        default_bindings_module: "flow_sdk::materialization_bindings",
+        runtime_path: "flow_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod derivation;
+#[doc(hidden)]
+pub mod materialization;
+
+pub use derivation::{Derivation, DerivationSpec, Publisher, Source, TransformSpec, state};
+pub use materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored, sql};
+
+/// An error a plugin returns: the host fails (or routes) the transaction and reports the
+/// message, naming the offending document when [`Error::document`] is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub message: String,
+    /// Index of the document in the current batch; the SDK sets it for errors returned while
+    /// handling a document.
+    pub document: Option<u32>,
+}
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            document: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::new(format!("JSON: {e}"))
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error::new(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::new(message)
+    }
+}
+
+/// Write a line to the plugin's log (`flow plugin logs NAME`).
+pub fn log(message: &str) {
+    derivation_bindings::flow::plugin::log::write(
+        derivation_bindings::flow::plugin::log::Level::Info,
+        message,
+    )
+}
+
+/// Write a warning to the plugin's log.
+pub fn warn(message: &str) {
+    derivation_bindings::flow::plugin::log::write(
+        derivation_bindings::flow::plugin::log::Level::Warn,
+        message,
+    )
+}
+
+#[doc(hidden)]
+pub use derivation as __derivation;
+#[doc(hidden)]
+pub use materialization as __materialization;
