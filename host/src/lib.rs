@@ -1,6 +1,7 @@
 //! Flow: a WebAssembly-plugin stream transformation host. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod connector;

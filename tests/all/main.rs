@@ -1,1 +1,8 @@
+//! End-to-end tests: one binary, one module per area. `build.rs` builds the plugins first.
 
+mod bad_input;
+mod catalogs;
+mod e2e;
+mod python;
+
+pub use flow_tests::{Served, plugin_bytes, plugins};

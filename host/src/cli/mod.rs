@@ -46,6 +46,19 @@ enum Command {
     Collections(collections::CollectionsCmd),
     /// Show the status of tasks: state, last error, lag and document counts.
     Tasks,
+    /// Measure a pass-through Wasm derivation against the same JSON work in native Rust, and
+    /// the ingest -> derivation pipeline. Build with --release for meaningful numbers.
+    Bench {
+        /// The pass-through plugin component.
+        #[arg(
+            long,
+            default_value = "plugins/target/wasm32-wasip2/release/passthrough.wasm"
+        )]
+        plugin: std::path::PathBuf,
+        /// Documents per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        docs: usize,
+    },
 }
 
 /// Entry point of the `flow` binary.
@@ -61,6 +74,10 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(s) => s.run(cli.token),
         Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),
+        Command::Bench { plugin, docs } => crate::bench::run(&plugin, docs).map(|r| {
+            r.print();
+            std::process::ExitCode::SUCCESS
+        }),
         command => {
             let rt = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
             let client = client::Client::new(&cli.api_url, cli.token);
@@ -70,7 +87,7 @@ pub fn main() -> std::process::ExitCode {
                     Command::Plugin(p) => p.run(&client).await,
                     Command::Collections(c) => c.run(&client).await,
                     Command::Tasks => tasks(&client).await,
-                    Command::Serve(_) => unreachable!("handled above"),
+                    Command::Serve(_) | Command::Bench { .. } => unreachable!("handled above"),
                 }
             })
         }

@@ -1,0 +1,24 @@
+# The two commands a new machine needs (see README.md):
+#   make demo   - set up, run the example pipeline end to end, print the materialized table
+#   make test   - set up, run the whole test suite
+.PHONY: demo test setup setup-test plugins bench
+
+setup:
+	rustup target add wasm32-wasip2
+
+# Python plugins are built with componentize-py (PyPI) by tests/build.rs.
+setup-test: setup
+	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1
+
+plugins: setup
+	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+
+demo: setup
+	bash examples/demo.sh
+
+test: setup-test
+	cargo test --workspace --no-fail-fast
+
+bench: setup
+	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+	cargo run --release -p flow-host -- bench

@@ -1,0 +1,288 @@
+//! Bad input is refused with a message naming the thing and the reason, and nothing that was
+//! accepted before is lost or changed.
+
+use crate::{Served, plugin_bytes, plugins};
+use serde_json::{Value, json};
+
+async fn setup() -> (Served, reqwest::Client) {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    for (name, path) in [
+        ("totals", plugins::CUSTOMER_TOTALS),
+        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+    ] {
+        let r = http
+            .post(served.url(&format!("/v1/plugins/{name}")))
+            .body(plugin_bytes(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let views = served.dir.path().join("views.db");
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&crate::e2e::bundle(&views))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    (served, http)
+}
+
+async fn error(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    (
+        status,
+        v["error"]["code"].as_str().unwrap().to_string(),
+        v["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn orders_head(served: &Served, http: &reqwest::Client) -> u64 {
+    let v: Value = http
+        .get(served.url("/v1/collections"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "acme/orders")
+        .unwrap()["head"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_errors_append_nothing() {
+    let (served, http) = setup().await;
+    let url = served.url("/v1/collections/acme%2Forders/documents");
+    let ok = http
+        .post(&url)
+        .body("{\"id\":1,\"customer\":\"a\",\"amount\":1}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let head = orders_head(&served, &http).await;
+
+    // (body, status, code, expected message parts)
+    let cases: &[(&str, u16, &str, &[&str])] = &[
+        (
+            "{\"id\":2,\"customer\":\"b\",\"amount\":1}\n{\"id\": 3,",
+            400,
+            "invalid",
+            &["line 2", "invalid JSON"],
+        ),
+        (
+            "{\"id\":2,\"customer\":\"b\",\"amount\":1}\n{\"id\":3,\"customer\":\"c\",\"amount\":-1}\n",
+            400,
+            "invalid",
+            &["line 2", "schema of acme/orders", "at /amount", "minimum"],
+        ),
+        (
+            "{\"id\":\"x\",\"customer\":\"b\",\"amount\":1}",
+            400,
+            "invalid",
+            &["line 1", "at /id", "integer"],
+        ),
+        (
+            "[1,2]",
+            400,
+            "invalid",
+            &["line 1", "must be a JSON object, not an array"],
+        ),
+        ("\n  \n", 400, "invalid", &["no documents"]),
+    ];
+    for (body, status, code, parts) in cases {
+        let (s, c, m) = error(http.post(&url).body(*body).send().await.unwrap()).await;
+        assert_eq!((s, c.as_str()), (*status, *code), "{body}: {m}");
+        for p in *parts {
+            assert!(m.contains(p), "{body}: expected {p:?} in {m:?}");
+        }
+        assert_eq!(
+            orders_head(&served, &http).await,
+            head,
+            "{body}: something was appended"
+        );
+    }
+
+    let (s, c, m) = error(
+        http.post(served.url("/v1/collections/acme%2Fnope/documents"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, c.as_str()), (404, "not_found"));
+    assert!(m.contains("unknown collection 'acme/nope'"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_catalogs_change_nothing() {
+    let (served, http) = setup().await;
+    let before: Value = http
+        .get(served.url("/v1/catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let views = served.dir.path().join("views.db");
+
+    let mut unknown_field = crate::e2e::bundle(&views);
+    unknown_field["catalog"]["collections"]["acme/orders"]["colour"] = json!("blue");
+    let mut key_not_required = crate::e2e::bundle(&views);
+    key_not_required["catalog"]["collections"]["acme/orders"]["key"] = json!(["/note"]);
+    key_not_required["catalog"]["collections"]["acme/orders"]["schema"]["properties"]["note"] =
+        json!({"type": "string"});
+    let mut key_not_scalar = crate::e2e::bundle(&views);
+    key_not_scalar["catalog"]["collections"]["acme/orders"]["schema"]["properties"]["id"] =
+        json!({"type": "object"});
+    let mut unknown_source = crate::e2e::bundle(&views);
+    unknown_source["catalog"]["collections"]["acme/customer-totals"]["derive"]["transforms"][0]["source"] =
+        json!("acme/nope");
+    let mut missing_plugin = crate::e2e::bundle(&views);
+    missing_plugin["catalog"]["collections"]["acme/customer-totals"]["derive"]["using"]["wasm"]["plugin"] =
+        json!("ghost");
+    let mut wrong_world = crate::e2e::bundle(&views);
+    wrong_world["catalog"]["collections"]["acme/customer-totals"]["derive"]["using"]["wasm"]["plugin"] =
+        json!("materialize-sqlite");
+
+    let cases: Vec<(Value, &[&str])> = vec![
+        (unknown_field, &["unknown field `colour`"]),
+        (
+            key_not_required,
+            &[
+                "collection acme/orders",
+                "key /note must point at a required location",
+            ],
+        ),
+        (
+            key_not_scalar,
+            &[
+                "collection acme/orders",
+                "key /id must point at a scalar",
+                "object",
+            ],
+        ),
+        (
+            unknown_source,
+            &["transform fromOrders: unknown source collection 'acme/nope'"],
+        ),
+        (missing_plugin, &["no plugin named 'ghost' is deployed"]),
+        (
+            wrong_world,
+            &[
+                "'materialize-sqlite' implements the materialization world",
+                "needs a derivation plugin",
+            ],
+        ),
+    ];
+    for (bundle, parts) in cases {
+        let (s, c, m) = error(
+            http.post(served.url("/v1/catalog"))
+                .json(&bundle)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, c.as_str()), (400, "invalid"), "{m}");
+        for p in parts {
+            assert!(m.contains(p), "expected {p:?} in {m:?}");
+        }
+        let after: Value = http
+            .get(served.url("/v1/catalog"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(after, before, "a refused publish changed the catalog");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_components_are_refused() {
+    let (served, http) = setup().await;
+    let list = |http: reqwest::Client, url: String| async move {
+        http.get(url).send().await.unwrap().text().await.unwrap()
+    };
+    let before = list(http.clone(), served.url("/v1/plugins")).await;
+
+    let core_module: &[u8] = b"\0asm\x01\0\0\0";
+    let cases: Vec<(Vec<u8>, &[&str])> = vec![
+        (
+            b"name: not wasm".to_vec(),
+            &["not a WebAssembly component", "not WebAssembly at all"],
+        ),
+        (
+            core_module.to_vec(),
+            &["core WebAssembly module", "wasm32-wasip2"],
+        ),
+        (
+            plugin_bytes(plugins::NO_WORLD),
+            &["implements no known world", "flow:plugin/derive@0.1.0"],
+        ),
+    ];
+    for (bytes, parts) in cases {
+        let (s, c, m) = error(
+            http.post(served.url("/v1/plugins/totals"))
+                .body(bytes)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, c.as_str()), (400, "invalid"), "{m}");
+        assert!(m.starts_with("plugin totals:"), "{m}");
+        for p in parts {
+            assert!(m.contains(p), "expected {p:?} in {m:?}");
+        }
+    }
+    assert_eq!(
+        list(http.clone(), served.url("/v1/plugins")).await,
+        before,
+        "a refused deploy changed the plugins"
+    );
+    let history: Value = http
+        .get(served.url("/v1/plugins/totals/versions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["versions"].as_array().unwrap().len(), 1);
+
+    // A catalog whose module implements no known world is refused as a whole.
+    let mut bundle = crate::e2e::bundle(&served.dir.path().join("views.db"));
+    bundle["catalog"]["collections"]["acme/customer-totals"]["derive"]["using"]["wasm"] =
+        json!({"module": "x.wasm"});
+    use base64::Engine as _;
+    bundle["modules"] = json!({"x.wasm": base64::engine::general_purpose::STANDARD.encode(plugin_bytes(plugins::NO_WORLD))});
+    let (s, _, m) = error(
+        http.post(served.url("/v1/catalog"))
+            .json(&bundle)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        m.contains("acme/customer-totals: module: the component implements no known world"),
+        "{m}"
+    );
+    assert_eq!(list(http.clone(), served.url("/v1/plugins")).await, before);
+}

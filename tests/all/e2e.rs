@@ -1,0 +1,246 @@
+//! The whole path over HTTP on loopback: deploy plugins, publish a catalog, ingest, and watch
+//! the SQLite table that a Wasm derivation and the materialize-sqlite plugin keep fresh.
+
+use crate::{Served, plugin_bytes, plugins};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+pub fn bundle(views_db: &std::path::Path) -> Value {
+    json!({
+        "source": "e2e",
+        "catalog": {
+            "collections": {
+                "acme/orders": {
+                    "schema": {"type": "object",
+                               "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+                               "required": ["id", "customer", "amount"]},
+                    "key": ["/id"],
+                },
+                "acme/customer-totals": {
+                    "schema": {"type": "object",
+                               "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
+                               "required": ["customer", "total", "orders"]},
+                    "key": ["/customer"],
+                    "derive": {
+                        "using": {"wasm": {"plugin": "totals"}},
+                        "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
+                    },
+                },
+            },
+            "materializations": {
+                "acme/views": {
+                    "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": views_db}}},
+                    "bindings": [{"source": "acme/customer-totals", "resource": {"table": "customer_totals"}}],
+                },
+            },
+        },
+    })
+}
+
+/// Rows of `customer_totals`, once the table has `n` rows (or panic after a deadline).
+pub fn wait_for_rows(db: &std::path::Path, n: usize) -> Vec<(String, f64, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, f64, i64)> = rusqlite::Connection::open(db)
+            .and_then(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT customer, total, orders FROM customer_totals ORDER BY customer",
+                )?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .unwrap_or_default();
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} rows, have {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_publish_ingest_materialize() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+
+    for (name, path) in [
+        ("totals", plugins::CUSTOMER_TOTALS),
+        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+    ] {
+        let v: Value = http
+            .post(served.url(&format!("/v1/plugins/{name}")))
+            .body(plugin_bytes(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["seq"], 1, "{v}");
+        assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+    }
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&bundle(&views))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let ndjson = "{\"id\":1,\"customer\":\"alice\",\"amount\":5}\n{\"id\":2,\"customer\":\"bob\",\"amount\":7.5}\n{\"id\":3,\"customer\":\"alice\",\"amount\":10}\n";
+    let r: Value = http
+        .post(served.url("/v1/collections/acme%2Forders/documents"))
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["docs"], 3, "{r}");
+
+    let rows = tokio::task::spawn_blocking(move || wait_for_rows(&views, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![("alice".into(), 15.0, 2), ("bob".into(), 7.5, 1)]
+    );
+
+    // The derived collection is readable over HTTP, each document stamped with _meta.
+    let text = http
+        .get(served.url("/v1/collections/acme%2Fcustomer-totals/documents"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let docs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 3);
+    assert!(docs.iter().all(|d| d["_meta"]["uuid"].is_string()));
+
+    // Status shows both tasks running and caught up; metrics expose them.
+    let tasks: Value = http
+        .get(served.url("/v1/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for t in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "running", "{t}");
+    }
+    let metrics = http
+        .get(served.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flow_task_docs_in_total{task=\"acme/customer-totals\"} 3"),
+        "{metrics}"
+    );
+
+    // The plugin's log line arrived.
+    let logs = http
+        .get(served.url("/v1/plugins/totals/logs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("deployed version 1"), "{logs}");
+}
+
+/// A follower of a collection receives documents appended after it started, without polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_follow_streams_new_documents() {
+    use futures::StreamExt;
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    for (name, path) in [
+        ("totals", plugins::CUSTOMER_TOTALS),
+        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+    ] {
+        http.post(served.url(&format!("/v1/plugins/{name}")))
+            .body(plugin_bytes(path))
+            .send()
+            .await
+            .unwrap();
+    }
+    http.post(served.url("/v1/catalog"))
+        .json(&bundle(&views))
+        .send()
+        .await
+        .unwrap();
+
+    let resp = http
+        .get(served.url("/v1/collections/acme%2Forders/documents?offset=end&follow=true"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    http.post(served.url("/v1/collections/acme%2Forders/documents"))
+        .body("{\"id\":7,\"customer\":\"zed\",\"amount\":1}")
+        .send()
+        .await
+        .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("no document within 10s")
+        .unwrap()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(chunk.strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(doc["customer"], "zed");
+}
+
+/// With a token configured, every route but health requires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_is_required() {
+    let served = Served::start(Some("s3cret")).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(served.url("/v1/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = http
+        .get(served.url("/v1/collections"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let r = http
+        .get(served.url("/v1/collections"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(served.url("/v1/openapi.json"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["paths"]["/v1/collections/{name}/documents"].is_object());
+}
