@@ -12,3 +12,7 @@ pub use compare::{compare, compare_by_key};
 pub use ptr::Pointer;
 pub mod schema;
 pub use schema::{Schema, SchemaError, ValidationError};
+pub mod reduce;
+pub use reduce::{ReduceError, Reduced, Strategy};
+pub mod combine;
+pub use combine::{Binding, CombineError, Combiner, Drained};

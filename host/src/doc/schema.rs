@@ -5,13 +5,16 @@
 //! keeps validation free of I/O.
 
 use super::ptr::{Pointer, Token};
+use super::reduce::{Plan, ReduceError, Reduced};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
-/// A compiled collection schema.
+/// A compiled collection schema: its validator, and its reduce plan (the `reduce` annotations,
+/// compiled so that reducing a document does not evaluate annotations from scratch).
 pub struct Schema {
     raw: Value,
     validator: Validator,
+    plan: Plan,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,10 @@ pub enum SchemaError {
     EmptyKey,
     #[error(transparent)]
     Pointer(#[from] super::ptr::PointerError),
+    /// A `reduce` annotation that is not understood, at a schema location such as
+    /// `#/properties/total`.
+    #[error("at schema location {location}: {reason}")]
+    Reduce { location: String, reason: String },
 }
 
 /// Why a document does not match its schema.
@@ -55,10 +62,30 @@ impl Schema {
             .with_draft(draft)
             .build(raw)
             .map_err(|e| SchemaError::Invalid(format_error(&e)))?;
+        let plan = Plan::compile(raw, draft)?;
         Ok(Schema {
             raw: raw.clone(),
             validator,
+            plan,
         })
+    }
+
+    /// Reduce `rhs` onto `lhs` (None: against nothing) by the schema's `reduce` annotations.
+    /// `full` says lhs is the first document of its key (or absent at the start of history).
+    /// `rhs` must be valid against this schema. See [`Reduced`] for what comes back: a
+    /// document, a deletion (full only), or a deferral (associative only).
+    pub fn reduce(
+        &self,
+        lhs: Option<Value>,
+        rhs: Value,
+        full: bool,
+    ) -> Result<Reduced, ReduceError> {
+        self.plan.reduce(lhs, rhs, full)
+    }
+
+    /// The compiled reduce plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The schema as written.

@@ -1,0 +1,229 @@
+//! `merge`: objects by property, arrays by index, keyed arrays as a sorted merge-join; and the
+//! deep merge that `minimize`/`maximize` with `key` apply to documents of equal keys.
+
+use super::super::ptr::Pointer;
+use super::scope::Scope;
+use super::{Fail, Loc, Out, Walk, type_error};
+use serde_json::{Map, Value};
+use std::cmp::Ordering;
+
+pub(super) fn merge(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    key: &[Pointer],
+    lhs: Option<Value>,
+    rhs: Value,
+) -> Result<Out, Fail> {
+    if !is_container(&rhs) {
+        return Err(type_error(loc, "merge", "objects or arrays", lhs.as_ref(), Some(&rhs)).into());
+    }
+    let lhs = match lhs {
+        Some(l) if same_kind(&l, &rhs) => Some(l),
+        // A type change: only a full reduction may drop lhs, leaving rhs against nothing.
+        Some(_) if !w.full => return Err(Fail::Defer),
+        _ => None,
+    };
+    containers(w, loc, scope, key, lhs, rhs)
+}
+
+/// Deep-merge two documents of equal `minimize`/`maximize` keys: containers of one kind
+/// recursively (arrays by index), scalars by taking rhs.
+pub(super) fn deep_merge(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    lhs: Value,
+    rhs: Value,
+) -> Result<Out, Fail> {
+    if same_kind(&lhs, &rhs) && is_container(&rhs) {
+        containers(w, loc, scope, &[], Some(lhs), rhs)
+    } else if w.full || (!is_container(&lhs) && !is_container(&rhs)) {
+        // Scalars take rhs; a type change only in a full reduction.
+        Ok(Out::Keep(rhs))
+    } else {
+        Err(Fail::Defer)
+    }
+}
+
+/// Merge rhs (an object or array) onto lhs of the same kind, or onto nothing.
+fn containers(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    key: &[Pointer],
+    lhs: Option<Value>,
+    rhs: Value,
+) -> Result<Out, Fail> {
+    let out = match rhs {
+        Value::Object(r) => {
+            let l = match lhs {
+                Some(Value::Object(l)) => l,
+                _ => Map::new(),
+            };
+            Value::Object(objects(w, loc, scope, l, r)?)
+        }
+        Value::Array(r) => {
+            let l = match lhs {
+                Some(Value::Array(l)) => l,
+                _ => Vec::new(),
+            };
+            if key.is_empty() {
+                Value::Array(by_index(w, loc, scope, l, r)?)
+            } else {
+                Value::Array(keyed(w, loc, scope, key, l, r)?)
+            }
+        }
+        scalar => scalar,
+    };
+    Ok(Out::Keep(out))
+}
+
+/// Union of properties; shared ones reduced recursively, rhs-only ones against nothing.
+pub(super) fn objects(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    mut out: Map<String, Value>,
+    rhs: Map<String, Value>,
+) -> Result<Map<String, Value>, Fail> {
+    use serde_json::map::Entry;
+    for (k, rv) in rhs {
+        let seeds = w.plan.prop_seeds(scope, &k);
+        match out.entry(k) {
+            Entry::Occupied(mut e) => {
+                let lv = std::mem::take(e.get_mut());
+                match w.at(&Loc::Prop(loc, e.key()), &seeds, Some(lv), rv)? {
+                    Out::Keep(v) => *e.get_mut() = v,
+                    Out::Removed(_) => drop(e.remove()),
+                }
+            }
+            Entry::Vacant(e) => {
+                if let Out::Keep(v) = w.at(&Loc::Prop(loc, e.key()), &seeds, None, rv)? {
+                    e.insert(v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Item by item; the longer side's tail is kept (rhs's reduced against nothing). An item
+/// deleted by a full reduction is dropped.
+fn by_index(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    lhs: Vec<Value>,
+    rhs: Vec<Value>,
+) -> Result<Vec<Value>, Fail> {
+    let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+    let mut lhs = lhs.into_iter();
+    for (i, rv) in rhs.into_iter().enumerate() {
+        let seeds = w.plan.item_seeds(scope, i);
+        if let Out::Keep(v) = w.at(&Loc::Item(loc, i), &seeds, lhs.next(), rv)? {
+            out.push(v);
+        }
+    }
+    out.extend(lhs);
+    Ok(out)
+}
+
+/// The key values of a document, missing locations as None.
+pub(super) fn key_of(key: &[Pointer], doc: &Value) -> Vec<Option<Value>> {
+    key.iter().map(|p| p.query(doc).cloned()).collect()
+}
+
+/// Compare extracted key values with a document's, in the total order (missing first).
+pub(super) fn compare_key(key: &[Pointer], values: &[Option<Value>], doc: &Value) -> Ordering {
+    for (p, v) in key.iter().zip(values) {
+        let ord = match (v, p.query(doc)) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(a), Some(b)) => super::compare(a, b),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Sort items by key, stably, remembering their original indices.
+pub(super) fn sort_by_key(key: &[Pointer], items: Vec<Value>) -> Vec<(usize, Value)> {
+    let mut items: Vec<(usize, Value)> = items.into_iter().enumerate().collect();
+    if !items
+        .windows(2)
+        .all(|w| super::compare_by_key(key, &w[0].1, &w[1].1) != Ordering::Greater)
+    {
+        items.sort_by(|a, b| super::compare_by_key(key, &a.1, &b.1));
+    }
+    items
+}
+
+/// Both sides sorted by key; each run of equal keys reduced left to right, lhs items first; the
+/// result stays sorted and has one item per key.
+fn keyed(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    key: &[Pointer],
+    lhs: Vec<Value>,
+    rhs: Vec<Value>,
+) -> Result<Vec<Value>, Fail> {
+    let mut out = Vec::with_capacity(lhs.len() + rhs.len());
+    let mut lhs = sort_by_key(key, lhs).into_iter().peekable();
+    let mut rhs = sort_by_key(key, rhs).into_iter().peekable();
+    loop {
+        // The smallest key of either side starts the next run.
+        let run_key = match (lhs.peek(), rhs.peek()) {
+            (None, None) => break,
+            (Some((_, l)), None) => key_of(key, l),
+            (None, Some((_, r))) => key_of(key, r),
+            (Some((_, l)), Some((_, r))) => match super::compare_by_key(key, l, r) {
+                Ordering::Greater => key_of(key, r),
+                _ => key_of(key, l),
+            },
+        };
+        let same = |(_, v): &(usize, Value)| compare_key(key, &run_key, v) == Ordering::Equal;
+        let mut acc: Option<Value> = None;
+        let mut first = true;
+        while let Some((i, item)) = lhs.next_if(same) {
+            // The first lhs item is the state; later duplicates fold onto it.
+            acc = if std::mem::take(&mut first) {
+                Some(item)
+            } else {
+                item_at(w, loc, scope, i, acc, item)?
+            };
+        }
+        while let Some((i, item)) = rhs.next_if(same) {
+            acc = item_at(w, loc, scope, i, acc, item)?;
+        }
+        out.extend(acc);
+    }
+    Ok(out)
+}
+
+fn item_at(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    i: usize,
+    lhs: Option<Value>,
+    rhs: Value,
+) -> Result<Option<Value>, Fail> {
+    let seeds = w.plan.item_seeds(scope, i);
+    Ok(match w.at(&Loc::Item(loc, i), &seeds, lhs, rhs)? {
+        Out::Keep(v) => Some(v),
+        Out::Removed(_) => None,
+    })
+}
+
+fn is_container(v: &Value) -> bool {
+    matches!(v, Value::Object(_) | Value::Array(_))
+}
+
+pub(super) fn same_kind(a: &Value, b: &Value) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}

@@ -1,0 +1,376 @@
+//! `set`: the location is an update to a set, an object of terms `add`, `intersect` and
+//! `remove` (never both of the last two). Terms are all objects (property = member) or all
+//! arrays sorted by `key`.
+//!
+//! An update is the function `x -> (x op T) ∪ A` (op: keep, `∩ intersect`, `− remove`; `∪`
+//! deep-merges equal members). Two updates compose into one of the same form, which is what an
+//! associative reduction returns:
+//! `(x opL TL ∪ AL) opR TR ∪ AR = x (opL TL then opR TR) ∪ ((AL opR TR) ∪ AR)`, where
+//! `−RL then −RR = −(RL ∪ RR)`, `−RL then ∩IR = ∩(IR − RL)`, `∩IL then −RR = ∩(IL − RR)` and
+//! `∩IL then ∩IR = ∩(IL ∩ IR)`. A full reduction applies the update to lhs's members and keeps
+//! only `add`.
+
+use super::super::ptr::Pointer;
+use super::merge::{compare_key, key_of, sort_by_key};
+use super::scope::Scope;
+use super::{Fail, Loc, Out, ReduceError, Walk, show};
+use serde_json::{Map, Value};
+use std::cmp::Ordering;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) enum Form {
+    Object,
+    Array,
+}
+
+/// The members of one term.
+enum Members {
+    Obj(Map<String, Value>),
+    Arr(Vec<Value>),
+}
+
+enum Op {
+    Keep,
+    Intersect(Members),
+    Remove(Members),
+}
+
+struct Update {
+    add: Option<Members>,
+    op: Op,
+}
+
+/// Check the shape of a set update; its form if it has any term.
+pub(super) fn form_of(v: &Value) -> Result<Option<Form>, &'static str> {
+    let Value::Object(m) = v else {
+        return Err("expects an object of 'add', 'intersect' and 'remove' terms");
+    };
+    if m.contains_key("intersect") && m.contains_key("remove") {
+        return Err("update has both 'intersect' and 'remove'");
+    }
+    let mut form = None;
+    for (k, t) in m {
+        if !matches!(k.as_str(), "add" | "intersect" | "remove") {
+            return Err("update has a property other than 'add', 'intersect' and 'remove'");
+        }
+        let f = match t {
+            Value::Object(_) => Form::Object,
+            Value::Array(_) => Form::Array,
+            _ => return Err("terms must be objects or arrays"),
+        };
+        if form.is_some_and(|g| g != f) {
+            return Err("terms must all be objects or all be arrays");
+        }
+        form = Some(f);
+    }
+    Ok(form)
+}
+
+pub(super) fn reduce(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Scope,
+    key: &[Pointer],
+    lhs: Option<Value>,
+    rhs: Value,
+) -> Result<Out, Fail> {
+    let invalid = |reason: &'static str, lhs: Option<&Value>, rhs: &Value| {
+        Fail::Error(ReduceError::InvalidSet {
+            at: loc.to_string(),
+            reason,
+            lhs: show(lhs),
+            rhs: show(Some(rhs)),
+        })
+    };
+    let rhs_form = form_of(&rhs).map_err(|r| invalid(r, lhs.as_ref(), &rhs))?;
+    let lhs_form = match &lhs {
+        Some(l) => form_of(l).map_err(|r| invalid(r, Some(l), &rhs))?,
+        None => None,
+    };
+    if let (Some(a), Some(b)) = (lhs_form, rhs_form)
+        && a != b
+    {
+        return Err(invalid(
+            "terms must all be objects or all be arrays",
+            lhs.as_ref(),
+            &rhs,
+        ));
+    }
+    let form = rhs_form.or(lhs_form);
+
+    // The scope of the `add` term, whose members deep-merge by their own strategies.
+    let add_seeds = w.plan.prop_seeds(scope, "add");
+    let add_value = rhs
+        .get("add")
+        .or_else(|| lhs.as_ref().and_then(|l| l.get("add")))
+        .unwrap_or(&Value::Null);
+    let add_scope = w.plan.expand(&add_seeds, add_value);
+    let add_loc = Loc::Prop(loc, "add");
+    let m = Adds {
+        w,
+        loc: &add_loc,
+        scope: &add_scope,
+        key,
+    };
+
+    let rhs = m.parse(rhs)?;
+    let lhs = match lhs {
+        Some(l) => Some(m.parse(l)?),
+        None => None,
+    };
+    let out = match (lhs, w.full) {
+        (lhs, true) => {
+            // lhs is the start of history: its own intersect/remove act on nothing.
+            let base = lhs.and_then(|l| l.add);
+            let add = m.merge_adds(apply_op(key, base, &rhs.op), rhs.add)?;
+            Update {
+                add: add.or_else(|| form.map(empty)),
+                op: Op::Keep,
+            }
+        }
+        (None, false) => rhs,
+        (Some(lhs), false) => {
+            let add = m.merge_adds(apply_op(key, lhs.add, &rhs.op), rhs.add)?;
+            Update {
+                add,
+                op: compose(key, lhs.op, rhs.op),
+            }
+        }
+    };
+    Ok(Out::Keep(out.into_value()))
+}
+
+fn empty(form: Form) -> Members {
+    match form {
+        Form::Object => Members::Obj(Map::new()),
+        Form::Array => Members::Arr(Vec::new()),
+    }
+}
+
+/// Apply an intersect or remove term to added members.
+fn apply_op(key: &[Pointer], add: Option<Members>, op: &Op) -> Option<Members> {
+    Some(match (add?, op) {
+        (add, Op::Keep) => add,
+        (Members::Obj(mut a), Op::Intersect(Members::Obj(t))) => {
+            a.retain(|k, _| t.contains_key(k));
+            Members::Obj(a)
+        }
+        (Members::Obj(mut a), Op::Remove(Members::Obj(t))) => {
+            a.retain(|k, _| !t.contains_key(k));
+            Members::Obj(a)
+        }
+        (Members::Arr(mut a), Op::Intersect(Members::Arr(t))) => {
+            a.retain(|v| contains(key, t, v));
+            Members::Arr(a)
+        }
+        (Members::Arr(mut a), Op::Remove(Members::Arr(t))) => {
+            a.retain(|v| !contains(key, t, v));
+            Members::Arr(a)
+        }
+        (add, _) => add, // Mixed forms were rejected before.
+    })
+}
+
+/// Compose two intersect/remove terms, lhs's applied first.
+fn compose(key: &[Pointer], lhs: Op, rhs: Op) -> Op {
+    match (lhs, rhs) {
+        (l, Op::Keep) => l,
+        (Op::Keep, r) => r,
+        (Op::Remove(l), Op::Remove(r)) => Op::Remove(union(key, l, r)),
+        (Op::Remove(l), Op::Intersect(r)) => {
+            Op::Intersect(apply_op(key, Some(r), &Op::Remove(l)).expect("some"))
+        }
+        (Op::Intersect(l), Op::Remove(r)) => {
+            Op::Intersect(apply_op(key, Some(l), &Op::Remove(r)).expect("some"))
+        }
+        (Op::Intersect(l), Op::Intersect(r)) => {
+            Op::Intersect(apply_op(key, Some(l), &Op::Intersect(r)).expect("some"))
+        }
+    }
+}
+
+fn union(key: &[Pointer], a: Members, b: Members) -> Members {
+    match (a, b) {
+        (Members::Obj(mut a), Members::Obj(b)) => {
+            a.extend(b);
+            Members::Obj(a)
+        }
+        (Members::Arr(a), Members::Arr(b)) => {
+            let mut all = a;
+            all.extend(b);
+            Members::Arr(dedup_sorted(key, all))
+        }
+        (a, _) => a,
+    }
+}
+
+/// Sort by key, keeping the last of equal members (term members carry no reduced values).
+fn dedup_sorted(key: &[Pointer], items: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+    for (_, v) in sort_by_key(key, items) {
+        match out.last_mut() {
+            Some(last) if compare_key(key, &key_of(key, last), &v) == Ordering::Equal => *last = v,
+            _ => out.push(v),
+        }
+    }
+    out
+}
+
+fn contains(key: &[Pointer], sorted: &[Value], v: &Value) -> bool {
+    sorted
+        .binary_search_by(|t| super::compare_by_key(key, t, v))
+        .is_ok()
+}
+
+/// Context for reducing the members of `add` terms.
+struct Adds<'a, 'w> {
+    w: &'a Walk<'w>,
+    loc: &'a Loc<'a>,
+    scope: &'a Scope<'w>,
+    key: &'a [Pointer],
+}
+
+impl Adds<'_, '_> {
+    fn member(
+        &self,
+        loc: &Loc,
+        seeds_of: Result<&str, usize>,
+        lhs: Option<Value>,
+        rhs: Value,
+    ) -> Result<Option<Value>, Fail> {
+        let seeds = match seeds_of {
+            Ok(name) => self.w.plan.prop_seeds(self.scope, name),
+            Err(index) => self.w.plan.item_seeds(self.scope, index),
+        };
+        Ok(match self.w.at(loc, &seeds, lhs, rhs)? {
+            Out::Keep(v) => Some(v),
+            Out::Removed(_) => None,
+        })
+    }
+
+    /// Parse an update whose shape `form_of` accepted, sorting array terms; duplicate added
+    /// members fold left to right.
+    fn parse(&self, v: Value) -> Result<Update, Fail> {
+        let Value::Object(m) = v else {
+            return Ok(Update {
+                add: None,
+                op: Op::Keep,
+            });
+        };
+        let mut update = Update {
+            add: None,
+            op: Op::Keep,
+        };
+        for (k, t) in m {
+            let members = match (k.as_str(), t) {
+                ("add", Value::Array(items)) => Members::Arr(self.fold_sorted(items)?),
+                (_, Value::Array(items)) => Members::Arr(dedup_sorted(self.key, items)),
+                (_, Value::Object(o)) => Members::Obj(o),
+                _ => continue,
+            };
+            match k.as_str() {
+                "add" => update.add = Some(members),
+                "intersect" => update.op = Op::Intersect(members),
+                _ => update.op = Op::Remove(members),
+            }
+        }
+        Ok(update)
+    }
+
+    fn fold_sorted(&self, items: Vec<Value>) -> Result<Vec<Value>, Fail> {
+        let mut out: Vec<Value> = Vec::with_capacity(items.len());
+        for (i, v) in sort_by_key(self.key, items) {
+            match out.last_mut() {
+                Some(last)
+                    if compare_key(self.key, &key_of(self.key, last), &v) == Ordering::Equal =>
+                {
+                    let l = std::mem::take(last);
+                    match self.member(&Loc::Item(self.loc, i), Err(i), Some(l), v)? {
+                        Some(m) => *out.last_mut().expect("present") = m,
+                        None => {
+                            out.pop();
+                        }
+                    }
+                }
+                _ => out.push(v),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deep-merge added members `rhs` onto `lhs`.
+    fn merge_adds(
+        &self,
+        lhs: Option<Members>,
+        rhs: Option<Members>,
+    ) -> Result<Option<Members>, Fail> {
+        let (lhs, rhs) = match (lhs, rhs) {
+            (l, None) => return Ok(l),
+            (None, Some(r)) => (empty(form(&r)), r),
+            (Some(l), Some(r)) => (l, r),
+        };
+        Ok(Some(match (lhs, rhs) {
+            (Members::Obj(mut l), Members::Obj(r)) => {
+                for (k, v) in r {
+                    let prev = l.remove(&k);
+                    if let Some(m) = self.member(&Loc::Prop(self.loc, &k), Ok(&k), prev, v)? {
+                        l.insert(k, m);
+                    }
+                }
+                Members::Obj(l)
+            }
+            (Members::Arr(l), Members::Arr(r)) => {
+                let mut out = Vec::with_capacity(l.len() + r.len());
+                let mut l = l.into_iter().peekable();
+                for (i, v) in r.into_iter().enumerate() {
+                    let k = key_of(self.key, &v);
+                    while let Some(x) =
+                        l.next_if(|x| compare_key(self.key, &k, x) == Ordering::Greater)
+                    {
+                        out.push(x);
+                    }
+                    let prev = l.next_if(|x| compare_key(self.key, &k, x) == Ordering::Equal);
+                    out.extend(self.member(&Loc::Item(self.loc, i), Err(i), prev, v)?);
+                }
+                out.extend(l);
+                Members::Arr(out)
+            }
+            (l, _) => l,
+        }))
+    }
+}
+
+fn form(m: &Members) -> Form {
+    match m {
+        Members::Obj(_) => Form::Object,
+        Members::Arr(_) => Form::Array,
+    }
+}
+
+impl Members {
+    fn into_value(self) -> Value {
+        match self {
+            Members::Obj(m) => Value::Object(m),
+            Members::Arr(a) => Value::Array(a),
+        }
+    }
+}
+
+impl Update {
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        if let Some(add) = self.add {
+            m.insert("add".to_string(), add.into_value());
+        }
+        match self.op {
+            Op::Keep => {}
+            Op::Intersect(t) => {
+                m.insert("intersect".to_string(), t.into_value());
+            }
+            Op::Remove(t) => {
+                m.insert("remove".to_string(), t.into_value());
+            }
+        }
+        Value::Object(m)
+    }
+}
