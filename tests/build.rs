@@ -14,6 +14,7 @@ const RUST_PLUGINS: &[(&str, &str)] = &[
     ("CUSTOMER_TOTALS", "customer_totals"),
     ("MATERIALIZE_SQLITE", "materialize_sqlite"),
     ("NO_WORLD", "no_world"),
+    ("REACTIVE_JOIN", "reactive_join"),
 ];
 
 /// Python plugins: (constant, directory under plugins/python, world).

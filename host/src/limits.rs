@@ -29,6 +29,9 @@ pub struct Limits {
     pub component_bytes_max: usize,
     /// Plugin log lines kept per plugin; older lines are dropped.
     pub plugin_log_lines_max: usize,
+    /// Estimated memory a combiner holds before it spills sorted runs to a temp file. See
+    /// `doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT` for why this size.
+    pub combiner_spill_bytes: usize,
     /// How long an idle task sleeps before re-checking its sources if no append wakes it
     /// (a safety net only: appends wake readers directly).
     pub idle_recheck_ms: u64,
@@ -47,6 +50,7 @@ impl Default for Limits {
             call_output_bytes_max: 64 << 20,
             component_bytes_max: 64 << 20,
             plugin_log_lines_max: 1000,
+            combiner_spill_bytes: crate::doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT,
             idle_recheck_ms: 1000,
         }
     }

@@ -92,12 +92,13 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
     Ok(())
 }
 
-/// Every document of `collection`, reduced by key, in key order, without `_meta`.
+/// Every document of `collection` from its beginning, fully reduced by key (its `reduce`
+/// annotations), in key order, without `_meta`; deleted keys are left out.
 pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Value>> {
     let catalog = host.catalog();
     let c = catalog.collection(collection).map_err(anyhow::Error::msg)?;
-    let mut by_key: Vec<(Value, Value)> = Vec::new();
-    let mut index: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut combiner =
+        crate::doc::Combiner::new(vec![c.binding()], host.limits.combiner_spill_bytes);
     let mut offset = 0;
     loop {
         let docs = Journals::read(
@@ -114,19 +115,17 @@ pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Va
             if let Some(m) = doc.as_object_mut() {
                 m.remove("_meta");
             }
-            let key = c.key_of(&doc);
-            match index.get(&key.to_string()) {
-                // Without reduce annotations the last document of a key wins.
-                Some(&i) => by_key[i].1 = doc,
-                None => {
-                    index.insert(key.to_string(), by_key.len());
-                    by_key.push((key, doc));
-                }
-            }
+            combiner.add(0, doc, false)?;
         }
     }
-    by_key.sort_by(|a, b| compare(&a.0, &b.0));
-    Ok(by_key.into_iter().map(|(_, d)| d).collect())
+    let mut out = Vec::new();
+    for d in combiner.drain(true)? {
+        let d = d?;
+        if !d.deleted {
+            out.push(d.doc);
+        }
+    }
+    Ok(out)
 }
 
 /// Readable differences between expected and actual documents; empty if they match.

@@ -4,5 +4,6 @@ mod bad_input;
 mod catalogs;
 mod e2e;
 mod python;
+mod reductions;
 
 pub use flow_tests::{Served, plugin_bytes, plugins};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// A validated collection.
 pub struct BuiltCollection {
     pub name: String,
-    pub schema: Schema,
+    pub schema: Arc<Schema>,
     pub key: Vec<Pointer>,
     pub derive: Option<BuiltDerivation>,
 }
@@ -24,6 +24,14 @@ impl BuiltCollection {
     /// The key of `doc` as a JSON array, e.g. `["alice"]`. Validated documents always have it.
     pub fn key_of(&self, doc: &Value) -> Value {
         key_of(&self.key, doc)
+    }
+
+    /// This collection as a combiner binding.
+    pub fn binding(&self) -> crate::doc::Binding {
+        crate::doc::Binding {
+            key: self.key.clone(),
+            schema: self.schema.clone(),
+        }
     }
 }
 
@@ -143,7 +151,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
             name.clone(),
             Arc::new(BuiltCollection {
                 name: name.clone(),
-                schema,
+                schema: Arc::new(schema),
                 key,
                 derive,
             }),

@@ -216,6 +216,9 @@ fn transaction(
         })?;
         docs.push(doc);
     }
+    // Combine by the derived key and reductions: a hot key's outputs become one document.
+    let docs = crate::runtime::combine_deltas(&ctx.limits, collection, docs)
+        .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
     let n_out = docs.len();
 
     // 4. commit

@@ -14,6 +14,7 @@
 
 use crate::catalog::{Built, BuiltCollection, BuiltMaterialization};
 use crate::connector::sqlite::Sqlite;
+use crate::doc::Combiner;
 use crate::engine::{Materialization, World, sink_api};
 use crate::journal::Journals;
 use crate::runtime::{SourceStatus, TaskCtx};
@@ -132,10 +133,19 @@ fn transaction(
     bindings: &mut [Binding],
     instance: &mut Materialization,
 ) -> anyhow::Result<usize> {
-    // 1. read_sources, 2. combine
+    // 1. read_sources, 2. combine (associatively, as documents arrive)
     let mut docs_left = ctx.limits.txn_docs_max;
     let mut next_offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
-    let mut combined: Vec<BTreeMap<String, (Value, Value)>> = vec![BTreeMap::new(); bindings.len()];
+    // Standard bindings drain fully reduced rows; delta bindings their combined deltas.
+    let new_combiner = || {
+        Combiner::new(
+            bindings.iter().map(|b| b.collection.binding()).collect(),
+            ctx.limits.combiner_spill_bytes,
+        )
+    };
+    let (mut standard, mut deltas) = (new_combiner(), new_combiner());
+    // Keys touched per binding (JSON array text), in key order: what `load` asks for.
+    let mut touched: Vec<BTreeMap<String, ()>> = vec![BTreeMap::new(); bindings.len()];
     let mut n_in = 0;
     for (i, b) in bindings.iter().enumerate() {
         if docs_left == 0 {
@@ -152,12 +162,23 @@ fn transaction(
         n_in += docs.len();
         for d in docs {
             next_offsets[i] = d.next_offset();
-            let doc: Value = serde_json::from_slice(&d.bytes).with_context(|| {
+            let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(|| {
                 format!("{} offset {} is not JSON", b.collection.name, d.offset)
             })?;
-            let key = b.collection.key_of(&doc);
-            // Without reduce annotations a later document of a key replaces an earlier one.
-            combined[i].insert(key.to_string(), (key, doc));
+            if let Some(m) = doc.as_object_mut() {
+                m.remove("_meta");
+            }
+            if !b.delta_updates {
+                touched[i].insert(b.collection.key_of(&doc).to_string(), ());
+            }
+            let combiner = if b.delta_updates {
+                &mut deltas
+            } else {
+                &mut standard
+            };
+            combiner
+                .add(i, doc, false)
+                .map_err(|e| anyhow::anyhow!("combining {}: {e}", b.collection.name))?;
         }
     }
     if n_in == 0 {
@@ -171,35 +192,56 @@ fn transaction(
     .to_string();
     let mut n_out = 0;
     in_destination_txn(db, || {
-        for (i, (b, docs)) in bindings.iter().zip(&combined).enumerate() {
-            if docs.is_empty() {
+        // send_plugin_load: stored rows join the combiner as the first document of their key,
+        // so the drain is a full reduction of row + deltas.
+        for (i, keys) in touched.iter().enumerate() {
+            if keys.is_empty() {
                 continue;
             }
-            let loaded: BTreeMap<String, String> = if b.delta_updates {
-                BTreeMap::new()
-            } else {
-                let keys: Vec<String> = docs.keys().cloned().collect();
-                instance
-                    .load(i as u32, &keys)
-                    .map_err(|e| anyhow::anyhow!("load (binding {i}, {}): {e}", b.collection.name))?
-                    .into_iter()
-                    .map(|l| (l.key, l.document))
-                    .collect()
-            };
-            let stored: Vec<sink_api::Stored> = docs
-                .iter()
-                .map(|(key, (_, doc))| sink_api::Stored {
-                    key: key.clone(),
-                    document: doc.to_string(),
-                    exists: loaded.contains_key(key),
-                    delete: false,
-                })
-                .collect();
-            n_out += stored.len();
-            instance
-                .store(i as u32, &stored)
-                .map_err(|e| anyhow::anyhow!("store (binding {i}, {}): {e}", b.collection.name))?;
+            let keys: Vec<String> = keys.keys().cloned().collect();
+            let name = &bindings[i].collection.name;
+            for loaded in instance
+                .load(i as u32, &keys)
+                .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): {e}"))?
+            {
+                let doc: Value = serde_json::from_str(&loaded.document)
+                    .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): the plugin returned a document that is not JSON: {e}"))?;
+                standard.add(i, doc, true).map_err(|e| {
+                    anyhow::anyhow!("load (binding {i}, {name}): stored document: {e}")
+                })?;
+            }
         }
+        // send_plugin_store, one call per binding with all of its documents, in key order.
+        let mut pending: Option<(usize, Vec<sink_api::Stored>)> = None;
+        let mut flush = |pending: &mut Option<(usize, Vec<sink_api::Stored>)>,
+                         n_out: &mut usize|
+         -> anyhow::Result<()> {
+            if let Some((i, docs)) = pending.take() {
+                *n_out += docs.len();
+                instance.store(i as u32, &docs).map_err(|e| {
+                    anyhow::anyhow!("store (binding {i}, {}): {e}", bindings[i].collection.name)
+                })?;
+            }
+            Ok(())
+        };
+        let drained = standard
+            .drain(true)
+            .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
+        for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
+            let d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
+            if pending.as_ref().is_some_and(|(i, _)| *i != d.binding) {
+                flush(&mut pending, &mut n_out)?;
+            }
+            let docs = &mut pending.get_or_insert_with(|| (d.binding, Vec::new())).1;
+            docs.push(sink_api::Stored {
+                key: Value::Array(d.key).to_string(),
+                document: d.doc.to_string(),
+                exists: d.front,
+                delete: d.deleted,
+            });
+        }
+        flush(&mut pending, &mut n_out)?;
+        // send_plugin_commit: the checkpoint goes into the same destination transaction.
         instance
             .commit(&checkpoint)
             .map_err(|e| anyhow::anyhow!("commit: {e}"))

@@ -84,6 +84,8 @@ struct TaskHandle {
 pub struct Ingested {
     pub collection: String,
     pub docs: usize,
+    /// Documents appended after combining those of one key (by the schema's reductions).
+    pub appended: usize,
     /// Journal offsets the documents were appended at.
     pub begin: u64,
     pub end: u64,
@@ -300,8 +302,9 @@ impl Host {
         Ok(published)
     }
 
-    /// Validate documents against the collection's schema and append them in one durable
-    /// transaction: all of them or, on any error, none.
+    /// Validate documents against the collection's schema, combine them by key (its `reduce`
+    /// annotations), and append them in one durable transaction: all of them or, on any
+    /// error, none.
     pub fn ingest(&self, collection: &str, docs: Vec<Value>) -> Result<Ingested, HostError> {
         let catalog = self.catalog();
         let c = catalog
@@ -312,13 +315,17 @@ impl Host {
                 .map_err(|e| HostError::Invalid(format!("document {}: {e}", i + 1)))?;
         }
         let n = docs.len();
+        let combined = combine_deltas(&self.limits, c, docs)
+            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
+        let appended = combined.len();
         let (begin, end) = self
             .store
-            .write(|txn| Journals::append(txn, collection, docs))?;
+            .write(|txn| Journals::append(txn, collection, combined))?;
         self.journals.notify();
         Ok(Ingested {
             collection: collection.to_string(),
             docs: n,
+            appended,
             begin,
             end,
         })
@@ -520,6 +527,28 @@ pub fn check_document(
     c.schema
         .validate(doc)
         .map_err(|e| format!("does not match the schema of {}: {e}", c.name))
+}
+
+/// Combine documents of one transaction by key (associatively, by the collection's `reduce`
+/// annotations), in key order: what is appended in their place. `_meta` is the host's and is
+/// dropped; the append stamps a new one.
+pub fn combine_deltas(
+    limits: &Limits,
+    c: &catalog::BuiltCollection,
+    docs: Vec<Value>,
+) -> Result<Vec<Value>, String> {
+    let mut combiner = crate::doc::Combiner::new(vec![c.binding()], limits.combiner_spill_bytes);
+    for mut doc in docs {
+        if let Some(m) = doc.as_object_mut() {
+            m.remove("_meta");
+        }
+        combiner.add(0, doc, false).map_err(|e| e.to_string())?;
+    }
+    let mut out = Vec::new();
+    for d in combiner.drain(false).map_err(|e| e.to_string())? {
+        out.push(d.map_err(|e| e.to_string())?.doc);
+    }
+    Ok(out)
 }
 
 pub fn type_name(v: &Value) -> &'static str {

@@ -56,7 +56,10 @@ fn sql_type(schema: &Value) -> &'static str {
     match types.as_slice() {
         ["integer"] | ["boolean"] => "INTEGER",
         ["number"] | ["integer", "number"] | ["number", "integer"] => "REAL",
-        _ => "TEXT",
+        ["string"] | ["object"] | ["array"] => "TEXT",
+        // Mixed or unspecified types: no affinity, so each value keeps the type it was
+        // written with (SQLite would otherwise turn 3 into '3' in a TEXT column).
+        _ => "",
     }
 }
 
