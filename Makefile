@@ -21,4 +21,6 @@ test: setup-test
 
 bench: setup
 	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
-	cargo run --release -p flow-host -- bench
+	cargo run --release -p flow-host -- bench --suite derive
+	cargo run --release -p flow-host -- bench --suite combiner --docs 1000000
+	cargo run --release -p flow-host -- bench --suite combiner-memory --docs 10000000 --spill-mib 64

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_combiner;
 pub mod catalog;
 pub mod cli;
 pub mod connector;

@@ -46,19 +46,33 @@ enum Command {
     Collections(collections::CollectionsCmd),
     /// Show the status of tasks: state, last error, lag and document counts.
     Tasks,
-    /// Measure a pass-through Wasm derivation against the same JSON work in native Rust, and
-    /// the ingest -> derivation pipeline. Build with --release for meaningful numbers.
+    /// Benchmarks. `derive`: a pass-through Wasm derivation against the same JSON work in
+    /// native Rust, and the ingest -> derivation pipeline. `combiner`: combiner throughput
+    /// against plain JSON parsing. `combiner-memory`: peak memory with many distinct keys.
+    /// Build with --release for meaningful numbers (`make bench`).
     Bench {
-        /// The pass-through plugin component.
+        #[arg(long, value_enum, default_value = "derive")]
+        suite: BenchSuite,
+        /// The pass-through plugin component (suite `derive`).
         #[arg(
             long,
             default_value = "plugins/target/wasm32-wasip2/release/passthrough.wasm"
         )]
         plugin: std::path::PathBuf,
-        /// Documents per measurement.
+        /// Documents per measurement (`combiner-memory`: distinct keys).
         #[arg(long, default_value_t = 200_000)]
         docs: usize,
+        /// Spill threshold in MiB (suite `combiner-memory`).
+        #[arg(long, default_value_t = 64)]
+        spill_mib: usize,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSuite {
+    Derive,
+    Combiner,
+    CombinerMemory,
 }
 
 /// Entry point of the `flow` binary.
@@ -74,10 +88,17 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(s) => s.run(cli.token),
         Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),
-        Command::Bench { plugin, docs } => crate::bench::run(&plugin, docs).map(|r| {
-            r.print();
-            std::process::ExitCode::SUCCESS
-        }),
+        Command::Bench {
+            suite,
+            plugin,
+            docs,
+            spill_mib,
+        } => match suite {
+            BenchSuite::Derive => crate::bench::run(&plugin, docs).map(|r| r.print()),
+            BenchSuite::Combiner => crate::bench_combiner::throughput(docs),
+            BenchSuite::CombinerMemory => crate::bench_combiner::memory(docs, spill_mib << 20),
+        }
+        .map(|()| std::process::ExitCode::SUCCESS),
         command => {
             let rt = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
             let client = client::Client::new(&cli.api_url, cli.token);
