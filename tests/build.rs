@@ -5,7 +5,7 @@
 //! Rust plugins: `cargo build --release --target wasm32-wasip2` of the plugins workspace.
 //! Python plugins: `componentize-py` (PyPI), which the README's test command installs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Rust plugins of the plugins workspace: (constant, crate name).
@@ -15,6 +15,8 @@ const RUST_PLUGINS: &[(&str, &str)] = &[
     ("MATERIALIZE_SQLITE", "materialize_sqlite"),
     ("NO_WORLD", "no_world"),
     ("REACTIVE_JOIN", "reactive_join"),
+    ("COUNTER_V1", "counter_v1"),
+    ("COUNTER_V2", "counter_v2"),
 ];
 
 /// Python plugins: (constant, directory under plugins/python, world).

@@ -54,6 +54,7 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/plugins/{name}", post(deploy_plugin))
         .route("/v1/plugins/{name}/versions", get(plugin_history))
+        .route("/v1/plugins/{name}/rollback", post(rollback_plugin))
         .route("/v1/plugins/{name}/logs", get(plugin_logs))
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{name}", get(get_task))
@@ -241,6 +242,36 @@ async fn deploy_plugin(
         let v = host
             .registry
             .deploy(&name, &body)
+            .map_err(|e| ApiError::invalid(format!("plugin {name}: {e}")))?;
+        host.plugin_deployed(&name);
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(version).unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackBody {
+    /// The version to return to; default: the newest earlier one with another component.
+    to: Option<u64>,
+}
+
+async fn rollback_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid rollback request: {e}")))?
+    };
+    let host = s.host.clone();
+    let version = blocking(move || {
+        let v = host
+            .registry
+            .rollback(&name, req.to)
             .map_err(|e| ApiError::invalid(format!("plugin {name}: {e}")))?;
         host.plugin_deployed(&name);
         Ok(v)

@@ -16,6 +16,18 @@ pub enum PluginCmd {
         name: String,
         /// The component file (.wasm).
         file: PathBuf,
+        /// Keep running and redeploy whenever the file changes: rebuild, and tasks using the
+        /// plugin switch to the new version at their next transaction boundary.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Make an earlier version live again (as a new version running its component). Tasks
+    /// switch at their next transaction boundary, with their state.
+    Rollback {
+        name: String,
+        /// The version to return to (default: the newest earlier one with another component).
+        #[arg(long)]
+        to: Option<u64>,
     },
     /// The live version of every plugin.
     List,
@@ -31,8 +43,12 @@ pub enum PluginCmd {
 }
 
 fn print_version(v: &serde_json::Value) {
+    let rollback = v["rollbackOf"]
+        .as_u64()
+        .map(|s| format!("  (rollback to {s})"))
+        .unwrap_or_default();
     println!(
-        "{}@{}  {}  {}  {} bytes  {}",
+        "{}@{}  {}  {}  {} bytes  {}{rollback}",
         v["name"].as_str().unwrap_or_default(),
         v["seq"],
         v["world"].as_str().unwrap_or_default(),
@@ -45,14 +61,54 @@ fn print_version(v: &serde_json::Value) {
 impl PluginCmd {
     pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
         match self {
-            PluginCmd::Deploy { name, file } => {
-                let bytes = std::fs::read(&file)
-                    .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))?;
+            PluginCmd::Deploy { name, file, watch } => {
+                let deploy = |bytes: Vec<u8>| {
+                    let path = format!("/v1/plugins/{}", segment(&name));
+                    async move {
+                        client
+                            .json(
+                                reqwest::Method::POST,
+                                &path,
+                                Some((bytes, "application/wasm")),
+                            )
+                            .await
+                    }
+                };
+                let read = || {
+                    std::fs::read(&file)
+                        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))
+                };
+                if !watch {
+                    print_version(&deploy(read()?).await?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("watching {} (Ctrl-C to stop)", file.display());
+                let mut last: Option<Vec<u8>> = None;
+                loop {
+                    // A file being rewritten by a build may be partial: deploy only bytes that
+                    // are stable across two reads.
+                    if let Ok(bytes) = read()
+                        && last.as_ref() != Some(&bytes)
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        if read().ok().as_ref() == Some(&bytes) {
+                            match deploy(bytes.clone()).await {
+                                Ok(v) => print_version(&v),
+                                Err(e) => eprintln!("deploy refused: {e:#}"),
+                            }
+                            last = Some(bytes);
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            }
+            PluginCmd::Rollback { name, to } => {
+                let body = serde_json::to_vec(&serde_json::json!({ "to": to }))?;
                 let v = client
                     .json(
                         reqwest::Method::POST,
-                        &format!("/v1/plugins/{}", segment(&name)),
-                        Some((bytes, "application/wasm")),
+                        &format!("/v1/plugins/{}/rollback", segment(&name)),
+                        Some((body, "application/json")),
                     )
                     .await?;
                 print_version(&v);

@@ -112,6 +112,20 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
         s.state = "running";
         s.plugin_version = Some(version.seq);
     });
+    let resume: Vec<String> = transforms
+        .iter()
+        .map(|t| format!("{}@{}", t.name, t.offset))
+        .collect();
+    ctx.registry.logs().push(
+        &derive.plugin,
+        crate::engine::LogLevel::Info,
+        format!(
+            "task {} running version {} from {}",
+            ctx.name,
+            version.seq,
+            resume.join(", ")
+        ),
+    );
     report_sources(ctx, &transforms)?;
 
     while !ctx.stopping() {

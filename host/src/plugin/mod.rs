@@ -29,6 +29,9 @@ pub struct Version {
     pub size_bytes: u64,
     /// RFC 3339, UTC.
     pub deployed_at: String,
+    /// Set when this version was made by a rollback: the sequence whose component it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,7 @@ impl Registry {
                 size_bytes: bytes.len() as u64,
                 deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
+                rollback_of: None,
             };
             versions.insert((name, seq), serde_json::to_vec(&version)?.as_slice())?;
             txn.open_table(PLUGIN_BLOBS)?
@@ -121,6 +125,57 @@ impl Registry {
             name,
             crate::engine::LogLevel::Info,
             format!("deployed version {} ({})", version.seq, version.digest),
+        );
+        Ok(version)
+    }
+
+    /// Make an earlier version live again, as a new version that runs its component: `to` a
+    /// given sequence, or by default the newest earlier version with a different component.
+    pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<Version, DeployError> {
+        let history = self.history(name)?;
+        let live = history
+            .last()
+            .ok_or_else(|| DeployError::Name(format!("no plugin named '{name}' is deployed")))?
+            .clone();
+        let target = match to {
+            Some(seq) => history.iter().find(|v| v.seq == seq).ok_or_else(|| {
+                DeployError::Name(format!("plugin {name} has no version {seq} (versions 1 to {})", live.seq))
+            })?,
+            None => history.iter().rev().find(|v| v.digest != live.digest).ok_or_else(|| {
+                DeployError::Name(format!("plugin {name} has no earlier version with a different component to roll back to"))
+            })?,
+        };
+        if target.digest == live.digest {
+            return Err(DeployError::Name(format!(
+                "plugin {name}: version {} already runs that component (live is {})",
+                target.seq, live.seq
+            )));
+        }
+        let version = Version {
+            name: name.to_string(),
+            seq: live.seq + 1,
+            digest: target.digest.clone(),
+            world: target.world,
+            size_bytes: target.size_bytes,
+            deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
+            rollback_of: Some(target.seq),
+        };
+        self.store.write(|txn| {
+            let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+            versions.insert(
+                (name, version.seq),
+                serde_json::to_vec(&version)?.as_slice(),
+            )?;
+            Ok(())
+        })?;
+        self.logs.push(
+            name,
+            crate::engine::LogLevel::Info,
+            format!(
+                "rolled back to version {} as version {} ({})",
+                target.seq, version.seq, version.digest
+            ),
         );
         Ok(version)
     }

@@ -168,7 +168,7 @@ impl Host {
             publishing: Mutex::new(()),
             run_materializations,
         });
-        host.restart_tasks();
+        host.restart_tasks(&|_, _| true);
         Ok(host)
     }
 
@@ -298,7 +298,7 @@ impl Host {
             deployed,
         };
         *self.catalog.write().expect("catalog lock poisoned") = Arc::new(built);
-        self.restart_tasks();
+        self.restart_tasks(&|_, _| true);
         Ok(published)
     }
 
@@ -407,23 +407,34 @@ impl Host {
         }
     }
 
-    /// A new version of `plugin` was deployed: restart the tasks that run it, which pick it up
-    /// from their checkpoints with their state intact.
+    /// A new version of `plugin` is live (deployed or rolled back to): restart the tasks that
+    /// run it. Each stops at its next transaction boundary and resumes from its checkpoint on
+    /// the new version, with its state intact; other tasks are not touched.
     pub fn plugin_deployed(&self, plugin: &str) {
-        let uses = self.statuses.all().iter().any(|s| s.plugin == plugin);
-        if uses {
-            self.restart_tasks();
-        }
+        self.restart_tasks(&|_, p| p == plugin);
     }
 
     /// Stop every task and wait for their threads.
     pub fn shutdown(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks poisoned"));
-        for t in tasks.values() {
+        self.stop_tasks(&|_| true);
+    }
+
+    /// Stop the tasks `which` selects (by name) and wait for their threads: each finishes the
+    /// transaction it is in, so a stop is always at a transaction boundary.
+    fn stop_tasks(&self, which: &dyn Fn(&str) -> bool) {
+        let stopping: Vec<(String, TaskHandle)> = {
+            let mut tasks = self.tasks.lock().expect("tasks poisoned");
+            let names: Vec<String> = tasks.keys().filter(|n| which(n)).cloned().collect();
+            names
+                .into_iter()
+                .filter_map(|n| tasks.remove(&n).map(|t| (n, t)))
+                .collect()
+        };
+        for (_, t) in &stopping {
             t.stop.store(true, Ordering::Relaxed);
         }
         self.journals.notify();
-        for (name, t) in tasks {
+        for (name, t) in stopping {
             let _ = t.thread.join();
             self.statuses.update(&name, |s| {
                 if s.state != "failed" {
@@ -433,60 +444,78 @@ impl Host {
         }
     }
 
-    fn restart_tasks(&self) {
-        self.shutdown();
+    /// (Re)start the catalog's tasks that `which` selects by (task, plugin); tasks no longer
+    /// in the catalog are stopped.
+    fn restart_tasks(&self, which: &dyn Fn(&str, &str) -> bool) {
         let catalog = self.catalog();
-        let mut tasks = self.tasks.lock().expect("tasks poisoned");
-        let mut spawn =
-            |name: &str, kind: &'static str, plugin: &str, run: Box<dyn FnOnce(TaskCtx) + Send>| {
-                let stop = Arc::new(AtomicBool::new(false));
-                let ctx = TaskCtx {
-                    name: name.to_string(),
-                    store: self.store.clone(),
-                    journals: self.journals.clone(),
-                    registry: self.registry.clone(),
-                    limits: self.limits.clone(),
-                    stop: stop.clone(),
-                    statuses: self.statuses.clone(),
-                };
-                self.statuses.set(TaskStatus {
-                    name: name.to_string(),
-                    kind,
-                    state: "starting",
-                    plugin: plugin.to_string(),
-                    plugin_version: None,
-                    last_error: None,
-                    transactions: 0,
-                    docs_in: 0,
-                    docs_out: 0,
-                    sources: Vec::new(),
-                });
-                let thread = std::thread::Builder::new()
-                    .name(format!("task {name}"))
-                    .spawn(move || run(ctx))
-                    .expect("failed to spawn a task thread");
-                tasks.insert(name.to_string(), TaskHandle { stop, thread });
-            };
+        type Runner = Box<dyn FnOnce(TaskCtx) + Send>;
+        let mut specs: Vec<(String, &'static str, String, Runner)> = Vec::new();
         for c in catalog.collections.values() {
             let Some(d) = &c.derive else { continue };
             let (catalog, collection) = (catalog.clone(), c.clone());
-            spawn(
-                &c.name,
+            specs.push((
+                c.name.clone(),
                 "derivation",
-                &d.plugin,
+                d.plugin.clone(),
                 Box::new(move |ctx| crate::derive::run(ctx, catalog, collection)),
-            );
+            ));
         }
         if self.run_materializations {
             for m in catalog.materializations.values() {
                 let (catalog, m2) = (catalog.clone(), m.clone());
-                spawn(
-                    &m.name,
+                specs.push((
+                    m.name.clone(),
                     "materialization",
-                    &m.plugin,
+                    m.plugin.clone(),
                     Box::new(move |ctx| crate::materialize::run(ctx, catalog, m2)),
-                );
+                ));
             }
+        }
+        specs.retain(|(name, _, plugin, _)| which(name, plugin));
+        let known: Vec<String> = specs.iter().map(|s| s.0.clone()).collect();
+        let in_catalog = |n: &str| {
+            catalog
+                .collections
+                .get(n)
+                .is_some_and(|c| c.derive.is_some())
+                || (self.run_materializations && catalog.materializations.contains_key(n))
+        };
+        self.stop_tasks(&|n| known.iter().any(|k| k == n) || !in_catalog(n));
+        for name in self.statuses.all().iter().map(|s| s.name.clone()) {
+            if !in_catalog(&name) {
+                self.statuses.remove(&name);
+            }
+        }
+
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        for (name, kind, plugin, run) in specs {
+            let stop = Arc::new(AtomicBool::new(false));
+            let ctx = TaskCtx {
+                name: name.clone(),
+                store: self.store.clone(),
+                journals: self.journals.clone(),
+                registry: self.registry.clone(),
+                limits: self.limits.clone(),
+                stop: stop.clone(),
+                statuses: self.statuses.clone(),
+            };
+            self.statuses.set(TaskStatus {
+                name: name.clone(),
+                kind,
+                state: "starting",
+                plugin,
+                plugin_version: None,
+                last_error: None,
+                transactions: 0,
+                docs_in: 0,
+                docs_out: 0,
+                sources: Vec::new(),
+            });
+            let thread = std::thread::Builder::new()
+                .name(format!("task {name}"))
+                .spawn(move || run(ctx))
+                .expect("failed to spawn a task thread");
+            tasks.insert(name, TaskHandle { stop, thread });
         }
     }
 }
