@@ -93,7 +93,8 @@ pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
     // Boundary and guest work only: the same batches through the plugin and natively.
     let engine = Engine::new(Limits::default(), None)?;
     let component = engine.compile("bench", &bytes)?;
-    let mut instance = Derivation::instantiate(&engine, &component, Arc::new(|_, _| {}))?;
+    let mut instance =
+        Derivation::instantiate(&engine, &component, Arc::new(|_, _| {}), &Limits::default())?;
     instance
         .open(&derive_api::DerivationSpec {
             name: "bench/out".into(),

@@ -49,6 +49,10 @@ pub struct BuiltDerivation {
     pub plugin: String,
     pub config: Value,
     pub transforms: Vec<BuiltTransform>,
+    pub on_error: ErrorPolicy,
+    /// For `deadLetter`: the collection of failure records.
+    pub dead_letters: Option<String>,
+    pub limits: Option<TaskLimits>,
 }
 
 pub struct BuiltTransform {
@@ -62,6 +66,7 @@ pub struct BuiltMaterialization {
     pub plugin: String,
     pub config: Value,
     pub bindings: Vec<BuiltMaterializationBinding>,
+    pub limits: Option<TaskLimits>,
 }
 
 pub struct BuiltMaterializationBinding {
@@ -186,6 +191,18 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
         }
     }
 
+    // Dead-letter collections must exist (and may not be the derivation itself).
+    for c in collections.values() {
+        if let Some(dl) = c.derive.as_ref().and_then(|d| d.dead_letters.as_ref())
+            && (!collections.contains_key(dl) || dl == &c.name)
+        {
+            errors.push(format!(
+                "{source}: collection {}: onError: dead-letter collection '{dl}' must be another collection of the catalog",
+                c.name
+            ));
+        }
+    }
+
     let mut materializations = BTreeMap::new();
     for (name, def) in &spec.materializations {
         let mut err = |e: String| errors.push(format!("{source}: materialization {name}: {e}"));
@@ -200,6 +217,9 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
                 continue;
             }
         };
+        if let Err(e) = check_limits(&def.limits) {
+            err(e);
+        }
         let mut bindings = Vec::new();
         for (i, b) in def.bindings.iter().enumerate() {
             if !collections.contains_key(b.source.name()) {
@@ -224,6 +244,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
                 plugin,
                 config: def.endpoint.wasm.config.clone(),
                 bindings,
+                limits: def.limits.clone(),
             }),
         );
     }
@@ -288,11 +309,38 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
             shuffle_key,
         });
     }
+    let policy = d.on_error.as_ref().map(|o| o.policy).unwrap_or_default();
+    let dead_letters = d.on_error.as_ref().and_then(|o| o.collection.clone());
+    match (policy, &dead_letters) {
+        (ErrorPolicy::DeadLetter, None) => {
+            return Err("onError: policy deadLetter needs a `collection` for the records".into());
+        }
+        (ErrorPolicy::Fail | ErrorPolicy::Skip, Some(c)) => {
+            return Err(format!(
+                "onError: `collection: {c}` is only for policy deadLetter"
+            ));
+        }
+        _ => {}
+    }
+    check_limits(&d.limits)?;
     Ok(BuiltDerivation {
         plugin,
         config: d.using.wasm.config.clone(),
         transforms,
+        on_error: policy,
+        dead_letters,
+        limits: d.limits.clone(),
     })
+}
+
+fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {
+    match limits {
+        Some(l) => l
+            .apply(&crate::Limits::default())
+            .check()
+            .map_err(|e| format!("limits: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// The plugin name a `wasm` endpoint runs: its `plugin`, or for a `module` the task's name.

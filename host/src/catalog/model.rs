@@ -34,6 +34,79 @@ pub struct CollectionDef {
 pub struct DeriveDef {
     pub using: Using,
     pub transforms: Vec<TransformDef>,
+    /// What a failing source document does to the task (default: `fail`).
+    #[serde(default, rename = "onError", skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// Sandbox and batching limits of this task, over the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
+}
+
+/// The error policy of a task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnError {
+    pub policy: ErrorPolicy,
+    /// For `deadLetter`: the collection that receives a record per failed document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorPolicy {
+    /// Stop the task and report the error (default).
+    #[default]
+    Fail,
+    /// Skip the failing document: count it in the task status and log it.
+    Skip,
+    /// Append a record of the failing document, the error, the plugin version and the
+    /// transform to a collection, and go on.
+    DeadLetter,
+}
+
+/// Per-task overrides of `Limits` (the host's defaults apply where a field is absent).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_deadline_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_memory_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_output_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_output_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_docs_max: Option<usize>,
+}
+
+impl TaskLimits {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
+        let mut l = base.clone();
+        if let Some(v) = self.call_deadline_ms {
+            l.call_deadline_ms = v;
+        }
+        if let Some(v) = self.plugin_memory_bytes_max {
+            l.plugin_memory_bytes_max = v;
+        }
+        if let Some(v) = self.call_output_docs_max {
+            l.call_output_docs_max = v;
+        }
+        if let Some(v) = self.call_output_bytes_max {
+            l.call_output_bytes_max = v;
+        }
+        if let Some(v) = self.call_docs_max {
+            l.call_docs_max = v;
+        }
+        if let Some(v) = self.txn_docs_max {
+            l.txn_docs_max = v;
+        }
+        l
+    }
 }
 
 /// How a task's plugin is supplied.
@@ -113,6 +186,9 @@ pub struct Endpoint {
 pub struct MaterializationDef {
     pub endpoint: Endpoint,
     pub bindings: Vec<MaterializationBinding>,
+    /// Sandbox and batching limits of this task, over the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

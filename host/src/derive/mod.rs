@@ -10,7 +10,7 @@
 //! 4. `commit`: ONE redb transaction appends the outputs, writes the state and advances the
 //!    source checkpoints. A failure at any step commits nothing.
 
-use crate::catalog::{self, Built, BuiltCollection};
+use crate::catalog::{self, Built, BuiltCollection, ErrorPolicy};
 use crate::engine::{Derivation, StateAccess, World, derive_api};
 use crate::journal::Journals;
 use crate::runtime::{SourceStatus, TaskCtx, check_document};
@@ -89,9 +89,6 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
     }
 
     let (version, component) = ctx.registry.resolve(&derive.plugin, World::Derivation)?;
-    let engine = ctx.registry.engine().clone();
-    let mut instance =
-        Derivation::instantiate(&engine, &component, ctx.registry.log_sink(&derive.plugin))?;
     let spec = derive_api::DerivationSpec {
         name: collection.name.clone(),
         config: derive.config.to_string(),
@@ -105,9 +102,7 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
             })
             .collect(),
     };
-    instance
-        .open(&spec)
-        .map_err(|e| anyhow::anyhow!("open: {e}"))?;
+    let mut plugin = Plugin::open(ctx, &derive.plugin, version.clone(), component, spec)?;
     ctx.statuses.update(&ctx.name, |s| {
         s.state = "running";
         s.plugin_version = Some(version.seq);
@@ -130,7 +125,7 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
 
     while !ctx.stopping() {
         let seen = ctx.journals.generation();
-        let n = transaction(ctx, collection, &mut transforms, &mut instance)?;
+        let n = transaction(ctx, catalog, collection, &mut transforms, &mut plugin)?;
         if n == 0 {
             ctx.wait_for_appends(seen);
         }
@@ -141,10 +136,12 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
 /// Run one transaction; returns how many source documents it processed.
 fn transaction(
     ctx: &TaskCtx,
+    catalog: &Built,
     collection: &BuiltCollection,
     transforms: &mut [Transform],
-    instance: &mut Derivation,
+    plugin: &mut Plugin,
 ) -> anyhow::Result<usize> {
+    let derive = collection.derive.as_ref().context("not a derivation")?;
     // 1. read_sources
     let mut docs_left = ctx.limits.txn_docs_max;
     let mut batch: Vec<(String, derive_api::SourceDocument)> = Vec::new();
@@ -189,47 +186,25 @@ fn transaction(
     batch.sort_by(|a, b| a.0.cmp(&b.0));
     let batch: Vec<derive_api::SourceDocument> = batch.into_iter().map(|(_, d)| d).collect();
 
-    // 2. send_plugin_transform, send_plugin_flush
+    // 2. send_plugin_transform, send_plugin_flush, 3. check_outputs
     let writes = Arc::new(Mutex::new(BTreeMap::new()));
-    instance.set_state(Some(Box::new(StateTxn {
+    plugin.instance.set_state(Some(Box::new(StateTxn {
         task: ctx.name.clone(),
         store: ctx.store.clone(),
         writes: writes.clone(),
     })));
-    let mut outputs: Vec<String> = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        for chunk in batch.chunks(ctx.limits.call_docs_max) {
-            let out = instance
-                .transform(chunk)
-                .map_err(|e| describe(&e, chunk, transforms))?;
-            check_output_caps(ctx, &out)?;
-            outputs.extend(out);
+    let result = match process_batch(ctx, collection, transforms, plugin, &batch) {
+        Ok(docs) => Ok((docs, Vec::new())),
+        Err(e) if derive.on_error == ErrorPolicy::Fail => Err(e),
+        // Find the failing documents: replay the transaction one document at a time.
+        Err(_) => {
+            writes.lock().expect("state poisoned").clear();
+            process_each(ctx, collection, transforms, plugin, &batch, &writes)
         }
-        let out = instance
-            .flush()
-            .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
-        check_output_caps(ctx, &out)?;
-        outputs.extend(out);
-        Ok(())
-    })();
-    instance.set_state(None);
-    result?;
-
-    // 3. check_outputs
-    let mut docs = Vec::with_capacity(outputs.len());
-    for (i, text) in outputs.iter().enumerate() {
-        let doc: Value = serde_json::from_str(text).map_err(|e| {
-            anyhow::anyhow!(
-                "output {} of the plugin is not JSON ({e}): {}",
-                i + 1,
-                truncate(text)
-            )
-        })?;
-        check_document(&ctx.limits, collection, &doc).map_err(|e| {
-            anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
-        })?;
-        docs.push(doc);
-    }
+    };
+    plugin.instance.set_state(None);
+    let (docs, failures) = result?;
+    let dead_letters = failure_records(ctx, catalog, derive, transforms, plugin, &batch, failures)?;
     // Combine by the derived key and reductions: a hot key's outputs become one document.
     let docs = crate::runtime::combine_deltas(&ctx.limits, collection, docs)
         .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
@@ -240,6 +215,9 @@ fn transaction(
     ctx.store.write(|txn| {
         if !docs.is_empty() {
             Journals::append(txn, &collection.name, docs)?;
+        }
+        if let Some((dl, records)) = dead_letters {
+            Journals::append(txn, &dl, records)?;
         }
         let mut state = txn.open_table(TASK_STATE)?;
         for (key, value) in &writes {
@@ -272,6 +250,220 @@ fn transaction(
     });
     report_sources(ctx, transforms)?;
     Ok(n_in)
+}
+
+/// The running plugin instance, and what it takes to start it again after a trap.
+struct Plugin {
+    name: String,
+    version: crate::plugin::Version,
+    component: wasmtime::component::Component,
+    spec: derive_api::DerivationSpec,
+    instance: Derivation,
+}
+
+impl Plugin {
+    fn open(
+        ctx: &TaskCtx,
+        name: &str,
+        version: crate::plugin::Version,
+        component: wasmtime::component::Component,
+        spec: derive_api::DerivationSpec,
+    ) -> anyhow::Result<Self> {
+        let instance = Self::start(ctx, name, &component, &spec)?;
+        Ok(Plugin {
+            name: name.to_string(),
+            version,
+            component,
+            spec,
+            instance,
+        })
+    }
+
+    fn start(
+        ctx: &TaskCtx,
+        name: &str,
+        component: &wasmtime::component::Component,
+        spec: &derive_api::DerivationSpec,
+    ) -> anyhow::Result<Derivation> {
+        let engine = ctx.registry.engine().clone();
+        let mut instance =
+            Derivation::instantiate(&engine, component, ctx.registry.log_sink(name), &ctx.limits)?;
+        instance
+            .open(spec)
+            .map_err(|e| anyhow::anyhow!("open: {e}"))?;
+        Ok(instance)
+    }
+
+    /// Replace a trapped instance with a fresh one (state lives in the host, so nothing of
+    /// it is lost); the current transaction's state grant moves over.
+    fn restart_if_poisoned(
+        &mut self,
+        ctx: &TaskCtx,
+        state: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    ) -> anyhow::Result<()> {
+        if self.instance.poisoned() {
+            self.instance = Self::start(ctx, &self.name, &self.component, &self.spec)?;
+            self.instance.set_state(Some(Box::new(StateTxn {
+                task: ctx.name.clone(),
+                store: ctx.store.clone(),
+                writes: state.clone(),
+            })));
+        }
+        Ok(())
+    }
+}
+
+/// The fast path: the whole batch in calls of `callDocsMax`, then flush; any failure fails
+/// the batch.
+fn process_batch(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    transforms: &[Transform],
+    plugin: &mut Plugin,
+    batch: &[derive_api::SourceDocument],
+) -> anyhow::Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for chunk in batch.chunks(ctx.limits.call_docs_max) {
+        let out = plugin
+            .instance
+            .transform(chunk)
+            .map_err(|e| describe(&e, chunk, transforms))?;
+        docs.extend(check_outputs(ctx, collection, out)?);
+    }
+    let out = plugin
+        .instance
+        .flush()
+        .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    docs.extend(check_outputs(ctx, collection, out)?);
+    Ok(docs)
+}
+
+/// The error path (policies skip and deadLetter): one document per call, so a failure is
+/// pinned on its document; a failed document's state writes are undone and a trapped
+/// instance is restarted. Returns the outputs and the failures (batch index, error).
+#[allow(clippy::type_complexity)]
+fn process_each(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    transforms: &[Transform],
+    plugin: &mut Plugin,
+    batch: &[derive_api::SourceDocument],
+    writes: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>)> {
+    plugin.restart_if_poisoned(ctx, writes)?;
+    let mut docs = Vec::new();
+    let mut failures = Vec::new();
+    for (i, doc) in batch.iter().enumerate() {
+        let before = writes.lock().expect("state poisoned").clone();
+        let one = std::slice::from_ref(doc);
+        let result = plugin
+            .instance
+            .transform(one)
+            .map_err(|e| describe(&e, one, transforms))
+            .and_then(|out| check_outputs(ctx, collection, out));
+        match result {
+            Ok(out) => docs.extend(out),
+            Err(e) => {
+                *writes.lock().expect("state poisoned") = before;
+                failures.push((i, format!("{e:#}")));
+                plugin.restart_if_poisoned(ctx, writes)?;
+            }
+        }
+    }
+    // A flush failure cannot be pinned on a document: it fails the task.
+    let out = plugin
+        .instance
+        .flush()
+        .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    docs.extend(check_outputs(ctx, collection, out)?);
+    Ok((docs, failures))
+}
+
+/// Check one call's outputs: caps, JSON, the derived schema.
+fn check_outputs(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    out: Vec<String>,
+) -> anyhow::Result<Vec<Value>> {
+    check_output_caps(ctx, &out)?;
+    let mut docs = Vec::with_capacity(out.len());
+    for (i, text) in out.iter().enumerate() {
+        let doc: Value = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "output {} of the plugin is not JSON ({e}): {}",
+                i + 1,
+                truncate(text)
+            )
+        })?;
+        check_document(&ctx.limits, collection, &doc).map_err(|e| {
+            anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
+        })?;
+        docs.push(doc);
+    }
+    Ok(docs)
+}
+
+/// Act on failed documents per the error policy: log and count them (skip), and for
+/// deadLetter build the records to append with the transaction.
+#[allow(clippy::type_complexity)]
+fn failure_records(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    derive: &crate::catalog::BuiltDerivation,
+    transforms: &[Transform],
+    plugin: &Plugin,
+    batch: &[derive_api::SourceDocument],
+    failures: Vec<(usize, String)>,
+) -> anyhow::Result<Option<(String, Vec<Value>)>> {
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    let n = failures.len() as u64;
+    ctx.statuses.update(&ctx.name, |s| s.docs_failed += n);
+    let mut records = Vec::new();
+    for (i, error) in failures {
+        let d = &batch[i];
+        let t = &transforms[d.transform as usize];
+        let document: Value = serde_json::from_str(&d.document).unwrap_or(Value::Null);
+        ctx.registry.logs().push(
+            &plugin.name,
+            crate::engine::LogLevel::Warn,
+            format!(
+                "task {}: {} document of {} ({error}): {}",
+                ctx.name,
+                if derive.on_error == ErrorPolicy::Skip {
+                    "skipped"
+                } else {
+                    "dead-lettered"
+                },
+                t.source,
+                truncate(&d.document)
+            ),
+        );
+        records.push(serde_json::json!({
+            "id": document.pointer("/_meta/uuid").cloned().unwrap_or(Value::Null),
+            "task": ctx.name,
+            "transform": t.name,
+            "source": t.source,
+            "plugin": plugin.name,
+            "version": plugin.version.seq,
+            "digest": plugin.version.digest,
+            "error": error,
+            "document": document,
+        }));
+    }
+    let Some(dl) = derive
+        .dead_letters
+        .as_ref()
+        .filter(|_| derive.on_error == ErrorPolicy::DeadLetter)
+    else {
+        return Ok(None);
+    };
+    let c = catalog.collection(dl).map_err(anyhow::Error::msg)?;
+    for r in &records {
+        check_document(&ctx.limits, c, r).map_err(|e| anyhow::anyhow!("dead-letter record {e}"))?;
+    }
+    Ok(Some((dl.clone(), records)))
 }
 
 fn report_sources(ctx: &TaskCtx, transforms: &[Transform]) -> anyhow::Result<()> {

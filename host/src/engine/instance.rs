@@ -4,6 +4,7 @@
 use super::bindings::{self, PluginError};
 use super::ctx::{PluginCtx, SqlAccess, StateAccess};
 use super::{Engine, LogSink, capture_api, derive_api, sink_api};
+use crate::limits::Limits;
 use std::fmt;
 use wasmtime::Store;
 use wasmtime::component::Component;
@@ -64,18 +65,19 @@ impl<B> Instance<B> {
     fn new(
         engine: &Engine,
         log: LogSink,
+        limits: &Limits,
         make: impl FnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<B>,
     ) -> anyhow::Result<Self> {
-        let mut store = engine.new_store(log);
-        store.set_epoch_deadline(engine.deadline_ticks());
+        let mut store = engine.new_store(log, limits);
+        store.set_epoch_deadline(Engine::deadline_ticks(limits));
         let bindings = make(&mut store)
             .map_err(|e| anyhow::anyhow!("failed to instantiate the plugin: {e:#}"))?;
         Ok(Instance {
             store,
             bindings,
-            deadline_ticks: engine.deadline_ticks(),
-            deadline_ms: engine.limits.call_deadline_ms,
-            memory_bytes_max: engine.limits.plugin_memory_bytes_max,
+            deadline_ticks: Engine::deadline_ticks(limits),
+            deadline_ms: limits.call_deadline_ms,
+            memory_bytes_max: limits.plugin_memory_bytes_max,
             poisoned: false,
         })
     }
@@ -120,12 +122,14 @@ impl<B> Instance<B> {
 }
 
 impl Derivation {
+    /// Instantiate under `limits` (the task's: deadline, memory cap).
     pub fn instantiate(
         engine: &Engine,
         component: &Component,
         log: LogSink,
+        limits: &Limits,
     ) -> anyhow::Result<Self> {
-        Self::new(engine, log, |store| {
+        Self::new(engine, log, limits, |store| {
             bindings::derivation::Derivation::instantiate(store, component, &engine.linker)
         })
     }
@@ -152,12 +156,14 @@ impl Derivation {
 }
 
 impl Materialization {
+    /// Instantiate under `limits` (the task's: deadline, memory cap).
     pub fn instantiate(
         engine: &Engine,
         component: &Component,
         log: LogSink,
+        limits: &Limits,
     ) -> anyhow::Result<Self> {
-        Self::new(engine, log, |store| {
+        Self::new(engine, log, limits, |store| {
             bindings::materialization::Materialization::instantiate(
                 store,
                 component,
@@ -196,12 +202,14 @@ impl Materialization {
 }
 
 impl Capture {
+    /// Instantiate under `limits` (the task's: deadline, memory cap).
     pub fn instantiate(
         engine: &Engine,
         component: &Component,
         log: LogSink,
+        limits: &Limits,
     ) -> anyhow::Result<Self> {
-        Self::new(engine, log, |store| {
+        Self::new(engine, log, limits, |store| {
             bindings::capture::Capture::instantiate(store, component, &engine.linker)
         })
     }

@@ -218,7 +218,7 @@ impl Engine {
         Ok(world)
     }
 
-    fn new_store(&self, log: LogSink) -> wasmtime::Store<PluginCtx> {
+    fn new_store(&self, log: LogSink, limits: &Limits) -> wasmtime::Store<PluginCtx> {
         let wasi = wasmtime_wasi::WasiCtx::builder()
             .stdout(LogStream {
                 level: LogLevel::Info,
@@ -241,7 +241,7 @@ impl Engine {
             wasi,
             table: wasmtime::component::ResourceTable::new(),
             limiter: Limiter {
-                memory_bytes_max: self.limits.plugin_memory_bytes_max,
+                memory_bytes_max: limits.plugin_memory_bytes_max,
                 memory_bytes: 0,
                 hit_memory_cap: false,
             },
@@ -256,8 +256,8 @@ impl Engine {
         store
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.call_deadline_ms / EPOCH_TICK.as_millis() as u64).max(1)
+    fn deadline_ticks(limits: &Limits) -> u64 {
+        (limits.call_deadline_ms / EPOCH_TICK.as_millis() as u64).max(1)
     }
 }
 

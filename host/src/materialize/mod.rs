@@ -55,8 +55,12 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, spec: &BuiltMaterialization) -> any
 
     let (version, component) = ctx.registry.resolve(&spec.plugin, World::Materialization)?;
     let engine = ctx.registry.engine().clone();
-    let mut instance =
-        Materialization::instantiate(&engine, &component, ctx.registry.log_sink(&spec.plugin))?;
+    let mut instance = Materialization::instantiate(
+        &engine,
+        &component,
+        ctx.registry.log_sink(&spec.plugin),
+        &ctx.limits,
+    )?;
     instance.set_sql(
         db.clone()
             .map(|d| Box::new(d) as Box<dyn crate::engine::SqlAccess>),

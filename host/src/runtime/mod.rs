@@ -449,7 +449,7 @@ impl Host {
     fn restart_tasks(&self, which: &dyn Fn(&str, &str) -> bool) {
         let catalog = self.catalog();
         type Runner = Box<dyn FnOnce(TaskCtx) + Send>;
-        let mut specs: Vec<(String, &'static str, String, Runner)> = Vec::new();
+        let mut specs: Vec<(String, &'static str, String, Limits, Runner)> = Vec::new();
         for c in catalog.collections.values() {
             let Some(d) = &c.derive else { continue };
             let (catalog, collection) = (catalog.clone(), c.clone());
@@ -457,6 +457,10 @@ impl Host {
                 c.name.clone(),
                 "derivation",
                 d.plugin.clone(),
+                d.limits
+                    .as_ref()
+                    .map(|l| l.apply(&self.limits))
+                    .unwrap_or_else(|| self.limits.clone()),
                 Box::new(move |ctx| crate::derive::run(ctx, catalog, collection)),
             ));
         }
@@ -467,11 +471,15 @@ impl Host {
                     m.name.clone(),
                     "materialization",
                     m.plugin.clone(),
+                    m.limits
+                        .as_ref()
+                        .map(|l| l.apply(&self.limits))
+                        .unwrap_or_else(|| self.limits.clone()),
                     Box::new(move |ctx| crate::materialize::run(ctx, catalog, m2)),
                 ));
             }
         }
-        specs.retain(|(name, _, plugin, _)| which(name, plugin));
+        specs.retain(|(name, _, plugin, _, _)| which(name, plugin));
         let known: Vec<String> = specs.iter().map(|s| s.0.clone()).collect();
         let in_catalog = |n: &str| {
             catalog
@@ -488,14 +496,14 @@ impl Host {
         }
 
         let mut tasks = self.tasks.lock().expect("tasks poisoned");
-        for (name, kind, plugin, run) in specs {
+        for (name, kind, plugin, limits, run) in specs {
             let stop = Arc::new(AtomicBool::new(false));
             let ctx = TaskCtx {
                 name: name.clone(),
                 store: self.store.clone(),
                 journals: self.journals.clone(),
                 registry: self.registry.clone(),
-                limits: self.limits.clone(),
+                limits,
                 stop: stop.clone(),
                 statuses: self.statuses.clone(),
             };
@@ -509,6 +517,7 @@ impl Host {
                 transactions: 0,
                 docs_in: 0,
                 docs_out: 0,
+                docs_failed: 0,
                 sources: Vec::new(),
             });
             let thread = std::thread::Builder::new()

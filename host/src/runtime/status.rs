@@ -19,6 +19,8 @@ pub struct TaskStatus {
     pub transactions: u64,
     pub docs_in: u64,
     pub docs_out: u64,
+    /// Source documents that failed and were skipped or dead-lettered (error policy).
+    pub docs_failed: u64,
     pub sources: Vec<SourceStatus>,
 }
 
