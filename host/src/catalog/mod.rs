@@ -59,6 +59,7 @@ pub struct BuiltTransform {
     pub name: String,
     pub source: String,
     pub shuffle_key: Vec<Pointer>,
+    pub read_delay_ms: u64,
 }
 
 pub struct BuiltMaterialization {
@@ -303,10 +304,22 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
                 .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
             None => Vec::new(), // The source collection's key, resolved by the runtime.
         };
+        let read_delay_ms = match &t.read_delay {
+            None => 0,
+            Some(d) => humantime::parse_duration(d)
+                .map_err(|e| {
+                    format!(
+                        "transform {}: readDelay {d:?}: {e} (write e.g. \"30s\" or \"2h\")",
+                        t.name
+                    )
+                })?
+                .as_millis() as u64,
+        };
         transforms.push(BuiltTransform {
             name: t.name.clone(),
             source: t.source.name().to_string(),
             shuffle_key,
+            read_delay_ms,
         });
     }
     let policy = d.on_error.as_ref().map(|o| o.policy).unwrap_or_default();

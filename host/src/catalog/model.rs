@@ -144,6 +144,10 @@ pub struct TransformDef {
     pub source: SourceRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shuffle: Option<Shuffle>,
+    /// Process a document only once it is this much older than its publish time, e.g.
+    /// `2h` or `30s` (Flow's `readDelay`).
+    #[serde(default, rename = "readDelay", skip_serializing_if = "Option::is_none")]
+    pub read_delay: Option<String>,
 }
 
 /// A source collection: `acme/orders` or `{ name: acme/orders }`.

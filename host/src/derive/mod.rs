@@ -57,6 +57,9 @@ struct Transform {
     source: String,
     shuffle_key: Vec<crate::doc::Pointer>,
     offset: u64,
+    read_delay_ms: u64,
+    /// When the next delayed document of this source becomes ready (ms since the epoch).
+    wake_ms: Option<u64>,
 }
 
 /// Run the derivation of `collection` until stopped or failed.
@@ -85,6 +88,8 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
                 t.shuffle_key.clone()
             },
             offset: ctx.store.checkpoint(&ctx.name, &t.name)?,
+            read_delay_ms: t.read_delay_ms,
+            wake_ms: None,
         });
     }
 
@@ -127,7 +132,9 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
         let seen = ctx.journals.generation();
         let n = transaction(ctx, catalog, collection, &mut transforms, &mut plugin)?;
         if n == 0 {
-            ctx.wait_for_appends(seen);
+            // Sleep until an append, or until a delayed document becomes ready.
+            let wake = transforms.iter().filter_map(|t| t.wake_ms).min();
+            ctx.wait_for_appends_until(seen, wake);
         }
     }
     Ok(())
@@ -143,48 +150,10 @@ fn transaction(
 ) -> anyhow::Result<usize> {
     let derive = collection.derive.as_ref().context("not a derivation")?;
     // 1. read_sources
-    let mut docs_left = ctx.limits.txn_docs_max;
-    let mut batch: Vec<(String, derive_api::SourceDocument)> = Vec::new();
-    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
-    for (i, t) in transforms.iter().enumerate() {
-        if docs_left == 0 {
-            break;
-        }
-        let docs = Journals::read(
-            &ctx.store,
-            &t.source,
-            t.offset,
-            docs_left,
-            ctx.limits.txn_bytes_max,
-        )?;
-        docs_left -= docs.len();
-        for d in docs {
-            next_offsets[i] = d.next_offset();
-            let doc: Value = serde_json::from_slice(&d.bytes)
-                .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
-            let uuid = doc
-                .pointer("/_meta/uuid")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let key = catalog::key_of(&t.shuffle_key, &doc).to_string();
-            let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
-            batch.push((
-                uuid,
-                derive_api::SourceDocument {
-                    transform: i as u32,
-                    key,
-                    document,
-                },
-            ));
-        }
-    }
+    let (batch, next_offsets) = read_sources(ctx, transforms)?;
     if batch.is_empty() {
         return Ok(0);
     }
-    // A stable sort keeps each source's own order for equal clocks.
-    batch.sort_by(|a, b| a.0.cmp(&b.0));
-    let batch: Vec<derive_api::SourceDocument> = batch.into_iter().map(|(_, d)| d).collect();
 
     // 2. send_plugin_transform, send_plugin_flush, 3. check_outputs
     let writes = Arc::new(Mutex::new(BTreeMap::new()));
@@ -250,6 +219,100 @@ fn transaction(
     });
     report_sources(ctx, transforms)?;
     Ok(n_in)
+}
+
+/// Milliseconds since the Unix epoch in a UUIDv7 (its first 48 bits).
+fn uuid_ms(uuid: &str) -> u64 {
+    let hex: String = uuid.chars().filter(|c| *c != '-').take(12).collect();
+    u64::from_str_radix(&hex, 16).unwrap_or(0)
+}
+
+/// Read the next batch from every transform's source, in publish-time order across sources.
+///
+/// A document's clock is its publish time (from `_meta.uuid`) plus its transform's
+/// `readDelay`; it is ready once its clock has passed. The batch is the `txnDocsMax` ready
+/// documents with the lowest clocks of all sources, in clock order, so every batch (live, or
+/// replayed from the start) is the same. Each source is read up to `txnDocsMax` documents,
+/// which makes the lowest `txnDocsMax` of the union the global lowest; a source cut off
+/// earlier by the byte limit bounds the batch at its last read clock. Returns the batch and
+/// each transform's next offset; `Transform::wake_ms` is set when a delayed document waits.
+#[allow(clippy::type_complexity)]
+fn read_sources(
+    ctx: &TaskCtx,
+    transforms: &mut [Transform],
+) -> anyhow::Result<(Vec<derive_api::SourceDocument>, Vec<u64>)> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let docs_max = ctx.limits.txn_docs_max;
+    // (clock ms, uuid, transform, next offset, document)
+    let mut ready: Vec<(u64, String, usize, u64, derive_api::SourceDocument)> = Vec::new();
+    let mut bound: Option<(u64, String)> = None;
+    for (i, t) in transforms.iter_mut().enumerate() {
+        t.wake_ms = None;
+        let docs = Journals::read(
+            &ctx.store,
+            &t.source,
+            t.offset,
+            docs_max,
+            ctx.limits.txn_bytes_max,
+        )?;
+        let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
+        let cut_by_bytes = docs.len() < docs_max && bytes >= ctx.limits.txn_bytes_max;
+        let mut last: Option<(u64, String)> = None;
+        for d in docs {
+            let next = d.next_offset();
+            let doc: Value = serde_json::from_slice(&d.bytes)
+                .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
+            let uuid = doc
+                .pointer("/_meta/uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let clock = uuid_ms(&uuid) + t.read_delay_ms;
+            if clock > now_ms {
+                t.wake_ms = Some(clock);
+                break;
+            }
+            let key = catalog::key_of(&t.shuffle_key, &doc).to_string();
+            let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
+            last = Some((clock, uuid.clone()));
+            ready.push((
+                clock,
+                uuid,
+                i,
+                next,
+                derive_api::SourceDocument {
+                    transform: i as u32,
+                    key,
+                    document,
+                },
+            ));
+        }
+        if cut_by_bytes
+            && t.wake_ms.is_none()
+            && let Some(l) = last
+        {
+            bound = Some(match bound {
+                Some(b) if b <= l => b,
+                _ => l,
+            });
+        }
+    }
+    // A stable sort: documents of one source with equal clocks keep their journal order.
+    ready.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    if let Some(b) = &bound {
+        ready.retain(|r| (r.0, &r.1) <= (b.0, &b.1));
+    }
+    ready.truncate(docs_max);
+    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
+    let mut batch = Vec::with_capacity(ready.len());
+    for (_, _, i, next, doc) in ready {
+        next_offsets[i] = next;
+        batch.push(doc);
+    }
+    Ok((batch, next_offsets))
 }
 
 /// The running plugin instance, and what it takes to start it again after a trap.

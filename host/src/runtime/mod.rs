@@ -57,6 +57,22 @@ impl TaskCtx {
         }
     }
 
+    /// Like `wait_for_appends`, but also wake at `wake_ms` (ms since the epoch), if sooner.
+    pub fn wait_for_appends_until(&self, seen: u64, wake_ms: Option<u64>) {
+        if self.stopping() {
+            return;
+        }
+        let mut timeout = Duration::from_millis(self.limits.idle_recheck_ms);
+        if let Some(wake) = wake_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now) + 1));
+        }
+        self.journals.wait(seen, timeout);
+    }
+
     /// Record a failure in the task's status and its plugin's log.
     pub fn fail(&self, plugin: &str, error: &anyhow::Error) {
         let message = format!("{error:#}");
