@@ -108,6 +108,8 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
             .collect(),
     };
     let mut plugin = Plugin::open(ctx, &derive.plugin, version.clone(), component, spec)?;
+    // Sources first: `Host::wait_idle` must never see a running task without its sources.
+    report_sources(ctx, &transforms)?;
     ctx.statuses.update(&ctx.name, |s| {
         s.state = "running";
         s.plugin_version = Some(version.seq);
@@ -126,7 +128,6 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
             resume.join(", ")
         ),
     );
-    report_sources(ctx, &transforms)?;
 
     while !ctx.stopping() {
         let seen = ctx.journals.generation();
@@ -181,27 +182,34 @@ fn transaction(
 
     // 4. commit
     let writes = std::mem::take(&mut *writes.lock().expect("state poisoned"));
-    ctx.store.write(|txn| {
+    let task = ctx.name.clone();
+    let derived = collection.name.clone();
+    let checkpoints: Vec<(String, u64)> = transforms
+        .iter()
+        .zip(&next_offsets)
+        .map(|(t, o)| (t.name.clone(), *o))
+        .collect();
+    ctx.store.write(move |txn| {
         if !docs.is_empty() {
-            Journals::append(txn, &collection.name, docs)?;
+            Journals::append(txn, &derived, &docs)?;
         }
-        if let Some((dl, records)) = dead_letters {
-            Journals::append(txn, &dl, records)?;
+        if let Some((dl, records)) = &dead_letters {
+            Journals::append(txn, dl, records)?;
         }
         let mut state = txn.open_table(TASK_STATE)?;
         for (key, value) in &writes {
             match value {
                 Some(v) => {
-                    state.insert((ctx.name.as_str(), key.as_str()), v.as_bytes())?;
+                    state.insert((task.as_str(), key.as_str()), v.as_bytes())?;
                 }
                 None => {
-                    state.remove((ctx.name.as_str(), key.as_str()))?;
+                    state.remove((task.as_str(), key.as_str()))?;
                 }
             }
         }
-        let mut checkpoints = txn.open_table(CHECKPOINTS)?;
-        for (t, offset) in transforms.iter().zip(&next_offsets) {
-            checkpoints.insert((ctx.name.as_str(), t.name.as_str()), *offset)?;
+        let mut table = txn.open_table(CHECKPOINTS)?;
+        for (name, offset) in &checkpoints {
+            table.insert((task.as_str(), name.as_str()), *offset)?;
         }
         Ok(())
     })?;

@@ -57,16 +57,16 @@ impl Journals {
     pub fn append(
         txn: &WriteTransaction,
         journal: &str,
-        docs: Vec<Value>,
+        docs: &[Value],
     ) -> anyhow::Result<(u64, u64)> {
         let mut heads = txn.open_table(JOURNAL_HEADS)?;
         let begin = heads.get(journal)?.map(|v| v.value()).unwrap_or(0);
         let mut table = txn.open_table(JOURNAL_DOCS)?;
         let mut offset = begin;
         let published = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        for mut doc in docs {
-            stamp_meta(&mut doc, &published);
-            let bytes = serde_json::to_vec(&doc)?;
+        let mut bytes = Vec::new();
+        for doc in docs {
+            stamped(doc, &published, &mut bytes)?;
             table.insert((journal, offset), bytes.as_slice())?;
             offset += bytes.len() as u64 + 1;
         }
@@ -137,16 +137,29 @@ impl Journals {
     }
 }
 
-fn stamp_meta(doc: &mut Value, published: &str) {
-    if let Value::Object(map) = doc {
-        let mut meta = serde_json::Map::new();
-        meta.insert(
-            "uuid".into(),
-            Value::String(uuid::Uuid::now_v7().to_string()),
-        );
-        meta.insert("published".into(), Value::String(published.to_string()));
-        map.insert("_meta".into(), Value::Object(meta));
+/// Serialize `doc` into `out` with the host's `_meta` as its first property, replacing any
+/// `_meta` it has, without copying the document.
+fn stamped(doc: &Value, published: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    out.clear();
+    let Value::Object(map) = doc else {
+        serde_json::to_writer(&mut *out, doc)?;
+        return Ok(());
+    };
+    let meta =
+        serde_json::json!({"uuid": uuid::Uuid::now_v7().to_string(), "published": published});
+    out.extend_from_slice(b"{\"_meta\":");
+    serde_json::to_writer(&mut *out, &meta)?;
+    for (k, v) in map {
+        if k == "_meta" {
+            continue;
+        }
+        out.push(b',');
+        serde_json::to_writer(&mut *out, k)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v)?;
     }
+    out.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -159,7 +172,7 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let (b, e) = store
-            .write(|txn| Journals::append(txn, "a/b", vec![json!({"x": 1}), json!({"x": 2})]))
+            .write(|txn| Journals::append(txn, "a/b", &[json!({"x": 1}), json!({"x": 2})]))
             .unwrap();
         assert_eq!(b, 0);
         let docs = Journals::read(&store, "a/b", 0, 100, 1 << 20).unwrap();
@@ -172,7 +185,7 @@ mod test {
         assert!(first["_meta"]["uuid"].is_string() && first["_meta"]["published"].is_string());
         // Reading from the middle, and an unrelated journal with a shared prefix.
         store
-            .write(|txn| Journals::append(txn, "a/bc", vec![json!({"y": 1})]))
+            .write(|txn| Journals::append(txn, "a/bc", &[json!({"y": 1})]))
             .unwrap();
         let rest = Journals::read(&store, "a/b", docs[1].offset, 100, 1 << 20).unwrap();
         assert_eq!(rest.len(), 1);
@@ -191,7 +204,7 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let res: anyhow::Result<()> = store.write(|txn| {
-            Journals::append(txn, "j", vec![json!({"x": 1})])?;
+            Journals::append(txn, "j", &[json!({"x": 1})])?;
             anyhow::bail!("later step failed")
         });
         assert!(res.is_err());

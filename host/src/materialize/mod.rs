@@ -90,11 +90,12 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, spec: &BuiltMaterialization) -> any
     if let Some(cp) = checkpoint {
         restore_checkpoint(&cp, &mut bindings)?;
     }
+    // Sources first: `Host::wait_idle` must never see a running task without its sources.
+    report_sources(ctx, &bindings)?;
     ctx.statuses.update(&ctx.name, |s| {
         s.state = "running";
         s.plugin_version = Some(version.seq);
     });
-    report_sources(ctx, &bindings)?;
 
     while !ctx.stopping() {
         let seen = ctx.journals.generation();

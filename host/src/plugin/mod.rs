@@ -97,7 +97,9 @@ impl Registry {
                     Err(e) => DeployError::Storage(e),
                 })?;
         let world = self.engine.world_of(&component)?;
-        let version = self.store.write(|txn| {
+        let (name_owned, bytes_owned, digest) = (name.to_string(), bytes.to_vec(), digest.clone());
+        let version = self.store.write(move |txn| {
+            let (name, bytes) = (name_owned.as_str(), bytes_owned.as_slice());
             let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
             let seq = versions
                 .range((name, 0)..=(name, u64::MAX))?
@@ -161,10 +163,12 @@ impl Registry {
                 .to_string(),
             rollback_of: Some(target.seq),
         };
-        self.store.write(|txn| {
+        let record = version.clone();
+        self.store.write(move |txn| {
             let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+            let version = &record;
             versions.insert(
-                (name, version.seq),
+                (version.name.as_str(), version.seq),
                 serde_json::to_vec(&version)?.as_slice(),
             )?;
             Ok(())

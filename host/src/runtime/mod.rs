@@ -296,7 +296,7 @@ impl Host {
         }
         let spec_bytes =
             serde_json::to_vec(&built.spec).context("failed to serialize the catalog")?;
-        self.store.write(|txn| {
+        self.store.write(move |txn| {
             txn.open_table(crate::storage::META)?
                 .insert(CATALOG_KEY, spec_bytes.as_slice())?;
             Ok(())
@@ -334,9 +334,10 @@ impl Host {
         let combined = combine_deltas(&self.limits, c, docs)
             .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         let appended = combined.len();
-        let (begin, end) = self
-            .store
-            .write(|txn| Journals::append(txn, collection, combined))?;
+        let (begin, end) = self.store.write({
+            let collection = collection.to_string();
+            move |txn| Journals::append(txn, &collection, &combined)
+        })?;
         self.journals.notify();
         Ok(Ingested {
             collection: collection.to_string(),

@@ -28,9 +28,27 @@ pub const TASK_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::ne
 /// Task read checkpoints: (task, source name) -> next offset to read.
 pub const CHECKPOINTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("checkpoints");
 
-/// The host database.
+/// A write job: runs inside a shared write transaction. Jobs may run more than once: when
+/// another job of their group fails, the group is aborted and run again without it.
+type Job = Box<dyn Fn(&WriteTransaction) -> anyhow::Result<()> + Send>;
+
+struct Request {
+    job: Job,
+    done: std::sync::mpsc::SyncSender<anyhow::Result<()>>,
+}
+
+/// Most jobs committed together. A group waits for nothing (it takes what is queued when the
+/// previous commit ends), so the bound only caps the work one fsync can be made to wait for.
+const GROUP_JOBS_MAX: usize = 512;
+
+/// The host database. Writes go through one committer thread that runs every queued job in
+/// one write transaction and one fsync: tasks and ingests that commit at the same time share
+/// the fsync (group commit), while each job still succeeds or fails alone (a failed job's
+/// group is aborted and committed again without it; redb savepoints need a clean
+/// transaction, so they cannot isolate jobs).
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<Request>>,
 }
 
 impl Store {
@@ -62,22 +80,43 @@ impl Store {
             txn.open_table(CHECKPOINTS)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        let db = std::sync::Arc::new(db);
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        let committer_db = db.clone();
+        std::thread::Builder::new()
+            .name("flow-committer".into())
+            .spawn(move || committer(&committer_db, &rx))
+            .context("failed to start the committer thread")?;
+        Ok(Store {
+            db,
+            queue: std::sync::Mutex::new(tx),
+        })
     }
 
-    /// Run `f` in one write transaction and commit it durably (fsync) before returning.
-    /// Nothing of `f`'s writes is visible or durable if it returns an error.
-    pub fn write<R>(
+    /// Run `f` in a write transaction and return once it committed durably (fsync). Nothing
+    /// of `f`'s writes is visible or durable if it returns an error; other jobs committed in
+    /// the same transaction are not affected by its failure.
+    pub fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> anyhow::Result<R>,
+        f: impl Fn(&WriteTransaction) -> anyhow::Result<R> + Send + 'static,
     ) -> anyhow::Result<R> {
-        let txn = self
-            .db
-            .begin_write()
-            .context("failed to begin a write transaction")?;
-        let out = f(&txn)?;
-        txn.commit().context("failed to commit")?;
-        Ok(out)
+        let out = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = out.clone();
+        let job: Job = Box::new(move |txn| {
+            let r = f(txn)?;
+            *slot.lock().expect("result slot poisoned") = Some(r);
+            Ok(())
+        });
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.queue
+            .lock()
+            .expect("committer queue poisoned")
+            .send(Request { job, done })
+            .map_err(|_| anyhow::anyhow!("the committer thread stopped"))?;
+        wait.recv()
+            .map_err(|_| anyhow::anyhow!("the committer thread stopped"))??;
+        let r = out.lock().expect("result slot poisoned").take();
+        r.context("a committed job left no result")
     }
 
     pub fn read(&self) -> anyhow::Result<redb::ReadTransaction> {
@@ -108,5 +147,119 @@ impl Store {
         Ok(table
             .get((task, key))?
             .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+}
+
+/// The committer: take every queued job and run them in one transaction, committed with one
+/// fsync; if a job fails, answer it, abort, and run the rest of the group again without it.
+fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_JOBS_MAX {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        while !group.is_empty() {
+            let txn = match db.begin_write() {
+                Ok(t) => t,
+                Err(e) => {
+                    for r in group.drain(..) {
+                        let _ = r.done.send(Err(anyhow::anyhow!(
+                            "failed to begin a write transaction: {e}"
+                        )));
+                    }
+                    break;
+                }
+            };
+            let failed = group.iter().position(|r| (r.job)(&txn).is_err());
+            match failed {
+                Some(i) => {
+                    let _ = txn.abort();
+                    // Run the failed job alone for its own error, then retry the others.
+                    let r = group.remove(i);
+                    let result = db
+                        .begin_write()
+                        .map_err(|e| anyhow::anyhow!("failed to begin a write transaction: {e}"))
+                        .and_then(|txn| {
+                            let result = (r.job)(&txn);
+                            let _ = txn.abort();
+                            result
+                        });
+                    let _ = r.done.send(match result {
+                        Ok(()) => Err(anyhow::anyhow!(
+                            "the write failed, then succeeded alone; it was not committed"
+                        )),
+                        Err(e) => Err(e),
+                    });
+                }
+                None => {
+                    let result = txn.commit().map_err(|e| format!("failed to commit: {e}"));
+                    for r in group.drain(..) {
+                        let _ = r.done.send(result.clone().map_err(anyhow::Error::msg));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::journal::Journals;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    /// Concurrent writers share transactions; a failing job is rolled back alone, and every
+    /// successful job's writes are there exactly once.
+    #[test]
+    fn group_commit_isolates_failing_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..50 {
+                        let fail = i % 5 == 0;
+                        let r = store.write(move |txn| {
+                            Journals::append(txn, &format!("j{t}"), &[json!({"i": i})])?;
+                            if fail {
+                                anyhow::bail!("job {t}/{i} fails after writing");
+                            }
+                            Ok(i)
+                        });
+                        match (fail, r) {
+                            (false, Ok(v)) => {
+                                assert_eq!(v, i);
+                                ok += 1;
+                            }
+                            (true, Err(e)) => {
+                                assert!(e.to_string().contains("fails after writing"), "{e}")
+                            }
+                            (f, r) => panic!("job {t}/{i} (fail: {f}) gave {r:?}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        for (t, h) in threads.into_iter().enumerate() {
+            let ok = h.join().unwrap();
+            let docs = Journals::read(&store, &format!("j{t}"), 0, usize::MAX, usize::MAX).unwrap();
+            let is: Vec<u64> = docs
+                .iter()
+                .map(|d| {
+                    serde_json::from_slice::<serde_json::Value>(&d.bytes).unwrap()["i"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(is.len(), ok);
+            assert_eq!(is, (0..50).filter(|i| i % 5 != 0).collect::<Vec<u64>>());
+        }
     }
 }
