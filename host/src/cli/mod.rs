@@ -49,6 +49,7 @@ enum Command {
     /// Benchmarks. `derive`: a pass-through Wasm derivation against the same JSON work in
     /// native Rust, and the ingest -> derivation pipeline. `combiner`: combiner throughput
     /// against plain JSON parsing. `combiner-memory`: peak memory with many distinct keys.
+    /// `latency`: ingest-to-derived latency at 1k and 10k docs/s, swap stall, deploy-to-live.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -65,6 +66,9 @@ enum Command {
         /// Spill threshold in MiB (suite `combiner-memory`).
         #[arg(long, default_value_t = 64)]
         spill_mib: usize,
+        /// A large (Python) derivation component, to time its deploy-to-live (suite `latency`).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
     },
 }
 
@@ -73,6 +77,7 @@ enum BenchSuite {
     Derive,
     Combiner,
     CombinerMemory,
+    Latency,
 }
 
 /// Entry point of the `flow` binary.
@@ -93,10 +98,15 @@ pub fn main() -> std::process::ExitCode {
             plugin,
             docs,
             spill_mib,
+            python,
         } => match suite {
             BenchSuite::Derive => crate::bench::run(&plugin, docs).map(|r| r.print()),
             BenchSuite::Combiner => crate::bench_combiner::throughput(docs),
             BenchSuite::CombinerMemory => crate::bench_combiner::memory(docs, spill_mib << 20),
+            BenchSuite::Latency => crate::bench_latency::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                python.as_deref(),
+            ),
         }
         .map(|()| std::process::ExitCode::SUCCESS),
         command => {
