@@ -39,20 +39,42 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn scenario(v1: &[u8], v2: Option<&[u8]>, rate: usize, per_request: usize, secs: u64) -> anyhow::Result<Run> {
+async fn scenario(
+    v1: &[u8],
+    v2: Option<&[u8]>,
+    rate: usize,
+    per_request: usize,
+    secs: u64,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let host = Host::open(dir.path(), Limits::default())?;
-    host.registry.deploy("counter", v1).map_err(|e| anyhow::anyhow!("{e}"))?;
-    host.publish(Bundle { source: "bench".into(), catalog: catalog(), modules: Default::default() })
+    host.registry
+        .deploy("counter", v1)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    host.publish(Bundle {
+        source: "bench".into(),
+        catalog: catalog(),
+        modules: Default::default(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(crate::api::serve(listener, crate::api::router(host.clone(), None)));
+    tokio::spawn(crate::api::serve(
+        listener,
+        crate::api::router(host.clone(), None),
+    ));
     let http = reqwest::Client::new();
 
     let seen: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
     let follower = {
-        let (seen, resp) = (seen.clone(), http.get(format!("{base}/v1/collections/b%2Fout/documents?follow=true")).send().await?);
+        let (seen, resp) = (
+            seen.clone(),
+            http.get(format!(
+                "{base}/v1/collections/b%2Fout/documents?follow=true"
+            ))
+            .send()
+            .await?,
+        );
         tokio::spawn(async move {
             let mut stream = resp.bytes_stream();
             let mut buf = Vec::new();
@@ -73,7 +95,8 @@ async fn scenario(v1: &[u8], v2: Option<&[u8]>, rate: usize, per_request: usize,
 
     let total = rate * secs as usize;
     let acked: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(per_request as f64 / rate as f64));
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs_f64(per_request as f64 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut inflight = Vec::new();
     let mut swap_at: Option<(Instant, Instant)> = None;
@@ -94,10 +117,18 @@ async fn scenario(v1: &[u8], v2: Option<&[u8]>, rate: usize, per_request: usize,
         let body: String = (start..(start + per_request).min(total))
             .map(|id| format!("{{\"id\":{id},\"key\":\"k{}\"}}\n", id % 100))
             .collect();
-        let (http, url, acked) = (http.clone(), format!("{base}/v1/collections/b%2Fin/documents"), acked.clone());
+        let (http, url, acked) = (
+            http.clone(),
+            format!("{base}/v1/collections/b%2Fin/documents"),
+            acked.clone(),
+        );
         inflight.push(tokio::spawn(async move {
             let r = http.post(url).body(body).send().await?;
-            anyhow::ensure!(r.status().is_success(), "ingest failed: {}", r.text().await?);
+            anyhow::ensure!(
+                r.status().is_success(),
+                "ingest failed: {}",
+                r.text().await?
+            );
             let now = Instant::now();
             let mut a = acked.lock().expect("acked poisoned");
             for id in start..(start + per_request).min(total) {
@@ -114,15 +145,22 @@ async fn scenario(v1: &[u8], v2: Option<&[u8]>, rate: usize, per_request: usize,
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.lock().expect("seen poisoned").len() < total {
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {total} derived documents arrived", seen.lock().unwrap().len());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {total} derived documents arrived",
+            seen.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     follower.abort();
     let (seen, acked) = (seen.lock().unwrap().clone(), acked.lock().unwrap().clone());
     // The first second warms up connections and caches; it is not measured.
     let warmup = rate as u64;
-    let mut lat: Vec<Duration> =
-        acked.iter().filter(|(id, _)| **id >= warmup).map(|(id, a)| seen[id].saturating_duration_since(*a)).collect();
+    let mut lat: Vec<Duration> = acked
+        .iter()
+        .filter(|(id, _)| **id >= warmup)
+        .map(|(id, a)| seen[id].saturating_duration_since(*a))
+        .collect();
     lat.sort();
     let swap = swap_at.map(|(from, to)| {
         let window = Duration::from_millis(500);
@@ -135,39 +173,85 @@ async fn scenario(v1: &[u8], v2: Option<&[u8]>, rate: usize, per_request: usize,
         (worst, to - from)
     });
     let _ = tokio::task::spawn_blocking(move || host.shutdown()).await;
-    Ok(Run { docs: lat.len(), p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99), max: *lat.last().unwrap_or(&Duration::ZERO), swap })
+    Ok(Run {
+        docs: lat.len(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        max: *lat.last().unwrap_or(&Duration::ZERO),
+        swap,
+    })
 }
 
 /// Time from a deploy call to the task running the new version.
 fn deploy_to_live(v1: &[u8], new: &[u8], label: &str) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::open(dir.path(), Limits::default())?;
-    host.registry.deploy("counter", v1).map_err(|e| anyhow::anyhow!("{e}"))?;
-    host.publish(Bundle { source: "bench".into(), catalog: catalog(), modules: Default::default() }).map_err(|e| anyhow::anyhow!("{e}"))?;
-    host.wait_idle(Duration::from_secs(60)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for (what, bytes, rollback) in [("cold (compile)", new, false), ("cached (rollback to a compiled version)", v1, true)] {
+    host.registry
+        .deploy("counter", v1)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    host.publish(Bundle {
+        source: "bench".into(),
+        catalog: catalog(),
+        modules: Default::default(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    host.wait_idle(Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (what, bytes, rollback) in [
+        ("cold (compile)", new, false),
+        ("cached (rollback to a compiled version)", v1, true),
+    ] {
         let t = Instant::now();
-        let v = if rollback { host.registry.rollback("counter", None) } else { host.registry.deploy("counter", bytes) }.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let v = if rollback {
+            host.registry.rollback("counter", None)
+        } else {
+            host.registry.deploy("counter", bytes)
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         host.plugin_deployed("counter");
-        while host.task_status("b/out").and_then(|s| s.plugin_version) != Some(v.seq) || host.task_status("b/out").map(|s| s.state) != Some("running") {
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "the task did not go live on version {}", v.seq);
+        while host.task_status("b/out").and_then(|s| s.plugin_version) != Some(v.seq)
+            || host.task_status("b/out").map(|s| s.state) != Some("running")
+        {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(120),
+                "the task did not go live on version {}",
+                v.seq
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
-        println!("deploy-to-live, {label} {} bytes, {what}: {:.1} ms", bytes.len(), t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "deploy-to-live, {label} {} bytes, {what}: {:.1} ms",
+            bytes.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
     host.shutdown();
     Ok(())
 }
 
 pub fn run(plugins: &Path, python: Option<&Path>) -> anyhow::Result<()> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("failed to read {}: {e} (build: make plugins)", p.display()));
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| {
+            anyhow::anyhow!("failed to read {}: {e} (build: make plugins)", p.display())
+        })
+    };
     let v1 = read(&plugins.join("counter_v1.wasm"))?;
     let v2 = read(&plugins.join("counter_v2.wasm"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    println!("latency: HTTP ingest acknowledged -> derived document read by a follower (stateful counter plugin);");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "latency: HTTP ingest acknowledged -> derived document read by a follower (stateful counter plugin);"
+    );
     println!("         open-loop rate for 6 s, the first second not measured (warm-up)");
     for (rate, per_request, swap) in [(1_000, 1, false), (10_000, 10, false), (1_000, 1, true)] {
-        let r = rt.block_on(scenario(&v1, if swap { Some(&v2) } else { None }, rate, per_request, 6))?;
+        let r = rt.block_on(scenario(
+            &v1,
+            if swap { Some(&v2) } else { None },
+            rate,
+            per_request,
+            6,
+        ))?;
         println!(
             "  {rate:>6} docs/s ({per_request} per request), {} docs measured: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             r.docs,
