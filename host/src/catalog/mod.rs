@@ -168,6 +168,8 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
     for c in collections.values() {
         let Some(d) = &c.derive else { continue };
         let mut arity = None;
+        // (transform, types per shuffle key component) of the first transform, to compare.
+        let mut first_types: Option<(String, Vec<Vec<String>>)> = None;
         for t in &d.transforms {
             let Some(src) = collections.get(&t.source) else {
                 errors.push(format!(
@@ -188,6 +190,29 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
                     c.name, t.name
                 )),
                 _ => {}
+            }
+            let key = if t.shuffle_key.is_empty() {
+                &src.key
+            } else {
+                &t.shuffle_key
+            };
+            let types: Vec<Vec<String>> = key.iter().map(|p| src.schema.types_at(p)).collect();
+            match &first_types {
+                None => first_types = Some((t.name.clone(), types)),
+                Some((other, theirs)) => {
+                    for (n, (mine, theirs)) in types.iter().zip(theirs).enumerate() {
+                        if !mine.is_empty() && !theirs.is_empty() && mine != theirs {
+                            errors.push(format!(
+                                "{source}: collection {}: transform {}: shuffle key component {} has type {}, but transform {other}'s has type {}",
+                                c.name,
+                                t.name,
+                                n + 1,
+                                mine.join(" | "),
+                                theirs.join(" | ")
+                            ));
+                        }
+                    }
+                }
             }
         }
     }
@@ -464,6 +489,18 @@ collections:
                     "{ORDERS}materializations:\n  acme/v:\n    endpoint: {{ wasm: {{ plugin: p, module: m.wasm }} }}\n    bindings: [{{ source: acme/orders }}]\n"
                 ),
                 "either `module` or `plugin`, not both",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: byId, source: acme/orders }}, {{ name: byCustomer, source: acme/orders, shuffle: {{ key: [/customer] }} }}]\n"
+                ),
+                "transform byCustomer: shuffle key component 1 has type string, but transform byId's has type integer",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders }}]\n      limits: {{ callDeadlineMs: 1 }}\n"
+                ),
+                "limits: callDeadlineMs must be at least one epoch tick",
             ),
         ];
         for (yaml, expect) in cases {

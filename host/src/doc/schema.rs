@@ -119,6 +119,36 @@ impl Schema {
         Ok(())
     }
 
+    /// The JSON types the schema declares at `ptr` (through `properties`, `allOf` and local
+    /// `$ref`s), sorted and de-duplicated, with `integer` folded into `number` where both
+    /// appear; empty where the schema says nothing.
+    pub fn types_at(&self, ptr: &Pointer) -> Vec<String> {
+        let mut here: Vec<&Value> = vec![&self.raw];
+        for token in &ptr.0 {
+            let Token::Property(prop) = token else {
+                return Vec::new();
+            };
+            here = self
+                .expand(&here)
+                .iter()
+                .filter_map(|s| s.get("properties").and_then(|p| p.get(prop)))
+                .collect();
+        }
+        let mut types: Vec<String> = Vec::new();
+        for s in self.expand(&here) {
+            match s.get("type") {
+                Some(Value::String(t)) => types.push(t.clone()),
+                Some(Value::Array(ts)) => {
+                    types.extend(ts.iter().filter_map(|t| t.as_str().map(String::from)))
+                }
+                _ => {}
+            }
+        }
+        types.sort();
+        types.dedup();
+        types
+    }
+
     fn check_key_location(&self, ptr: &Pointer) -> Result<(), SchemaError> {
         let not_required = |reason: String| SchemaError::KeyNotRequired {
             ptr: ptr.to_string(),
