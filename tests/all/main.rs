@@ -3,6 +3,9 @@
 mod bad_input;
 mod catalogs;
 mod e2e;
+mod lifecycle;
+mod ordering;
+mod policies;
 mod python;
 mod reductions;
 
