@@ -17,6 +17,7 @@ demo: setup
 	bash examples/demo.sh
 
 test: setup-test
+	cargo build -p flow-host
 	cargo test --workspace --no-fail-fast
 
 bench: setup

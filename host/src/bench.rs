@@ -73,6 +73,123 @@ fn native_passthrough(batch: &[derive_api::SourceDocument]) -> Vec<String> {
         .collect()
 }
 
+/// Per-key state in memory, for measuring a stateful plugin without redb.
+struct MemState(std::collections::HashMap<String, String>);
+
+impl crate::engine::StateAccess for MemState {
+    fn get(&mut self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn clear(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+}
+
+/// The join of `plugins/join-customers` in native Rust, with the same JSON work: parse key
+/// and document, keep the customer (serialized) in a map, enrich and serialize orders.
+fn native_join(
+    batch: &[derive_api::SourceDocument],
+    state: &mut std::collections::HashMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in batch {
+        let key: Value = serde_json::from_str(&d.key).expect("key is JSON");
+        let mut doc: Value = serde_json::from_str(&d.document).expect("document is JSON");
+        if d.transform == 0 {
+            if let Some(m) = doc.as_object_mut() {
+                m.remove("_meta");
+            }
+            state.insert(key.to_string(), doc.to_string());
+        } else if let Some(c) = state.get(&key.to_string()) {
+            let c: Value = serde_json::from_str(c).expect("state is JSON");
+            doc["name"] = c["name"].clone();
+            doc["tier"] = c["tier"].clone();
+            out.push(doc.to_string());
+        }
+    }
+    out
+}
+
+/// A stateful join through the Wasm plugin and natively: 10% customer updates, 90% orders
+/// over 10,000 customers.
+pub fn join(plugin: &Path, n: usize) -> anyhow::Result<()> {
+    let bytes = std::fs::read(plugin).map_err(|e| {
+        anyhow::anyhow!(
+            "failed to read {}: {e} (build it: make plugins)",
+            plugin.display()
+        )
+    })?;
+    let batch: Vec<derive_api::SourceDocument> = (0..n)
+        .map(|i| {
+            let c = format!("c{}", (i * 7919) % 10_000);
+            if i % 10 == 0 || i < 10_000 {
+                let doc = json!({"id": c, "name": format!("Customer {i}"), "tier": if i % 2 == 0 { "gold" } else { "silver" }});
+                derive_api::SourceDocument { transform: 0, key: json!([c]).to_string(), document: doc.to_string() }
+            } else {
+                let doc = json!({"id": i, "customer": c, "amount": (i % 100) as f64 / 4.0});
+                derive_api::SourceDocument { transform: 1, key: json!([c]).to_string(), document: doc.to_string() }
+            }
+        })
+        .collect();
+    let engine = Engine::new(Limits::default(), None)?;
+    let component = engine.compile("bench-join", &bytes)?;
+    let mut instance =
+        Derivation::instantiate(&engine, &component, Arc::new(|_, _| {}), &Limits::default())?;
+    let t = |name: &str, source: &str| derive_api::TransformSpec {
+        name: name.into(),
+        source: source.into(),
+        shuffle_key: vec!["/id".into()],
+    };
+    instance
+        .open(&derive_api::DerivationSpec {
+            name: "bench/enriched".into(),
+            config: "{}".into(),
+            key: vec!["/id".into()],
+            transforms: vec![
+                t("fromCustomers", "bench/customers"),
+                t("fromOrders", "bench/orders"),
+            ],
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut best_wasm, mut best_native) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        instance.set_state(Some(Box::new(MemState(Default::default()))));
+        let t = Instant::now();
+        let mut out = 0;
+        for chunk in batch.chunks(1024) {
+            out += instance
+                .transform(chunk)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .len();
+        }
+        best_wasm = best_wasm.min(t.elapsed());
+
+        let mut state = std::collections::HashMap::new();
+        let t = Instant::now();
+        let mut native_out = 0;
+        for chunk in batch.chunks(1024) {
+            native_out += std::hint::black_box(native_join(chunk, &mut state)).len();
+        }
+        best_native = best_native.min(t.elapsed());
+        anyhow::ensure!(
+            out == native_out,
+            "the plugin joined {out} orders, native {native_out}"
+        );
+    }
+    let (w, nat) = (
+        n as f64 / best_wasm.as_secs_f64(),
+        n as f64 / best_native.as_secs_f64(),
+    );
+    println!("stateful join (join-customers, state in memory), {n} documents:");
+    println!("  Wasm derivation: {w:>12.0} docs/s");
+    println!("  native Rust:     {nat:>12.0} docs/s");
+    println!("  ratio Wasm / native: {:.2}", w / nat);
+    Ok(())
+}
+
 pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
     let bytes = std::fs::read(plugin).map_err(|e| {
         anyhow::anyhow!(

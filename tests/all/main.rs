@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod catalogs;
+mod crash;
 mod e2e;
 mod lifecycle;
 mod ordering;

@@ -100,7 +100,11 @@ pub fn main() -> std::process::ExitCode {
             spill_mib,
             python,
         } => match suite {
-            BenchSuite::Derive => crate::bench::run(&plugin, docs).map(|r| r.print()),
+            BenchSuite::Derive => crate::bench::run(&plugin, docs).and_then(|r| {
+                r.print();
+                let join = plugin.with_file_name("join_customers.wasm");
+                crate::bench::join(&join, docs)
+            }),
             BenchSuite::Combiner => crate::bench_combiner::throughput(docs),
             BenchSuite::CombinerMemory => crate::bench_combiner::memory(docs, spill_mib << 20),
             BenchSuite::Latency => crate::bench_latency::run(
