@@ -14,6 +14,10 @@ pub struct Limits {
     pub txn_docs_max: usize,
     /// Most bytes a task reads into one transaction, for the same reasons.
     pub txn_bytes_max: usize,
+    /// Wall time after which a transaction takes no further plugin calls and commits what it
+    /// processed: a slow plugin still commits progress, and a stop or hot-swap never waits
+    /// longer than this plus one call.
+    pub txn_time_max_ms: u64,
     /// Most documents passed to one plugin call: big enough that the ~1 us cost of a component
     /// call vanishes per document, small enough that a call stays well inside its deadline.
     pub call_docs_max: usize,
@@ -43,6 +47,7 @@ impl Default for Limits {
             doc_bytes_max: 16 << 20,
             txn_docs_max: 4096,
             txn_bytes_max: 32 << 20,
+            txn_time_max_ms: 1000,
             call_docs_max: 1024,
             call_deadline_ms: 1000,
             plugin_memory_bytes_max: 64 << 20,

@@ -225,3 +225,42 @@ fn dead_letter_records_the_document_error_version_and_transform() {
         assert!(e.contains(expect), "{expect:?} not in {e:?}");
     }
 }
+
+/// Past `txnTimeMaxMs` a transaction commits the prefix it processed and the task reads on:
+/// with a zero budget and one document per call, every document is its own transaction, and
+/// every one is still derived exactly once, in order, with its state.
+#[test]
+fn time_bounded_transactions_commit_prefixes() {
+    let (_dir, host) = host();
+    let mut catalog = catalog_json(Value::Null);
+    catalog["collections"]["s/counts"]["derive"]["limits"] =
+        json!({"callDocsMax": 1, "txnTimeMaxMs": 0});
+    let catalog: Catalog = serde_json::from_value(catalog).unwrap();
+    host.publish(Bundle {
+        source: "policies.rs".into(),
+        catalog,
+        modules: Default::default(),
+    })
+    .unwrap();
+    host.ingest("s/events", events(0..20, &[])).unwrap();
+    host.wait_idle(Duration::from_secs(60)).unwrap();
+    let status = host.task_status("s/counts").unwrap();
+    assert_eq!(
+        (status.docs_in, status.transactions),
+        (20, 20),
+        "{status:?}"
+    );
+    let docs = derived(&host, "s/counts");
+    assert_eq!(
+        docs.iter()
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+    let counts: Vec<u64> = docs
+        .iter()
+        .filter(|d| d["key"] == "k1")
+        .map(|d| d["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, (1..=10).collect::<Vec<_>>());
+}

@@ -81,6 +81,8 @@ pub struct TaskLimits {
     pub call_docs_max: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_time_max_ms: Option<u64>,
 }
 
 impl TaskLimits {
@@ -104,6 +106,9 @@ impl TaskLimits {
         }
         if let Some(v) = self.txn_docs_max {
             l.txn_docs_max = v;
+        }
+        if let Some(v) = self.txn_time_max_ms {
+            l.txn_time_max_ms = v;
         }
         l
     }

@@ -151,7 +151,7 @@ fn transaction(
 ) -> anyhow::Result<usize> {
     let derive = collection.derive.as_ref().context("not a derivation")?;
     // 1. read_sources
-    let (batch, next_offsets) = read_sources(ctx, transforms)?;
+    let (mut batch, positions) = read_sources(ctx, transforms)?;
     if batch.is_empty() {
         return Ok(0);
     }
@@ -164,7 +164,11 @@ fn transaction(
         writes: writes.clone(),
     })));
     let result = match process_batch(ctx, collection, transforms, plugin, &batch) {
-        Ok(docs) => Ok((docs, Vec::new())),
+        Ok((docs, processed)) => {
+            // Past the time budget only a prefix was processed: commit that, read on after.
+            batch.truncate(processed);
+            Ok((docs, Vec::new()))
+        }
         Err(e) if derive.on_error == ErrorPolicy::Fail => Err(e),
         // Find the failing documents: replay the transaction one document at a time.
         Err(_) => {
@@ -174,6 +178,10 @@ fn transaction(
     };
     plugin.instance.set_state(None);
     let (docs, failures) = result?;
+    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
+    for &(i, next) in &positions[..batch.len()] {
+        next_offsets[i] = next;
+    }
     let dead_letters = failure_records(ctx, catalog, derive, transforms, plugin, &batch, failures)?;
     // Combine by the derived key and reductions: a hot key's outputs become one document.
     let docs = crate::runtime::combine_deltas(&ctx.limits, collection, docs)
@@ -248,7 +256,7 @@ fn uuid_ms(uuid: &str) -> u64 {
 fn read_sources(
     ctx: &TaskCtx,
     transforms: &mut [Transform],
-) -> anyhow::Result<(Vec<derive_api::SourceDocument>, Vec<u64>)> {
+) -> anyhow::Result<(Vec<derive_api::SourceDocument>, Vec<(usize, u64)>)> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -314,13 +322,13 @@ fn read_sources(
         ready.retain(|r| (r.0, &r.1) <= (b.0, &b.1));
     }
     ready.truncate(docs_max);
-    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
+    let mut positions = Vec::with_capacity(ready.len());
     let mut batch = Vec::with_capacity(ready.len());
     for (_, _, i, next, doc) in ready {
-        next_offsets[i] = next;
+        positions.push((i, next));
         batch.push(doc);
     }
-    Ok((batch, next_offsets))
+    Ok((batch, positions))
 }
 
 /// The running plugin instance, and what it takes to start it again after a trap.
@@ -384,29 +392,37 @@ impl Plugin {
     }
 }
 
-/// The fast path: the whole batch in calls of `callDocsMax`, then flush; any failure fails
-/// the batch.
+/// The fast path: the batch in calls of `callDocsMax` until done or past `txnTimeMaxMs`,
+/// then flush; any failure fails the batch. Returns the outputs and how many documents (a
+/// prefix of the batch) were processed.
 fn process_batch(
     ctx: &TaskCtx,
     collection: &BuiltCollection,
     transforms: &[Transform],
     plugin: &mut Plugin,
     batch: &[derive_api::SourceDocument],
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<(Vec<Value>, usize)> {
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
     let mut docs = Vec::new();
+    let mut processed = 0;
     for chunk in batch.chunks(ctx.limits.call_docs_max) {
+        if processed > 0 && started.elapsed() >= budget {
+            break;
+        }
         let out = plugin
             .instance
             .transform(chunk)
             .map_err(|e| describe(&e, chunk, transforms))?;
         docs.extend(check_outputs(ctx, collection, out)?);
+        processed += chunk.len();
     }
     let out = plugin
         .instance
         .flush()
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
     docs.extend(check_outputs(ctx, collection, out)?);
-    Ok(docs)
+    Ok((docs, processed))
 }
 
 /// The error path (policies skip and deadLetter): one document per call, so a failure is
