@@ -264,3 +264,34 @@ fn time_bounded_transactions_commit_prefixes() {
         .collect();
     assert_eq!(counts, (1..=10).collect::<Vec<_>>());
 }
+
+/// A plugin output that violates the derived schema fails the task naming the transform, the
+/// source document and the reason; nothing of the transaction is committed.
+#[test]
+fn an_invalid_output_names_the_transform_and_source_document() {
+    let (_dir, host) = host();
+    let mut catalog = catalog_json(Value::Null);
+    catalog["collections"]["s/counts"]["schema"]["properties"]["count"] =
+        json!({"type": "integer", "maximum": 3});
+    let catalog: Catalog = serde_json::from_value(catalog).unwrap();
+    host.publish(Bundle {
+        source: "policies.rs".into(),
+        catalog,
+        modules: Default::default(),
+    })
+    .unwrap();
+    // Key k0 gets its 4th document at id 6: its output has count 4.
+    host.ingest("s/events", events(0..10, &[])).unwrap();
+    let e = wait_state(&host, "s/counts", "failed").last_error.unwrap();
+    assert!(e.contains("transform fromEvents (source s/events)"), "{e}");
+    assert!(e.contains("does not match the schema of s/counts"), "{e}");
+    assert!(e.contains("at /count") && e.contains("maximum"), "{e}");
+    assert!(
+        e.contains(r#""id":6"#),
+        "the error names the source document: {e}"
+    );
+    assert!(
+        derived(&host, "s/counts").is_empty(),
+        "nothing of the failed transaction is committed"
+    );
+}

@@ -169,7 +169,18 @@ fn transaction(
             batch.truncate(processed);
             Ok((docs, Vec::new()))
         }
-        Err(e) if derive.on_error == ErrorPolicy::Fail => Err(e),
+        // Fail: replay one document per call to name the failing source document (a batched
+        // call's outputs cannot be traced to their inputs), then fail with that error.
+        Err(e) if derive.on_error == ErrorPolicy::Fail => {
+            writes.lock().expect("state poisoned").clear();
+            match process_each(ctx, collection, transforms, plugin, &batch, &writes) {
+                Ok((_, failures)) if !failures.is_empty() => {
+                    Err(anyhow::anyhow!("{}", failures[0].1))
+                }
+                // The replay succeeded (or failed in flush): report the original error.
+                _ => Err(e),
+            }
+        }
         // Find the failing documents: replay the transaction one document at a time.
         Err(_) => {
             writes.lock().expect("state poisoned").clear();
@@ -447,7 +458,17 @@ fn process_each(
             .instance
             .transform(one)
             .map_err(|e| describe(&e, one, transforms))
-            .and_then(|out| check_outputs(ctx, collection, out));
+            .and_then(|out| {
+                check_outputs(ctx, collection, out).map_err(|e| {
+                    let t = &transforms[doc.transform as usize];
+                    anyhow::anyhow!(
+                        "transform {} (source {}): {e:#}; document: {}",
+                        t.name,
+                        t.source,
+                        truncate(&doc.document)
+                    )
+                })
+            });
         match result {
             Ok(out) => docs.extend(out),
             Err(e) => {
