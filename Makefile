@@ -17,7 +17,8 @@ demo: setup
 	bash examples/demo.sh
 
 test: setup-test
-	cargo build -p flow-host
+	# The crash tests run the flow binary; building all targets first reuses the test build.
+	cargo build --workspace --all-targets
 	cargo test --workspace --no-fail-fast
 
 bench: setup
