@@ -9,5 +9,6 @@ mod ordering;
 mod policies;
 mod python;
 mod reductions;
+mod sandbox;
 
 pub use flow_tests::{Served, plugin_bytes, plugins};
