@@ -35,17 +35,8 @@ fn catalog() -> Catalog {
     .expect("valid catalog")
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn scenario(
-    v1: &[u8],
-    v2: Option<&[u8]>,
-    rate: usize,
-    per_request: usize,
-    secs: u64,
-) -> anyhow::Result<Run> {
+/// An embedded host running the counter plugin `v1` over `b/in` -> `b/out`.
+fn counter_host(v1: &[u8]) -> anyhow::Result<(tempfile::TempDir, std::sync::Arc<Host>)> {
     let dir = tempfile::tempdir()?;
     let host = Host::open(dir.path(), Limits::default())?;
     host.registry
@@ -57,6 +48,21 @@ async fn scenario(
         modules: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((dir, host))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn scenario(
+    v1: &[u8],
+    v2: Option<&[u8]>,
+    rate: usize,
+    per_request: usize,
+    secs: u64,
+) -> anyhow::Result<Run> {
+    let (_dir, host) = counter_host(v1)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(crate::api::serve(
@@ -184,17 +190,7 @@ async fn scenario(
 
 /// Time from a deploy call to the task running the new version.
 fn deploy_to_live(v1: &[u8], new: &[u8], label: &str) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = Host::open(dir.path(), Limits::default())?;
-    host.registry
-        .deploy("counter", v1)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    host.publish(Bundle {
-        source: "bench".into(),
-        catalog: catalog(),
-        modules: Default::default(),
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_dir, host) = counter_host(v1)?;
     host.wait_idle(Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for (what, bytes, rollback) in [

@@ -11,13 +11,7 @@ async fn setup() -> (Served, reqwest::Client) {
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
     ] {
-        let r = http
-            .post(served.url(&format!("/v1/plugins/{name}")))
-            .body(plugin_bytes(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        flow_tests::deploy(&http, &served.base, name, path).await;
     }
     let views = served.dir.path().join("views.db");
     let r = http

@@ -8,7 +8,7 @@
 //! makes the same choices; where a kill lands within those delays still depends on the
 //! machine, which is the point of running it often.
 
-use crate::{plugin_bytes, plugins};
+use crate::plugins;
 use flow_tests::Proc;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -286,14 +286,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, views: &Path) {
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
     ] {
-        let r = http
-            .post(p.url(&format!("/v1/plugins/{name}")))
-            .body(plugin_bytes(path))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        assert_eq!(status, 200, "deploy {name}: {}", r.text().await.unwrap());
+        flow_tests::deploy(http, &p.url(""), name, path).await;
     }
     let mut bundle = crate::e2e::bundle(views);
     bundle["catalog"]["materializations"]["acme/views"]["bindings"]

@@ -1,7 +1,8 @@
 //! The whole path over HTTP on loopback: deploy plugins, publish a catalog, ingest, and watch
 //! the SQLite table that a Wasm derivation and the materialize-sqlite plugin keep fresh.
 
-use crate::{Served, plugin_bytes, plugins};
+use crate::{Served, plugins};
+use flow_tests::{deploy, read_ndjson};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -71,15 +72,7 @@ async fn deploy_publish_ingest_materialize() {
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
     ] {
-        let v: Value = http
-            .post(served.url(&format!("/v1/plugins/{name}")))
-            .body(plugin_bytes(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = deploy(&http, &served.base, name, path).await;
         assert_eq!(v["seq"], 1, "{v}");
         assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
     }
@@ -112,18 +105,12 @@ async fn deploy_publish_ingest_materialize() {
     );
 
     // The derived collection is readable over HTTP, each document stamped with _meta.
-    let text = http
-        .get(served.url("/v1/collections/acme%2Fcustomer-totals/documents"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let docs: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let docs = read_ndjson(
+        &http,
+        &served.base,
+        "/v1/collections/acme%2Fcustomer-totals/documents",
+    )
+    .await;
     // Outputs of one transaction are combined by the derived key: alice's two orders came in
     // one ingest, so there is at most one document per customer per transaction.
     assert!((2..=3).contains(&docs.len()), "{docs:?}");
@@ -177,11 +164,7 @@ async fn read_follow_streams_new_documents() {
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
     ] {
-        http.post(served.url(&format!("/v1/plugins/{name}")))
-            .body(plugin_bytes(path))
-            .send()
-            .await
-            .unwrap();
+        deploy(&http, &served.base, name, path).await;
     }
     http.post(served.url("/v1/catalog"))
         .json(&bundle(&views))
