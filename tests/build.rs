@@ -17,6 +17,7 @@ const RUST_PLUGINS: &[(&str, &str)] = &[
     ("REACTIVE_JOIN", "reactive_join"),
     ("COUNTER_V1", "counter_v1"),
     ("COUNTER_V2", "counter_v2"),
+    ("COUNTER_V3", "counter_v3"),
     ("SANDBOX_PROBE", "sandbox_probe"),
 ];
 

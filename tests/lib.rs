@@ -292,3 +292,17 @@ pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The `sha256:...` digest of a plugin component file, as the registry names versions.
+pub fn digest(path: &str) -> String {
+    use std::fmt::Write;
+    let mut hex = String::new();
+    for b in flow_host_digest(&plugin_bytes(path)) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    format!("sha256:{hex}")
+}
+
+fn flow_host_digest(bytes: &[u8]) -> Vec<u8> {
+    flow_host::plugin::sha256(bytes)
+}

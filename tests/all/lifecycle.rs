@@ -222,3 +222,63 @@ async fn rollback_errors_name_the_reason() {
     assert_eq!(s, 400);
     assert!(m.contains("has no version 7"), "{m}");
 }
+
+/// A new version that exports `migrate` converts state written by the old one before it
+/// runs; counting continues across the switch although the state format changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_migrates_state_written_by_an_older_one() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    flow_tests::deploy(&http, &served.base, "counter", plugins::COUNTER_V1).await;
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&bundle())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let host = served.host.clone();
+    let ingest = |ids: std::ops::Range<usize>| {
+        let host = host.clone();
+        async move {
+            let docs: Vec<Value> = ids
+                .map(|id| json!({"id": id, "key": format!("k{}", id % 2)}))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                host.ingest("s/events", docs).unwrap();
+                host.wait_idle(Duration::from_secs(60)).unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    };
+    ingest(0..10).await;
+    let v3 = flow_tests::deploy(&http, &served.base, "counter", plugins::COUNTER_V3).await;
+    let h = host.clone();
+    tokio::task::spawn_blocking(move || h.plugin_deployed("counter"))
+        .await
+        .unwrap();
+    ingest(10..20).await;
+
+    let docs =
+        flow_tests::read_ndjson(&http, &served.base, "/v1/collections/s%2Fcounts/documents").await;
+    let k0: Vec<(u64, u64)> = docs
+        .iter()
+        .filter(|d| d["key"] == "k0")
+        .map(|d| (d["count"].as_u64().unwrap(), d["version"].as_u64().unwrap()))
+        .collect();
+    let expect: Vec<(u64, u64)> = (1..=10).map(|c| (c, if c <= 5 { 1 } else { 3 })).collect();
+    assert_eq!(k0, expect, "counts continue across the migration");
+    let state = host.store.state("s/counts", r#"["k0"]"#).unwrap().unwrap();
+    assert_eq!(state, r#"{"n":10}"#);
+    let logs = host.registry.logs().read("counter", 0);
+    let migrated = format!(
+        "migrated the state of 2 of 2 keys written by {}",
+        flow_tests::digest(plugins::COUNTER_V1)
+    );
+    assert!(
+        logs.iter().any(|l| l.message.contains(&migrated)),
+        "{migrated:?} not in {logs:?}"
+    );
+    assert!(v3["digest"].is_string());
+}

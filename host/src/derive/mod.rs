@@ -11,7 +11,7 @@
 //!    source checkpoints. A failure at any step commits nothing.
 
 use crate::catalog::{self, Built, BuiltCollection, ErrorPolicy};
-use crate::engine::{Derivation, StateAccess, World, derive_api};
+use crate::engine::{Derivation, Migrator, StateAccess, World, derive_api, migrate_api};
 use crate::journal::Journals;
 use crate::runtime::{SourceStatus, TaskCtx, check_document};
 use crate::storage::{CHECKPOINTS, Store, TASK_STATE};
@@ -107,6 +107,7 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
             })
             .collect(),
     };
+    migrate_state(ctx, &derive.plugin, &version, &component)?;
     let mut plugin = Plugin::open(ctx, &derive.plugin, version.clone(), component, spec)?;
     // Sources first: `Host::wait_idle` must never see a running task without its sources.
     report_sources(ctx, &transforms)?;
@@ -203,6 +204,13 @@ fn transaction(
     let writes = std::mem::take(&mut *writes.lock().expect("state poisoned"));
     let task = ctx.name.clone();
     let derived = collection.name.clone();
+    // Which component wrote the state, for `migrate` on a later version switch.
+    let state_digest = (!writes.is_empty()).then(|| {
+        (
+            Store::state_digest_key(&ctx.name),
+            plugin.version.digest.clone(),
+        )
+    });
     let checkpoints: Vec<(String, u64)> = transforms
         .iter()
         .zip(&next_offsets)
@@ -225,6 +233,10 @@ fn transaction(
                     state.remove((task.as_str(), key.as_str()))?;
                 }
             }
+        }
+        if let Some((key, digest)) = &state_digest {
+            txn.open_table(crate::storage::META)?
+                .insert(key.as_str(), digest.as_bytes())?;
         }
         let mut table = txn.open_table(CHECKPOINTS)?;
         for (name, offset) in &checkpoints {
@@ -340,6 +352,83 @@ fn read_sources(
         batch.push(doc);
     }
     Ok((batch, positions))
+}
+
+/// If another component wrote this task's state and the new one exports `migrate`, migrate
+/// all of the state before the task starts: every changed key and the new state digest are
+/// committed in one transaction, so a crash mid-way migrates again from the old state.
+fn migrate_state(
+    ctx: &TaskCtx,
+    plugin: &str,
+    version: &crate::plugin::Version,
+    component: &wasmtime::component::Component,
+) -> anyhow::Result<()> {
+    let marker = Store::state_digest_key(&ctx.name);
+    let Some(from) = ctx
+        .store
+        .meta(&marker)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+    else {
+        return Ok(());
+    };
+    let engine = ctx.registry.engine().clone();
+    if from == version.digest || !engine.exports_migrate(component) {
+        return Ok(());
+    }
+    let mut migrator = Migrator::instantiate(
+        &engine,
+        component,
+        ctx.registry.log_sink(plugin),
+        &ctx.limits,
+    )?;
+    let states = ctx.store.task_states(&ctx.name)?;
+    let mut changed: Vec<(String, String)> = Vec::new();
+    for chunk in states.chunks(ctx.limits.call_docs_max) {
+        let batch: Vec<migrate_api::KeyedState> = chunk
+            .iter()
+            .map(|(key, state)| migrate_api::KeyedState {
+                key: key.clone(),
+                state: state.clone(),
+            })
+            .collect();
+        let out = migrator
+            .migrate(&from, &batch)
+            .map_err(|e| anyhow::anyhow!("migrating state written by {from}: {e}"))?;
+        for s in out {
+            anyhow::ensure!(
+                chunk.iter().any(|(k, _)| *k == s.key),
+                "migrating state written by {from}: the plugin returned key {} which was not in the batch",
+                s.key
+            );
+            serde_json::from_str::<Value>(&s.state).map_err(|e| {
+                anyhow::anyhow!(
+                    "migrating state written by {from}: new state of key {} is not JSON: {e}",
+                    s.key
+                )
+            })?;
+            changed.push((s.key, s.state));
+        }
+    }
+    let (task, digest, n) = (ctx.name.clone(), version.digest.clone(), changed.len());
+    ctx.store.write(move |txn| {
+        let mut table = txn.open_table(TASK_STATE)?;
+        for (key, state) in &changed {
+            table.insert((task.as_str(), key.as_str()), state.as_bytes())?;
+        }
+        txn.open_table(crate::storage::META)?
+            .insert(marker.as_str(), digest.as_bytes())?;
+        Ok(())
+    })?;
+    ctx.registry.logs().push(
+        plugin,
+        crate::engine::LogLevel::Info,
+        format!(
+            "task {}: migrated the state of {n} of {} keys written by {from}",
+            ctx.name,
+            states.len()
+        ),
+    );
+    Ok(())
 }
 
 /// The running plugin instance, and what it takes to start it again after a trap.

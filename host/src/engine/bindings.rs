@@ -9,6 +9,17 @@ pub mod derivation {
     });
 }
 
+pub mod migrating {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "flow:plugin/migration",
+        with: {
+            "flow:plugin/types": super::derivation::flow::plugin::types,
+            "flow:plugin/log": super::derivation::flow::plugin::log,
+        },
+    });
+}
+
 pub mod materialization {
     wasmtime::component::bindgen!({
         path: "../wit",

@@ -3,7 +3,7 @@
 
 use super::bindings::{self, PluginError};
 use super::ctx::{PluginCtx, SqlAccess, StateAccess};
-use super::{Engine, LogSink, capture_api, derive_api, sink_api};
+use super::{Engine, LogSink, capture_api, derive_api, migrate_api, sink_api};
 use crate::limits::Limits;
 use std::fmt;
 use wasmtime::Store;
@@ -60,6 +60,8 @@ pub struct Instance<B> {
 pub type Derivation = Instance<bindings::derivation::Derivation>;
 pub type Materialization = Instance<bindings::materialization::Materialization>;
 pub type Capture = Instance<bindings::capture::Capture>;
+/// A derivation component that exports `migrate`, instantiated to migrate state.
+pub type Migrator = Instance<bindings::migrating::Migration>;
 
 impl<B> Instance<B> {
     fn new(
@@ -228,5 +230,26 @@ impl Capture {
 
     pub fn poll(&mut self) -> Result<capture_api::PollResult, CallError> {
         self.call(|s, b| b.flow_plugin_source().call_poll(s))
+    }
+}
+
+impl Migrator {
+    pub fn instantiate(
+        engine: &Engine,
+        component: &Component,
+        log: LogSink,
+        limits: &Limits,
+    ) -> anyhow::Result<Self> {
+        Self::new(engine, log, limits, |store| {
+            bindings::migrating::Migration::instantiate(store, component, &engine.linker)
+        })
+    }
+
+    pub fn migrate(
+        &mut self,
+        from_digest: &str,
+        batch: &[migrate_api::KeyedState],
+    ) -> Result<Vec<migrate_api::KeyedState>, CallError> {
+        self.call(|s, b| b.flow_plugin_migrate().call_migrate(s, from_digest, batch))
     }
 }

@@ -12,11 +12,12 @@ mod instance;
 
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use ctx::{LogSink, SqlAccess, StateAccess};
-pub use instance::{CallError, Capture, Derivation, Materialization};
+pub use instance::{CallError, Capture, Derivation, Materialization, Migrator};
 
 pub use bindings::capture::exports::flow::plugin::source as capture_api;
 pub use bindings::derivation::exports::flow::plugin::derive as derive_api;
 pub use bindings::materialization::exports::flow::plugin::sink as sink_api;
+pub use bindings::migrating::exports::flow::plugin::migrate as migrate_api;
 
 use crate::limits::Limits;
 use anyhow::Context;
@@ -185,6 +186,14 @@ impl Engine {
         // data directory, named by the digest of its source; wasmtime additionally checks that
         // it was produced by a compatible engine and configuration.
         unsafe { Component::deserialize_file(&self.engine, file) }.map_err(anyhow::Error::from)
+    }
+
+    /// Whether a derivation component exports the optional `migrate` interface.
+    pub fn exports_migrate(&self, component: &Component) -> bool {
+        component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(name, _)| name == "flow:plugin/migrate@0.1.0")
     }
 
     /// Which world a component implements, checking that its imports can all be satisfied and

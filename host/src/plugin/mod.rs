@@ -52,6 +52,11 @@ pub enum DeployError {
     Storage(#[from] anyhow::Error),
 }
 
+/// SHA-256 of `bytes` (what version digests are made of).
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
 pub struct Registry {
     store: Arc<Store>,
     engine: Arc<Engine>,

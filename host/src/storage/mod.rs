@@ -140,6 +140,30 @@ impl Store {
         Ok(table.get((task, source))?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Every (key, state) of a derivation, in key order.
+    pub fn task_states(&self, task: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let txn = self.read()?;
+        let table = txn.open_table(TASK_STATE)?;
+        let mut out = Vec::new();
+        for entry in table.range((task, "")..)? {
+            let (k, v) = entry?;
+            let (t, key) = k.value();
+            if t != task {
+                break;
+            }
+            out.push((
+                key.to_string(),
+                String::from_utf8_lossy(v.value()).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The META key recording which component (digest) last wrote `task`'s state.
+    pub fn state_digest_key(task: &str) -> String {
+        format!("state-digest/{task}")
+    }
+
     /// A derivation's state for one key.
     pub fn state(&self, task: &str, key: &str) -> anyhow::Result<Option<String>> {
         let txn = self.read()?;

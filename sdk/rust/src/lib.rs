@@ -54,6 +54,18 @@ pub mod derivation_bindings {
 }
 
 #[doc(hidden)]
+pub mod migrating_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "flow:plugin/migration",
+        pub_export_macro: true,
+        export_macro_name: "__export_migration_world",
+        default_bindings_module: "flow_sdk::migrating_bindings",
+        runtime_path: "flow_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
 pub mod materialization_bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -69,9 +81,12 @@ pub mod materialization_bindings {
 pub mod derivation;
 #[doc(hidden)]
 pub mod materialization;
+#[doc(hidden)]
+pub mod migration;
 
 pub use derivation::{Derivation, DerivationSpec, Publisher, Source, TransformSpec, state};
 pub use materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored, sql};
+pub use migration::Migrate;
 
 /// An error a plugin returns: the host fails (or routes) the transaction and reports the
 /// message, naming the offending document when [`Error::document`] is set.
@@ -136,3 +151,5 @@ pub fn warn(message: &str) {
 pub use derivation as __derivation;
 #[doc(hidden)]
 pub use materialization as __materialization;
+#[doc(hidden)]
+pub use migration as __migration;
