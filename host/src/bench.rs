@@ -276,8 +276,10 @@ pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
     host.wait_idle(Duration::from_secs(600))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let pipeline = t.elapsed();
-    let out =
-        crate::journal::Journals::read(&host.store, "bench/out", 0, usize::MAX, usize::MAX)?.len();
+    let out = host
+        .journals
+        .read(&host.store, "bench/out", 0, usize::MAX, usize::MAX)?
+        .len();
     anyhow::ensure!(
         out == n,
         "the derivation published {out} documents, expected {n}"

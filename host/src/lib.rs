@@ -10,6 +10,7 @@ pub mod connector;
 pub mod derive;
 pub mod doc;
 pub mod engine;
+pub mod fragment;
 pub mod journal;
 pub mod limits;
 pub mod materialize;

@@ -36,6 +36,10 @@ pub struct Limits {
     /// Estimated memory a combiner holds before it spills sorted runs to a temp file. See
     /// `doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT` for why this size.
     pub combiner_spill_bytes: usize,
+    /// Unsealed bytes a journal's redb head may hold (or twice its fragment length, if larger)
+    /// before appends to it are refused: while the fragment store fails, the host keeps
+    /// accepting writes up to this bound, then pushes back instead of filling its disk.
+    pub journal_head_bytes_max: u64,
     /// How long an idle task sleeps before re-checking its sources if no append wakes it
     /// (a safety net only: appends wake readers directly).
     pub idle_recheck_ms: u64,
@@ -56,6 +60,7 @@ impl Default for Limits {
             component_bytes_max: 64 << 20,
             plugin_log_lines_max: 1000,
             combiner_spill_bytes: crate::doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT,
+            journal_head_bytes_max: 1 << 30,
             idle_recheck_ms: 1000,
         }
     }

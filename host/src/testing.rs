@@ -8,7 +8,6 @@
 
 use crate::catalog::{Bundle, TestStep};
 use crate::doc::compare;
-use crate::journal::Journals;
 use crate::limits::Limits;
 use crate::runtime::Host;
 use anyhow::Context;
@@ -101,7 +100,7 @@ pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Va
         crate::doc::Combiner::new(vec![c.binding()], host.limits.combiner_spill_bytes);
     let mut offset = 0;
     loop {
-        let docs = Journals::read(
+        let docs = host.journals.read(
             &host.store,
             collection,
             offset,

@@ -47,6 +47,9 @@ impl From<HostError> for ApiError {
         match e {
             HostError::NotFound(m) => ApiError::not_found(m),
             HostError::Invalid(m) => ApiError::invalid(m),
+            HostError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             HostError::Internal(e) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -18,6 +18,8 @@ pub struct BuiltCollection {
     pub schema: Arc<Schema>,
     pub key: Vec<Pointer>,
     pub derive: Option<BuiltDerivation>,
+    /// How its journal is sealed into fragments.
+    pub fragments: crate::fragment::Settings,
 }
 
 impl BuiltCollection {
@@ -143,6 +145,18 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
             err(format!("key: {e}"));
             continue;
         }
+        let fragments = match def
+            .journals
+            .as_ref()
+            .map(|j| j.fragments.settings())
+            .transpose()
+        {
+            Ok(f) => f.unwrap_or_default(),
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
         let derive = match &def.derive {
             None => None,
             Some(d) => match build_derivation(name, d) {
@@ -160,6 +174,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, String> {
                 schema: Arc::new(schema),
                 key,
                 derive,
+                fragments,
             }),
         );
     }

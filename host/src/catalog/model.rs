@@ -27,6 +27,71 @@ pub struct CollectionDef {
     pub key: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derive: Option<DeriveDef>,
+    /// How the collection's journal is persisted to the fragment store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journals: Option<JournalsDef>,
+}
+
+/// `journals:` of a collection, named as in Flow.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JournalsDef {
+    #[serde(default)]
+    pub fragments: FragmentsDef,
+}
+
+/// `journals.fragments:`; every field is optional (defaults in `fragment::Settings`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FragmentsDef {
+    /// Target fragment size in MB (10^6 bytes of NDJSON before compression; fractions allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<f64>,
+    /// Longest a document waits before its fragment is sealed, e.g. `30m` or `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval: Option<String>,
+    /// `gzip` (default), `zstd` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_codec: Option<crate::fragment::Codec>,
+    /// Fragments older than this are deleted from the store, e.g. `720h`; absent keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
+impl FragmentsDef {
+    /// The settings these fields give, or why they are invalid.
+    pub fn settings(&self) -> Result<crate::fragment::Settings, String> {
+        let mut s = crate::fragment::Settings::default();
+        if let Some(mb) = self.length {
+            if !(mb.is_finite() && mb > 0.0 && mb <= 16_384.0) {
+                return Err(format!(
+                    "journals.fragments.length: {mb} MB is not between 0 and 16384 MB"
+                ));
+            }
+            s.length = ((mb * 1e6) as u64).max(1);
+        }
+        let duration = |field: &str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| format!("journals.fragments.{field}: '{v}' is not a duration like 30s, 15m or 24h: {e}"))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(format!("journals.fragments.{field}: must be longer than zero"))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        };
+        if let Some(v) = &self.flush_interval {
+            s.flush_interval = duration("flushInterval", v)?;
+        }
+        if let Some(c) = self.compression_codec {
+            s.codec = c;
+        }
+        if let Some(v) = &self.retention {
+            s.retention = Some(duration("retention", v)?);
+        }
+        Ok(s)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

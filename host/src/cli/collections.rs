@@ -46,8 +46,9 @@ impl CollectionsCmd {
                         .flatten()
                         .filter_map(|k| k.as_str())
                         .collect();
+                    let f = &c["fragments"];
                     println!(
-                        "{:<40} key=[{}] {}{} bytes",
+                        "{:<40} key=[{}] {}{} bytes, {} persisted in {} fragments, {} unsealed",
                         c["name"].as_str().unwrap_or_default(),
                         key.join(", "),
                         if c["derived"].as_bool() == Some(true) {
@@ -55,8 +56,20 @@ impl CollectionsCmd {
                         } else {
                             ""
                         },
-                        c["head"]
+                        c["head"],
+                        f["persistedThrough"],
+                        f["fragments"],
+                        f["unsealedBytes"],
                     );
+                    if let Some(e) = f["lastError"].as_str() {
+                        println!(
+                            "    sealing failed {} times in a row; retrying in {} ms: {e}",
+                            f["failures"], f["retryInMs"]
+                        );
+                    }
+                    for skipped in f["skipped"].as_array().into_iter().flatten() {
+                        println!("    skipped {}", skipped.as_str().unwrap_or_default());
+                    }
                 }
             }
             CollectionsCmd::Ingest { collection, file } => {

@@ -13,7 +13,10 @@ pub struct Serve {
     /// Address the HTTP API listens on. A non-loopback address requires --token.
     #[arg(long, env = "FLOW_LISTEN", default_value = "127.0.0.1:8670")]
     listen: SocketAddr,
-    /// Object store for journal fragments (default: file://DATA_DIR/fragments).
+    /// Object store for journal fragments: file:///DIR (default: file://DATA_DIR/fragments),
+    /// s3://BUCKET[/PREFIX], or memory:// (lost on exit; for trials). S3 takes the usual
+    /// AWS_* variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, and for an
+    /// S3-compatible server AWS_ENDPOINT=http://HOST:PORT with AWS_ALLOW_HTTP=true.
     #[arg(long, env = "FLOW_STORE")]
     store: Option<String>,
     /// Limits as a JSON object of overrides, e.g. '{"callDeadlineMs": 500}'.
@@ -29,18 +32,13 @@ impl Serve {
                 self.listen
             );
         }
-        if let Some(store) = &self.store
-            && !store.starts_with("file://")
-        {
-            anyhow::bail!("--store {store}: only file:// stores are supported by this version");
-        }
         let limits: crate::Limits = match &self.limits {
             Some(json) => {
                 serde_json::from_str(json).map_err(|e| anyhow::anyhow!("--limits: {e}"))?
             }
             None => crate::Limits::default(),
         };
-        let host = crate::Host::open(&self.data_dir, limits)?;
+        let host = crate::Host::open_store(&self.data_dir, limits, self.store.as_deref(), true)?;
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind(self.listen)

@@ -130,7 +130,12 @@ fn run_inner(ctx: &TaskCtx, catalog: &Built, collection: &BuiltCollection) -> an
         ),
     );
 
+    let mut outputs = vec![collection.name.clone()];
+    outputs.extend(derive.dead_letters.clone());
     while !ctx.stopping() {
+        if ctx.backpressure(&outputs) {
+            continue;
+        }
         let seen = ctx.journals.generation();
         let n = transaction(ctx, catalog, collection, &mut transforms, &mut plugin)?;
         if n == 0 {
@@ -290,7 +295,7 @@ fn read_sources(
     let mut bound: Option<(u64, String)> = None;
     for (i, t) in transforms.iter_mut().enumerate() {
         t.wake_ms = None;
-        let docs = Journals::read(
+        let docs = ctx.journals.read(
             &ctx.store,
             &t.source,
             t.offset,

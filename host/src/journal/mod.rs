@@ -8,12 +8,17 @@
 //! Appends happen inside a caller's write transaction (so a derivation commits its outputs,
 //! state and checkpoints at once); the caller calls `Journals::notify` after the commit.
 //! Readers never poll: task threads block on `wait`, async readers on `subscribe`.
+//!
+//! Older ranges are sealed into fragments in object storage and trimmed from redb (see
+//! `crate::fragment`); `read` serves any offset: from fragments below the first row still in
+//! redb, then from redb.
 
+use crate::fragment::Fragments;
 use crate::storage::{JOURNAL_DOCS, JOURNAL_HEADS, Store};
 use anyhow::Context;
 use redb::{ReadableTable, WriteTransaction};
 use serde_json::Value;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// One document read from a journal.
@@ -32,11 +37,13 @@ impl ReadDoc {
     }
 }
 
-/// Wakes readers when any journal grows.
+/// Reads journals (from fragments and redb) and wakes readers when any journal grows.
 pub struct Journals {
     generation: Mutex<u64>,
     grown: Condvar,
     watch: tokio::sync::watch::Sender<u64>,
+    /// Where sealed history lives; `None` for a host that keeps everything in redb.
+    fragments: Option<Arc<Fragments>>,
 }
 
 impl Default for Journals {
@@ -45,6 +52,7 @@ impl Default for Journals {
             generation: Mutex::new(0),
             grown: Condvar::new(),
             watch: tokio::sync::watch::Sender::new(0),
+            fragments: None,
         }
     }
 }
@@ -74,19 +82,64 @@ impl Journals {
         Ok((begin, offset))
     }
 
+    /// Journals whose history is sealed into `fragments`.
+    pub fn with_fragments(fragments: Arc<Fragments>) -> Self {
+        Journals {
+            fragments: Some(fragments),
+            ..Journals::default()
+        }
+    }
+
+    pub fn fragments(&self) -> Option<&Arc<Fragments>> {
+        self.fragments.as_ref()
+    }
+
     /// Read documents of `journal` from `from`, up to `docs_max` documents or about
-    /// `bytes_max` bytes (at least one document is returned if any exists).
+    /// `bytes_max` bytes (at least one document is returned if any exists). Offsets below the
+    /// first document still in redb are read from fragments; a range no fragment holds (deleted
+    /// by retention, or a skipped corrupt file) is passed over.
     pub fn read(
+        &self,
         store: &Store,
         journal: &str,
-        from: u64,
+        mut from: u64,
         docs_max: usize,
         bytes_max: usize,
     ) -> anyhow::Result<Vec<ReadDoc>> {
-        let txn = store.read()?;
-        let table = txn.open_table(JOURNAL_DOCS)?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        if let Some(fragments) = &self.fragments {
+            // Fill the batch across fragments as a redb read would, so batch boundaries do
+            // not depend on where fragments end.
+            while out.len() < docs_max && bytes < bytes_max {
+                let low = {
+                    let txn = store.read()?;
+                    let head = txn
+                        .open_table(JOURNAL_HEADS)?
+                        .get(journal)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    crate::fragment::low_in(&txn, journal, head)?
+                };
+                if from >= low {
+                    break;
+                }
+                let docs =
+                    fragments.read(journal, from, docs_max - out.len(), bytes_max - bytes)?;
+                let Some(last) = docs.last() else {
+                    from = low;
+                    break;
+                };
+                from = last.next_offset();
+                bytes += docs.iter().map(|d| d.bytes.len()).sum::<usize>();
+                out.extend(docs);
+            }
+            if out.len() >= docs_max || bytes >= bytes_max {
+                return Ok(out);
+            }
+        }
+        let txn = store.read()?;
+        let table = txn.open_table(JOURNAL_DOCS)?;
         for entry in table
             .range((journal, from)..(journal, u64::MAX))
             .context("failed to read journal")?
@@ -175,7 +228,9 @@ mod test {
             .write(|txn| Journals::append(txn, "a/b", &[json!({"x": 1}), json!({"x": 2})]))
             .unwrap();
         assert_eq!(b, 0);
-        let docs = Journals::read(&store, "a/b", 0, 100, 1 << 20).unwrap();
+        let docs = Journals::default()
+            .read(&store, "a/b", 0, 100, 1 << 20)
+            .unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].offset, docs[0].next_offset());
         assert_eq!(docs[1].next_offset(), e);
@@ -187,16 +242,25 @@ mod test {
         store
             .write(|txn| Journals::append(txn, "a/bc", &[json!({"y": 1})]))
             .unwrap();
-        let rest = Journals::read(&store, "a/b", docs[1].offset, 100, 1 << 20).unwrap();
+        let rest = Journals::default()
+            .read(&store, "a/b", docs[1].offset, 100, 1 << 20)
+            .unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(
-            Journals::read(&store, "a/b", e, 100, 1 << 20)
+            Journals::default()
+                .read(&store, "a/b", e, 100, 1 << 20)
                 .unwrap()
                 .len(),
             0
         );
         // Limits: at least one document even when it exceeds bytes_max.
-        assert_eq!(Journals::read(&store, "a/b", 0, 100, 1).unwrap().len(), 1);
+        assert_eq!(
+            Journals::default()
+                .read(&store, "a/b", 0, 100, 1)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -210,7 +274,8 @@ mod test {
         assert!(res.is_err());
         assert_eq!(Journals::head(&store, "j").unwrap(), 0);
         assert!(
-            Journals::read(&store, "j", 0, 10, 1 << 20)
+            Journals::default()
+                .read(&store, "j", 0, 10, 1 << 20)
                 .unwrap()
                 .is_empty()
         );

@@ -156,7 +156,7 @@ fn transaction(
         if docs_left == 0 {
             break;
         }
-        let docs = Journals::read(
+        let docs = ctx.journals.read(
             &ctx.store,
             &b.collection.name,
             b.offset,

@@ -7,6 +7,7 @@ pub use status::{SourceStatus, Statuses, TaskStatus};
 
 use crate::catalog::{self, Built, Bundle, Catalog};
 use crate::engine::{Engine, World};
+use crate::fragment::Fragments;
 use crate::journal::{Journals, ReadDoc};
 use crate::limits::Limits;
 use crate::plugin::Registry;
@@ -27,6 +28,9 @@ pub enum HostError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The host cannot take this now (e.g. backpressure); the client should retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -71,6 +75,38 @@ impl TaskCtx {
             timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now) + 1));
         }
         self.journals.wait(seen, timeout);
+    }
+
+    /// If a journal in `outputs` refuses appends (its unsealed head is over its bound because
+    /// the fragment store fails), show it in the task's status, sleep a moment and return
+    /// true: the task retries instead of failing, and resumes once sealing catches up.
+    pub fn backpressure(&self, outputs: &[String]) -> bool {
+        let Some(fragments) = self.journals.fragments() else {
+            return false;
+        };
+        let refused = outputs.iter().find_map(|j| fragments.check_append(j).err());
+        match refused {
+            Some(why) => {
+                self.statuses.update(&self.name, |s| {
+                    if s.state != "backpressure" {
+                        tracing::warn!(task = %self.name, "pausing: {why}");
+                    }
+                    s.state = "backpressure";
+                    s.last_error = Some(why);
+                });
+                std::thread::sleep(Duration::from_millis(100));
+                true
+            }
+            None => {
+                self.statuses.update(&self.name, |s| {
+                    if s.state == "backpressure" {
+                        s.state = "running";
+                        s.last_error = None;
+                    }
+                });
+                false
+            }
+        }
     }
 
     /// Record a failure in the task's status and its plugin's log.
@@ -126,12 +162,15 @@ pub struct CollectionInfo {
     pub derived: bool,
     /// Bytes written so far (the journal's write head).
     pub head: u64,
+    /// How much of the journal is persisted to the fragment store, and any trouble doing so.
+    pub fragments: crate::fragment::FragmentStatus,
 }
 
 pub struct Host {
     pub data_dir: PathBuf,
     pub store: Arc<Store>,
     pub journals: Arc<Journals>,
+    pub fragments: Arc<Fragments>,
     pub registry: Arc<Registry>,
     pub limits: Limits,
     catalog: RwLock<Arc<Built>>,
@@ -156,12 +195,36 @@ impl Host {
         limits: Limits,
         run_materializations: bool,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::open_store(data_dir, limits, None, run_materializations)
+    }
+
+    /// Open the host with its fragments in the store at `store_url` (default
+    /// `file://DATA_DIR/fragments`). Every collection's index is reconciled with the store
+    /// before tasks start, so an empty data directory given an existing store reads its
+    /// history.
+    pub fn open_store(
+        data_dir: &Path,
+        limits: Limits,
+        store_url: Option<&str>,
+        run_materializations: bool,
+    ) -> anyhow::Result<Arc<Self>> {
         limits
             .check()
             .map_err(|e| anyhow::anyhow!("invalid limits: {e}"))?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
         let store = Arc::new(Store::open(&data_dir.join("flow.redb"))?);
+        let default_url;
+        let store_url = match store_url {
+            Some(u) => u,
+            None => {
+                let dir = std::path::absolute(data_dir.join("fragments"))
+                    .context("failed to resolve the data dir")?;
+                default_url = format!("file://{}", dir.display());
+                &default_url
+            }
+        };
+        let fragments = Fragments::open(store_url, store.clone(), limits.journal_head_bytes_max)?;
         let engine = Engine::new(limits.clone(), Some(data_dir.join("compiled")))?;
         let registry = Arc::new(Registry::new(store.clone(), engine));
         let built = match store.meta(CATALOG_KEY)? {
@@ -172,10 +235,13 @@ impl Host {
                 catalog::build("persisted catalog", spec).map_err(|e| anyhow::anyhow!("{e}"))?
             }
         };
+        fragments.configure(fragment_settings(&built));
+        fragments.start()?;
         let host = Arc::new(Host {
             data_dir: data_dir.to_path_buf(),
             store,
-            journals: Arc::new(Journals::default()),
+            journals: Arc::new(Journals::with_fragments(fragments.clone())),
+            fragments,
             registry,
             limits,
             catalog: RwLock::new(Arc::new(built)),
@@ -313,6 +379,8 @@ impl Host {
             materializations: update.materializations.keys().cloned().collect(),
             deployed,
         };
+        // New collections are reconciled with the store before any task reads them.
+        self.fragments.configure(fragment_settings(&built));
         *self.catalog.write().expect("catalog lock poisoned") = Arc::new(built);
         self.restart_tasks(&|_, _| true);
         Ok(published)
@@ -334,6 +402,9 @@ impl Host {
         let combined = combine_deltas(&self.limits, c, docs)
             .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         let appended = combined.len();
+        self.fragments
+            .check_append(collection)
+            .map_err(HostError::Unavailable)?;
         let (begin, end) = self.store.write({
             let collection = collection.to_string();
             move |txn| Journals::append(txn, &collection, &combined)
@@ -358,7 +429,7 @@ impl Host {
         self.catalog()
             .collection(collection)
             .map_err(HostError::NotFound)?;
-        Ok(Journals::read(
+        Ok(self.journals.read(
             &self.store,
             collection,
             offset,
@@ -376,6 +447,7 @@ impl Host {
                 key: c.key.iter().map(|p| p.to_string()).collect(),
                 derived: c.derive.is_some(),
                 head: Journals::head(&self.store, &c.name)?,
+                fragments: self.fragments.status(&c.name)?,
             });
         }
         Ok(out)
@@ -434,6 +506,7 @@ impl Host {
     /// Stop every task and wait for their threads.
     pub fn shutdown(&self) {
         self.stop_tasks(&|_| true);
+        self.fragments.shutdown();
     }
 
     /// Stop the tasks `which` selects (by name) and wait for their threads: each finishes the
@@ -550,6 +623,15 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Each collection's fragment settings.
+fn fragment_settings(built: &Built) -> BTreeMap<String, crate::fragment::Settings> {
+    built
+        .collections
+        .values()
+        .map(|c| (c.name.clone(), c.fragments.clone()))
+        .collect()
 }
 
 /// Check one document before it is appended to collection `c`.

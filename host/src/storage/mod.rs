@@ -17,6 +17,10 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const JOURNAL_DOCS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal_docs");
 /// Journal write heads: journal -> the offset the next appended document begins at.
 pub const JOURNAL_HEADS: TableDefinition<&str, u64> = TableDefinition::new("journal_heads");
+/// The fragment index: (journal, begin offset) -> fragment record (JSON, `fragment::Fragment`).
+/// A record is written only after its file's upload completed; `JOURNAL_DOCS` rows below a
+/// journal's highest recorded end are trimmed only after the record committed.
+pub const FRAGMENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("fragments");
 /// Plugin versions: (plugin name, sequence) -> version record (JSON). Sequence 1 is the first
 /// deploy; the highest sequence not rolled back is live.
 pub const PLUGIN_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
@@ -74,6 +78,7 @@ impl Store {
             }
             txn.open_table(JOURNAL_DOCS)?;
             txn.open_table(JOURNAL_HEADS)?;
+            txn.open_table(FRAGMENTS)?;
             txn.open_table(PLUGIN_VERSIONS)?;
             txn.open_table(PLUGIN_BLOBS)?;
             txn.open_table(TASK_STATE)?;
@@ -273,7 +278,9 @@ mod test {
             .collect();
         for (t, h) in threads.into_iter().enumerate() {
             let ok = h.join().unwrap();
-            let docs = Journals::read(&store, &format!("j{t}"), 0, usize::MAX, usize::MAX).unwrap();
+            let docs = Journals::default()
+                .read(&store, &format!("j{t}"), 0, usize::MAX, usize::MAX)
+                .unwrap();
             let is: Vec<u64> = docs
                 .iter()
                 .map(|d| {
