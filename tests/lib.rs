@@ -104,6 +104,11 @@ impl Proc {
     /// Spawn `flow serve --data-dir DATA_DIR` on a free loopback port, appending its output to
     /// `log`, without waiting for it to be ready (see `ready`).
     pub fn spawn(data_dir: &Path, log: &Path) -> Proc {
+        Self::spawn_with(data_dir, log, &[], &[])
+    }
+
+    /// `spawn` with extra `flow serve` arguments and environment variables.
+    pub fn spawn_with(data_dir: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         // The port is free now; another process could take it before the host binds it, which
         // the host reports by exiting, and `start` answers with another port.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -128,7 +133,10 @@ impl Proc {
             .env_remove("FLOW_LISTEN")
             .env_remove("FLOW_STORE")
             .env_remove("FLOW_LIMITS")
+            .env_remove("FLOW_PAUSE_AT")
             .env("FLOW_LOG", "info")
+            .args(args)
+            .envs(envs.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -144,19 +152,43 @@ impl Proc {
     /// Spawn (as `spawn`) and wait until `GET /v1/health` answers. If another process took
     /// the port first, the host exits saying so, and this tries again on another port.
     pub async fn start(data_dir: &Path, log: &Path) -> Proc {
+        Self::start_with(data_dir, log, &[], &[]).await
+    }
+
+    /// `start` with extra `flow serve` arguments and environment variables.
+    pub async fn start_with(
+        data_dir: &Path,
+        log: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Proc {
         const ATTEMPTS: usize = 3;
         for _ in 1..ATTEMPTS {
             let since = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-            let mut p = Self::spawn(data_dir, log);
+            let mut p = Self::spawn_with(data_dir, log, args, envs);
             match p.wait_ready().await {
                 Ok(()) => return p,
                 Err(_) if p.log_since(since).contains("failed to listen") => continue,
                 Err(e) => panic!("{e}"),
             }
         }
-        let mut p = Self::spawn(data_dir, log);
+        let mut p = Self::spawn_with(data_dir, log, args, envs);
         p.ready().await;
         p
+    }
+
+    /// Wait until the host's log shows `needle` (e.g. a `FLOW_PAUSE_AT` pause); panics with
+    /// the log after `timeout`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.log_since(0).contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the host's log did not show {needle:?} within {timeout:?}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Wait until `GET /v1/health` answers 200; panic with the host's log if it exits first or
@@ -235,6 +267,176 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An S3-compatible server (moto, from PyPI: `pip install "moto[server]"`, which `make test`
+/// does) on a loopback port, killed on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl S3Server {
+    /// Start moto's server on `port` (0: a free one) and wait until it answers.
+    pub async fn start(port: u16) -> S3Server {
+        let port = if port != 0 { port } else { free_port() };
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("failed to start python3 -m moto.server (install it with `python3 -m pip install 'moto[server]'`, as `make test` does): {e}")
+            });
+        let server = S3Server { child, port };
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while http.get(server.endpoint()).send().await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not answer within 60 s (is it installed? `python3 -m pip install 'moto[server]'`)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Create a bucket (moto does not check credentials).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "creating bucket {bucket}: {}",
+            r.status()
+        );
+    }
+
+    /// Every key in `bucket` under `prefix` (ListObjectsV2).
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let text = reqwest::Client::new()
+            .get(format!(
+                "{}/{bucket}?list-type=2&prefix={prefix}",
+                self.endpoint()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The environment `flow serve` needs to use this server for `s3://` stores.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        s3_env(&self.endpoint())
+    }
+}
+
+/// The environment `flow serve` needs to use an S3-compatible server at `endpoint`.
+pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on a loopback port in front of `target`, which a test can take down (new
+/// connections are closed at once, as by a server that is not there, and open ones are cut)
+/// and bring back: an object store that becomes unreachable and returns.
+pub struct Outage {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Outage {
+    pub async fn start(target: u16) -> Outage {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (up2, epoch2) = (up.clone(), epoch.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let (up3, epoch3) = (up2.clone(), epoch2.clone());
+                let born = epoch3.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while up3.load(Ordering::SeqCst) && epoch3.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = cut => {} }
+                });
+            }
+        });
+        Outage {
+            port,
+            up,
+            epoch,
+            task,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Refuse new connections and cut open ones (`false`), or pass them through (`true`).
+    pub fn set_up(&self, up: bool) {
+        use std::sync::atomic::Ordering;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free loopback port")
+        .port()
 }
 
 /// The most recently modified file under `dir`, with its time.

@@ -289,6 +289,12 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, views: &Path) {
         flow_tests::deploy(http, &p.url(""), name, path).await;
     }
     let mut bundle = crate::e2e::bundle(views);
+    // Tiny fragments, sealed within 100 ms: kills also land while sealing, and restarted tasks
+    // read their sources back from fragments.
+    for c in ["acme/orders", TOTALS] {
+        bundle["catalog"]["collections"][c]["journals"] =
+            json!({"fragments": {"length": 0.005, "flushInterval": "100ms"}});
+    }
     bundle["catalog"]["materializations"]["acme/views"]["bindings"]
         .as_array_mut()
         .unwrap()
@@ -473,6 +479,23 @@ async fn finish(
     wait_caught_up(http, &p).await;
     let orders = read_all(http, &p, ORDERS).await;
     let derived = read_all(http, &p, TOTALS).await;
+    // Most of the history was read back from fragments.
+    let listed: Value = http
+        .get(p.url("/v1/collections"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for c in listed["collections"].as_array().unwrap() {
+        let sealed = c["fragments"]["fragments"].as_u64().unwrap_or(0);
+        assert!(
+            sealed >= 2,
+            "{run}: {} has {sealed} fragments: {c}",
+            c["name"]
+        );
+    }
     p.kill();
 
     // No lost and no duplicated documents. The host combines a transaction's outputs by the

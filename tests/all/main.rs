@@ -4,6 +4,7 @@ mod bad_input;
 mod catalogs;
 mod crash;
 mod e2e;
+mod fragments;
 mod lifecycle;
 mod ordering;
 mod policies;

@@ -43,7 +43,8 @@ fn bundle(read_delay: Option<&str>) -> Bundle {
 }
 
 fn merged_order(host: &Host) -> Vec<u64> {
-    flow_host::journal::Journals::read(&host.store, "o/merged", 0, usize::MAX, usize::MAX)
+    host.journals
+        .read(&host.store, "o/merged", 0, usize::MAX, usize::MAX)
         .unwrap()
         .iter()
         .map(|d| {

@@ -70,7 +70,8 @@ fn bundle() -> Bundle {
 }
 
 fn count(host: &Host, collection: &str) -> usize {
-    flow_host::journal::Journals::read(&host.store, collection, 0, usize::MAX, usize::MAX)
+    host.journals
+        .read(&host.store, collection, 0, usize::MAX, usize::MAX)
         .unwrap()
         .len()
 }

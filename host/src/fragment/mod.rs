@@ -97,6 +97,8 @@ pub struct FragmentStatus {
 /// Per-journal sealing state kept in memory.
 #[derive(Default)]
 struct JournalState {
+    /// The index was reconciled with the store since this host started.
+    reconciled: bool,
     failures: u32,
     last_error: Option<String>,
     retry_at: Option<Instant>,
@@ -165,13 +167,23 @@ impl Fragments {
                 max_retries: 3,
                 retry_timeout: Duration::from_secs(20),
             };
-            let options = object_store::ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
+            use object_store::ClientConfigKey as C;
+            use object_store::aws::AmazonS3ConfigKey as K;
+            // Our timeouts first, then every AWS_* variable (as `from_env` reads them), so the
+            // environment can override them.
+            let mut builder = object_store::aws::AmazonS3Builder::new()
+                .with_config(K::Client(C::ConnectTimeout), "5s")
+                .with_config(K::Client(C::Timeout), "120s");
+            for (key, value) in std::env::vars() {
+                if key.starts_with("AWS_")
+                    && let Ok(k) = key.to_ascii_lowercase().parse::<K>()
+                {
+                    builder = builder.with_config(k, value);
+                }
+            }
+            let s3 = builder
                 .with_bucket_name(bucket)
                 .with_retry(retry)
-                .with_client_options(options)
                 .build()
                 .with_context(|| format!("store {url}"))?;
             let prefix = prefix.trim_matches('/');
@@ -220,8 +232,9 @@ impl Fragments {
         };
         *self.settings.write().expect("settings poisoned") = journals;
         for journal in new {
-            if let Err(e) = self.reconcile(&journal) {
-                self.failed(&journal, &e);
+            match self.reconcile(&journal) {
+                Ok(_) => self.succeeded(&journal),
+                Err(e) => self.failed(&journal, &e),
             }
         }
     }
@@ -238,7 +251,31 @@ impl Fragments {
     /// Refuse an append to `journal` while its unsealed head is over the bound (the larger of
     /// `journalHeadBytesMax` and twice the fragment length): the store is failing or slow, and
     /// the head would otherwise grow without bound.
+    ///
+    /// A journal this data directory has never written, whose history in the store could not
+    /// be listed yet, refuses appends too: they would reuse offsets of that history.
     pub fn check_append(&self, journal: &str) -> Result<(), String> {
+        let unlisted = self
+            .state
+            .lock()
+            .expect("fragment state poisoned")
+            .get(journal)
+            .filter(|s| !s.reconciled)
+            .map(|s| s.last_error.clone().unwrap_or_default());
+        if let Some(error) = unlisted {
+            let known = self
+                .db
+                .read()
+                .and_then(|txn| head_in(&txn, journal))
+                .map_err(|e| format!("{e:#}"))?
+                > 0;
+            if !known {
+                return Err(format!(
+                    "collection {journal}: its history in the fragment store {} could not be listed yet ({error}); appends wait until it is, so that they never reuse its offsets",
+                    self.url
+                ));
+            }
+        }
         let unsealed = self.unsealed_bytes(journal).map_err(|e| format!("{e:#}"))?;
         let bound = self.head_bytes_max.max(2 * self.settings(journal).length);
         if unsealed <= bound {
@@ -334,11 +371,11 @@ impl Fragments {
         s.last_error = Some(message);
     }
 
+    /// Record a maintenance step of `journal` that reached the store and worked.
     fn succeeded(&self, journal: &str) {
         let mut state = self.state.lock().expect("fragment state poisoned");
-        if let Some(s) = state.get_mut(journal)
-            && s.failures > 0
-        {
+        let s = state.entry(journal.to_string()).or_default();
+        if s.failures > 0 {
             tracing::info!(journal, store = %self.url, "fragment store works again after {} failures", s.failures);
             s.failures = 0;
             s.last_error = None;

@@ -64,24 +64,35 @@ impl Fragments {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let waiting = self
+                let (waiting, reconciled) = self
                     .state
                     .lock()
                     .expect("fragment state poisoned")
                     .get(&journal)
-                    .and_then(|s| s.retry_at)
-                    .is_some_and(|at| at > Instant::now());
+                    .map(|s| {
+                        (
+                            s.retry_at.is_some_and(|at| at > Instant::now()),
+                            s.reconciled,
+                        )
+                    })
+                    .unwrap_or((false, false));
                 if waiting {
                     continue;
                 }
-                let result = if reconcile {
-                    self.reconcile(&journal).map(|_| ())
+                // Store I/O that worked clears the failure state; a pass with nothing to do
+                // says nothing about the store.
+                let result = if reconcile || !reconciled {
+                    self.reconcile(&journal).map(|_| true)
                 } else {
-                    Ok(())
+                    Ok(false)
                 }
-                .and_then(|()| self.maintain(&journal, &settings, false).map(|_| ()));
+                .and_then(|listed| {
+                    let sealed = self.maintain(&journal, &settings, false)?;
+                    Ok(listed || !sealed.is_empty())
+                });
                 match result {
-                    Ok(()) => self.succeeded(&journal),
+                    Ok(true) => self.succeeded(&journal),
+                    Ok(false) => {}
                     Err(e) => self.failed(&journal, &e),
                 }
             }
@@ -335,6 +346,12 @@ impl Fragments {
         })?;
         report.added = added;
         report.dropped = dropped;
+        self.state
+            .lock()
+            .expect("fragment state poisoned")
+            .entry(journal.to_string())
+            .or_default()
+            .reconciled = true;
         if added > 0 || dropped > 0 {
             tracing::info!(journal, store = %self.url, added, dropped, "reconciled the fragment index with the store");
         }
