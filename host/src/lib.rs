@@ -3,6 +3,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_combiner;
+pub mod bench_fragments;
 pub mod bench_latency;
 pub mod catalog;
 pub mod cli;

@@ -50,6 +50,8 @@ enum Command {
     /// native Rust, and the ingest -> derivation pipeline. `combiner`: combiner throughput
     /// against plain JSON parsing. `combiner-memory`: peak memory with many distinct keys.
     /// `latency`: ingest-to-derived latency at 1k and 10k docs/s, swap stall, deploy-to-live.
+    /// `fragments`: append throughput and fsync latency, sealing per codec, and backfill reads
+    /// from fragments against reading the same files directly.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -78,6 +80,7 @@ enum BenchSuite {
     Combiner,
     CombinerMemory,
     Latency,
+    Fragments,
 }
 
 /// Entry point of the `flow` binary.
@@ -107,6 +110,7 @@ pub fn main() -> std::process::ExitCode {
             }),
             BenchSuite::Combiner => crate::bench_combiner::throughput(docs),
             BenchSuite::CombinerMemory => crate::bench_combiner::memory(docs, spill_mib << 20),
+            BenchSuite::Fragments => crate::bench_fragments::run(docs),
             BenchSuite::Latency => crate::bench_latency::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 python.as_deref(),
