@@ -23,6 +23,19 @@ fn name_param(what: &str) -> Value {
             "description": format!("{what} name, percent-encoded (acme%2Forders)")}])
 }
 
+fn ingest_op() -> Value {
+    let mut o = op(
+        "Ingest NDJSON: all documents or none",
+        Some("application/x-ndjson"),
+        "offsets appended",
+    );
+    o["responses"]["503"] = json!({
+        "description": "backpressure: the collection's unsealed head is over its bound because the fragment store fails (or its history could not be listed yet); retry later",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    });
+    o
+}
+
 pub fn document() -> Value {
     json!({
         "openapi": "3.0.3",
@@ -39,7 +52,7 @@ pub fn document() -> Value {
                 "get": op("The current catalog", None, "catalog"),
                 "post": op("Publish a catalog bundle {source, catalog, modules: {path: base64}}", Some("application/json"), "what was published"),
             },
-            "/v1/collections": {"get": op("List collections", None, "collections")},
+            "/v1/collections": {"get": op("List collections: key, write head, and fragments {fragments, persistedThrough, firstOffset, unsealedBytes, failures, lastError, retryInMs, skipped}", None, "collections")},
             "/v1/collections/{name}/documents": {
                 "parameters": name_param("Collection"),
                 "get": {
@@ -50,7 +63,7 @@ pub fn document() -> Value {
                     ],
                     "responses": {"200": {"description": "NDJSON documents", "content": {"application/x-ndjson": {}}}},
                 },
-                "post": op("Ingest NDJSON: all documents or none", Some("application/x-ndjson"), "offsets appended"),
+                "post": ingest_op(),
             },
             "/v1/plugins": {"get": op("Live version of every plugin", None, "plugins")},
             "/v1/plugins/{name}": {"parameters": name_param("Plugin"), "post": op("Deploy a component as a new version", Some("application/wasm"), "the new version")},

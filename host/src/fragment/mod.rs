@@ -114,8 +114,9 @@ pub struct Fragments {
     object: Arc<dyn ObjectStore>,
     /// For `file://` stores: the root directory, so uploads can be fsynced.
     local_root: Option<std::path::PathBuf>,
-    /// Object store I/O runs on this runtime; sync callers block on it.
-    rt: tokio::runtime::Runtime,
+    /// Object store I/O runs on this runtime; sync callers block on it. (An `Option` only so
+    /// that `drop` can shut it down without blocking, which may happen in async code.)
+    rt: Option<tokio::runtime::Runtime>,
     db: Arc<Store>,
     settings: RwLock<BTreeMap<String, Settings>>,
     state: Mutex<BTreeMap<String, JournalState>>,
@@ -206,7 +207,7 @@ impl Fragments {
             url: url.to_string(),
             object,
             local_root,
-            rt,
+            rt: Some(rt),
             db,
             settings: RwLock::new(BTreeMap::new()),
             state: Mutex::new(BTreeMap::new()),
@@ -349,7 +350,10 @@ impl Fragments {
 
     /// Run a store operation to completion from a synchronous caller.
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        self.rt
+            .as_ref()
+            .expect("the fragment runtime lives as long as the store")
+            .block_on(f)
     }
 
     /// Record a failed maintenance step of `journal`: backoff, status and log.
@@ -401,6 +405,14 @@ impl Fragments {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.sealer.lock().expect("sealer poisoned").take() {
             let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Fragments {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
