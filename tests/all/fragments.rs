@@ -30,7 +30,7 @@ fn bundle(fragments: Value, derive: bool) -> Value {
     });
     if derive {
         b["catalog"]["collections"]["acme/copy"] = json!({
-            "schema": schema, "key": ["/id"],
+            "schema": schema, "key": ["/id"], "journals": {"fragments": fragments},
             "derive": {"using": {"wasm": {"module": "p.wasm"}},
                        "transforms": [{"name": "all", "source": EVENTS}]},
         });
@@ -121,6 +121,29 @@ async fn wait_persisted(http: &reqwest::Client, p: &Proc, collection: &str) -> V
             std::time::Instant::now() < deadline,
             "not persisted within 60 s: {c}\n{}",
             p.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until task `name` is in `state`; its status.
+async fn wait_task_state(http: &reqwest::Client, p: &Proc, name: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let t: Value = http
+            .get(p.url(&format!("/v1/tasks/{}", name.replace('/', "%2F"))))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if t["state"] == state {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {name} is not {state}: {t}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -308,7 +331,7 @@ async fn a_failing_store_applies_backpressure_and_recovers() {
     publish(
         &http,
         &p,
-        &bundle(json!({"length": 0.002, "flushInterval": "200ms"}), false),
+        &bundle(json!({"length": 0.002, "flushInterval": "200ms"}), true),
     )
     .await;
     let (status, body) = ingest(&http, &p, &events(0, 20)).await;
@@ -362,9 +385,17 @@ async fn a_failing_store_applies_backpressure_and_recovers() {
         "{}",
         p.log_tail()
     );
+    // The derivation writing acme/copy pauses instead of failing.
+    let task = wait_task_state(&http, &p, "acme/copy", "backpressure").await;
+    assert!(
+        task["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("acme/copy") && e.contains("waiting to be persisted")),
+        "{task}"
+    );
     // A collection added now cannot list its history in the store, so it takes no appends:
     // they could reuse offsets of a history it cannot see.
-    let mut with_later = bundle(json!({"length": 0.002, "flushInterval": "200ms"}), false);
+    let mut with_later = bundle(json!({"length": 0.002, "flushInterval": "200ms"}), true);
     with_later["catalog"]["collections"]["acme/later"] =
         with_later["catalog"]["collections"][EVENTS].clone();
     publish(&http, &p, &with_later).await;
@@ -409,6 +440,23 @@ async fn a_failing_store_applies_backpressure_and_recovers() {
         (0..accepted).collect::<Vec<_>>()
     );
     assert!(p.log_tail().contains("works again"), "{}", p.log_tail());
+    // The derivation resumed and copied every accepted document once.
+    wait_task_state(&http, &p, "acme/copy", "running").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut copied = ids(&http, &p, "acme/copy").await;
+        copied.sort();
+        if copied.len() as u64 >= accepted {
+            assert_eq!(copied, (0..accepted).collect::<Vec<_>>());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme/copy stalled at {}",
+            copied.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `kill -9` at each step of sealing: after the upload but before the index records it, and
