@@ -108,37 +108,37 @@ impl Journals {
     ) -> anyhow::Result<Vec<ReadDoc>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        if let Some(fragments) = &self.fragments {
-            // Fill the batch across fragments as a redb read would, so batch boundaries do
-            // not depend on where fragments end.
-            while out.len() < docs_max && bytes < bytes_max {
-                let low = {
-                    let txn = store.read()?;
-                    let head = txn
-                        .open_table(JOURNAL_HEADS)?
-                        .get(journal)?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                    crate::fragment::low_in(&txn, journal, head)?
-                };
-                if from >= low {
-                    break;
-                }
-                let docs =
-                    fragments.read(journal, from, docs_max - out.len(), bytes_max - bytes)?;
-                let Some(last) = docs.last() else {
-                    from = low;
-                    break;
-                };
-                from = last.next_offset();
-                bytes += docs.iter().map(|d| d.bytes.len()).sum::<usize>();
-                out.extend(docs);
+        // Fill the batch across fragments as a redb read would, so batch boundaries do not
+        // depend on where fragments end. The rows are read in the same transaction that found
+        // `from` at or above the first row: a trim committed meanwhile cannot open a gap.
+        let txn = loop {
+            let txn = store.read()?;
+            let Some(fragments) = &self.fragments else {
+                break txn;
+            };
+            let head = txn
+                .open_table(JOURNAL_HEADS)?
+                .get(journal)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let low = crate::fragment::low_in(&txn, journal, head)?;
+            if from >= low {
+                break txn;
             }
+            drop(txn);
+            let docs = fragments.read(journal, from, docs_max - out.len(), bytes_max - bytes)?;
+            let Some(last) = docs.last() else {
+                // No fragment holds anything in [from, low): pass over the gap.
+                from = low;
+                continue;
+            };
+            from = last.next_offset();
+            bytes += docs.iter().map(|d| d.bytes.len()).sum::<usize>();
+            out.extend(docs);
             if out.len() >= docs_max || bytes >= bytes_max {
                 return Ok(out);
             }
-        }
-        let txn = store.read()?;
+        };
         let table = txn.open_table(JOURNAL_DOCS)?;
         for entry in table
             .range((journal, from)..(journal, u64::MAX))
