@@ -140,6 +140,11 @@ async fn deploy_publish_ingest_materialize() {
         metrics.contains("flow_task_docs_in_total{task=\"acme/customer-totals\"} 3"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("flow_journal_seal_failures{collection=\"acme/orders\"} 0")
+            && metrics.contains("flow_journal_unsealed_bytes{collection=\"acme/orders\"}"),
+        "{metrics}"
+    );
 
     // The plugin's log line arrived.
     let logs = http

@@ -370,6 +370,34 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             c.name, c.head
         );
     }
+    let gauges: [(&str, &str, fn(&crate::fragment::FragmentStatus) -> u64); 3] = [
+        (
+            "flow_journal_persisted_bytes",
+            "Offset below which a collection's journal is persisted to the fragment store.",
+            |f| f.persisted_through,
+        ),
+        (
+            "flow_journal_unsealed_bytes",
+            "Bytes of a collection's journal not yet persisted to the fragment store.",
+            |f| f.unsealed_bytes,
+        ),
+        (
+            "flow_journal_seal_failures",
+            "Sealing attempts that failed in a row (0 when the store works).",
+            |f| u64::from(f.failures),
+        ),
+    ];
+    for (metric, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        for c in &collections {
+            let _ = writeln!(
+                out,
+                "{metric}{{collection=\"{}\"}} {}",
+                c.name,
+                value(&c.fragments)
+            );
+        }
+    }
     let tasks = s.host.task_statuses();
     let families: [(&str, &str, fn(&crate::runtime::TaskStatus) -> u64); 3] = [
         ("flow_task_docs_in_total", "Documents a task read.", |t| {
