@@ -14,7 +14,7 @@ pub struct Serve {
     #[arg(long, env = "FLOW_LISTEN", default_value = "127.0.0.1:8670")]
     listen: SocketAddr,
     /// Object store for journal fragments: file:///DIR (default: file://DATA_DIR/fragments),
-    /// s3://BUCKET[/PREFIX], or memory:// (lost on exit; for trials). S3 takes the usual
+    /// s3://BUCKET[/PREFIX], or memory:// (sealed history is lost on exit; for trials). S3 takes the usual
     /// AWS_* variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, and for an
     /// S3-compatible server AWS_ENDPOINT=http://HOST:PORT with AWS_ALLOW_HTTP=true.
     #[arg(long, env = "FLOW_STORE")]

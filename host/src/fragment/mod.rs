@@ -157,6 +157,9 @@ impl Fragments {
                 .with_context(|| format!("store {url}"))?;
             (Arc::new(fs), Some(dir))
         } else if url == "memory://" {
+            tracing::warn!(
+                "fragment store memory:// keeps sealed history in memory only: it is lost when the host exits"
+            );
             (Arc::new(object_store::memory::InMemory::new()), None)
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
