@@ -12,8 +12,9 @@ use object_store::ObjectStoreExt;
 use sha2::Digest;
 use std::io::BufRead;
 
-/// Cursors kept for readers that stopped mid-fragment.
-const CURSORS_MAX: usize = 16;
+/// Cursors kept for readers that stopped mid-fragment. Each holds its compressed fragment
+/// (about `length` / 10 bytes), so this bounds their memory.
+const CURSORS_MAX: usize = 8;
 
 pub(super) struct Cursor {
     journal: String,
