@@ -532,3 +532,110 @@ async fn kills_between_upload_index_and_trim_lose_and_duplicate_nothing() {
         q.kill();
     }
 }
+
+/// A corrupted fragment and foreign files in the store: a host given the store reports them
+/// and reads the rest of the history in order; nothing crashes.
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_and_foreign_files_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store_url = format!("file://{}", store.display());
+    let log = dir.path().join("flow.log");
+    let http = http();
+    let p = Proc::start_with(
+        &dir.path().join("data1"),
+        &log,
+        &["--store", &store_url],
+        &[],
+    )
+    .await;
+    let fragments = json!({"length": 0.004, "flushInterval": "300ms"});
+    publish(&http, &p, &bundle(fragments.clone(), false)).await;
+    for batch in 0..8 {
+        let (status, body) = ingest(&http, &p, &events(batch * 25, 25)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_persisted(&http, &p, EVENTS).await;
+    p.kill();
+
+    // Flip bytes in the middle of the second fragment; add files no host wrote.
+    let files = files_under(&store);
+    assert!(files.len() >= 3, "{files:?}");
+    let victim = &files[1];
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(victim).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let lost: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(victim, bytes).unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    let partition = store.join("acme/events/pivot=00");
+    std::fs::write(partition.join("_SUCCESS"), "").unwrap();
+    std::fs::write(victim.with_file_name("part-00000.parquet"), "PAR1").unwrap();
+
+    let q = Proc::start_with(
+        &dir.path().join("data2"),
+        &log,
+        &["--store", &store_url],
+        &[],
+    )
+    .await;
+    publish(&http, &q, &bundle(fragments, false)).await;
+    let path = format!(
+        "/v1/collections/{}/documents?offset=0",
+        EVENTS.replace('/', "%2F")
+    );
+    let docs = flow_tests::read_ndjson(&http, &q.base, &path).await;
+    let got: Vec<u64> = docs.iter().map(|d| d["id"].as_u64().unwrap()).collect();
+    assert!(
+        !got.is_empty() && got.len() < 200,
+        "{} documents",
+        got.len()
+    );
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {got:?}"
+    );
+    let c = collection_status(&http, &q, EVENTS).await;
+    let skipped: Vec<&str> = c["fragments"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 3, "{c}");
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.contains(&name) && s.contains("digest")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|s| s.contains("_SUCCESS")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|s| s.contains("part-00000.parquet")),
+        "{skipped:?}"
+    );
+    let (status, body) = ingest(&http, &q, &events(1000, 1)).await;
+    assert_eq!(status, 200, "{body}");
+    let all = flow_tests::read_ndjson(&http, &q.base, &path).await;
+    assert_eq!(
+        all.len(),
+        got.len() + 1,
+        "the host keeps serving after the skip"
+    );
+}
