@@ -50,6 +50,14 @@ PY
 say "flow tasks"
 "$FLOW" tasks
 
+say "the orders' history, sealed into the fragment store ($WORK/data/fragments)"
+for _ in $(seq 100); do
+  "$FLOW" collections list | grep -q '^acme/orders .* 0 unsealed' && break
+  sleep 0.1
+done
+"$FLOW" collections list
+(cd "$WORK/data/fragments" && find . -type f | sed 's|^\./|  |')
+
 say "SELECT customer, total, orders FROM customer_totals   (examples/acme/views.db)"
 python3 - <<'PY'
 import sqlite3

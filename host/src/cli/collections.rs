@@ -48,7 +48,7 @@ impl CollectionsCmd {
                         .collect();
                     let f = &c["fragments"];
                     println!(
-                        "{:<40} key=[{}] {}{} bytes, {} persisted in {} fragments, {} unsealed",
+                        "{:<40} key=[{}] {}{} bytes, {} persisted in {} fragment{}, {} unsealed",
                         c["name"].as_str().unwrap_or_default(),
                         key.join(", "),
                         if c["derived"].as_bool() == Some(true) {
@@ -59,6 +59,7 @@ impl CollectionsCmd {
                         c["head"],
                         f["persistedThrough"],
                         f["fragments"],
+                        if f["fragments"] == 1 { "" } else { "s" },
                         f["unsealedBytes"],
                     );
                     if let Some(e) = f["lastError"].as_str() {
