@@ -370,7 +370,12 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             c.name, c.head
         );
     }
-    let gauges: [(&str, &str, fn(&crate::fragment::FragmentStatus) -> u64); 3] = [
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::fragment::FragmentStatus) -> u64,
+    );
+    let gauges: [Gauge; 3] = [
         (
             "flow_journal_persisted_bytes",
             "Offset below which a collection's journal is persisted to the fragment store.",
@@ -399,7 +404,12 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         }
     }
     let tasks = s.host.task_statuses();
-    let families: [(&str, &str, fn(&crate::runtime::TaskStatus) -> u64); 3] = [
+    type Family = (
+        &'static str,
+        &'static str,
+        fn(&crate::runtime::TaskStatus) -> u64,
+    );
+    let families: [Family; 3] = [
         ("flow_task_docs_in_total", "Documents a task read.", |t| {
             t.docs_in
         }),

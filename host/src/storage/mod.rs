@@ -125,10 +125,9 @@ impl Store {
     }
 
     pub fn read(&self) -> anyhow::Result<redb::ReadTransaction> {
-        Ok(self
-            .db
+        self.db
             .begin_read()
-            .context("failed to begin a read transaction")?)
+            .context("failed to begin a read transaction")
     }
 
     /// A META record.
