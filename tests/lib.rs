@@ -480,6 +480,17 @@ pub async fn deploy(
     r.json().await.unwrap()
 }
 
+/// GET `path` at `base` and parse its JSON body.
+pub async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    http.get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// GET `path` at `base` and parse its NDJSON body.
 pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<serde_json::Value> {
     let text = http

@@ -352,14 +352,7 @@ async fn durable_prefix(
 async fn wait_caught_up(http: &reqwest::Client, p: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let tasks: Value = http
-            .get(p.url("/v1/tasks"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
         let tasks = tasks["tasks"].as_array().unwrap().clone();
         for t in &tasks {
             assert_ne!(
@@ -369,14 +362,7 @@ async fn wait_caught_up(http: &reqwest::Client, p: &Proc) {
                 p.log_tail()
             );
         }
-        let collections: Value = http
-            .get(p.url("/v1/collections"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let collections: Value = flow_tests::get_json(http, &p.base, "/v1/collections").await;
         let heads: BTreeMap<String, u64> = collections["collections"]
             .as_array()
             .unwrap()
@@ -504,14 +490,7 @@ async fn finish(
     let orders = read_all(http, &p, ORDERS).await;
     let derived = read_all(http, &p, TOTALS).await;
     // History was sealed into fragments as the run went (tasks restarted on it).
-    let listed: Value = http
-        .get(p.url("/v1/collections"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = flow_tests::get_json(http, &p.base, "/v1/collections").await;
     for c in listed["collections"].as_array().unwrap() {
         let sealed = c["fragments"]["fragments"].as_u64().unwrap_or(0);
         assert!(

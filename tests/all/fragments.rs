@@ -91,14 +91,7 @@ async fn ids(http: &reqwest::Client, p: &Proc, collection: &str) -> Vec<u64> {
 
 /// `GET /v1/collections` entry of `collection`.
 async fn collection_status(http: &reqwest::Client, p: &Proc, collection: &str) -> Value {
-    let v: Value = http
-        .get(p.url("/v1/collections"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = flow_tests::get_json(http, &p.base, "/v1/collections").await;
     v["collections"]
         .as_array()
         .unwrap()
@@ -130,14 +123,12 @@ async fn wait_persisted(http: &reqwest::Client, p: &Proc, collection: &str) -> V
 async fn wait_task_state(http: &reqwest::Client, p: &Proc, name: &str, state: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let t: Value = http
-            .get(p.url(&format!("/v1/tasks/{}", name.replace('/', "%2F"))))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t: Value = flow_tests::get_json(
+            http,
+            &p.base,
+            &format!("/v1/tasks/{}", name.replace('/', "%2F")),
+        )
+        .await;
         if t["state"] == state {
             return t;
         }
