@@ -16,7 +16,8 @@ mod seal;
 pub use codec::Codec;
 pub use name::{PARTITION, Parsed, parse as parse_name};
 
-use crate::storage::{FRAGMENTS, JOURNAL_DOCS, JOURNAL_HEADS, Store};
+use crate::journal::Journals;
+use crate::storage::{FRAGMENTS, Store};
 use anyhow::Context;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
@@ -270,7 +271,7 @@ impl Fragments {
             let known = self
                 .db
                 .read()
-                .and_then(|txn| head_in(&txn, journal))
+                .and_then(|txn| Journals::head_in(&txn, journal))
                 .map_err(|e| format!("{e:#}"))?
                 > 0;
             if !known {
@@ -311,10 +312,12 @@ impl Fragments {
             first.get_or_insert(f.begin);
             status.persisted_through = status.persisted_through.max(f.end);
         }
-        let head = head_in(&txn, journal)?;
-        let low = low_in(&txn, journal, head)?;
-        status.first_offset = first.unwrap_or(low).min(low);
-        status.unsealed_bytes = head - status.persisted_through.max(low).min(head);
+        let extent = Extent {
+            persisted: status.persisted_through,
+            ..Extent::read(&txn, journal)?
+        };
+        status.first_offset = first.unwrap_or(extent.low).min(extent.low);
+        status.unsealed_bytes = extent.unsealed_bytes();
         if let Some(s) = self
             .state
             .lock()
@@ -344,11 +347,7 @@ impl Fragments {
 
     /// Unsealed bytes of the journal's redb head.
     fn unsealed_bytes(&self, journal: &str) -> anyhow::Result<u64> {
-        let txn = self.db.read()?;
-        let head = head_in(&txn, journal)?;
-        let low = low_in(&txn, journal, head)?;
-        let sealed = persisted_end(&txn, journal)?;
-        Ok(head - sealed.max(low).min(head))
+        Ok(Extent::read(&self.db.read()?, journal)?.unsealed_bytes())
     }
 
     /// Run a store operation to completion from a synchronous caller.
@@ -424,20 +423,33 @@ fn decode(bytes: &[u8]) -> anyhow::Result<Fragment> {
     serde_json::from_slice(bytes).context("corrupt fragment index record")
 }
 
-/// The journal's write head in a transaction.
-fn head_in(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<u64> {
-    let heads = txn.open_table(JOURNAL_HEADS)?;
-    Ok(heads.get(journal)?.map(|v| v.value()).unwrap_or(0))
+/// Where a journal's history stands, read in one transaction.
+struct Extent {
+    /// The write head.
+    head: u64,
+    /// The first row still in redb (or the head).
+    low: u64,
+    /// The highest end of an indexed fragment.
+    persisted: u64,
 }
 
-/// The offset of the journal's first row still in redb, or `head` if it has none.
-pub fn low_in(txn: &redb::ReadTransaction, journal: &str, head: u64) -> anyhow::Result<u64> {
-    let docs = txn.open_table(JOURNAL_DOCS)?;
-    let first = docs.range((journal, 0)..(journal, u64::MAX))?.next();
-    Ok(match first {
-        Some(e) => e?.0.value().1,
-        None => head,
-    })
+impl Extent {
+    fn read(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<Self> {
+        Ok(Extent {
+            head: Journals::head_in(txn, journal)?,
+            low: Journals::low_in(txn, journal)?,
+            persisted: persisted_end(txn, journal)?,
+        })
+    }
+
+    /// Where the unsealed head begins.
+    fn unsealed_from(&self) -> u64 {
+        self.persisted.max(self.low).min(self.head)
+    }
+
+    fn unsealed_bytes(&self) -> u64 {
+        self.head - self.unsealed_from()
+    }
 }
 
 /// The highest end offset of the journal's indexed fragments (0 if none).

@@ -219,9 +219,3 @@ fn next_docs(c: &mut Cursor, docs_max: usize, bytes_max: usize) -> Result<Vec<Re
     }
     Ok(out)
 }
-
-impl From<anyhow::Error> for ReadError {
-    fn from(e: anyhow::Error) -> Self {
-        ReadError::Store(e)
-    }
-}

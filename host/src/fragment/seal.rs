@@ -2,8 +2,7 @@
 //! deleting fragments past retention, and reconciling the index with the store.
 
 use super::{
-    Fragment, Fragments, Settings, decode, head_in, index_insert, low_in, name, now_ms,
-    pause_point, persisted_end,
+    Extent, Fragment, Fragments, Settings, decode, index_insert, name, now_ms, pause_point,
 };
 use crate::storage::{FRAGMENTS, JOURNAL_DOCS, JOURNAL_HEADS};
 use anyhow::Context;
@@ -115,8 +114,8 @@ impl Fragments {
         loop {
             let (start, head, published) = {
                 let txn = self.db.read()?;
-                let head = head_in(&txn, journal)?;
-                let start = persisted_end(&txn, journal)?.max(low_in(&txn, journal, head)?);
+                let extent = Extent::read(&txn, journal)?;
+                let (start, head) = (extent.unsealed_from(), extent.head);
                 if start >= head {
                     break;
                 }
@@ -215,11 +214,11 @@ impl Fragments {
     /// Delete the journal's redb rows below its persisted end: they are in the store, and the
     /// index records it.
     fn trim(&self, journal: &str) -> anyhow::Result<()> {
-        let (low, sealed) = {
-            let txn = self.db.read()?;
-            let head = head_in(&txn, journal)?;
-            (low_in(&txn, journal, head)?, persisted_end(&txn, journal)?)
-        };
+        let Extent {
+            low,
+            persisted: sealed,
+            ..
+        } = Extent::read(&self.db.read()?, journal)?;
         if low >= sealed {
             return Ok(());
         }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::journal::Journals;
+use crate::storage::JOURNAL_DOCS;
 use object_store::ObjectStoreExt;
 use redb::ReadableTableMetadata;
 use serde_json::{Value, json};

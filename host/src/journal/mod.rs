@@ -116,12 +116,7 @@ impl Journals {
             let Some(fragments) = &self.fragments else {
                 break txn;
             };
-            let head = txn
-                .open_table(JOURNAL_HEADS)?
-                .get(journal)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let low = crate::fragment::low_in(&txn, journal, head)?;
+            let low = Self::low_in(&txn, journal)?;
             if from >= low {
                 break txn;
             }
@@ -160,9 +155,24 @@ impl Journals {
 
     /// The offset the next document of `journal` will begin at (0 if it has none).
     pub fn head(store: &Store, journal: &str) -> anyhow::Result<u64> {
-        let txn = store.read()?;
+        Self::head_in(&store.read()?, journal)
+    }
+
+    /// `head`, within a read transaction.
+    pub fn head_in(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<u64> {
         let heads = txn.open_table(JOURNAL_HEADS)?;
         Ok(heads.get(journal)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The offset of the journal's first row still in redb (rows below it were sealed into
+    /// fragments and trimmed), or its head if it has none.
+    pub fn low_in(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<u64> {
+        let docs = txn.open_table(JOURNAL_DOCS)?;
+        let first = docs.range((journal, 0)..(journal, u64::MAX))?.next();
+        match first {
+            Some(e) => Ok(e?.0.value().1),
+            None => Self::head_in(txn, journal),
+        }
     }
 
     /// Tell readers that journals grew. Call after the appending transaction committed.
