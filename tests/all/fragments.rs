@@ -140,6 +140,67 @@ async fn wait_task_state(http: &reqwest::Client, p: &Proc, name: &str, state: &s
     }
 }
 
+/// Tiny fragments, sealed within 300 ms: tests see many of them quickly.
+fn tiny() -> Value {
+    json!({"length": 0.004, "flushInterval": "300ms"})
+}
+
+/// A `file://` store at `DIR/store`, shared by hosts over `DIR/<data>` that log to
+/// `DIR/flow.log`.
+struct FileStore {
+    dir: std::path::PathBuf,
+    root: std::path::PathBuf,
+    url: String,
+}
+
+impl FileStore {
+    fn new(dir: &Path) -> FileStore {
+        let root = dir.join("store");
+        let url = format!("file://{}", root.display());
+        FileStore {
+            dir: dir.to_path_buf(),
+            root,
+            url,
+        }
+    }
+
+    /// A host over `DIR/<data>` on this store, with `acme/events` published in tiny fragments.
+    async fn host(&self, http: &reqwest::Client, data: &str) -> Proc {
+        let p = Proc::start_with(
+            &self.dir.join(data),
+            &self.dir.join("flow.log"),
+            &["--store", &self.url],
+            &[],
+        )
+        .await;
+        publish(http, &p, &bundle(tiny(), false)).await;
+        p
+    }
+}
+
+/// Ingest `batches` batches of 25 events (ids from 0) and wait until all is persisted; the
+/// collection's status.
+async fn ingest_persisted(http: &reqwest::Client, p: &Proc, batches: u64) -> Value {
+    for batch in 0..batches {
+        let (status, body) = ingest(http, p, &events(batch * 25, 25)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_persisted(http, p, EVENTS).await
+}
+
+/// The documents of a gzip NDJSON fragment file, read with plain gzip and `serde_json`.
+fn gzip_docs(path: &Path) -> Vec<Value> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -159,30 +220,17 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let store_url = format!("file://{}", store.display());
-    let log = dir.path().join("flow.log");
     let http = http();
-    let p = Proc::start_with(
-        &dir.path().join("data1"),
-        &log,
-        &["--store", &store_url],
-        &[],
-    )
-    .await;
-    let fragments = json!({"length": 0.004, "flushInterval": "300ms"});
-    publish(&http, &p, &bundle(fragments.clone(), false)).await;
-    for batch in 0..20 {
-        let (status, body) = ingest(&http, &p, &events(batch * 25, 25)).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    let c = wait_persisted(&http, &p, EVENTS).await;
+    let files_store = FileStore::new(dir.path());
+    let store = &files_store.root;
+    let p = files_store.host(&http, "data1").await;
+    let c = ingest_persisted(&http, &p, 20).await;
     assert!(c["fragments"]["fragments"].as_u64().unwrap() >= 5, "{c}");
     let all: Vec<u64> = (0..500).collect();
     assert_eq!(ids(&http, &p, EVENTS).await, all);
 
     // Files are Hive-partitioned gzip NDJSON that any tool can read.
-    let files = files_under(&store);
+    let files = files_under(store);
     assert_eq!(
         files.len() as u64,
         c["fragments"]["fragments"].as_u64().unwrap()
@@ -190,7 +238,7 @@ async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir()
     let mut from_files = Vec::new();
     for f in &files {
         let rel = f
-            .strip_prefix(&store)
+            .strip_prefix(store)
             .unwrap()
             .to_string_lossy()
             .into_owned();
@@ -201,14 +249,7 @@ async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir()
             "{rel}"
         );
         assert!(rel.ends_with(".ndjson.gz"), "{rel}");
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(std::fs::File::open(f).unwrap()),
-            &mut text,
-        )
-        .unwrap();
-        for line in text.lines() {
-            let doc: Value = serde_json::from_str(line).unwrap();
+        for doc in gzip_docs(f) {
             assert!(doc["_meta"]["uuid"].is_string());
             from_files.push(doc["id"].as_u64().unwrap());
         }
@@ -217,7 +258,7 @@ async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir()
     assert_eq!(from_files, all);
 
     // A derivation published now starts from the beginning of history.
-    publish(&http, &p, &bundle(fragments.clone(), true)).await;
+    publish(&http, &p, &bundle(tiny(), true)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut got = ids(&http, &p, "acme/copy").await;
@@ -236,14 +277,7 @@ async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir()
     p.kill();
 
     // An empty data directory, the same store and catalog: the whole history is there.
-    let q = Proc::start_with(
-        &dir.path().join("data2"),
-        &log,
-        &["--store", &store_url],
-        &[],
-    )
-    .await;
-    publish(&http, &q, &bundle(fragments, false)).await;
+    let q = files_store.host(&http, "data2").await;
     assert_eq!(ids(&http, &q, EVENTS).await, all);
     let head = collection_status(&http, &q, EVENTS).await["head"].clone();
     assert_eq!(
@@ -507,23 +541,11 @@ async fn kills_between_upload_index_and_trim_lose_and_duplicate_nothing() {
             all,
             "{point}: once all is sealed"
         );
-        // The store alone holds the history: no gaps, no overlaps.
-        let mut ranges: Vec<(u64, u64)> = files_under(&data.join("fragments"))
-            .iter()
-            .map(|f| {
-                let name = f.file_name().unwrap().to_string_lossy().into_owned();
-                let b = u64::from_str_radix(&name[0..16], 16).unwrap();
-                let e = u64::from_str_radix(&name[17..33], 16).unwrap();
-                (b, e)
-            })
-            .collect();
-        ranges.sort();
-        assert_eq!(ranges[0].0, 0, "{point}: {ranges:?}");
-        for w in ranges.windows(2) {
-            assert_eq!(w[0].1, w[1].0, "{point}: {ranges:?}");
-        }
+        // The store alone holds the history: no gaps, no overlaps, nothing else.
+        let (ranges, others) = flow_tests::fragment_files(&data.join("fragments"), EVENTS);
+        assert!(others.is_empty(), "{point}: {others:?}");
         assert_eq!(
-            Some(ranges.last().unwrap().1),
+            Some(flow_tests::tiled_end(&ranges, point)),
             c["head"].as_u64(),
             "{point}"
         );
@@ -542,43 +564,20 @@ async fn kills_between_upload_index_and_trim_lose_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_and_foreign_files_are_reported_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let store_url = format!("file://{}", store.display());
-    let log = dir.path().join("flow.log");
     let http = http();
-    let p = Proc::start_with(
-        &dir.path().join("data1"),
-        &log,
-        &["--store", &store_url],
-        &[],
-    )
-    .await;
-    let fragments = json!({"length": 0.004, "flushInterval": "300ms"});
-    publish(&http, &p, &bundle(fragments.clone(), false)).await;
-    for batch in 0..8 {
-        let (status, body) = ingest(&http, &p, &events(batch * 25, 25)).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    wait_persisted(&http, &p, EVENTS).await;
+    let files_store = FileStore::new(dir.path());
+    let store = &files_store.root;
+    let p = files_store.host(&http, "data1").await;
+    ingest_persisted(&http, &p, 8).await;
     p.kill();
 
     // Flip bytes in the middle of the second fragment; add files no host wrote.
-    let files = files_under(&store);
+    let files = files_under(store);
     assert!(files.len() >= 3, "{files:?}");
     let victim = &files[1];
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(victim).unwrap()),
-        &mut text,
-    )
-    .unwrap();
-    let lost: Vec<u64> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_u64()
-                .unwrap()
-        })
+    let lost: Vec<u64> = gzip_docs(victim)
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
         .collect();
     let mut bytes = std::fs::read(victim).unwrap();
     let mid = bytes.len() / 2;
@@ -589,14 +588,7 @@ async fn corrupt_and_foreign_files_are_reported_and_skipped() {
     std::fs::write(partition.join("_SUCCESS"), "").unwrap();
     std::fs::write(victim.with_file_name("part-00000.parquet"), "PAR1").unwrap();
 
-    let q = Proc::start_with(
-        &dir.path().join("data2"),
-        &log,
-        &["--store", &store_url],
-        &[],
-    )
-    .await;
-    publish(&http, &q, &bundle(fragments, false)).await;
+    let q = files_store.host(&http, "data2").await;
     let path = format!(
         "/v1/collections/{}/documents?offset=0",
         EVENTS.replace('/', "%2F")
