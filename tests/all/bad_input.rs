@@ -35,14 +35,7 @@ async fn error(r: reqwest::Response) -> (u16, String, String) {
 }
 
 async fn orders_head(served: &Served, http: &reqwest::Client) -> u64 {
-    let v: Value = http
-        .get(served.url("/v1/collections"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = flow_tests::get_json(http, &served.base, "/v1/collections").await;
     v["collections"]
         .as_array()
         .unwrap()
@@ -122,14 +115,7 @@ async fn ingest_errors_append_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_catalogs_change_nothing() {
     let (served, http) = setup().await;
-    let before: Value = http
-        .get(served.url("/v1/catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = flow_tests::get_json(&http, &served.base, "/v1/catalog").await;
     let views = served.dir.path().join("views.db");
 
     let mut unknown_field = crate::e2e::bundle(&views);
@@ -194,14 +180,7 @@ async fn bad_catalogs_change_nothing() {
         for p in parts {
             assert!(m.contains(p), "expected {p:?} in {m:?}");
         }
-        let after: Value = http
-            .get(served.url("/v1/catalog"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let after: Value = flow_tests::get_json(&http, &served.base, "/v1/catalog").await;
         assert_eq!(after, before, "a refused publish changed the catalog");
     }
 }
@@ -249,14 +228,8 @@ async fn bad_components_are_refused() {
         before,
         "a refused deploy changed the plugins"
     );
-    let history: Value = http
-        .get(served.url("/v1/plugins/totals/versions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value =
+        flow_tests::get_json(&http, &served.base, "/v1/plugins/totals/versions").await;
     assert_eq!(history["versions"].as_array().unwrap().len(), 1);
 
     // A catalog whose module implements no known world is refused as a whole.

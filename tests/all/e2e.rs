@@ -117,14 +117,7 @@ async fn deploy_publish_ingest_materialize() {
     assert!(docs.iter().all(|d| d["_meta"]["uuid"].is_string()));
 
     // Status shows both tasks running and caught up; metrics expose them.
-    let tasks: Value = http
-        .get(served.url("/v1/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tasks: Value = flow_tests::get_json(&http, &served.base, "/v1/tasks").await;
     for t in tasks["tasks"].as_array().unwrap() {
         assert_eq!(t["state"], "running", "{t}");
     }

@@ -160,14 +160,8 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         );
     }
 
-    let history: Value = http
-        .get(served.url("/v1/plugins/counter/versions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value =
+        flow_tests::get_json(&http, &served.base, "/v1/plugins/counter/versions").await;
     let versions = history["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 3);
     assert_eq!(versions[0]["digest"], versions[2]["digest"]);

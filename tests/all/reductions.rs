@@ -175,14 +175,7 @@ async fn reduction_errors_fail_the_transaction() {
         m.contains("at /n: 'sum' strategy expects numbers (lhs 3, rhs \"x\")"),
         "{m}"
     );
-    let list: Value = http
-        .get(served.url("/v1/collections"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = flow_tests::get_json(&http, &served.base, "/v1/collections").await;
     assert_eq!(
         list["collections"][0]["head"], 0,
         "nothing may be appended: {list}"
