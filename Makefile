@@ -18,6 +18,8 @@ demo: setup
 	bash examples/demo.sh
 
 test: setup-test
+	# The invariants of ARCHITECTURE.md a machine can check, before the long build.
+	python3 .ci/check-structure
 	# The crash tests run the flow binary; building all targets first reuses the test build.
 	cargo build --workspace --all-targets
 	cargo test --workspace --no-fail-fast

@@ -137,8 +137,28 @@ async fn bad_catalogs_change_nothing() {
     wrong_world["catalog"]["collections"]["acme/customer-totals"]["derive"]["using"]["wasm"]["plugin"] =
         json!("materialize-sqlite");
 
+    let mut capture = crate::e2e::bundle(&views);
+    capture["catalog"]["captures"] = json!({"acme/feed": {
+        "endpoint": {"wasm": {"plugin": "totals", "config": {}}},
+        "bindings": [{"target": "acme/orders", "resource": {}}],
+    }});
+    let mut unknown_connector = crate::e2e::bundle(&views);
+    unknown_connector["catalog"]["materializations"]["acme/views"]["endpoint"]["connector"] =
+        json!("oracle");
+
     let cases: Vec<(Value, &[&str])> = vec![
         (unknown_field, &["unknown field `colour`"]),
+        (
+            capture,
+            &[
+                "e2e: capture acme/feed",
+                "captures are not supported by this host yet",
+            ],
+        ),
+        (
+            unknown_connector,
+            &["acme/views: unknown connector 'oracle': this host has sqlite"],
+        ),
         (
             key_not_required,
             &[

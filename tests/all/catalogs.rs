@@ -13,7 +13,7 @@ pub fn run_catalog_file(path: &Path) {
         path.display()
     );
     let report =
-        flow_host::testing::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
     let failures: Vec<String> = report
         .failed
         .iter()
@@ -47,7 +47,7 @@ fn a_mismatch_reports_a_diff() {
     };
     v.documents[0]["total"] = serde_json::json!(16);
     let report =
-        flow_host::testing::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
     assert_eq!(report.failed.len(), 1);
     let why = &report.failed[0].1;
     assert!(

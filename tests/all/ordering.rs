@@ -4,7 +4,7 @@
 
 use crate::{plugin_bytes, plugins};
 use flow_host::catalog::{Bundle, Catalog};
-use flow_host::{Host, Limits};
+use flow_host::{Host, HostOptions};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ fn merged_order(host: &Host) -> Vec<u64> {
 #[test]
 fn sources_merge_in_publish_order_across_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::open(dir.path(), Limits::default()).unwrap();
+    let host = Host::open(HostOptions::new(dir.path())).unwrap();
     // The collections first, so the documents exist before the derivation backfills them.
     let mut only_collections = bundle(None);
     only_collections.catalog.collections.remove("o/merged");
@@ -90,7 +90,7 @@ fn sources_merge_in_publish_order_across_batches() {
 #[test]
 fn read_delay_holds_documents_until_they_are_old_enough() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::open(dir.path(), Limits::default()).unwrap();
+    let host = Host::open(HostOptions::new(dir.path())).unwrap();
     host.publish(bundle(Some("700ms"))).unwrap();
     let start = Instant::now();
     host.ingest("o/b", vec![json!({"n": 1})]).unwrap();

@@ -4,7 +4,7 @@
 
 use crate::{plugin_bytes, plugins};
 use flow_host::catalog::{Bundle, Catalog};
-use flow_host::{Host, Limits};
+use flow_host::{Host, HostOptions};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ fn events(ids: std::ops::Range<u64>, poison: &[u64]) -> Vec<Value> {
 
 fn host() -> (tempfile::TempDir, std::sync::Arc<Host>) {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::open(dir.path(), Limits::default()).unwrap();
+    let host = Host::open(HostOptions::new(dir.path())).unwrap();
     host.registry
         .deploy("counter", &plugin_bytes(plugins::COUNTER_V1))
         .unwrap();
@@ -69,7 +69,7 @@ fn host() -> (tempfile::TempDir, std::sync::Arc<Host>) {
 }
 
 fn derived(host: &Host, collection: &str) -> Vec<Value> {
-    flow_host::testing::reduced_documents(host, collection).unwrap()
+    flow_host::catalog_test::reduced_documents(host, collection).unwrap()
 }
 
 fn wait_state(host: &Host, task: &str, state: &str) -> flow_host::runtime::TaskStatus {
@@ -155,7 +155,7 @@ fn skip_counts_and_logs_the_failing_document_and_goes_on() {
         .collect();
     assert_eq!(counts, vec![1, 2, 3, 4]);
     let status = host.task_status("s/counts").unwrap();
-    assert_eq!((status.state, status.docs_failed), ("running", 2));
+    assert_eq!((status.state.as_str(), status.docs_failed), ("running", 2));
     let logs = host.registry.logs().read("counter", 0);
     assert_eq!(
         logs.iter()

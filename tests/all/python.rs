@@ -53,7 +53,7 @@ fn catalog(module: &str) -> Bundle {
 
 #[test]
 fn python_derivation_runs_with_state() {
-    let report = flow_host::testing::run(
+    let report = flow_host::catalog_test::run(
         &catalog(plugins::PY_ORDER_COUNTER),
         &flow_host::Limits::default(),
         |_, _| {},

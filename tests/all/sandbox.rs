@@ -5,7 +5,7 @@
 
 use crate::{plugin_bytes, plugins};
 use flow_host::catalog::{Bundle, Catalog};
-use flow_host::{Host, Limits};
+use flow_host::{Host, HostOptions, Limits};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ fn hostile_plugins_fail_cleanly_and_the_host_goes_on() {
         call_output_docs_max: 1000,
         ..Limits::default()
     };
-    let host = Host::open(dir.path(), limits).unwrap();
+    let host = Host::open(HostOptions::new(dir.path()).limits(limits)).unwrap();
     host.publish(bundle()).unwrap();
     let docs: Vec<Value> = (0..5).map(|id| json!({"id": id})).collect();
     host.ingest("s/in", docs).unwrap();

@@ -335,7 +335,7 @@ impl Materialization for SqliteMaterialization {
         Ok(out)
     }
 
-    fn store(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error> {
+    fn write(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error> {
         let t = self.tables.get(binding).ok_or("no such binding")?;
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();

@@ -4,8 +4,8 @@ Counts orders per shuffle key in host-managed state and publishes
 {"customer": ..., "orders": N, "lastId": ...} for every order. Amounts below zero are
 returned as a plugin error naming the document.
 
-Build (tests/build.rs runs exactly this):
-    componentize-py -d ../../../wit -w flow:plugin/derivation@0.1.0 componentize app -o order_counter.wasm
+Build (tests/build.rs runs this, with the version of the package in wit/flow.wit):
+    componentize-py -d ../../../wit -w flow:plugin/derivation@VERSION componentize app -o order_counter.wasm
 """
 
 import json

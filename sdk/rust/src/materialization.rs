@@ -19,7 +19,7 @@ pub trait Materialization: Sized + 'static {
     /// The stored documents of those `keys` (JSON arrays) that exist.
     fn load(&mut self, binding: usize, keys: Vec<Value>) -> Result<Vec<Loaded>, Error>;
     /// Write documents of one binding.
-    fn store(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error>;
+    fn write(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error>;
     /// Record `checkpoint` in the destination, in the same transaction as the documents.
     fn commit(&mut self, checkpoint: &str) -> Result<(), Error>;
 }
@@ -169,7 +169,7 @@ pub fn write<T: Materialization>(binding: u32, docs: Vec<wit::Stored>) -> Result
             delete: d.delete,
         });
     }
-    with_running::<T, _>(|m| m.store(binding as usize, stored))
+    with_running::<T, _>(|m| m.write(binding as usize, stored))
 }
 
 #[doc(hidden)]

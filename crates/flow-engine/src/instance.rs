@@ -1,0 +1,211 @@
+//! Instances of plugin components, one per task, with every call under the deadline and
+//! memory cap and its failure classified.
+
+use super::bindings::{self, PluginError};
+use super::ctx::PluginCtx;
+use super::{Engine, LogSink, Sandbox, SqlAccess, StateAccess, derive_api, migrate_api, sink_api};
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned an error value.
+    #[error("the plugin returned an error: {message}")]
+    Plugin {
+        message: String,
+        document: Option<u32>,
+    },
+    /// The call exceeded a sandbox limit: the CPU deadline, the memory cap or an output cap.
+    #[error("the plugin exceeded a sandbox limit: {0}")]
+    Limit(String),
+    /// The plugin trapped (a bug: panic, unreachable, out-of-bounds access, ...).
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+}
+
+impl From<PluginError> for CallError {
+    fn from(e: PluginError) -> Self {
+        CallError::Plugin {
+            message: e.message,
+            document: e.document,
+        }
+    }
+}
+
+/// An instantiated component of world `B`.
+pub struct Instance<B> {
+    store: Store<PluginCtx>,
+    bindings: B,
+    deadline_ticks: u64,
+    deadline_ms: u64,
+    memory_bytes_max: usize,
+    /// Set after a trap: the instance's state is undefined and it must not be called again.
+    poisoned: bool,
+}
+
+pub type Derivation = Instance<bindings::derivation::Derivation>;
+pub type Materialization = Instance<bindings::materialization::Materialization>;
+/// A derivation component that exports `migrate`, instantiated to migrate state.
+pub type Migrator = Instance<bindings::migrating::Migration>;
+
+impl<B> Instance<B> {
+    fn new(
+        engine: &Engine,
+        log: LogSink,
+        sandbox: &Sandbox,
+        make: impl FnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<B>,
+    ) -> anyhow::Result<Self> {
+        let mut store = engine.new_store(log, sandbox);
+        store.set_epoch_deadline(Engine::deadline_ticks(sandbox));
+        let bindings = make(&mut store)
+            .map_err(|e| anyhow::anyhow!("failed to instantiate the plugin: {e:#}"))?;
+        Ok(Instance {
+            store,
+            bindings,
+            deadline_ticks: Engine::deadline_ticks(sandbox),
+            deadline_ms: sandbox.call_deadline_ms,
+            memory_bytes_max: sandbox.memory_bytes_max,
+            poisoned: false,
+        })
+    }
+
+    /// Whether a trap left this instance unusable.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<PluginCtx>, &B) -> wasmtime::Result<Result<R, PluginError>>,
+    ) -> Result<R, CallError> {
+        if self.poisoned {
+            return Err(CallError::Trap(
+                "the instance trapped earlier and was not restarted".into(),
+            ));
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        match f(&mut self.store, &self.bindings) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => {
+                self.poisoned = true;
+                Err(self.classify(e))
+            }
+        }
+    }
+
+    fn classify(&mut self, e: wasmtime::Error) -> CallError {
+        if self.store.data().limiter.hit_memory_cap {
+            return CallError::Limit(format!(
+                "memory cap of {} MiB per instance",
+                self.memory_bytes_max >> 20
+            ));
+        }
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            return CallError::Limit(format!("CPU deadline of {} ms per call", self.deadline_ms));
+        }
+        CallError::Trap(format!("{e:#}"))
+    }
+}
+
+impl Derivation {
+    /// Instantiate under the task's `sandbox` (deadline, memory cap).
+    pub fn instantiate(
+        engine: &Engine,
+        component: &Component,
+        log: LogSink,
+        sandbox: &Sandbox,
+    ) -> anyhow::Result<Self> {
+        Self::new(engine, log, sandbox, |store| {
+            bindings::derivation::Derivation::instantiate(store, component, &engine.linker)
+        })
+    }
+
+    /// Grant (or revoke) the state of the current transaction.
+    pub fn set_state(&mut self, state: Option<Box<dyn StateAccess>>) {
+        self.store.data_mut().state = state;
+    }
+
+    pub fn open(&mut self, spec: &derive_api::DerivationSpec) -> Result<(), CallError> {
+        self.call(|s, b| b.flow_plugin_derive().call_open(s, spec))
+    }
+
+    pub fn transform(
+        &mut self,
+        batch: &[derive_api::SourceDocument],
+    ) -> Result<Vec<String>, CallError> {
+        self.call(|s, b| b.flow_plugin_derive().call_transform(s, batch))
+    }
+
+    pub fn flush(&mut self) -> Result<Vec<String>, CallError> {
+        self.call(|s, b| b.flow_plugin_derive().call_flush(s))
+    }
+}
+
+impl Materialization {
+    /// Instantiate under the task's `sandbox` (deadline, memory cap).
+    pub fn instantiate(
+        engine: &Engine,
+        component: &Component,
+        log: LogSink,
+        sandbox: &Sandbox,
+    ) -> anyhow::Result<Self> {
+        Self::new(engine, log, sandbox, |store| {
+            bindings::materialization::Materialization::instantiate(
+                store,
+                component,
+                &engine.linker,
+            )
+        })
+    }
+
+    /// Grant the destination database.
+    pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
+        self.store.data_mut().sql = sql;
+    }
+
+    pub fn open(
+        &mut self,
+        spec: &sink_api::MaterializationSpec,
+    ) -> Result<Option<String>, CallError> {
+        self.call(|s, b| b.flow_plugin_sink().call_open(s, spec))
+    }
+
+    pub fn load(
+        &mut self,
+        binding: u32,
+        keys: &[String],
+    ) -> Result<Vec<sink_api::Loaded>, CallError> {
+        self.call(|s, b| b.flow_plugin_sink().call_load(s, binding, keys))
+    }
+
+    pub fn write(&mut self, binding: u32, docs: &[sink_api::Stored]) -> Result<(), CallError> {
+        self.call(|s, b| b.flow_plugin_sink().call_write(s, binding, docs))
+    }
+
+    pub fn commit(&mut self, checkpoint: &str) -> Result<(), CallError> {
+        self.call(|s, b| b.flow_plugin_sink().call_commit(s, checkpoint))
+    }
+}
+
+impl Migrator {
+    pub fn instantiate(
+        engine: &Engine,
+        component: &Component,
+        log: LogSink,
+        sandbox: &Sandbox,
+    ) -> anyhow::Result<Self> {
+        Self::new(engine, log, sandbox, |store| {
+            bindings::migrating::Migration::instantiate(store, component, &engine.linker)
+        })
+    }
+
+    pub fn migrate(
+        &mut self,
+        from_digest: &str,
+        batch: &[migrate_api::KeyedState],
+    ) -> Result<Vec<migrate_api::KeyedState>, CallError> {
+        self.call(|s, b| b.flow_plugin_migrate().call_migrate(s, from_digest, batch))
+    }
+}

@@ -1,0 +1,461 @@
+//! The HTTP control API (axum), versioned under `/v1`. `router` builds it without a
+//! listener, so tests call it directly; `serve` binds it.
+
+mod error;
+mod openapi;
+
+pub use error::ApiError;
+
+use crate::catalog::Bundle;
+use crate::runtime::Host;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct AppState {
+    host: Arc<Host>,
+    token: Option<Arc<str>>,
+}
+
+/// Largest request body: bundles carry components, ingests carry NDJSON batches.
+const BODY_BYTES_MAX: usize = 256 << 20;
+
+/// Documents per chunk of a streamed read.
+const READ_CHUNK_DOCS: usize = 1000;
+
+/// The API router. With a `token`, every route but `/v1/health` requires
+/// `Authorization: Bearer <token>`.
+pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
+    let state = AppState {
+        host,
+        token: token.map(Into::into),
+    };
+    Router::new()
+        .route("/v1/health", get(health))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
+        .route("/metrics", get(metrics))
+        .route("/v1/catalog", get(get_catalog).post(publish))
+        .route("/v1/collections", get(list_collections))
+        .route(
+            "/v1/collections/{name}/documents",
+            get(read_documents).post(ingest),
+        )
+        .route("/v1/plugins", get(list_plugins))
+        .route("/v1/plugins/{name}", post(deploy_plugin))
+        .route("/v1/plugins/{name}/versions", get(plugin_history))
+        .route("/v1/plugins/{name}/rollback", post(rollback_plugin))
+        .route("/v1/plugins/{name}/logs", get(plugin_logs))
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{name}", get(get_task))
+        .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token
+        && req.uri().path() != "/v1/health"
+    {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_ref()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required (Authorization: Bearer ...)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn get_catalog(State(s): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(&s.host.catalog().spec).unwrap_or_default())
+}
+
+async fn publish(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let bundle: Bundle = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid catalog bundle: {e}")))?;
+    let host = s.host.clone();
+    let published = blocking(move || Ok(host.publish(bundle)?)).await?;
+    Ok(Json(serde_json::to_value(published).unwrap_or_default()))
+}
+
+async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let list = blocking(move || Ok(host.collections()?)).await?;
+    Ok(Json(json!({"collections": list})))
+}
+
+/// Ingest an NDJSON body: every line is validated before any is appended.
+async fn ingest(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut docs = Vec::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let doc: Value = serde_json::from_slice(line).map_err(|e| {
+            ApiError::invalid(format!(
+                "collection {name}: line {}: invalid JSON: {e}",
+                i + 1
+            ))
+        })?;
+        docs.push((i + 1, doc));
+    }
+    if docs.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "collection {name}: the request has no documents"
+        )));
+    }
+    let host = s.host.clone();
+    let result = blocking(move || {
+        // Report failures by line, as the client sent them.
+        let catalog = host.catalog();
+        let c = catalog
+            .collection(&name)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        for (line, doc) in &docs {
+            c.check_document(&host.limits, doc).map_err(|e| {
+                ApiError::invalid(format!("collection {name}: line {line}: document {e}"))
+            })?;
+        }
+        Ok(host.ingest(&name, docs.into_iter().map(|(_, d)| d).collect())?)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(result).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    /// Offset to start at; default 0 (the beginning). `end` starts at the current head.
+    offset: Option<String>,
+    /// Keep the stream open and send documents as they are appended.
+    #[serde(default)]
+    follow: bool,
+}
+
+/// Stream NDJSON: each line a document, from `offset`.
+async fn read_documents(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    s.host
+        .catalog()
+        .collection(&name)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let host = s.host.clone();
+    let start = match q.offset.as_deref() {
+        None => 0,
+        Some("end") => {
+            let (h, n) = (host.clone(), name.clone());
+            blocking(move || Ok(crate::journal::head(&h.store, &n)?)).await?
+        }
+        Some(o) => o.parse().map_err(|_| {
+            ApiError::invalid(format!("offset must be a number or 'end', not {o:?}"))
+        })?,
+    };
+    let grown = host.journals.subscribe();
+    let follow = q.follow;
+    let stream = futures::stream::unfold(Some(start), move |offset| {
+        let host = host.clone();
+        let name = name.clone();
+        let mut grown_rx = grown.clone();
+        async move {
+            let mut offset = offset?;
+            loop {
+                grown_rx.mark_unchanged();
+                let (h, n) = (host.clone(), name.clone());
+                let docs =
+                    tokio::task::spawn_blocking(move || h.read(&n, offset, READ_CHUNK_DOCS)).await;
+                let docs = match docs {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+                    Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+                };
+                if !docs.is_empty() {
+                    let mut out = Vec::new();
+                    for d in &docs {
+                        out.extend_from_slice(&d.bytes);
+                        out.push(b'\n');
+                    }
+                    offset = docs.last().map(|d| d.next_offset()).unwrap_or(offset);
+                    return Some((Ok(Bytes::from(out)), Some(offset)));
+                }
+                if !follow {
+                    return None;
+                }
+                if grown_rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn list_plugins(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let list = blocking(move || Ok(host.registry.list()?)).await?;
+    Ok(Json(json!({"plugins": list})))
+}
+
+async fn deploy_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let version = blocking(move || {
+        let v = host
+            .registry
+            .deploy(&name, &body)
+            .map_err(|e| ApiError::invalid(format!("plugin {name}: {e}")))?;
+        host.plugin_deployed(&name);
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(version).unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackBody {
+    /// The version to return to; default: the newest earlier one with another component.
+    to: Option<u64>,
+}
+
+async fn rollback_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid rollback request: {e}")))?
+    };
+    let host = s.host.clone();
+    let version = blocking(move || {
+        let v = host
+            .registry
+            .rollback(&name, req.to)
+            .map_err(|e| ApiError::invalid(format!("plugin {name}: {e}")))?;
+        host.plugin_deployed(&name);
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(version).unwrap_or_default()))
+}
+
+async fn plugin_history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let n = name.clone();
+    let versions = blocking(move || Ok(host.registry.history(&n)?)).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no plugin named '{name}' is deployed"
+        )));
+    }
+    Ok(Json(json!({"versions": versions})))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// Plugin log lines as NDJSON, optionally followed.
+async fn plugin_logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    let logs = s.host.registry.logs().clone();
+    let mut grown = logs.subscribe();
+    grown.mark_unchanged();
+    let follow = q.follow;
+    let stream = futures::stream::unfold((q.after, grown), move |(after, mut grown)| {
+        let logs = logs.clone();
+        let name = name.clone();
+        async move {
+            loop {
+                let lines = logs.read(&name, after);
+                if let Some(last) = lines.last() {
+                    let next = last.seq;
+                    let mut out = Vec::new();
+                    for l in &lines {
+                        out.extend(serde_json::to_vec(l).unwrap_or_default());
+                        out.push(b'\n');
+                    }
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(out)), (next, grown)));
+                }
+                if !follow || grown.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn list_tasks(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({"tasks": s.host.task_statuses()}))
+}
+
+async fn get_task(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let status = s
+        .host
+        .task_status(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no task named '{name}'")))?;
+    Ok(Json(serde_json::to_value(status).unwrap_or_default()))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    use std::fmt::Write;
+    let host = s.host.clone();
+    let collections = blocking(move || Ok(host.collections()?)).await?;
+    let mut out = String::new();
+    out.push_str("# HELP flow_journal_head_bytes Bytes written to a collection's journal.\n# TYPE flow_journal_head_bytes counter\n");
+    for c in &collections {
+        let _ = writeln!(
+            out,
+            "flow_journal_head_bytes{{collection=\"{}\"}} {}",
+            c.name, c.head
+        );
+    }
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::journal::fragment::FragmentStatus) -> u64,
+    );
+    let gauges: [Gauge; 3] = [
+        (
+            "flow_journal_persisted_bytes",
+            "Offset below which a collection's journal is persisted to the fragment store.",
+            |f| f.persisted_through,
+        ),
+        (
+            "flow_journal_unsealed_bytes",
+            "Bytes of a collection's journal not yet persisted to the fragment store.",
+            |f| f.unsealed_bytes,
+        ),
+        (
+            "flow_journal_seal_failures",
+            "Sealing attempts that failed in a row (0 when the store works).",
+            |f| u64::from(f.failures),
+        ),
+    ];
+    for (metric, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        for c in &collections {
+            let _ = writeln!(
+                out,
+                "{metric}{{collection=\"{}\"}} {}",
+                c.name,
+                value(&c.fragments)
+            );
+        }
+    }
+    let tasks = s.host.task_statuses();
+    type Family = (
+        &'static str,
+        &'static str,
+        fn(&crate::runtime::TaskStatus) -> u64,
+    );
+    let families: [Family; 3] = [
+        ("flow_task_docs_in_total", "Documents a task read.", |t| {
+            t.docs_in
+        }),
+        ("flow_task_docs_out_total", "Documents a task wrote.", |t| {
+            t.docs_out
+        }),
+        (
+            "flow_task_transactions_total",
+            "Transactions a task committed.",
+            |t| t.transactions,
+        ),
+    ];
+    for (metric, help, value) in families {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for t in &tasks {
+            let _ = writeln!(out, "{metric}{{task=\"{}\"}} {}", t.name, value(t));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flow_task_lag_bytes Unread bytes of a task's sources.\n# TYPE flow_task_lag_bytes gauge"
+    );
+    for t in &tasks {
+        let lag: u64 = t.sources.iter().map(|s| s.lag_bytes).sum();
+        let _ = writeln!(out, "flow_task_lag_bytes{{task=\"{}\"}} {lag}", t.name);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flow_task_failed Whether a task has failed.\n# TYPE flow_task_failed gauge"
+    );
+    for t in &tasks {
+        let _ = writeln!(
+            out,
+            "flow_task_failed{{task=\"{}\"}} {}",
+            t.name,
+            u8::from(t.state == "failed")
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+pub use axum::Router;
+
+/// Serve `app` on `listener` until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,276 @@
+//! `flow bench --suite latency`: end-to-end latency from an HTTP ingest returning to the
+//! derived document being readable (by a follower of the derived collection), at a fixed
+//! open-loop rate; the worst stall while the plugin is hot-swapped; deploy-to-live times.
+
+use crate::Host;
+use crate::catalog::{Bundle, Catalog};
+use crate::runtime::HostOptions;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Run {
+    docs: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    /// Worst latency of documents acknowledged around a hot-swap, and how long the deploy
+    /// call took, when the run swapped.
+    swap: Option<(Duration, Duration)>,
+}
+
+fn catalog() -> Catalog {
+    serde_json::from_value(json!({
+        "collections": {
+            "b/in": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}, "key": {"type": "string"}}, "required": ["id", "key"]}, "key": ["/id"]},
+            "b/out": {
+                "schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]},
+                "key": ["/id"],
+                "derive": {"using": {"wasm": {"plugin": "counter"}}, "transforms": [{"name": "t", "source": "b/in", "shuffle": {"key": ["/key"]}}]},
+            },
+        }
+    }))
+    .expect("valid catalog")
+}
+
+/// An embedded host running the counter plugin `v1` over `b/in` -> `b/out`.
+fn counter_host(v1: &[u8]) -> anyhow::Result<(tempfile::TempDir, std::sync::Arc<Host>)> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::open(HostOptions::new(dir.path()))?;
+    host.registry
+        .deploy("counter", v1)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    host.publish(Bundle {
+        source: "bench".into(),
+        catalog: catalog(),
+        modules: Default::default(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((dir, host))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn scenario(
+    v1: &[u8],
+    v2: Option<&[u8]>,
+    rate: usize,
+    per_request: usize,
+    secs: u64,
+) -> anyhow::Result<Run> {
+    let (_dir, host) = counter_host(v1)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(crate::api::serve(
+        listener,
+        crate::api::router(host.clone(), None),
+    ));
+    let http = reqwest::Client::new();
+
+    let seen: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
+    let follower = {
+        let (seen, resp) = (
+            seen.clone(),
+            http.get(format!(
+                "{base}/v1/collections/b%2Fout/documents?follow=true"
+            ))
+            .send()
+            .await?,
+        );
+        tokio::spawn(async move {
+            let mut stream = resp.bytes_stream();
+            let mut buf = Vec::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                let now = Instant::now();
+                buf.extend_from_slice(&chunk);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    if let Ok(doc) = serde_json::from_slice::<Value>(&line)
+                        && let Some(id) = doc["id"].as_u64()
+                    {
+                        seen.lock().expect("seen poisoned").insert(id, now);
+                    }
+                }
+            }
+        })
+    };
+
+    let total = rate * secs as usize;
+    let acked: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs_f64(per_request as f64 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut inflight = Vec::new();
+    let mut swap_at: Option<(Instant, Instant)> = None;
+    let mut swap_task = None;
+    for start in (0..total).step_by(per_request) {
+        ticker.tick().await;
+        if let Some(v2) = v2
+            && start == total / 2 / per_request * per_request
+        {
+            let (host, v2) = (host.clone(), v2.to_vec());
+            swap_task = Some(tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                host.registry.deploy("counter", &v2).map(|_| ())?;
+                host.plugin_deployed("counter");
+                Ok::<_, crate::plugin::DeployError>((t, Instant::now()))
+            }));
+        }
+        let body: String = (start..(start + per_request).min(total))
+            .map(|id| format!("{{\"id\":{id},\"key\":\"k{}\"}}\n", id % 100))
+            .collect();
+        let (http, url, acked) = (
+            http.clone(),
+            format!("{base}/v1/collections/b%2Fin/documents"),
+            acked.clone(),
+        );
+        inflight.push(tokio::spawn(async move {
+            let r = http.post(url).body(body).send().await?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "ingest failed: {}",
+                r.text().await?
+            );
+            let now = Instant::now();
+            let mut a = acked.lock().expect("acked poisoned");
+            for id in start..(start + per_request).min(total) {
+                a.insert(id as u64, now);
+            }
+            Ok(())
+        }));
+    }
+    for f in inflight {
+        f.await??;
+    }
+    if let Some(t) = swap_task {
+        swap_at = Some(t.await?.map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().expect("seen poisoned").len() < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {total} derived documents arrived",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    follower.abort();
+    let (seen, acked) = (seen.lock().unwrap().clone(), acked.lock().unwrap().clone());
+    // The first second warms up connections and caches; it is not measured.
+    let warmup = rate as u64;
+    let mut lat: Vec<Duration> = acked
+        .iter()
+        .filter(|(id, _)| **id >= warmup)
+        .map(|(id, a)| seen[id].saturating_duration_since(*a))
+        .collect();
+    lat.sort();
+    let swap = swap_at.map(|(from, to)| {
+        let window = Duration::from_millis(500);
+        let worst = acked
+            .iter()
+            .filter(|(_, a)| **a + window >= from && **a <= to + window)
+            .map(|(id, a)| seen[id].saturating_duration_since(*a))
+            .max()
+            .unwrap_or_default();
+        (worst, to - from)
+    });
+    let _ = tokio::task::spawn_blocking(move || host.shutdown()).await;
+    Ok(Run {
+        docs: lat.len(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        max: *lat.last().unwrap_or(&Duration::ZERO),
+        swap,
+    })
+}
+
+/// Time from a deploy call to the task running the new version.
+fn deploy_to_live(v1: &[u8], new: &[u8], label: &str) -> anyhow::Result<()> {
+    let (_dir, host) = counter_host(v1)?;
+    host.wait_idle(Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (what, bytes, rollback) in [
+        ("cold (compile)", new, false),
+        ("cached (rollback to a compiled version)", v1, true),
+    ] {
+        let t = Instant::now();
+        let v = if rollback {
+            host.registry.rollback("counter", None)
+        } else {
+            host.registry.deploy("counter", bytes)
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        host.plugin_deployed("counter");
+        while host.task_status("b/out").and_then(|s| s.plugin_version) != Some(v.seq)
+            || host.task_status("b/out").map(|s| s.state)
+                != Some(crate::runtime::TaskState::Running)
+        {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(120),
+                "the task did not go live on version {}",
+                v.seq
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        println!(
+            "deploy-to-live, {label} {} bytes, {what}: {:.1} ms",
+            bytes.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    host.shutdown();
+    Ok(())
+}
+
+pub fn run(plugins: &Path, python: Option<&Path>) -> anyhow::Result<()> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| {
+            anyhow::anyhow!("failed to read {}: {e} (build: make plugins)", p.display())
+        })
+    };
+    let v1 = read(&plugins.join("counter_v1.wasm"))?;
+    let v2 = read(&plugins.join("counter_v2.wasm"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "latency: HTTP ingest acknowledged -> derived document read by a follower (stateful counter plugin);"
+    );
+    println!("         open-loop rate for 6 s, the first second not measured (warm-up)");
+    for (rate, per_request, swap) in [(1_000, 1, false), (10_000, 10, false), (1_000, 1, true)] {
+        let r = rt.block_on(scenario(
+            &v1,
+            if swap { Some(&v2) } else { None },
+            rate,
+            per_request,
+            6,
+        ))?;
+        println!(
+            "  {rate:>6} docs/s ({per_request} per request), {} docs measured: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            r.docs,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.max.as_secs_f64() * 1e3
+        );
+        if let Some((worst, deploy)) = r.swap {
+            println!(
+                "         hot-swap v1 -> v2 mid-run: worst latency around the swap {:.2} ms (deploy call {:.1} ms) vs p99 {:.2} ms",
+                worst.as_secs_f64() * 1e3,
+                deploy.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3
+            );
+        }
+    }
+    drop(rt);
+    deploy_to_live(&v1, &v2, "Rust component")?;
+    if let Some(py) = python {
+        // Any derivation component serves to time compile and swap; its outputs don't matter.
+        deploy_to_live(&v1, &read(py)?, "Python component")?;
+    }
+    Ok(())
+}

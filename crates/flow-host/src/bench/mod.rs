@@ -1,0 +1,9 @@
+//! `flow bench` suites, one file each: Wasm vs native derivation and the whole pipeline
+//! (`derive.rs`), the combiner's throughput and memory (`combiner.rs`), end-to-end latency
+//! and plugin swap (`latency.rs`), fragment sealing and reads (`fragments.rs`). Results go in
+//! `docs/benchmarks.md`; `make bench` runs them all in release.
+
+pub(crate) mod combiner;
+pub(crate) mod derive;
+pub(crate) mod fragments;
+pub(crate) mod latency;

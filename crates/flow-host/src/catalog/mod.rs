@@ -1,0 +1,695 @@
+//! The catalog: parse and validate collections, tasks and tests into a built, deterministic
+//! form the runtime consumes.
+
+mod load;
+mod model;
+
+pub use load::{Bundle, load};
+pub use model::*;
+
+use flow_doc::{Pointer, Schema};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A validated collection.
+pub struct BuiltCollection {
+    pub name: String,
+    pub schema: Arc<Schema>,
+    pub key: Vec<Pointer>,
+    pub derive: Option<BuiltDerivation>,
+    /// How its journal is sealed into fragments.
+    pub fragments: crate::journal::fragment::Settings,
+}
+
+impl BuiltCollection {
+    /// The key of `doc` as a JSON array, e.g. `["alice"]`. Validated documents always have it.
+    pub fn key_of(&self, doc: &Value) -> Value {
+        key_of(&self.key, doc)
+    }
+
+    /// This collection as a combiner binding.
+    pub fn binding(&self) -> flow_doc::Binding {
+        flow_doc::Binding {
+            key: self.key.clone(),
+            schema: self.schema.clone(),
+        }
+    }
+
+    /// Check one document before it is appended to this collection: an object, at most
+    /// `limits.doc_bytes_max` bytes, valid against the schema (`_meta` aside: it is the host's).
+    pub fn check_document(&self, limits: &crate::Limits, doc: &Value) -> Result<(), String> {
+        if !doc.is_object() {
+            return Err(format!("must be a JSON object, not {}", type_name(doc)));
+        }
+        let size = serde_json::to_vec(doc)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > limits.doc_bytes_max {
+            return Err(format!(
+                "is {size} bytes, over the limit of {} bytes",
+                limits.doc_bytes_max
+            ));
+        }
+        let mut without_meta;
+        let doc = if doc.get("_meta").is_some() {
+            // `_meta` is the host's: what a writer brought is replaced, so it is not validated.
+            without_meta = doc.clone();
+            without_meta.as_object_mut().map(|m| m.remove("_meta"));
+            &without_meta
+        } else {
+            doc
+        };
+        self.schema
+            .validate(doc)
+            .map_err(|e| format!("does not match the schema of {}: {e}", self.name))
+    }
+
+    /// Combine documents of one transaction by key (associatively, by the `reduce`
+    /// annotations), in key order: what is appended in their place. `_meta` is the host's and
+    /// is dropped; the append stamps a new one.
+    pub fn combine_deltas(
+        &self,
+        limits: &crate::Limits,
+        docs: Vec<Value>,
+    ) -> Result<Vec<Value>, String> {
+        let mut combiner =
+            flow_doc::Combiner::new(vec![self.binding()], limits.combiner_spill_bytes);
+        for mut doc in docs {
+            if let Some(m) = doc.as_object_mut() {
+                m.remove("_meta");
+            }
+            combiner.add(0, doc, false).map_err(|e| e.to_string())?;
+        }
+        let mut out = Vec::new();
+        for d in combiner.drain(false).map_err(|e| e.to_string())? {
+            out.push(d.map_err(|e| e.to_string())?.doc);
+        }
+        Ok(out)
+    }
+}
+
+/// How an error message names the JSON type of `v`.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The values at `key` of `doc` as a JSON array (missing locations are null).
+pub fn key_of(key: &[Pointer], doc: &Value) -> Value {
+    Value::Array(
+        key.iter()
+            .map(|p| p.query(doc).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
+}
+
+pub struct BuiltDerivation {
+    /// The plugin that runs it, by name (modules are deployed under the collection's name).
+    pub plugin: String,
+    pub config: Value,
+    pub transforms: Vec<BuiltTransform>,
+    pub on_error: ErrorPolicy,
+    /// For `deadLetter`: the collection of failure records.
+    pub dead_letters: Option<String>,
+    pub limits: Option<TaskLimits>,
+}
+
+pub struct BuiltTransform {
+    pub name: String,
+    pub source: String,
+    pub shuffle_key: Vec<Pointer>,
+    pub read_delay_ms: u64,
+}
+
+pub struct BuiltMaterialization {
+    pub name: String,
+    pub plugin: String,
+    pub config: Value,
+    /// The host-owned destination the endpoint names, granted to the plugin as `sql`.
+    pub destination: Option<BuiltDestination>,
+    pub bindings: Vec<BuiltMaterializationBinding>,
+    pub limits: Option<TaskLimits>,
+}
+
+/// A destination an endpoint names: which connector (`connector/`) and its configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuiltDestination {
+    pub connector: String,
+    pub config: Value,
+}
+
+impl BuiltDestination {
+    /// The connector an endpoint names: its `connector`, or `sqlite` when its config has a
+    /// `path` (the form of DESIGN 3: `config: { path: views.db }`); none otherwise.
+    fn of(endpoint: &Endpoint) -> Option<Self> {
+        let config = &endpoint.wasm.config;
+        let connector = match &endpoint.connector {
+            Some(c) => c.clone(),
+            None if config.get("path").is_some() => "sqlite".to_string(),
+            None => return None,
+        };
+        Some(BuiltDestination {
+            connector,
+            config: config.clone(),
+        })
+    }
+}
+
+pub struct BuiltMaterializationBinding {
+    pub source: String,
+    pub resource: Value,
+    pub delta_updates: bool,
+}
+
+/// The catalog as the runtime uses it.
+#[derive(Default)]
+pub struct Built {
+    /// The catalog it was built from, with `module`s replaced by the plugins they were
+    /// deployed as: what the host persists and rebuilds at start-up.
+    pub spec: Catalog,
+    pub collections: BTreeMap<String, Arc<BuiltCollection>>,
+    pub materializations: BTreeMap<String, Arc<BuiltMaterialization>>,
+    pub tests: BTreeMap<String, Vec<TestStep>>,
+}
+
+impl Built {
+    pub fn collection(&self, name: &str) -> Result<&Arc<BuiltCollection>, CatalogError> {
+        self.collections.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.collections.keys().map(String::as_str).collect();
+            CatalogError::UnknownCollection {
+                name: name.to_string(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            }
+        })
+    }
+}
+
+/// One problem of a catalog, located: the file, the thing in it, and what is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{file}: {at}{}{reason}", if at.is_empty() { "" } else { ": " })]
+pub struct Problem {
+    /// The catalog file (or `persisted catalog`).
+    pub file: String,
+    /// What in it, e.g. `collection acme/orders`, `materialization views: binding 0`.
+    pub at: String,
+    pub reason: String,
+}
+
+/// Why a catalog was refused, or a lookup in it failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CatalogError {
+    /// Every problem `build` found (one per line), not only the first.
+    #[error("{}", .0.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+    #[error("unknown collection '{name}' (known: {known})")]
+    UnknownCollection { name: String, known: String },
+}
+
+/// Merge `update` over `base`: specs of the same name are replaced, others kept.
+pub fn merge(base: &Catalog, update: &Catalog) -> Catalog {
+    let mut out = base.clone();
+    out.collections.extend(update.collections.clone());
+    out.materializations.extend(update.materializations.clone());
+    out.captures.extend(update.captures.clone());
+    out.tests.extend(update.tests.clone());
+    out
+}
+
+/// Validate `spec` and build it. `source` names the file in errors. Every problem found is
+/// reported, not only the first.
+pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
+    let mut errors: Vec<Problem> = Vec::new();
+    let problem = |at: String, reason: String| Problem {
+        file: source.to_string(),
+        at,
+        reason,
+    };
+    let mut collections = BTreeMap::new();
+
+    for (name, def) in &spec.collections {
+        let mut err = |e: String| errors.push(problem(format!("collection {name}"), e));
+        if let Err(e) = check_name(name) {
+            err(e);
+            continue;
+        }
+        let schema = match Schema::compile(&def.schema) {
+            Ok(s) => s,
+            Err(e) => {
+                err(format!("schema: {e}"));
+                continue;
+            }
+        };
+        let key = match parse_pointers(&def.key) {
+            Ok(k) => k,
+            Err(e) => {
+                err(format!("key: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = schema.check_key(&key) {
+            err(format!("key: {e}"));
+            continue;
+        }
+        let fragments = match def
+            .journals
+            .as_ref()
+            .map(|j| j.fragments.settings())
+            .transpose()
+        {
+            Ok(f) => f.unwrap_or_default(),
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
+        let derive = match &def.derive {
+            None => None,
+            Some(d) => match build_derivation(name, d) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    err(e);
+                    continue;
+                }
+            },
+        };
+        collections.insert(
+            name.clone(),
+            Arc::new(BuiltCollection {
+                name: name.clone(),
+                schema: Arc::new(schema),
+                key,
+                derive,
+                fragments,
+            }),
+        );
+    }
+
+    // Cross-references, once every collection is known.
+    for c in collections.values() {
+        let Some(d) = &c.derive else { continue };
+        let mut arity = None;
+        // (transform, types per shuffle key component) of the first transform, to compare.
+        let mut first_types: Option<(String, Vec<Vec<String>>)> = None;
+        for t in &d.transforms {
+            let Some(src) = collections.get(&t.source) else {
+                errors.push(problem(
+                    format!("collection {}: transform {}", c.name, t.name),
+                    format!("unknown source collection '{}'", t.source),
+                ));
+                continue;
+            };
+            let n = if t.shuffle_key.is_empty() {
+                src.key.len()
+            } else {
+                t.shuffle_key.len()
+            };
+            match arity {
+                None => arity = Some(n),
+                Some(a) if a != n => errors.push(problem(
+                    format!("collection {}: transform {}", c.name, t.name),
+                    format!("shuffle key has {n} components, but other transforms have {a}"),
+                )),
+                _ => {}
+            }
+            let key = if t.shuffle_key.is_empty() {
+                &src.key
+            } else {
+                &t.shuffle_key
+            };
+            let types: Vec<Vec<String>> = key.iter().map(|p| src.schema.types_at(p)).collect();
+            match &first_types {
+                None => first_types = Some((t.name.clone(), types)),
+                Some((other, theirs)) => {
+                    for (n, (mine, theirs)) in types.iter().zip(theirs).enumerate() {
+                        if !mine.is_empty() && !theirs.is_empty() && mine != theirs {
+                            errors.push(problem(
+                                format!("collection {}: transform {}", c.name, t.name),
+                                format!(
+                                    "shuffle key component {} has type {}, but transform {other}'s has type {}",
+                                    n + 1,
+                                    mine.join(" | "),
+                                    theirs.join(" | ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Dead-letter collections must exist (and may not be the derivation itself).
+    for c in collections.values() {
+        if let Some(dl) = c.derive.as_ref().and_then(|d| d.dead_letters.as_ref())
+            && (!collections.contains_key(dl) || dl == &c.name)
+        {
+            errors.push(problem(
+                format!("collection {}: onError", c.name),
+                format!("dead-letter collection '{dl}' must be another collection of the catalog"),
+            ));
+        }
+    }
+
+    let mut materializations = BTreeMap::new();
+    for (name, def) in &spec.materializations {
+        let mut err = |e: String| errors.push(problem(format!("materialization {name}"), e));
+        if let Err(e) = check_name(name) {
+            err(e);
+            continue;
+        }
+        let plugin = match endpoint_plugin(name, &def.endpoint.wasm) {
+            Ok(p) => p,
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
+        if let Err(e) = check_limits(&def.limits) {
+            err(e);
+        }
+        let mut bindings = Vec::new();
+        for (i, b) in def.bindings.iter().enumerate() {
+            if !collections.contains_key(b.source.name()) {
+                err(format!(
+                    "binding {i}: unknown source collection '{}'",
+                    b.source.name()
+                ));
+            }
+            bindings.push(BuiltMaterializationBinding {
+                source: b.source.name().to_string(),
+                resource: b.resource.clone(),
+                delta_updates: b.delta_updates,
+            });
+        }
+        if bindings.is_empty() {
+            err("it has no bindings".into());
+        }
+        materializations.insert(
+            name.clone(),
+            Arc::new(BuiltMaterialization {
+                name: name.clone(),
+                plugin,
+                config: def.endpoint.wasm.config.clone(),
+                destination: BuiltDestination::of(&def.endpoint),
+                bindings,
+                limits: def.limits.clone(),
+            }),
+        );
+    }
+
+    for (name, def) in &spec.captures {
+        if let Err(e) = endpoint_plugin(name, &def.endpoint.wasm) {
+            errors.push(problem(format!("capture {name}"), e));
+        }
+        for (i, b) in def.bindings.iter().enumerate() {
+            if !collections.contains_key(&b.target) {
+                errors.push(problem(
+                    format!("capture {name}: binding {i}"),
+                    format!("unknown target collection '{}'", b.target),
+                ));
+            }
+        }
+    }
+
+    for (name, steps) in &spec.tests {
+        for (i, step) in steps.iter().enumerate() {
+            let (TestStep::Ingest(d) | TestStep::Verify(d)) = step;
+            if !collections.contains_key(&d.collection) {
+                errors.push(problem(
+                    format!("test {name}: step {i}"),
+                    format!("unknown collection '{}'", d.collection),
+                ));
+            }
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(CatalogError::Invalid(errors));
+    }
+    let tests = spec.tests.clone();
+    Ok(Built {
+        spec,
+        collections,
+        materializations,
+        tests,
+    })
+}
+
+fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String> {
+    let plugin = endpoint_plugin(name, &d.using.wasm)?;
+    if d.transforms.is_empty() {
+        return Err("derive: it has no transforms".into());
+    }
+    let mut transforms = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for t in &d.transforms {
+        if !names.insert(t.name.as_str()) {
+            return Err(format!("derive: transform name '{}' is used twice", t.name));
+        }
+        let shuffle_key = match &t.shuffle {
+            Some(s) => parse_pointers(&s.key)
+                .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
+            None => Vec::new(), // The source collection's key, resolved by the runtime.
+        };
+        let read_delay_ms = match &t.read_delay {
+            None => 0,
+            Some(d) => humantime::parse_duration(d)
+                .map_err(|e| {
+                    format!(
+                        "transform {}: readDelay {d:?}: {e} (write e.g. \"30s\" or \"2h\")",
+                        t.name
+                    )
+                })?
+                .as_millis() as u64,
+        };
+        transforms.push(BuiltTransform {
+            name: t.name.clone(),
+            source: t.source.name().to_string(),
+            shuffle_key,
+            read_delay_ms,
+        });
+    }
+    let policy = d.on_error.as_ref().map(|o| o.policy).unwrap_or_default();
+    let dead_letters = d.on_error.as_ref().and_then(|o| o.collection.clone());
+    match (policy, &dead_letters) {
+        (ErrorPolicy::DeadLetter, None) => {
+            return Err("onError: policy deadLetter needs a `collection` for the records".into());
+        }
+        (ErrorPolicy::Fail | ErrorPolicy::Skip, Some(c)) => {
+            return Err(format!(
+                "onError: `collection: {c}` is only for policy deadLetter"
+            ));
+        }
+        _ => {}
+    }
+    check_limits(&d.limits)?;
+    Ok(BuiltDerivation {
+        plugin,
+        config: d.using.wasm.config.clone(),
+        transforms,
+        on_error: policy,
+        dead_letters,
+        limits: d.limits.clone(),
+    })
+}
+
+fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {
+    match limits {
+        Some(l) => l
+            .apply(&crate::Limits::default())
+            .check()
+            .map_err(|e| format!("limits: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// The plugin name a `wasm` endpoint runs: its `plugin`, or for a `module` the task's name.
+fn endpoint_plugin(task: &str, wasm: &WasmEndpoint) -> Result<String, String> {
+    match (&wasm.module, &wasm.plugin) {
+        (Some(_), Some(_)) => Err("wasm: give either `module` or `plugin`, not both".into()),
+        (None, None) => {
+            Err("wasm: give `module` (a component file) or `plugin` (a deployed plugin)".into())
+        }
+        (Some(_), None) => Ok(task.to_string()),
+        (None, Some(p)) => Ok(p.clone()),
+    }
+}
+
+fn parse_pointers(ptrs: &[String]) -> Result<Vec<Pointer>, String> {
+    ptrs.iter()
+        .map(|p| Pointer::parse(p).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Names are `/`-separated paths of letters, digits, `-`, `_` and `.`, e.g. `acme/orders`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name '{name}': use '/'-separated parts of letters, digits, '-', '_' and '.', e.g. acme/orders"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn build_yaml(yaml: &str) -> Result<Built, String> {
+        let spec: Catalog = serde_yaml::from_str(yaml).map_err(|e| format!("parse: {e}"))?;
+        build("test.yaml", spec).map_err(|e| e.to_string())
+    }
+
+    const ORDERS: &str = r#"
+collections:
+  acme/orders:
+    schema:
+      type: object
+      properties: { id: { type: integer }, customer: { type: string }, note: { type: string }, tags: { type: array } }
+      required: [id, customer, tags]
+    key: [/id]
+"#;
+
+    #[test]
+    fn valid_catalog_builds() {
+        let built = build_yaml(ORDERS).unwrap();
+        let c = built.collection("acme/orders").unwrap();
+        assert_eq!(
+            c.key_of(&serde_json::json!({"id": 3})),
+            serde_json::json!([3])
+        );
+        assert!(
+            built
+                .collection("nope")
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("unknown collection 'nope' (known: acme/orders)")
+        );
+    }
+
+    #[test]
+    fn bad_catalog_cases() {
+        let cases: &[(&str, &str)] = &[
+            (
+                &ORDERS.replace("key: [/id]", "key: [/note]"),
+                "key /note must point at a required location",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [/tags]"),
+                "must point at a scalar",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [id]"),
+                "must be empty or begin with '/'",
+            ),
+            (
+                &ORDERS.replace("key: [/id]", "key: [/id]\n    colour: blue"),
+                "unknown field `colour`",
+            ),
+            (
+                &ORDERS.replace("acme/orders:", "acme//orders:"),
+                "invalid name 'acme//orders'",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/missing }}]\n"
+                ),
+                "transform t: unknown source collection 'acme/missing'",
+            ),
+            (
+                &format!(
+                    "{ORDERS}materializations:\n  acme/v:\n    endpoint: {{ wasm: {{ plugin: p, module: m.wasm }} }}\n    bindings: [{{ source: acme/orders }}]\n"
+                ),
+                "either `module` or `plugin`, not both",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: byId, source: acme/orders }}, {{ name: byCustomer, source: acme/orders, shuffle: {{ key: [/customer] }} }}]\n"
+                ),
+                "transform byCustomer: shuffle key component 1 has type string, but transform byId's has type integer",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders }}]\n      limits: {{ callDeadlineMs: 1 }}\n"
+                ),
+                "limits: callDeadlineMs must be at least one epoch tick",
+            ),
+        ];
+        for (yaml, expect) in cases {
+            let err = build_yaml(yaml).err().unwrap_or_default();
+            assert!(err.contains(expect), "expected {expect:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn settings_from_the_catalog() {
+        let def: super::FragmentsDef = serde_yaml::from_str(
+            "{length: 0.5, flushInterval: 90s, compressionCodec: ZSTANDARD, retention: 720h}",
+        )
+        .unwrap();
+        let s = def.settings().unwrap();
+        assert_eq!(s.length, 500_000);
+        assert_eq!(s.flush_interval, std::time::Duration::from_secs(90));
+        assert_eq!(s.codec, crate::journal::fragment::Codec::Zstd);
+        assert_eq!(
+            s.retention,
+            Some(std::time::Duration::from_secs(720 * 3600))
+        );
+        for (yaml, why) in [
+            ("{length: 0}", "between 0 and"),
+            ("{flushInterval: soon}", "not a duration"),
+            ("{retention: 0s}", "longer than zero"),
+        ] {
+            let def: super::FragmentsDef = serde_yaml::from_str(yaml).unwrap();
+            let e = def.settings().unwrap_err();
+            assert!(e.contains(why), "{yaml}: {e}");
+        }
+        assert!(serde_yaml::from_str::<super::FragmentsDef>("{compressionCodec: lz4}").is_err());
+    }
+
+    #[test]
+    fn endpoints_name_their_connector() {
+        let endpoint = |yaml: &str| -> Endpoint { serde_yaml::from_str(yaml).unwrap() };
+        let named = BuiltDestination::of(&endpoint(
+            "{connector: sqlite, wasm: {plugin: m, config: {path: /tmp/v.db}}}",
+        ));
+        assert_eq!(named.unwrap().connector, "sqlite");
+        // DESIGN's form: a `path` and no `connector` is a SQLite database.
+        let by_path = BuiltDestination::of(&endpoint("{wasm: {plugin: m, config: {path: v.db}}}"));
+        assert_eq!(
+            by_path,
+            Some(BuiltDestination {
+                connector: "sqlite".into(),
+                config: serde_json::json!({"path": "v.db"}),
+            })
+        );
+        assert_eq!(
+            BuiltDestination::of(&endpoint("{wasm: {plugin: m, config: {}}}")),
+            None
+        );
+        let other = BuiltDestination::of(&endpoint("{connector: redis, wasm: {plugin: m}}"));
+        assert_eq!(other.unwrap().connector, "redis");
+    }
+}

@@ -1,0 +1,347 @@
+//! The catalog file format (DESIGN 5.2): a subset of Flow's `flow.yaml`, YAML or JSON.
+//! Unknown fields are errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collections: BTreeMap<String, CollectionDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub materializations: BTreeMap<String, MaterializationDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub captures: BTreeMap<String, CaptureDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tests: BTreeMap<String, Vec<TestStep>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionDef {
+    /// A path relative to the catalog file, or an inline schema.
+    pub schema: Value,
+    /// JSON pointers of the collection key.
+    pub key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<DeriveDef>,
+    /// How the collection's journal is persisted to the fragment store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journals: Option<JournalsDef>,
+}
+
+/// `journals:` of a collection, named as in Flow.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JournalsDef {
+    #[serde(default)]
+    pub fragments: FragmentsDef,
+}
+
+/// `journals.fragments:`; every field is optional (defaults in `fragment::Settings`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FragmentsDef {
+    /// Target fragment size in MB (10^6 bytes of NDJSON before compression; fractions allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<f64>,
+    /// Longest a document waits before its fragment is sealed, e.g. `30m` or `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval: Option<String>,
+    /// `gzip` (default), `zstd` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_codec: Option<crate::journal::fragment::Codec>,
+    /// Fragments older than this are deleted from the store, e.g. `720h`; absent keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
+impl FragmentsDef {
+    /// The settings these fields give, or why they are invalid.
+    pub fn settings(&self) -> Result<crate::journal::fragment::Settings, String> {
+        let mut s = crate::journal::fragment::Settings::default();
+        if let Some(mb) = self.length {
+            if !(mb.is_finite() && mb > 0.0 && mb <= 16_384.0) {
+                return Err(format!(
+                    "journals.fragments.length: {mb} MB is not between 0 and 16384 MB"
+                ));
+            }
+            s.length = ((mb * 1e6) as u64).max(1);
+        }
+        let duration = |field: &str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| format!("journals.fragments.{field}: '{v}' is not a duration like 30s, 15m or 24h: {e}"))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(format!("journals.fragments.{field}: must be longer than zero"))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        };
+        if let Some(v) = &self.flush_interval {
+            s.flush_interval = duration("flushInterval", v)?;
+        }
+        if let Some(c) = self.compression_codec {
+            s.codec = c;
+        }
+        if let Some(v) = &self.retention {
+            s.retention = Some(duration("retention", v)?);
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveDef {
+    pub using: Using,
+    pub transforms: Vec<TransformDef>,
+    /// What a failing source document does to the task (default: `fail`).
+    #[serde(default, rename = "onError", skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// Sandbox and batching limits of this task, over the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
+}
+
+/// The error policy of a task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnError {
+    pub policy: ErrorPolicy,
+    /// For `deadLetter`: the collection that receives a record per failed document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorPolicy {
+    /// Stop the task and report the error (default).
+    #[default]
+    Fail,
+    /// Skip the failing document: count it in the task status and log it.
+    Skip,
+    /// Append a record of the failing document, the error, the plugin version and the
+    /// transform to a collection, and go on.
+    DeadLetter,
+}
+
+/// Per-task overrides of `Limits` (the host's defaults apply where a field is absent).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_deadline_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_memory_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_output_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_output_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_docs_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_time_max_ms: Option<u64>,
+}
+
+impl TaskLimits {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
+        let mut l = base.clone();
+        if let Some(v) = self.call_deadline_ms {
+            l.call_deadline_ms = v;
+        }
+        if let Some(v) = self.plugin_memory_bytes_max {
+            l.plugin_memory_bytes_max = v;
+        }
+        if let Some(v) = self.call_output_docs_max {
+            l.call_output_docs_max = v;
+        }
+        if let Some(v) = self.call_output_bytes_max {
+            l.call_output_bytes_max = v;
+        }
+        if let Some(v) = self.call_docs_max {
+            l.call_docs_max = v;
+        }
+        if let Some(v) = self.txn_docs_max {
+            l.txn_docs_max = v;
+        }
+        if let Some(v) = self.txn_time_max_ms {
+            l.txn_time_max_ms = v;
+        }
+        l
+    }
+}
+
+/// How a task's plugin is supplied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Using {
+    pub wasm: WasmEndpoint,
+}
+
+/// A Wasm component: a module file next to the catalog, or a deployed plugin by name.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WasmEndpoint {
+    /// A component file, relative to the catalog file. Publishing deploys it as a plugin named
+    /// after the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// A plugin deployed with `flow plugin deploy`, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Passed to the plugin's `open`. For connectors, `path` names the SQLite database the
+    /// host grants as the `sql` capability (relative to the catalog file).
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformDef {
+    pub name: String,
+    pub source: SourceRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle: Option<Shuffle>,
+    /// Process a document only once it is this much older than its publish time, e.g.
+    /// `2h` or `30s` (Flow's `readDelay`).
+    #[serde(default, rename = "readDelay", skip_serializing_if = "Option::is_none")]
+    pub read_delay: Option<String>,
+}
+
+/// A source collection: `acme/orders` or `{ name: acme/orders }`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SourceRef {
+    Name(String),
+    Object(SourceObject),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceObject {
+    pub name: String,
+}
+
+impl SourceRef {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceRef::Name(n) => n,
+            SourceRef::Object(o) => &o.name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shuffle {
+    pub key: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub wasm: WasmEndpoint,
+    /// The host-owned destination granted to the plugin as `sql`, by connector name
+    /// (`sqlite`). Without it, a `path` in `wasm.config` names a SQLite database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaterializationDef {
+    pub endpoint: Endpoint,
+    pub bindings: Vec<MaterializationBinding>,
+    /// Sandbox and batching limits of this task, over the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MaterializationBinding {
+    pub source: SourceRef,
+    #[serde(default = "empty_object")]
+    pub resource: Value,
+    /// Store combined deltas instead of reduced rows.
+    #[serde(default)]
+    pub delta_updates: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureDef {
+    pub endpoint: Endpoint,
+    pub bindings: Vec<CaptureBinding>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureBinding {
+    pub target: String,
+    #[serde(default = "empty_object")]
+    pub resource: Value,
+}
+
+/// One step of a test; each step is one transaction. Written `- ingest: {...}` or
+/// `- verify: {...}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "StepRepr", into = "StepRepr")]
+pub enum TestStep {
+    Ingest(TestDocs),
+    Verify(TestDocs),
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ingest: Option<TestDocs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verify: Option<TestDocs>,
+}
+
+impl TryFrom<StepRepr> for TestStep {
+    type Error = String;
+    fn try_from(r: StepRepr) -> Result<Self, String> {
+        match (r.ingest, r.verify) {
+            (Some(d), None) => Ok(TestStep::Ingest(d)),
+            (None, Some(d)) => Ok(TestStep::Verify(d)),
+            _ => Err("a test step has exactly one of `ingest` or `verify`".to_string()),
+        }
+    }
+}
+
+impl From<TestStep> for StepRepr {
+    fn from(s: TestStep) -> Self {
+        match s {
+            TestStep::Ingest(d) => StepRepr {
+                ingest: Some(d),
+                verify: None,
+            },
+            TestStep::Verify(d) => StepRepr {
+                ingest: None,
+                verify: Some(d),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TestDocs {
+    pub collection: String,
+    pub documents: Vec<Value>,
+}

@@ -1,0 +1,228 @@
+//! `flow catalog test`: run a catalog's tests in throwaway embedded hosts.
+//!
+//! Each test gets a fresh host (empty collections), so tests cannot see each other's data.
+//! An `ingest` step is one transaction; before a `verify` step every task catches up. A
+//! verify reads the whole collection, reduces it fully by key, orders it by key, and compares
+//! it with the expected documents: same count, and each expected document a subset of the
+//! actual one at the same position.
+
+use crate::catalog::{Bundle, TestStep};
+use crate::limits::Limits;
+use crate::runtime::{Host, HostOptions};
+use anyhow::Context;
+use flow_doc::compare;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long a verify waits for tasks to catch up before failing.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct TestReport {
+    pub passed: Vec<String>,
+    /// (test name, readable explanation of the mismatch or failure)
+    pub failed: Vec<(String, String)>,
+}
+
+/// Run every test of `bundle`, calling `progress` after each with its name and failure (if
+/// any). Errors are for a catalog that cannot be published at all.
+pub fn run(
+    bundle: &Bundle,
+    limits: &Limits,
+    mut progress: impl FnMut(&str, Option<&str>),
+) -> anyhow::Result<TestReport> {
+    let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+    let mut report = TestReport::default();
+    if bundle.catalog.tests.is_empty() {
+        // Still check that the catalog publishes.
+        let host = Host::open(throwaway(scratch.path().join("check"), limits))?;
+        host.publish(bundle.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(report);
+    }
+    for (i, (name, steps)) in bundle.catalog.tests.iter().enumerate() {
+        let host = Host::open(throwaway(scratch.path().join(format!("test-{i}")), limits))?;
+        host.publish(bundle.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let outcome = run_steps(&host, steps);
+        host.shutdown();
+        match outcome {
+            Ok(()) => {
+                progress(name, None);
+                report.passed.push(name.clone());
+            }
+            Err(why) => {
+                progress(name, Some(&why));
+                report.failed.push((name.clone(), why));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        match step {
+            TestStep::Ingest(d) => {
+                host.ingest(&d.collection, d.documents.clone())
+                    .map_err(|e| format!("step {n} (ingest into {}): {e}", d.collection))?;
+            }
+            TestStep::Verify(d) => {
+                host.wait_idle(CATCH_UP_TIMEOUT)
+                    .map_err(|e| format!("step {n} (verify {}): {e}", d.collection))?;
+                let actual = reduced_documents(host, &d.collection)
+                    .map_err(|e| format!("step {n} (verify {}): {e:#}", d.collection))?;
+                let diff = diff_documents(&d.documents, &actual);
+                if !diff.is_empty() {
+                    return Err(format!(
+                        "step {n} (verify {}): documents differ:\n{}",
+                        d.collection,
+                        diff.join("\n")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every document of `collection` from its beginning, fully reduced by key (its `reduce`
+/// annotations), in key order, without `_meta`; deleted keys are left out.
+pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Value>> {
+    let catalog = host.catalog();
+    let c = catalog.collection(collection)?;
+    let mut combiner = flow_doc::Combiner::new(vec![c.binding()], host.limits.combiner_spill_bytes);
+    let mut offset = 0;
+    loop {
+        let docs = host.journals.read(
+            &host.store,
+            collection,
+            offset,
+            10_000,
+            host.limits.txn_bytes_max,
+        )?;
+        let Some(last) = docs.last() else { break };
+        offset = last.next_offset();
+        for d in docs {
+            let mut doc: Value = serde_json::from_slice(&d.bytes)?;
+            if let Some(m) = doc.as_object_mut() {
+                m.remove("_meta");
+            }
+            combiner.add(0, doc, false)?;
+        }
+    }
+    let mut out = Vec::new();
+    for d in combiner.drain(true)? {
+        let d = d?;
+        if !d.deleted {
+            out.push(d.doc);
+        }
+    }
+    Ok(out)
+}
+
+/// Readable differences between expected and actual documents; empty if they match.
+pub fn diff_documents(expected: &[Value], actual: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, e) in expected.iter().enumerate() {
+        match actual.get(i) {
+            None => out.push(format!(
+                "  document {}: expected {e}, but the collection has only {} documents",
+                i + 1,
+                actual.len()
+            )),
+            Some(a) => {
+                let mut at = Vec::new();
+                subset_diff("", e, a, &mut at);
+                if !at.is_empty() {
+                    out.push(format!("  document {}: {}", i + 1, a));
+                    out.extend(at.into_iter().map(|l| format!("    {l}")));
+                }
+            }
+        }
+    }
+    for (i, a) in actual.iter().enumerate().skip(expected.len()) {
+        out.push(format!("  document {}: unexpected {a}", i + 1));
+    }
+    out
+}
+
+fn subset_diff(at: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
+    let loc = if at.is_empty() { "/" } else { at };
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                let child = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                match a.get(k) {
+                    Some(av) => subset_diff(&child, ev, av, out),
+                    None => out.push(format!("at {child}: expected {ev}, but it is missing")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                subset_diff(&format!("{at}/{i}"), ev, av, out);
+            }
+        }
+        (e, a) => {
+            if compare(e, a) != std::cmp::Ordering::Equal {
+                out.push(format!("at {loc}: expected {e}, actual {a}"));
+            }
+        }
+    }
+}
+
+/// A throwaway host: no tasks that act outside Flow (they would write to real destinations).
+fn throwaway(data_dir: std::path::PathBuf, limits: &Limits) -> HostOptions {
+    HostOptions::new(data_dir)
+        .limits(limits.clone())
+        .run_external_tasks(false)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_cases() {
+        let cases: &[(Value, Value, &[&str])] = &[
+            (json!([{"a": 1}]), json!([{"a": 1, "b": 2}]), &[]),
+            (json!([{"a": 1.0}]), json!([{"a": 1}]), &[]),
+            (
+                json!([{"a": 1}]),
+                json!([{"a": 2}]),
+                &["at /a: expected 1, actual 2"],
+            ),
+            (
+                json!([{"a": {"b": [1, 2]}}]),
+                json!([{"a": {"b": [1, 3]}}]),
+                &["at /a/b/1: expected 2, actual 3"],
+            ),
+            (
+                json!([{"a": [1]}]),
+                json!([{"a": [1, 2]}]),
+                &["at /a: expected [1], actual [1,2]"],
+            ),
+            (
+                json!([{"x": 1}]),
+                json!([{}]),
+                &["at /x: expected 1, but it is missing"],
+            ),
+            (
+                json!([{}, {}]),
+                json!([{}]),
+                &["expected {}, but the collection has only 1 documents"],
+            ),
+            (json!([]), json!([{"z": 1}]), &["unexpected {\"z\":1}"]),
+        ];
+        for (e, a, expect) in cases {
+            let diff = diff_documents(e.as_array().unwrap(), a.as_array().unwrap()).join("\n");
+            for want in *expect {
+                assert!(diff.contains(want), "{want:?} not in {diff:?}");
+            }
+            assert_eq!(diff.is_empty(), expect.is_empty(), "{diff}");
+        }
+    }
+}

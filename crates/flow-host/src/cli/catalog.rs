@@ -1,0 +1,81 @@
+//! `flow catalog publish|test`.
+
+use super::client::Client;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum CatalogCmd {
+    /// Apply a catalog's collections and tasks to a running host. Component files named by
+    /// `module` are deployed as plugins named after their task.
+    Publish(Source),
+    /// Run a catalog's tests in a throwaway embedded host (no server needed). Exits 0 iff
+    /// every test passes; prints a diff for each mismatch.
+    Test(Source),
+}
+
+#[derive(Args)]
+pub struct Source {
+    /// The catalog file (YAML or JSON).
+    #[arg(long)]
+    source: PathBuf,
+}
+
+impl CatalogCmd {
+    pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+        match self {
+            CatalogCmd::Publish(s) => {
+                let bundle = crate::catalog::load(&s.source)?;
+                let body = serde_json::to_vec(&bundle)?;
+                let v = client
+                    .json(
+                        reqwest::Method::POST,
+                        "/v1/catalog",
+                        Some((body, "application/json")),
+                    )
+                    .await?;
+                for (what, field) in [
+                    ("collection", "collections"),
+                    ("derivation", "derivations"),
+                    ("materialization", "materializations"),
+                    ("deployed plugin", "deployed"),
+                ] {
+                    for name in v[field].as_array().into_iter().flatten() {
+                        println!("{what:<16} {}", name.as_str().unwrap_or_default());
+                    }
+                }
+                eprintln!("published {}", s.source.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            CatalogCmd::Test(s) => s.run_tests(),
+        }
+    }
+}
+
+impl Source {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        self.run_tests()
+    }
+
+    fn run_tests(&self) -> anyhow::Result<ExitCode> {
+        let bundle = crate::catalog::load(&self.source)?;
+        let report =
+            crate::catalog_test::run(&bundle, &crate::Limits::default(), |name, failure| {
+                match failure {
+                    None => println!("PASS {name}"),
+                    Some(why) => println!("FAIL {name}\n{why}"),
+                }
+            })?;
+        println!(
+            "catalog tests: {} passed, {} failed",
+            report.passed.len(),
+            report.failed.len()
+        );
+        Ok(if report.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}

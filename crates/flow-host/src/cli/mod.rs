@@ -1,0 +1,169 @@
+//! The `flow` command line: a client of the HTTP API, plus `serve` (the host) and
+//! `catalog test` (an embedded host).
+
+mod catalog;
+mod client;
+mod collections;
+mod plugin;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Flow: keep data products fresh with WebAssembly plugins.
+///
+/// Run `flow serve` to start a host, then publish a catalog, deploy plugins, ingest and read
+/// documents with the other commands, which talk to the host over its HTTP API.
+#[derive(Parser)]
+#[command(name = "flow", version, propagate_version = true)]
+pub struct Cli {
+    /// Base URL of the host's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOW_API_URL",
+        default_value = "http://127.0.0.1:8670"
+    )]
+    api_url: String,
+    /// Bearer token for the API, if the host requires one.
+    #[arg(long, global = true, env = "FLOW_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: journals, tasks and the HTTP API.
+    Serve(serve::Serve),
+    /// Publish and test catalogs.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCmd),
+    /// Deploy and inspect plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
+    /// List, ingest into and read collections.
+    #[command(subcommand)]
+    Collections(collections::CollectionsCmd),
+    /// Show the status of tasks: state, last error, lag and document counts.
+    Tasks,
+    /// Benchmarks. `derive`: a pass-through Wasm derivation against the same JSON work in
+    /// native Rust, and the ingest -> derivation pipeline. `combiner`: combiner throughput
+    /// against plain JSON parsing. `combiner-memory`: peak memory with many distinct keys.
+    /// `latency`: ingest-to-derived latency at 1k and 10k docs/s, swap stall, deploy-to-live.
+    /// `fragments`: append throughput and fsync latency, sealing per codec, and backfill reads
+    /// from fragments against reading the same files directly.
+    /// Build with --release for meaningful numbers (`make bench`).
+    Bench {
+        #[arg(long, value_enum, default_value = "derive")]
+        suite: BenchSuite,
+        /// The pass-through plugin component (suite `derive`).
+        #[arg(
+            long,
+            default_value = "plugins/target/wasm32-wasip2/release/passthrough.wasm"
+        )]
+        plugin: std::path::PathBuf,
+        /// Documents per measurement (`combiner-memory`: distinct keys).
+        #[arg(long, default_value_t = 200_000)]
+        docs: usize,
+        /// Spill threshold in MiB (suite `combiner-memory`).
+        #[arg(long, default_value_t = 64)]
+        spill_mib: usize,
+        /// A large (Python) derivation component, to time its deploy-to-live (suite `latency`).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSuite {
+    Derive,
+    Combiner,
+    CombinerMemory,
+    Latency,
+    Fragments,
+}
+
+/// Entry point of the `flow` binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(s) => s.run(cli.token),
+        Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),
+        Command::Bench {
+            suite,
+            plugin,
+            docs,
+            spill_mib,
+            python,
+        } => match suite {
+            BenchSuite::Derive => crate::bench::derive::run(&plugin, docs).and_then(|r| {
+                r.print();
+                let join = plugin.with_file_name("join_customers.wasm");
+                crate::bench::derive::join(&join, docs)
+            }),
+            BenchSuite::Combiner => crate::bench::combiner::throughput(docs),
+            BenchSuite::CombinerMemory => crate::bench::combiner::memory(docs, spill_mib << 20),
+            BenchSuite::Fragments => crate::bench::fragments::run(docs),
+            BenchSuite::Latency => crate::bench::latency::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                python.as_deref(),
+            ),
+        }
+        .map(|()| std::process::ExitCode::SUCCESS),
+        command => {
+            let rt = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
+            let client = client::Client::new(&cli.api_url, cli.token);
+            rt.block_on(async move {
+                match command {
+                    Command::Catalog(c) => c.run(&client).await,
+                    Command::Plugin(p) => p.run(&client).await,
+                    Command::Collections(c) => c.run(&client).await,
+                    Command::Tasks => tasks(&client).await,
+                    Command::Serve(_) | Command::Bench { .. } => unreachable!("handled above"),
+                }
+            })
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn tasks(client: &client::Client) -> anyhow::Result<std::process::ExitCode> {
+    let v = client.json(reqwest::Method::GET, "/v1/tasks", None).await?;
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    if tasks.is_empty() {
+        eprintln!("no tasks: publish a catalog with derivations or materializations");
+    }
+    for t in tasks {
+        let lag: u64 = t["sources"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|s| s["lagBytes"].as_u64()).sum())
+            .unwrap_or(0);
+        println!(
+            "{:<40} {:<16} {:<9} in={:<8} out={:<8} lag={}B{}",
+            t["name"].as_str().unwrap_or(""),
+            t["kind"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            t["docsIn"],
+            t["docsOut"],
+            lag,
+            t["lastError"]
+                .as_str()
+                .map(|e| format!("\n    error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,59 @@
+//! Host-owned destinations, granted to connector plugins through the `sql` capability.
+//!
+//! The only place that opens destination connections. A destination is one file here that
+//! implements `Destination`, plus one row in `CONNECTORS`; an endpoint names its connector
+//! (`endpoint.connector`, resolved by `catalog::build`), and the materialization task opens it
+//! with `open`. The host runs every destination transaction; the plugin reads and writes inside
+//! it through the grant.
+
+mod sqlite;
+
+use crate::catalog::BuiltDestination;
+use flow_engine::SqlAccess;
+use serde_json::Value;
+
+/// A destination database whose transactions the host controls.
+pub(crate) trait Destination: Send {
+    /// Connect as the endpoint's `config` says.
+    fn open(config: &Value) -> anyhow::Result<Self>
+    where
+        Self: Sized;
+    fn begin(&self) -> anyhow::Result<()>;
+    fn commit(&self) -> anyhow::Result<()>;
+    /// Undo the open transaction, if any.
+    fn rollback(&self);
+    /// The connection as a plugin's `sql` capability: statements run inside the host's
+    /// transaction; transaction control and reaching other databases are refused.
+    fn grant(&self) -> Box<dyn SqlAccess>;
+}
+
+/// One destination kind: its name in `endpoint.connector`, and how to open it.
+struct Connector {
+    name: &'static str,
+    open: fn(&Value) -> anyhow::Result<Box<dyn Destination>>,
+}
+
+const CONNECTORS: &[Connector] = &[Connector {
+    name: "sqlite",
+    open: |config| Ok(Box::new(sqlite::Sqlite::open(config)?)),
+}];
+
+/// The connector names an endpoint may use.
+pub(crate) fn names() -> Vec<&'static str> {
+    CONNECTORS.iter().map(|c| c.name).collect()
+}
+
+/// Open the destination an endpoint names.
+pub(crate) fn open(destination: &BuiltDestination) -> anyhow::Result<Box<dyn Destination>> {
+    let connector = CONNECTORS
+        .iter()
+        .find(|c| c.name == destination.connector)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown connector '{}': this host has {}",
+                destination.connector,
+                names().join(", ")
+            )
+        })?;
+    (connector.open)(&destination.config)
+}

@@ -1,0 +1,263 @@
+//! Append-only journals in redb, and readers that wake on append.
+//!
+//! A journal holds one collection's documents as NDJSON lines at stable byte offsets: a
+//! document of `n` bytes appended at offset `o` occupies `[o, o + n + 1)` and the next begins
+//! at `o + n + 1`. Offsets never change and are never reused, so a reader's checkpoint is just
+//! an offset.
+//!
+//! Appends happen inside a caller's write transaction (so a derivation commits its outputs,
+//! state and checkpoints at once); the caller calls `Journals::notify` after the commit.
+//! Readers never poll: task threads block on `wait`, async readers on `subscribe`.
+//!
+//! Older ranges are sealed into fragments in object storage and trimmed from redb
+//! (`fragment/`, the only place that does object store I/O); `read` serves any offset: from
+//! fragments below the first row still in redb, then from redb (`rows.rs`, which `fragment/`
+//! also reads, so the two never import each other's parents).
+
+pub mod fragment;
+pub(crate) mod rows;
+
+pub use rows::{ReadDoc, append, head, head_in, low_in};
+
+use crate::storage::{JOURNAL_DOCS, Store};
+use anyhow::Context;
+use fragment::Fragments;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Reads journals (from fragments and redb) and wakes readers when any journal grows.
+pub struct Journals {
+    generation: Mutex<u64>,
+    grown: Condvar,
+    watch: tokio::sync::watch::Sender<u64>,
+    /// Where sealed history lives; `None` for a host that keeps everything in redb.
+    fragments: Option<Arc<Fragments>>,
+}
+
+impl Default for Journals {
+    fn default() -> Self {
+        Journals {
+            generation: Mutex::new(0),
+            grown: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(0),
+            fragments: None,
+        }
+    }
+}
+
+impl Journals {
+    /// Journals whose history is sealed into `fragments`.
+    pub fn with_fragments(fragments: Arc<Fragments>) -> Self {
+        Journals {
+            fragments: Some(fragments),
+            ..Journals::default()
+        }
+    }
+
+    pub fn fragments(&self) -> Option<&Arc<Fragments>> {
+        self.fragments.as_ref()
+    }
+
+    /// Read documents of `journal` from `from`, up to `docs_max` documents or about
+    /// `bytes_max` bytes (at least one document is returned if any exists). Offsets below the
+    /// first document still in redb are read from fragments; a range no fragment holds (deleted
+    /// by retention, or a skipped corrupt file) is passed over.
+    pub fn read(
+        &self,
+        store: &Store,
+        journal: &str,
+        mut from: u64,
+        docs_max: usize,
+        bytes_max: usize,
+    ) -> anyhow::Result<Vec<ReadDoc>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        // Fill the batch across fragments as a redb read would, so batch boundaries do not
+        // depend on where fragments end. The rows are read in the same transaction that found
+        // `from` at or above the first row: a trim committed meanwhile cannot open a gap.
+        let txn = loop {
+            let txn = store.read()?;
+            let Some(fragments) = &self.fragments else {
+                break txn;
+            };
+            let low = low_in(&txn, journal)?;
+            if from >= low {
+                break txn;
+            }
+            drop(txn);
+            let docs = fragments.read(journal, from, docs_max - out.len(), bytes_max - bytes)?;
+            let Some(last) = docs.last() else {
+                // No fragment holds anything in [from, low): pass over the gap.
+                from = low;
+                continue;
+            };
+            from = last.next_offset();
+            bytes += docs.iter().map(|d| d.bytes.len()).sum::<usize>();
+            out.extend(docs);
+            if out.len() >= docs_max || bytes >= bytes_max {
+                return Ok(out);
+            }
+        };
+        let table = txn.open_table(JOURNAL_DOCS)?;
+        for entry in table
+            .range((journal, from)..(journal, u64::MAX))
+            .context("failed to read journal")?
+        {
+            let (key, value) = entry?;
+            let doc = ReadDoc {
+                offset: key.value().1,
+                bytes: value.value().to_vec(),
+            };
+            bytes += doc.bytes.len();
+            out.push(doc);
+            if out.len() >= docs_max || bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tell readers that journals grew. Call after the appending transaction committed.
+    pub fn notify(&self) {
+        let mut g = self.generation.lock().expect("journal notifier poisoned");
+        *g += 1;
+        self.watch.send_replace(*g);
+        self.grown.notify_all();
+    }
+
+    /// The current generation; pass it to `wait`.
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().expect("journal notifier poisoned")
+    }
+
+    /// Block until a journal grows past `seen` generation, or `timeout` passes.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let g = self.generation.lock().expect("journal notifier poisoned");
+        let _ = self.grown.wait_timeout_while(g, timeout, |g| *g == seen);
+    }
+
+    /// For async readers: changes whenever journals grow.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn append_read_and_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (b, e) = store
+            .write(|txn| append(txn, "a/b", &[json!({"x": 1}), json!({"x": 2})]))
+            .unwrap();
+        assert_eq!(b, 0);
+        let docs = Journals::default()
+            .read(&store, "a/b", 0, 100, 1 << 20)
+            .unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].offset, docs[0].next_offset());
+        assert_eq!(docs[1].next_offset(), e);
+        assert_eq!(head(&store, "a/b").unwrap(), e);
+        let first: Value = serde_json::from_slice(&docs[0].bytes).unwrap();
+        assert_eq!(first["x"], 1);
+        assert!(first["_meta"]["uuid"].is_string() && first["_meta"]["published"].is_string());
+        // Reading from the middle, and an unrelated journal with a shared prefix.
+        store
+            .write(|txn| append(txn, "a/bc", &[json!({"y": 1})]))
+            .unwrap();
+        let rest = Journals::default()
+            .read(&store, "a/b", docs[1].offset, 100, 1 << 20)
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            Journals::default()
+                .read(&store, "a/b", e, 100, 1 << 20)
+                .unwrap()
+                .len(),
+            0
+        );
+        // Limits: at least one document even when it exceeds bytes_max.
+        assert_eq!(
+            Journals::default()
+                .read(&store, "a/b", 0, 100, 1)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_transaction_appends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let res: anyhow::Result<()> = store.write(|txn| {
+            append(txn, "j", &[json!({"x": 1})])?;
+            anyhow::bail!("later step failed")
+        });
+        assert!(res.is_err());
+        assert_eq!(head(&store, "j").unwrap(), 0);
+        assert!(
+            Journals::default()
+                .read(&store, "j", 0, 10, 1 << 20)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Concurrent writers share transactions; a failing job is rolled back alone, and every
+    /// successful job's writes are there exactly once.
+    #[test]
+    fn group_commit_isolates_failing_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..50 {
+                        let fail = i % 5 == 0;
+                        let r = store.write(move |txn| {
+                            append(txn, &format!("j{t}"), &[json!({"i": i})])?;
+                            if fail {
+                                anyhow::bail!("job {t}/{i} fails after writing");
+                            }
+                            Ok(i)
+                        });
+                        match (fail, r) {
+                            (false, Ok(v)) => {
+                                assert_eq!(v, i);
+                                ok += 1;
+                            }
+                            (true, Err(e)) => {
+                                assert!(e.to_string().contains("fails after writing"), "{e}")
+                            }
+                            (f, r) => panic!("job {t}/{i} (fail: {f}) gave {r:?}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        for (t, h) in threads.into_iter().enumerate() {
+            let ok = h.join().unwrap();
+            let docs = Journals::default()
+                .read(&store, &format!("j{t}"), 0, usize::MAX, usize::MAX)
+                .unwrap();
+            let is: Vec<u64> = docs
+                .iter()
+                .map(|d| {
+                    serde_json::from_slice::<serde_json::Value>(&d.bytes).unwrap()["i"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(is.len(), ok);
+            assert_eq!(is, (0..50).filter(|i| i % 5 != 0).collect::<Vec<u64>>());
+        }
+    }
+}

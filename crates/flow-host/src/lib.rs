@@ -1,0 +1,21 @@
+//! Flow: a WebAssembly-plugin stream transformation host. See ARCHITECTURE.md for the map.
+//!
+//! Dependencies point one way: `api`, `cli`, `bench` -> `runtime` -> `task` -> {`connector`,
+//! `plugin`, `journal`, `catalog`} -> `storage`, with the `flow-engine` and `flow-doc` crates
+//! below everything (`.ci/check-structure` checks it).
+
+pub mod api;
+pub(crate) mod bench;
+pub mod catalog;
+pub mod catalog_test;
+pub mod cli;
+pub(crate) mod connector;
+pub mod journal;
+pub mod limits;
+pub mod plugin;
+pub mod runtime;
+pub mod storage;
+pub(crate) mod task;
+
+pub use limits::Limits;
+pub use runtime::{Host, HostOptions};

@@ -1,0 +1,121 @@
+//! Every bound the host enforces, in one place, each with its default and the reason for it.
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds on documents, batches and plugins. Defaults suit a small host; all are configurable.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted document, in bytes of JSON. Flow documents are records, not files; 16 MiB
+    /// leaves room for fat records while bounding the memory one document can pin.
+    pub doc_bytes_max: usize,
+    /// Most documents a task reads into one transaction. Larger batches amortize the commit
+    /// (one fsync per transaction); smaller ones bound latency and memory.
+    pub txn_docs_max: usize,
+    /// Most bytes a task reads into one transaction, for the same reasons.
+    pub txn_bytes_max: usize,
+    /// Wall time after which a transaction takes no further plugin calls and commits what it
+    /// processed: a slow plugin still commits progress, and a stop or hot-swap never waits
+    /// longer than this plus one call.
+    pub txn_time_max_ms: u64,
+    /// Most documents passed to one plugin call: big enough that the ~1 us cost of a component
+    /// call vanishes per document, small enough that a call stays well inside its deadline.
+    pub call_docs_max: usize,
+    /// CPU deadline of one plugin call, in milliseconds. A call past it is interrupted.
+    pub call_deadline_ms: u64,
+    /// Memory cap of one plugin instance (linear memories and tables), in bytes.
+    pub plugin_memory_bytes_max: usize,
+    /// Most documents one plugin call may return.
+    pub call_output_docs_max: usize,
+    /// Most bytes (of JSON text) one plugin call may return.
+    pub call_output_bytes_max: usize,
+    /// Largest component accepted at deploy. 32 MiB fits interpreters compiled to Wasm (Python).
+    pub component_bytes_max: usize,
+    /// Plugin log lines kept per plugin; older lines are dropped.
+    pub plugin_log_lines_max: usize,
+    /// Estimated memory a combiner holds before it spills sorted runs to a temp file. See
+    /// `doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT` for why this size.
+    pub combiner_spill_bytes: usize,
+    /// Unsealed bytes a journal's redb head may hold (or twice its fragment length, if larger)
+    /// before appends to it are refused: while the fragment store fails, the host keeps
+    /// accepting writes up to this bound, then pushes back instead of filling its disk.
+    pub journal_head_bytes_max: u64,
+    /// How long an idle task sleeps before re-checking its sources if no append wakes it
+    /// (a safety net only: appends wake readers directly).
+    pub idle_recheck_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            doc_bytes_max: 16 << 20,
+            txn_docs_max: 4096,
+            txn_bytes_max: 32 << 20,
+            txn_time_max_ms: 1000,
+            call_docs_max: 1024,
+            call_deadline_ms: 1000,
+            plugin_memory_bytes_max: 64 << 20,
+            call_output_docs_max: 100_000,
+            call_output_bytes_max: 64 << 20,
+            component_bytes_max: 64 << 20,
+            plugin_log_lines_max: 1000,
+            combiner_spill_bytes: flow_doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT,
+            journal_head_bytes_max: 1 << 30,
+            idle_recheck_ms: 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// The bounds the engine enforces on each plugin instance.
+    pub fn sandbox(&self) -> flow_engine::Sandbox {
+        flow_engine::Sandbox {
+            call_deadline_ms: self.call_deadline_ms,
+            memory_bytes_max: self.plugin_memory_bytes_max,
+        }
+    }
+
+    /// Check that the bounds are consistent with each other.
+    pub fn check(&self) -> Result<(), String> {
+        let rules: [(bool, &str); 6] = [
+            (self.doc_bytes_max > 0, "docBytesMax must be positive"),
+            (
+                self.txn_docs_max > 0 && self.call_docs_max > 0,
+                "batch sizes must be positive",
+            ),
+            (
+                self.txn_bytes_max >= self.doc_bytes_max,
+                "txnBytesMax must fit one maximal document",
+            ),
+            (
+                self.call_deadline_ms >= 10,
+                "callDeadlineMs must be at least one epoch tick (10 ms)",
+            ),
+            (
+                self.plugin_memory_bytes_max >= 1 << 20,
+                "pluginMemoryBytesMax must be at least 1 MiB",
+            ),
+            (
+                self.call_output_bytes_max >= self.doc_bytes_max,
+                "callOutputBytesMax must fit one maximal document",
+            ),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(why.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #[test]
+    fn defaults_are_consistent() {
+        super::Limits::default().check().unwrap();
+        let bad = super::Limits {
+            call_deadline_ms: 1,
+            ..Default::default()
+        };
+        assert!(bad.check().unwrap_err().contains("callDeadlineMs"));
+    }
+}

@@ -1,0 +1,259 @@
+//! The plugin registry: immutable versions by content digest, the compile cache, and logs.
+//!
+//! Every deploy of a plugin name records a version (sequence, digest, world, size, time).
+//! A component is refused before it is recorded unless it compiles and implements a known
+//! world of `wit/`, so a bad upload never replaces a running version.
+
+mod logs;
+
+pub use logs::{LogLine, PluginLogs};
+
+use crate::storage::{PLUGIN_BLOBS, PLUGIN_VERSIONS, Store};
+use flow_engine::{Component, Engine, EngineError, LogSink, World};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::sync::Arc;
+
+/// One deployed version of a plugin.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub name: String,
+    /// 1 for the first deploy of this name, then 2, 3, ...
+    pub seq: u64,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub world: World,
+    pub size_bytes: u64,
+    /// RFC 3339, UTC.
+    pub deployed_at: String,
+    /// Set when this version was made by a rollback: the sequence whose component it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("plugin name: {0}")]
+    Name(String),
+    #[error("the component is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("plugin {name} implements the {found} world, but this use needs a {expected} plugin")]
+    WrongWorld {
+        name: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error(transparent)]
+    Storage(#[from] anyhow::Error),
+}
+
+/// SHA-256 of `bytes` (what version digests are made of).
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+pub struct Registry {
+    store: Arc<Store>,
+    engine: Arc<Engine>,
+    logs: Arc<PluginLogs>,
+    /// `Limits::component_bytes_max`: the largest component a deploy takes.
+    component_bytes_max: usize,
+}
+
+impl Registry {
+    pub fn new(store: Arc<Store>, engine: Arc<Engine>, limits: &crate::Limits) -> Self {
+        Registry {
+            store,
+            engine,
+            logs: Arc::new(PluginLogs::new(limits.plugin_log_lines_max)),
+            component_bytes_max: limits.component_bytes_max,
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Validate and record a new version of `name`. Deploying the bytes of the live version
+    /// again returns that version unchanged.
+    pub fn deploy(&self, name: &str, bytes: &[u8]) -> Result<Version, DeployError> {
+        crate::catalog::check_name(name).map_err(DeployError::Name)?;
+        let max = self.component_bytes_max;
+        if bytes.len() > max {
+            return Err(DeployError::TooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        if let Some(live) = self.live(name)?
+            && live.digest == digest
+        {
+            return Ok(live);
+        }
+        let component =
+            self.engine
+                .compile(&digest, bytes)
+                .map_err(|e| match e.downcast::<EngineError>() {
+                    Ok(e) => DeployError::Engine(e),
+                    Err(e) => DeployError::Storage(e),
+                })?;
+        let world = self.engine.world_of(&component)?;
+        let (name_owned, bytes_owned, digest) = (name.to_string(), bytes.to_vec(), digest.clone());
+        let version = self.store.write(move |txn| {
+            let (name, bytes) = (name_owned.as_str(), bytes_owned.as_slice());
+            let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+            let seq = versions
+                .range((name, 0)..=(name, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| k.value().1)
+                .unwrap_or(0)
+                + 1;
+            let version = Version {
+                name: name.to_string(),
+                seq,
+                digest: digest.clone(),
+                world,
+                size_bytes: bytes.len() as u64,
+                deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                rollback_of: None,
+            };
+            versions.insert((name, seq), serde_json::to_vec(&version)?.as_slice())?;
+            txn.open_table(PLUGIN_BLOBS)?
+                .insert(digest.as_str(), bytes)?;
+            Ok(version)
+        })?;
+        self.logs.push(
+            name,
+            flow_engine::LogLevel::Info,
+            format!("deployed version {} ({})", version.seq, version.digest),
+        );
+        Ok(version)
+    }
+
+    /// Make an earlier version live again, as a new version that runs its component: `to` a
+    /// given sequence, or by default the newest earlier version with a different component.
+    pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<Version, DeployError> {
+        let history = self.history(name)?;
+        let live = history
+            .last()
+            .ok_or_else(|| DeployError::Name(format!("no plugin named '{name}' is deployed")))?
+            .clone();
+        let target = match to {
+            Some(seq) => history.iter().find(|v| v.seq == seq).ok_or_else(|| {
+                DeployError::Name(format!("plugin {name} has no version {seq} (versions 1 to {})", live.seq))
+            })?,
+            None => history.iter().rev().find(|v| v.digest != live.digest).ok_or_else(|| {
+                DeployError::Name(format!("plugin {name} has no earlier version with a different component to roll back to"))
+            })?,
+        };
+        if target.digest == live.digest {
+            return Err(DeployError::Name(format!(
+                "plugin {name}: version {} already runs that component (live is {})",
+                target.seq, live.seq
+            )));
+        }
+        let version = Version {
+            name: name.to_string(),
+            seq: live.seq + 1,
+            digest: target.digest.clone(),
+            world: target.world,
+            size_bytes: target.size_bytes,
+            deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
+            rollback_of: Some(target.seq),
+        };
+        let record = version.clone();
+        self.store.write(move |txn| {
+            let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+            let version = &record;
+            versions.insert(
+                (version.name.as_str(), version.seq),
+                serde_json::to_vec(&version)?.as_slice(),
+            )?;
+            Ok(())
+        })?;
+        self.logs.push(
+            name,
+            flow_engine::LogLevel::Info,
+            format!(
+                "rolled back to version {} as version {} ({})",
+                target.seq, version.seq, version.digest
+            ),
+        );
+        Ok(version)
+    }
+
+    /// Every version of `name`, oldest first.
+    pub fn history(&self, name: &str) -> anyhow::Result<Vec<Version>> {
+        let txn = self.store.read()?;
+        let versions = txn.open_table(PLUGIN_VERSIONS)?;
+        let mut out = Vec::new();
+        for entry in versions.range((name, 0)..=(name, u64::MAX))? {
+            out.push(serde_json::from_slice(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The version tasks using `name` run: the newest.
+    pub fn live(&self, name: &str) -> anyhow::Result<Option<Version>> {
+        Ok(self.history(name)?.pop())
+    }
+
+    /// The live version of every plugin, by name.
+    pub fn list(&self) -> anyhow::Result<Vec<Version>> {
+        let txn = self.store.read()?;
+        let versions = txn.open_table(PLUGIN_VERSIONS)?;
+        let mut out: Vec<Version> = Vec::new();
+        for entry in versions.iter()? {
+            let v: Version = serde_json::from_slice(entry?.1.value())?;
+            match out.last_mut() {
+                Some(last) if last.name == v.name => *last = v,
+                _ => out.push(v),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The compiled component of the live version of `name`, which must be of `world`.
+    pub fn resolve(&self, name: &str, world: World) -> anyhow::Result<(Version, Component)> {
+        let version = self
+            .live(name)?
+            .ok_or_else(|| anyhow::anyhow!("no plugin named '{name}' is deployed (deploy it with `flow plugin deploy {name} FILE.wasm`)"))?;
+        if version.world != world {
+            return Err(DeployError::WrongWorld {
+                name: name.to_string(),
+                found: version.world.name(),
+                expected: world.name(),
+            }
+            .into());
+        }
+        let txn = self.store.read()?;
+        let blobs = txn.open_table(PLUGIN_BLOBS)?;
+        let bytes = blobs.get(version.digest.as_str())?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "plugin {name}: component {} is missing from the store",
+                version.digest
+            )
+        })?;
+        let component = self.engine.compile(&version.digest, bytes.value())?;
+        Ok((version, component))
+    }
+
+    pub fn logs(&self) -> &Arc<PluginLogs> {
+        &self.logs
+    }
+
+    /// Where the plugin `name` writes its log.
+    pub fn log_sink(&self, name: &str) -> LogSink {
+        let logs = self.logs.clone();
+        let name = name.to_string();
+        Arc::new(move |level, line| logs.push(&name, level, line))
+    }
+}

@@ -1,0 +1,315 @@
+//! The host: owns the database, journals, plugin registry and catalog; takes ingests and
+//! reads. `publish.rs` validates and swaps catalogs; `supervisor.rs` spawns, stops and restarts
+//! the task threads, through the table of kinds in `task/`.
+
+mod publish;
+mod supervisor;
+
+pub use crate::task::{SourceStatus, TaskState, TaskStatus};
+pub use publish::Published;
+
+use crate::catalog::{self, Built, Catalog};
+use crate::journal::fragment::Fragments;
+use crate::journal::{self, Journals, ReadDoc};
+use crate::limits::Limits;
+use crate::plugin::Registry;
+use crate::storage::Store;
+use crate::task::Statuses;
+use anyhow::Context;
+use flow_engine::Engine;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Errors of host operations, with the stable code the API shows clients.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The host cannot take this now (e.g. backpressure); the client should retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A wait ran out of time (e.g. `wait_idle`).
+    #[error("{0}")]
+    Timeout(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Result of an ingest.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingested {
+    pub collection: String,
+    pub docs: usize,
+    /// Documents appended after combining those of one key (by the schema's reductions).
+    pub appended: usize,
+    /// Journal offsets the documents were appended at.
+    pub begin: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionInfo {
+    pub name: String,
+    pub key: Vec<String>,
+    pub derived: bool,
+    /// Bytes written so far (the journal's write head).
+    pub head: u64,
+    /// How much of the journal is persisted to the fragment store, and any trouble doing so.
+    pub fragments: crate::journal::fragment::FragmentStatus,
+}
+
+pub struct Host {
+    pub data_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub journals: Arc<Journals>,
+    pub fragments: Arc<Fragments>,
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+    catalog: RwLock<Arc<Built>>,
+    tasks: Mutex<BTreeMap<String, supervisor::TaskHandle>>,
+    statuses: Statuses,
+    /// Serializes publishes, so two never interleave their checks and swaps.
+    publishing: Mutex<()>,
+    /// Whether tasks of kinds that act outside Flow run (`Kind::external`): catalog tests
+    /// run without them, since they would write to real destinations.
+    run_external_tasks: bool,
+}
+
+/// How to open a host.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// Where the redb database, compiled plugins and (by default) fragments live.
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// The fragment store (`file://`, `s3://`, `memory://`); default `file://DATA_DIR/fragments`.
+    /// An empty data directory given an existing store reads its history.
+    pub store_url: Option<String>,
+    /// Run materializations (and every kind that acts outside Flow); default true.
+    pub run_external_tasks: bool,
+}
+
+impl HostOptions {
+    /// Default limits, fragments under `data_dir`, every task kind runs.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        HostOptions {
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            store_url: None,
+            run_external_tasks: true,
+        }
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn store_url(mut self, url: Option<String>) -> Self {
+        self.store_url = url;
+        self
+    }
+
+    pub fn run_external_tasks(mut self, run: bool) -> Self {
+        self.run_external_tasks = run;
+        self
+    }
+}
+
+const CATALOG_KEY: &str = "catalog";
+
+impl Host {
+    /// Open the host as `options` say: reconcile every collection's fragment index with the
+    /// store, rebuild the persisted catalog and start its tasks.
+    pub fn open(options: HostOptions) -> anyhow::Result<Arc<Self>> {
+        let HostOptions {
+            data_dir,
+            limits,
+            store_url,
+            run_external_tasks,
+        } = options;
+        let data_dir = data_dir.as_path();
+        let store_url = store_url.as_deref();
+        limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid limits: {e}"))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
+        let store = Arc::new(Store::open(&data_dir.join("flow.redb"))?);
+        let default_url;
+        let store_url = match store_url {
+            Some(u) => u,
+            None => {
+                let dir = std::path::absolute(data_dir.join("fragments"))
+                    .context("failed to resolve the data dir")?;
+                default_url = format!("file://{}", dir.display());
+                &default_url
+            }
+        };
+        let fragments = Fragments::open(store_url, store.clone(), limits.journal_head_bytes_max)?;
+        let engine = Engine::new(Some(data_dir.join("compiled")))?;
+        let registry = Arc::new(Registry::new(store.clone(), engine, &limits));
+        let built = match store.meta(CATALOG_KEY)? {
+            None => Built::default(),
+            Some(bytes) => {
+                let spec: Catalog = serde_json::from_slice(&bytes)
+                    .context("failed to parse the persisted catalog")?;
+                catalog::build("persisted catalog", spec).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+        };
+        fragments.configure(fragment_settings(&built));
+        fragments.start()?;
+        let host = Arc::new(Host {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            journals: Arc::new(Journals::with_fragments(fragments.clone())),
+            fragments,
+            registry,
+            limits,
+            catalog: RwLock::new(Arc::new(built)),
+            tasks: Mutex::new(BTreeMap::new()),
+            statuses: Statuses::default(),
+            publishing: Mutex::new(()),
+            run_external_tasks,
+        });
+        host.restart_tasks(&|_, _| true);
+        Ok(host)
+    }
+
+    pub fn catalog(&self) -> Arc<Built> {
+        self.catalog.read().expect("catalog lock poisoned").clone()
+    }
+
+    /// Validate documents against the collection's schema, combine them by key (its `reduce`
+    /// annotations), and append them in one durable transaction: all of them or, on any
+    /// error, none.
+    pub fn ingest(&self, collection: &str, docs: Vec<Value>) -> Result<Ingested, HostError> {
+        let catalog = self.catalog();
+        let c = catalog
+            .collection(collection)
+            .map_err(|e| HostError::NotFound(e.to_string()))?;
+        for (i, doc) in docs.iter().enumerate() {
+            c.check_document(&self.limits, doc)
+                .map_err(|e| HostError::Invalid(format!("document {}: {e}", i + 1)))?;
+        }
+        let n = docs.len();
+        let combined = c
+            .combine_deltas(&self.limits, docs)
+            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
+        let appended = combined.len();
+        self.fragments
+            .check_append(collection)
+            .map_err(HostError::Unavailable)?;
+        let (begin, end) = self.store.write({
+            let collection = collection.to_string();
+            move |txn| journal::append(txn, &collection, &combined)
+        })?;
+        self.journals.notify();
+        Ok(Ingested {
+            collection: collection.to_string(),
+            docs: n,
+            appended,
+            begin,
+            end,
+        })
+    }
+
+    /// Read documents of a collection from `offset`.
+    pub fn read(
+        &self,
+        collection: &str,
+        offset: u64,
+        docs_max: usize,
+    ) -> Result<Vec<ReadDoc>, HostError> {
+        self.catalog()
+            .collection(collection)
+            .map_err(|e| HostError::NotFound(e.to_string()))?;
+        Ok(self.journals.read(
+            &self.store,
+            collection,
+            offset,
+            docs_max,
+            self.limits.txn_bytes_max,
+        )?)
+    }
+
+    pub fn collections(&self) -> anyhow::Result<Vec<CollectionInfo>> {
+        let catalog = self.catalog();
+        let mut out = Vec::new();
+        for c in catalog.collections.values() {
+            out.push(CollectionInfo {
+                name: c.name.clone(),
+                key: c.key.iter().map(|p| p.to_string()).collect(),
+                derived: c.derive.is_some(),
+                head: journal::head(&self.store, &c.name)?,
+                fragments: self.fragments.status(&c.name)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn task_statuses(&self) -> Vec<TaskStatus> {
+        self.statuses.all()
+    }
+
+    pub fn task_status(&self, name: &str) -> Option<TaskStatus> {
+        self.statuses.get(name)
+    }
+
+    /// Block until every running task has read everything written to its sources, or one has
+    /// failed (returned as the error), or `timeout` passes.
+    pub fn wait_idle(&self, timeout: Duration) -> Result<(), HostError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let statuses = self.statuses.all();
+            if let Some(failed) = statuses.iter().find(|s| s.state == TaskState::Failed) {
+                return Err(HostError::Invalid(format!(
+                    "task {} failed: {}",
+                    failed.name,
+                    failed.last_error.clone().unwrap_or_default()
+                )));
+            }
+            let mut idle = statuses.iter().all(|s| s.state == TaskState::Running);
+            if idle {
+                for s in &statuses {
+                    for src in &s.sources {
+                        if journal::head(&self.store, &src.collection)? > src.offset {
+                            idle = false;
+                        }
+                    }
+                }
+            }
+            if idle {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(HostError::Timeout(format!(
+                    "tasks did not catch up within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Each collection's fragment settings.
+fn fragment_settings(built: &Built) -> BTreeMap<String, crate::journal::fragment::Settings> {
+    built
+        .collections
+        .values()
+        .map(|c| (c.name.clone(), c.fragments.clone()))
+        .collect()
+}

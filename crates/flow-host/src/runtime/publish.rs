@@ -1,0 +1,169 @@
+//! Publishing a bundle: every check first (catalog, modules' worlds, referenced plugins,
+//! connectors), then the deploys, the persisted catalog and the swap of tasks. Task kinds are
+//! known only through `task::KINDS`.
+
+use super::{CATALOG_KEY, Host, HostError, fragment_settings};
+use crate::catalog::{self, Bundle};
+use crate::connector;
+use crate::task::KINDS;
+use anyhow::Context;
+use flow_engine::World;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Result of a publish.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    pub collections: Vec<String>,
+    pub derivations: Vec<String>,
+    pub materializations: Vec<String>,
+    /// Plugins deployed from the bundle's modules, as `name@seq`.
+    pub deployed: Vec<String>,
+}
+
+impl Host {
+    /// Validate a bundle, deploy its modules, merge it into the catalog and restart tasks.
+    /// Nothing changes unless every check passes.
+    pub fn publish(&self, bundle: Bundle) -> Result<Published, HostError> {
+        let _guard = self.publishing.lock().expect("publish lock poisoned");
+        let mut update = bundle.catalog.clone();
+        let invalid = |task: &str, why: String| {
+            HostError::Invalid(format!("{}: {task}: {why}", bundle.source))
+        };
+
+        // Accepted but never run would be worse than refused (#13 builds them).
+        if let Some(name) = update.captures.keys().next() {
+            return Err(invalid(
+                &format!("capture {name}"),
+                "captures are not supported by this host yet: nothing would run them; \
+                 remove `captures` from the catalog"
+                    .into(),
+            ));
+        }
+
+        // Modules become plugins named after their task.
+        let mut modules: Vec<(String, World, Vec<u8>)> = Vec::new();
+        for kind in KINDS {
+            for (task, wasm) in (kind.endpoints)(&mut update) {
+                let Some(path) = wasm.module.take() else {
+                    continue;
+                };
+                let bytes = bundle.modules.get(&path).ok_or_else(|| {
+                    invalid(
+                        task,
+                        format!("module {path} is not in the published bundle"),
+                    )
+                })?;
+                modules.push((task.clone(), kind.world, bytes.clone()));
+                wasm.plugin = Some(task.clone());
+            }
+        }
+
+        let merged = catalog::merge(&self.catalog().spec, &update);
+        let built = Arc::new(
+            catalog::build(&bundle.source, merged)
+                .map_err(|e| HostError::Invalid(e.to_string()))?,
+        );
+
+        // Every module must be a component of the right world before anything is recorded.
+        let engine = self.registry.engine();
+        for (task, world, bytes) in &modules {
+            let digest = format!("sha256:{}", hex::encode(crate::plugin::sha256(bytes)));
+            let component = engine
+                .compile(&digest, bytes)
+                .map_err(|e| invalid(task, format!("module: {e:#}")))?;
+            let found = engine
+                .world_of(&component)
+                .map_err(|e| invalid(task, format!("module: {e}")))?;
+            if found != *world {
+                return Err(invalid(
+                    task,
+                    format!(
+                        "module implements the {} world, but {task} needs a {} plugin",
+                        found.name(),
+                        world.name()
+                    ),
+                ));
+            }
+        }
+        // Plugins referenced by name must exist, with the right world.
+        for kind in KINDS {
+            for def in (kind.tasks)(&built) {
+                let (task, plugin) = (def.name.as_str(), def.plugin.as_str());
+                if modules.iter().any(|(t, _, _)| t == plugin) {
+                    continue;
+                }
+                match self.registry.live(plugin)? {
+                    None => {
+                        return Err(invalid(
+                            task,
+                            format!(
+                                "no plugin named '{plugin}' is deployed (deploy it with `flow plugin deploy {plugin} FILE.wasm`)"
+                            ),
+                        ));
+                    }
+                    Some(v) if v.world != kind.world => {
+                        return Err(invalid(
+                            task,
+                            format!(
+                                "plugin '{plugin}' implements the {} world, but {task} needs a {} plugin",
+                                v.world.name(),
+                                kind.world.name()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        // Endpoints name connectors this host has.
+        for m in built.materializations.values() {
+            if let Some(d) = &m.destination
+                && !connector::names().contains(&d.connector.as_str())
+            {
+                return Err(invalid(
+                    &m.name,
+                    format!(
+                        "unknown connector '{}': this host has {}",
+                        d.connector,
+                        connector::names().join(", ")
+                    ),
+                ));
+            }
+        }
+
+        let mut deployed = Vec::new();
+        for (task, _, bytes) in &modules {
+            let v = self
+                .registry
+                .deploy(task, bytes)
+                .map_err(|e| HostError::Invalid(format!("{task}: {e}")))?;
+            deployed.push(format!("{}@{}", v.name, v.seq));
+        }
+        let spec_bytes =
+            serde_json::to_vec(&built.spec).context("failed to serialize the catalog")?;
+        self.store.write(move |txn| {
+            txn.open_table(crate::storage::META)?
+                .insert(CATALOG_KEY, spec_bytes.as_slice())?;
+            Ok(())
+        })?;
+
+        let published = Published {
+            collections: update.collections.keys().cloned().collect(),
+            derivations: update
+                .collections
+                .iter()
+                .filter(|(_, c)| c.derive.is_some())
+                .map(|(n, _)| n.clone())
+                .collect(),
+            materializations: update.materializations.keys().cloned().collect(),
+            deployed,
+        };
+        // New collections are reconciled with the store before any task reads them.
+        self.fragments.configure(fragment_settings(&built));
+        *self.catalog.write().expect("catalog lock poisoned") = built;
+        self.restart_tasks(&|_, _| true);
+        Ok(published)
+    }
+}

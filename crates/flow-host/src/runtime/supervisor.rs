@@ -1,0 +1,113 @@
+//! Supervising task threads: (re)start the catalog's tasks from the table of kinds, stop them
+//! at a transaction boundary, and swap them when their plugin changes.
+
+use super::Host;
+use crate::task::{KINDS, TaskCtx, TaskState, TaskStatus};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A running task thread.
+pub(super) struct TaskHandle {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Host {
+    /// A new version of `plugin` is live (deployed or rolled back to): restart the tasks that
+    /// run it. Each stops at its next transaction boundary and resumes from its checkpoint on
+    /// the new version, with its state intact; other tasks are not touched.
+    pub fn plugin_deployed(&self, plugin: &str) {
+        self.restart_tasks(&|_, p| p == plugin);
+    }
+
+    /// Stop every task and wait for their threads.
+    pub fn shutdown(&self) {
+        self.stop_tasks(&|_| true);
+        self.fragments.shutdown();
+    }
+
+    /// Stop the tasks `which` selects (by name) and wait for their threads: each finishes the
+    /// transaction it is in, so a stop is always at a transaction boundary.
+    fn stop_tasks(&self, which: &dyn Fn(&str) -> bool) {
+        let stopping: Vec<(String, TaskHandle)> = {
+            let mut tasks = self.tasks.lock().expect("tasks poisoned");
+            let names: Vec<String> = tasks.keys().filter(|n| which(n)).cloned().collect();
+            names
+                .into_iter()
+                .filter_map(|n| tasks.remove(&n).map(|t| (n, t)))
+                .collect()
+        };
+        for (_, t) in &stopping {
+            t.stop.store(true, Ordering::Relaxed);
+        }
+        self.journals.notify();
+        for (name, t) in stopping {
+            let _ = t.thread.join();
+            self.statuses.update(&name, |s| {
+                if s.state != TaskState::Failed {
+                    s.state = TaskState::Stopped
+                }
+            });
+        }
+    }
+
+    /// (Re)start the catalog's tasks that `which` selects by (task, plugin); tasks no longer
+    /// in the catalog are stopped.
+    pub(super) fn restart_tasks(&self, which: &dyn Fn(&str, &str) -> bool) {
+        let catalog = self.catalog();
+        let mut defs = Vec::new();
+        for kind in KINDS {
+            if kind.external && !self.run_external_tasks {
+                continue;
+            }
+            defs.extend((kind.tasks)(&catalog).into_iter().map(|d| (kind, d)));
+        }
+        let in_catalog: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
+        defs.retain(|(_, d)| which(&d.name, &d.plugin));
+        let restarting: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
+        self.stop_tasks(&|n| restarting.contains(n) || !in_catalog.contains(n));
+        for name in self.statuses.all().iter().map(|s| s.name.clone()) {
+            if !in_catalog.contains(&name) {
+                self.statuses.remove(&name);
+            }
+        }
+
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        for (kind, def) in defs {
+            let stop = Arc::new(AtomicBool::new(false));
+            let ctx = TaskCtx {
+                name: def.name.clone(),
+                store: self.store.clone(),
+                journals: self.journals.clone(),
+                registry: self.registry.clone(),
+                limits: def
+                    .limits
+                    .as_ref()
+                    .map(|l| l.apply(&self.limits))
+                    .unwrap_or_else(|| self.limits.clone()),
+                stop: stop.clone(),
+                statuses: self.statuses.clone(),
+            };
+            self.statuses.set(TaskStatus {
+                name: def.name.clone(),
+                kind: kind.name,
+                state: TaskState::Starting,
+                plugin: def.plugin,
+                plugin_version: None,
+                last_error: None,
+                transactions: 0,
+                docs_in: 0,
+                docs_out: 0,
+                docs_failed: 0,
+                sources: Vec::new(),
+            });
+            let run = def.run;
+            let thread = std::thread::Builder::new()
+                .name(format!("task {}", def.name))
+                .spawn(move || run(ctx))
+                .expect("failed to spawn a task thread");
+            tasks.insert(def.name, TaskHandle { stop, thread });
+        }
+    }
+}

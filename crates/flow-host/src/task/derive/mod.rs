@@ -1,0 +1,772 @@
+//! The derivation task: one per derived collection. Protocol steps: `README.md`.
+//!
+//! `Derive::start` opens it; `transaction` runs the steps, most of them functions named as in
+//! the README.
+
+use crate::catalog::{self, Built, BuiltCollection, ErrorPolicy};
+use crate::journal;
+use crate::storage::{CHECKPOINTS, Store, TASK_STATE};
+use crate::task::{self, Kind, Task, TaskCtx, TaskDef};
+use anyhow::Context;
+use flow_engine::{Derivation, Migrator, StateAccess, World, derive_api, migrate_api};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Per-key state as one transaction sees it: committed state overlaid by this transaction's
+/// writes (`None` = cleared).
+#[derive(Clone)]
+struct StateTxn {
+    task: String,
+    store: Arc<Store>,
+    writes: Arc<Mutex<BTreeMap<String, Option<String>>>>,
+}
+
+impl StateAccess for StateTxn {
+    fn get(&mut self, key: &str) -> Option<String> {
+        if let Some(w) = self.writes.lock().expect("state poisoned").get(key) {
+            return w.clone();
+        }
+        // A read failure of the local database is not the plugin's to handle; it surfaces as
+        // missing state only if redb itself is broken, which the commit will then report.
+        self.store.state(&self.task, key).ok().flatten()
+    }
+    fn set(&mut self, key: &str, value: String) {
+        self.writes
+            .lock()
+            .expect("state poisoned")
+            .insert(key.to_string(), Some(value));
+    }
+    fn clear(&mut self, key: &str) {
+        self.writes
+            .lock()
+            .expect("state poisoned")
+            .insert(key.to_string(), None);
+    }
+}
+
+struct Transform {
+    name: String,
+    source: String,
+    shuffle_key: Vec<flow_doc::Pointer>,
+    offset: u64,
+    read_delay_ms: u64,
+    /// When the next delayed document of this source becomes ready (ms since the epoch).
+    wake_ms: Option<u64>,
+}
+
+pub(crate) const KIND: Kind = Kind {
+    name: "derivation",
+    world: World::Derivation,
+    external: false,
+    endpoints: |catalog| {
+        catalog
+            .collections
+            .iter_mut()
+            .filter_map(|(name, c)| c.derive.as_mut().map(|d| (name, &mut d.using.wasm)))
+            .collect()
+    },
+    tasks: |catalog| {
+        catalog
+            .collections
+            .values()
+            .filter_map(|c| {
+                let d = c.derive.as_ref()?;
+                let (catalog, collection) = (catalog.clone(), c.clone());
+                let plugin = d.plugin.clone();
+                Some(TaskDef {
+                    name: c.name.clone(),
+                    plugin: d.plugin.clone(),
+                    limits: d.limits.clone(),
+                    run: Box::new(move |ctx| {
+                        task::run(ctx, &plugin, |ctx| Derive::start(ctx, catalog, collection))
+                    }),
+                })
+            })
+            .collect()
+    },
+};
+
+/// A running derivation of one collection.
+struct Derive {
+    catalog: Arc<Built>,
+    collection: Arc<BuiltCollection>,
+    transforms: Vec<Transform>,
+    plugin: Plugin,
+}
+
+impl Task for Derive {
+    fn outputs(&self) -> Vec<String> {
+        let mut outputs = vec![self.collection.name.clone()];
+        if let Some(d) = &self.collection.derive {
+            outputs.extend(d.dead_letters.clone());
+        }
+        outputs
+    }
+
+    fn sources(&self) -> Vec<(String, String, u64)> {
+        self.transforms
+            .iter()
+            .map(|t| (t.name.clone(), t.source.clone(), t.offset))
+            .collect()
+    }
+
+    fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize> {
+        transaction(
+            ctx,
+            &self.catalog,
+            &self.collection,
+            &mut self.transforms,
+            &mut self.plugin,
+        )
+    }
+
+    /// Sleep until an append, or until a delayed document becomes ready.
+    fn wake_ms(&self) -> Option<u64> {
+        self.transforms.iter().filter_map(|t| t.wake_ms).min()
+    }
+}
+
+impl Derive {
+    /// Resolve the plugin, migrate state written by another version, open the plugin, and
+    /// resume every transform from its checkpoint.
+    fn start(
+        ctx: &TaskCtx,
+        catalog: Arc<Built>,
+        collection: Arc<BuiltCollection>,
+    ) -> anyhow::Result<(Self, u64)> {
+        let derive = collection.derive.as_ref().context("not a derivation")?;
+        let mut transforms = Vec::new();
+        for t in &derive.transforms {
+            let source = catalog.collection(&t.source)?;
+            transforms.push(Transform {
+                name: t.name.clone(),
+                source: t.source.clone(),
+                shuffle_key: if t.shuffle_key.is_empty() {
+                    source.key.clone()
+                } else {
+                    t.shuffle_key.clone()
+                },
+                offset: ctx.store.checkpoint(&ctx.name, &t.name)?,
+                read_delay_ms: t.read_delay_ms,
+                wake_ms: None,
+            });
+        }
+
+        let (version, component) = ctx.registry.resolve(&derive.plugin, World::Derivation)?;
+        let spec = derive_api::DerivationSpec {
+            name: collection.name.clone(),
+            config: derive.config.to_string(),
+            key: collection.key.iter().map(|p| p.to_string()).collect(),
+            transforms: transforms
+                .iter()
+                .map(|t| derive_api::TransformSpec {
+                    name: t.name.clone(),
+                    source: t.source.clone(),
+                    shuffle_key: t.shuffle_key.iter().map(|p| p.to_string()).collect(),
+                })
+                .collect(),
+        };
+        migrate_state(ctx, &derive.plugin, &version, &component)?;
+        let plugin = Plugin::open(ctx, &derive.plugin, version.clone(), component, spec)?;
+        let resume: Vec<String> = transforms
+            .iter()
+            .map(|t| format!("{}@{}", t.name, t.offset))
+            .collect();
+        ctx.registry.logs().push(
+            &derive.plugin,
+            flow_engine::LogLevel::Info,
+            format!(
+                "task {} running version {} from {}",
+                ctx.name,
+                version.seq,
+                resume.join(", ")
+            ),
+        );
+        let derive = Derive {
+            catalog,
+            collection,
+            transforms,
+            plugin,
+        };
+        Ok((derive, version.seq))
+    }
+}
+
+/// Run one transaction; returns how many source documents it processed.
+fn transaction(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    collection: &BuiltCollection,
+    transforms: &mut [Transform],
+    plugin: &mut Plugin,
+) -> anyhow::Result<usize> {
+    let derive = collection.derive.as_ref().context("not a derivation")?;
+    // 1. read_sources
+    let (mut batch, positions) = read_sources(ctx, transforms)?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+
+    // 2. send_plugin_transform, send_plugin_flush, 3. check_outputs
+    let writes = Arc::new(Mutex::new(BTreeMap::new()));
+    plugin.instance.set_state(Some(Box::new(StateTxn {
+        task: ctx.name.clone(),
+        store: ctx.store.clone(),
+        writes: writes.clone(),
+    })));
+    let result = match send_plugin_transform(ctx, collection, transforms, plugin, &batch) {
+        Ok((docs, processed)) => {
+            // Past the time budget only a prefix was processed: commit that, read on after.
+            batch.truncate(processed);
+            Ok((docs, Vec::new()))
+        }
+        // Fail: replay one document per call to name the failing source document (a batched
+        // call's outputs cannot be traced to their inputs), then fail with that error.
+        Err(e) if derive.on_error == ErrorPolicy::Fail => {
+            writes.lock().expect("state poisoned").clear();
+            match process_each(ctx, collection, transforms, plugin, &batch, &writes) {
+                Ok((_, failures)) if !failures.is_empty() => {
+                    Err(anyhow::anyhow!("{}", failures[0].1))
+                }
+                // The replay succeeded (or failed in flush): report the original error.
+                _ => Err(e),
+            }
+        }
+        // Find the failing documents: replay the transaction one document at a time.
+        Err(_) => {
+            writes.lock().expect("state poisoned").clear();
+            process_each(ctx, collection, transforms, plugin, &batch, &writes)
+        }
+    };
+    plugin.instance.set_state(None);
+    let (docs, failures) = result?;
+    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
+    for &(i, next) in &positions[..batch.len()] {
+        next_offsets[i] = next;
+    }
+    let dead_letters = failure_records(ctx, catalog, derive, transforms, plugin, &batch, failures)?;
+    // Combine by the derived key and reductions: a hot key's outputs become one document.
+    let docs = collection
+        .combine_deltas(&ctx.limits, docs)
+        .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
+    let n_out = docs.len();
+
+    // 4. commit
+    let writes = std::mem::take(&mut *writes.lock().expect("state poisoned"));
+    let task = ctx.name.clone();
+    let derived = collection.name.clone();
+    // Which component wrote the state, for `migrate` on a later version switch.
+    let state_digest = (!writes.is_empty()).then(|| {
+        (
+            Store::state_digest_key(&ctx.name),
+            plugin.version.digest.clone(),
+        )
+    });
+    let checkpoints: Vec<(String, u64)> = transforms
+        .iter()
+        .zip(&next_offsets)
+        .map(|(t, o)| (t.name.clone(), *o))
+        .collect();
+    ctx.store.write(move |txn| {
+        if !docs.is_empty() {
+            journal::append(txn, &derived, &docs)?;
+        }
+        if let Some((dl, records)) = &dead_letters {
+            journal::append(txn, dl, records)?;
+        }
+        let mut state = txn.open_table(TASK_STATE)?;
+        for (key, value) in &writes {
+            match value {
+                Some(v) => {
+                    state.insert((task.as_str(), key.as_str()), v.as_bytes())?;
+                }
+                None => {
+                    state.remove((task.as_str(), key.as_str()))?;
+                }
+            }
+        }
+        if let Some((key, digest)) = &state_digest {
+            txn.open_table(crate::storage::META)?
+                .insert(key.as_str(), digest.as_bytes())?;
+        }
+        let mut table = txn.open_table(CHECKPOINTS)?;
+        for (name, offset) in &checkpoints {
+            table.insert((task.as_str(), name.as_str()), *offset)?;
+        }
+        Ok(())
+    })?;
+    if n_out > 0 {
+        ctx.journals.notify();
+    }
+    for (t, offset) in transforms.iter_mut().zip(next_offsets) {
+        t.offset = offset;
+    }
+    let n_in = batch.len();
+    ctx.statuses.update(&ctx.name, |s| {
+        s.transactions += 1;
+        s.docs_in += n_in as u64;
+        s.docs_out += n_out as u64;
+    });
+    Ok(n_in)
+}
+
+/// Milliseconds since the Unix epoch in a UUIDv7 (its first 48 bits).
+fn uuid_ms(uuid: &str) -> u64 {
+    let hex: String = uuid.chars().filter(|c| *c != '-').take(12).collect();
+    u64::from_str_radix(&hex, 16).unwrap_or(0)
+}
+
+/// Read the next batch from every transform's source, in publish-time order across sources.
+///
+/// A document's clock is its publish time (from `_meta.uuid`) plus its transform's
+/// `readDelay`; it is ready once its clock has passed. The batch is the `txnDocsMax` ready
+/// documents with the lowest clocks of all sources, in clock order, so every batch (live, or
+/// replayed from the start) is the same. Each source is read up to `txnDocsMax` documents,
+/// which makes the lowest `txnDocsMax` of the union the global lowest; a source cut off
+/// earlier by the byte limit bounds the batch at its last read clock. Returns the batch and
+/// each transform's next offset; `Transform::wake_ms` is set when a delayed document waits.
+#[allow(clippy::type_complexity)]
+fn read_sources(
+    ctx: &TaskCtx,
+    transforms: &mut [Transform],
+) -> anyhow::Result<(Vec<derive_api::SourceDocument>, Vec<(usize, u64)>)> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let docs_max = ctx.limits.txn_docs_max;
+    // (clock ms, uuid, transform, next offset, document)
+    let mut ready: Vec<(u64, String, usize, u64, derive_api::SourceDocument)> = Vec::new();
+    let mut bound: Option<(u64, String)> = None;
+    for (i, t) in transforms.iter_mut().enumerate() {
+        t.wake_ms = None;
+        let docs = ctx.journals.read(
+            &ctx.store,
+            &t.source,
+            t.offset,
+            docs_max,
+            ctx.limits.txn_bytes_max,
+        )?;
+        let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
+        let cut_by_bytes = docs.len() < docs_max && bytes >= ctx.limits.txn_bytes_max;
+        let mut last: Option<(u64, String)> = None;
+        for d in docs {
+            let next = d.next_offset();
+            let doc: Value = serde_json::from_slice(&d.bytes)
+                .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
+            let uuid = doc
+                .pointer("/_meta/uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let clock = uuid_ms(&uuid) + t.read_delay_ms;
+            if clock > now_ms {
+                t.wake_ms = Some(clock);
+                break;
+            }
+            let key = catalog::key_of(&t.shuffle_key, &doc).to_string();
+            let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
+            last = Some((clock, uuid.clone()));
+            ready.push((
+                clock,
+                uuid,
+                i,
+                next,
+                derive_api::SourceDocument {
+                    transform: i as u32,
+                    key,
+                    document,
+                },
+            ));
+        }
+        if cut_by_bytes
+            && t.wake_ms.is_none()
+            && let Some(l) = last
+        {
+            bound = Some(match bound {
+                Some(b) if b <= l => b,
+                _ => l,
+            });
+        }
+    }
+    // A stable sort: documents of one source with equal clocks keep their journal order.
+    ready.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    if let Some(b) = &bound {
+        ready.retain(|r| (r.0, &r.1) <= (b.0, &b.1));
+    }
+    ready.truncate(docs_max);
+    let mut positions = Vec::with_capacity(ready.len());
+    let mut batch = Vec::with_capacity(ready.len());
+    for (_, _, i, next, doc) in ready {
+        positions.push((i, next));
+        batch.push(doc);
+    }
+    Ok((batch, positions))
+}
+
+/// If another component wrote this task's state and the new one exports `migrate`, migrate
+/// all of the state before the task starts: every changed key and the new state digest are
+/// committed in one transaction, so a crash mid-way migrates again from the old state.
+fn migrate_state(
+    ctx: &TaskCtx,
+    plugin: &str,
+    version: &crate::plugin::Version,
+    component: &flow_engine::Component,
+) -> anyhow::Result<()> {
+    let marker = Store::state_digest_key(&ctx.name);
+    let Some(from) = ctx
+        .store
+        .meta(&marker)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+    else {
+        return Ok(());
+    };
+    let engine = ctx.registry.engine().clone();
+    if from == version.digest || !engine.exports_migrate(component) {
+        return Ok(());
+    }
+    let mut migrator = Migrator::instantiate(
+        &engine,
+        component,
+        ctx.registry.log_sink(plugin),
+        &ctx.limits.sandbox(),
+    )?;
+    let states = ctx.store.task_states(&ctx.name)?;
+    let mut changed: Vec<(String, String)> = Vec::new();
+    for chunk in states.chunks(ctx.limits.call_docs_max) {
+        let batch: Vec<migrate_api::KeyedState> = chunk
+            .iter()
+            .map(|(key, state)| migrate_api::KeyedState {
+                key: key.clone(),
+                state: state.clone(),
+            })
+            .collect();
+        let out = migrator
+            .migrate(&from, &batch)
+            .map_err(|e| anyhow::anyhow!("migrating state written by {from}: {e}"))?;
+        for s in out {
+            anyhow::ensure!(
+                chunk.iter().any(|(k, _)| *k == s.key),
+                "migrating state written by {from}: the plugin returned key {} which was not in the batch",
+                s.key
+            );
+            serde_json::from_str::<Value>(&s.state).map_err(|e| {
+                anyhow::anyhow!(
+                    "migrating state written by {from}: new state of key {} is not JSON: {e}",
+                    s.key
+                )
+            })?;
+            changed.push((s.key, s.state));
+        }
+    }
+    let (task, digest, n) = (ctx.name.clone(), version.digest.clone(), changed.len());
+    ctx.store.write(move |txn| {
+        let mut table = txn.open_table(TASK_STATE)?;
+        for (key, state) in &changed {
+            table.insert((task.as_str(), key.as_str()), state.as_bytes())?;
+        }
+        txn.open_table(crate::storage::META)?
+            .insert(marker.as_str(), digest.as_bytes())?;
+        Ok(())
+    })?;
+    ctx.registry.logs().push(
+        plugin,
+        flow_engine::LogLevel::Info,
+        format!(
+            "task {}: migrated the state of {n} of {} keys written by {from}",
+            ctx.name,
+            states.len()
+        ),
+    );
+    Ok(())
+}
+
+/// The running plugin instance, and what it takes to start it again after a trap.
+struct Plugin {
+    name: String,
+    version: crate::plugin::Version,
+    component: flow_engine::Component,
+    spec: derive_api::DerivationSpec,
+    instance: Derivation,
+}
+
+impl Plugin {
+    fn open(
+        ctx: &TaskCtx,
+        name: &str,
+        version: crate::plugin::Version,
+        component: flow_engine::Component,
+        spec: derive_api::DerivationSpec,
+    ) -> anyhow::Result<Self> {
+        let instance = Self::start(ctx, name, &component, &spec)?;
+        Ok(Plugin {
+            name: name.to_string(),
+            version,
+            component,
+            spec,
+            instance,
+        })
+    }
+
+    fn start(
+        ctx: &TaskCtx,
+        name: &str,
+        component: &flow_engine::Component,
+        spec: &derive_api::DerivationSpec,
+    ) -> anyhow::Result<Derivation> {
+        let engine = ctx.registry.engine().clone();
+        let mut instance = Derivation::instantiate(
+            &engine,
+            component,
+            ctx.registry.log_sink(name),
+            &ctx.limits.sandbox(),
+        )?;
+        instance
+            .open(spec)
+            .map_err(|e| anyhow::anyhow!("open: {e}"))?;
+        Ok(instance)
+    }
+
+    /// Replace a trapped instance with a fresh one (state lives in the host, so nothing of
+    /// it is lost); the current transaction's state grant moves over.
+    fn restart_if_poisoned(
+        &mut self,
+        ctx: &TaskCtx,
+        state: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    ) -> anyhow::Result<()> {
+        if self.instance.poisoned() {
+            self.instance = Self::start(ctx, &self.name, &self.component, &self.spec)?;
+            self.instance.set_state(Some(Box::new(StateTxn {
+                task: ctx.name.clone(),
+                store: ctx.store.clone(),
+                writes: state.clone(),
+            })));
+        }
+        Ok(())
+    }
+}
+
+/// The fast path: the batch in calls of `callDocsMax` until done or past `txnTimeMaxMs`,
+/// then flush; any failure fails the batch. Returns the outputs and how many documents (a
+/// prefix of the batch) were processed.
+fn send_plugin_transform(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    transforms: &[Transform],
+    plugin: &mut Plugin,
+    batch: &[derive_api::SourceDocument],
+) -> anyhow::Result<(Vec<Value>, usize)> {
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
+    let mut docs = Vec::new();
+    let mut processed = 0;
+    for chunk in batch.chunks(ctx.limits.call_docs_max) {
+        if processed > 0 && started.elapsed() >= budget {
+            break;
+        }
+        let out = plugin
+            .instance
+            .transform(chunk)
+            .map_err(|e| describe(&e, chunk, transforms))?;
+        docs.extend(check_outputs(ctx, collection, out)?);
+        processed += chunk.len();
+    }
+    let out = plugin
+        .instance
+        .flush()
+        .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    docs.extend(check_outputs(ctx, collection, out)?);
+    Ok((docs, processed))
+}
+
+/// The error path (policies skip and deadLetter): one document per call, so a failure is
+/// pinned on its document; a failed document's state writes are undone and a trapped
+/// instance is restarted. Returns the outputs and the failures (batch index, error).
+#[allow(clippy::type_complexity)]
+fn process_each(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    transforms: &[Transform],
+    plugin: &mut Plugin,
+    batch: &[derive_api::SourceDocument],
+    writes: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>)> {
+    plugin.restart_if_poisoned(ctx, writes)?;
+    let mut docs = Vec::new();
+    let mut failures = Vec::new();
+    for (i, doc) in batch.iter().enumerate() {
+        let before = writes.lock().expect("state poisoned").clone();
+        let one = std::slice::from_ref(doc);
+        let result = plugin
+            .instance
+            .transform(one)
+            .map_err(|e| describe(&e, one, transforms))
+            .and_then(|out| {
+                check_outputs(ctx, collection, out).map_err(|e| {
+                    let t = &transforms[doc.transform as usize];
+                    anyhow::anyhow!(
+                        "transform {} (source {}): {e:#}; document: {}",
+                        t.name,
+                        t.source,
+                        truncate(&doc.document)
+                    )
+                })
+            });
+        match result {
+            Ok(out) => docs.extend(out),
+            Err(e) => {
+                *writes.lock().expect("state poisoned") = before;
+                failures.push((i, format!("{e:#}")));
+                plugin.restart_if_poisoned(ctx, writes)?;
+            }
+        }
+    }
+    // A flush failure cannot be pinned on a document: it fails the task.
+    let out = plugin
+        .instance
+        .flush()
+        .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    docs.extend(check_outputs(ctx, collection, out)?);
+    Ok((docs, failures))
+}
+
+/// Check one call's outputs: caps, JSON, the derived schema.
+fn check_outputs(
+    ctx: &TaskCtx,
+    collection: &BuiltCollection,
+    out: Vec<String>,
+) -> anyhow::Result<Vec<Value>> {
+    check_output_caps(ctx, &out)?;
+    let mut docs = Vec::with_capacity(out.len());
+    for (i, text) in out.iter().enumerate() {
+        let doc: Value = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "output {} of the plugin is not JSON ({e}): {}",
+                i + 1,
+                truncate(text)
+            )
+        })?;
+        collection.check_document(&ctx.limits, &doc).map_err(|e| {
+            anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
+        })?;
+        docs.push(doc);
+    }
+    Ok(docs)
+}
+
+/// Act on failed documents per the error policy: log and count them (skip), and for
+/// deadLetter build the records to append with the transaction.
+#[allow(clippy::type_complexity)]
+fn failure_records(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    derive: &crate::catalog::BuiltDerivation,
+    transforms: &[Transform],
+    plugin: &Plugin,
+    batch: &[derive_api::SourceDocument],
+    failures: Vec<(usize, String)>,
+) -> anyhow::Result<Option<(String, Vec<Value>)>> {
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    let n = failures.len() as u64;
+    ctx.statuses.update(&ctx.name, |s| s.docs_failed += n);
+    let mut records = Vec::new();
+    for (i, error) in failures {
+        let d = &batch[i];
+        let t = &transforms[d.transform as usize];
+        let document: Value = serde_json::from_str(&d.document).unwrap_or(Value::Null);
+        ctx.registry.logs().push(
+            &plugin.name,
+            flow_engine::LogLevel::Warn,
+            format!(
+                "task {}: {} document of {} ({error}): {}",
+                ctx.name,
+                if derive.on_error == ErrorPolicy::Skip {
+                    "skipped"
+                } else {
+                    "dead-lettered"
+                },
+                t.source,
+                truncate(&d.document)
+            ),
+        );
+        records.push(serde_json::json!({
+            "id": document.pointer("/_meta/uuid").cloned().unwrap_or(Value::Null),
+            "task": ctx.name,
+            "transform": t.name,
+            "source": t.source,
+            "plugin": plugin.name,
+            "version": plugin.version.seq,
+            "digest": plugin.version.digest,
+            "error": error,
+            "document": document,
+        }));
+    }
+    let Some(dl) = derive
+        .dead_letters
+        .as_ref()
+        .filter(|_| derive.on_error == ErrorPolicy::DeadLetter)
+    else {
+        return Ok(None);
+    };
+    let c = catalog.collection(dl)?;
+    for r in &records {
+        c.check_document(&ctx.limits, r)
+            .map_err(|e| anyhow::anyhow!("dead-letter record {e}"))?;
+    }
+    Ok(Some((dl.clone(), records)))
+}
+
+fn check_output_caps(ctx: &TaskCtx, out: &[String]) -> anyhow::Result<()> {
+    let bytes: usize = out.iter().map(String::len).sum();
+    if out.len() > ctx.limits.call_output_docs_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {} documents from one call, over the cap of {}",
+            out.len(),
+            ctx.limits.call_output_docs_max
+        );
+    }
+    if bytes > ctx.limits.call_output_bytes_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {bytes} bytes from one call, over the cap of {}",
+            ctx.limits.call_output_bytes_max
+        );
+    }
+    Ok(())
+}
+
+/// Name the transform and source document a plugin error points at.
+fn describe(
+    e: &flow_engine::CallError,
+    chunk: &[derive_api::SourceDocument],
+    transforms: &[Transform],
+) -> anyhow::Error {
+    if let flow_engine::CallError::Plugin {
+        document: Some(i), ..
+    } = e
+        && let Some(d) = chunk.get(*i as usize)
+    {
+        let t = &transforms[d.transform as usize];
+        return anyhow::anyhow!(
+            "transform {} (source {}): {e}; document: {}",
+            t.name,
+            t.source,
+            truncate(&d.document)
+        );
+    }
+    anyhow::anyhow!("transform: {e}")
+}
+
+fn truncate(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}

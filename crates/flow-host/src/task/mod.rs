@@ -1,0 +1,174 @@
+//! Tasks: one thread each, running explicit transaction steps over journals.
+//!
+//! This module holds what every kind of task shares: `TaskCtx` (what a task thread is given),
+//! the `Task` trait a kind implements, and `run`, the loop around it: start, report sources,
+//! then transactions until stopped (a stop, and so a plugin swap, only ever lands between two
+//! transactions), pausing under backpressure, sleeping until an append, failing into the
+//! status and the plugin's log. `kinds.rs` is the table of kinds the host supervises; each
+//! kind is a folder of its own (`derive/`, `materialize/`) with a README of its protocol, and
+//! imports only this module, never `runtime`.
+
+pub(crate) mod derive;
+mod kinds;
+pub(crate) mod materialize;
+mod status;
+
+pub(crate) use kinds::{KINDS, Kind, TaskDef};
+pub use status::{SourceStatus, Statuses, TaskState, TaskStatus};
+
+use crate::journal::{self, Journals};
+use crate::limits::Limits;
+use crate::plugin::Registry;
+use crate::storage::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What a task thread needs.
+#[derive(Clone)]
+pub(crate) struct TaskCtx {
+    pub name: String,
+    pub store: Arc<Store>,
+    pub journals: Arc<Journals>,
+    pub registry: Arc<Registry>,
+    /// The host's limits with the task's `limits:` applied.
+    pub limits: Limits,
+    pub stop: Arc<AtomicBool>,
+    pub statuses: Statuses,
+}
+
+/// A started task of some kind: what the shared loop needs of it.
+pub(crate) trait Task {
+    /// The journals it appends to: while one refuses appends, the task pauses.
+    fn outputs(&self) -> Vec<String>;
+    /// Where it reads: (source name, collection, next offset).
+    fn sources(&self) -> Vec<(String, String, u64)>;
+    /// Run one transaction; returns how many source documents it processed (0: none was
+    /// ready, and the loop sleeps until an append or `wake_ms`).
+    fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize>;
+    /// When a document that is not ready yet will be (ms since the epoch), if any.
+    fn wake_ms(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Run a task until it is stopped or fails: `start` it (it returns the task and the plugin
+/// version it runs), report it running, then transactions. A failure lands in the task's
+/// status and in `plugin`'s log, never in the host.
+pub(crate) fn run<T: Task>(
+    ctx: TaskCtx,
+    plugin: &str,
+    start: impl FnOnce(&TaskCtx) -> anyhow::Result<(T, u64)>,
+) {
+    let result = (|| {
+        let (mut task, version) = start(&ctx)?;
+        // Sources first: `Host::wait_idle` must never see a running task without its sources.
+        ctx.report_sources(&task.sources())?;
+        ctx.statuses.update(&ctx.name, |s| {
+            s.state = TaskState::Running;
+            s.plugin_version = Some(version);
+        });
+        let outputs = task.outputs();
+        while !ctx.stopping() {
+            if ctx.backpressure(&outputs) {
+                continue;
+            }
+            let seen = ctx.journals.generation();
+            if task.transaction(&ctx)? > 0 {
+                ctx.report_sources(&task.sources())?;
+            } else {
+                ctx.wait_for_appends(seen, task.wake_ms());
+            }
+        }
+        anyhow::Ok(())
+    })();
+    if let Err(e) = result {
+        ctx.fail(plugin, &e);
+    }
+}
+
+impl TaskCtx {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep until a journal grows (past generation `seen`), the task is stopped, the idle
+    /// re-check interval passes, or `wake_ms` (ms since the epoch) comes, if sooner.
+    fn wait_for_appends(&self, seen: u64, wake_ms: Option<u64>) {
+        if self.stopping() {
+            return;
+        }
+        let mut timeout = Duration::from_millis(self.limits.idle_recheck_ms);
+        if let Some(wake) = wake_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now) + 1));
+        }
+        self.journals.wait(seen, timeout);
+    }
+
+    /// If a journal in `outputs` refuses appends (its unsealed head is over its bound because
+    /// the fragment store fails), show it in the task's status, sleep a moment and return
+    /// true: the task retries instead of failing, and resumes once sealing catches up.
+    fn backpressure(&self, outputs: &[String]) -> bool {
+        let Some(fragments) = self.journals.fragments() else {
+            return false;
+        };
+        let refused = outputs.iter().find_map(|j| fragments.check_append(j).err());
+        match refused {
+            Some(why) => {
+                self.statuses.update(&self.name, |s| {
+                    if s.state != TaskState::Backpressure {
+                        tracing::warn!(task = %self.name, "pausing: {why}");
+                    }
+                    s.state = TaskState::Backpressure;
+                    s.last_error = Some(why);
+                });
+                std::thread::sleep(Duration::from_millis(100));
+                true
+            }
+            None => {
+                self.statuses.update(&self.name, |s| {
+                    if s.state == TaskState::Backpressure {
+                        s.state = TaskState::Running;
+                        s.last_error = None;
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// Show where the task reads, and how far behind each source's head it is.
+    fn report_sources(&self, sources: &[(String, String, u64)]) -> anyhow::Result<()> {
+        let mut out = Vec::new();
+        for (name, collection, offset) in sources {
+            let head = journal::head(&self.store, collection)?;
+            out.push(SourceStatus {
+                name: name.clone(),
+                collection: collection.clone(),
+                offset: *offset,
+                lag_bytes: head.saturating_sub(*offset),
+            });
+        }
+        self.statuses.update(&self.name, |s| s.sources = out);
+        Ok(())
+    }
+
+    /// Record a failure in the task's status and its plugin's log.
+    fn fail(&self, plugin: &str, error: &anyhow::Error) {
+        let message = format!("{error:#}");
+        tracing::error!(task = %self.name, "task failed: {message}");
+        self.registry.logs().push(
+            plugin,
+            flow_engine::LogLevel::Error,
+            format!("task {} failed: {message}", self.name),
+        );
+        self.statuses.update(&self.name, |s| {
+            s.state = TaskState::Failed;
+            s.last_error = Some(message);
+        });
+    }
+}

@@ -1,0 +1,113 @@
+//! Task status as the API and CLI show it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    pub name: String,
+    /// The kind of task: `derivation` or `materialization` (`Kind::name`).
+    pub kind: &'static str,
+    pub state: TaskState,
+    pub plugin: String,
+    /// Sequence of the plugin version running, once started.
+    pub plugin_version: Option<u64>,
+    pub last_error: Option<String>,
+    pub transactions: u64,
+    pub docs_in: u64,
+    pub docs_out: u64,
+    /// Source documents that failed and were skipped or dead-lettered (error policy).
+    pub docs_failed: u64,
+    pub sources: Vec<SourceStatus>,
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskState {
+    /// Spawned; resolving its plugin, opening it, restoring checkpoints.
+    Starting,
+    /// Reading and committing transactions (its sources are reported).
+    Running,
+    /// Paused: an output journal refuses appends until sealing catches up (`last_error` says why).
+    Backpressure,
+    /// Stopped by an error (`last_error`); a publish or deploy restarts it.
+    Failed,
+    /// Stopped at a transaction boundary.
+    Stopped,
+}
+
+impl TaskState {
+    /// The name the API and CLI show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Backpressure => "backpressure",
+            TaskState::Failed => "failed",
+            TaskState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TaskState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The transform (derivations) or binding index (materializations).
+    pub name: String,
+    pub collection: String,
+    /// Next offset this task reads.
+    pub offset: u64,
+    /// Bytes written to the source that this task has not read yet.
+    pub lag_bytes: u64,
+}
+
+/// Shared, updatable status of every task.
+#[derive(Clone, Default)]
+pub struct Statuses(Arc<Mutex<BTreeMap<String, TaskStatus>>>);
+
+impl Statuses {
+    pub fn set(&self, status: TaskStatus) {
+        self.0
+            .lock()
+            .expect("statuses poisoned")
+            .insert(status.name.clone(), status);
+    }
+
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut TaskStatus)) {
+        if let Some(s) = self.0.lock().expect("statuses poisoned").get_mut(name) {
+            f(s)
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<TaskStatus> {
+        self.0.lock().expect("statuses poisoned").get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<TaskStatus> {
+        self.0
+            .lock()
+            .expect("statuses poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.0.lock().expect("statuses poisoned").remove(name);
+    }
+}

@@ -1,3 +1,0 @@
-//! Host-owned destinations granted to connector plugins as capabilities.
-
-pub mod sqlite;

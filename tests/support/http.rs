@@ -1,0 +1,55 @@
+//! Loopback ports and the API calls tests share.
+
+use crate::plugin_bytes;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free loopback port")
+        .port()
+}
+
+/// Deploy the plugin component at `path` as `name` through the API at `base`; panics unless
+/// the host accepted it. Returns the version record.
+pub async fn deploy(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    path: &str,
+) -> serde_json::Value {
+    let r = http
+        .post(format!("{base}/v1/plugins/{name}"))
+        .body(plugin_bytes(path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "deploying {name} from {path}");
+    r.json().await.unwrap()
+}
+
+/// GET `path` at `base` and parse its JSON body.
+pub async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    http.get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// GET `path` at `base` and parse its NDJSON body.
+pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<serde_json::Value> {
+    let text = http
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

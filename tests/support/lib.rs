@@ -1,0 +1,20 @@
+//! Shared harnesses of the end-to-end tests, one file per concern: plugin components built by
+//! `build.rs` (`components.rs`), a host served in-process (`served.rs`), `flow serve` as a child
+//! process to kill (`proc.rs`), an S3-compatible server (`s3.rs`), a proxy that simulates an
+//! outage (`outage.rs`), fragment files on disk (`fragments.rs`), and API calls (`http.rs`).
+
+mod components;
+mod fragments;
+mod http;
+mod outage;
+mod proc;
+mod s3;
+mod served;
+
+pub use components::{digest, plugin_bytes, plugins};
+pub use fragments::{fragment_files, tiled_end};
+pub use http::{deploy, free_port, get_json, read_ndjson};
+pub use outage::Outage;
+pub use proc::Proc;
+pub use s3::{S3Server, s3_env};
+pub use served::Served;
