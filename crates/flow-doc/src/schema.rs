@@ -37,6 +37,16 @@ pub enum SchemaError {
     Reduce { location: String, reason: String },
 }
 
+impl From<super::reduce::PlanError> for SchemaError {
+    fn from(e: super::reduce::PlanError) -> Self {
+        use super::reduce::PlanError;
+        match e {
+            PlanError::Invalid(m) => SchemaError::Invalid(m),
+            PlanError::Reduce { location, reason } => SchemaError::Reduce { location, reason },
+        }
+    }
+}
+
 /// Why a document does not match its schema.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("{}", .errors.join("; "))]

@@ -1,11 +1,13 @@
 //! What a plugin instance's store holds: its WASI context (which grants nothing), its memory
-//! limiter, its log, and the capabilities its task granted. The host side of each import lives
-//! in a file of its own: `log.rs`, `state.rs`, `sql.rs`, `http.rs`, and `wasi.rs` for WASI.
+//! limiter, and one grant per capability. Each grant and the host side of its import live in
+//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `http.rs`; `wasi.rs` for WASI), which
+//! need nothing of this one.
 
 use super::bindings::derivation::flow::plugin::types;
-use super::log::LogSink;
-use super::sql::SqlAccess;
-use super::state::StateAccess;
+use super::http::HttpGrant;
+use super::log::LogGrant;
+use super::sql::SqlGrant;
+use super::state::StateGrant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -14,13 +16,13 @@ pub(crate) struct PluginCtx {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
-    pub(crate) log: LogSink,
+    pub(crate) log: LogGrant,
     /// Granted to derivations: reads and writes go to the current transaction.
-    pub(crate) state: Option<Box<dyn StateAccess>>,
+    pub(crate) state: StateGrant,
     /// Granted to connectors whose endpoint names a database.
-    pub(crate) sql: Option<Box<dyn SqlAccess>>,
-    /// Hosts a connector may reach with `http.send`. Empty: every request is refused.
-    pub(crate) http_allow: Vec<String>,
+    pub(crate) sql: SqlGrant,
+    /// Hosts a connector may reach with `http.send`.
+    pub(crate) http: HttpGrant,
 }
 
 impl WasiView for PluginCtx {

@@ -124,7 +124,7 @@ impl Derivation {
 
     /// Grant (or revoke) the state of the current transaction.
     pub fn set_state(&mut self, state: Option<Box<dyn StateAccess>>) {
-        self.store.data_mut().state = state;
+        self.store.data_mut().state.0 = state;
     }
 
     pub fn open(&mut self, spec: &derive_api::DerivationSpec) -> Result<(), CallError> {
@@ -162,7 +162,7 @@ impl Materialization {
 
     /// Grant the destination database.
     pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
-        self.store.data_mut().sql = sql;
+        self.store.data_mut().sql.0 = sql;
     }
 
     pub fn open(

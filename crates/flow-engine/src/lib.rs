@@ -123,18 +123,19 @@ impl Engine {
         // One linker serves all worlds: each world's imports are a subset of these.
         let mut linker: Linker<PluginCtx> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::derivation::Derivation::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
+        // Each capability is served by its grant in the store data.
+        use bindings::derivation::flow::plugin::{log, state, types};
+        use bindings::materialization::flow::plugin::{http, sql};
+        types::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| c)
             .map_err(anyhow::Error::from)?;
-        bindings::materialization::flow::plugin::sql::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |c| c,
-        )
-        .map_err(anyhow::Error::from)?;
-        bindings::materialization::flow::plugin::http::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |c| c,
-        )
-        .map_err(anyhow::Error::from)?;
+        log::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.log)
+            .map_err(anyhow::Error::from)?;
+        state::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.state)
+            .map_err(anyhow::Error::from)?;
+        sql::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.sql)
+            .map_err(anyhow::Error::from)?;
+        http::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.http)
+            .map_err(anyhow::Error::from)?;
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)
@@ -260,10 +261,10 @@ impl Engine {
                 memory_bytes: 0,
                 hit_memory_cap: false,
             },
-            log,
-            state: None,
-            sql: None,
-            http_allow: Vec::new(),
+            log: log::LogGrant(log),
+            state: Default::default(),
+            sql: Default::default(),
+            http: Default::default(),
         };
         let mut store = wasmtime::Store::new(&self.engine, ctx);
         store.limiter(|c| &mut c.limiter);

@@ -3,15 +3,17 @@
 
 use super::bindings::LogLevel;
 use super::bindings::derivation::flow::plugin::log;
-use super::ctx::PluginCtx;
 use std::sync::Arc;
 
 /// Where a plugin's log lines go: (level, line). Stdout and stderr arrive as `info` and `warn`.
 pub type LogSink = Arc<dyn Fn(LogLevel, String) + Send + Sync>;
 
-impl log::Host for PluginCtx {
+/// The `log` grant of a plugin instance: where its lines go.
+pub(crate) struct LogGrant(pub(crate) LogSink);
+
+impl log::Host for LogGrant {
     fn write(&mut self, level: log::Level, message: String) {
-        (self.log)(level, message)
+        (self.0)(level, message)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use super::bindings::materialization::flow::plugin::sql;
 use super::bindings::{SqlRows, SqlValue};
-use super::ctx::PluginCtx;
 
 /// A SQL connection owned by the host, inside a transaction the host controls.
 pub trait SqlAccess: Send {
@@ -14,9 +13,13 @@ pub trait SqlAccess: Send {
 
 const NO_SQL: &str = "this task was granted no database: its endpoint configuration names none";
 
-impl sql::Host for PluginCtx {
+/// What a plugin instance was granted of `sql`: the destination its endpoint names, if any.
+#[derive(Default)]
+pub(crate) struct SqlGrant(pub(crate) Option<Box<dyn SqlAccess>>);
+
+impl sql::Host for SqlGrant {
     fn execute(&mut self, statement: String, params: Vec<SqlValue>) -> Result<u64, String> {
-        self.sql
+        self.0
             .as_mut()
             .ok_or(NO_SQL.to_string())?
             .execute(&statement, &params)
@@ -26,13 +29,13 @@ impl sql::Host for PluginCtx {
         statement: String,
         param_rows: Vec<Vec<SqlValue>>,
     ) -> Result<u64, String> {
-        self.sql
+        self.0
             .as_mut()
             .ok_or(NO_SQL.to_string())?
             .execute_many(&statement, &param_rows)
     }
     fn query(&mut self, statement: String, params: Vec<SqlValue>) -> Result<SqlRows, String> {
-        self.sql
+        self.0
             .as_mut()
             .ok_or(NO_SQL.to_string())?
             .query(&statement, &params)

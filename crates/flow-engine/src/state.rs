@@ -1,7 +1,6 @@
 //! The `state` capability: per-key state of a derivation, granted by its task.
 
 use super::bindings::derivation::flow::plugin::state;
-use super::ctx::PluginCtx;
 
 /// Per-key state of a derivation, as the task's transaction sees it.
 pub trait StateAccess: Send {
@@ -10,17 +9,22 @@ pub trait StateAccess: Send {
     fn clear(&mut self, key: &str);
 }
 
-impl state::Host for PluginCtx {
+/// What a plugin instance was granted of `state` (nothing, for all but derivations inside a
+/// transaction).
+#[derive(Default)]
+pub(crate) struct StateGrant(pub(crate) Option<Box<dyn StateAccess>>);
+
+impl state::Host for StateGrant {
     fn get(&mut self, key: String) -> Option<String> {
-        self.state.as_mut().and_then(|s| s.get(&key))
+        self.0.as_mut().and_then(|s| s.get(&key))
     }
     fn set(&mut self, key: String, value: String) {
-        if let Some(s) = self.state.as_mut() {
+        if let Some(s) = self.0.as_mut() {
             s.set(&key, value)
         }
     }
     fn clear(&mut self, key: String) {
-        if let Some(s) = self.state.as_mut() {
+        if let Some(s) = self.0.as_mut() {
             s.clear(&key)
         }
     }

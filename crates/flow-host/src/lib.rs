@@ -12,6 +12,7 @@ pub mod cli;
 pub(crate) mod connector;
 pub mod journal;
 pub mod limits;
+pub(crate) mod names;
 pub mod plugin;
 pub mod runtime;
 pub mod storage;

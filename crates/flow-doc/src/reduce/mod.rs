@@ -44,7 +44,7 @@ pub(crate) mod tests_props;
 
 use super::compare::{compare, compare_by_key};
 use super::ptr::Pointer;
-pub use plan::{Plan, Strategy};
+pub use plan::{Plan, PlanError, Strategy};
 use scope::{Scope, Seeds};
 use serde_json::Value;
 use std::cmp::Ordering;

@@ -15,10 +15,21 @@
 //! dropped at compile time, so they cost nothing per document.
 
 use super::super::ptr::Pointer;
-use super::super::schema::SchemaError;
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+
+/// Why a schema's annotations do not compile to a plan. `schema::SchemaError` takes it over
+/// with the same messages, so this module needs nothing of `schema`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid JSON schema: {0}")]
+    Invalid(String),
+    /// A `reduce` annotation that is not understood, at a schema location such as
+    /// `#/properties/total`.
+    #[error("at schema location {location}: {reason}")]
+    Reduce { location: String, reason: String },
+}
 
 pub(crate) type NodeId = u32;
 
@@ -59,8 +70,8 @@ impl Strategy {
         )
     }
 
-    fn parse(location: &str, annotation: &Value) -> Result<Strategy, SchemaError> {
-        let fail = |reason: String| SchemaError::Reduce {
+    fn parse(location: &str, annotation: &Value) -> Result<Strategy, PlanError> {
+        let fail = |reason: String| PlanError::Reduce {
             location: location.to_string(),
             reason,
         };
@@ -238,7 +249,7 @@ struct Compiler<'s> {
 
 impl Plan {
     /// Compile the plan of `raw`, a schema that `jsonschema` already accepted for `draft`.
-    pub fn compile(raw: &Value, draft: Draft) -> Result<Plan, SchemaError> {
+    pub fn compile(raw: &Value, draft: Draft) -> Result<Plan, PlanError> {
         let mut c = Compiler {
             root: raw,
             draft,
@@ -265,7 +276,7 @@ impl Plan {
 impl<'s> Compiler<'s> {
     /// Visit every subschema (reachable or not), checking each `reduce` annotation and
     /// collecting `$id`s and anchors for `$ref` resolution.
-    fn scan(&mut self, v: &Value, ptr: &str) -> Result<(), SchemaError> {
+    fn scan(&mut self, v: &Value, ptr: &str) -> Result<(), PlanError> {
         let Value::Object(m) = v else { return Ok(()) };
         if let Some(annotation) = m.get("reduce") {
             let strategy = Strategy::parse(&format!("#{ptr}"), annotation)?;
@@ -337,7 +348,7 @@ impl<'s> Compiler<'s> {
         id
     }
 
-    fn build(&mut self, id: NodeId, ptr: &str, mut resource: String) -> Result<(), SchemaError> {
+    fn build(&mut self, id: NodeId, ptr: &str, mut resource: String) -> Result<(), PlanError> {
         let Some(Value::Object(m)) = Pointer::parse(ptr).ok().and_then(|p| p.query(self.root))
         else {
             return Ok(()); // `true`, `false`: no annotations.
@@ -467,8 +478,8 @@ impl<'s> Compiler<'s> {
         at: &str,
         reference: &str,
         resource: &str,
-    ) -> Result<Option<String>, SchemaError> {
-        let fail = || SchemaError::Reduce {
+    ) -> Result<Option<String>, PlanError> {
+        let fail = || PlanError::Reduce {
             location: format!("#{at}"),
             reason: format!("cannot resolve $ref {reference:?} within the schema"),
         };
@@ -499,7 +510,7 @@ impl<'s> Compiler<'s> {
         }
     }
 
-    fn finish(mut self, root: NodeId) -> Result<Plan, SchemaError> {
+    fn finish(mut self, root: NodeId) -> Result<Plan, PlanError> {
         let count = self.nodes.len();
         // Which nodes reach an annotation, by any edge: a fixpoint over a graph with cycles.
         let mut annotated: Vec<bool> = self.nodes.iter().map(|n| n.strategy.is_some()).collect();
@@ -553,13 +564,13 @@ impl<'s> Compiler<'s> {
             .draft(self.draft)
             .add(ROOT_URI, self.draft.create_resource(self.root.clone()))
             .and_then(|r| r.prepare())
-            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        let compile = |ptr: &str, schema: Value| -> Result<Validator, SchemaError> {
+            .map_err(|e| PlanError::Invalid(e.to_string()))?;
+        let compile = |ptr: &str, schema: Value| -> Result<Validator, PlanError> {
             jsonschema::options()
                 .with_draft(self.draft)
                 .with_registry(&registry)
                 .build(&schema)
-                .map_err(|e| SchemaError::Reduce {
+                .map_err(|e| PlanError::Reduce {
                     location: format!("#{ptr}"),
                     reason: e.to_string(),
                 })

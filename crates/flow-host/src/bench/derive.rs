@@ -4,8 +4,9 @@
 //! Run: `make bench` (builds release and the plugins first). Figures go in docs/benchmarks.md.
 
 use crate::catalog::{Bundle, Catalog};
+use crate::limits::Limits;
+use crate::runtime::Host;
 use crate::runtime::HostOptions;
-use crate::{Host, Limits};
 use flow_engine::{Derivation, Engine, derive_api};
 use serde_json::{Value, json};
 use std::path::Path;

@@ -133,7 +133,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Read the journal from offset 0 as a task does; returns the documents read.
 fn backfill(journals: &Journals, db: &Store, journal: &str) -> anyhow::Result<usize> {
-    let limits = crate::Limits::default();
+    let limits = crate::limits::Limits::default();
     let (mut offset, mut n) = (0, 0);
     loop {
         let docs = journals.read(

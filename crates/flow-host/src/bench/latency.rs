@@ -2,8 +2,8 @@
 //! derived document being readable (by a follower of the derived collection), at a fixed
 //! open-loop rate; the worst stall while the plugin is hot-swapped; deploy-to-live times.
 
-use crate::Host;
 use crate::catalog::{Bundle, Catalog};
+use crate::runtime::Host;
 use crate::runtime::HostOptions;
 use futures::StreamExt;
 use serde_json::{Value, json};

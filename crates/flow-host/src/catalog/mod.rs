@@ -4,6 +4,7 @@
 mod load;
 mod model;
 
+use crate::names::check_name;
 pub use load::{Bundle, load};
 pub use model::*;
 
@@ -38,7 +39,11 @@ impl BuiltCollection {
 
     /// Check one document before it is appended to this collection: an object, at most
     /// `limits.doc_bytes_max` bytes, valid against the schema (`_meta` aside: it is the host's).
-    pub fn check_document(&self, limits: &crate::Limits, doc: &Value) -> Result<(), String> {
+    pub fn check_document(
+        &self,
+        limits: &crate::limits::Limits,
+        doc: &Value,
+    ) -> Result<(), String> {
         if !doc.is_object() {
             return Err(format!("must be a JSON object, not {}", type_name(doc)));
         }
@@ -70,7 +75,7 @@ impl BuiltCollection {
     /// is dropped; the append stamps a new one.
     pub fn combine_deltas(
         &self,
-        limits: &crate::Limits,
+        limits: &crate::limits::Limits,
         docs: Vec<Value>,
     ) -> Result<Vec<Value>, String> {
         let mut combiner =
@@ -507,7 +512,7 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
 fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {
     match limits {
         Some(l) => l
-            .apply(&crate::Limits::default())
+            .apply(&crate::limits::Limits::default())
             .check()
             .map_err(|e| format!("limits: {e}")),
         None => Ok(()),
@@ -530,26 +535,6 @@ fn parse_pointers(ptrs: &[String]) -> Result<Vec<Pointer>, String> {
     ptrs.iter()
         .map(|p| Pointer::parse(p).map_err(|e| e.to_string()))
         .collect()
-}
-
-/// Names are `/`-separated paths of letters, digits, `-`, `_` and `.`, e.g. `acme/orders`.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name '{name}': use '/'-separated parts of letters, digits, '-', '_' and '.', e.g. acme/orders"
-        ))
-    }
 }
 
 #[cfg(test)]

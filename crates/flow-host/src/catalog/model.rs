@@ -152,7 +152,7 @@ pub struct TaskLimits {
 
 impl TaskLimits {
     /// `base` with these overrides applied.
-    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
+    pub fn apply(&self, base: &crate::limits::Limits) -> crate::limits::Limits {
         let mut l = base.clone();
         if let Some(v) = self.call_deadline_ms {
             l.call_deadline_ms = v;

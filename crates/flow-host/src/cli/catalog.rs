@@ -60,13 +60,14 @@ impl Source {
 
     fn run_tests(&self) -> anyhow::Result<ExitCode> {
         let bundle = crate::catalog::load(&self.source)?;
-        let report =
-            crate::catalog_test::run(&bundle, &crate::Limits::default(), |name, failure| {
-                match failure {
-                    None => println!("PASS {name}"),
-                    Some(why) => println!("FAIL {name}\n{why}"),
-                }
-            })?;
+        let report = crate::catalog_test::run(
+            &bundle,
+            &crate::limits::Limits::default(),
+            |name, failure| match failure {
+                None => println!("PASS {name}"),
+                Some(why) => println!("FAIL {name}\n{why}"),
+            },
+        )?;
         println!(
             "catalog tests: {} passed, {} failed",
             report.passed.len(),

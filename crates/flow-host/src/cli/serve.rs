@@ -32,13 +32,13 @@ impl Serve {
                 self.listen
             );
         }
-        let limits: crate::Limits = match &self.limits {
+        let limits: crate::limits::Limits = match &self.limits {
             Some(json) => {
                 serde_json::from_str(json).map_err(|e| anyhow::anyhow!("--limits: {e}"))?
             }
-            None => crate::Limits::default(),
+            None => crate::limits::Limits::default(),
         };
-        let host = crate::Host::open(
+        let host = crate::runtime::Host::open(
             crate::runtime::HostOptions::new(&self.data_dir)
                 .limits(limits)
                 .store_url(self.store.clone()),

@@ -8,7 +8,6 @@
 
 mod sqlite;
 
-use crate::catalog::BuiltDestination;
 use flow_engine::SqlAccess;
 use serde_json::Value;
 
@@ -43,17 +42,13 @@ pub(crate) fn names() -> Vec<&'static str> {
     CONNECTORS.iter().map(|c| c.name).collect()
 }
 
-/// Open the destination an endpoint names.
-pub(crate) fn open(destination: &BuiltDestination) -> anyhow::Result<Box<dyn Destination>> {
-    let connector = CONNECTORS
-        .iter()
-        .find(|c| c.name == destination.connector)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown connector '{}': this host has {}",
-                destination.connector,
-                names().join(", ")
-            )
-        })?;
-    (connector.open)(&destination.config)
+/// Open the destination of connector `name`, configured by an endpoint's `config`.
+pub(crate) fn open(name: &str, config: &Value) -> anyhow::Result<Box<dyn Destination>> {
+    let connector = CONNECTORS.iter().find(|c| c.name == name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown connector '{name}': this host has {}",
+            names().join(", ")
+        )
+    })?;
+    (connector.open)(config)
 }

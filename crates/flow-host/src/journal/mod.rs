@@ -17,7 +17,7 @@
 pub mod fragment;
 pub(crate) mod rows;
 
-pub use rows::{ReadDoc, append, head, head_in, low_in};
+pub use rows::{ReadDoc, append, head, low_in};
 
 use crate::storage::{JOURNAL_DOCS, Store};
 use anyhow::Context;

@@ -65,7 +65,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(store: Arc<Store>, engine: Arc<Engine>, limits: &crate::Limits) -> Self {
+    pub fn new(store: Arc<Store>, engine: Arc<Engine>, limits: &crate::limits::Limits) -> Self {
         Registry {
             store,
             engine,
@@ -81,7 +81,7 @@ impl Registry {
     /// Validate and record a new version of `name`. Deploying the bytes of the live version
     /// again returns that version unchanged.
     pub fn deploy(&self, name: &str, bytes: &[u8]) -> Result<Version, DeployError> {
-        crate::catalog::check_name(name).map_err(DeployError::Name)?;
+        crate::names::check_name(name).map_err(DeployError::Name)?;
         let max = self.component_bytes_max;
         if bytes.len() > max {
             return Err(DeployError::TooLarge {

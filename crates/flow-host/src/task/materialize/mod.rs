@@ -98,7 +98,7 @@ impl Materialize {
             });
         }
         let destination = match &spec.destination {
-            Some(d) => Some(connector::open(d)?),
+            Some(d) => Some(connector::open(&d.connector, &d.config)?),
             None => None,
         };
 
