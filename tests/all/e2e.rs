@@ -218,6 +218,25 @@ async fn bearer_token_is_required() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The scheme is case-insensitive; a wrong token of any length, or a prefix of the right
+    // one, is refused.
+    for (header, status) in [
+        ("bearer s3cret", 200),
+        ("BEARER s3cret", 200),
+        ("Bearer s3cre", 401),
+        ("Bearer s3cret!", 401),
+        ("Bearer ", 401),
+        ("Basic s3cret", 401),
+        ("s3cret", 401),
+    ] {
+        let r = http
+            .get(served.url("/v1/collections"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "Authorization: {header}");
+    }
     let r = http
         .get(served.url("/v1/openapi.json"))
         .bearer_auth("s3cret")

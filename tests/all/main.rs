@@ -8,8 +8,10 @@ mod fragments;
 mod lifecycle;
 mod ordering;
 mod policies;
+mod publish_crash;
 mod python;
 mod reductions;
 mod sandbox;
+mod sql_capability;
 
 pub use flow_tests::{Served, plugin_bytes, plugins};

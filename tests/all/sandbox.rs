@@ -1,5 +1,6 @@
 //! Hostile plugins (`plugins/sandbox-probe`): an infinite loop, a memory bomb, a trap, a Rust
-//! panic, a flood of output, and attempts at files, sockets, environment and clock. Each ends
+//! panic, a flood of output, state writes past their caps, and attempts at files, sockets,
+//! environment and clock. Each ends
 //! as a clean task error naming the limit or the reason; the host and a healthy task beside
 //! them keep running.
 
@@ -37,6 +38,21 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "escape",
         &["fs: denied", "net: denied", "env: none", "clock: 0"],
+    ),
+    (
+        "state-hoard",
+        &[
+            "exceeded a sandbox limit",
+            "over the cap of 8388608 bytes (stateTxnBytesMax)",
+        ],
+    ),
+    (
+        "state-big",
+        &[
+            "exceeded a sandbox limit",
+            "a state value of 4194306 bytes",
+            "over the cap of 2097152 bytes (stateValueBytesMax)",
+        ],
     ),
 ];
 
@@ -91,6 +107,8 @@ fn hostile_plugins_fail_cleanly_and_the_host_goes_on() {
         call_deadline_ms: 200,
         plugin_memory_bytes_max: 32 << 20,
         call_output_docs_max: 1000,
+        state_value_bytes_max: 2 << 20,
+        state_txn_bytes_max: 8 << 20,
         ..Limits::default()
     };
     let host = Host::open(HostOptions::new(dir.path()).limits(limits)).unwrap();

@@ -175,6 +175,26 @@ impl Proc {
         }
     }
 
+    /// The host's process id (e.g. to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The host's resident memory now and at its peak, in bytes (`VmRSS`, `VmHWM`).
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the host's /proc status is not readable");
+        let kib = |field: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {field} in the host's /proc status"))
+        };
+        (kib("VmRSS:") << 10, kib("VmHWM:") << 10)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -85,6 +85,9 @@ impl<B> Instance<B> {
             ));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
+        // Host calls made on the plugin's behalf stop at the same deadline.
+        self.store.data_mut().sql.bounds.deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(self.deadline_ms);
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.into()),
@@ -162,7 +165,7 @@ impl Materialization {
 
     /// Grant the destination database.
     pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
-        self.store.data_mut().sql.0 = sql;
+        self.store.data_mut().sql.access = sql;
     }
 
     pub fn open(

@@ -20,7 +20,7 @@ mod wasi;
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use instance::{CallError, Derivation, Materialization, Migrator};
 pub use log::LogSink;
-pub use sql::SqlAccess;
+pub use sql::{SqlAccess, SqlBounds};
 pub use state::StateAccess;
 /// A compiled component, as the registry keeps it.
 pub use wasmtime::component::Component;
@@ -57,6 +57,8 @@ pub struct Sandbox {
     pub call_deadline_ms: u64,
     /// Linear memory of the instance, all memories together.
     pub memory_bytes_max: usize,
+    /// What one host call may return to the plugin (e.g. a SQL query's rows), in bytes.
+    pub host_result_bytes_max: usize,
 }
 
 /// The plugin worlds of `wit/`.
@@ -263,7 +265,14 @@ impl Engine {
             },
             log: log::LogGrant(log),
             state: Default::default(),
-            sql: Default::default(),
+            sql: sql::SqlGrant {
+                access: None,
+                bounds: SqlBounds {
+                    deadline: std::time::Instant::now(),
+                    deadline_ms: sandbox.call_deadline_ms,
+                    result_bytes_max: sandbox.host_result_bytes_max,
+                },
+            },
             http: Default::default(),
         };
         let mut store = wasmtime::Store::new(&self.engine, ctx);

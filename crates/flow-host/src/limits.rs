@@ -29,10 +29,25 @@ pub struct Limits {
     pub call_output_docs_max: usize,
     /// Most bytes (of JSON text) one plugin call may return.
     pub call_output_bytes_max: usize,
+    /// Most bytes one host call may return to a plugin (a SQL query's rows), counted as they
+    /// are read, so a plugin cannot make the host hold more on its behalf. 32 MiB fits a
+    /// `load` of a full batch of ordinary documents; a plugin pages bigger reads.
+    pub host_result_bytes_max: usize,
+    /// Largest state value a derivation may `set`, in bytes. Per-key state is a record like a
+    /// document, so it gets the document's default bound.
+    pub state_value_bytes_max: usize,
+    /// Most bytes of state (keys and values) one transaction may write. The writes are held
+    /// until the commit, so this bounds what a plugin can make the host hold on its behalf.
+    pub state_txn_bytes_max: usize,
     /// Largest component accepted at deploy. 32 MiB fits interpreters compiled to Wasm (Python).
     pub component_bytes_max: usize,
-    /// Plugin log lines kept per plugin; older lines are dropped.
+    /// Plugin log lines kept per plugin and task; older lines are dropped.
     pub plugin_log_lines_max: usize,
+    /// Bytes of plugin log kept per plugin and task; older lines are dropped. With the line
+    /// cap below, what a plugin can make the host hold in its log.
+    pub plugin_log_bytes_max: usize,
+    /// Longest plugin log line kept whole; longer lines are cut, saying by how much.
+    pub plugin_log_line_bytes_max: usize,
     /// Estimated memory a combiner holds before it spills sorted runs to a temp file. See
     /// `doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT` for why this size.
     pub combiner_spill_bytes: usize,
@@ -57,8 +72,13 @@ impl Default for Limits {
             plugin_memory_bytes_max: 64 << 20,
             call_output_docs_max: 100_000,
             call_output_bytes_max: 64 << 20,
+            host_result_bytes_max: 32 << 20,
+            state_value_bytes_max: 16 << 20,
+            state_txn_bytes_max: 64 << 20,
             component_bytes_max: 64 << 20,
             plugin_log_lines_max: 1000,
+            plugin_log_bytes_max: 1 << 20,
+            plugin_log_line_bytes_max: 16 << 10,
             combiner_spill_bytes: flow_doc::combine::SPILL_THRESHOLD_BYTES_DEFAULT,
             journal_head_bytes_max: 1 << 30,
             idle_recheck_ms: 1000,
@@ -72,12 +92,13 @@ impl Limits {
         flow_engine::Sandbox {
             call_deadline_ms: self.call_deadline_ms,
             memory_bytes_max: self.plugin_memory_bytes_max,
+            host_result_bytes_max: self.host_result_bytes_max,
         }
     }
 
     /// Check that the bounds are consistent with each other.
     pub fn check(&self) -> Result<(), String> {
-        let rules: [(bool, &str); 6] = [
+        let rules: [(bool, &str); 8] = [
             (self.doc_bytes_max > 0, "docBytesMax must be positive"),
             (
                 self.txn_docs_max > 0 && self.call_docs_max > 0,
@@ -98,6 +119,14 @@ impl Limits {
             (
                 self.call_output_bytes_max >= self.doc_bytes_max,
                 "callOutputBytesMax must fit one maximal document",
+            ),
+            (
+                self.host_result_bytes_max >= self.doc_bytes_max,
+                "hostResultBytesMax must fit one maximal document",
+            ),
+            (
+                self.state_txn_bytes_max >= self.state_value_bytes_max,
+                "stateTxnBytesMax must fit one maximal state value",
             ),
         ];
         match rules.iter().find(|(ok, _)| !ok) {

@@ -6,12 +6,15 @@
 //! - `trap`: executes `unreachable`;
 //! - `panic`: panics (the message must reach the plugin's log through stderr);
 //! - `flood`: returns 100,000 documents from one call (the output cap must stop it);
+//! - `state-hoard`: writes 12 state values of 1 MiB in one call (the per-transaction state
+//!   cap, 8 MiB in the test, must stop it);
+//! - `state-big`: writes one state value of 4 MiB (the state value cap must stop it);
 //! - `escape`: tries a file, a socket, the environment and the clock, and returns what it got
 //!   as an error value: every attempt must have been denied, the clock stuck at the epoch.
 //!
 //! Build: cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
 
-use flow_sdk::{Derivation, DerivationSpec, Error, Publisher, Source, json};
+use flow_sdk::{Derivation, DerivationSpec, Error, Publisher, Source, json, state};
 
 struct Probe {
     mode: String,
@@ -45,6 +48,19 @@ impl Derivation for Probe {
                 for i in 0..100_000 {
                     out.publish(&json!({"id": i}));
                 }
+                Ok(())
+            }
+            "state-hoard" => {
+                let value = json!("x".repeat(1 << 20));
+                for i in 0..12 {
+                    state::set(&json!([i]), &value);
+                }
+                out.publish(&source.doc);
+                Ok(())
+            }
+            "state-big" => {
+                state::set(&json!(["big"]), &json!("x".repeat(4 << 20)));
+                out.publish(&source.doc);
                 Ok(())
             }
             "escape" => {

@@ -60,6 +60,7 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
         .route("/v1/tasks/{name}", get(get_task))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(middleware::map_response(json_rejections))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -68,12 +69,15 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     if let Some(token) = &state.token
         && req.uri().path() != "/v1/health"
     {
+        // The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_ref()) {
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -83,6 +87,28 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         }
     }
     next.run(req).await
+}
+
+/// Answers axum's own rejections (a body over the limit) in the API's JSON error shape.
+async fn json_rejections(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over the limit of {BODY_BYTES_MAX} bytes"),
+        )
+        .into_response();
+    }
+    response
+}
+
+/// Whether two secrets are equal, in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn blocking<R: Send + 'static>(
@@ -303,7 +329,13 @@ struct LogsQuery {
     after: u64,
     #[serde(default)]
     follow: bool,
+    /// Most lines in the response (without `follow`); default and cap `LOG_PAGE_LINES`.
+    limit: Option<usize>,
 }
+
+/// Lines per page of a log read: a response (or a chunk of a followed one) is built from at
+/// most this many lines, each at most `pluginLogLineBytesMax`.
+const LOG_PAGE_LINES: usize = 1000;
 
 /// Plugin log lines as NDJSON, optionally followed.
 async fn plugin_logs(
@@ -315,12 +347,20 @@ async fn plugin_logs(
     let mut grown = logs.subscribe();
     grown.mark_unchanged();
     let follow = q.follow;
+    let page = q.limit.unwrap_or(LOG_PAGE_LINES).clamp(1, LOG_PAGE_LINES);
+    // Without `follow`, one page; with it, page after page as lines come.
+    let mut left = if follow { usize::MAX } else { page };
     let stream = futures::stream::unfold((q.after, grown), move |(after, mut grown)| {
         let logs = logs.clone();
         let name = name.clone();
+        let want = page.min(left);
+        left -= want;
         async move {
             loop {
-                let lines = logs.read(&name, after);
+                if want == 0 {
+                    return None;
+                }
+                let lines = logs.read_page(&name, after, want);
                 if let Some(last) = lines.last() {
                     let next = last.seq;
                     let mut out = Vec::new();
@@ -458,4 +498,30 @@ pub use axum::Router;
 /// Serve `app` on `listener` until the listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[tokio::test]
+    async fn rejections_answer_in_json() {
+        let plain = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let r = json_rejections(plain).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "too_large");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("over the limit of")
+        );
+        assert!(
+            same_secret(b"abc", b"abc")
+                && !same_secret(b"abc", b"abd")
+                && !same_secret(b"ab", b"abc")
+        );
+    }
 }

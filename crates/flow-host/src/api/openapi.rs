@@ -69,7 +69,7 @@ pub fn document() -> Value {
             "/v1/plugins/{name}": {"parameters": name_param("Plugin"), "post": op("Deploy a component as a new version", Some("application/wasm"), "the new version")},
             "/v1/plugins/{name}/rollback": {"parameters": name_param("Plugin"), "post": op("Make an earlier version live again: body {\"to\": SEQ} (optional)", Some("application/json"), "the new version")},
             "/v1/plugins/{name}/versions": {"parameters": name_param("Plugin"), "get": op("Every version of a plugin", None, "versions")},
-            "/v1/plugins/{name}/logs": {"parameters": name_param("Plugin"), "get": op("Plugin log lines as NDJSON; after=SEQ, follow=true", None, "log lines")},
+            "/v1/plugins/{name}/logs": {"parameters": name_param("Plugin"), "get": op("Plugin log lines as NDJSON, oldest first, each with its task: after=SEQ, limit=N (a page: at most 1000 lines), follow=true (page after page as lines come)", None, "log lines")},
             "/v1/tasks": {"get": op("Status of every task: state, last error, lag, docs in/out", None, "tasks")},
             "/v1/tasks/{name}": {"parameters": name_param("Task"), "get": op("Status of one task", None, "task")},
         }

@@ -143,6 +143,8 @@ pub struct TaskLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_output_bytes_max: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_result_bytes_max: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_docs_max: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_docs_max: Option<usize>,
@@ -165,6 +167,9 @@ impl TaskLimits {
         }
         if let Some(v) = self.call_output_bytes_max {
             l.call_output_bytes_max = v;
+        }
+        if let Some(v) = self.host_result_bytes_max {
+            l.host_result_bytes_max = v;
         }
         if let Some(v) = self.call_docs_max {
             l.call_docs_max = v;

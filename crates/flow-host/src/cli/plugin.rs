@@ -134,24 +134,41 @@ impl PluginCmd {
                 }
             }
             PluginCmd::Logs { name, follow } => {
-                let path = format!("/v1/plugins/{}/logs?follow={follow}", segment(&name));
-                let mut stream = client
-                    .send(reqwest::Method::GET, &path, None)
-                    .await?
-                    .bytes_stream();
-                let mut buf = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    buf.extend_from_slice(&chunk?);
-                    while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=i).collect();
-                        let l: serde_json::Value = serde_json::from_slice(&line)?;
-                        println!(
-                            "{} {:<5} {}",
-                            l["time"].as_str().unwrap_or(""),
-                            l["level"].as_str().unwrap_or(""),
-                            l["message"].as_str().unwrap_or("")
-                        );
-                        std::io::stdout().flush().ok();
+                // Page through what is kept (the API answers at most a page per request),
+                // then, with --follow, keep the last request open.
+                let mut after = 0u64;
+                loop {
+                    let path = format!(
+                        "/v1/plugins/{}/logs?after={after}&follow={follow}",
+                        segment(&name)
+                    );
+                    let mut stream = client
+                        .send(reqwest::Method::GET, &path, None)
+                        .await?
+                        .bytes_stream();
+                    let (mut buf, mut lines) = (Vec::new(), 0usize);
+                    while let Some(chunk) = stream.next().await {
+                        buf.extend_from_slice(&chunk?);
+                        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buf.drain(..=i).collect();
+                            let l: serde_json::Value = serde_json::from_slice(&line)?;
+                            after = l["seq"].as_u64().unwrap_or(after);
+                            lines += 1;
+                            let task = l["task"]
+                                .as_str()
+                                .map(|t| format!("[{t}] "))
+                                .unwrap_or_default();
+                            println!(
+                                "{} {:<5} {task}{}",
+                                l["time"].as_str().unwrap_or(""),
+                                l["level"].as_str().unwrap_or(""),
+                                l["message"].as_str().unwrap_or("")
+                            );
+                            std::io::stdout().flush().ok();
+                        }
+                    }
+                    if follow || lines == 0 {
+                        break;
                     }
                 }
             }

@@ -26,6 +26,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn run(self, token: Option<String>) -> anyhow::Result<ExitCode> {
+        if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            anyhow::bail!(
+                "--token (or FLOW_API_TOKEN) is empty: give a secret, or no token at all"
+            );
+        }
         if !self.listen.ip().is_loopback() && token.is_none() {
             anyhow::bail!(
                 "refusing to listen on non-loopback address {} without a token: set --token or FLOW_API_TOKEN",

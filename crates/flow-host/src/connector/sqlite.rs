@@ -1,22 +1,53 @@
 //! The `sql` capability over SQLite: the host owns the connection and its transactions.
 //!
-//! A plugin may run any statement except those that would escape the host's control:
-//! transaction control (the host begins and commits), and ATTACH (another file). Both are
-//! refused with the reason.
+//! A plugin may run any statement except those that would escape the host's control. SQLite's
+//! own authorizer, which sees every statement as it is compiled (comments, case and spacing
+//! make no difference), refuses transaction control (the host begins and commits), ATTACH and
+//! DETACH (other files), and pragmas that would weaken durability. A progress handler
+//! interrupts a statement when the plugin call's CPU deadline passes, and a query's rows are
+//! counted as they are read and refused past the result cap: a plugin cannot make the host
+//! hold more than the cap, or run longer than its own deadline.
 
 use super::Destination;
 use anyhow::Context;
-use flow_engine::{SqlAccess, SqlRows, SqlValue};
+use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as Sv, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::Value;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Pragmas a plugin may not set: they would weaken durability or the host's control.
+const HOST_PRAGMAS: &[&str] = &[
+    "synchronous",
+    "journal_mode",
+    "locking_mode",
+    "writable_schema",
+    "mmap_size",
+];
+
+/// Virtual-machine steps between two checks of the deadline.
+const PROGRESS_STEPS: i32 = 1000;
 
 /// A SQLite database shared by the task (which runs transactions) and its plugin.
 #[derive(Clone)]
 pub(super) struct Sqlite {
     conn: Arc<Mutex<Connection>>,
+    guard: Arc<Guard>,
+}
+
+/// What the authorizer and progress handler consult.
+#[derive(Default)]
+struct Guard {
+    /// Set while the host runs its own transaction control.
+    host: AtomicBool,
+    /// When the running plugin statement must stop.
+    deadline: Mutex<Option<Instant>>,
+    /// What the authorizer refused last, for the error message.
+    refused: Mutex<Option<String>>,
 }
 
 impl Destination for Sqlite {
@@ -29,21 +60,18 @@ impl Destination for Sqlite {
     }
 
     fn begin(&self) -> anyhow::Result<()> {
-        self.lock()
-            .execute_batch("BEGIN IMMEDIATE")
+        self.host_statement("BEGIN IMMEDIATE")
             .context("failed to begin a SQLite transaction")
     }
 
     fn commit(&self) -> anyhow::Result<()> {
-        self.lock()
-            .execute_batch("COMMIT")
+        self.host_statement("COMMIT")
             .context("failed to commit the SQLite transaction")
     }
 
     fn rollback(&self) {
-        let conn = self.lock();
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
+        if !self.lock().is_autocommit() {
+            let _ = self.host_statement("ROLLBACK");
         }
     }
 
@@ -57,15 +85,29 @@ impl Sqlite {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok();
         }
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // No other database files: a plugin's reach is this database only.
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        let guard = Arc::new(Guard::default());
+        let g = guard.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| g.authorize(&ctx)))?;
+        let g = guard.clone();
+        conn.progress_handler(
+            PROGRESS_STEPS,
+            Some(move || {
+                g.deadline
+                    .lock()
+                    .expect("sqlite guard poisoned")
+                    .is_some_and(|d| Instant::now() >= d)
+            }),
+        )?;
         Ok(Sqlite {
             conn: Arc::new(Mutex::new(conn)),
+            guard,
         })
     }
 
@@ -73,30 +115,93 @@ impl Sqlite {
         self.conn.lock().expect("sqlite connection poisoned")
     }
 
-    fn check_statement(statement: &str) -> Result<(), String> {
-        let first = statement
-            .trim_start()
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        if matches!(
-            first.as_str(),
-            "BEGIN"
-                | "COMMIT"
-                | "END"
-                | "ROLLBACK"
-                | "SAVEPOINT"
-                | "RELEASE"
-                | "VACUUM"
-                | "ATTACH"
-                | "DETACH"
-        ) {
-            return Err(format!(
-                "statement {first} is not allowed: the host owns transactions and the connection"
-            ));
+    /// Run one of the host's own transaction statements, which the authorizer lets through.
+    fn host_statement(&self, sql: &str) -> rusqlite::Result<()> {
+        let conn = self.lock();
+        self.guard.host.store(true, Ordering::SeqCst);
+        let r = conn.execute_batch(sql);
+        self.guard.host.store(false, Ordering::SeqCst);
+        r
+    }
+
+    /// Run `f` as a plugin statement: under the call's deadline, with errors that say which
+    /// bound or rule stopped it.
+    fn plugin_statement<R>(
+        &self,
+        bounds: &SqlBounds,
+        f: impl FnOnce(&Connection) -> Result<R, String>,
+    ) -> Result<R, String> {
+        if Instant::now() >= bounds.deadline {
+            return Err(deadline_error(bounds));
         }
-        Ok(())
+        let conn = self.lock();
+        *self.guard.deadline.lock().expect("sqlite guard poisoned") = Some(bounds.deadline);
+        *self.guard.refused.lock().expect("sqlite guard poisoned") = None;
+        let r = f(&conn);
+        *self.guard.deadline.lock().expect("sqlite guard poisoned") = None;
+        r.map_err(|e| {
+            if let Some(what) = self
+                .guard
+                .refused
+                .lock()
+                .expect("sqlite guard poisoned")
+                .take()
+            {
+                format!("statement refused: {what}")
+            } else if Instant::now() >= bounds.deadline {
+                deadline_error(bounds)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl Guard {
+    fn authorize(&self, ctx: &AuthContext<'_>) -> Authorization {
+        if self.host.load(Ordering::SeqCst) {
+            return Authorization::Allow;
+        }
+        let refused = match &ctx.action {
+            AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
+                "transaction control is the host's: it begins and commits every destination transaction"
+                    .to_string(),
+            ),
+            AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+                Some("ATTACH and DETACH are refused: a plugin reaches this database only".into())
+            }
+            AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some(_),
+            } if HOST_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) => Some(
+                format!("PRAGMA {pragma_name} is the host's: it keeps the database durable"),
+            ),
+            _ => None,
+        };
+        match refused {
+            Some(why) => {
+                *self.refused.lock().expect("sqlite guard poisoned") = Some(why);
+                Authorization::Deny
+            }
+            None => Authorization::Allow,
+        }
+    }
+}
+
+fn deadline_error(bounds: &SqlBounds) -> String {
+    format!(
+        "the statement was interrupted at the plugin's CPU deadline of {} ms per call, which host SQL counts against",
+        bounds.deadline_ms
+    )
+}
+
+/// Bytes a value takes in a result, as the cap counts them.
+fn size_of(v: &SqlValue) -> usize {
+    match v {
+        SqlValue::Null => 1,
+        SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+        SqlValue::Text(s) => s.len(),
+        SqlValue::Blob(b) => b.len(),
     }
 }
 
@@ -121,46 +226,70 @@ fn from_sql(v: ValueRef<'_>) -> SqlValue {
 }
 
 impl SqlAccess for Sqlite {
-    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, String> {
-        Self::check_statement(statement)?;
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
-        let n = stmt
-            .execute(params_from_iter(params.iter().map(to_sql)))
-            .map_err(|e| e.to_string())?;
-        Ok(n as u64)
-    }
-
-    fn execute_many(&mut self, statement: &str, rows: &[Vec<SqlValue>]) -> Result<u64, String> {
-        Self::check_statement(statement)?;
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
-        let mut n = 0u64;
-        for (i, params) in rows.iter().enumerate() {
-            n += stmt
+    fn execute(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+        bounds: &SqlBounds,
+    ) -> Result<u64, String> {
+        self.plugin_statement(bounds, |conn| {
+            let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
+            let n = stmt
                 .execute(params_from_iter(params.iter().map(to_sql)))
-                .map_err(|e| format!("parameter row {}: {e}", i + 1))? as u64;
-        }
-        Ok(n)
+                .map_err(|e| e.to_string())?;
+            Ok(n as u64)
+        })
     }
 
-    fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<SqlRows, String> {
-        Self::check_statement(statement)?;
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
-        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-        let n = columns.len();
-        let mut rows = stmt
-            .query(params_from_iter(params.iter().map(to_sql)))
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-            out.push(
-                (0..n)
+    fn execute_many(
+        &mut self,
+        statement: &str,
+        rows: &[Vec<SqlValue>],
+        bounds: &SqlBounds,
+    ) -> Result<u64, String> {
+        self.plugin_statement(bounds, |conn| {
+            let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
+            let mut n = 0u64;
+            for (i, params) in rows.iter().enumerate() {
+                n += stmt
+                    .execute(params_from_iter(params.iter().map(to_sql)))
+                    .map_err(|e| format!("parameter row {}: {e}", i + 1))?
+                    as u64;
+            }
+            Ok(n)
+        })
+    }
+
+    fn query(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+        bounds: &SqlBounds,
+    ) -> Result<SqlRows, String> {
+        self.plugin_statement(bounds, |conn| {
+            let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
+            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+            let n = columns.len();
+            let mut bytes: usize = columns.iter().map(String::len).sum();
+            let mut rows = stmt
+                .query(params_from_iter(params.iter().map(to_sql)))
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                let values: Vec<SqlValue> = (0..n)
                     .map(|i| row.get_ref(i).map(from_sql).unwrap_or(SqlValue::Null))
-                    .collect(),
-            );
-        }
-        Ok(SqlRows { columns, rows: out })
+                    .collect();
+                bytes += values.iter().map(size_of).sum::<usize>();
+                if bytes > bounds.result_bytes_max {
+                    return Err(format!(
+                        "the query's result is over the cap of {} bytes per host call (hostResultBytesMax) after {} rows: select fewer rows or columns, or page with LIMIT",
+                        bounds.result_bytes_max,
+                        out.len()
+                    ));
+                }
+                out.push(values);
+            }
+            Ok(SqlRows { columns, rows: out })
+        })
     }
 }

@@ -1,5 +1,9 @@
-//! Plugin logs: what plugins wrote through `log`, stdout or stderr, kept per plugin in a
-//! bounded ring, and followable.
+//! Plugin logs: what plugins wrote through `log`, stdout or stderr, and what the host says of
+//! them, kept per plugin and task in rings bounded by lines and bytes, with each line capped,
+//! readable a page at a time and followable.
+//!
+//! Each task running a plugin has its own ring, so a chatty task cannot evict another's lines,
+//! and every line names the task it came from.
 
 use flow_engine::LogLevel;
 use serde::Serialize;
@@ -12,25 +16,53 @@ pub struct LogLine {
     pub seq: u64,
     pub time: String,
     pub level: &'static str,
+    /// The task whose instance wrote it; none for registry events (deploys, rollbacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     pub message: String,
 }
 
+/// Bounds of the logs (from `Limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct LogBounds {
+    /// Lines kept per plugin and task.
+    pub lines_max: usize,
+    /// Bytes of messages kept per plugin and task.
+    pub bytes_max: usize,
+    /// Longest line kept whole; longer ones are cut, saying by how much.
+    pub line_bytes_max: usize,
+}
+
+#[derive(Default)]
+struct Ring {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Plugin {
+    /// The last sequence number given out.
+    seq: u64,
+    /// By task ("" for registry events).
+    rings: BTreeMap<String, Ring>,
+}
+
 pub struct PluginLogs {
-    lines_max: usize,
-    logs: Mutex<BTreeMap<String, (u64, VecDeque<LogLine>)>>,
+    bounds: LogBounds,
+    logs: Mutex<BTreeMap<String, Plugin>>,
     grown: tokio::sync::watch::Sender<u64>,
 }
 
 impl PluginLogs {
-    pub fn new(lines_max: usize) -> Self {
+    pub fn new(bounds: LogBounds) -> Self {
         PluginLogs {
-            lines_max,
+            bounds,
             logs: Mutex::new(BTreeMap::new()),
             grown: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    pub fn push(&self, plugin: &str, level: LogLevel, message: String) {
+    pub fn push(&self, plugin: &str, task: Option<&str>, level: LogLevel, mut message: String) {
         let level = match level {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",
@@ -38,32 +70,106 @@ impl PluginLogs {
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
-        tracing::debug!(plugin, level, "{message}");
+        let max = self.bounds.line_bytes_max;
+        if message.len() > max {
+            let mut end = max;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = message.len() - end;
+            message.truncate(end);
+            message.push_str(&format!(
+                "... ({cut} bytes cut: lines are kept up to {max} bytes)"
+            ));
+        }
+        tracing::debug!(plugin, task, level, "{message}");
         let mut logs = self.logs.lock().expect("plugin logs poisoned");
-        let (next, lines) = logs.entry(plugin.to_string()).or_default();
-        *next += 1;
-        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        lines.push_back(LogLine {
-            seq: *next,
-            time,
+        let p = logs.entry(plugin.to_string()).or_default();
+        p.seq += 1;
+        let ring = p.rings.entry(task.unwrap_or("").to_string()).or_default();
+        ring.bytes += message.len();
+        ring.lines.push_back(LogLine {
+            seq: p.seq,
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             level,
+            task: task.map(str::to_string),
             message,
         });
-        while lines.len() > self.lines_max {
-            lines.pop_front();
+        while ring.lines.len() > self.bounds.lines_max
+            || (ring.bytes > self.bounds.bytes_max && ring.lines.len() > 1)
+        {
+            if let Some(old) = ring.lines.pop_front() {
+                ring.bytes -= old.message.len();
+            }
         }
+        drop(logs);
         self.grown.send_modify(|g| *g += 1);
     }
 
-    /// Lines of `plugin` with `seq > after`, oldest first.
+    /// Lines of `plugin` with `seq > after`, oldest first, every task's together.
     pub fn read(&self, plugin: &str, after: u64) -> Vec<LogLine> {
+        self.read_page(plugin, after, usize::MAX)
+    }
+
+    /// At most `limit` of the lines `read` returns: the oldest ones.
+    pub fn read_page(&self, plugin: &str, after: u64, limit: usize) -> Vec<LogLine> {
         let logs = self.logs.lock().expect("plugin logs poisoned");
-        logs.get(plugin)
-            .map(|(_, l)| l.iter().filter(|l| l.seq > after).cloned().collect())
-            .unwrap_or_default()
+        let Some(p) = logs.get(plugin) else {
+            return Vec::new();
+        };
+        let mut out: Vec<&LogLine> = p
+            .rings
+            .values()
+            .flat_map(|r| r.lines.iter().filter(|l| l.seq > after))
+            .collect();
+        out.sort_by_key(|l| l.seq);
+        out.into_iter().take(limit).cloned().collect()
     }
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.grown.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn bounded_by_lines_bytes_and_line_size_per_task() {
+        let logs = PluginLogs::new(LogBounds {
+            lines_max: 100,
+            bytes_max: 1000,
+            line_bytes_max: 50,
+        });
+        // A line over the cap is cut, saying so.
+        logs.push("p", Some("a"), LogLevel::Info, "x".repeat(200));
+        let l = &logs.read("p", 0)[0];
+        assert!(l.message.starts_with(&"x".repeat(50)), "{}", l.message);
+        assert!(l.message.contains("150 bytes cut"), "{}", l.message);
+        // A flood from task a keeps a's ring under its byte bound and leaves b's lines alone.
+        logs.push("p", Some("b"), LogLevel::Warn, "b's panic".into());
+        for i in 0..1000 {
+            logs.push("p", Some("a"), LogLevel::Info, format!("{i:040}"));
+        }
+        let all = logs.read("p", 0);
+        let bytes: usize = all
+            .iter()
+            .filter(|l| l.task.as_deref() == Some("a"))
+            .map(|l| l.message.len())
+            .sum();
+        assert!(bytes <= 1000, "{bytes}");
+        let b: Vec<_> = all
+            .iter()
+            .filter(|l| l.task.as_deref() == Some("b"))
+            .collect();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].message, "b's panic");
+        // Pages are in sequence order and resume after the last line read.
+        let page = logs.read_page("p", 0, 10);
+        assert_eq!(page.len(), 10);
+        assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+        let next = logs.read_page("p", page[9].seq, 10);
+        assert!(next[0].seq > page[9].seq);
     }
 }

@@ -6,7 +6,7 @@
 
 mod logs;
 
-pub use logs::{LogLine, PluginLogs};
+pub use logs::{LogBounds, LogLine, PluginLogs};
 
 use crate::storage::{PLUGIN_BLOBS, PLUGIN_VERSIONS, Store};
 use flow_engine::{Component, Engine, EngineError, LogSink, World};
@@ -51,6 +51,17 @@ pub enum DeployError {
     Storage(#[from] anyhow::Error),
 }
 
+/// A checked, compiled component, ready to be recorded as a version of `name`.
+#[derive(Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub digest: String,
+    pub world: World,
+    bytes: Arc<Vec<u8>>,
+    /// The live version, when it already runs these bytes.
+    live: Option<Version>,
+}
+
 /// SHA-256 of `bytes` (what version digests are made of).
 pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(bytes).to_vec()
@@ -69,7 +80,11 @@ impl Registry {
         Registry {
             store,
             engine,
-            logs: Arc::new(PluginLogs::new(limits.plugin_log_lines_max)),
+            logs: Arc::new(PluginLogs::new(LogBounds {
+                lines_max: limits.plugin_log_lines_max,
+                bytes_max: limits.plugin_log_bytes_max,
+                line_bytes_max: limits.plugin_log_line_bytes_max,
+            })),
             component_bytes_max: limits.component_bytes_max,
         }
     }
@@ -81,6 +96,17 @@ impl Registry {
     /// Validate and record a new version of `name`. Deploying the bytes of the live version
     /// again returns that version unchanged.
     pub fn deploy(&self, name: &str, bytes: &[u8]) -> Result<Version, DeployError> {
+        let prepared = self.prepare(name, bytes)?;
+        let version = self.store.write({
+            let prepared = prepared.clone();
+            move |txn| Registry::record(txn, &prepared)
+        })?;
+        self.recorded(&prepared, &version);
+        Ok(version)
+    }
+
+    /// Everything of a deploy but recording it: checks, compile, world. Nothing is written.
+    pub fn prepare(&self, name: &str, bytes: &[u8]) -> Result<Prepared, DeployError> {
         crate::names::check_name(name).map_err(DeployError::Name)?;
         let max = self.component_bytes_max;
         if bytes.len() > max {
@@ -90,51 +116,70 @@ impl Registry {
             });
         }
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
-        if let Some(live) = self.live(name)?
-            && live.digest == digest
-        {
-            return Ok(live);
-        }
-        let component =
-            self.engine
-                .compile(&digest, bytes)
-                .map_err(|e| match e.downcast::<EngineError>() {
+        let live = self.live(name)?.filter(|live| live.digest == digest);
+        let world = match &live {
+            Some(v) => v.world,
+            None => {
+                let component = self.engine.compile(&digest, bytes).map_err(|e| match e
+                    .downcast::<EngineError>()
+                {
                     Ok(e) => DeployError::Engine(e),
                     Err(e) => DeployError::Storage(e),
                 })?;
-        let world = self.engine.world_of(&component)?;
-        let (name_owned, bytes_owned, digest) = (name.to_string(), bytes.to_vec(), digest.clone());
-        let version = self.store.write(move |txn| {
-            let (name, bytes) = (name_owned.as_str(), bytes_owned.as_slice());
-            let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
-            let seq = versions
-                .range((name, 0)..=(name, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.value().1)
-                .unwrap_or(0)
-                + 1;
-            let version = Version {
-                name: name.to_string(),
-                seq,
-                digest: digest.clone(),
-                world,
-                size_bytes: bytes.len() as u64,
-                deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-                rollback_of: None,
-            };
-            versions.insert((name, seq), serde_json::to_vec(&version)?.as_slice())?;
-            txn.open_table(PLUGIN_BLOBS)?
-                .insert(digest.as_str(), bytes)?;
-            Ok(version)
-        })?;
-        self.logs.push(
-            name,
-            flow_engine::LogLevel::Info,
-            format!("deployed version {} ({})", version.seq, version.digest),
-        );
+                self.engine.world_of(&component)?
+            }
+        };
+        Ok(Prepared {
+            name: name.to_string(),
+            digest,
+            world,
+            bytes: Arc::new(bytes.to_vec()),
+            live,
+        })
+    }
+
+    /// Record a prepared version within the caller's write transaction (so a publish records
+    /// its plugins and its catalog at once). A prepared version that is already live is
+    /// returned as it is. A pure function of its inputs and the transaction.
+    pub fn record(txn: &redb::WriteTransaction, p: &Prepared) -> anyhow::Result<Version> {
+        if let Some(live) = &p.live {
+            return Ok(live.clone());
+        }
+        let name = p.name.as_str();
+        let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+        let seq = versions
+            .range((name, 0)..=(name, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value().1)
+            .unwrap_or(0)
+            + 1;
+        let version = Version {
+            name: name.to_string(),
+            seq,
+            digest: p.digest.clone(),
+            world: p.world,
+            size_bytes: p.bytes.len() as u64,
+            deployed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
+            rollback_of: None,
+        };
+        versions.insert((name, seq), serde_json::to_vec(&version)?.as_slice())?;
+        txn.open_table(PLUGIN_BLOBS)?
+            .insert(p.digest.as_str(), p.bytes.as_slice())?;
         Ok(version)
+    }
+
+    /// After the transaction that recorded `version` committed: say so in the plugin's log.
+    pub fn recorded(&self, p: &Prepared, version: &Version) {
+        if p.live.is_none() {
+            self.logs.push(
+                &version.name,
+                None,
+                flow_engine::LogLevel::Info,
+                format!("deployed version {} ({})", version.seq, version.digest),
+            );
+        }
     }
 
     /// Make an earlier version live again, as a new version that runs its component: `to` a
@@ -181,6 +226,7 @@ impl Registry {
         })?;
         self.logs.push(
             name,
+            None,
             flow_engine::LogLevel::Info,
             format!(
                 "rolled back to version {} as version {} ({})",
@@ -251,9 +297,10 @@ impl Registry {
     }
 
     /// Where the plugin `name` writes its log.
-    pub fn log_sink(&self, name: &str) -> LogSink {
+    /// Where the instance of plugin `name` that `task` runs writes its log.
+    pub fn log_sink(&self, name: &str, task: &str) -> LogSink {
         let logs = self.logs.clone();
-        let name = name.to_string();
-        Arc::new(move |level, line| logs.push(&name, level, line))
+        let (name, task) = (name.to_string(), task.to_string());
+        Arc::new(move |level, line| logs.push(&name, Some(&task), level, line))
     }
 }

@@ -5,6 +5,7 @@
 use super::{CATALOG_KEY, Host, HostError, fragment_settings};
 use crate::catalog::{self, Bundle};
 use crate::connector;
+use crate::plugin::Registry;
 use crate::task::KINDS;
 use anyhow::Context;
 use flow_engine::World;
@@ -67,25 +68,23 @@ impl Host {
         );
 
         // Every module must be a component of the right world before anything is recorded.
-        let engine = self.registry.engine();
+        let mut prepared = Vec::new();
         for (task, world, bytes) in &modules {
-            let digest = format!("sha256:{}", hex::encode(crate::plugin::sha256(bytes)));
-            let component = engine
-                .compile(&digest, bytes)
-                .map_err(|e| invalid(task, format!("module: {e:#}")))?;
-            let found = engine
-                .world_of(&component)
+            let p = self
+                .registry
+                .prepare(task, bytes)
                 .map_err(|e| invalid(task, format!("module: {e}")))?;
-            if found != *world {
+            if p.world != *world {
                 return Err(invalid(
                     task,
                     format!(
                         "module implements the {} world, but {task} needs a {} plugin",
-                        found.name(),
+                        p.world.name(),
                         world.name()
                     ),
                 ));
             }
+            prepared.push(p);
         }
         // Plugins referenced by name must exist, with the right world.
         for kind in KINDS {
@@ -133,22 +132,30 @@ impl Host {
             }
         }
 
-        let mut deployed = Vec::new();
-        for (task, _, bytes) in &modules {
-            let v = self
-                .registry
-                .deploy(task, bytes)
-                .map_err(|e| HostError::Invalid(format!("{task}: {e}")))?;
-            deployed.push(format!("{}@{}", v.name, v.seq));
-        }
+        // One transaction: the new versions and the catalog become live together, or (on a
+        // crash before it commits) neither does.
+        crate::storage::pause_point("publish-prepared");
         let spec_bytes =
             serde_json::to_vec(&built.spec).context("failed to serialize the catalog")?;
-        self.store.write(move |txn| {
-            txn.open_table(crate::storage::META)?
-                .insert(CATALOG_KEY, spec_bytes.as_slice())?;
-            Ok(())
+        let versions = self.store.write({
+            let prepared = prepared.clone();
+            move |txn| {
+                let mut versions = Vec::new();
+                for p in &prepared {
+                    versions.push(Registry::record(txn, p)?);
+                }
+                crate::storage::pause_point("publish-recording");
+                txn.open_table(crate::storage::META)?
+                    .insert(CATALOG_KEY, spec_bytes.as_slice())?;
+                Ok(versions)
+            }
         })?;
-
+        crate::storage::pause_point("publish-committed");
+        let mut deployed = Vec::new();
+        for (p, v) in prepared.iter().zip(&versions) {
+            self.registry.recorded(p, v);
+            deployed.push(format!("{}@{}", v.name, v.seq));
+        }
         let published = Published {
             collections: update.collections.keys().cloned().collect(),
             derivations: update

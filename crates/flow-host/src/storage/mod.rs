@@ -232,3 +232,16 @@ fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
         }
     }
 }
+
+/// Pause here forever if `FLOW_PAUSE_AT` names this point: a test hook, so a crash test can
+/// `kill -9` the host at a precise step (it waits for the line on stderr).
+pub(crate) fn pause_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("FLOW_PAUSE_AT").ok());
+    if at.as_deref() == Some(point) {
+        eprintln!("flow: paused at {point} (FLOW_PAUSE_AT)");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}

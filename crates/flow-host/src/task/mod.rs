@@ -163,6 +163,7 @@ impl TaskCtx {
         tracing::error!(task = %self.name, "task failed: {message}");
         self.registry.logs().push(
             plugin,
+            Some(&self.name),
             flow_engine::LogLevel::Error,
             format!("task {} failed: {message}", self.name),
         );

@@ -478,19 +478,6 @@ fn index_insert(txn: &WriteTransaction, journal: &str, f: &Fragment) -> anyhow::
     Ok(true)
 }
 
-/// Pause here forever if `FLOW_PAUSE_AT` names this point: a test hook, so a crash test can
-/// `kill -9` the host at a precise step (it waits for the line on stderr).
-pub(crate) fn pause_point(point: &str) {
-    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var("FLOW_PAUSE_AT").ok());
-    if at.as_deref() == Some(point) {
-        eprintln!("flow: paused at {point} (FLOW_PAUSE_AT)");
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
-    }
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

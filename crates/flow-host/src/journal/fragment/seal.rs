@@ -1,9 +1,7 @@
 //! Journal maintenance: sealing the redb head into fragments, trimming what was sealed,
 //! deleting fragments past retention, and reconciling the index with the store.
 
-use super::{
-    Extent, Fragment, Fragments, Settings, decode, index_insert, name, now_ms, pause_point,
-};
+use super::{Extent, Fragment, Fragments, Settings, decode, index_insert, name, now_ms};
 use crate::storage::{FRAGMENTS, JOURNAL_DOCS, JOURNAL_HEADS};
 use anyhow::Context;
 use futures::TryStreamExt;
@@ -185,10 +183,10 @@ impl Fragments {
             modified_ms: now_ms(),
         };
         self.put(&fragment.path, file)?;
-        pause_point("sealed-uploaded");
+        crate::storage::pause_point("sealed-uploaded");
         let (j, f) = (journal.to_string(), fragment.clone());
         self.db.write(move |txn| index_insert(txn, &j, &f))?;
-        pause_point("sealed-indexed");
+        crate::storage::pause_point("sealed-indexed");
         self.trim(journal)?;
         tracing::debug!(journal, path = %fragment.path, bytes = end - start, "sealed a fragment");
         Ok(fragment)

@@ -19,12 +19,69 @@ use std::sync::{Arc, Mutex};
 struct StateTxn {
     task: String,
     store: Arc<Store>,
-    writes: Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    writes: Writes,
+    /// `stateValueBytesMax` and `stateTxnBytesMax`.
+    value_bytes_max: usize,
+    txn_bytes_max: usize,
+}
+
+type Writes = Arc<Mutex<StateWrites>>;
+
+/// A transaction's state writes, bounded: a write past a bound is dropped (the host never
+/// holds more than the bound) and remembered, and the call that made it fails.
+#[derive(Clone, Default)]
+struct StateWrites {
+    map: BTreeMap<String, Option<String>>,
+    /// Bytes of the keys and values in `map`.
+    bytes: usize,
+    /// The first bound a write broke.
+    over: Option<String>,
+}
+
+impl StateWrites {
+    fn put(&mut self, key: &str, value: Option<String>, txn_bytes_max: usize) {
+        let size = key.len() + value.as_ref().map_or(0, String::len);
+        let old = self
+            .map
+            .get(key)
+            .map_or(0, |v| key.len() + v.as_ref().map_or(0, String::len));
+        let bytes = self.bytes - old + size;
+        if bytes > txn_bytes_max {
+            self.over.get_or_insert_with(|| {
+                format!(
+                    "the transaction's state writes reached {bytes} bytes, over the cap of {txn_bytes_max} bytes (stateTxnBytesMax)"
+                )
+            });
+            return;
+        }
+        self.bytes = bytes;
+        self.map.insert(key.to_string(), value);
+    }
+
+    /// Fail if a write broke a bound.
+    fn check(&self) -> anyhow::Result<()> {
+        match &self.over {
+            Some(why) => anyhow::bail!("the plugin exceeded a sandbox limit: {why}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StateTxn {
+    fn new(ctx: &TaskCtx, writes: &Writes) -> Self {
+        StateTxn {
+            task: ctx.name.clone(),
+            store: ctx.store.clone(),
+            writes: writes.clone(),
+            value_bytes_max: ctx.limits.state_value_bytes_max,
+            txn_bytes_max: ctx.limits.state_txn_bytes_max,
+        }
+    }
 }
 
 impl StateAccess for StateTxn {
     fn get(&mut self, key: &str) -> Option<String> {
-        if let Some(w) = self.writes.lock().expect("state poisoned").get(key) {
+        if let Some(w) = self.writes.lock().expect("state poisoned").map.get(key) {
             return w.clone();
         }
         // A read failure of the local database is not the plugin's to handle; it surfaces as
@@ -32,16 +89,22 @@ impl StateAccess for StateTxn {
         self.store.state(&self.task, key).ok().flatten()
     }
     fn set(&mut self, key: &str, value: String) {
-        self.writes
-            .lock()
-            .expect("state poisoned")
-            .insert(key.to_string(), Some(value));
+        let mut writes = self.writes.lock().expect("state poisoned");
+        if value.len() > self.value_bytes_max {
+            let why = format!(
+                "a state value of {} bytes (key {}) is over the cap of {} bytes (stateValueBytesMax)",
+                value.len(),
+                truncate(key),
+                self.value_bytes_max
+            );
+            writes.over.get_or_insert(why);
+            return;
+        }
+        writes.put(key, Some(value), self.txn_bytes_max);
     }
     fn clear(&mut self, key: &str) {
-        self.writes
-            .lock()
-            .expect("state poisoned")
-            .insert(key.to_string(), None);
+        let mut writes = self.writes.lock().expect("state poisoned");
+        writes.put(key, None, self.txn_bytes_max);
     }
 }
 
@@ -175,6 +238,7 @@ impl Derive {
             .collect();
         ctx.registry.logs().push(
             &derive.plugin,
+            Some(&ctx.name),
             flow_engine::LogLevel::Info,
             format!(
                 "task {} running version {} from {}",
@@ -209,13 +273,11 @@ fn transaction(
     }
 
     // 2. send_plugin_transform, send_plugin_flush, 3. check_outputs
-    let writes = Arc::new(Mutex::new(BTreeMap::new()));
-    plugin.instance.set_state(Some(Box::new(StateTxn {
-        task: ctx.name.clone(),
-        store: ctx.store.clone(),
-        writes: writes.clone(),
-    })));
-    let result = match send_plugin_transform(ctx, collection, transforms, plugin, &batch) {
+    let writes = Writes::default();
+    plugin
+        .instance
+        .set_state(Some(Box::new(StateTxn::new(ctx, &writes))));
+    let result = match send_plugin_transform(ctx, collection, transforms, plugin, &batch, &writes) {
         Ok((docs, processed)) => {
             // Past the time budget only a prefix was processed: commit that, read on after.
             batch.truncate(processed);
@@ -224,7 +286,7 @@ fn transaction(
         // Fail: replay one document per call to name the failing source document (a batched
         // call's outputs cannot be traced to their inputs), then fail with that error.
         Err(e) if derive.on_error == ErrorPolicy::Fail => {
-            writes.lock().expect("state poisoned").clear();
+            *writes.lock().expect("state poisoned") = StateWrites::default();
             match process_each(ctx, collection, transforms, plugin, &batch, &writes) {
                 Ok((_, failures)) if !failures.is_empty() => {
                     Err(anyhow::anyhow!("{}", failures[0].1))
@@ -235,7 +297,7 @@ fn transaction(
         }
         // Find the failing documents: replay the transaction one document at a time.
         Err(_) => {
-            writes.lock().expect("state poisoned").clear();
+            *writes.lock().expect("state poisoned") = StateWrites::default();
             process_each(ctx, collection, transforms, plugin, &batch, &writes)
         }
     };
@@ -253,7 +315,7 @@ fn transaction(
     let n_out = docs.len();
 
     // 4. commit
-    let writes = std::mem::take(&mut *writes.lock().expect("state poisoned"));
+    let writes = std::mem::take(&mut writes.lock().expect("state poisoned").map);
     let task = ctx.name.clone();
     let derived = collection.name.clone();
     // Which component wrote the state, for `migrate` on a later version switch.
@@ -429,7 +491,7 @@ fn migrate_state(
     let mut migrator = Migrator::instantiate(
         &engine,
         component,
-        ctx.registry.log_sink(plugin),
+        ctx.registry.log_sink(plugin, &ctx.name),
         &ctx.limits.sandbox(),
     )?;
     let states = ctx.store.task_states(&ctx.name)?;
@@ -472,6 +534,7 @@ fn migrate_state(
     })?;
     ctx.registry.logs().push(
         plugin,
+        Some(&ctx.name),
         flow_engine::LogLevel::Info,
         format!(
             "task {}: migrated the state of {n} of {} keys written by {from}",
@@ -519,7 +582,7 @@ impl Plugin {
         let mut instance = Derivation::instantiate(
             &engine,
             component,
-            ctx.registry.log_sink(name),
+            ctx.registry.log_sink(name, &ctx.name),
             &ctx.limits.sandbox(),
         )?;
         instance
@@ -530,18 +593,11 @@ impl Plugin {
 
     /// Replace a trapped instance with a fresh one (state lives in the host, so nothing of
     /// it is lost); the current transaction's state grant moves over.
-    fn restart_if_poisoned(
-        &mut self,
-        ctx: &TaskCtx,
-        state: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
-    ) -> anyhow::Result<()> {
+    fn restart_if_poisoned(&mut self, ctx: &TaskCtx, state: &Writes) -> anyhow::Result<()> {
         if self.instance.poisoned() {
             self.instance = Self::start(ctx, &self.name, &self.component, &self.spec)?;
-            self.instance.set_state(Some(Box::new(StateTxn {
-                task: ctx.name.clone(),
-                store: ctx.store.clone(),
-                writes: state.clone(),
-            })));
+            self.instance
+                .set_state(Some(Box::new(StateTxn::new(ctx, state))));
         }
         Ok(())
     }
@@ -556,6 +612,7 @@ fn send_plugin_transform(
     transforms: &[Transform],
     plugin: &mut Plugin,
     batch: &[derive_api::SourceDocument],
+    writes: &Writes,
 ) -> anyhow::Result<(Vec<Value>, usize)> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
@@ -569,6 +626,7 @@ fn send_plugin_transform(
             .instance
             .transform(chunk)
             .map_err(|e| describe(&e, chunk, transforms))?;
+        writes.lock().expect("state poisoned").check()?;
         docs.extend(check_outputs(ctx, collection, out)?);
         processed += chunk.len();
     }
@@ -576,6 +634,7 @@ fn send_plugin_transform(
         .instance
         .flush()
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    writes.lock().expect("state poisoned").check()?;
     docs.extend(check_outputs(ctx, collection, out)?);
     Ok((docs, processed))
 }
@@ -590,7 +649,7 @@ fn process_each(
     transforms: &[Transform],
     plugin: &mut Plugin,
     batch: &[derive_api::SourceDocument],
-    writes: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    writes: &Writes,
 ) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>)> {
     plugin.restart_if_poisoned(ctx, writes)?;
     let mut docs = Vec::new();
@@ -603,6 +662,7 @@ fn process_each(
             .transform(one)
             .map_err(|e| describe(&e, one, transforms))
             .and_then(|out| {
+                writes.lock().expect("state poisoned").check()?;
                 check_outputs(ctx, collection, out).map_err(|e| {
                     let t = &transforms[doc.transform as usize];
                     anyhow::anyhow!(
@@ -627,6 +687,7 @@ fn process_each(
         .instance
         .flush()
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    writes.lock().expect("state poisoned").check()?;
     docs.extend(check_outputs(ctx, collection, out)?);
     Ok((docs, failures))
 }
@@ -679,6 +740,7 @@ fn failure_records(
         let document: Value = serde_json::from_str(&d.document).unwrap_or(Value::Null);
         ctx.registry.logs().push(
             &plugin.name,
+            Some(&ctx.name),
             flow_engine::LogLevel::Warn,
             format!(
                 "task {}: {} document of {} ({error}): {}",

@@ -107,7 +107,7 @@ impl Materialize {
         let mut instance = Materialization::instantiate(
             &engine,
             &component,
-            ctx.registry.log_sink(&spec.plugin),
+            ctx.registry.log_sink(&spec.plugin, &ctx.name),
             &ctx.limits.sandbox(),
         )?;
         instance.set_sql(destination.as_ref().map(|d| d.grant()));

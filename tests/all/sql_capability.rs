@@ -1,0 +1,185 @@
+//! The `sql` capability against a hostile connector (`plugins/sql-probe`), over a real `flow
+//! serve` process so its memory can be read: a query returning 1 GiB, a query without end, and
+//! transaction control and other databases in disguise. Each ends as a clean task error naming
+//! the limit or the rule; the host's memory stays bounded, a publish does not wait on a
+//! plugin's query, and a healthy task beside them keeps deriving.
+
+use crate::{plugin_bytes, plugins};
+use flow_tests::Proc;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const LIMITS: &str =
+    r#"{"callDeadlineMs": 200, "docBytesMax": 1048576, "hostResultBytesMax": 4194304}"#;
+
+/// (mode, parts of the task's error)
+const CASES: &[(&str, &[&str])] = &[
+    (
+        "huge",
+        &["over the cap of 4194304 bytes per host call (hostResultBytesMax)"],
+    ),
+    ("slow", &["CPU deadline of 200 ms per call"]),
+    ("control", &["control: "]),
+];
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn bundle(dir: &std::path::Path) -> Value {
+    let mut materializations = serde_json::Map::new();
+    for (mode, _) in CASES {
+        materializations.insert(
+            format!("m/{mode}"),
+            json!({
+                "endpoint": {"wasm": {"module": "sql.wasm", "config": {
+                    "mode": mode, "path": dir.join(format!("{mode}.db"))}}},
+                "bindings": [{"source": "s/in", "resource": {}}],
+            }),
+        );
+    }
+    json!({
+        "source": "sql-capability",
+        "catalog": {
+            "collections": {
+                "s/in": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}, "key": ["/id"]},
+                "s/ok": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}, "key": ["/id"],
+                         "derive": {"using": {"wasm": {"module": "pass.wasm"}},
+                                    "transforms": [{"name": "fromIn", "source": "s/in"}]}},
+            },
+            "materializations": materializations,
+        },
+        "modules": {
+            "sql.wasm": base64(&plugin_bytes(plugins::SQL_PROBE)),
+            "pass.wasm": base64(&plugin_bytes(plugins::PASSTHROUGH)),
+        },
+    })
+}
+
+async fn tasks(http: &reqwest::Client, p: &Proc) -> Vec<Value> {
+    flow_tests::get_json(http, &p.base, "/v1/tasks").await["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn head(http: &reqwest::Client, p: &Proc, collection: &str) -> u64 {
+    let v = flow_tests::get_json(http, &p.base, "/v1/collections").await;
+    v["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == collection)
+        .unwrap()["head"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sql_is_bounded_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("flow.log");
+    let p = Proc::start_with(&dir.path().join("data"), &log, &["--limits", LIMITS], &[]).await;
+    let http = reqwest::Client::new();
+    let (baseline, _) = p.rss();
+    let bundle = bundle(dir.path());
+    let r = http
+        .post(p.url("/v1/catalog"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+
+    for (mode, parts) in CASES {
+        let name = format!("m/{mode}");
+        let mut error = String::new();
+        wait_for(&format!("{name} to fail"), async || {
+            let t = tasks(&http, &p).await;
+            let s = t.iter().find(|t| t["name"] == name.as_str());
+            match s.filter(|s| s["state"] == "failed") {
+                Some(s) => {
+                    error = s["lastError"].as_str().unwrap_or_default().to_string();
+                    true
+                }
+                None => false,
+            }
+        })
+        .await;
+        for part in *parts {
+            assert!(
+                error.contains(part),
+                "{name}: expected {part:?} in {error:?}"
+            );
+        }
+        if *mode == "control" {
+            assert!(!error.contains("ACCEPTED"), "{name}: {error}");
+            assert_eq!(
+                error.matches("\": refused (").count(),
+                13,
+                "{name}: {error}"
+            );
+            assert!(
+                error.contains("transaction control is the host's"),
+                "{name}: {error}"
+            );
+            assert!(
+                error.contains("ATTACH and DETACH are refused"),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    // A publish restarts every task; none of them may hold it up with a query.
+    let started = Instant::now();
+    let r = http
+        .post(p.url("/v1/catalog"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "a publish waited {took:?} on plugin queries"
+    );
+
+    // The healthy derivation beside them derives.
+    let docs: String = (0..5).map(|id| format!("{{\"id\": {id}}}\n")).collect();
+    let r = http
+        .post(p.url("/v1/collections/s%2Fin/documents"))
+        .body(docs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "ingest: {}", r.text().await.unwrap());
+    let target = head(&http, &p, "s/in").await;
+    wait_for("s/ok to derive", async || {
+        head(&http, &p, "s/ok").await >= target
+    })
+    .await;
+
+    // A query of 1 GiB left the host's memory where it was, give or take 256 MiB.
+    let (_, peak) = p.rss();
+    eprintln!(
+        "host RSS: baseline {} MiB, peak {} MiB",
+        baseline >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < baseline + (256 << 20),
+        "host peak RSS {} MiB over a baseline of {} MiB",
+        peak >> 20,
+        baseline >> 20
+    );
+}
