@@ -100,6 +100,21 @@ async fn ingest_errors_append_nothing() {
         );
     }
 
+    // A line over the document limit is refused before it is parsed (it is not even JSON).
+    let big = format!(
+        "{{\"id\":2,\"customer\":\"b\",\"amount\":1}}\n{}",
+        "[".repeat(17 << 20)
+    );
+    let (s, c, m) = error(http.post(&url).body(big).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (400, "invalid"), "{m}");
+    assert!(
+        m.contains(
+            "line 2: a document of 17825792 bytes, over the limit of 16777216 bytes (docBytesMax)"
+        ),
+        "{m}"
+    );
+    assert_eq!(orders_head(&served, &http).await, head);
+
     let (s, c, m) = error(
         http.post(served.url("/v1/collections/acme%2Fnope/documents"))
             .body("{}")
@@ -247,6 +262,16 @@ async fn bad_components_are_refused() {
         list(http.clone(), served.url("/v1/plugins")).await,
         before,
         "a refused deploy changed the plugins"
+    );
+    // Nothing refused was compiled into the cache.
+    let no_world = flow_tests::digest(plugins::NO_WORLD).replace(':', "-");
+    let cached: Vec<String> = std::fs::read_dir(served.dir.path().join("data/compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !cached.iter().any(|f| f.starts_with(&no_world)),
+        "a refused component was cached: {cached:?}"
     );
     let history: Value =
         flow_tests::get_json(&http, &served.base, "/v1/plugins/totals/versions").await;

@@ -153,7 +153,8 @@ impl Engine {
         Ok(this)
     }
 
-    /// Compile a component (or fetch it from the cache by `digest`).
+    /// Compile a component (or fetch it from the cache by `digest`). Only a component that
+    /// implements a known world is compiled into the caches.
     pub fn compile(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {
         if let Some(c) = self
             .compiled
@@ -188,6 +189,8 @@ impl Engine {
                 }
                 let c = Component::new(&self.engine, bytes)
                     .map_err(|e| EngineError::NotAComponent(format!("{e:#}")))?;
+                // A component of no known world is refused before it is cached anywhere.
+                self.world_of(&c)?;
                 if let Some(f) = &file {
                     // A failed cache write costs a recompile next start, nothing more.
                     if let Ok(serialized) = c.serialize() {

@@ -150,6 +150,15 @@ async fn ingest(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        // A line longer than any accepted document is refused before it is parsed.
+        let max = s.host.limits.doc_bytes_max;
+        if line.len() > max {
+            return Err(ApiError::invalid(format!(
+                "collection {name}: line {}: a document of {} bytes, over the limit of {max} bytes (docBytesMax)",
+                i + 1,
+                line.len()
+            )));
+        }
         let doc: Value = serde_json::from_slice(line).map_err(|e| {
             ApiError::invalid(format!(
                 "collection {name}: line {}: invalid JSON: {e}",

@@ -106,13 +106,26 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// The values at `key` of `doc` as a JSON array (missing locations are null).
+/// The values at `key` of `doc` as a JSON array (missing locations are null), with numbers in
+/// one spelling per value: keys compare by value (`0 == -0 == 0.0`, as the combiner orders
+/// them), so their text, which names state and destination rows, must too.
 pub fn key_of(key: &[Pointer], doc: &Value) -> Value {
     Value::Array(
         key.iter()
-            .map(|p| p.query(doc).cloned().unwrap_or(Value::Null))
+            .map(|p| p.query(doc).map(canonical).unwrap_or(Value::Null))
             .collect(),
     )
+}
+
+/// A float that is a whole number in the range where f64 is exact becomes that integer.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= (1u64 << 53) as f64 => Value::from(f as i64),
+            _ => v.clone(),
+        },
+        _ => v.clone(),
+    }
 }
 
 pub struct BuiltDerivation {
@@ -652,6 +665,19 @@ collections:
             assert!(e.contains(why), "{yaml}: {e}");
         }
         assert!(serde_yaml::from_str::<super::FragmentsDef>("{compressionCodec: lz4}").is_err());
+    }
+
+    #[test]
+    fn keys_compare_by_value() {
+        let key = vec![Pointer::parse("/k").unwrap()];
+        let text = |doc: Value| key_of(&key, &doc).to_string();
+        use serde_json::json;
+        assert_eq!(text(json!({"k": -0.0})), "[0]");
+        assert_eq!(text(json!({"k": 0.0})), text(json!({"k": 0})));
+        assert_eq!(text(json!({"k": 20.0})), "[20]");
+        assert_eq!(text(json!({"k": 2.5})), "[2.5]");
+        assert_eq!(text(json!({"k": u64::MAX})), format!("[{}]", u64::MAX));
+        assert_eq!(text(json!({"k": "0"})), "[\"0\"]");
     }
 
     #[test]
