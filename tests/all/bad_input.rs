@@ -35,15 +35,7 @@ async fn error(r: reqwest::Response) -> (u16, String, String) {
 }
 
 async fn orders_head(served: &Served, http: &reqwest::Client) -> u64 {
-    let v: Value = flow_tests::get_json(http, &served.base, "/v1/collections").await;
-    v["collections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "acme/orders")
-        .unwrap()["head"]
-        .as_u64()
-        .unwrap()
+    flow_tests::collection_head(http, &served.base, "acme/orders").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

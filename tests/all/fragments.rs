@@ -2,7 +2,7 @@
 //! new tasks and by a host with an empty data directory; an S3-compatible server (moto) on
 //! loopback; a failing store; kills between the steps of sealing.
 
-use crate::{plugin_bytes, plugins};
+use crate::plugins;
 use flow_tests::{Proc, S3Server};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -34,14 +34,9 @@ fn bundle(fragments: Value, derive: bool) -> Value {
             "derive": {"using": {"wasm": {"module": "p.wasm"}},
                        "transforms": [{"name": "all", "source": EVENTS}]},
         });
-        b["modules"] = json!({"p.wasm": base64(&plugin_bytes(plugins::PASSTHROUGH))});
+        b["modules"] = json!({"p.wasm": flow_tests::module_base64(plugins::PASSTHROUGH)});
     }
     b
-}
-
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 async fn publish(http: &reqwest::Client, p: &Proc, bundle: &Value) {

@@ -3,7 +3,7 @@
 //! a publish (`FLOW_PAUSE_AT`: after the checks, inside the recording transaction, after it
 //! committed) and at random moments of publishes in flight, then restarted and checked.
 
-use crate::{plugin_bytes, plugins};
+use crate::plugins;
 use flow_tests::Proc;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -11,11 +11,6 @@ use std::time::Duration;
 
 /// Derivations each published with its own module: 8 plugins recorded by one publish.
 const TASKS: usize = 8;
-
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 /// Round `round`'s bundle: every derivation runs `module`, and collection `p/round-N` marks
 /// which publish the catalog holds.
@@ -37,7 +32,12 @@ fn bundle(round: usize, module: &str) -> Value {
         );
     }
     let modules: serde_json::Map<String, Value> = (0..TASKS)
-        .map(|t| (format!("d{t}.wasm"), json!(base64(&plugin_bytes(module)))))
+        .map(|t| {
+            (
+                format!("d{t}.wasm"),
+                json!(flow_tests::module_base64(module)),
+            )
+        })
         .collect();
     json!({"source": format!("round {round}"), "catalog": {"collections": collections}, "modules": modules})
 }

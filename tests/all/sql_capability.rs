@@ -4,7 +4,7 @@
 //! the limit or the rule; the host's memory stays bounded, a publish does not wait on a
 //! plugin's query, and a healthy task beside them keeps deriving.
 
-use crate::{plugin_bytes, plugins};
+use crate::plugins;
 use flow_tests::Proc;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -21,11 +21,6 @@ const CASES: &[(&str, &[&str])] = &[
     ("slow", &["CPU deadline of 200 ms per call"]),
     ("control", &["control: "]),
 ];
-
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 fn bundle(dir: &std::path::Path) -> Value {
     let mut materializations = serde_json::Map::new();
@@ -51,8 +46,8 @@ fn bundle(dir: &std::path::Path) -> Value {
             "materializations": materializations,
         },
         "modules": {
-            "sql.wasm": base64(&plugin_bytes(plugins::SQL_PROBE)),
-            "pass.wasm": base64(&plugin_bytes(plugins::PASSTHROUGH)),
+            "sql.wasm": flow_tests::module_base64(plugins::SQL_PROBE),
+            "pass.wasm": flow_tests::module_base64(plugins::PASSTHROUGH),
         },
     })
 }
@@ -70,18 +65,6 @@ async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn head(http: &reqwest::Client, p: &Proc, collection: &str) -> u64 {
-    let v = flow_tests::get_json(http, &p.base, "/v1/collections").await;
-    v["collections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == collection)
-        .unwrap()["head"]
-        .as_u64()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,9 +146,9 @@ async fn hostile_sql_is_bounded_and_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "ingest: {}", r.text().await.unwrap());
-    let target = head(&http, &p, "s/in").await;
+    let target = flow_tests::collection_head(&http, &p.base, "s/in").await;
     wait_for("s/ok to derive", async || {
-        head(&http, &p, "s/ok").await >= target
+        flow_tests::collection_head(&http, &p.base, "s/ok").await >= target
     })
     .await;
 

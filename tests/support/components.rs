@@ -7,6 +7,12 @@ pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 }
 
+/// A plugin component built by `build.rs`, base64-encoded as a bundle's `modules` carry it.
+pub fn module_base64(path: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(plugin_bytes(path))
+}
+
 /// Read a plugin component built by `build.rs`.
 pub fn plugin_bytes(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(path)).unwrap_or_else(|e| panic!("failed to read plugin {path}: {e}"))

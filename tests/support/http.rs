@@ -53,3 +53,16 @@ pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The write head of `collection` (bytes written so far), from `GET /v1/collections`.
+pub async fn collection_head(http: &reqwest::Client, base: &str, collection: &str) -> u64 {
+    let v = get_json(http, base, "/v1/collections").await;
+    v["collections"]
+        .as_array()
+        .expect("no collections in the answer")
+        .iter()
+        .find(|c| c["name"] == collection)
+        .unwrap_or_else(|| panic!("no collection {collection}"))["head"]
+        .as_u64()
+        .expect("no head")
+}

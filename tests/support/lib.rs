@@ -11,9 +11,9 @@ mod proc;
 mod s3;
 mod served;
 
-pub use components::{digest, plugin_bytes, plugins};
+pub use components::{digest, module_base64, plugin_bytes, plugins};
 pub use fragments::{fragment_files, tiled_end};
-pub use http::{deploy, free_port, get_json, read_ndjson};
+pub use http::{collection_head, deploy, free_port, get_json, read_ndjson};
 pub use outage::Outage;
 pub use proc::Proc;
 pub use s3::{S3Server, s3_env};
