@@ -3,6 +3,7 @@
 mod bad_input;
 mod catalogs;
 mod crash;
+mod disk_full;
 mod e2e;
 mod fragments;
 mod lifecycle;

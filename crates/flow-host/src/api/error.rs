@@ -1,6 +1,7 @@
 //! API errors: a stable code and a message for clients, internals in the logs.
 
 use crate::runtime::HostError;
+use crate::storage::StorageFault;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,20 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The database cannot be written: 507 when its disk is full, else 503. The operator's
+    /// problem, but one the client must see to retry, so it says where and why.
+    pub fn storage(f: StorageFault) -> Self {
+        if f.disk_full {
+            Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                f.message,
+            )
+        } else {
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", f.message)
+        }
     }
 
     /// A failure of the host itself. Its detail (paths, database errors) is for the operator:
@@ -65,6 +80,7 @@ impl From<HostError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
             HostError::Timeout(m) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+            HostError::Storage(f) => ApiError::storage(f),
             HostError::Internal(e) => ApiError::internal(&format!("{e:#}")),
         }
     }
@@ -72,7 +88,10 @@ impl From<HostError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::internal(&format!("{e:#}"))
+        match e.downcast::<StorageFault>() {
+            Ok(f) => ApiError::storage(f),
+            Err(e) => ApiError::internal(&format!("{e:#}")),
+        }
     }
 }
 

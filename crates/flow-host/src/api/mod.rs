@@ -117,8 +117,16 @@ async fn blocking<R: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// 200 while the host can take writes; 503 with the reason while its database cannot.
+async fn health(State(s): State<AppState>) -> Response {
+    match s.host.store.fault() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "reason": f.message, "diskFull": f.disk_full})),
+        )
+            .into_response(),
+    }
 }
 
 async fn get_catalog(State(s): State<AppState>) -> Json<Value> {

@@ -37,8 +37,20 @@ pub enum HostError {
     /// A wait ran out of time (e.g. `wait_idle`).
     #[error("{0}")]
     Timeout(String),
+    /// The database cannot be written now (e.g. its disk is full); retry once it is fixed.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Storage(crate::storage::StorageFault),
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for HostError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<crate::storage::StorageFault>() {
+            Ok(f) => HostError::Storage(f),
+            Err(e) => HostError::Internal(e),
+        }
+    }
 }
 
 /// Result of an ingest.

@@ -5,7 +5,8 @@
 
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Version of the layout below; stored under `META["format"]` and checked at open.
 pub const FORMAT_VERSION: u64 = 1;
@@ -51,8 +52,126 @@ const GROUP_JOBS_MAX: usize = 512;
 /// group is aborted and committed again without it; redb savepoints need a clean
 /// transaction, so they cannot isolate jobs).
 pub struct Store {
-    db: std::sync::Arc<Database>,
+    db: Arc<Slot>,
     queue: std::sync::Mutex<std::sync::mpsc::Sender<Request>>,
+}
+
+/// The open database, and why it cannot be written, if it cannot. After an I/O error redb
+/// refuses every later write until the database is closed and opened again; the committer
+/// does that as soon as a write comes and the cause (a full disk) is gone.
+struct Slot {
+    path: PathBuf,
+    /// None only while the committer re-opens the file.
+    db: RwLock<Option<Arc<Database>>>,
+    fault: Mutex<Option<StorageFault>>,
+}
+
+/// The database could not be written (or re-opened): a storage fault, not a fault of the
+/// write. Writes resume by themselves once the cause is gone.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageFault {
+    pub message: String,
+    /// The filesystem is full.
+    pub disk_full: bool,
+}
+
+impl StorageFault {
+    fn of(path: &Path, e: &dyn std::fmt::Display) -> Self {
+        let text = e.to_string();
+        let disk_full = text.contains("No space left") || text.contains("StorageFull");
+        let free = free_bytes(path)
+            .map(|b| format!("; {b} bytes free on its filesystem"))
+            .unwrap_or_default();
+        StorageFault {
+            message: format!(
+                "the database {} cannot be written: {text}{free}",
+                path.display()
+            ),
+            disk_full,
+        }
+    }
+}
+
+/// How often a faulted database is re-opened while no write comes.
+const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a job's error is the database failing under it (redb's I/O errors), not the job.
+pub(crate) fn is_io_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<StorageFault>() || {
+            let text = c.to_string();
+            text.starts_with("I/O error") || text.starts_with("Previous I/O error")
+        }
+    })
+}
+
+/// Bytes available to this process on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path.parent().unwrap_or(path);
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+impl Slot {
+    fn get(&self) -> anyhow::Result<Arc<Database>> {
+        self.db
+            .read()
+            .expect("database slot poisoned")
+            .clone()
+            .ok_or_else(|| {
+                anyhow::anyhow!("the database {} is being re-opened", self.path.display())
+            })
+    }
+
+    fn set_fault(&self, fault: Option<StorageFault>) {
+        if let Some(f) = &fault {
+            tracing::error!("{f}");
+        } else if self.fault.lock().expect("fault poisoned").is_some() {
+            tracing::info!("the database {} is writable again", self.path.display());
+        }
+        *self.fault.lock().expect("fault poisoned") = fault;
+    }
+
+    /// Re-open and prove the database takes a write again; clear the fault if it does.
+    fn heal(&self) {
+        let proof = self.reopen().and_then(|()| {
+            let db = self.get().map_err(|e| StorageFault::of(&self.path, &e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| StorageFault::of(&self.path, &e))?;
+            txn.commit().map_err(|e| StorageFault::of(&self.path, &e))
+        });
+        match proof {
+            Ok(()) => self.set_fault(None),
+            Err(f) => *self.fault.lock().expect("fault poisoned") = Some(f),
+        }
+    }
+
+    /// After a fault: close the database and open it again (redb repairs it). Fails while the
+    /// cause lasts, or while a reader still holds the old one.
+    fn reopen(&self) -> Result<(), StorageFault> {
+        let mut slot = self.db.write().expect("database slot poisoned");
+        if let Some(old) = slot.take() {
+            match Arc::try_unwrap(old) {
+                Ok(db) => drop(db),
+                Err(old) => {
+                    *slot = Some(old);
+                    return Err(StorageFault::of(
+                        &self.path,
+                        &"it is still in use by a reader; retrying",
+                    ));
+                }
+            }
+        }
+        match Database::create(&self.path) {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                Ok(())
+            }
+            Err(e) => Err(StorageFault::of(&self.path, &e)),
+        }
+    }
 }
 
 impl Store {
@@ -85,7 +204,11 @@ impl Store {
             txn.open_table(CHECKPOINTS)?;
         }
         txn.commit()?;
-        let db = std::sync::Arc::new(db);
+        let db = Arc::new(Slot {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            fault: Mutex::new(None),
+        });
         let (tx, rx) = std::sync::mpsc::channel::<Request>();
         let committer_db = db.clone();
         std::thread::Builder::new()
@@ -126,8 +249,14 @@ impl Store {
 
     pub fn read(&self) -> anyhow::Result<redb::ReadTransaction> {
         self.db
+            .get()?
             .begin_read()
             .context("failed to begin a read transaction")
+    }
+
+    /// Why the database cannot be written now, if it cannot (health checks show it).
+    pub fn fault(&self) -> Option<StorageFault> {
+        self.db.fault.lock().expect("fault poisoned").clone()
     }
 
     /// A META record.
@@ -180,8 +309,22 @@ impl Store {
 
 /// The committer: take every queued job and run them in one transaction, committed with one
 /// fsync; if a job fails, answer it, abort, and run the rest of the group again without it.
-fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
+/// A failure of the database itself (begin or commit) answers the whole group with a
+/// `StorageFault`; the next group first re-opens the database.
+fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
+    loop {
+        let first = match rx.recv_timeout(HEAL_INTERVAL) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Nothing to write: while faulted, try to heal anyway, so readers and health
+                // checks recover even when no writer comes (e.g. ingests refused up front).
+                if slot.fault.lock().expect("fault poisoned").is_some() {
+                    slot.heal();
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut group = vec![first];
         while group.len() < GROUP_JOBS_MAX {
             match rx.try_recv() {
@@ -189,14 +332,32 @@ fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
+        let faulted = slot.fault.lock().expect("fault poisoned").is_some();
+        if faulted && let Err(f) = slot.reopen() {
+            slot.set_fault(Some(f.clone()));
+            for r in group.drain(..) {
+                let _ = r.done.send(Err(f.clone().into()));
+            }
+            continue;
+        }
+        let db = match slot.get() {
+            Ok(db) => db,
+            Err(e) => {
+                let f = StorageFault::of(&slot.path, &e);
+                for r in group.drain(..) {
+                    let _ = r.done.send(Err(f.clone().into()));
+                }
+                continue;
+            }
+        };
         while !group.is_empty() {
             let txn = match db.begin_write() {
                 Ok(t) => t,
                 Err(e) => {
+                    let f = StorageFault::of(&slot.path, &e);
+                    slot.set_fault(Some(f.clone()));
                     for r in group.drain(..) {
-                        let _ = r.done.send(Err(anyhow::anyhow!(
-                            "failed to begin a write transaction: {e}"
-                        )));
+                        let _ = r.done.send(Err(f.clone().into()));
                     }
                     break;
                 }
@@ -209,7 +370,7 @@ fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
                     let r = group.remove(i);
                     let result = db
                         .begin_write()
-                        .map_err(|e| anyhow::anyhow!("failed to begin a write transaction: {e}"))
+                        .map_err(|e| anyhow::Error::from(StorageFault::of(&slot.path, &e)))
                         .and_then(|txn| {
                             let result = (r.job)(&txn);
                             let _ = txn.abort();
@@ -219,13 +380,24 @@ fn committer(db: &Database, rx: &std::sync::mpsc::Receiver<Request>) {
                         Ok(()) => Err(anyhow::anyhow!(
                             "the write failed, then succeeded alone; it was not committed"
                         )),
+                        // The database failed under the job, not the job itself.
+                        Err(e) if is_io_failure(&e) => {
+                            let f = StorageFault::of(&slot.path, &format!("{e:#}"));
+                            slot.set_fault(Some(f.clone()));
+                            Err(f.into())
+                        }
                         Err(e) => Err(e),
                     });
                 }
                 None => {
-                    let result = txn.commit().map_err(|e| format!("failed to commit: {e}"));
+                    let result = txn.commit().map_err(|e| StorageFault::of(&slot.path, &e));
+                    match &result {
+                        Ok(()) if faulted => slot.set_fault(None),
+                        Ok(()) => {}
+                        Err(f) => slot.set_fault(Some(f.clone())),
+                    }
                     for r in group.drain(..) {
-                        let _ = r.done.send(result.clone().map_err(anyhow::Error::msg));
+                        let _ = r.done.send(result.clone().map_err(anyhow::Error::from));
                     }
                 }
             }

@@ -19,7 +19,7 @@ pub use status::{SourceStatus, Statuses, TaskState, TaskStatus};
 use crate::journal::{self, Journals};
 use crate::limits::Limits;
 use crate::plugin::Registry;
-use crate::storage::Store;
+use crate::storage::{self, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -58,33 +58,60 @@ pub(crate) trait Task {
 pub(crate) fn run<T: Task>(
     ctx: TaskCtx,
     plugin: &str,
-    start: impl FnOnce(&TaskCtx) -> anyhow::Result<(T, u64)>,
+    start: impl FnMut(&TaskCtx) -> anyhow::Result<(T, u64)>,
 ) {
-    let result = (|| {
-        let (mut task, version) = start(&ctx)?;
-        // Sources first: `Host::wait_idle` must never see a running task without its sources.
-        ctx.report_sources(&task.sources())?;
-        ctx.statuses.update(&ctx.name, |s| {
-            s.state = TaskState::Running;
-            s.plugin_version = Some(version);
-        });
-        let outputs = task.outputs();
-        while !ctx.stopping() {
-            if ctx.backpressure(&outputs) {
-                continue;
+    // A storage fault (a full disk) pauses the task instead of failing it: it starts again
+    // from its checkpoints once the database takes writes, which its own commit finds out.
+    let mut start = start;
+    loop {
+        let result = run_once(&ctx, &mut start);
+        match result {
+            Err(e) if storage::is_io_failure(&e) && !ctx.stopping() => {
+                ctx.statuses.update(&ctx.name, |s| {
+                    if s.state != TaskState::Backpressure {
+                        tracing::warn!(task = %ctx.name, "pausing: {e:#}");
+                    }
+                    s.state = TaskState::Backpressure;
+                    s.last_error = Some(format!("{e:#}"));
+                });
+                let until = std::time::Instant::now() + STORAGE_RETRY;
+                while !ctx.stopping() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-            let seen = ctx.journals.generation();
-            if task.transaction(&ctx)? > 0 {
-                ctx.report_sources(&task.sources())?;
-            } else {
-                ctx.wait_for_appends(seen, task.wake_ms());
-            }
+            Err(e) => return ctx.fail(plugin, &e),
+            Ok(()) => return,
         }
-        anyhow::Ok(())
-    })();
-    if let Err(e) = result {
-        ctx.fail(plugin, &e);
     }
+}
+
+/// How long a task paused by a storage fault waits before it tries again.
+const STORAGE_RETRY: Duration = Duration::from_secs(1);
+
+fn run_once<T: Task>(
+    ctx: &TaskCtx,
+    start: &mut impl FnMut(&TaskCtx) -> anyhow::Result<(T, u64)>,
+) -> anyhow::Result<()> {
+    let (mut task, version) = start(ctx)?;
+    // Sources first: `Host::wait_idle` must never see a running task without its sources.
+    ctx.report_sources(&task.sources())?;
+    ctx.statuses.update(&ctx.name, |s| {
+        s.state = TaskState::Running;
+        s.plugin_version = Some(version);
+    });
+    let outputs = task.outputs();
+    while !ctx.stopping() {
+        if ctx.backpressure(&outputs) {
+            continue;
+        }
+        let seen = ctx.journals.generation();
+        if task.transaction(ctx)? > 0 {
+            ctx.report_sources(&task.sources())?;
+        } else {
+            ctx.wait_for_appends(seen, task.wake_ms());
+        }
+    }
+    Ok(())
 }
 
 impl TaskCtx {

@@ -142,7 +142,9 @@ pub(crate) const KIND: Kind = Kind {
                     plugin: d.plugin.clone(),
                     limits: d.limits.clone(),
                     run: Box::new(move |ctx| {
-                        task::run(ctx, &plugin, |ctx| Derive::start(ctx, catalog, collection))
+                        task::run(ctx, &plugin, |ctx| {
+                            Derive::start(ctx, catalog.clone(), collection.clone())
+                        })
                     }),
                 })
             })
