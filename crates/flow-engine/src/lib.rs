@@ -40,13 +40,20 @@ use wasmtime::component::{HasSelf, Linker};
 /// How often the epoch advances; call deadlines are whole multiples of it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The WIT package every plugin is built against (`package` in `wit/flow.wit`). The one place
-/// the host names its version; a unit test checks it against the WIT file.
-pub const WIT_PACKAGE: &str = "flow:plugin@0.1.0";
+/// The version of the WIT package: the one place the host names it (a unit test checks it
+/// against `wit/flow.wit`).
+macro_rules! wit_version {
+    () => {
+        "0.1.0"
+    };
+}
+
+/// The WIT package every plugin is built against (`package` in `wit/flow.wit`).
+pub const WIT_PACKAGE: &str = concat!("flow:plugin@", wit_version!());
 
 macro_rules! wit_interface {
     ($name:literal) => {
-        concat!("flow:plugin/", $name, "@0.1.0")
+        concat!("flow:plugin/", $name, "@", wit_version!())
     };
 }
 
@@ -319,8 +326,8 @@ mod tests {
         assert!(
             wit.lines()
                 .any(|l| l.trim() == format!("package {WIT_PACKAGE};")),
-            "wit/flow.wit does not declare `package {WIT_PACKAGE};`: update WIT_PACKAGE and \
-             wit_interface! together with the WIT version"
+            "wit/flow.wit does not declare `package {WIT_PACKAGE};`: update wit_version! with \
+             the WIT version"
         );
         assert_eq!(
             World::Derivation.export(),

@@ -37,18 +37,23 @@ const CONNECTORS: &[Connector] = &[Connector {
     open: |config| Ok(Box::new(sqlite::Sqlite::open(config)?)),
 }];
 
-/// The connector names an endpoint may use.
-pub(crate) fn names() -> Vec<&'static str> {
-    CONNECTORS.iter().map(|c| c.name).collect()
+/// The connector an endpoint names, or why there is none of that name.
+fn find(name: &str) -> Result<&'static Connector, String> {
+    CONNECTORS.iter().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = CONNECTORS.iter().map(|c| c.name).collect();
+        format!(
+            "unknown connector '{name}': this host has {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// Check that this host has connector `name` (at publish, before anything is recorded).
+pub(crate) fn check(name: &str) -> Result<(), String> {
+    find(name).map(drop)
 }
 
 /// Open the destination of connector `name`, configured by an endpoint's `config`.
 pub(crate) fn open(name: &str, config: &Value) -> anyhow::Result<Box<dyn Destination>> {
-    let connector = CONNECTORS.iter().find(|c| c.name == name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown connector '{name}': this host has {}",
-            names().join(", ")
-        )
-    })?;
-    (connector.open)(config)
+    (find(name).map_err(anyhow::Error::msg)?.open)(config)
 }

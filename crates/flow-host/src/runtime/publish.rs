@@ -118,17 +118,8 @@ impl Host {
         }
         // Endpoints name connectors this host has.
         for m in built.materializations.values() {
-            if let Some(d) = &m.destination
-                && !connector::names().contains(&d.connector.as_str())
-            {
-                return Err(invalid(
-                    &m.name,
-                    format!(
-                        "unknown connector '{}': this host has {}",
-                        d.connector,
-                        connector::names().join(", ")
-                    ),
-                ));
+            if let Some(d) = &m.destination {
+                connector::check(&d.connector).map_err(|why| invalid(&m.name, why))?;
             }
         }
 

@@ -107,13 +107,17 @@ pub(crate) fn is_io_failure(e: &anyhow::Error) -> bool {
 }
 
 /// Bytes available to this process on the filesystem holding `path`.
-pub fn free_bytes(path: &Path) -> Option<u64> {
+fn free_bytes(path: &Path) -> Option<u64> {
     let dir = path.parent().unwrap_or(path);
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 impl Slot {
+    fn fault(&self) -> Option<StorageFault> {
+        self.fault.lock().expect("fault poisoned").clone()
+    }
+
     fn get(&self) -> anyhow::Result<Arc<Database>> {
         self.db
             .read()
@@ -256,7 +260,7 @@ impl Store {
 
     /// Why the database cannot be written now, if it cannot (health checks show it).
     pub fn fault(&self) -> Option<StorageFault> {
-        self.db.fault.lock().expect("fault poisoned").clone()
+        self.db.fault()
     }
 
     /// A META record.
@@ -309,8 +313,8 @@ impl Store {
 
 /// The committer: take every queued job and run them in one transaction, committed with one
 /// fsync; if a job fails, answer it, abort, and run the rest of the group again without it.
-/// A failure of the database itself (begin or commit) answers the whole group with a
-/// `StorageFault`; the next group first re-opens the database.
+/// A failure of the database itself (begin, commit, or an I/O error under a job) answers
+/// with a `StorageFault`; the next group, or the next idle second, first heals the database.
 fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
     loop {
         let first = match rx.recv_timeout(HEAL_INTERVAL) {
@@ -318,7 +322,7 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 // Nothing to write: while faulted, try to heal anyway, so readers and health
                 // checks recover even when no writer comes (e.g. ingests refused up front).
-                if slot.fault.lock().expect("fault poisoned").is_some() {
+                if slot.fault().is_some() {
                     slot.heal();
                 }
                 continue;
@@ -332,21 +336,18 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let faulted = slot.fault.lock().expect("fault poisoned").is_some();
-        if faulted && let Err(f) = slot.reopen() {
-            slot.set_fault(Some(f.clone()));
-            for r in group.drain(..) {
-                let _ = r.done.send(Err(f.clone().into()));
-            }
-            continue;
+        // A faulted database is healed (or not) before anything of the group runs.
+        if slot.fault().is_some() {
+            slot.heal();
         }
-        let db = match slot.get() {
+        let db = match slot.fault() {
+            Some(f) => Err(f),
+            None => slot.get().map_err(|e| StorageFault::of(&slot.path, &e)),
+        };
+        let db = match db {
             Ok(db) => db,
-            Err(e) => {
-                let f = StorageFault::of(&slot.path, &e);
-                for r in group.drain(..) {
-                    let _ = r.done.send(Err(f.clone().into()));
-                }
+            Err(f) => {
+                refuse(&mut group, &f);
                 continue;
             }
         };
@@ -356,9 +357,7 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
                 Err(e) => {
                     let f = StorageFault::of(&slot.path, &e);
                     slot.set_fault(Some(f.clone()));
-                    for r in group.drain(..) {
-                        let _ = r.done.send(Err(f.clone().into()));
-                    }
+                    refuse(&mut group, &f);
                     break;
                 }
             };
@@ -389,19 +388,27 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
                         Err(e) => Err(e),
                     });
                 }
-                None => {
-                    let result = txn.commit().map_err(|e| StorageFault::of(&slot.path, &e));
-                    match &result {
-                        Ok(()) if faulted => slot.set_fault(None),
-                        Ok(()) => {}
-                        Err(f) => slot.set_fault(Some(f.clone())),
+                None => match txn.commit() {
+                    Ok(()) => {
+                        for r in group.drain(..) {
+                            let _ = r.done.send(Ok(()));
+                        }
                     }
-                    for r in group.drain(..) {
-                        let _ = r.done.send(result.clone().map_err(anyhow::Error::from));
+                    Err(e) => {
+                        let f = StorageFault::of(&slot.path, &e);
+                        slot.set_fault(Some(f.clone()));
+                        refuse(&mut group, &f);
                     }
-                }
+                },
             }
         }
+    }
+}
+
+/// Answer every request of `group` with `fault`.
+fn refuse(group: &mut Vec<Request>, fault: &StorageFault) {
+    for r in group.drain(..) {
+        let _ = r.done.send(Err(fault.clone().into()));
     }
 }
 

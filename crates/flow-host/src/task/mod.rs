@@ -67,13 +67,7 @@ pub(crate) fn run<T: Task>(
         let result = run_once(&ctx, &mut start);
         match result {
             Err(e) if storage::is_io_failure(&e) && !ctx.stopping() => {
-                ctx.statuses.update(&ctx.name, |s| {
-                    if s.state != TaskState::Backpressure {
-                        tracing::warn!(task = %ctx.name, "pausing: {e:#}");
-                    }
-                    s.state = TaskState::Backpressure;
-                    s.last_error = Some(format!("{e:#}"));
-                });
+                ctx.pause(format!("{e:#}"));
                 let until = std::time::Instant::now() + STORAGE_RETRY;
                 while !ctx.stopping() && std::time::Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(50));
@@ -146,13 +140,7 @@ impl TaskCtx {
         let refused = outputs.iter().find_map(|j| fragments.check_append(j).err());
         match refused {
             Some(why) => {
-                self.statuses.update(&self.name, |s| {
-                    if s.state != TaskState::Backpressure {
-                        tracing::warn!(task = %self.name, "pausing: {why}");
-                    }
-                    s.state = TaskState::Backpressure;
-                    s.last_error = Some(why);
-                });
+                self.pause(why);
                 std::thread::sleep(Duration::from_millis(100));
                 true
             }
@@ -166,6 +154,17 @@ impl TaskCtx {
                 false
             }
         }
+    }
+
+    /// Show the task as paused for `why` (warned once per pause), not failed.
+    fn pause(&self, why: String) {
+        self.statuses.update(&self.name, |s| {
+            if s.state != TaskState::Backpressure {
+                tracing::warn!(task = %self.name, "pausing: {why}");
+            }
+            s.state = TaskState::Backpressure;
+            s.last_error = Some(why);
+        });
     }
 
     /// Show where the task reads, and how far behind each source's head it is.
