@@ -78,6 +78,18 @@ async fn ingest_errors_append_nothing() {
             &["line 1", "must be a JSON object, not an array"],
         ),
         ("\n  \n", 400, "invalid", &["no documents"]),
+        (
+            // Beyond 64 bits, 2^64 and 2^64 + 1 read as one float: refused, not merged.
+            "{\"id\":2,\"customer\":\"b\",\"amount\":1}\n{\"id\":18446744073709551617,\"customer\":\"c\",\"amount\":1}\n",
+            400,
+            "invalid",
+            &[
+                "line 2",
+                "/id",
+                "outside the 64-bit integer range",
+                "send it as a string",
+            ],
+        ),
     ];
     for (body, status, code, parts) in cases {
         let (s, c, m) = error(http.post(&url).body(*body).send().await.unwrap()).await;

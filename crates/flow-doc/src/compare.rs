@@ -56,27 +56,44 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
     }
 }
 
-/// Compare numbers by value across integers and floats: `20 == 20.0`, and integers beyond
-/// 2^53 stay exact against each other.
+/// Compare numbers exactly by value across integers and floats: `20 == 20.0`, `-0 == 0`,
+/// integers beyond 2^53 stay exact against each other and against floats
+/// (`9007199254740993 > 9007199254740992.0`).
 pub fn compare_numbers(a: &Number, b: &Number) -> Ordering {
-    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-        return x.cmp(&y);
+    match (integer(a), integer(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(x), None) => integer_vs_float(x, b.as_f64().unwrap_or(f64::NAN)),
+        (None, Some(y)) => integer_vs_float(y, a.as_f64().unwrap_or(f64::NAN)).reverse(),
+        (None, None) => {
+            let (x, y) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
+            // `partial_cmp` makes -0.0 equal to 0.0; JSON has no NaN, but order it anyway.
+            x.partial_cmp(&y).unwrap_or_else(|| x.total_cmp(&y))
+        }
     }
-    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
-        return x.cmp(&y);
+}
+
+/// The value of an integer-typed number (any i64 or u64).
+fn integer(n: &Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Integer `x` against float `y`, exactly: compare with `y`'s whole part (a saturating, and
+/// within range exact, conversion), then let its fraction break the tie.
+fn integer_vs_float(x: i128, y: f64) -> Ordering {
+    if y.is_nan() {
+        return Ordering::Less;
     }
-    match (a.as_i64(), b.as_u64()) {
-        // A negative i64 against a u64 too large for i64.
-        (Some(_), Some(_)) if a.as_u64().is_none() => return Ordering::Less,
-        _ => {}
+    let whole = y.trunc();
+    match x.cmp(&(whole as i128)) {
+        Ordering::Equal if y > whole => Ordering::Less,
+        Ordering::Equal if y < whole => Ordering::Greater,
+        o => o,
     }
-    match (a.as_u64(), b.as_i64()) {
-        (Some(_), Some(_)) if b.as_u64().is_none() => return Ordering::Greater,
-        _ => {}
-    }
-    let x = a.as_f64().unwrap_or(f64::NAN);
-    let y = b.as_f64().unwrap_or(f64::NAN);
-    x.total_cmp(&y)
 }
 
 /// Compare two documents by the locations of `key`. A missing location sorts before any
@@ -137,6 +154,24 @@ mod test {
             );
         }
         assert_eq!(compare(&json!(20), &json!(20.0)), Ordering::Equal);
+        assert_eq!(compare(&json!(-0.0), &json!(0)), Ordering::Equal);
+        assert_eq!(compare(&json!(-0.0), &json!(0.0)), Ordering::Equal);
+        // Exact beyond 2^53: 2^53 + 1 is above the float 2^53, and 2^63 equals its float.
+        assert_eq!(
+            compare(&json!(9007199254740993u64), &json!(9007199254740992.0)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare(
+                &json!(9223372036854775808u64),
+                &json!(9223372036854775808.0)
+            ),
+            Ordering::Equal
+        );
+        assert_eq!(compare(&json!(3), &json!(3.5)), Ordering::Less);
+        assert_eq!(compare(&json!(-3), &json!(-3.5)), Ordering::Greater);
+        assert_eq!(compare(&json!(u64::MAX), &json!(1e20)), Ordering::Less);
+        assert_eq!(compare(&json!(i64::MIN), &json!(-1e19)), Ordering::Greater);
         assert_eq!(
             compare(&json!(-1), &json!(18446744073709551615u64)),
             Ordering::Less

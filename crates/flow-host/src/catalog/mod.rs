@@ -67,7 +67,15 @@ impl BuiltCollection {
         };
         self.schema
             .validate(doc)
-            .map_err(|e| format!("does not match the schema of {}: {e}", self.name))
+            .map_err(|e| format!("does not match the schema of {}: {e}", self.name))?;
+        for p in &self.key {
+            if let Some(problem) = p.query(doc).and_then(key_value_problem) {
+                return Err(format!(
+                    "has a key that cannot be told apart: {p} {problem}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Combine documents of one transaction by key (associatively, by the `reduce`
@@ -117,15 +125,39 @@ pub fn key_of(key: &[Pointer], doc: &Value) -> Value {
     )
 }
 
-/// A float that is a whole number in the range where f64 is exact becomes that integer.
+/// A float that is a whole number in the 64-bit integer range becomes that integer (exactly:
+/// such floats convert without loss), so one value has one spelling, as `compare` sees it.
 fn canonical(v: &Value) -> Value {
     match v {
         Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() <= (1u64 << 53) as f64 => Value::from(f as i64),
+            Some(f) if f.fract() == 0.0 && f > I64_MIN && f < 0.0 => Value::from(f as i64),
+            // -0.0 is in this range too (it is not below 0.0), and becomes 0.
+            Some(f) if f.fract() == 0.0 && (0.0..U64_END).contains(&f) => Value::from(f as u64),
             _ => v.clone(),
         },
         _ => v.clone(),
     }
+}
+
+/// -2^63, the least i64, and 2^64, one past the greatest u64: JSON integers outside the 64-bit
+/// range are read as floats, which cannot tell neighbouring big integers apart. -2^63 itself is
+/// such a float too when it is read from `-9223372036854775809` (it rounds to -2^63), so as a
+/// float it counts as outside.
+const I64_MIN: f64 = -9_223_372_036_854_775_808.0;
+const U64_END: f64 = 18_446_744_073_709_551_616.0;
+
+/// Why a key value cannot be a key: a whole number outside the 64-bit range, where
+/// `18446744073709551616` and `18446744073709551617` would read as one float and share a key.
+fn key_value_problem(v: &Value) -> Option<String> {
+    let Value::Number(n) = v else { return None };
+    let f = n.as_f64()?;
+    if n.is_i64() || n.is_u64() || f.fract() != 0.0 || (f > I64_MIN && f < U64_END) {
+        return None;
+    }
+    Some(format!(
+        "is the number {n}, a whole number outside the 64-bit integer range (-2^63 to 2^64-1): \
+         such numbers lose their exact value, so neighbours would share one key; send it as a string"
+    ))
 }
 
 pub struct BuiltDerivation {
@@ -678,6 +710,62 @@ collections:
         assert_eq!(text(json!({"k": 2.5})), "[2.5]");
         assert_eq!(text(json!({"k": u64::MAX})), format!("[{}]", u64::MAX));
         assert_eq!(text(json!({"k": "0"})), "[\"0\"]");
+        assert_eq!(text(json!({"k": 1e18})), "[1000000000000000000]");
+        // Two values share a key text exactly when the combiner finds them equal.
+        let values: Vec<Value> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "1.0",
+            "1.5",
+            "-1",
+            "-1.0",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740992.0",
+            "1e18",
+            "1000000000000000000",
+            "1000000000000000001",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e300",
+        ]
+        .iter()
+        .map(|t| json!({"k": serde_json::from_str::<Value>(t).unwrap()}))
+        .collect();
+        for a in &values {
+            for b in &values {
+                let same = flow_doc::compare_by_key(&key, a, b).is_eq();
+                assert_eq!(same, text(a.clone()) == text(b.clone()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn big_integer_keys_are_refused() {
+        let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        // Beyond 64 bits JSON integers read as floats: these two would be one key.
+        assert_eq!(parse("18446744073709551616"), parse("18446744073709551617"));
+        for t in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e20",
+            "-1e300",
+            "1.5e300",
+        ] {
+            let why = key_value_problem(&parse(t)).expect(t);
+            assert!(why.contains("outside the 64-bit integer range"), "{why}");
+        }
+        for t in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "2.5",
+            "\"big\"",
+        ] {
+            assert_eq!(key_value_problem(&parse(t)), None, "{t}");
+        }
     }
 
     #[test]
