@@ -9,7 +9,7 @@ setup:
 # Python plugins are built with componentize-py (PyPI) by tests/build.rs; the S3 tests run
 # moto (PyPI) as an S3-compatible server on loopback.
 setup-test: setup
-	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 "moto[server]==5.2.1"
+	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 "moto[server]==5.2.1" schemathesis==4.32.5
 
 plugins: setup
 	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area. `build.rs` builds the plugins first.
 
+mod api_schema;
 mod bad_input;
 mod catalogs;
 mod crash;

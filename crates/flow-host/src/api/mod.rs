@@ -89,21 +89,41 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     next.run(req).await
 }
 
-/// Answers axum's own rejections (a body over the limit) in the API's JSON error shape.
+/// Answers axum's own rejections (a body over the limit, a query that does not parse, a
+/// method a route lacks) in the API's JSON error shape, keeping their status and headers.
 async fn json_rejections(response: Response) -> Response {
     let json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+    let status = response.status();
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
             "too_large",
             format!("the request body is over the limit of {BODY_BYTES_MAX} bytes"),
-        )
-        .into_response();
-    }
-    response
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not take that method; see /v1/openapi.json".to_string(),
+        ),
+        s if s.is_server_error() => ("internal", text.into_owned()),
+        _ => ("invalid", text.into_owned()),
+    };
+    let fresh = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, fresh.into_body())
 }
 
 /// Whether two secrets are equal, in time that depends on their lengths only.
@@ -535,6 +555,17 @@ mod test {
                 .unwrap()
                 .contains("over the limit of")
         );
+        let query = (
+            StatusCode::BAD_REQUEST,
+            "Failed to deserialize query string",
+        )
+            .into_response();
+        let r = json_rejections(query).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "invalid");
+        assert_eq!(v["error"]["message"], "Failed to deserialize query string");
         assert!(
             same_secret(b"abc", b"abc")
                 && !same_secret(b"abc", b"abd")

@@ -1,20 +1,52 @@
-//! The OpenAPI document served at `/v1/openapi.json`.
+//! The OpenAPI document served at `/v1/openapi.json`. Request and response bodies are the
+//! schemas of the Rust types the handlers read and write (derived with schemars), so the
+//! document cannot drift from what the API does; schemathesis checks it against a running host
+//! in the test command (`tests/api/schemathesis.sh`).
 
-use serde_json::{Value, json};
+use crate::catalog::{Bundle, Catalog};
+use crate::journal::fragment::FragmentStatus;
+use crate::plugin::Version;
+use crate::runtime::{CollectionInfo, Ingested, Published, TaskStatus};
+use schemars::generate::{Contract, SchemaSettings};
+use serde_json::{Map, Value, json};
 
-fn op(summary: &str, body: Option<&str>, response: &str) -> Value {
-    let mut op = json!({
-        "summary": summary,
-        "responses": {
-            "200": {"description": response},
-            "400": {"description": "invalid input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "401": {"description": "missing or wrong bearer token"},
-            "404": {"description": "no such collection, plugin or task"},
-        }
-    });
-    if let Some(ct) = body {
-        op["requestBody"] = json!({"required": true, "content": {ct: {}}});
+/// A JSON response (or body) of schema `name` in `components/schemas`.
+fn body(name: &str) -> Value {
+    json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}})
+}
+
+fn error(description: &str) -> Value {
+    json!({"description": description, "content": body("Error")})
+}
+
+/// The answers every authenticated route may give besides its own.
+fn common(mut responses: Map<String, Value>) -> Value {
+    responses.insert(
+        "401".into(),
+        error("missing or wrong bearer token (only when the host has a token)"),
+    );
+    responses.insert(
+        "503".into(),
+        error("the host's database cannot be written now (the reason says why); retry later"),
+    );
+    responses.insert(
+        "507".into(),
+        error("the host's disk is full: the reason names the path and the free bytes"),
+    );
+    Value::Object(responses)
+}
+
+fn op(summary: &str, ok: (&str, Value), more: &[(&str, &str)]) -> Value {
+    let mut responses = Map::new();
+    responses.insert("200".into(), json!({"description": ok.0, "content": ok.1}));
+    for (status, why) in more {
+        responses.insert((*status).into(), error(why));
     }
+    json!({"summary": summary, "responses": common(responses)})
+}
+
+fn with_body(mut op: Value, content: Value) -> Value {
+    op["requestBody"] = json!({"required": true, "content": content});
     op
 }
 
@@ -23,55 +55,240 @@ fn name_param(what: &str) -> Value {
             "description": format!("{what} name, percent-encoded (acme%2Forders)")}])
 }
 
-fn ingest_op() -> Value {
-    let mut o = op(
-        "Ingest NDJSON: all documents or none",
-        Some("application/x-ndjson"),
-        "offsets appended",
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema,
+           "description": description})
+}
+
+fn list_of(property: &str, item: &str) -> Value {
+    json!({"application/json": {"schema": {"type": "object", "required": [property],
+        "properties": {property: {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}}}})
+}
+
+const INVALID: (&str, &str) = (
+    "400",
+    "invalid input: the message names the thing and the reason",
+);
+const TOO_LARGE: (&str, &str) = ("413", "the request body is over the host's limit");
+
+/// OpenAPI 3.0 allows `true`/`false` only as `additionalProperties`: elsewhere (an array of
+/// any JSON, `items: true`) they become `{}` and `{"not": {}}`.
+fn no_bool_schemas(v: &mut Value) {
+    let Value::Object(m) = v else { return };
+    for (key, child) in m.iter_mut() {
+        let schemas: Vec<&mut Value> = match (key.as_str(), child) {
+            ("properties", Value::Object(p)) => p.values_mut().collect(),
+            ("anyOf" | "allOf" | "oneOf", Value::Array(a)) => a.iter_mut().collect(),
+            ("items" | "not" | "additionalProperties", c) => vec![c],
+            _ => continue,
+        };
+        for s in schemas {
+            match s {
+                Value::Bool(true) if key != "additionalProperties" => *s = json!({}),
+                Value::Bool(false) if key != "additionalProperties" => *s = json!({"not": {}}),
+                _ => no_bool_schemas(s),
+            }
+        }
+    }
+}
+
+/// The schemas of the bodies, keyed by type name, plus `Error` and `Health`.
+fn schemas() -> Map<String, Value> {
+    // Responses as the host writes them (a field it skips when empty is not required)...
+    let mut generator = SchemaSettings::openapi3()
+        .with(|s| s.contract = Contract::Serialize)
+        .into_generator();
+    generator.subschema_for::<Catalog>();
+    generator.subschema_for::<Published>();
+    generator.subschema_for::<Ingested>();
+    generator.subschema_for::<CollectionInfo>();
+    generator.subschema_for::<FragmentStatus>();
+    generator.subschema_for::<Version>();
+    generator.subschema_for::<TaskStatus>();
+    generator.subschema_for::<crate::plugin::LogLine>();
+    let mut schemas = generator.take_definitions(true);
+    // ...and the one request body as the host reads it (defaults make fields optional),
+    // inline so that its parts do not clash with the response schemas of the same names.
+    let bundle = SchemaSettings::openapi3()
+        .with(|s| {
+            s.contract = Contract::Deserialize;
+            s.inline_subschemas = true;
+        })
+        .into_generator()
+        .into_root_schema_for::<Bundle>();
+    let mut bundle = bundle.to_value();
+    if let Some(m) = bundle.as_object_mut() {
+        m.remove("$schema");
+    }
+    schemas.insert("Bundle".into(), bundle);
+    for schema in schemas.values_mut() {
+        no_bool_schemas(schema);
+    }
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "description": "stable: invalid, not_found, unauthorized, method_not_allowed, too_large, unavailable, insufficient_storage, internal"},
+                "message": {"type": "string"}}}}}),
     );
-    o["responses"]["503"] = json!({
-        "description": "backpressure: the collection's unsealed head is over its bound because the fragment store fails (or its history could not be listed yet); retry later",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    });
-    o
+    schemas.insert(
+        "Health".into(),
+        json!({"type": "object", "required": ["status"], "properties": {
+            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+            "reason": {"type": "string"},
+            "diskFull": {"type": "boolean"}}}),
+    );
+    schemas
+}
+
+/// Each operation's id (for generated clients) and the links from lists to the items they
+/// name (for clients and schemathesis's stateful phase).
+fn name_operations(doc: &mut Value) {
+    let ids = [
+        ("/v1/health", "get", "health"),
+        ("/v1/openapi.json", "get", "openapi"),
+        ("/metrics", "get", "metrics"),
+        ("/v1/catalog", "get", "getCatalog"),
+        ("/v1/catalog", "post", "publish"),
+        ("/v1/collections", "get", "listCollections"),
+        ("/v1/collections/{name}/documents", "get", "readDocuments"),
+        ("/v1/collections/{name}/documents", "post", "ingest"),
+        ("/v1/plugins", "get", "listPlugins"),
+        ("/v1/plugins/{name}", "post", "deployPlugin"),
+        ("/v1/plugins/{name}/rollback", "post", "rollbackPlugin"),
+        ("/v1/plugins/{name}/versions", "get", "pluginVersions"),
+        ("/v1/plugins/{name}/logs", "get", "pluginLogs"),
+        ("/v1/tasks", "get", "listTasks"),
+        ("/v1/tasks/{name}", "get", "getTask"),
+    ];
+    for (path, method, id) in ids {
+        doc["paths"][path][method]["operationId"] = json!(id);
+    }
+    let links = [
+        (
+            "/v1/collections",
+            "collections",
+            &["readDocuments", "ingest"][..],
+        ),
+        (
+            "/v1/plugins",
+            "plugins",
+            &["pluginVersions", "pluginLogs", "rollbackPlugin"][..],
+        ),
+        ("/v1/tasks", "tasks", &["getTask"][..]),
+    ];
+    for (path, list, targets) in links {
+        let mut map = Map::new();
+        for target in targets {
+            map.insert(
+                (*target).to_string(),
+                json!({"operationId": target, "parameters": {"name": format!("$response.body#/{list}/0/name")}}),
+            );
+        }
+        doc["paths"][path]["get"]["responses"]["200"]["links"] = Value::Object(map);
+    }
 }
 
 pub fn document() -> Value {
+    let mut doc = paths();
+    name_operations(&mut doc);
+    doc
+}
+
+fn paths() -> Value {
+    let ndjson = |what: &str| json!({"application/x-ndjson": {"schema": {"type": "string", "description": what}}});
+    let logs = op(
+        "Plugin log lines as NDJSON (each a LogLine), oldest first, each with its task",
+        ("log lines", ndjson("one LogLine per line")),
+        &[INVALID, ("404", "no such plugin")],
+    );
+    let mut logs = logs;
+    logs["parameters"] = json!([
+        query(
+            "after",
+            json!({"type": "integer", "minimum": 0}),
+            "only lines with a greater seq"
+        ),
+        query(
+            "limit",
+            json!({"type": "integer", "minimum": 0}),
+            "a page: at most this many lines (at most 1000)"
+        ),
+        query(
+            "follow",
+            json!({"type": "boolean"}),
+            "keep the response open, page after page as lines come"
+        ),
+    ]);
+    let mut read = op(
+        "Read documents as NDJSON from an offset",
+        ("NDJSON documents", ndjson("one document per line")),
+        &[INVALID, ("404", "no such collection")],
+    );
+    read["parameters"] = json!([
+        query(
+            "offset",
+            json!({"type": "string"}),
+            "a journal offset, or `end` (default 0)"
+        ),
+        query(
+            "follow",
+            json!({"type": "boolean"}),
+            "keep the response open and send documents as they are appended"
+        ),
+    ]);
+    let ingest = with_body(
+        op(
+            "Ingest NDJSON: all documents or none",
+            ("offsets appended", body("Ingested")),
+            &[INVALID, ("404", "no such collection"), TOO_LARGE],
+        ),
+        ndjson("one JSON document per line"),
+    );
+    let mut health = json!({"summary": "Whether the host can take writes; needs no token", "security": [],
+        "responses": {
+            "200": {"description": "ok", "content": body("Health")},
+            "503": {"description": "unhealthy: the reason says why", "content": body("Health")}}});
+    health["responses"]["503"]["description"] = json!("unhealthy: its database cannot be written");
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Flow control API", "version": "0.1.0",
                  "description": "Every call but /v1/health requires `Authorization: Bearer TOKEN` when the host has a token."},
+        "security": [{"bearer": []}],
         "components": {
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": Value::Object(schemas()),
         },
         "paths": {
-            "/v1/health": {"get": op("Liveness; needs no token", None, "ok")},
-            "/metrics": {"get": op("Prometheus text metrics", None, "metrics")},
+            "/v1/health": {"get": health},
+            "/v1/openapi.json": {"get": op("This document", ("an OpenAPI 3.0 document", json!({"application/json": {"schema": {"type": "object"}}})), &[])},
+            "/metrics": {"get": op("Prometheus text metrics", ("metrics", json!({"text/plain": {"schema": {"type": "string"}}})), &[])},
             "/v1/catalog": {
-                "get": op("The current catalog", None, "catalog"),
-                "post": op("Publish a catalog bundle {source, catalog, modules: {path: base64}}", Some("application/json"), "what was published"),
+                "get": op("The current catalog", ("catalog", body("Catalog")), &[]),
+                "post": with_body(
+                    op("Publish a catalog bundle: everything in it or nothing", ("what was published", body("Published")), &[INVALID, TOO_LARGE]),
+                    body("Bundle")),
             },
-            "/v1/collections": {"get": op("List collections: key, write head, and fragments {fragments, persistedThrough, firstOffset, unsealedBytes, failures, lastError, retryInMs, skipped}", None, "collections")},
-            "/v1/collections/{name}/documents": {
-                "parameters": name_param("Collection"),
-                "get": {
-                    "summary": "Read documents as NDJSON from an offset (default 0, or 'end'); follow=true keeps streaming",
-                    "parameters": [
-                        {"name": "offset", "in": "query", "schema": {"type": "string"}},
-                        {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
-                    ],
-                    "responses": {"200": {"description": "NDJSON documents", "content": {"application/x-ndjson": {}}}},
-                },
-                "post": ingest_op(),
-            },
-            "/v1/plugins": {"get": op("Live version of every plugin", None, "plugins")},
-            "/v1/plugins/{name}": {"parameters": name_param("Plugin"), "post": op("Deploy a component as a new version", Some("application/wasm"), "the new version")},
-            "/v1/plugins/{name}/rollback": {"parameters": name_param("Plugin"), "post": op("Make an earlier version live again: body {\"to\": SEQ} (optional)", Some("application/json"), "the new version")},
-            "/v1/plugins/{name}/versions": {"parameters": name_param("Plugin"), "get": op("Every version of a plugin", None, "versions")},
-            "/v1/plugins/{name}/logs": {"parameters": name_param("Plugin"), "get": op("Plugin log lines as NDJSON, oldest first, each with its task: after=SEQ, limit=N (a page: at most 1000 lines), follow=true (page after page as lines come)", None, "log lines")},
-            "/v1/tasks": {"get": op("Status of every task: state, last error, lag, docs in/out", None, "tasks")},
-            "/v1/tasks/{name}": {"parameters": name_param("Task"), "get": op("Status of one task", None, "task")},
+            "/v1/collections": {"get": op("Every collection: key, write head, fragments", ("collections", list_of("collections", "CollectionInfo")), &[])},
+            "/v1/collections/{name}/documents": {"parameters": name_param("Collection"), "get": read, "post": ingest},
+            "/v1/plugins": {"get": op("The live version of every plugin", ("plugins", list_of("plugins", "Version")), &[])},
+            "/v1/plugins/{name}": {"parameters": name_param("Plugin"), "post": with_body(
+                op("Deploy a component as a new version", ("the new version", body("Version")), &[INVALID, TOO_LARGE]),
+                json!({"application/wasm": {"schema": {"type": "string", "format": "binary"}}}))},
+            "/v1/plugins/{name}/rollback": {"parameters": name_param("Plugin"), "post": {
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"to": {"type": "integer", "minimum": 1, "description": "the version to return to (default: the newest earlier one with another component)"}}}}}},
+                "summary": "Make an earlier version live again, as a new version",
+                "responses": common({
+                    let mut m = Map::new();
+                    m.insert("200".into(), json!({"description": "the new version", "content": body("Version")}));
+                    m.insert("400".into(), error(INVALID.1));
+                    m
+                })}},
+            "/v1/plugins/{name}/versions": {"parameters": name_param("Plugin"), "get": op("Every version of a plugin", ("versions", list_of("versions", "Version")), &[("404", "no such plugin")])},
+            "/v1/plugins/{name}/logs": {"parameters": name_param("Plugin"), "get": logs},
+            "/v1/tasks": {"get": op("Status of every task: state, last error, lag, documents in and out", ("tasks", list_of("tasks", "TaskStatus")), &[])},
+            "/v1/tasks/{name}": {"parameters": name_param("Task"), "get": op("Status of one task", ("task", body("TaskStatus")), &[("404", "no such task")])},
         }
     })
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A catalog with everything it references.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     /// Where the catalog came from, for error messages.
@@ -19,6 +19,7 @@ pub struct Bundle {
     pub catalog: Catalog,
     /// Component files by the `module` path written in the catalog, base64 on the wire.
     #[serde(default, with = "base64_map")]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub modules: BTreeMap<String, Vec<u8>>,
 }
 

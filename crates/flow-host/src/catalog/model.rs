@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -18,7 +18,7 @@ pub struct Catalog {
     pub tests: BTreeMap<String, Vec<TestStep>>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionDef {
     /// A path relative to the catalog file, or an inline schema.
@@ -33,7 +33,7 @@ pub struct CollectionDef {
 }
 
 /// `journals:` of a collection, named as in Flow.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalsDef {
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct JournalsDef {
 }
 
 /// `journals.fragments:`; every field is optional (defaults in `fragment::Settings`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FragmentsDef {
     /// Target fragment size in MB (10^6 bytes of NDJSON before compression; fractions allowed).
@@ -94,7 +94,7 @@ impl FragmentsDef {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeriveDef {
     pub using: Using,
@@ -108,7 +108,7 @@ pub struct DeriveDef {
 }
 
 /// The error policy of a task.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnError {
     pub policy: ErrorPolicy,
@@ -117,7 +117,9 @@ pub struct OnError {
     pub collection: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorPolicy {
     /// Stop the task and report the error (default).
@@ -131,7 +133,7 @@ pub enum ErrorPolicy {
 }
 
 /// Per-task overrides of `Limits` (the host's defaults apply where a field is absent).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TaskLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,14 +187,14 @@ impl TaskLimits {
 }
 
 /// How a task's plugin is supplied.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Using {
     pub wasm: WasmEndpoint,
 }
 
 /// A Wasm component: a module file next to the catalog, or a deployed plugin by name.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WasmEndpoint {
     /// A component file, relative to the catalog file. Publishing deploys it as a plugin named
@@ -212,7 +214,7 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformDef {
     pub name: String,
@@ -226,14 +228,14 @@ pub struct TransformDef {
 }
 
 /// A source collection: `acme/orders` or `{ name: acme/orders }`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SourceRef {
     Name(String),
     Object(SourceObject),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceObject {
     pub name: String,
@@ -248,13 +250,13 @@ impl SourceRef {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shuffle {
     pub key: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub wasm: WasmEndpoint,
@@ -264,7 +266,7 @@ pub struct Endpoint {
     pub connector: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaterializationDef {
     pub endpoint: Endpoint,
@@ -274,7 +276,7 @@ pub struct MaterializationDef {
     pub limits: Option<TaskLimits>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MaterializationBinding {
     pub source: SourceRef,
@@ -285,14 +287,14 @@ pub struct MaterializationBinding {
     pub delta_updates: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureDef {
     pub endpoint: Endpoint,
     pub bindings: Vec<CaptureBinding>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureBinding {
     pub target: String,
@@ -302,14 +304,14 @@ pub struct CaptureBinding {
 
 /// One step of a test; each step is one transaction. Written `- ingest: {...}` or
 /// `- verify: {...}`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(try_from = "StepRepr", into = "StepRepr")]
 pub enum TestStep {
     Ingest(TestDocs),
     Verify(TestDocs),
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StepRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,7 +346,7 @@ impl From<TestStep> for StepRepr {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestDocs {
     pub collection: String,

@@ -16,7 +16,7 @@ use sha2::Digest;
 use std::sync::Arc;
 
 /// One deployed version of a plugin.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
     pub name: String,
@@ -24,6 +24,7 @@ pub struct Version {
     pub seq: u64,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+    #[schemars(schema_with = "world_schema")]
     pub world: World,
     pub size_bytes: u64,
     /// RFC 3339, UTC.
@@ -31,6 +32,11 @@ pub struct Version {
     /// Set when this version was made by a rollback: the sequence whose component it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+}
+
+/// How the API document describes a `World` (flow-engine has no schema support of its own).
+fn world_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["derivation", "capture", "materialization"]})
 }
 
 #[derive(Debug, thiserror::Error)]

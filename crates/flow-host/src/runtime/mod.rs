@@ -54,7 +54,7 @@ impl From<anyhow::Error> for HostError {
 }
 
 /// Result of an ingest.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ingested {
     pub collection: String,
@@ -66,7 +66,7 @@ pub struct Ingested {
     pub end: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionInfo {
     pub name: String,

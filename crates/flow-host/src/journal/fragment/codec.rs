@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 
 /// How a fragment's NDJSON is compressed (the catalog's `compressionCodec`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Codec {
     /// gzip (`.ndjson.gz`): read by every tool. The default, as in Flow.
     #[default]

@@ -71,7 +71,7 @@ pub struct Fragment {
 }
 
 /// What `GET /v1/collections` says about a journal's fragments.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FragmentStatus {
     /// Fragments in the index.
