@@ -5,10 +5,11 @@
 //! - `memory`: allocates without end (the memory cap must stop it);
 //! - `trap`: executes `unreachable`;
 //! - `panic`: panics (the message must reach the plugin's log through stderr);
-//! - `flood`: returns 100,000 documents from one call (the output cap must stop it);
+//! - `flood`: returns 5,000 documents from one call (the output cap must stop it);
 //! - `state-hoard`: writes 12 state values of 1 MiB in one call (the per-transaction state
 //!   cap, 8 MiB in the test, must stop it);
 //! - `state-big`: writes one state value of 4 MiB (the state value cap must stop it);
+//! - `log-flood`: writes 64 lines of 1 MiB to stderr, once (the log line cap must cut them);
 //! - `escape`: tries a file, a socket, the environment and the clock, and returns what it got
 //!   as an error value: every attempt must have been denied, the clock stuck at the epoch.
 //!
@@ -45,7 +46,7 @@ impl Derivation for Probe {
             "trap" => core::arch::wasm32::unreachable(),
             "panic" => panic!("boom: the probe panicked on purpose"),
             "flood" => {
-                for i in 0..100_000 {
+                for i in 0..5_000 {
                     out.publish(&json!({"id": i}));
                 }
                 Ok(())
@@ -54,6 +55,19 @@ impl Derivation for Probe {
                 let value = json!("x".repeat(1 << 20));
                 for i in 0..12 {
                     state::set(&json!([i]), &value);
+                }
+                out.publish(&source.doc);
+                Ok(())
+            }
+            "log-flood" => {
+                // 64 lines of 1 MiB to stderr, once: the host keeps each cut to its line cap.
+                static FLOODED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !FLOODED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    let line = "x".repeat(1 << 20);
+                    for _ in 0..64 {
+                        eprintln!("{line}");
+                    }
                 }
                 out.publish(&source.doc);
                 Ok(())

@@ -79,6 +79,33 @@ impl StateTxn {
     }
 }
 
+/// A derivation's `state` capability over `store`, as a transaction grants it, with the check
+/// its commit makes: what `fuzz::host_calls` drives with arbitrary calls.
+#[cfg(feature = "fuzz")]
+pub(crate) fn state_for_fuzz(
+    store: Arc<Store>,
+    value_bytes_max: usize,
+    txn_bytes_max: usize,
+) -> (Box<dyn StateAccess>, impl Fn() -> anyhow::Result<()>) {
+    let writes = Writes::default();
+    let txn = StateTxn {
+        task: "fuzz".to_string(),
+        store,
+        writes: writes.clone(),
+        value_bytes_max,
+        txn_bytes_max,
+    };
+    (Box::new(txn), move || {
+        let w = writes.lock().expect("state poisoned");
+        anyhow::ensure!(
+            w.bytes <= txn_bytes_max,
+            "state writes hold {} bytes",
+            w.bytes
+        );
+        w.check()
+    })
+}
+
 impl StateAccess for StateTxn {
     fn get(&mut self, key: &str) -> Option<String> {
         if let Some(w) = self.writes.lock().expect("state poisoned").map.get(key) {
@@ -286,21 +313,29 @@ fn transaction(
             Ok((docs, Vec::new()))
         }
         // Fail: replay one document per call to name the failing source document (a batched
-        // call's outputs cannot be traced to their inputs), then fail with that error.
+        // call's outputs cannot be traced to their inputs), stopping at the first failure,
+        // then fail with that error.
         Err(e) if derive.on_error == ErrorPolicy::Fail => {
             *writes.lock().expect("state poisoned") = StateWrites::default();
-            match process_each(ctx, collection, transforms, plugin, &batch, &writes) {
-                Ok((_, failures)) if !failures.is_empty() => {
+            match process_each(ctx, collection, transforms, plugin, &batch, &writes, true) {
+                Ok((_, failures, _)) if !failures.is_empty() => {
                     Err(anyhow::anyhow!("{}", failures[0].1))
                 }
-                // The replay succeeded (or failed in flush): report the original error.
+                // The replay succeeded, ran out of time before the failure, or failed in
+                // flush: report the original error.
                 _ => Err(e),
             }
         }
-        // Find the failing documents: replay the transaction one document at a time.
+        // Find the failing documents: replay the transaction one document at a time, as far
+        // as the transaction's time budget goes (the rest is read again next transaction).
         Err(_) => {
             *writes.lock().expect("state poisoned") = StateWrites::default();
-            process_each(ctx, collection, transforms, plugin, &batch, &writes)
+            process_each(ctx, collection, transforms, plugin, &batch, &writes, false).map(
+                |(docs, failures, processed)| {
+                    batch.truncate(processed);
+                    (docs, failures)
+                },
+            )
         }
     };
     plugin.instance.set_state(None);
@@ -641,9 +676,13 @@ fn send_plugin_transform(
     Ok((docs, processed))
 }
 
-/// The error path (policies skip and deadLetter): one document per call, so a failure is
-/// pinned on its document; a failed document's state writes are undone and a trapped
-/// instance is restarted. Returns the outputs and the failures (batch index, error).
+/// The error path: one document per call, so a failure is pinned on its document; a failed
+/// document's state writes are undone and a trapped instance is restarted. Returns the
+/// outputs, the failures (batch index, error) and how many documents were processed: with
+/// `first_failure`, up to the first failure (policy fail); always within the transaction's
+/// time budget, since every failing call may take a whole call deadline (a plugin that spins
+/// on every document must not hold a transaction, and a stop or publish waiting for it, for
+/// documents x deadline).
 #[allow(clippy::type_complexity)]
 fn process_each(
     ctx: &TaskCtx,
@@ -652,11 +691,19 @@ fn process_each(
     plugin: &mut Plugin,
     batch: &[derive_api::SourceDocument],
     writes: &Writes,
-) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>)> {
+    first_failure: bool,
+) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>, usize)> {
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
     plugin.restart_if_poisoned(ctx, writes)?;
     let mut docs = Vec::new();
     let mut failures = Vec::new();
+    let mut processed = 0;
     for (i, doc) in batch.iter().enumerate() {
+        if (first_failure && !failures.is_empty()) || (i > 0 && started.elapsed() >= budget) {
+            break;
+        }
+        processed = i + 1;
         let before = writes.lock().expect("state poisoned").clone();
         let one = std::slice::from_ref(doc);
         let result = plugin
@@ -691,7 +738,7 @@ fn process_each(
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
     writes.lock().expect("state poisoned").check()?;
     docs.extend(check_outputs(ctx, collection, out)?);
-    Ok((docs, failures))
+    Ok((docs, failures, processed))
 }
 
 /// Check one call's outputs: caps, JSON, the derived schema.
