@@ -1,7 +1,7 @@
 # The two commands a new machine needs (see README.md):
 #   make demo   - set up, run the example pipeline end to end, print the materialized table
 #   make test   - set up, run the whole test suite
-.PHONY: demo test setup setup-test plugins bench
+.PHONY: demo test setup setup-test plugins bench fuzz
 
 setup:
 	rustup target add wasm32-wasip2
@@ -23,6 +23,12 @@ test: setup-test
 	# The crash tests run the flow binary; building all targets first reuses the test build.
 	cargo build --workspace --all-targets
 	cargo test --workspace --no-fail-fast
+	# Every fuzz target for 30 s from its committed corpus (fuzz/README.md).
+	bash .ci/fuzz 30
+
+# Longer fuzzing: `make fuzz FUZZ_SECONDS=600`.
+fuzz:
+	bash .ci/fuzz $${FUZZ_SECONDS:-60}
 
 bench: setup
 	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml

@@ -1,6 +1,6 @@
 //! Flow: a WebAssembly-plugin stream transformation host. See ARCHITECTURE.md for the map.
 //!
-//! Dependencies point one way: `api`, `cli`, `bench` -> `runtime` -> `task` -> {`connector`,
+//! Dependencies point one way: `api`, `cli`, `bench`, `fuzz` -> `runtime` -> `task` -> {`connector`,
 //! `plugin`, `journal`, `catalog`} -> `storage`, with the `flow-engine` and `flow-doc` crates
 //! below everything (`.ci/check-structure` checks it).
 
@@ -10,6 +10,8 @@ pub mod catalog;
 pub mod catalog_test;
 pub mod cli;
 pub(crate) mod connector;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod journal;
 pub mod limits;
 pub(crate) mod names;

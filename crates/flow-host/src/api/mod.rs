@@ -167,22 +167,23 @@ async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"collections": list})))
 }
 
-/// Ingest an NDJSON body: every line is validated before any is appended.
-async fn ingest(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+/// The documents of an NDJSON ingest body with their line numbers, or why it is refused
+/// (naming the line): blank lines are skipped, a line over `doc_bytes_max` is refused before
+/// it is parsed, and a body without documents is refused.
+pub(crate) fn parse_ndjson(
+    name: &str,
+    body: &[u8],
+    doc_bytes_max: usize,
+) -> Result<Vec<(usize, Value)>, ApiError> {
     let mut docs = Vec::new();
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         // A line longer than any accepted document is refused before it is parsed.
-        let max = s.host.limits.doc_bytes_max;
-        if line.len() > max {
+        if line.len() > doc_bytes_max {
             return Err(ApiError::invalid(format!(
-                "collection {name}: line {}: a document of {} bytes, over the limit of {max} bytes (docBytesMax)",
+                "collection {name}: line {}: a document of {} bytes, over the limit of {doc_bytes_max} bytes (docBytesMax)",
                 i + 1,
                 line.len()
             )));
@@ -200,6 +201,16 @@ async fn ingest(
             "collection {name}: the request has no documents"
         )));
     }
+    Ok(docs)
+}
+
+/// Ingest an NDJSON body: every line is validated before any is appended.
+async fn ingest(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let docs = parse_ndjson(&name, &body, s.host.limits.doc_bytes_max)?;
     let host = s.host.clone();
     let result = blocking(move || {
         // Report failures by line, as the client sent them.
