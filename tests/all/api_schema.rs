@@ -3,7 +3,6 @@
 //! collections, tasks, plugins and logs, and checks every response: no server error, every
 //! status, content type, header and body as documented, invalid input refused.
 
-use crate::{Served, plugins};
 use std::process::Command;
 
 /// Examples per operation and phase: about 2,000 requests in all, some 30 s here.
@@ -12,30 +11,7 @@ const MAX_EXAMPLES: &str = "40";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failures() {
     let token = "schemathesis-token";
-    let served = Served::start(Some(token)).await;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    for (name, path) in [
-        ("totals", plugins::CUSTOMER_TOTALS),
-        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
-    ] {
-        flow_tests::deploy(&http, &served.base, name, path).await;
-    }
-    let views = served.dir.path().join("views.db");
-    let r = http
-        .post(served.url("/v1/catalog"))
-        .json(&crate::e2e::bundle(&views))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (served, http) = crate::bad_input::setup_with(Some(token)).await;
     let r = http
         .post(served.url("/v1/collections/acme%2Forders/documents"))
         .body("{\"id\":1,\"customer\":\"a\",\"amount\":1}\n{\"id\":2,\"customer\":\"b\",\"amount\":2}\n")

@@ -4,9 +4,21 @@
 use crate::{Served, plugin_bytes, plugins};
 use serde_json::{Value, json};
 
-async fn setup() -> (Served, reqwest::Client) {
-    let served = Served::start(None).await;
-    let http = reqwest::Client::new();
+/// A host running the e2e pipeline (customer totals into SQLite), and a client for it that
+/// sends `token`, if any.
+pub(crate) async fn setup_with(token: Option<&str>) -> (Served, reqwest::Client) {
+    let served = Served::start(token).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     for (name, path) in [
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
@@ -22,6 +34,10 @@ async fn setup() -> (Served, reqwest::Client) {
         .unwrap();
     assert_eq!(r.status(), 200);
     (served, http)
+}
+
+async fn setup() -> (Served, reqwest::Client) {
+    setup_with(None).await
 }
 
 async fn error(r: reqwest::Response) -> (u16, String, String) {

@@ -465,7 +465,12 @@ pub fn host_calls(calls: &[Call]) {
                     _ => {
                         if let Ok(rows) = grant.query(&statement, &params, &b) {
                             let bytes: usize = rows.columns.iter().map(String::len).sum::<usize>()
-                                + rows.rows.iter().flatten().map(value_bytes).sum::<usize>();
+                                + rows
+                                    .rows
+                                    .iter()
+                                    .flatten()
+                                    .map(crate::connector::result_value_bytes)
+                                    .sum::<usize>();
                             assert!(
                                 bytes <= SQL_RESULT_MAX,
                                 "{statement}: {bytes} bytes returned"
@@ -563,13 +568,4 @@ fn model_put(
         return;
     }
     *model = next;
-}
-
-fn value_bytes(v: &SqlValue) -> usize {
-    match v {
-        SqlValue::Null => 1,
-        SqlValue::Integer(_) | SqlValue::Real(_) => 8,
-        SqlValue::Text(s) => s.len(),
-        SqlValue::Blob(b) => b.len(),
-    }
 }

@@ -8,6 +8,10 @@
 
 mod sqlite;
 
+/// Bytes a SQL value takes in a query result, as `hostResultBytesMax` counts them.
+#[cfg(feature = "fuzz")]
+pub(crate) use sqlite::size_of as result_value_bytes;
+
 use flow_engine::SqlAccess;
 use serde_json::Value;
 

@@ -196,7 +196,7 @@ fn deadline_error(bounds: &SqlBounds) -> String {
 }
 
 /// Bytes a value takes in a result, as the cap counts them.
-fn size_of(v: &SqlValue) -> usize {
+pub(crate) fn size_of(v: &SqlValue) -> usize {
     match v {
         SqlValue::Null => 1,
         SqlValue::Integer(_) | SqlValue::Real(_) => 8,
