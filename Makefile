@@ -36,3 +36,4 @@ bench: setup
 	cargo run --release -p flow-host -- bench --suite combiner --docs 1000000
 	cargo run --release -p flow-host -- bench --suite combiner-memory --docs 10000000 --spill-mib 64
 	cargo run --release -p flow-host -- bench --suite fragments --docs 1000000
+	cargo run --release -p flow-host -- bench --suite pipeline --docs 1000000

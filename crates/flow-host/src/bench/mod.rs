@@ -1,9 +1,12 @@
 //! `flow bench` suites, one file each: Wasm vs native derivation and the whole pipeline
 //! (`derive.rs`), the combiner's throughput and memory (`combiner.rs`), end-to-end latency
-//! and plugin swap (`latency.rs`), fragment sealing and reads (`fragments.rs`). Results go in
+//! and plugin swap (`latency.rs`), fragment sealing and reads (`fragments.rs`), and issue #18's
+//! workload, orders over HTTP -> customer totals -> SQLite beside ingest alone and a native
+//! floor (`pipeline.rs`). Results go in
 //! `docs/benchmarks.md`; `make bench` runs them all in release.
 
 pub(crate) mod combiner;
 pub(crate) mod derive;
 pub(crate) mod fragments;
 pub(crate) mod latency;
+pub(crate) mod pipeline;

@@ -52,6 +52,8 @@ enum Command {
     /// `latency`: ingest-to-derived latency at 1k and 10k docs/s, swap stall, deploy-to-live.
     /// `fragments`: append throughput and fsync latency, sealing per codec, and backfill reads
     /// from fragments against reading the same files directly.
+    /// `pipeline`: orders over HTTP -> customer-totals Wasm -> SQLite, beside HTTP ingest
+    /// alone and a native one-pass floor, best of 3 alternating rounds with peak RSS.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -81,6 +83,7 @@ enum BenchSuite {
     CombinerMemory,
     Latency,
     Fragments,
+    Pipeline,
 }
 
 /// Entry point of the `flow` binary.
@@ -111,6 +114,10 @@ pub fn main() -> std::process::ExitCode {
             BenchSuite::Combiner => crate::bench::combiner::throughput(docs),
             BenchSuite::CombinerMemory => crate::bench::combiner::memory(docs, spill_mib << 20),
             BenchSuite::Fragments => crate::bench::fragments::run(docs),
+            BenchSuite::Pipeline => crate::bench::pipeline::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                docs,
+            ),
             BenchSuite::Latency => crate::bench::latency::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 python.as_deref(),
