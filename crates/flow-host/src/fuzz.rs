@@ -66,9 +66,10 @@ pub fn ingest(body: &[u8]) {
     };
     let blank = |l: &&[u8]| l.iter().all(u8::is_ascii_whitespace);
     assert_eq!(docs.len(), lines.iter().filter(|l| !blank(l)).count());
-    for (line, doc) in &docs {
+    for (line, doc, size) in &docs {
         let read: Value = serde_json::from_slice(lines[line - 1]).expect("the line parses");
         assert_eq!(&read, doc, "line {line}");
+        assert_eq!(*size, lines[line - 1].len(), "line {line}");
     }
     let c = collection();
     let limits = Limits {
@@ -77,7 +78,7 @@ pub fn ingest(body: &[u8]) {
     };
     let accepted: Vec<Value> = docs
         .into_iter()
-        .filter_map(|(_, d)| c.check_document(&limits, &d).ok().map(|()| d))
+        .filter_map(|(_, d, size)| c.check_document_of_size(&limits, &d, size).ok().map(|()| d))
         .collect();
     let keys: BTreeSet<String> = accepted.iter().map(|d| c.key_of(d).to_string()).collect();
     // A sum can overflow, which is an error, not a finding.

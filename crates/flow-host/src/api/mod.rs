@@ -167,14 +167,14 @@ async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"collections": list})))
 }
 
-/// The documents of an NDJSON ingest body with their line numbers, or why it is refused
+/// The documents of an NDJSON ingest body with their line numbers and sizes, or why it is refused
 /// (naming the line): blank lines are skipped, a line over `doc_bytes_max` is refused before
 /// it is parsed, and a body without documents is refused.
 pub(crate) fn parse_ndjson(
     name: &str,
     body: &[u8],
     doc_bytes_max: usize,
-) -> Result<Vec<(usize, Value)>, ApiError> {
+) -> Result<Vec<(usize, Value, usize)>, ApiError> {
     let mut docs = Vec::new();
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -194,7 +194,7 @@ pub(crate) fn parse_ndjson(
                 i + 1
             ))
         })?;
-        docs.push((i + 1, doc));
+        docs.push((i + 1, doc, line.len()));
     }
     if docs.is_empty() {
         return Err(ApiError::invalid(format!(
@@ -212,20 +212,8 @@ async fn ingest(
 ) -> Result<Json<Value>, ApiError> {
     let docs = parse_ndjson(&name, &body, s.host.limits.doc_bytes_max)?;
     let host = s.host.clone();
-    let result = blocking(move || {
-        // Report failures by line, as the client sent them.
-        let catalog = host.catalog();
-        let c = catalog
-            .collection(&name)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        for (line, doc) in &docs {
-            c.check_document(&host.limits, doc).map_err(|e| {
-                ApiError::invalid(format!("collection {name}: line {line}: document {e}"))
-            })?;
-        }
-        Ok(host.ingest(&name, docs.into_iter().map(|(_, d)| d).collect())?)
-    })
-    .await?;
+    // Each document is checked once, by the host, and failures are reported by line.
+    let result = blocking(move || Ok(host.ingest_lines(&name, docs)?)).await?;
     Ok(Json(serde_json::to_value(result).unwrap_or_default()))
 }
 

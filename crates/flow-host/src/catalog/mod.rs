@@ -44,12 +44,23 @@ impl BuiltCollection {
         limits: &crate::limits::Limits,
         doc: &Value,
     ) -> Result<(), String> {
-        if !doc.is_object() {
-            return Err(format!("must be a JSON object, not {}", type_name(doc)));
-        }
         let size = serde_json::to_vec(doc)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
+        self.check_document_of_size(limits, doc, size)
+    }
+
+    /// `check_document` for a document read from JSON text of `size` bytes: the size is the
+    /// text's, so the document is not serialized again only to be measured.
+    pub fn check_document_of_size(
+        &self,
+        limits: &crate::limits::Limits,
+        doc: &Value,
+        size: usize,
+    ) -> Result<(), String> {
+        if !doc.is_object() {
+            return Err(format!("must be a JSON object, not {}", type_name(doc)));
+        }
         if size > limits.doc_bytes_max {
             return Err(format!(
                 "is {size} bytes, over the limit of {} bytes",

@@ -8,7 +8,7 @@ mod supervisor;
 pub use crate::task::{SourceStatus, TaskState, TaskStatus};
 pub use publish::Published;
 
-use crate::catalog::{self, Built, Catalog};
+use crate::catalog::{self, Built, BuiltCollection, Catalog};
 use crate::journal::fragment::Fragments;
 use crate::journal::{self, Journals, ReadDoc};
 use crate::limits::Limits;
@@ -203,13 +203,42 @@ impl Host {
     /// annotations), and append them in one durable transaction: all of them or, on any
     /// error, none.
     pub fn ingest(&self, collection: &str, docs: Vec<Value>) -> Result<Ingested, HostError> {
+        self.ingest_checked(collection, docs, |c, i, doc| {
+            c.check_document(&self.limits, doc)
+                .map_err(|e| format!("document {}: {e}", i + 1))
+        })
+    }
+
+    /// `ingest` of documents parsed from NDJSON lines `(line number, document, bytes of its
+    /// text)`: each is checked once, by the size of its text, and an error names its line.
+    pub fn ingest_lines(
+        &self,
+        collection: &str,
+        lines: Vec<(usize, Value, usize)>,
+    ) -> Result<Ingested, HostError> {
+        let (numbers, docs): (Vec<(usize, usize)>, Vec<Value>) = lines
+            .into_iter()
+            .map(|(line, doc, size)| ((line, size), doc))
+            .unzip();
+        self.ingest_checked(collection, docs, |c, i, doc| {
+            let (line, size) = numbers[i];
+            c.check_document_of_size(&self.limits, doc, size)
+                .map_err(|e| format!("collection {collection}: line {line}: document {e}"))
+        })
+    }
+
+    fn ingest_checked(
+        &self,
+        collection: &str,
+        docs: Vec<Value>,
+        check: impl Fn(&BuiltCollection, usize, &Value) -> Result<(), String>,
+    ) -> Result<Ingested, HostError> {
         let catalog = self.catalog();
         let c = catalog
             .collection(collection)
             .map_err(|e| HostError::NotFound(e.to_string()))?;
         for (i, doc) in docs.iter().enumerate() {
-            c.check_document(&self.limits, doc)
-                .map_err(|e| HostError::Invalid(format!("document {}: {e}", i + 1)))?;
+            check(c, i, doc).map_err(HostError::Invalid)?;
         }
         let n = docs.len();
         let combined = c

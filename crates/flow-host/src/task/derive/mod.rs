@@ -757,9 +757,11 @@ fn check_outputs(
                 truncate(text)
             )
         })?;
-        collection.check_document(&ctx.limits, &doc).map_err(|e| {
-            anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
-        })?;
+        collection
+            .check_document_of_size(&ctx.limits, &doc, text.len())
+            .map_err(|e| {
+                anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
+            })?;
         docs.push(doc);
     }
     Ok(docs)
