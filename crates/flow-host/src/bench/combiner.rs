@@ -196,15 +196,5 @@ pub fn memory(keys: usize, threshold_bytes: usize) -> anyhow::Result<()> {
 
 /// Peak resident set size of this process (Linux `VmHWM`), or 0 where unknown.
 fn peak_rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<usize>().ok())
-            })
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    super::status_bytes("VmHWM:") as usize
 }

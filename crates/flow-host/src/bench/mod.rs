@@ -10,3 +10,17 @@ pub(crate) mod derive;
 pub(crate) mod fragments;
 pub(crate) mod latency;
 pub(crate) mod pipeline;
+
+/// A memory figure of this process from `/proc/self/status` (`field` is e.g. `VmRSS:` or
+/// `VmHWM:`), in bytes, or 0 where unknown.
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        << 10
+}

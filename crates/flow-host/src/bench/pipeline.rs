@@ -70,15 +70,7 @@ fn catalog(views: &Path, with_tasks: bool) -> Catalog {
 
 /// Resident memory of this process now, in bytes.
 fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        << 10
+    super::status_bytes("VmRSS:")
 }
 
 /// Peak RSS while `f` runs, sampled every 10 ms.
