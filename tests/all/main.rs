@@ -2,6 +2,7 @@
 
 mod api_schema;
 mod bad_input;
+mod batching;
 mod catalogs;
 mod crash;
 mod disk_full;

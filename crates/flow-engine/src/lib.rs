@@ -127,6 +127,11 @@ impl Engine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // For profiling plugins: `FLOW_WASM_PERFMAP=1` writes /tmp/perf-PID.map, so `perf
+        // report` names the plugin's own functions instead of `[unknown]` JIT addresses.
+        if std::env::var_os("FLOW_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
 
         // One linker serves all worlds: each world's imports are a subset of these.

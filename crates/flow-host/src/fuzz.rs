@@ -52,7 +52,11 @@ fn collection() -> &'static BuiltCollection {
 /// text (keys compare by value exactly when their texts are equal).
 pub fn ingest(body: &[u8]) {
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
-    let docs = match parse_ndjson("fuzz/docs", body, DOC_BYTES_MAX) {
+    let docs = match parse_ndjson(
+        "fuzz/docs",
+        &bytes::Bytes::copy_from_slice(body),
+        DOC_BYTES_MAX,
+    ) {
         Ok(docs) => docs,
         Err(e) => {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
@@ -66,10 +70,11 @@ pub fn ingest(body: &[u8]) {
     };
     let blank = |l: &&[u8]| l.iter().all(u8::is_ascii_whitespace);
     assert_eq!(docs.len(), lines.iter().filter(|l| !blank(l)).count());
-    for (line, doc, size) in &docs {
+    for l in &docs {
+        let (line, doc) = (l.line, &l.doc);
         let read: Value = serde_json::from_slice(lines[line - 1]).expect("the line parses");
         assert_eq!(&read, doc, "line {line}");
-        assert_eq!(*size, lines[line - 1].len(), "line {line}");
+        assert_eq!(&l.text[..], lines[line - 1], "line {line}");
     }
     let c = collection();
     let limits = Limits {
@@ -78,7 +83,36 @@ pub fn ingest(body: &[u8]) {
     };
     let accepted: Vec<Value> = docs
         .into_iter()
-        .filter_map(|(_, d, size)| c.check_document_of_size(&limits, &d, size).ok().map(|()| d))
+        .filter(|l| {
+            c.check_document_of_size(&limits, &l.doc, l.text.len())
+                .is_ok()
+        })
+        .map(|l| {
+            // An accepted line is stored as its own text: it must read back as the document
+            // that was validated, with the host's `_meta` and nothing else changed.
+            let mut stored = Vec::new();
+            crate::journal::Encoded::of_text(l.text.clone(), &l.doc).stamp("u", "p", &mut stored);
+            let read: Value = serde_json::from_slice(&stored).unwrap_or_else(|e| {
+                panic!(
+                    "line {} is stored as text that does not parse ({e}): {}",
+                    l.line,
+                    String::from_utf8_lossy(&stored)
+                )
+            });
+            let mut expect = l.doc.clone();
+            if let Some(m) = expect.as_object_mut() {
+                m.insert(
+                    "_meta".into(),
+                    serde_json::json!({"uuid": "u", "published": "p"}),
+                );
+            }
+            assert_eq!(
+                read, expect,
+                "line {} reads back as it was validated",
+                l.line
+            );
+            l.doc
+        })
         .collect();
     let keys: BTreeSet<String> = accepted.iter().map(|d| c.key_of(d).to_string()).collect();
     // A sum can overflow, which is an error, not a finding.

@@ -9,8 +9,9 @@ pub struct Limits {
     /// Largest accepted document, in bytes of JSON. Flow documents are records, not files; 16 MiB
     /// leaves room for fat records while bounding the memory one document can pin.
     pub doc_bytes_max: usize,
-    /// Most documents a task reads into one transaction. Larger batches amortize the commit
-    /// (one fsync per transaction); smaller ones bound latency and memory.
+    /// Most documents a task reads into one transaction. A task starts at 4,096 (or this, if
+    /// smaller) and doubles while its sources have a backlog: larger batches combine more and
+    /// amortize the commit (one fsync per transaction); smaller ones bound latency and memory.
     pub txn_docs_max: usize,
     /// Most bytes a task reads into one transaction, for the same reasons.
     pub txn_bytes_max: usize,
@@ -64,7 +65,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             doc_bytes_max: 16 << 20,
-            txn_docs_max: 4096,
+            txn_docs_max: 65536,
             txn_bytes_max: 32 << 20,
             txn_time_max_ms: 1000,
             call_docs_max: 1024,

@@ -47,6 +47,27 @@ use std::sync::Arc;
 /// to about twice this.
 pub const SPILL_THRESHOLD_BYTES_DEFAULT: usize = 256 << 20;
 
+/// Which of `docs` a combiner would keep when their schema has no `reduce` annotation at all
+/// (`lastWriteWins` of whole documents): the last document of each key, as indices in their
+/// order. Without building a combiner: no documents are moved, and the caller can keep
+/// whatever text it parsed them from. Fails like `add` on a document without a key value.
+pub fn last_of_each_key(key: &[Pointer], docs: &[Value]) -> Result<Vec<usize>, CombineError> {
+    let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let packed = key::encode_key(0, key, doc).map_err(|ptr| CombineError::MissingKey {
+            binding: 0,
+            ptr: ptr.to_string(),
+        })?;
+        last.insert(packed, i);
+    }
+    if last.len() == docs.len() {
+        return Ok((0..docs.len()).collect());
+    }
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    Ok(kept)
+}
+
 /// Estimated bytes of one memtable entry beyond its key and documents (hash slot, vectors).
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 
@@ -142,6 +163,28 @@ impl Combiner {
     /// combiner holds for its key. `front: true` marks the first document of its key (e.g. a
     /// row loaded from a materialized table): at most one per key per drain.
     pub fn add(&mut self, binding: usize, doc: Value, front: bool) -> Result<(), CombineError> {
+        self.add_inner(binding, doc, front, true)
+    }
+
+    /// `add` of a document the caller has just validated against this binding's schema (the
+    /// host checks what it ingests and what plugins output before it combines them): the
+    /// same, without validating it a second time.
+    pub fn add_valid(
+        &mut self,
+        binding: usize,
+        doc: Value,
+        front: bool,
+    ) -> Result<(), CombineError> {
+        self.add_inner(binding, doc, front, false)
+    }
+
+    fn add_inner(
+        &mut self,
+        binding: usize,
+        doc: Value,
+        front: bool,
+        validate: bool,
+    ) -> Result<(), CombineError> {
         let Some(b) = self.bindings.get(binding) else {
             return Err(CombineError::UnknownBinding {
                 binding,
@@ -154,7 +197,7 @@ impl Combiner {
                 ptr: ptr.to_string(),
             }
         })?;
-        if let Err(source) = b.schema.validate(&doc) {
+        if validate && let Err(source) = b.schema.validate(&doc) {
             return Err(CombineError::InvalidDocument {
                 binding,
                 key: key_string(&b.key, &doc),

@@ -383,3 +383,19 @@ fn shared_across_threads() {
     send::<super::Drainer>();
     send_sync::<super::CombineError>();
 }
+
+#[test]
+fn without_annotations_the_last_document_of_each_key_is_kept_in_order() {
+    use crate::combine::last_of_each_key;
+    let key = vec![Pointer::parse("/k").unwrap()];
+    let docs = vec![
+        json!({"k": 1, "v": "a"}),
+        json!({"k": 2, "v": "b"}),
+        json!({"k": 1.0, "v": "c"}),
+        json!({"k": 3, "v": "d"}),
+    ];
+    // Keys compare by value: 1 and 1.0 are one key, whose last document is kept.
+    assert_eq!(last_of_each_key(&key, &docs).unwrap(), vec![1, 2, 3]);
+    assert_eq!(last_of_each_key(&key, &docs[..2]).unwrap(), vec![0, 1]);
+    assert!(last_of_each_key(&key, &[json!({"v": 1})]).is_err());
+}

@@ -206,6 +206,12 @@ pub(crate) struct Walk<'p> {
 }
 
 impl Plan {
+    /// Whether any `reduce` annotation applies anywhere: if not, documents of one key reduce
+    /// to the last of them (`lastWriteWins` at the root).
+    pub fn annotated(&self) -> bool {
+        self.annotated
+    }
+
     /// Reduce `rhs` onto `lhs` (None: reduce against nothing). `rhs` must be valid against the
     /// schema (the combiner validates every document it is given): strategies of unconditional
     /// subschemas are taken to apply.

@@ -7,7 +7,7 @@ mod openapi;
 pub use error::ApiError;
 
 use crate::catalog::Bundle;
-use crate::runtime::Host;
+use crate::runtime::{Host, IngestLine};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -167,16 +167,19 @@ async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"collections": list})))
 }
 
-/// The documents of an NDJSON ingest body with their line numbers and sizes, or why it is refused
+/// The documents of an NDJSON ingest body with their line numbers and texts, or why it is refused
 /// (naming the line): blank lines are skipped, a line over `doc_bytes_max` is refused before
 /// it is parsed, and a body without documents is refused.
 pub(crate) fn parse_ndjson(
     name: &str,
-    body: &[u8],
+    body: &Bytes,
     doc_bytes_max: usize,
-) -> Result<Vec<(usize, Value, usize)>, ApiError> {
+) -> Result<Vec<IngestLine>, ApiError> {
     let mut docs = Vec::new();
+    let mut begin = 0;
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let range = begin..begin + line.len();
+        begin = range.end + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -194,7 +197,11 @@ pub(crate) fn parse_ndjson(
                 i + 1
             ))
         })?;
-        docs.push((i + 1, doc, line.len()));
+        docs.push(IngestLine {
+            line: i + 1,
+            doc,
+            text: body.slice(range),
+        });
     }
     if docs.is_empty() {
         return Err(ApiError::invalid(format!(

@@ -91,7 +91,8 @@ impl BuiltCollection {
 
     /// Combine documents of one transaction by key (associatively, by the `reduce`
     /// annotations), in key order: what is appended in their place. `_meta` is the host's and
-    /// is dropped; the append stamps a new one.
+    /// is dropped; the append stamps a new one. Every document must have passed
+    /// `check_document` (it is not validated again).
     pub fn combine_deltas(
         &self,
         limits: &crate::limits::Limits,
@@ -103,7 +104,10 @@ impl BuiltCollection {
             if let Some(m) = doc.as_object_mut() {
                 m.remove("_meta");
             }
-            combiner.add(0, doc, false).map_err(|e| e.to_string())?;
+            // Every caller checked the document against this schema (`check_document`).
+            combiner
+                .add_valid(0, doc, false)
+                .map_err(|e| e.to_string())?;
         }
         let mut out = Vec::new();
         for d in combiner.drain(false).map_err(|e| e.to_string())? {

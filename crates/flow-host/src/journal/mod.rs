@@ -17,7 +17,7 @@
 pub mod fragment;
 pub(crate) mod rows;
 
-pub use rows::{ReadDoc, append, head, low_in};
+pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in};
 
 use crate::storage::{JOURNAL_DOCS, Store};
 use anyhow::Context;
@@ -188,6 +188,42 @@ mod test {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_document_is_stored_as_the_text_it_came_as_with_the_hosts_meta() {
+        let stored = |text: &str| {
+            let doc: Value = serde_json::from_str(text).unwrap();
+            let mut out = Vec::new();
+            Encoded::of_text(bytes::Bytes::copy_from_slice(text.as_bytes()), &doc)
+                .stamp("U", "P", &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let meta = r#"{"_meta":{"uuid":"U","published":"P"}"#;
+        // The text is kept as it came (only surrounding whitespace goes).
+        assert_eq!(
+            stored(r#"{"a": 1.50, "b":[1, 2]}"#),
+            format!(r#"{meta},"a": 1.50, "b":[1, 2]}}"#)
+        );
+        assert_eq!(stored(" {\"a\":1}\r"), format!(r#"{meta},"a":1}}"#));
+        assert_eq!(stored("{ }"), format!("{meta}}}"));
+        assert_eq!(stored("{}"), format!("{meta}}}"));
+        // A `_meta` the writer brought is the host's to replace: the document is serialized.
+        assert_eq!(
+            stored(r#"{"_meta": {"uuid": "mine"}, "a": 1}"#),
+            format!(r#"{meta},"a":1}}"#)
+        );
+        // Every stored text reads back as the document plus the host's `_meta`.
+        for text in [
+            r#"{"a": 1.50, "b":[1, 2]}"#,
+            "{ }",
+            r#"{"_meta": 1, "z": "\u00e9"}"#,
+        ] {
+            let mut expect: Value = serde_json::from_str(text).unwrap();
+            expect["_meta"] = json!({"uuid": "U", "published": "P"});
+            let read: Value = serde_json::from_str(&stored(text)).unwrap();
+            assert_eq!(read, expect, "{text}");
+        }
     }
 
     #[test]

@@ -24,6 +24,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+/// One document of an NDJSON ingest: its line number, the document, and the JSON text it
+/// was parsed from (one line, without its newline).
+pub struct IngestLine {
+    pub line: usize,
+    pub doc: Value,
+    pub text: bytes::Bytes,
+}
+
 /// Errors of host operations, with the stable code the API shows clients.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -203,34 +211,44 @@ impl Host {
     /// annotations), and append them in one durable transaction: all of them or, on any
     /// error, none.
     pub fn ingest(&self, collection: &str, docs: Vec<Value>) -> Result<Ingested, HostError> {
-        self.ingest_checked(collection, docs, |c, i, doc| {
+        self.ingest_checked(collection, docs, None, |c, i, doc| {
             c.check_document(&self.limits, doc)
                 .map_err(|e| format!("document {}: {e}", i + 1))
         })
     }
 
-    /// `ingest` of documents parsed from NDJSON lines `(line number, document, bytes of its
-    /// text)`: each is checked once, by the size of its text, and an error names its line.
+    /// `ingest` of documents parsed from NDJSON lines: each is checked once, by the size of
+    /// its text, an error names its line, and a document is appended as the text it was
+    /// parsed from unless combining changed it.
     pub fn ingest_lines(
         &self,
         collection: &str,
-        lines: Vec<(usize, Value, usize)>,
+        lines: Vec<IngestLine>,
     ) -> Result<Ingested, HostError> {
-        let (numbers, docs): (Vec<(usize, usize)>, Vec<Value>) = lines
-            .into_iter()
-            .map(|(line, doc, size)| ((line, size), doc))
-            .unzip();
-        self.ingest_checked(collection, docs, |c, i, doc| {
+        let mut numbers = Vec::with_capacity(lines.len());
+        let mut docs = Vec::with_capacity(lines.len());
+        let mut texts = Vec::with_capacity(lines.len());
+        for l in lines {
+            numbers.push((l.line, l.text.len()));
+            docs.push(l.doc);
+            texts.push(l.text);
+        }
+        self.ingest_checked(collection, docs, Some(texts), |c, i, doc| {
             let (line, size) = numbers[i];
             c.check_document_of_size(&self.limits, doc, size)
                 .map_err(|e| format!("collection {collection}: line {line}: document {e}"))
         })
     }
 
+    /// Check every document (`check`, by index), combine them by key and append them in one
+    /// durable transaction. A collection without `reduce` annotations keeps the last
+    /// document of each key as it came (and its text, if given); one with annotations
+    /// reduces them in a combiner.
     fn ingest_checked(
         &self,
         collection: &str,
         docs: Vec<Value>,
+        texts: Option<Vec<bytes::Bytes>>,
         check: impl Fn(&BuiltCollection, usize, &Value) -> Result<(), String>,
     ) -> Result<Ingested, HostError> {
         let catalog = self.catalog();
@@ -241,16 +259,30 @@ impl Host {
             check(c, i, doc).map_err(HostError::Invalid)?;
         }
         let n = docs.len();
-        let combined = c
-            .combine_deltas(&self.limits, docs)
-            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
-        let appended = combined.len();
+        let invalid = |e: String| HostError::Invalid(format!("collection {collection}: {e}"));
+        let encoded: Vec<journal::Encoded> = if c.schema.plan().annotated() {
+            c.combine_deltas(&self.limits, docs)
+                .map_err(invalid)?
+                .iter()
+                .map(journal::Encoded::of)
+                .collect()
+        } else {
+            let kept = flow_doc::combine::last_of_each_key(&c.key, &docs)
+                .map_err(|e| invalid(e.to_string()))?;
+            kept.into_iter()
+                .map(|i| match &texts {
+                    Some(t) => journal::Encoded::of_text(t[i].clone(), &docs[i]),
+                    None => journal::Encoded::of(&docs[i]),
+                })
+                .collect()
+        };
+        let appended = encoded.len();
         self.fragments
             .check_append(collection)
             .map_err(HostError::Unavailable)?;
         let (begin, end) = self.store.write({
             let collection = collection.to_string();
-            move |txn| journal::append(txn, &collection, &combined)
+            move |txn| journal::append_encoded(txn, &collection, &encoded)
         })?;
         self.journals.notify();
         Ok(Ingested {

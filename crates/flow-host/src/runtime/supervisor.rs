@@ -88,6 +88,7 @@ impl Host {
                     .unwrap_or_else(|| self.limits.clone()),
                 stop: stop.clone(),
                 statuses: self.statuses.clone(),
+                txn_docs: std::cell::Cell::new(crate::task::TXN_DOCS_START),
             };
             self.statuses.set(TaskStatus {
                 name: def.name.clone(),

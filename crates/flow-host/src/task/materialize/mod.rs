@@ -177,7 +177,7 @@ fn transaction(
     instance: &mut Materialization,
 ) -> anyhow::Result<usize> {
     // 1. read_sources, 2. combine (associatively, as documents arrive)
-    let mut docs_left = ctx.limits.txn_docs_max;
+    let mut docs_left = ctx.txn_docs();
     let mut next_offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
     // Standard bindings drain fully reduced rows; delta bindings their combined deltas.
     let new_combiner = || {
