@@ -5,6 +5,7 @@
 //! neither tokio, wasmtime, axum nor redb (`.ci/check-structure` checks its dependencies).
 
 pub mod compare;
+pub mod partial;
 pub mod ptr;
 
 pub use compare::{compare, compare_by_key};

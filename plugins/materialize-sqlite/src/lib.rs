@@ -63,6 +63,12 @@ fn sql_type(schema: &Value) -> &'static str {
     }
 }
 
+/// JSON text written straight into a string (`Value`'s `Display` goes through the formatting
+/// machinery, measurably slower in a plugin).
+fn json_text(v: &Value) -> String {
+    flow_sdk::serde_json::to_string(v).unwrap_or_default()
+}
+
 fn to_sql(v: Option<&Value>) -> Sv {
     match v {
         None | Some(Value::Null) => Sv::Null,
@@ -72,7 +78,7 @@ fn to_sql(v: Option<&Value>) -> Sv {
             None => Sv::Real(n.as_f64().unwrap_or(f64::NAN)),
         },
         Some(Value::String(s)) => Sv::Text(s.clone()),
-        Some(other) => Sv::Text(other.to_string()),
+        Some(other) => Sv::Text(json_text(other)),
     }
 }
 
@@ -247,7 +253,7 @@ impl Table {
                 .iter()
                 .map(|(_, prop)| to_sql(doc.get(prop))),
         );
-        row.push(Sv::Text(doc.to_string()));
+        row.push(Sv::Text(json_text(doc)));
         row
     }
 }

@@ -65,7 +65,7 @@ impl Publisher {
     /// Publish a document into the derived collection. The host validates it against the
     /// collection's schema and replaces any `_meta`.
     pub fn publish(&mut self, doc: &Value) {
-        self.docs.push(doc.to_string());
+        self.docs.push(crate::json_text(doc));
     }
 }
 
@@ -76,17 +76,17 @@ pub mod state {
 
     /// The state of `key` (a shuffle key, as in [`crate::Source::key`]), if any.
     pub fn get(key: &Value) -> Option<Value> {
-        wit::get(&key.to_string()).and_then(|s| serde_json::from_str(&s).ok())
+        wit::get(&crate::json_text(key)).and_then(|s| serde_json::from_str(&s).ok())
     }
 
     /// Replace the state of `key`.
     pub fn set(key: &Value, value: &Value) {
-        wit::set(&key.to_string(), &value.to_string())
+        wit::set(&crate::json_text(key), &crate::json_text(value))
     }
 
     /// Remove the state of `key`.
     pub fn clear(key: &Value) {
-        wit::clear(&key.to_string())
+        wit::clear(&crate::json_text(key))
     }
 }
 

@@ -151,8 +151,8 @@ pub fn load<T: Materialization>(
         Ok(loaded
             .into_iter()
             .map(|l| wit::Loaded {
-                key: l.key.to_string(),
-                document: l.doc.to_string(),
+                key: crate::json_text(&l.key),
+                document: crate::json_text(&l.doc),
             })
             .collect())
     })

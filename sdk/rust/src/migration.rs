@@ -30,7 +30,7 @@ pub fn migrate<T: Migrate>(
         if let Some(new) = T::migrate(&from, &key, state).map_err(|e| at(e.message))? {
             out.push(wit::KeyedState {
                 key: s.key,
-                state: new.to_string(),
+                state: crate::json_text(&new),
             });
         }
     }

@@ -436,6 +436,44 @@ fn uuid_ms(uuid: &str) -> u64 {
     u64::from_str_radix(&hex, 16).unwrap_or(0)
 }
 
+/// The UUID in a stored document's `_meta` and its shuffle key (as JSON array text), parsing
+/// no more of it than that takes: the UUID is read from the front, where every append puts
+/// it, and only the top-level properties the key points into are built.
+fn clock_and_key(
+    bytes: &[u8],
+    shuffle_key: &[flow_doc::Pointer],
+) -> anyhow::Result<(String, String)> {
+    const FRONT: &[u8] = br#"{"_meta":{"uuid":""#;
+    let front = bytes
+        .strip_prefix(FRONT)
+        .filter(|rest| rest.get(36) == Some(&b'"'))
+        .and_then(|rest| std::str::from_utf8(&rest[..36]).ok());
+    let tops: Option<Vec<&str>> = shuffle_key
+        .iter()
+        .map(|p| match p.0.first() {
+            Some(flow_doc::ptr::Token::Property(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let (uuid, doc) = match (front, tops) {
+        (Some(uuid), Some(tops)) => (
+            uuid.to_string(),
+            flow_doc::partial::properties(bytes, &tops)?,
+        ),
+        // Written before `_meta` came first, or a key of the whole document: parse it all.
+        _ => {
+            let doc: Value = serde_json::from_slice(bytes)?;
+            let uuid = doc
+                .pointer("/_meta/uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (uuid, doc)
+        }
+    };
+    Ok((uuid, catalog::key_of(shuffle_key, &doc).to_string()))
+}
+
 /// Read the next batch from every transform's source, in publish-time order across sources.
 ///
 /// A document's clock is its publish time (from `_meta.uuid`) plus its transform's
@@ -472,19 +510,13 @@ fn read_sources(
         let mut last: Option<(u64, String)> = None;
         for d in docs {
             let next = d.next_offset();
-            let doc: Value = serde_json::from_slice(&d.bytes)
+            let (uuid, key) = clock_and_key(&d.bytes, &t.shuffle_key)
                 .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
-            let uuid = doc
-                .pointer("/_meta/uuid")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
             let clock = uuid_ms(&uuid) + t.read_delay_ms;
             if clock > now_ms {
                 t.wake_ms = Some(clock);
                 break;
             }
-            let key = catalog::key_of(&t.shuffle_key, &doc).to_string();
             let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
             last = Some((clock, uuid.clone()));
             ready.push((
@@ -902,4 +934,46 @@ fn truncate(s: &str) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod test {
+    use super::clock_and_key;
+    use flow_doc::Pointer;
+
+    #[test]
+    fn clock_and_key_read_from_the_front_agree_with_a_full_parse() {
+        let key = |ps: &[&str]| -> Vec<Pointer> {
+            ps.iter().map(|p| Pointer::parse(p).unwrap()).collect()
+        };
+        let uuid = "0190a0b0-c0d0-7e00-8000-000000000001";
+        let stored = format!(
+            r#"{{"_meta":{{"uuid":"{uuid}","published":"P"}},"c":{{"id":7.0}},"x":[1,{{"y":"z"}}]}}"#
+        );
+        // The way documents were stamped before `_meta.uuid` came first.
+        let older = format!(
+            r#"{{"_meta":{{"published":"P","uuid":"{uuid}"}},"c":{{"id":7.0}},"x":[1,{{"y":"z"}}]}}"#
+        );
+        for text in [&stored, &older] {
+            for (ptrs, expect) in [
+                (key(&["/c/id"]), "[7]"),
+                (key(&["/x/1/y", "/c"]), r#"["z",{"id":7.0}]"#),
+                (key(&["/missing"]), "[null]"),
+                (key(&[""]), ""),
+            ] {
+                let (u, k) = clock_and_key(text.as_bytes(), &ptrs).unwrap();
+                assert_eq!(u, uuid, "{text}");
+                if !expect.is_empty() {
+                    assert_eq!(k, expect, "{text} {ptrs:?}");
+                }
+            }
+        }
+        assert!(
+            clock_and_key(
+                br#"{"_meta":{"uuid":"0190a0b0-c0d0-7e00-8000-000000000001"},"c":}"#,
+                &key(&["/c"])
+            )
+            .is_err()
+        );
+    }
 }
