@@ -15,6 +15,7 @@ pub mod fuzz;
 pub mod journal;
 pub mod limits;
 pub(crate) mod names;
+pub(crate) mod par;
 pub mod plugin;
 pub mod runtime;
 pub mod storage;

@@ -175,7 +175,8 @@ pub(crate) fn parse_ndjson(
     body: &Bytes,
     doc_bytes_max: usize,
 ) -> Result<Vec<IngestLine>, ApiError> {
-    let mut docs = Vec::new();
+    // Lines first (cheap), then the documents, parsed on every core.
+    let mut lines = Vec::new();
     let mut begin = 0;
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         let range = begin..begin + line.len();
@@ -191,18 +192,18 @@ pub(crate) fn parse_ndjson(
                 line.len()
             )));
         }
-        let doc: Value = serde_json::from_slice(line).map_err(|e| {
-            ApiError::invalid(format!(
-                "collection {name}: line {}: invalid JSON: {e}",
-                i + 1
-            ))
-        })?;
-        docs.push(IngestLine {
-            line: i + 1,
-            doc,
-            text: body.slice(range),
-        });
+        lines.push((i + 1, range));
     }
+    let docs = crate::par::try_map(&lines, |_, (line, range)| {
+        let doc: Value = serde_json::from_slice(&body[range.clone()]).map_err(|e| {
+            ApiError::invalid(format!("collection {name}: line {line}: invalid JSON: {e}"))
+        })?;
+        Ok::<_, ApiError>(IngestLine {
+            line: *line,
+            doc,
+            text: body.slice(range.clone()),
+        })
+    })?;
     if docs.is_empty() {
         return Err(ApiError::invalid(format!(
             "collection {name}: the request has no documents"
@@ -217,10 +218,14 @@ async fn ingest(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let docs = parse_ndjson(&name, &body, s.host.limits.doc_bytes_max)?;
     let host = s.host.clone();
-    // Each document is checked once, by the host, and failures are reported by line.
-    let result = blocking(move || Ok(host.ingest_lines(&name, docs)?)).await?;
+    // Parsing and checking are CPU work on every core: off the async workers. Each document
+    // is checked once, by the host, and failures are reported by line.
+    let result = blocking(move || {
+        let docs = parse_ndjson(&name, &body, host.limits.doc_bytes_max)?;
+        Ok(host.ingest_lines(&name, docs)?)
+    })
+    .await?;
     Ok(Json(serde_json::to_value(result).unwrap_or_default()))
 }
 

@@ -249,15 +249,14 @@ impl Host {
         collection: &str,
         docs: Vec<Value>,
         texts: Option<Vec<bytes::Bytes>>,
-        check: impl Fn(&BuiltCollection, usize, &Value) -> Result<(), String>,
+        check: impl Fn(&BuiltCollection, usize, &Value) -> Result<(), String> + Sync,
     ) -> Result<Ingested, HostError> {
         let catalog = self.catalog();
         let c = catalog
             .collection(collection)
             .map_err(|e| HostError::NotFound(e.to_string()))?;
-        for (i, doc) in docs.iter().enumerate() {
-            check(c, i, doc).map_err(HostError::Invalid)?;
-        }
+        // On every core; the first failing document (in order) is the one reported.
+        crate::par::try_map(&docs, |i, doc| check(c, i, doc)).map_err(HostError::Invalid)?;
         let n = docs.len();
         let invalid = |e: String| HostError::Invalid(format!("collection {collection}: {e}"));
         let encoded: Vec<journal::Encoded> = if c.schema.plan().annotated() {
