@@ -63,7 +63,9 @@ async fn scenario(
     per_request: usize,
     secs: u64,
 ) -> anyhow::Result<Run> {
-    let (_dir, host) = counter_host(v1)?;
+    // Publishing reconciles fragments on the host's own runtime: not from an async task.
+    let v1_owned = v1.to_vec();
+    let (_dir, host) = tokio::task::spawn_blocking(move || counter_host(&v1_owned)).await??;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(crate::api::serve(
