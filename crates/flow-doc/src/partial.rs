@@ -12,7 +12,7 @@ use std::fmt;
 /// An object holding only the `wanted` top-level properties of the JSON object in `text`
 /// (those it has). Fails if `text` is not JSON; a value that is not an object gives an empty
 /// object.
-pub fn properties(text: &[u8], wanted: &[&str]) -> Result<Value, serde_json::Error> {
+pub fn properties(text: &[u8], wanted: &[String]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let out = Document { wanted }.deserialize(&mut de)?;
     de.end()?;
@@ -20,7 +20,7 @@ pub fn properties(text: &[u8], wanted: &[&str]) -> Result<Value, serde_json::Err
 }
 
 struct Document<'w> {
-    wanted: &'w [&'w str],
+    wanted: &'w [String],
 }
 
 impl<'de> DeserializeSeed<'de> for Document<'_> {
@@ -46,7 +46,7 @@ impl<'de> Visitor<'de> for Document<'_> {
             match wanted {
                 Some(i) => {
                     let v: Value = map.next_value()?;
-                    out.insert(self.wanted[i].to_string(), v);
+                    out.insert(self.wanted[i].clone(), v);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -83,7 +83,7 @@ impl<'de> Visitor<'de> for Document<'_> {
 
 /// A property name: which of the wanted ones it is, if any (no allocation for the rest).
 struct Key<'w> {
-    wanted: &'w [&'w str],
+    wanted: &'w [String],
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
@@ -108,8 +108,12 @@ impl<'de> Visitor<'de> for Key<'_> {
 
 #[cfg(test)]
 mod test {
-    use super::properties;
     use serde_json::{Value, json};
+
+    fn properties(text: &[u8], wanted: &[&str]) -> Result<Value, serde_json::Error> {
+        let wanted: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
+        super::properties(text, &wanted)
+    }
 
     #[test]
     fn keeps_only_what_is_wanted_and_still_refuses_what_is_not_json() {

@@ -70,12 +70,12 @@ impl Encoded {
     /// object without `_meta` keeps its text (whitespace and all, which any reader parses to
     /// the same document); anything else is serialized by `of`.
     pub fn of_text(text: bytes::Bytes, doc: &Value) -> Encoded {
-        let trimmed = text.trim_ascii();
+        let start = text.len() - text.trim_ascii_start().len();
+        let end = text.trim_ascii_end().len();
         match doc {
-            Value::Object(map) if !map.contains_key("_meta") && trimmed.first() == Some(&b'{') => {
-                let begin = trimmed.as_ptr() as usize - text.as_ptr() as usize + 1;
-                let end = begin - 1 + trimmed.len();
-                let members = text.slice(begin..end);
+            Value::Object(map) if !map.contains_key("_meta") && text.get(start) == Some(&b'{') => {
+                // After the brace, up to and with the closing one.
+                let members = text.slice(start + 1..end);
                 let skip = members.len() - members.trim_ascii_start().len();
                 Encoded {
                     text: members.slice(skip..),
@@ -85,9 +85,7 @@ impl Encoded {
             _ => Encoded::of(doc),
         }
     }
-}
 
-impl Encoded {
     /// The stored text of this document: `{"_meta":{"uuid":...,"published":...}` and its
     /// members (`_meta` first, so readers find a document's clock without parsing the rest).
     pub(crate) fn stamp(&self, uuid: &str, published: &str, out: &mut Vec<u8>) {

@@ -190,6 +190,16 @@ fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
         .create(path)
 }
 
+/// The state table as one read transaction sees it.
+pub type StateTable = redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>;
+
+/// A derivation's state for one key in `table`.
+pub fn state_in(table: &StateTable, task: &str, key: &str) -> anyhow::Result<Option<String>> {
+    Ok(table
+        .get((task, key))?
+        .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+}
+
 impl Store {
     /// Open (or create) the database at `path`, creating every table and checking the format.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
@@ -315,11 +325,7 @@ impl Store {
 
     /// A derivation's state for one key.
     pub fn state(&self, task: &str, key: &str) -> anyhow::Result<Option<String>> {
-        let txn = self.read()?;
-        let table = txn.open_table(TASK_STATE)?;
-        Ok(table
-            .get((task, key))?
-            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        state_in(&self.read()?.open_table(TASK_STATE)?, task, key)
     }
 }
 

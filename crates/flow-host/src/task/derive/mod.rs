@@ -21,7 +21,7 @@ struct StateTxn {
     /// The committed state, read through one redb read transaction opened at the first `get`
     /// (one per `get` cost more than the lookup). Only this task writes its state, and only
     /// when the transaction commits, after this is dropped, so the snapshot is never stale.
-    committed: Option<redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
+    committed: Option<crate::storage::StateTable>,
     writes: Writes,
     /// `stateValueBytesMax` and `stateTxnBytesMax`.
     value_bytes_max: usize,
@@ -125,9 +125,9 @@ impl StateAccess for StateTxn {
                 .and_then(|t| Ok(t.open_table(TASK_STATE)?))
                 .ok();
         }
-        let table = self.committed.as_ref()?;
-        let value = table.get((self.task.as_str(), key)).ok()??;
-        Some(String::from_utf8_lossy(value.value()).into_owned())
+        crate::storage::state_in(self.committed.as_ref()?, &self.task, key)
+            .ok()
+            .flatten()
     }
     fn set(&mut self, key: &str, value: String) {
         let mut writes = self.writes.lock().expect("state poisoned");
@@ -153,6 +153,8 @@ struct Transform {
     name: String,
     source: String,
     shuffle_key: Vec<flow_doc::Pointer>,
+    /// `key_tops(shuffle_key)`: what a source document is parsed for.
+    key_tops: Option<Vec<String>>,
     offset: u64,
     read_delay_ms: u64,
     /// When the next delayed document of this source becomes ready (ms since the epoch).
@@ -245,14 +247,16 @@ impl Derive {
         let mut transforms = Vec::new();
         for t in &derive.transforms {
             let source = catalog.collection(&t.source)?;
+            let shuffle_key = if t.shuffle_key.is_empty() {
+                source.key.clone()
+            } else {
+                t.shuffle_key.clone()
+            };
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
-                shuffle_key: if t.shuffle_key.is_empty() {
-                    source.key.clone()
-                } else {
-                    t.shuffle_key.clone()
-                },
+                key_tops: key_tops(&shuffle_key),
+                shuffle_key,
                 offset: ctx.store.checkpoint(&ctx.name, &t.name)?,
                 read_delay_ms: t.read_delay_ms,
                 wake_ms: None,
@@ -436,29 +440,36 @@ fn uuid_ms(uuid: &str) -> u64 {
     u64::from_str_radix(&hex, 16).unwrap_or(0)
 }
 
+/// The top-level properties a shuffle key points into, or None if a pointer is the whole
+/// document.
+fn key_tops(shuffle_key: &[flow_doc::Pointer]) -> Option<Vec<String>> {
+    shuffle_key
+        .iter()
+        .map(|p| match p.0.first() {
+            Some(flow_doc::ptr::Token::Property(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The UUID in a stored document's `_meta` and its shuffle key (as JSON array text), parsing
 /// no more of it than that takes: the UUID is read from the front, where every append puts
 /// it, and only the top-level properties the key points into are built.
+/// `tops` is `key_tops(shuffle_key)`, computed once per transform.
 fn clock_and_key(
     bytes: &[u8],
     shuffle_key: &[flow_doc::Pointer],
+    tops: Option<&[String]>,
 ) -> anyhow::Result<(String, String)> {
     const FRONT: &[u8] = br#"{"_meta":{"uuid":""#;
     let front = bytes
         .strip_prefix(FRONT)
         .filter(|rest| rest.get(36) == Some(&b'"'))
         .and_then(|rest| std::str::from_utf8(&rest[..36]).ok());
-    let tops: Option<Vec<&str>> = shuffle_key
-        .iter()
-        .map(|p| match p.0.first() {
-            Some(flow_doc::ptr::Token::Property(name)) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
     let (uuid, doc) = match (front, tops) {
         (Some(uuid), Some(tops)) => (
             uuid.to_string(),
-            flow_doc::partial::properties(bytes, &tops)?,
+            flow_doc::partial::properties(bytes, tops)?,
         ),
         // Written before `_meta` came first, or a key of the whole document: parse it all.
         _ => {
@@ -510,7 +521,7 @@ fn read_sources(
         let mut last: Option<(u64, String)> = None;
         for d in docs {
             let next = d.next_offset();
-            let (uuid, key) = clock_and_key(&d.bytes, &t.shuffle_key)
+            let (uuid, key) = clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref())
                 .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
             let clock = uuid_ms(&uuid) + t.read_delay_ms;
             if clock > now_ms {
@@ -938,8 +949,11 @@ fn truncate(s: &str) -> String {
 
 #[cfg(test)]
 mod test {
-    use super::clock_and_key;
     use flow_doc::Pointer;
+
+    fn clock_and_key(text: &[u8], key: &[Pointer]) -> anyhow::Result<(String, String)> {
+        super::clock_and_key(text, key, super::key_tops(key).as_deref())
+    }
 
     #[test]
     fn clock_and_key_read_from_the_front_agree_with_a_full_parse() {
