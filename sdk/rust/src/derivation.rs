@@ -50,43 +50,178 @@ pub struct Source<'a> {
     /// The transform's name.
     pub transform_name: &'a str,
     /// The shuffle key as a JSON array; the key of [`state`].
-    pub key: Value,
+    pub key: Json<'a>,
     /// The document, with the host's `_meta`.
-    pub doc: Value,
+    pub doc: Json<'a>,
+}
+
+impl<'a> Source<'a> {
+    /// The document as a type of yours, read straight from its JSON text: no [`Value`] is
+    /// built, unknown fields are skipped, and `&'a str` or `Cow<'a, str>` fields (with
+    /// `#[serde(borrow)]`) borrow from the text. The fast way to read a document: in the
+    /// customer-totals example it halves the plugin's time against `source.doc["field"]`.
+    pub fn parse<T: serde::Deserialize<'a>>(&self) -> Result<T, Error> {
+        self.doc.parse()
+    }
+}
+
+/// A JSON value as the host sent it: its text, parsed into a [`Value`] on first use (through
+/// `Deref`, so `doc["field"]`, `doc.as_object_mut()` and `&doc` as a `&Value` work), or into a
+/// type of yours with [`Json::parse`] without building a `Value` at all.
+///
+/// The host sends only valid JSON (every stored document was validated); text that is not
+/// JSON traps the plugin on first use, which the host reports and recovers from.
+pub struct Json<'a> {
+    text: &'a str,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl<'a> Json<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Json {
+            text,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The JSON text, exactly as the host sent it.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// Read the text as a `T` (see [`Source::parse`]).
+    pub fn parse<T: serde::Deserialize<'a>>(&self) -> Result<T, Error> {
+        serde_json::from_str(self.text).map_err(Error::from)
+    }
+
+    /// The parsed value, owned.
+    pub fn into_value(self) -> Value {
+        self.value.into_inner().unwrap_or_else(|| parse_value(self.text))
+    }
+}
+
+fn parse_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
+}
+
+impl std::ops::Deref for Json<'_> {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value.get_or_init(|| parse_value(self.text))
+    }
+}
+
+impl std::ops::DerefMut for Json<'_> {
+    fn deref_mut(&mut self) -> &mut Value {
+        let _ = std::ops::Deref::deref(self);
+        self.value.get_mut().expect("parsed above")
+    }
+}
+
+impl serde::Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl std::fmt::Debug for Json<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value.get() {
+            Some(v) => v.fmt(f),
+            None => f.write_str(self.text),
+        }
+    }
+}
+
+impl PartialEq<Value> for Json<'_> {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
+}
+
+/// What [`state`] takes as a key: a [`Source::key`] (its text goes to the host as it came)
+/// or any `Value` (written as JSON text).
+pub trait StateKey {
+    /// The key's JSON text.
+    fn key_text(&self) -> std::borrow::Cow<'_, str>;
+}
+
+impl StateKey for Json<'_> {
+    fn key_text(&self) -> std::borrow::Cow<'_, str> {
+        match self.value.get() {
+            // Changed through `DerefMut`: the value, not the text, is the key.
+            Some(v) => std::borrow::Cow::Owned(crate::json_text(v)),
+            None => std::borrow::Cow::Borrowed(self.text),
+        }
+    }
+}
+
+impl StateKey for Value {
+    fn key_text(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Owned(crate::json_text(self))
+    }
 }
 
 /// Collects the documents a derivation publishes.
 #[derive(Default)]
 pub struct Publisher {
     docs: Vec<String>,
+    /// Documents that could not be written as JSON: the call fails with the first.
+    errors: Vec<String>,
+}
+
+impl Publisher {
+    fn finish(self) -> Result<Vec<String>, Error> {
+        match self.errors.into_iter().next() {
+            Some(e) => Err(Error::new(format!("a published document is not JSON: {e}"))),
+            None => Ok(self.docs),
+        }
+    }
 }
 
 impl Publisher {
     /// Publish a document into the derived collection. The host validates it against the
     /// collection's schema and replaces any `_meta`.
-    pub fn publish(&mut self, doc: &Value) {
-        self.docs.push(crate::json_text(doc));
+    ///
+    /// `doc` is a [`Value`] or any `serde::Serialize` type of yours (a struct with
+    /// `#[derive(Serialize)]` writes its JSON without building a `Value`).
+    pub fn publish<T: serde::Serialize + ?Sized>(&mut self, doc: &T) {
+        // Serializing to a string fails only for maps with non-string keys.
+        match serde_json::to_string(doc) {
+            Ok(text) => self.docs.push(text),
+            Err(e) => self.errors.push(e.to_string()),
+        }
     }
 }
 
 /// Per-shuffle-key state kept by the host and committed atomically with each transaction.
 pub mod state {
+    use super::StateKey;
     use crate::derivation_bindings::flow::plugin::state as wit;
     use serde_json::Value;
 
     /// The state of `key` (a shuffle key, as in [`crate::Source::key`]), if any.
-    pub fn get(key: &Value) -> Option<Value> {
-        wit::get(&crate::json_text(key)).and_then(|s| serde_json::from_str(&s).ok())
+    pub fn get(key: &(impl StateKey + ?Sized)) -> Option<Value> {
+        get_as(key)
     }
 
-    /// Replace the state of `key`.
-    pub fn set(key: &Value, value: &Value) {
-        wit::set(&crate::json_text(key), &crate::json_text(value))
+    /// The state of `key` as a type of yours (`#[derive(Deserialize)]`), read straight from
+    /// its JSON text; `None` if there is none, or if it is not a `T`.
+    pub fn get_as<T: serde::de::DeserializeOwned>(key: &(impl StateKey + ?Sized)) -> Option<T> {
+        wit::get(&key.key_text()).and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    /// Replace the state of `key` with `value` (a `Value`, or any `serde::Serialize` type).
+    pub fn set<T: serde::Serialize + ?Sized>(key: &(impl StateKey + ?Sized), value: &T) {
+        // A value that cannot be JSON (a map with non-string keys) is a plugin bug: trap.
+        let text = serde_json::to_string(value)
+            .unwrap_or_else(|e| panic!("state::set: the value is not JSON: {e}"));
+        wit::set(&key.key_text(), &text)
     }
 
     /// Remove the state of `key`.
-    pub fn clear(key: &Value) {
-        wit::clear(&crate::json_text(key))
+    pub fn clear(key: &(impl StateKey + ?Sized)) {
+        wit::clear(&key.key_text())
     }
 }
 
@@ -159,13 +294,7 @@ pub fn transform<T: Derivation>(
 ) -> Result<Vec<String>, PluginError> {
     with_running::<T, _>(|instance, names| {
         let mut out = Publisher::default();
-        for (i, d) in batch.into_iter().enumerate() {
-            let at = |mut e: Error| {
-                e.document.get_or_insert(i as u32);
-                e
-            };
-            let key: Value = serde_json::from_str(&d.key).map_err(|e| at(e.into()))?;
-            let doc: Value = serde_json::from_str(&d.document).map_err(|e| at(e.into()))?;
+        for (i, d) in batch.iter().enumerate() {
             let transform = d.transform as usize;
             let transform_name = names.get(transform).map(String::as_str).unwrap_or("");
             instance
@@ -173,14 +302,17 @@ pub fn transform<T: Derivation>(
                     Source {
                         transform,
                         transform_name,
-                        key,
-                        doc,
+                        key: Json::new(&d.key),
+                        doc: Json::new(&d.document),
                     },
                     &mut out,
                 )
-                .map_err(at)?;
+                .map_err(|mut e| {
+                    e.document.get_or_insert(i as u32);
+                    e
+                })?;
         }
-        Ok(out.docs)
+        out.finish()
     })
 }
 
@@ -189,7 +321,7 @@ pub fn flush<T: Derivation>() -> Result<Vec<String>, PluginError> {
     with_running::<T, _>(|instance, _| {
         let mut out = Publisher::default();
         instance.flush(&mut out)?;
-        Ok(out.docs)
+        out.finish()
     })
 }
 

@@ -36,6 +36,7 @@
 
 extern crate self as flow_sdk;
 
+pub use serde;
 pub use serde_json::{self, Value, json};
 
 #[doc(hidden)]
@@ -84,7 +85,9 @@ pub mod materialization;
 #[doc(hidden)]
 pub mod migration;
 
-pub use derivation::{Derivation, DerivationSpec, Publisher, Source, TransformSpec, state};
+pub use derivation::{
+    Derivation, DerivationSpec, Json, Publisher, Source, StateKey, TransformSpec, state,
+};
 pub use materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored, sql};
 pub use migration::Migrate;
 

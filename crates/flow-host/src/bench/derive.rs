@@ -62,13 +62,12 @@ impl Report {
     }
 }
 
-/// The same JSON work the SDK does per document in a pass-through plugin: parse the key and
-/// the document, serialize the document.
+/// The same JSON work the SDK does per document in a pass-through plugin: parse the document
+/// (the SDK parses the key only if the plugin reads it), serialize the document.
 fn native_passthrough(batch: &[derive_api::SourceDocument]) -> Vec<String> {
     batch
         .iter()
         .map(|d| {
-            let _key: Value = serde_json::from_str(&d.key).expect("key is JSON");
             let doc: Value = serde_json::from_str(&d.document).expect("document is JSON");
             doc.to_string()
         })
@@ -90,22 +89,22 @@ impl flow_engine::StateAccess for MemState {
     }
 }
 
-/// The join of `plugins/join-customers` in native Rust, with the same JSON work: parse key
-/// and document, keep the customer (serialized) in a map, enrich and serialize orders.
+/// The join of `plugins/join-customers` in native Rust, with the same JSON work: parse the
+/// document, keep the customer (serialized) in a map under the key's text as the host sent
+/// it (as the SDK does), enrich and serialize orders.
 fn native_join(
     batch: &[derive_api::SourceDocument],
     state: &mut std::collections::HashMap<String, String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for d in batch {
-        let key: Value = serde_json::from_str(&d.key).expect("key is JSON");
         let mut doc: Value = serde_json::from_str(&d.document).expect("document is JSON");
         if d.transform == 0 {
             if let Some(m) = doc.as_object_mut() {
                 m.remove("_meta");
             }
-            state.insert(key.to_string(), doc.to_string());
-        } else if let Some(c) = state.get(&key.to_string()) {
+            state.insert(d.key.clone(), doc.to_string());
+        } else if let Some(c) = state.get(&d.key) {
             let c: Value = serde_json::from_str(c).expect("state is JSON");
             doc["name"] = c["name"].clone();
             doc["tier"] = c["tier"].clone();
