@@ -188,6 +188,13 @@ fn host_run(plugins: &Path, docs: usize, with_tasks: bool) -> anyhow::Result<Dur
         }
         anyhow::Ok(started.elapsed())
     })?;
+    // How the tasks batched the run: transactions, and documents in and out.
+    for s in host.task_statuses() {
+        eprintln!(
+            "  {} {}: {} transactions, {} documents in, {} out",
+            s.kind, s.name, s.transactions, s.docs_in, s.docs_out
+        );
+    }
     host.shutdown();
     Ok(took)
 }

@@ -115,6 +115,32 @@ impl BuiltCollection {
         }
         Ok(out)
     }
+
+    /// What to append for one transaction's checked documents, encoded for the committer: a
+    /// collection with `reduce` annotations combines them (`combine_deltas`); one without
+    /// keeps the last document of each key, in the order they came, as the JSON text it came
+    /// as when `texts` has it (so it is not serialized again). The other documents of a key
+    /// are superseded by its last one, as `lastWriteWins` does.
+    pub fn combine_encoded(
+        &self,
+        limits: &crate::limits::Limits,
+        docs: Vec<Value>,
+        texts: Option<Vec<bytes::Bytes>>,
+    ) -> Result<Vec<crate::journal::Encoded>, String> {
+        use crate::journal::Encoded;
+        if self.schema.plan().annotated() {
+            let combined = self.combine_deltas(limits, docs)?;
+            return Ok(combined.iter().map(Encoded::of).collect());
+        }
+        let kept = flow_doc::combine::last_of_each_key(&self.key, &docs).map_err(|e| e.to_string())?;
+        Ok(kept
+            .into_iter()
+            .map(|i| match &texts {
+                Some(t) => Encoded::of_text(t[i].clone(), &docs[i]),
+                None => Encoded::of(&docs[i]),
+            })
+            .collect())
+    }
 }
 
 /// How an error message names the JSON type of `v`.

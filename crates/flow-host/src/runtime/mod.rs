@@ -258,23 +258,9 @@ impl Host {
         // On every core; the first failing document (in order) is the one reported.
         crate::par::try_map(&docs, |i, doc| check(c, i, doc)).map_err(HostError::Invalid)?;
         let n = docs.len();
-        let invalid = |e: String| HostError::Invalid(format!("collection {collection}: {e}"));
-        let encoded: Vec<journal::Encoded> = if c.schema.plan().annotated() {
-            c.combine_deltas(&self.limits, docs)
-                .map_err(invalid)?
-                .iter()
-                .map(journal::Encoded::of)
-                .collect()
-        } else {
-            let kept = flow_doc::combine::last_of_each_key(&c.key, &docs)
-                .map_err(|e| invalid(e.to_string()))?;
-            kept.into_iter()
-                .map(|i| match &texts {
-                    Some(t) => journal::Encoded::of_text(t[i].clone(), &docs[i]),
-                    None => journal::Encoded::of(&docs[i]),
-                })
-                .collect()
-        };
+        let encoded = c
+            .combine_encoded(&self.limits, docs, texts)
+            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         let appended = encoded.len();
         self.fragments
             .check_append(collection)

@@ -8,14 +8,22 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// Version of the layout below; stored under `META["format"]` and checked at open.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the layout below; stored under `META["format"]` and checked at open. Version 1
+/// kept one journal row per document (`JOURNAL_DOCS_V1`); a version 1 database is upgraded
+/// in place when it is opened (`upgrade_v1`).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Small host-wide records: `format` (u64 LE), `catalog` (the built catalog, JSON).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Journal documents: (journal, begin offset) -> the document's JSON bytes. A document with
-/// `n` bytes occupies offsets `[begin, begin + n + 1)`, as one NDJSON line.
-pub const JOURNAL_DOCS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal_docs");
+/// Journal blocks: (journal, begin offset) -> the NDJSON lines of consecutive documents, each
+/// ending in a newline, occupying offsets `[begin, begin + len)`. A journal's blocks tile its
+/// unsealed range; a block wholly below the journal's sealed end is trimmed, one reaching
+/// past it stays until it is sealed to its end.
+pub const JOURNAL_BLOCKS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("journal_blocks");
+/// Format 1's journal rows: (journal, begin offset) -> one document's JSON bytes (no newline).
+/// Only read when a format 1 database is upgraded.
+const JOURNAL_DOCS_V1: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal_docs");
 /// Journal write heads: journal -> the offset the next appended document begins at.
 pub const JOURNAL_HEADS: TableDefinition<&str, u64> = TableDefinition::new("journal_heads");
 /// The fragment index: (journal, begin offset) -> fragment record (JSON, `fragment::Fragment`).
@@ -37,9 +45,13 @@ pub const CHECKPOINTS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// another job of their group fails, the group is aborted and run again without it.
 type Job = Box<dyn Fn(&WriteTransaction) -> anyhow::Result<()> + Send>;
 
+/// Told the job's outcome once it is known (after the fsync, for a commit), on the
+/// committer thread: it must be quick.
+type Done = Box<dyn FnOnce(anyhow::Result<()>) + Send>;
+
 struct Request {
     job: Job,
-    done: std::sync::mpsc::SyncSender<anyhow::Result<()>>,
+    done: Done,
 }
 
 /// Most jobs committed together. A group waits for nothing (it takes what is queued when the
@@ -190,6 +202,29 @@ fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
         .create(path)
 }
 
+/// Move format 1's one-row-per-document journals into blocks (one line per block: their
+/// offsets stay as they were) and drop the old table, inside the opening transaction, so a
+/// crash leaves the database wholly in one format or the other. Returns the rows moved.
+fn upgrade_v1(txn: &WriteTransaction) -> anyhow::Result<u64> {
+    let mut moved = 0;
+    {
+        let old = txn.open_table(JOURNAL_DOCS_V1)?;
+        let mut blocks = txn.open_table(JOURNAL_BLOCKS)?;
+        let mut line = Vec::new();
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let (journal, offset) = k.value();
+            line.clear();
+            line.extend_from_slice(v.value());
+            line.push(b'\n');
+            blocks.insert((journal, offset), line.as_slice())?;
+            moved += 1;
+        }
+    }
+    txn.delete_table(JOURNAL_DOCS_V1)?;
+    Ok(moved)
+}
+
 /// The state table as one read transaction sees it.
 pub type StateTable = redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>;
 
@@ -216,12 +251,20 @@ impl Store {
                     meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())?;
                 }
                 Some(v) if v == FORMAT_VERSION => {}
+                Some(1) => {
+                    let rows = upgrade_v1(&txn)?;
+                    meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())?;
+                    tracing::info!(
+                        "upgraded database {} from format 1 to {FORMAT_VERSION}: {rows} journal documents moved into blocks",
+                        path.display()
+                    );
+                }
                 Some(v) => anyhow::bail!(
                     "database {} has format version {v}, but this host reads version {FORMAT_VERSION}",
                     path.display()
                 ),
             }
-            txn.open_table(JOURNAL_DOCS)?;
+            txn.open_table(JOURNAL_BLOCKS)?;
             txn.open_table(JOURNAL_HEADS)?;
             txn.open_table(FRAGMENTS)?;
             txn.open_table(PLUGIN_VERSIONS)?;
@@ -256,21 +299,39 @@ impl Store {
     ) -> anyhow::Result<R> {
         let out = std::sync::Arc::new(std::sync::Mutex::new(None));
         let slot = out.clone();
-        let job: Job = Box::new(move |txn| {
-            let r = f(txn)?;
-            *slot.lock().expect("result slot poisoned") = Some(r);
-            Ok(())
-        });
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        self.queue
-            .lock()
-            .expect("committer queue poisoned")
-            .send(Request { job, done })
-            .map_err(|_| anyhow::anyhow!("the committer thread stopped"))?;
+        self.write_then(
+            move |txn| {
+                let r = f(txn)?;
+                *slot.lock().expect("result slot poisoned") = Some(r);
+                Ok(())
+            },
+            move |result| {
+                let _ = done.send(result);
+            },
+        )?;
         wait.recv()
             .map_err(|_| anyhow::anyhow!("the committer thread stopped"))??;
         let r = out.lock().expect("result slot poisoned").take();
         r.context("a committed job left no result")
+    }
+
+    /// `write` without waiting: `then` is told the outcome on the committer thread, after the
+    /// commit's fsync (or the failure), and must be quick. Jobs are committed in the order
+    /// they are queued, so a writer's later job never lands before an earlier one.
+    pub fn write_then(
+        &self,
+        f: impl Fn(&WriteTransaction) -> anyhow::Result<()> + Send + 'static,
+        then: impl FnOnce(anyhow::Result<()>) + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.queue
+            .lock()
+            .expect("committer queue poisoned")
+            .send(Request {
+                job: Box::new(f),
+                done: Box::new(then),
+            })
+            .map_err(|_| anyhow::anyhow!("the committer thread stopped"))
     }
 
     pub fn read(&self) -> anyhow::Result<redb::ReadTransaction> {
@@ -393,7 +454,7 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
                             let _ = txn.abort();
                             result
                         });
-                    let _ = r.done.send(match result {
+                    (r.done)(match result {
                         Ok(()) => Err(anyhow::anyhow!(
                             "the write failed, then succeeded alone; it was not committed"
                         )),
@@ -409,7 +470,7 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
                 None => match txn.commit() {
                     Ok(()) => {
                         for r in group.drain(..) {
-                            let _ = r.done.send(Ok(()));
+                            (r.done)(Ok(()));
                         }
                     }
                     Err(e) => {
@@ -426,7 +487,7 @@ fn committer(slot: &Slot, rx: &std::sync::mpsc::Receiver<Request>) {
 /// Answer every request of `group` with `fault`.
 fn refuse(group: &mut Vec<Request>, fault: &StorageFault) {
     for r in group.drain(..) {
-        let _ = r.done.send(Err(fault.clone().into()));
+        (r.done)(Err(fault.clone().into()));
     }
 }
 
@@ -440,5 +501,65 @@ pub(crate) fn pause_point(point: &str) {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// A format 1 database (one journal row per document) opens as format 2 with the same
+    /// documents at the same offsets, each a block of one line.
+    #[test]
+    fn a_format_1_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("format", 1u64.to_le_bytes().as_slice())
+                .unwrap();
+            let mut docs = txn.open_table(JOURNAL_DOCS_V1).unwrap();
+            docs.insert(("a/b", 0), br#"{"x":1}"#.as_slice()).unwrap();
+            docs.insert(("a/b", 8), br#"{"x":22}"#.as_slice()).unwrap();
+            docs.insert(("c", 5), br#"{}"#.as_slice()).unwrap();
+            drop(docs);
+            txn.open_table(JOURNAL_HEADS)
+                .unwrap()
+                .insert("a/b", 17)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let txn = store.read().unwrap();
+        let blocks: Vec<((String, u64), Vec<u8>)> = txn
+            .open_table(JOURNAL_BLOCKS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let (j, o) = k.value();
+                ((j.to_string(), o), v.value().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (("a/b".into(), 0), b"{\"x\":1}\n".to_vec()),
+                (("a/b".into(), 8), b"{\"x\":22}\n".to_vec()),
+                (("c".into(), 5), b"{}\n".to_vec()),
+            ]
+        );
+        assert!(
+            txn.open_table(JOURNAL_DOCS_V1).is_err(),
+            "the old table is gone"
+        );
+        assert_eq!(
+            store.meta("format").unwrap().unwrap(),
+            FORMAT_VERSION.to_le_bytes().to_vec()
+        );
     }
 }

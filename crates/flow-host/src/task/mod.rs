@@ -52,7 +52,8 @@ pub(crate) const TXN_DOCS_START: usize = 4096;
 pub(crate) trait Task {
     /// The journals it appends to: while one refuses appends, the task pauses.
     fn outputs(&self) -> Vec<String>;
-    /// Where it reads: (source name, collection, next offset).
+    /// Where it reads: (source name, collection, next offset), as of its last transaction
+    /// known to have committed.
     fn sources(&self) -> Vec<(String, String, u64)>;
     /// Run one transaction; returns how many source documents it processed (0: none was
     /// ready, and the loop sleeps until an append or `wake_ms`).
@@ -105,6 +106,7 @@ fn run_once<T: Task>(
         s.plugin_version = Some(version);
     });
     let outputs = task.outputs();
+    let mut reported = task.sources();
     while !ctx.stopping() {
         if ctx.backpressure(&outputs) {
             continue;
@@ -113,9 +115,16 @@ fn run_once<T: Task>(
         let asked = ctx.txn_docs();
         let processed = task.transaction(ctx)?;
         ctx.txn_docs.set(next_txn_docs(asked, processed));
-        if processed > 0 {
-            ctx.report_sources(&task.sources())?;
-        } else {
+        // A task may report where it read only once that transaction committed (a
+        // derivation queues its commit and settles it during the next transaction), so the
+        // sources are reported whenever they moved, also after a transaction that found
+        // nothing new.
+        let sources = task.sources();
+        if processed > 0 || sources != reported {
+            ctx.report_sources(&sources)?;
+            reported = sources;
+        }
+        if processed == 0 {
             ctx.wait_for_appends(seen, task.wake_ms());
         }
     }

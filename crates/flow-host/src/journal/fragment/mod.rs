@@ -3,7 +3,7 @@
 //!
 //! The commit order (see `docs/design/journals.md`): a range of the redb head is uploaded as
 //! one file; only once the upload completed is the fragment recorded in `FRAGMENTS`; only once
-//! that record committed are the range's rows trimmed from `JOURNAL_DOCS`. The store is the
+//! that record committed are the range's blocks trimmed from `JOURNAL_BLOCKS`. The store is the
 //! source of truth: `reconcile` adds fragments the index lacks (an upload whose record a crash
 //! lost, or a whole store given to an empty data directory) and drops records of files that are
 //! gone. A reader below the redb head reads fragments, then the head, then waits for appends.

@@ -214,7 +214,7 @@ fn next_docs(c: &mut Cursor, docs_max: usize, bytes_max: usize) -> Result<Vec<Re
         bytes += line.len();
         out.push(ReadDoc {
             offset,
-            bytes: std::mem::take(&mut line),
+            bytes: std::mem::take(&mut line).into(),
         });
     }
     Ok(out)

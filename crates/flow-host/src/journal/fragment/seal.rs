@@ -2,7 +2,8 @@
 //! deleting fragments past retention, and reconciling the index with the store.
 
 use super::{Extent, Fragment, Fragments, Settings, decode, index_insert, name, now_ms};
-use crate::storage::{FRAGMENTS, JOURNAL_DOCS, JOURNAL_HEADS};
+use crate::journal::rows;
+use crate::storage::{FRAGMENTS, JOURNAL_BLOCKS, JOURNAL_HEADS};
 use anyhow::Context;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -117,11 +118,18 @@ impl Fragments {
                 if start >= head {
                     break;
                 }
-                let docs = txn.open_table(JOURNAL_DOCS)?;
-                let first = docs.get((journal, start))?.with_context(|| {
+                let mut first = None;
+                rows::blocks_from(&rows::blocks(&txn)?, journal, start, |begin, block| {
+                    first = rows::lines(begin, block, start)
+                        .next()
+                        .filter(|(offset, _)| *offset == start)
+                        .map(|(_, r)| published_of(&block[r]));
+                    Ok(false)
+                })?;
+                let first = first.with_context(|| {
                     format!("journal {journal} has no document at offset {start}, where the unsealed head begins")
                 })?;
-                (start, head, published_of(first.value()))
+                (start, head, first)
             };
             let age = published
                 .as_deref()
@@ -153,22 +161,25 @@ impl Fragments {
         let mut end = start;
         {
             let txn = self.db.read()?;
-            let docs = txn.open_table(JOURNAL_DOCS)?;
-            for entry in docs.range((journal, start)..(journal, u64::MAX))? {
-                let (k, v) = entry?;
-                let (offset, bytes) = (k.value().1, v.value());
-                if offset != end {
-                    anyhow::bail!(
-                        "journal {journal} has a gap at offset {end} (next document at {offset})"
-                    );
+            // Whole lines from `start` until the fragment is `length` long: it may end inside
+            // a block, which then stays in redb until a later fragment seals the rest of it.
+            rows::blocks_from(&rows::blocks(&txn)?, journal, start, |begin, block| {
+                let from = end.max(begin);
+                if from != end {
+                    anyhow::bail!("journal {journal} has a gap at offset {end} (next block at {begin})");
                 }
-                encoder.write_all(bytes)?;
-                encoder.write_all(b"\n")?;
-                end = offset + bytes.len() as u64 + 1;
-                if end - start >= settings.length {
-                    break;
+                let lo = (from - begin) as usize;
+                let mut hi = lo;
+                for (offset, r) in rows::lines(begin, block, from) {
+                    hi = r.end + 1;
+                    end = offset + (r.len() + 1) as u64;
+                    if end - start >= settings.length {
+                        break;
+                    }
                 }
-            }
+                encoder.write_all(&block[lo..hi])?;
+                Ok(end - start < settings.length)
+            })?;
         }
         let file = encoder.finish()?;
         let digest = hex::encode(sha2::Sha256::digest(&file));
@@ -209,23 +220,29 @@ impl Fragments {
         Ok(())
     }
 
-    /// Delete the journal's redb rows below its persisted end: they are in the store, and the
-    /// index records it.
+    /// Delete the journal's redb blocks that end at or below its persisted end: they are in
+    /// the store, and the index records it. A block reaching past it stays whole.
     fn trim(&self, journal: &str) -> anyhow::Result<()> {
-        let Extent {
-            low,
-            persisted: sealed,
-            ..
-        } = Extent::read(&self.db.read()?, journal)?;
-        if low >= sealed {
+        let txn = self.db.read()?;
+        let sealed = Extent::read(&txn, journal)?.persisted;
+        // Nothing to do unless the first block ends at or below the sealed end (a block that
+        // reaches past it stays, and must not cost a write on every pass).
+        let mut first_end = None;
+        rows::blocks_from(&rows::blocks(&txn)?, journal, 0, |begin, block| {
+            first_end = Some(begin + block.len() as u64);
+            Ok(false)
+        })?;
+        drop(txn);
+        if first_end.is_none_or(|end| end > sealed) {
             return Ok(());
         }
         let journal = journal.to_string();
         self.db.write(move |txn| {
-            let mut docs = txn.open_table(JOURNAL_DOCS)?;
-            docs.retain_in((journal.as_str(), 0)..(journal.as_str(), sealed), |_, _| {
-                false
-            })?;
+            let mut blocks = txn.open_table(JOURNAL_BLOCKS)?;
+            blocks.retain_in(
+                (journal.as_str(), 0)..(journal.as_str(), sealed),
+                |(_, begin), block| begin + block.len() as u64 > sealed,
+            )?;
             Ok(())
         })
     }

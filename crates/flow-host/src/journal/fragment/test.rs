@@ -1,6 +1,6 @@
 use super::*;
 use crate::journal::Journals;
-use crate::storage::JOURNAL_DOCS;
+use crate::storage::JOURNAL_BLOCKS;
 use object_store::ObjectStoreExt;
 use redb::ReadableTableMetadata;
 use serde_json::{Value, json};
@@ -61,9 +61,10 @@ fn read_all(f: &Fixture, from: u64, batch: usize) -> Vec<(u64, u64)> {
     out
 }
 
+/// Blocks of journal rows still in redb.
 fn rows_in_redb(db: &Store) -> usize {
     let txn = db.read().unwrap();
-    txn.open_table(JOURNAL_DOCS).unwrap().len().unwrap() as usize
+    txn.open_table(JOURNAL_BLOCKS).unwrap().len().unwrap() as usize
 }
 
 #[test]
@@ -163,16 +164,17 @@ fn a_record_lost_after_upload_is_recovered_and_trim_catches_up() {
                 *o,
                 f.journals.read(&f.db, "a/b", *o, 1, 1 << 20).unwrap()[0]
                     .bytes
-                    .clone(),
+                    .to_vec(),
             )
         })
         .collect();
     let begin = last.begin;
     f.db.write(move |txn| {
         txn.open_table(FRAGMENTS)?.remove(("a/b", begin))?;
-        let mut docs = txn.open_table(JOURNAL_DOCS)?;
+        let mut blocks = txn.open_table(JOURNAL_BLOCKS)?;
         for (o, b) in &rows {
-            docs.insert(("a/b", *o), b.as_slice())?;
+            // One line per block, as a format 1 upgrade leaves them.
+            blocks.insert(("a/b", *o), [b.as_slice(), b"\n"].concat().as_slice())?;
         }
         Ok(())
     })

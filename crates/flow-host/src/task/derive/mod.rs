@@ -19,8 +19,9 @@ struct StateTxn {
     task: String,
     store: Arc<Store>,
     /// The committed state, read through one redb read transaction opened at the first `get`
-    /// (one per `get` cost more than the lookup). Only this task writes its state, and only
-    /// when the transaction commits, after this is dropped, so the snapshot is never stale.
+    /// (one per `get` cost more than the lookup). Only this task writes its state, when a
+    /// transaction commits; the one transaction that may commit while this one runs is
+    /// overlaid by `writes.pending`, so the snapshot is never stale where it is read.
     committed: Option<crate::storage::StateTable>,
     writes: Writes,
     /// `stateValueBytesMax` and `stateTxnBytesMax`.
@@ -28,13 +29,28 @@ struct StateTxn {
     txn_bytes_max: usize,
 }
 
-type Writes = Arc<Mutex<StateWrites>>;
+/// The state a transaction writes, and what the transaction before it wrote, if that one is
+/// still on its way to the disk (`InFlight`).
+#[derive(Clone, Default)]
+struct Writes {
+    mine: Arc<Mutex<StateWrites>>,
+    pending: Option<Arc<StateMap>>,
+}
+
+/// State writes by key (`None` = cleared).
+type StateMap = BTreeMap<String, Option<String>>;
+
+impl Writes {
+    fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, StateWrites>> {
+        self.mine.lock()
+    }
+}
 
 /// A transaction's state writes, bounded: a write past a bound is dropped (the host never
 /// holds more than the bound) and remembered, and the call that made it fails.
 #[derive(Clone, Default)]
 struct StateWrites {
-    map: BTreeMap<String, Option<String>>,
+    map: StateMap,
     /// Bytes of the keys and values in `map`.
     bytes: usize,
     /// The first bound a write broke.
@@ -116,6 +132,11 @@ impl StateAccess for StateTxn {
         if let Some(w) = self.writes.lock().expect("state poisoned").map.get(key) {
             return w.clone();
         }
+        // Written by the transaction before, which may not have committed yet: the snapshot
+        // below may predate it.
+        if let Some(w) = self.writes.pending.as_ref().and_then(|p| p.get(key)) {
+            return w.clone();
+        }
         // A read failure of the local database is not the plugin's to handle; it surfaces as
         // missing state only if redb itself is broken, which the commit will then report.
         if self.committed.is_none() {
@@ -152,6 +173,9 @@ impl StateAccess for StateTxn {
 struct Transform {
     name: String,
     source: String,
+    /// Where reading resumes after the last transaction known to have committed: what the
+    /// task reports, and where a restart would begin.
+    committed: u64,
     shuffle_key: Vec<flow_doc::Pointer>,
     /// `key_tops(shuffle_key)`: what a source document is parsed for.
     key_tops: Option<Vec<String>>,
@@ -201,6 +225,46 @@ struct Derive {
     collection: Arc<BuiltCollection>,
     transforms: Vec<Transform>,
     plugin: Plugin,
+    /// The last transaction, queued to the committer and not yet known to have committed:
+    /// the next one runs meanwhile (so the plugin works while the disk syncs), and is queued
+    /// only once this one committed.
+    in_flight: Option<InFlight>,
+}
+
+/// A transaction handed to the committer.
+struct InFlight {
+    /// Its state writes, which the next transaction reads through.
+    writes: Arc<StateMap>,
+    /// Each transform's next offset once it committed.
+    offsets: Vec<u64>,
+    done: std::sync::mpsc::Receiver<anyhow::Result<()>>,
+}
+
+impl Derive {
+    /// Wait until the transaction in flight, if any, committed: its failure fails the
+    /// transaction that ran on top of it too (the task restarts from its checkpoints).
+    fn settle(&mut self) -> anyhow::Result<()> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        f.done
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the committer thread stopped"))??;
+        for (t, o) in self.transforms.iter_mut().zip(f.offsets) {
+            t.committed = o;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Derive {
+    /// A task stops (or restarts) only once its last transaction is settled, so whatever
+    /// starts after it reads its checkpoints as they end up.
+    fn drop(&mut self) {
+        if let Err(e) = self.settle() {
+            tracing::warn!(collection = %self.collection.name, "the last transaction did not commit: {e:#}");
+        }
+    }
 }
 
 impl Task for Derive {
@@ -215,18 +279,12 @@ impl Task for Derive {
     fn sources(&self) -> Vec<(String, String, u64)> {
         self.transforms
             .iter()
-            .map(|t| (t.name.clone(), t.source.clone(), t.offset))
+            .map(|t| (t.name.clone(), t.source.clone(), t.committed))
             .collect()
     }
 
     fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize> {
-        transaction(
-            ctx,
-            &self.catalog,
-            &self.collection,
-            &mut self.transforms,
-            &mut self.plugin,
-        )
+        transaction(ctx, self)
     }
 
     /// Sleep until an append, or until a delayed document becomes ready.
@@ -252,12 +310,14 @@ impl Derive {
             } else {
                 t.shuffle_key.clone()
             };
+            let offset = ctx.store.checkpoint(&ctx.name, &t.name)?;
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
                 key_tops: key_tops(&shuffle_key),
                 shuffle_key,
-                offset: ctx.store.checkpoint(&ctx.name, &t.name)?,
+                committed: offset,
+                offset,
                 read_delay_ms: t.read_delay_ms,
                 wake_ms: None,
             });
@@ -299,32 +359,36 @@ impl Derive {
             collection,
             transforms,
             plugin,
+            in_flight: None,
         };
         Ok((derive, version.seq))
     }
 }
 
-/// Run one transaction; returns how many source documents it processed.
-fn transaction(
-    ctx: &TaskCtx,
-    catalog: &Built,
-    collection: &BuiltCollection,
-    transforms: &mut [Transform],
-    plugin: &mut Plugin,
-) -> anyhow::Result<usize> {
+/// Run one transaction; returns how many source documents it processed. Its commit is
+/// queued, not waited for: `Derive::settle` waits before the next one is queued.
+fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
+    let catalog = task.catalog.clone();
+    let collection = task.collection.clone();
     let derive = collection.derive.as_ref().context("not a derivation")?;
     // 1. read_sources
-    let (mut batch, positions) = read_sources(ctx, transforms)?;
+    let (mut batch, positions) = read_sources(ctx, &mut task.transforms)?;
     if batch.is_empty() {
+        task.settle()?;
         return Ok(0);
     }
+    let (transforms, plugin) = (&task.transforms[..], &mut task.plugin);
 
     // 2. send_plugin_transform, send_plugin_flush, 3. check_outputs
-    let writes = Writes::default();
+    let writes = Writes {
+        pending: task.in_flight.as_ref().map(|f| f.writes.clone()),
+        ..Writes::default()
+    };
     plugin
         .instance
         .set_state(Some(Box::new(StateTxn::new(ctx, &writes))));
-    let result = match send_plugin_transform(ctx, collection, transforms, plugin, &batch, &writes) {
+    let result = match send_plugin_transform(ctx, &collection, transforms, plugin, &batch, &writes)
+    {
         Ok((docs, processed)) => {
             // Past the time budget only a prefix was processed: commit that, read on after.
             batch.truncate(processed);
@@ -335,7 +399,7 @@ fn transaction(
         // then fail with that error.
         Err(e) if derive.on_error == ErrorPolicy::Fail => {
             *writes.lock().expect("state poisoned") = StateWrites::default();
-            match process_each(ctx, collection, transforms, plugin, &batch, &writes, true) {
+            match process_each(ctx, &collection, transforms, plugin, &batch, &writes, true) {
                 Ok((_, failures, _)) if !failures.is_empty() => {
                     Err(anyhow::anyhow!("{}", failures[0].1))
                 }
@@ -348,7 +412,7 @@ fn transaction(
         // as the transaction's time budget goes (the rest is read again next transaction).
         Err(_) => {
             *writes.lock().expect("state poisoned") = StateWrites::default();
-            process_each(ctx, collection, transforms, plugin, &batch, &writes, false).map(
+            process_each(ctx, &collection, transforms, plugin, &batch, &writes, false).map(
                 |(docs, failures, processed)| {
                     batch.truncate(processed);
                     (docs, failures)
@@ -362,25 +426,26 @@ fn transaction(
     for &(i, next) in &positions[..batch.len()] {
         next_offsets[i] = next;
     }
-    let dead_letters = failure_records(ctx, catalog, derive, transforms, plugin, &batch, failures)?;
-    // Combine by the derived key and reductions: a hot key's outputs become one document.
+    let dead_letters = failure_records(ctx, &catalog, derive, transforms, plugin, &batch, failures)?;
+    // Combine by the derived key and reductions: a hot key's outputs become one document,
+    // encoded here, not in the committer that every writer shares.
     let docs = collection
-        .combine_deltas(&ctx.limits, docs)
+        .combine_encoded(&ctx.limits, docs.docs, Some(docs.texts))
         .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
     let n_out = docs.len();
-    // Serialized here, not in the committer that every writer shares.
-    let docs: Vec<journal::Encoded> = docs.iter().map(journal::Encoded::of).collect();
     let dead_letters = dead_letters.map(|(dl, records)| {
         let records: Vec<journal::Encoded> = records.iter().map(journal::Encoded::of).collect();
         (dl, records)
     });
 
     // 4. commit
-    let writes = std::mem::take(&mut writes.lock().expect("state poisoned").map);
-    let task = ctx.name.clone();
+    let state: Arc<StateMap> = Arc::new(std::mem::take(
+        &mut writes.lock().expect("state poisoned").map,
+    ));
+    let task_name = ctx.name.clone();
     let derived = collection.name.clone();
     // Which component wrote the state, for `migrate` on a later version switch.
-    let state_digest = (!writes.is_empty()).then(|| {
+    let state_digest = (!state.is_empty()).then(|| {
         (
             Store::state_digest_key(&ctx.name),
             plugin.version.digest.clone(),
@@ -391,45 +456,67 @@ fn transaction(
         .zip(&next_offsets)
         .map(|(t, o)| (t.name.clone(), *o))
         .collect();
-    ctx.store.write(move |txn| {
-        if !docs.is_empty() {
-            journal::append_encoded(txn, &derived, &docs)?;
-        }
-        if let Some((dl, records)) = &dead_letters {
-            journal::append_encoded(txn, dl, records)?;
-        }
-        let mut state = txn.open_table(TASK_STATE)?;
-        for (key, value) in &writes {
-            match value {
-                Some(v) => {
-                    state.insert((task.as_str(), key.as_str()), v.as_bytes())?;
-                }
-                None => {
-                    state.remove((task.as_str(), key.as_str()))?;
+    let job = {
+        let state = state.clone();
+        move |txn: &redb::WriteTransaction| {
+            if !docs.is_empty() {
+                journal::append_encoded(txn, &derived, &docs)?;
+            }
+            if let Some((dl, records)) = &dead_letters {
+                journal::append_encoded(txn, dl, records)?;
+            }
+            let mut table = txn.open_table(TASK_STATE)?;
+            for (key, value) in state.iter() {
+                match value {
+                    Some(v) => {
+                        table.insert((task_name.as_str(), key.as_str()), v.as_bytes())?;
+                    }
+                    None => {
+                        table.remove((task_name.as_str(), key.as_str()))?;
+                    }
                 }
             }
+            if let Some((key, digest)) = &state_digest {
+                txn.open_table(crate::storage::META)?
+                    .insert(key.as_str(), digest.as_bytes())?;
+            }
+            let mut table = txn.open_table(CHECKPOINTS)?;
+            for (name, offset) in &checkpoints {
+                table.insert((task_name.as_str(), name.as_str()), *offset)?;
+            }
+            Ok(())
         }
-        if let Some((key, digest)) = &state_digest {
-            txn.open_table(crate::storage::META)?
-                .insert(key.as_str(), digest.as_bytes())?;
-        }
-        let mut table = txn.open_table(CHECKPOINTS)?;
-        for (name, offset) in &checkpoints {
-            table.insert((task.as_str(), name.as_str()), *offset)?;
-        }
-        Ok(())
-    })?;
-    if n_out > 0 {
-        ctx.journals.notify();
-    }
-    for (t, offset) in transforms.iter_mut().zip(next_offsets) {
-        t.offset = offset;
-    }
+    };
     let n_in = batch.len();
-    ctx.statuses.update(&ctx.name, |s| {
-        s.transactions += 1;
-        s.docs_in += n_in as u64;
-        s.docs_out += n_out as u64;
+    // Told on the committer thread once it is durable: readers wake without waiting for this
+    // task to finish its next transaction.
+    let (done, wait) = std::sync::mpsc::sync_channel(1);
+    let then = {
+        let (journals, statuses, name) = (ctx.journals.clone(), ctx.statuses.clone(), ctx.name.clone());
+        move |result: anyhow::Result<()>| {
+            if result.is_ok() {
+                if n_out > 0 {
+                    journals.notify();
+                }
+                statuses.update(&name, |s| {
+                    s.transactions += 1;
+                    s.docs_in += n_in as u64;
+                    s.docs_out += n_out as u64;
+                });
+            }
+            let _ = done.send(result);
+        }
+    };
+    // The transaction before must have committed first: this one read its state.
+    task.settle()?;
+    ctx.store.write_then(job, then)?;
+    for (t, offset) in task.transforms.iter_mut().zip(&next_offsets) {
+        t.offset = *offset;
+    }
+    task.in_flight = Some(InFlight {
+        writes: state,
+        offsets: next_offsets,
+        done: wait,
     });
     Ok(n_in)
 }
@@ -528,7 +615,9 @@ fn read_sources(
                 t.wake_ms = Some(clock);
                 break;
             }
-            let document = String::from_utf8(d.bytes).context("source document is not UTF-8")?;
+            let document = std::str::from_utf8(&d.bytes)
+                .context("source document is not UTF-8")?
+                .to_owned();
             last = Some((clock, uuid.clone()));
             ready.push((
                 clock,
@@ -713,10 +802,10 @@ fn send_plugin_transform(
     plugin: &mut Plugin,
     batch: &[derive_api::SourceDocument],
     writes: &Writes,
-) -> anyhow::Result<(Vec<Value>, usize)> {
+) -> anyhow::Result<(Outputs, usize)> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
-    let mut docs = Vec::new();
+    let mut docs = Outputs::default();
     let mut processed = 0;
     for chunk in batch.chunks(ctx.limits.call_docs_max) {
         if processed > 0 && started.elapsed() >= budget {
@@ -755,11 +844,11 @@ fn process_each(
     batch: &[derive_api::SourceDocument],
     writes: &Writes,
     first_failure: bool,
-) -> anyhow::Result<(Vec<Value>, Vec<(usize, String)>, usize)> {
+) -> anyhow::Result<(Outputs, Vec<(usize, String)>, usize)> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
     plugin.restart_if_poisoned(ctx, writes)?;
-    let mut docs = Vec::new();
+    let mut docs = Outputs::default();
     let mut failures = Vec::new();
     let mut processed = 0;
     for (i, doc) in batch.iter().enumerate() {
@@ -804,12 +893,27 @@ fn process_each(
     Ok((docs, failures, processed))
 }
 
+/// A transaction's checked outputs: each document and the JSON text it was read from (kept,
+/// so a document appended unchanged is not serialized again).
+#[derive(Default)]
+struct Outputs {
+    docs: Vec<Value>,
+    texts: Vec<bytes::Bytes>,
+}
+
+impl Outputs {
+    fn extend(&mut self, other: Outputs) {
+        self.docs.extend(other.docs);
+        self.texts.extend(other.texts);
+    }
+}
+
 /// Check one call's outputs: caps, JSON, the derived schema.
 fn check_outputs(
     ctx: &TaskCtx,
     collection: &BuiltCollection,
     out: Vec<String>,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Outputs> {
     check_output_caps(ctx, &out)?;
     let mut docs = Vec::with_capacity(out.len());
     for (i, text) in out.iter().enumerate() {
@@ -827,7 +931,8 @@ fn check_outputs(
             })?;
         docs.push(doc);
     }
-    Ok(docs)
+    let texts = out.into_iter().map(bytes::Bytes::from).collect();
+    Ok(Outputs { docs, texts })
 }
 
 /// Act on failed documents per the error policy: log and count them (skip), and for
