@@ -11,6 +11,23 @@ pub(crate) mod fragments;
 pub(crate) mod latency;
 pub(crate) mod pipeline;
 
+/// CPU time this process has used (user and system, all threads), in seconds, from
+/// /proc/self/stat (clock ticks of 1/100 s on Linux).
+pub(crate) fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A memory figure of this process from `/proc/self/status` (`field` is e.g. `VmRSS:` or
 /// `VmHWM:`), in bytes, or 0 where unknown.
 fn status_bytes(field: &str) -> u64 {

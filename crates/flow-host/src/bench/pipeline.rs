@@ -73,23 +73,6 @@ fn rss() -> u64 {
     super::status_bytes("VmRSS:")
 }
 
-/// CPU time this process has used (user and system, all threads), in seconds, from
-/// /proc/self/stat (clock ticks of 1/100 s on Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Peak RSS while `f` runs, sampled every 10 ms.
 fn with_peak_rss<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,10 +250,10 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
     let mut best = vec![(Duration::MAX, 0u64, 0f64); measures.len()];
     for round in 1..=ROUNDS {
         for (i, (name, f)) in measures.iter().enumerate() {
-            let cpu = cpu_seconds();
+            let cpu = super::cpu_seconds();
             let (took, peak) = with_peak_rss(f);
             let took = took?;
-            let cores = (cpu_seconds() - cpu) / took.as_secs_f64();
+            let cores = (super::cpu_seconds() - cpu) / took.as_secs_f64();
             eprintln!(
                 "round {round}: {name}: {:.0} docs/s, peak RSS {} MiB, {cores:.2} cores busy",
                 docs as f64 / took.as_secs_f64(),
