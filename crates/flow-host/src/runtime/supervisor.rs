@@ -2,7 +2,7 @@
 //! at a transaction boundary, and swap them when their plugin changes.
 
 use super::Host;
-use crate::task::{KINDS, TaskCtx, TaskState, TaskStatus};
+use crate::task::{Gate, KINDS, TaskCtx, TaskState, TaskStatus};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,16 +66,24 @@ impl Host {
         let in_catalog: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
         defs.retain(|(_, d)| which(&d.name, &d.plugin));
         let restarting: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
-        self.stop_tasks(&|n| restarting.contains(n) || !in_catalog.contains(n));
-        for name in self.statuses.all().iter().map(|s| s.name.clone()) {
-            if !in_catalog.contains(&name) {
-                self.statuses.remove(&name);
-            }
-        }
+        let running: BTreeSet<String> = self
+            .tasks
+            .lock()
+            .expect("tasks poisoned")
+            .keys()
+            .cloned()
+            .collect();
 
-        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        // The new runs start first: a task that is running now gets a closed gate, so its new
+        // run prepares its plugin while the old run finishes its last transaction, and waits.
+        let mut started = Vec::new();
         for (kind, def) in defs {
             let stop = Arc::new(AtomicBool::new(false));
+            let gate = if running.contains(&def.name) {
+                Gate::closed()
+            } else {
+                Gate::open()
+            };
             let ctx = TaskCtx {
                 name: def.name.clone(),
                 store: self.store.clone(),
@@ -89,8 +97,9 @@ impl Host {
                 stop: stop.clone(),
                 statuses: self.statuses.clone(),
                 txn_docs: std::cell::Cell::new(crate::task::TXN_DOCS_START),
+                gate: gate.clone(),
             };
-            self.statuses.set(TaskStatus {
+            let status = TaskStatus {
                 name: def.name.clone(),
                 kind: kind.name,
                 state: TaskState::Starting,
@@ -102,13 +111,36 @@ impl Host {
                 docs_out: 0,
                 docs_failed: 0,
                 sources: Vec::new(),
-            });
+            };
+            if gate_is_open(&running, &def.name) {
+                self.statuses.set(status.clone());
+            }
             let run = def.run;
             let thread = std::thread::Builder::new()
                 .name(format!("task {}", def.name))
                 .spawn(move || run(ctx))
                 .expect("failed to spawn a task thread");
-            tasks.insert(def.name, TaskHandle { stop, thread });
+            started.push((def.name, TaskHandle { stop, thread }, gate, status));
+        }
+
+        self.stop_tasks(&|n| restarting.contains(n) || !in_catalog.contains(n));
+        for name in self.statuses.all().iter().map(|s| s.name.clone()) {
+            if !in_catalog.contains(&name) {
+                self.statuses.remove(&name);
+            }
+        }
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        for (name, handle, gate, status) in started {
+            if !gate_is_open(&running, &name) {
+                self.statuses.set(status);
+                gate.release();
+            }
+            tasks.insert(name, handle);
         }
     }
+}
+
+/// Whether a new run of `name` starts without waiting for an old one.
+fn gate_is_open(running: &BTreeSet<String>, name: &str) -> bool {
+    !running.contains(name)
 }

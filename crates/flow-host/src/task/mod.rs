@@ -21,8 +21,8 @@ use crate::limits::Limits;
 use crate::plugin::Registry;
 use crate::storage::{self, Store};
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// What a task thread needs.
@@ -38,6 +38,38 @@ pub(crate) struct TaskCtx {
     pub statuses: Statuses,
     /// How many documents the next transaction reads: see `TaskCtx::txn_docs`.
     pub txn_docs: Cell<usize>,
+    /// Opens once no other run of this task is left (see `TaskCtx::ready`).
+    pub gate: Gate,
+}
+
+/// A gate a new run of a task waits at before it touches what the task's previous run holds
+/// (checkpoints, state, the destination): the supervisor starts a swapped task's new run
+/// first, so it compiles, instantiates and opens its plugin while the old run finishes its
+/// last transaction, and opens the gate once the old run's thread ended. A swap then costs
+/// one transaction boundary, not a plugin start.
+#[derive(Clone)]
+pub(crate) struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    /// A gate that is already open: no other run of the task exists.
+    pub fn open() -> Self {
+        Gate(Arc::new((Mutex::new(true), Condvar::new())))
+    }
+
+    pub fn closed() -> Self {
+        Gate(Arc::new((Mutex::new(false), Condvar::new())))
+    }
+
+    /// Let the waiting run through.
+    pub fn release(&self) {
+        *self.0.0.lock().expect("gate poisoned") = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let open = self.0.0.lock().expect("gate poisoned");
+        let _open = self.0.1.wait_while(open, |open| !*open);
+    }
 }
 
 /// Documents a transaction reads when its task has no backlog. While every transaction comes
@@ -77,6 +109,8 @@ pub(crate) fn run<T: Task>(
     let mut start = start;
     loop {
         let result = run_once(&ctx, &mut start);
+        // Nothing of this run shows in the status before the previous run is gone.
+        ctx.ready();
         match result {
             Err(e) if storage::is_io_failure(&e) && !ctx.stopping() => {
                 ctx.pause(format!("{e:#}"));
@@ -142,6 +176,13 @@ fn next_txn_docs(asked: usize, processed: usize) -> usize {
 }
 
 impl TaskCtx {
+    /// Wait until no other run of this task is left: call it before reading or writing what
+    /// the task owns (checkpoints, state, its destination). Before it, a task may only
+    /// prepare (resolve, instantiate and open its plugin).
+    pub fn ready(&self) {
+        self.gate.wait();
+    }
+
     /// How many documents this transaction may read: `TXN_DOCS_START`, doubled per full
     /// transaction while a backlog lasts, never over `txnDocsMax`.
     pub fn txn_docs(&self) -> usize {

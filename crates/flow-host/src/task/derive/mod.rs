@@ -294,8 +294,9 @@ impl Task for Derive {
 }
 
 impl Derive {
-    /// Resolve the plugin, migrate state written by another version, open the plugin, and
-    /// resume every transform from its checkpoint.
+    /// Resolve and open the plugin (while a swapped-out run of this task may still finish
+    /// its last transaction), then, once the task is the only run (`TaskCtx::ready`), migrate
+    /// state written by another version and resume every transform from its checkpoint.
     fn start(
         ctx: &TaskCtx,
         catalog: Arc<Built>,
@@ -310,14 +311,13 @@ impl Derive {
             } else {
                 t.shuffle_key.clone()
             };
-            let offset = ctx.store.checkpoint(&ctx.name, &t.name)?;
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
                 key_tops: key_tops(&shuffle_key),
                 shuffle_key,
-                committed: offset,
-                offset,
+                committed: 0,
+                offset: 0,
                 read_delay_ms: t.read_delay_ms,
                 wake_ms: None,
             });
@@ -337,8 +337,13 @@ impl Derive {
                 })
                 .collect(),
         };
-        migrate_state(ctx, &derive.plugin, &version, &component)?;
         let plugin = Plugin::open(ctx, &derive.plugin, version.clone(), component, spec)?;
+        ctx.ready();
+        migrate_state(ctx, &derive.plugin, &version, &plugin.component)?;
+        for t in &mut transforms {
+            t.offset = ctx.store.checkpoint(&ctx.name, &t.name)?;
+            t.committed = t.offset;
+        }
         let resume: Vec<String> = transforms
             .iter()
             .map(|t| format!("{}@{}", t.name, t.offset))

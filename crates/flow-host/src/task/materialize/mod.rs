@@ -81,8 +81,8 @@ impl Task for Materialize {
 
 impl Materialize {
     /// Open the destination its endpoint names, instantiate the plugin with the destination
-    /// granted, `open` it in a destination transaction and resume from the checkpoint it
-    /// returns.
+    /// granted, and once the task is the only run (`TaskCtx::ready`), `open` it in a
+    /// destination transaction and resume from the checkpoint it returns.
     fn start(
         ctx: &TaskCtx,
         catalog: &Built,
@@ -111,6 +111,9 @@ impl Materialize {
             &ctx.limits.sandbox(),
         )?;
         instance.set_sql(destination.as_ref().map(|d| d.grant()));
+        // Until here nothing touched the destination's data: a swapped-out run of this task
+        // may still be committing its last transaction there.
+        ctx.ready();
 
         let open_spec = sink_api::MaterializationSpec {
             name: spec.name.clone(),
