@@ -47,25 +47,57 @@ use std::sync::Arc;
 /// to about twice this.
 pub const SPILL_THRESHOLD_BYTES_DEFAULT: usize = 256 << 20;
 
-/// Which of `docs` a combiner would keep when their schema has no `reduce` annotation at all
-/// (`lastWriteWins` of whole documents): the last document of each key, as indices in their
-/// order. Without building a combiner: no documents are moved, and the caller can keep
-/// whatever text it parsed them from. Fails like `add` on a document without a key value.
-pub fn last_of_each_key(key: &[Pointer], docs: &[Value]) -> Result<Vec<usize>, CombineError> {
-    let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(docs.len());
-    for (i, doc) in docs.iter().enumerate() {
-        let packed = key::encode_key(0, key, doc).map_err(|ptr| CombineError::MissingKey {
-            binding: 0,
-            ptr: ptr.to_string(),
+/// What a combiner would keep of documents whose schema has no `reduce` annotation at all
+/// (`lastWriteWins` of whole documents): the last document of each key, kept as they come,
+/// so memory holds one document per key however many arrive. Without a combiner's
+/// bookkeeping, and with anything the caller wants kept beside each document (`T`: the text
+/// it was parsed from, say). Documents come out in the order their keys first came.
+pub struct LastOfEachKey<T> {
+    key: Vec<Pointer>,
+    index: HashMap<Vec<u8>, usize>,
+    kept: Vec<(Value, T)>,
+}
+
+impl<T> LastOfEachKey<T> {
+    pub fn new(key: Vec<Pointer>) -> Self {
+        LastOfEachKey {
+            key,
+            index: HashMap::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Keep `doc` (and `extra`) in place of any earlier document of its key. Fails like
+    /// `Combiner::add` on a document without a key value.
+    pub fn add(&mut self, doc: Value, extra: T) -> Result<(), CombineError> {
+        let packed = key::encode_key(0, &self.key, &doc).map_err(|ptr| {
+            CombineError::MissingKey {
+                binding: 0,
+                ptr: ptr.to_string(),
+            }
         })?;
-        last.insert(packed, i);
+        match self.index.get(&packed) {
+            Some(&i) => self.kept[i] = (doc, extra),
+            None => {
+                self.index.insert(packed, self.kept.len());
+                self.kept.push((doc, extra));
+            }
+        }
+        Ok(())
     }
-    if last.len() == docs.len() {
-        return Ok((0..docs.len()).collect());
+
+    /// Documents kept so far (one per key).
+    pub fn len(&self) -> usize {
+        self.kept.len()
     }
-    let mut kept: Vec<usize> = last.into_values().collect();
-    kept.sort_unstable();
-    Ok(kept)
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    pub fn into_docs(self) -> Vec<(Value, T)> {
+        self.kept
+    }
 }
 
 /// Estimated bytes of one memtable entry beyond its key and documents (hash slot, vectors).

@@ -385,17 +385,24 @@ fn shared_across_threads() {
 }
 
 #[test]
-fn without_annotations_the_last_document_of_each_key_is_kept_in_order() {
-    use crate::combine::last_of_each_key;
+fn without_annotations_the_last_document_of_each_key_is_kept() {
+    use crate::combine::LastOfEachKey;
     let key = vec![Pointer::parse("/k").unwrap()];
-    let docs = vec![
+    let docs = [
         json!({"k": 1, "v": "a"}),
         json!({"k": 2, "v": "b"}),
         json!({"k": 1.0, "v": "c"}),
         json!({"k": 3, "v": "d"}),
     ];
-    // Keys compare by value: 1 and 1.0 are one key, whose last document is kept.
-    assert_eq!(last_of_each_key(&key, &docs).unwrap(), vec![1, 2, 3]);
-    assert_eq!(last_of_each_key(&key, &docs[..2]).unwrap(), vec![0, 1]);
-    assert!(last_of_each_key(&key, &[json!({"v": 1})]).is_err());
+    let mut last = LastOfEachKey::new(key.clone());
+    for (i, d) in docs.iter().enumerate() {
+        last.add(d.clone(), i).unwrap();
+    }
+    // Keys compare by value: 1 and 1.0 are one key, whose last document is kept, where the
+    // key first came.
+    assert_eq!(last.len(), 3);
+    let kept: Vec<usize> = last.into_docs().into_iter().map(|(_, i)| i).collect();
+    assert_eq!(kept, vec![2, 1, 3]);
+    let mut last = LastOfEachKey::new(key);
+    assert!(last.add(json!({"v": 1}), ()).is_err());
 }

@@ -116,30 +116,83 @@ impl BuiltCollection {
         Ok(out)
     }
 
-    /// What to append for one transaction's checked documents, encoded for the committer: a
-    /// collection with `reduce` annotations combines them (`combine_deltas`); one without
-    /// keeps the last document of each key, in the order they came, as the JSON text it came
-    /// as when `texts` has it (so it is not serialized again). The other documents of a key
-    /// are superseded by its last one, as `lastWriteWins` does.
+    /// What to append for one transaction's checked documents, encoded for the committer
+    /// (see `Combining`), with the JSON text each was parsed from where `texts` has it.
     pub fn combine_encoded(
         &self,
         limits: &crate::limits::Limits,
         docs: Vec<Value>,
         texts: Option<Vec<bytes::Bytes>>,
     ) -> Result<Vec<crate::journal::Encoded>, String> {
-        use crate::journal::Encoded;
-        if self.schema.plan().annotated() {
-            let combined = self.combine_deltas(limits, docs)?;
-            return Ok(combined.iter().map(Encoded::of).collect());
+        let mut combining = Combining::new(self, limits);
+        let mut texts = texts.map(Vec::into_iter);
+        for doc in docs {
+            combining.add(doc, texts.as_mut().and_then(Iterator::next))?;
         }
-        let kept = flow_doc::combine::last_of_each_key(&self.key, &docs).map_err(|e| e.to_string())?;
-        Ok(kept
-            .into_iter()
-            .map(|i| match &texts {
-                Some(t) => Encoded::of_text(t[i].clone(), &docs[i]),
-                None => Encoded::of(&docs[i]),
-            })
-            .collect())
+        combining.finish()
+    }
+}
+
+/// One transaction's checked documents of a collection, combined by key as they come, so
+/// memory holds about one document per key however many arrive: a collection with `reduce`
+/// annotations reduces them in a combiner; one without keeps the last document of each key
+/// (as `lastWriteWins` does), as the JSON text it came as when the caller has it, so it is
+/// not serialized again. `finish` encodes what to append for the committer.
+pub struct Combining {
+    kind: CombiningKind,
+}
+
+enum CombiningKind {
+    Reduce(flow_doc::Combiner),
+    Last(flow_doc::combine::LastOfEachKey<Option<bytes::Bytes>>),
+}
+
+impl Combining {
+    pub fn new(collection: &BuiltCollection, limits: &crate::limits::Limits) -> Self {
+        let kind = if collection.schema.plan().annotated() {
+            CombiningKind::Reduce(flow_doc::Combiner::new(
+                vec![collection.binding()],
+                limits.combiner_spill_bytes,
+            ))
+        } else {
+            CombiningKind::Last(flow_doc::combine::LastOfEachKey::new(collection.key.clone()))
+        };
+        Combining { kind }
+    }
+
+    /// Add a document that passed `check_document` (it is not validated again), and the
+    /// text it was parsed from, if the caller has it.
+    pub fn add(&mut self, mut doc: Value, text: Option<bytes::Bytes>) -> Result<(), String> {
+        match &mut self.kind {
+            CombiningKind::Reduce(c) => {
+                if let Some(m) = doc.as_object_mut() {
+                    m.remove("_meta");
+                }
+                c.add_valid(0, doc, false).map_err(|e| e.to_string())
+            }
+            CombiningKind::Last(l) => l.add(doc, text).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn finish(self) -> Result<Vec<crate::journal::Encoded>, String> {
+        use crate::journal::Encoded;
+        match self.kind {
+            CombiningKind::Reduce(mut c) => {
+                let mut out = Vec::new();
+                for d in c.drain(false).map_err(|e| e.to_string())? {
+                    out.push(Encoded::of(&d.map_err(|e| e.to_string())?.doc));
+                }
+                Ok(out)
+            }
+            CombiningKind::Last(l) => Ok(l
+                .into_docs()
+                .into_iter()
+                .map(|(doc, text)| match text {
+                    Some(t) => Encoded::of_text(t, &doc),
+                    None => Encoded::of(&doc),
+                })
+                .collect()),
+        }
     }
 }
 

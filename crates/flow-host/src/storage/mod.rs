@@ -193,8 +193,11 @@ impl Slot {
 /// redb's page cache. Its default (1 GiB) is most of what `flow serve` held after a large
 /// ingest (peak RSS ~820 MiB for 1M documents); the hot data of a host (journal heads, task
 /// state, checkpoints) is written recently and read soon, so a small cache serves it and the
-/// kernel's page cache holds the rest without counting against the process.
-const CACHE_BYTES: usize = 64 << 20;
+/// kernel's page cache holds the rest without counting against the process. redb fills it
+/// with a write transaction's pages too (a heap profile of the pipeline showed all of it
+/// held); 16 MiB ran the pipeline as fast as 64 MiB (`flow bench --suite pipeline`, same
+/// run) with ~50 MiB less peak RSS.
+const CACHE_BYTES: usize = 16 << 20;
 
 fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new()

@@ -434,8 +434,9 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     let dead_letters = failure_records(ctx, &catalog, derive, transforms, plugin, &batch, failures)?;
     // Combine by the derived key and reductions: a hot key's outputs become one document,
     // encoded here, not in the committer that every writer shares.
-    let docs = collection
-        .combine_encoded(&ctx.limits, docs.docs, Some(docs.texts))
+    let docs = docs
+        .0
+        .finish()
         .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
     let n_out = docs.len();
     let dead_letters = dead_letters.map(|(dl, records)| {
@@ -526,6 +527,38 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     Ok(n_in)
 }
 
+/// One source document of a transaction. Its text stays a slice of the block it was read
+/// with (no copy per document) until its plugin call lowers it (`to_wit`, a chunk at a time).
+struct SourceDoc {
+    transform: u32,
+    /// The shuffle key as JSON array text.
+    key: String,
+    doc: bytes::Bytes,
+}
+
+impl SourceDoc {
+    /// The document's text, for messages (a document that is not UTF-8 never reaches a
+    /// plugin: `to_wit` refuses it).
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.doc)
+    }
+
+    fn to_wit(&self) -> anyhow::Result<derive_api::SourceDocument> {
+        Ok(derive_api::SourceDocument {
+            transform: self.transform,
+            key: self.key.clone(),
+            document: std::str::from_utf8(&self.doc)
+                .context("source document is not UTF-8")?
+                .to_owned(),
+        })
+    }
+}
+
+/// Lower a chunk of the batch for one plugin call.
+fn to_wit(chunk: &[SourceDoc]) -> anyhow::Result<Vec<derive_api::SourceDocument>> {
+    chunk.iter().map(SourceDoc::to_wit).collect()
+}
+
 /// Milliseconds since the Unix epoch in a UUIDv7 (its first 48 bits).
 fn uuid_ms(uuid: &str) -> u64 {
     let hex: String = uuid.chars().filter(|c| *c != '-').take(12).collect();
@@ -590,14 +623,14 @@ fn clock_and_key(
 fn read_sources(
     ctx: &TaskCtx,
     transforms: &mut [Transform],
-) -> anyhow::Result<(Vec<derive_api::SourceDocument>, Vec<(usize, u64)>)> {
+) -> anyhow::Result<(Vec<SourceDoc>, Vec<(usize, u64)>)> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let docs_max = ctx.txn_docs();
     // (clock ms, uuid, transform, next offset, document)
-    let mut ready: Vec<(u64, String, usize, u64, derive_api::SourceDocument)> = Vec::new();
+    let mut ready: Vec<(u64, String, usize, u64, SourceDoc)> = Vec::new();
     let mut bound: Option<(u64, String)> = None;
     for (i, t) in transforms.iter_mut().enumerate() {
         t.wake_ms = None;
@@ -620,19 +653,16 @@ fn read_sources(
                 t.wake_ms = Some(clock);
                 break;
             }
-            let document = std::str::from_utf8(&d.bytes)
-                .context("source document is not UTF-8")?
-                .to_owned();
             last = Some((clock, uuid.clone()));
             ready.push((
                 clock,
                 uuid,
                 i,
                 next,
-                derive_api::SourceDocument {
+                SourceDoc {
                     transform: i as u32,
                     key,
-                    document,
+                    doc: d.bytes,
                 },
             ));
         }
@@ -805,12 +835,12 @@ fn send_plugin_transform(
     collection: &BuiltCollection,
     transforms: &[Transform],
     plugin: &mut Plugin,
-    batch: &[derive_api::SourceDocument],
+    batch: &[SourceDoc],
     writes: &Writes,
 ) -> anyhow::Result<(Outputs, usize)> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
-    let mut docs = Outputs::default();
+    let mut docs = Outputs::new(ctx, collection);
     let mut processed = 0;
     for chunk in batch.chunks(ctx.limits.call_docs_max) {
         if processed > 0 && started.elapsed() >= budget {
@@ -818,10 +848,10 @@ fn send_plugin_transform(
         }
         let out = plugin
             .instance
-            .transform(chunk)
+            .transform(&to_wit(chunk)?)
             .map_err(|e| describe(&e, chunk, transforms))?;
         writes.lock().expect("state poisoned").check()?;
-        docs.extend(check_outputs(ctx, collection, out)?);
+        docs.add(check_outputs(ctx, collection, out)?)?;
         processed += chunk.len();
     }
     let out = plugin
@@ -829,7 +859,7 @@ fn send_plugin_transform(
         .flush()
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
     writes.lock().expect("state poisoned").check()?;
-    docs.extend(check_outputs(ctx, collection, out)?);
+    docs.add(check_outputs(ctx, collection, out)?)?;
     Ok((docs, processed))
 }
 
@@ -846,14 +876,14 @@ fn process_each(
     collection: &BuiltCollection,
     transforms: &[Transform],
     plugin: &mut Plugin,
-    batch: &[derive_api::SourceDocument],
+    batch: &[SourceDoc],
     writes: &Writes,
     first_failure: bool,
 ) -> anyhow::Result<(Outputs, Vec<(usize, String)>, usize)> {
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
     plugin.restart_if_poisoned(ctx, writes)?;
-    let mut docs = Outputs::default();
+    let mut docs = Outputs::new(ctx, collection);
     let mut failures = Vec::new();
     let mut processed = 0;
     for (i, doc) in batch.iter().enumerate() {
@@ -863,10 +893,13 @@ fn process_each(
         processed = i + 1;
         let before = writes.lock().expect("state poisoned").clone();
         let one = std::slice::from_ref(doc);
-        let result = plugin
-            .instance
-            .transform(one)
-            .map_err(|e| describe(&e, one, transforms))
+        let result = to_wit(one)
+            .and_then(|wit| {
+                plugin
+                    .instance
+                    .transform(&wit)
+                    .map_err(|e| describe(&e, one, transforms))
+            })
             .and_then(|out| {
                 writes.lock().expect("state poisoned").check()?;
                 check_outputs(ctx, collection, out).map_err(|e| {
@@ -875,12 +908,12 @@ fn process_each(
                         "transform {} (source {}): {e:#}; document: {}",
                         t.name,
                         t.source,
-                        truncate(&doc.document)
+                        truncate(&doc.text())
                     )
                 })
             });
         match result {
-            Ok(out) => docs.extend(out),
+            Ok(out) => docs.add(out)?,
             Err(e) => {
                 *writes.lock().expect("state poisoned") = before;
                 failures.push((i, format!("{e:#}")));
@@ -894,22 +927,27 @@ fn process_each(
         .flush()
         .map_err(|e| anyhow::anyhow!("flush: {e}"))?;
     writes.lock().expect("state poisoned").check()?;
-    docs.extend(check_outputs(ctx, collection, out)?);
+    docs.add(check_outputs(ctx, collection, out)?)?;
     Ok((docs, failures, processed))
 }
 
-/// A transaction's checked outputs: each document and the JSON text it was read from (kept,
-/// so a document appended unchanged is not serialized again).
-#[derive(Default)]
-struct Outputs {
-    docs: Vec<Value>,
-    texts: Vec<bytes::Bytes>,
-}
+/// A transaction's checked outputs, combined by the derived key as they come (one document
+/// per key in memory, however many the plugin publishes), each kept with the JSON text it was
+/// read from (so a document appended unchanged is not serialized again).
+struct Outputs(crate::catalog::Combining);
 
 impl Outputs {
-    fn extend(&mut self, other: Outputs) {
-        self.docs.extend(other.docs);
-        self.texts.extend(other.texts);
+    fn new(ctx: &TaskCtx, collection: &BuiltCollection) -> Self {
+        Outputs(crate::catalog::Combining::new(collection, &ctx.limits))
+    }
+
+    fn add(&mut self, checked: Vec<(Value, bytes::Bytes)>) -> anyhow::Result<()> {
+        for (doc, text) in checked {
+            self.0
+                .add(doc, Some(text))
+                .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -918,7 +956,7 @@ fn check_outputs(
     ctx: &TaskCtx,
     collection: &BuiltCollection,
     out: Vec<String>,
-) -> anyhow::Result<Outputs> {
+) -> anyhow::Result<Vec<(Value, bytes::Bytes)>> {
     check_output_caps(ctx, &out)?;
     let mut docs = Vec::with_capacity(out.len());
     for (i, text) in out.iter().enumerate() {
@@ -936,8 +974,10 @@ fn check_outputs(
             })?;
         docs.push(doc);
     }
-    let texts = out.into_iter().map(bytes::Bytes::from).collect();
-    Ok(Outputs { docs, texts })
+    Ok(docs
+        .into_iter()
+        .zip(out.into_iter().map(bytes::Bytes::from))
+        .collect())
 }
 
 /// Act on failed documents per the error policy: log and count them (skip), and for
@@ -949,7 +989,7 @@ fn failure_records(
     derive: &crate::catalog::BuiltDerivation,
     transforms: &[Transform],
     plugin: &Plugin,
-    batch: &[derive_api::SourceDocument],
+    batch: &[SourceDoc],
     failures: Vec<(usize, String)>,
 ) -> anyhow::Result<Option<(String, Vec<Value>)>> {
     if failures.is_empty() {
@@ -961,7 +1001,7 @@ fn failure_records(
     for (i, error) in failures {
         let d = &batch[i];
         let t = &transforms[d.transform as usize];
-        let document: Value = serde_json::from_str(&d.document).unwrap_or(Value::Null);
+        let document: Value = serde_json::from_slice(&d.doc).unwrap_or(Value::Null);
         ctx.registry.logs().push(
             &plugin.name,
             Some(&ctx.name),
@@ -975,7 +1015,7 @@ fn failure_records(
                     "dead-lettered"
                 },
                 t.source,
-                truncate(&d.document)
+                truncate(&d.text())
             ),
         );
         records.push(serde_json::json!({
@@ -1026,7 +1066,7 @@ fn check_output_caps(ctx: &TaskCtx, out: &[String]) -> anyhow::Result<()> {
 /// Name the transform and source document a plugin error points at.
 fn describe(
     e: &flow_engine::CallError,
-    chunk: &[derive_api::SourceDocument],
+    chunk: &[SourceDoc],
     transforms: &[Transform],
 ) -> anyhow::Error {
     if let flow_engine::CallError::Plugin {
@@ -1039,7 +1079,7 @@ fn describe(
             "transform {} (source {}): {e}; document: {}",
             t.name,
             t.source,
-            truncate(&d.document)
+            truncate(&d.text())
         );
     }
     anyhow::anyhow!("transform: {e}")
