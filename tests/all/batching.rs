@@ -87,3 +87,58 @@ fn a_backlog_is_read_in_growing_transactions_and_combined() {
         );
     }
 }
+
+/// A materialization transaction of many distinct rows is written (and loaded) in calls of at
+/// most `callDocsMax` documents: one call of all 4,096 rows of a ~1 KiB document each held
+/// more than this plugin's 4 MiB memory cap (the join of `flow bench --suite pipeline` failed
+/// so at 65,536 rows and the default 64 MiB).
+#[test]
+fn a_materialization_writes_a_large_transaction_in_bounded_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(HostOptions::new(dir.path().join("data"))).unwrap();
+    let views = dir.path().join("views.db");
+    let catalog: Catalog = serde_json::from_value(json!({
+        "collections": {
+            "b/orders": {
+                "schema": {"type": "object",
+                           "properties": {"id": {"type": "integer"}, "note": {"type": "string"}},
+                           "required": ["id", "note"]},
+                "key": ["/id"],
+            },
+        },
+        "materializations": {
+            "b/views": {
+                "endpoint": {"wasm": {"module": "sqlite.wasm", "config": {"path": views}}},
+                "bindings": [{"source": "b/orders", "resource": {"table": "orders"}}],
+                "limits": {"pluginMemoryBytesMax": 4194304, "callDocsMax": 256},
+            },
+        },
+    }))
+    .unwrap();
+    let mut b = Bundle {
+        source: "batching.rs".into(),
+        catalog,
+        modules: Default::default(),
+    };
+    b.modules
+        .insert("sqlite.wasm".into(), plugin_bytes(plugins::MATERIALIZE_SQLITE));
+    let docs: Vec<Value> = (0..4096)
+        .map(|i| json!({"id": i, "note": format!("{i:04}-{}", "x".repeat(1000))}))
+        .collect();
+    // All rows wait before the task starts, so its first transaction reads all of them.
+    host.publish(Bundle {
+        catalog: serde_json::from_value(json!({"collections": {"b/orders": b.catalog.collections["b/orders"]}})).unwrap(),
+        ..b.clone()
+    })
+    .unwrap();
+    host.ingest("b/orders", docs).unwrap();
+    host.publish(b).unwrap();
+    host.wait_idle(Duration::from_secs(120)).unwrap();
+    let status = host.task_status("b/views").unwrap();
+    assert_eq!((status.transactions, status.docs_out), (1, 4096), "{status:?}");
+    let rows: i64 = rusqlite::Connection::open(&views)
+        .unwrap()
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4096);
+}

@@ -1,13 +1,23 @@
-//! `flow bench --suite pipeline`: the workload of issue #18, side by side in one run.
+//! `flow bench --suite pipeline`: the workloads of issue #18, side by side in one run.
 //!
-//! Orders (~240 B, 10,000 customers) go to an embedded host over its HTTP API in requests of
-//! 10,000 documents, every ack fsynced; the customer-totals Wasm derivation aggregates them per
-//! customer and the SQLite materialization keeps a `customer_totals` table exactly once. A run
-//! ends when the table accounts for every order. Beside it, in the same rounds: HTTP ingest
+//! **Totals.** Orders (~240 B, 10,000 customers) go to an embedded host over its HTTP API in
+//! requests of 10,000 documents, every ack fsynced; the customer-totals Wasm derivation
+//! aggregates them per customer and the SQLite materialization keeps a `customer_totals` table
+//! exactly once. A run ends when the table accounts for every order. Beside it: HTTP ingest
 //! alone (no tasks), and the native floor (one pass over the same NDJSON, a HashMap, one
-//! SQLite transaction). Rounds alternate; the best time of each is reported, with the least
-//! peak RSS of this process over its rounds (sampled every 10 ms; memory the allocator kept
-//! from an earlier run in the same process counts, so the least is the cleanest figure).
+//! SQLite transaction).
+//!
+//! **Join.** The same orders, and before every 10,000 of them an update of 1,000 customers
+//! (10% of all events): the join-customers Wasm derivation keeps the latest record of each
+//! customer in state and publishes each order enriched with its customer's name and tier
+//! (an inner join: an order of a customer not seen yet publishes nothing), and the SQLite
+//! materialization keeps one row per enriched order. A run ends when the table holds every
+//! joined order. Its floor: one pass over the same events in the same order, a HashMap of
+//! customers, every enriched order serialized and inserted in one SQLite transaction.
+//!
+//! Rounds alternate; the best time of each is reported, with the least peak RSS of this
+//! process over its rounds (sampled every 10 ms; memory the allocator kept from an earlier run
+//! in the same process counts, so the least is the cleanest figure).
 
 use crate::catalog::{Bundle, Catalog};
 use crate::runtime::{Host, HostOptions};
@@ -20,6 +30,8 @@ use std::time::{Duration, Instant};
 
 const DOCS_PER_REQUEST: usize = 10_000;
 const CUSTOMERS: usize = 10_000;
+/// Customer updates sent before each request of orders in the join workload: 10% of events.
+const CUSTOMER_UPDATES_PER_REQUEST: usize = 1_000;
 const ROUNDS: usize = 3;
 
 /// One order, about 240 bytes of JSON.
@@ -36,34 +48,100 @@ fn order(i: usize) -> String {
     )
 }
 
-fn catalog(views: &Path, with_tasks: bool) -> Catalog {
-    let mut c = json!({
-        "collections": {
-            "acme/orders": {
-                "schema": {"type": "object",
-                           "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
-                           "required": ["id", "customer", "amount"]},
-                "key": ["/id"],
-            },
-        }
-    });
-    if with_tasks {
-        c["collections"]["acme/customer-totals"] = json!({
-            "schema": {"type": "object",
-                       "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
-                       "required": ["customer", "total", "orders"]},
-            "key": ["/customer"],
-            "derive": {
-                "using": {"wasm": {"plugin": "totals"}},
-                "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
-            },
+/// The `j`th customer update of request `r` of the join workload: request `r` updates
+/// customers `r*1000 .. r*1000+999` (mod 10,000), so the first ten requests introduce them.
+fn customer(r: usize, j: usize) -> String {
+    const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
+    let c = (r * CUSTOMER_UPDATES_PER_REQUEST + j) % CUSTOMERS;
+    format!(
+        "{{\"id\":\"customer-{c:05}\",\"name\":\"Customer {c} v{r}\",\"tier\":\"{}\"}}\n",
+        TIERS[(c + r) % 3]
+    )
+}
+
+/// The requests of a run: (collection, NDJSON body), in the order they are sent.
+fn requests(docs: usize, join: bool) -> impl Iterator<Item = (&'static str, String)> {
+    (0..docs).step_by(DOCS_PER_REQUEST).flat_map(move |first| {
+        let r = first / DOCS_PER_REQUEST;
+        let customers = join.then(|| {
+            let body: String = (0..CUSTOMER_UPDATES_PER_REQUEST)
+                .map(|j| customer(r, j))
+                .collect();
+            ("acme%2Fcustomers", body)
         });
-        c["materializations"] = json!({
-            "acme/views": {
+        let orders: String = (first..(first + DOCS_PER_REQUEST).min(docs))
+            .map(order)
+            .collect();
+        customers.into_iter().chain([("acme%2Forders", orders)])
+    })
+}
+
+/// Events (customer updates and orders) of a run.
+fn events(docs: usize, join: bool) -> usize {
+    if join {
+        docs + docs.div_ceil(DOCS_PER_REQUEST) * CUSTOMER_UPDATES_PER_REQUEST
+    } else {
+        docs
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    Totals,
+    Join,
+    IngestOnly,
+}
+
+fn catalog(views: &Path, workload: Workload) -> Catalog {
+    let orders = json!({"type": "object",
+        "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+        "required": ["id", "customer", "amount"]});
+    let mut c = json!({"collections": {"acme/orders": {"schema": orders, "key": ["/id"]}}});
+    let collections = &mut c["collections"];
+    match workload {
+        Workload::IngestOnly => {}
+        Workload::Totals => {
+            collections["acme/customer-totals"] = json!({
+                "schema": {"type": "object",
+                           "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
+                           "required": ["customer", "total", "orders"]},
+                "key": ["/customer"],
+                "derive": {
+                    "using": {"wasm": {"plugin": "totals"}},
+                    "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
+                },
+            });
+            c["materializations"] = json!({"acme/views": {
                 "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": views}}},
                 "bindings": [{"source": "acme/customer-totals", "resource": {"table": "customer_totals"}}],
-            },
-        });
+            }});
+        }
+        Workload::Join => {
+            collections["acme/customers"] = json!({
+                "schema": {"type": "object",
+                           "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "tier": {"type": "string"}},
+                           "required": ["id", "name", "tier"]},
+                "key": ["/id"],
+            });
+            collections["acme/enriched"] = json!({
+                "schema": {"type": "object",
+                           "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number"},
+                                          "name": {"type": "string"}, "tier": {"type": "string"}},
+                           "required": ["id", "customer", "amount", "name", "tier"]},
+                "key": ["/id"],
+                "derive": {
+                    "using": {"wasm": {"plugin": "join"}},
+                    "transforms": [
+                        {"name": "fromCustomers", "source": "acme/customers", "shuffle": {"key": ["/id"]}},
+                        {"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}},
+                    ],
+                },
+            });
+            c["materializations"] = json!({"acme/views": {
+                "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": views}}},
+                "bindings": [{"source": "acme/enriched", "resource": {"table": "enriched"}}],
+            }});
+        }
     }
     serde_json::from_value(c).expect("valid catalog")
 }
@@ -92,9 +170,10 @@ fn with_peak_rss<R>(f: impl FnOnce() -> R) -> (R, u64) {
     (r, peak.load(Ordering::Relaxed))
 }
 
-/// Sum of `orders` over the SQLite table (0 while it does not exist yet).
-fn orders_in_table(views: &Path) -> u64 {
-    let Ok(db) = crate::connector::open("sqlite", &json!({"path": views})) else {
+/// A single integer from `query` on the SQLite database at `path` (0 while it cannot answer,
+/// e.g. before its table exists).
+fn sqlite_count(path: &Path, query: &str) -> u64 {
+    let Ok(db) = crate::connector::open("sqlite", &json!({"path": path})) else {
         return 0;
     };
     let bounds = flow_engine::SqlBounds {
@@ -102,11 +181,7 @@ fn orders_in_table(views: &Path) -> u64 {
         deadline_ms: 10_000,
         result_bytes_max: 1 << 20,
     };
-    match db.grant().query(
-        "SELECT coalesce(sum(orders), 0) FROM customer_totals",
-        &[],
-        &bounds,
-    ) {
+    match db.grant().query(query, &[], &bounds) {
         Ok(rows) => match rows.rows.first().and_then(|r| r.first()) {
             Some(flow_engine::SqlValue::Integer(n)) => *n as u64,
             _ => 0,
@@ -115,59 +190,83 @@ fn orders_in_table(views: &Path) -> u64 {
     }
 }
 
-/// One run on a fresh host: post `docs` orders over HTTP; with tasks, wait until the table
-/// accounts for all of them. Returns the wall time.
-fn host_run(plugins: &Path, docs: usize, with_tasks: bool) -> anyhow::Result<Duration> {
+/// The rows a run's table holds once it is done: every order (totals), every joined order.
+fn expected_rows(docs: usize, workload: Workload) -> u64 {
+    match workload {
+        Workload::Join => native_join(docs, None).map(|n| n as u64).unwrap_or(0),
+        _ => docs as u64,
+    }
+}
+
+/// One run on a fresh host: post the workload's requests over HTTP; with tasks, wait until
+/// the table accounts for all of them. Returns the wall time.
+fn host_run(plugins: &Path, docs: usize, workload: Workload) -> anyhow::Result<Duration> {
     let dir = tempfile::tempdir()?;
     let views = dir.path().join("views.db");
     let host = Host::open(HostOptions::new(dir.path().join("data")))?;
-    if with_tasks {
-        for (name, file) in [
+    let plugins_used: &[(&str, &str)] = match workload {
+        Workload::IngestOnly => &[],
+        Workload::Totals => &[
             ("totals", "customer_totals.wasm"),
             ("materialize-sqlite", "materialize_sqlite.wasm"),
-        ] {
-            let path = plugins.join(file);
-            let bytes = std::fs::read(&path).map_err(|e| {
-                anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
-            })?;
-            host.registry
-                .deploy(name, &bytes)
-                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        }
+        ],
+        Workload::Join => &[
+            ("join", "join_customers.wasm"),
+            ("materialize-sqlite", "materialize_sqlite.wasm"),
+        ],
+    };
+    for (name, file) in plugins_used {
+        let path = plugins.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
+        })?;
+        host.registry
+            .deploy(name, &bytes)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     }
     host.publish(Bundle {
         source: "bench".into(),
-        catalog: catalog(&views, with_tasks),
+        catalog: catalog(&views, workload),
         modules: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (query, expect) = match workload {
+        Workload::Totals => (
+            "SELECT coalesce(sum(orders), 0) FROM customer_totals",
+            expected_rows(docs, workload),
+        ),
+        Workload::Join => (
+            "SELECT count(*) FROM enriched",
+            expected_rows(docs, workload),
+        ),
+        Workload::IngestOnly => ("", 0),
+    };
     let rt = tokio::runtime::Runtime::new()?;
     let took = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!(
-            "http://{}/v1/collections/acme%2Forders/documents",
-            listener.local_addr()?
-        );
+        let base = format!("http://{}/v1/collections", listener.local_addr()?);
         let app = crate::api::router(host.clone(), None);
         tokio::spawn(async move { crate::api::serve(listener, app).await });
         let http = reqwest::Client::new();
         let started = Instant::now();
-        for first in (0..docs).step_by(DOCS_PER_REQUEST) {
-            let body: String = (first..(first + DOCS_PER_REQUEST).min(docs))
-                .map(order)
-                .collect();
+        for (collection, body) in requests(docs, workload == Workload::Join) {
+            let url = format!("{base}/{collection}/documents");
             let r = http.post(&url).body(body).send().await?;
             anyhow::ensure!(r.status().is_success(), "ingest: {}", r.text().await?);
         }
-        if with_tasks {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while orders_in_table(&views) < docs as u64 {
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "the table did not account for every order"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        if workload != Workload::IngestOnly {
+            // Done when every task has read everything (polling task statuses, which costs
+            // nothing beside the run; counting a table of a million rows every few
+            // milliseconds took a fifth of the CPU), then the table must account for all.
+            let h = host.clone();
+            tokio::task::spawn_blocking(move || h.wait_idle(Duration::from_secs(900)))
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let got = sqlite_count(&views, query);
+            anyhow::ensure!(
+                got == expect,
+                "the table accounts for {got} documents, not {expect}"
+            );
         }
         anyhow::Ok(started.elapsed())
     })?;
@@ -182,16 +281,21 @@ fn host_run(plugins: &Path, docs: usize, with_tasks: bool) -> anyhow::Result<Dur
     Ok(took)
 }
 
-/// The floor: the same NDJSON parsed once, totals in a HashMap, one SQLite transaction.
-fn native_run(docs: usize) -> anyhow::Result<Duration> {
+fn sql_bounds() -> flow_engine::SqlBounds {
+    flow_engine::SqlBounds {
+        deadline: Instant::now() + Duration::from_secs(120),
+        deadline_ms: 120_000,
+        result_bytes_max: 1 << 20,
+    }
+}
+
+/// The totals floor: the same NDJSON parsed once, totals in a HashMap, one SQLite transaction.
+fn native_totals(docs: usize) -> anyhow::Result<Duration> {
     let dir = tempfile::tempdir()?;
     let db = crate::connector::open("sqlite", &json!({"path": dir.path().join("native.db")}))?;
     let started = Instant::now();
     let mut totals: HashMap<String, (f64, i64)> = HashMap::new();
-    for first in (0..docs).step_by(DOCS_PER_REQUEST) {
-        let body: String = (first..(first + DOCS_PER_REQUEST).min(docs))
-            .map(order)
-            .collect();
+    for (_, body) in requests(docs, false) {
         for line in body.lines() {
             let v: Value = serde_json::from_str(line)?;
             let t = totals
@@ -201,11 +305,7 @@ fn native_run(docs: usize) -> anyhow::Result<Duration> {
             t.1 += 1;
         }
     }
-    let bounds = flow_engine::SqlBounds {
-        deadline: Instant::now() + Duration::from_secs(60),
-        deadline_ms: 60_000,
-        result_bytes_max: 1 << 20,
-    };
+    let bounds = sql_bounds();
     let mut sql = db.grant();
     db.begin()?;
     sql.execute(
@@ -230,33 +330,146 @@ fn native_run(docs: usize) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
-    type Measure<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<Duration> + 'a>);
-    let measures: [Measure; 3] = [
+/// The join floor: the same events parsed once in the same order, customers in a HashMap,
+/// every joined order enriched, serialized and inserted in one SQLite transaction (into
+/// `dir`, or nowhere, to count the joined orders). Returns how many orders were joined.
+fn native_join(docs: usize, dir: Option<&Path>) -> anyhow::Result<usize> {
+    use flow_engine::SqlValue as Sv;
+    let db = match dir {
+        Some(dir) => {
+            let db = crate::connector::open("sqlite", &json!({"path": dir.join("native.db")}))?;
+            db.begin()?;
+            db.grant()
+                .execute(
+                    "CREATE TABLE enriched (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, name TEXT, tier TEXT, flow_document TEXT NOT NULL)",
+                    &[],
+                    &sql_bounds(),
+                )
+                .map_err(anyhow::Error::msg)?;
+            Some(db)
+        }
+        None => None,
+    };
+    let mut customers: HashMap<String, (Value, Value)> = HashMap::new();
+    let mut joined = 0;
+    for (collection, body) in requests(docs, true) {
+        // Rows are inserted a request at a time, all in the one transaction.
+        let mut rows: Vec<Vec<Sv>> = Vec::new();
+        for line in body.lines() {
+            let mut v: Value = serde_json::from_str(line)?;
+            if collection == "acme%2Fcustomers" {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                customers.insert(id, (v["name"].take(), v["tier"].take()));
+                continue;
+            }
+            let Some((name, tier)) = v["customer"].as_str().and_then(|c| customers.get(c)) else {
+                continue;
+            };
+            let (name, tier) = (name.clone(), tier.clone());
+            v["name"] = name.clone();
+            v["tier"] = tier.clone();
+            joined += 1;
+            if db.is_some() {
+                rows.push(vec![
+                    Sv::Integer(v["id"].as_i64().unwrap_or_default()),
+                    Sv::Text(v["customer"].as_str().unwrap_or_default().to_string()),
+                    Sv::Real(v["amount"].as_f64().unwrap_or_default()),
+                    Sv::Text(name.as_str().unwrap_or_default().to_string()),
+                    Sv::Text(tier.as_str().unwrap_or_default().to_string()),
+                    Sv::Text(serde_json::to_string(&v)?),
+                ]);
+            }
+        }
+        if let Some(db) = &db
+            && !rows.is_empty()
+        {
+            db.grant()
+                .execute_many(
+                    "INSERT INTO enriched VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    &rows,
+                    &sql_bounds(),
+                )
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    if let Some(db) = db {
+        db.commit()?;
+    }
+    Ok(joined)
+}
+
+fn native_join_run(docs: usize) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    native_join(docs, Some(dir.path()))?;
+    Ok(started.elapsed())
+}
+
+/// A measure: (short name for `--only`, what it is, its workload's events, whether it is a
+/// floor, and the run).
+type Measure<'a> = (
+    &'a str,
+    &'a str,
+    usize,
+    bool,
+    Box<dyn Fn() -> anyhow::Result<Duration> + 'a>,
+);
+
+/// Run the suite; `only` keeps the measures whose short names it lists (`native`, `totals`,
+/// `ingest`, `native-join`, `join`), for profiling one of them.
+pub fn run(plugins: &Path, docs: usize, only: &[String]) -> anyhow::Result<()> {
+    let measures: Vec<Measure> = vec![
         (
+            "native",
             "native floor: one pass, HashMap, one SQLite txn",
-            Box::new(|| native_run(docs)),
+            events(docs, false),
+            true,
+            Box::new(|| native_totals(docs)),
         ),
         (
+            "totals",
             "Flow: HTTP ingest (10k-doc requests) -> customer-totals Wasm -> SQLite",
-            Box::new(|| host_run(plugins, docs, true)),
+            events(docs, false),
+            false,
+            Box::new(|| host_run(plugins, docs, Workload::Totals)),
         ),
         (
+            "ingest",
             "Flow: HTTP ingest alone (no tasks)",
-            Box::new(|| host_run(plugins, docs, false)),
+            events(docs, false),
+            false,
+            Box::new(|| host_run(plugins, docs, Workload::IngestOnly)),
+        ),
+        (
+            "native-join",
+            "native join floor: one pass, HashMap of customers, one SQLite txn of enriched orders",
+            events(docs, true),
+            true,
+            Box::new(|| native_join_run(docs)),
+        ),
+        (
+            "join",
+            "Flow: HTTP ingest of orders and customer updates -> join-customers Wasm -> SQLite",
+            events(docs, true),
+            false,
+            Box::new(|| host_run(plugins, docs, Workload::Join)),
         ),
     ];
+    let measures: Vec<Measure> = measures
+        .into_iter()
+        .filter(|m| only.is_empty() || only.iter().any(|o| o == m.0))
+        .collect();
     // (time, peak RSS, cores busy) of each measure's best round.
     let mut best = vec![(Duration::MAX, 0u64, 0f64); measures.len()];
     for round in 1..=ROUNDS {
-        for (i, (name, f)) in measures.iter().enumerate() {
+        for (i, (_, name, events, _, f)) in measures.iter().enumerate() {
             let cpu = super::cpu_seconds();
             let (took, peak) = with_peak_rss(f);
             let took = took?;
             let cores = (super::cpu_seconds() - cpu) / took.as_secs_f64();
             eprintln!(
                 "round {round}: {name}: {:.0} docs/s, peak RSS {} MiB, {cores:.2} cores busy",
-                docs as f64 / took.as_secs_f64(),
+                *events as f64 / took.as_secs_f64(),
                 peak >> 20
             );
             let peak = if round == 1 {
@@ -271,17 +484,22 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
             };
         }
     }
-    let floor = docs as f64 / best[0].0.as_secs_f64();
     println!(
-        "pipeline suite: {docs} orders, best of {ROUNDS} alternating rounds (peak RSS: the least over the rounds)"
+        "pipeline suite: {docs} orders (the join: and {} customer updates), best of {ROUNDS} alternating rounds (peak RSS: the least over the rounds)",
+        events(docs, true) - docs
     );
-    println!("| measure | docs/s | vs native floor | peak RSS | cores busy |");
+    println!("| measure | docs/s | vs its native floor | peak RSS | cores busy |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for ((name, _), (took, peak, cores)) in measures.iter().zip(&best) {
-        let rate = docs as f64 / took.as_secs_f64();
+    // Each measure is compared with the floor listed last before it.
+    let mut floor: Option<f64> = None;
+    for ((_, name, events, is_floor, _), (took, peak, cores)) in measures.iter().zip(&best) {
+        let rate = *events as f64 / took.as_secs_f64();
+        if *is_floor {
+            floor = Some(rate);
+        }
+        let ratio = floor.map_or("-".to_string(), |f| format!("{:.3}x", rate / f));
         println!(
-            "| {name} | {rate:.0} | {:.3}x | {} MiB | {cores:.2} |",
-            rate / floor,
+            "| {name} | {rate:.0} | {ratio} | {} MiB | {cores:.2} |",
             peak >> 20
         );
     }

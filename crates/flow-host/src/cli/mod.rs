@@ -53,7 +53,8 @@ enum Command {
     /// `fragments`: append throughput and fsync latency, sealing per codec, and backfill reads
     /// from fragments against reading the same files directly.
     /// `pipeline`: orders over HTTP -> customer-totals Wasm -> SQLite, beside HTTP ingest
-    /// alone and a native one-pass floor, best of 3 alternating rounds with peak RSS.
+    /// alone and a native one-pass floor; orders and customer updates -> join-customers Wasm
+    /// -> SQLite beside its native floor; best of 3 alternating rounds with peak RSS.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -73,6 +74,10 @@ enum Command {
         /// A large (Python) derivation component, to time its deploy-to-live (suite `latency`).
         #[arg(long)]
         python: Option<std::path::PathBuf>,
+        /// Run only these measures (suite `pipeline`; comma-separated: native, totals, ingest,
+        /// native-join, join), e.g. to profile one.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -105,6 +110,7 @@ pub fn main() -> std::process::ExitCode {
             docs,
             spill_mib,
             python,
+            only,
         } => match suite {
             BenchSuite::Derive => crate::bench::derive::run(&plugin, docs).and_then(|r| {
                 r.print();
@@ -117,6 +123,7 @@ pub fn main() -> std::process::ExitCode {
             BenchSuite::Pipeline => crate::bench::pipeline::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
+                &only,
             ),
             BenchSuite::Latency => crate::bench::latency::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),

@@ -246,10 +246,16 @@ fn transaction(
             }
             let keys: Vec<String> = keys.keys().cloned().collect();
             let name = &bindings[i].collection.name;
-            for loaded in instance
-                .load(i as u32, &keys)
-                .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): {e}"))?
-            {
+            // In calls of `callDocsMax` keys: a plugin holds one call's keys and rows.
+            let mut loaded_all = Vec::new();
+            for chunk in keys.chunks(ctx.limits.call_docs_max) {
+                loaded_all.extend(
+                    instance
+                        .load(i as u32, chunk)
+                        .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): {e}"))?,
+                );
+            }
+            for loaded in loaded_all {
                 let doc: Value = serde_json::from_str(&loaded.document)
                     .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): the plugin returned a document that is not JSON: {e}"))?;
                 standard.add(i, doc, true).map_err(|e| {
@@ -270,21 +276,33 @@ fn transaction(
             }
             Ok(())
         };
+        // A call's documents are bounded like a derivation's (`callDocsMax`, and a call's
+        // bytes by `callOutputBytesMax`): a plugin holds one call's documents, and a
+        // transaction of many distinct keys must not need a plugin memory of its size.
+        let full = |pending: &Option<(usize, Vec<sink_api::Stored>)>, bytes: usize| {
+            pending.as_ref().is_some_and(|(_, d)| {
+                d.len() >= ctx.limits.call_docs_max || bytes >= ctx.limits.call_output_bytes_max
+            })
+        };
+        let mut bytes = 0;
         let drained = standard
             .drain(true)
             .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
         for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
             let d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
-            if pending.as_ref().is_some_and(|(i, _)| *i != d.binding) {
+            if pending.as_ref().is_some_and(|(i, _)| *i != d.binding) || full(&pending, bytes) {
                 flush(&mut pending, &mut n_out)?;
+                bytes = 0;
             }
             let docs = &mut pending.get_or_insert_with(|| (d.binding, Vec::new())).1;
-            docs.push(sink_api::Stored {
-                key: Value::Array(d.key).to_string(),
-                document: d.doc.to_string(),
+            let stored = sink_api::Stored {
+                key: serde_json::to_string(&d.key)?,
+                document: serde_json::to_string(&d.doc)?,
                 exists: d.front,
                 delete: d.deleted,
-            });
+            };
+            bytes += stored.key.len() + stored.document.len();
+            docs.push(stored);
         }
         flush(&mut pending, &mut n_out)?;
         // send_plugin_commit: the checkpoint goes into the same destination transaction.
