@@ -49,13 +49,23 @@ pub const SPILL_THRESHOLD_BYTES_DEFAULT: usize = 256 << 20;
 
 /// What a combiner would keep of documents whose schema has no `reduce` annotation at all
 /// (`lastWriteWins` of whole documents): the last document of each key, kept as they come,
-/// so memory holds one document per key however many arrive. Without a combiner's
-/// bookkeeping, and with anything the caller wants kept beside each document (`T`: the text
-/// it was parsed from, say). Documents come out in the order their keys first came.
+/// so memory holds one item per key however many arrive. Without a combiner's bookkeeping:
+/// the caller keeps what it wants of each document (`T`: its text, its encoding), which come
+/// out in the order their keys first came.
 pub struct LastOfEachKey<T> {
     key: Vec<Pointer>,
     index: HashMap<Vec<u8>, usize>,
-    kept: Vec<(Value, T)>,
+    kept: Vec<T>,
+}
+
+/// The key of `doc` at `key`, packed into bytes that are equal exactly when two keys are
+/// (`1` and `1.0` are one key), as the combiner compares them. Fails like `Combiner::add`
+/// on a document without a key value.
+pub fn packed_key(key: &[Pointer], doc: &Value) -> Result<Vec<u8>, CombineError> {
+    key::encode_key(0, key, doc).map_err(|ptr| CombineError::MissingKey {
+        binding: 0,
+        ptr: ptr.to_string(),
+    })
 }
 
 impl<T> LastOfEachKey<T> {
@@ -67,26 +77,25 @@ impl<T> LastOfEachKey<T> {
         }
     }
 
-    /// Keep `doc` (and `extra`) in place of any earlier document of its key. Fails like
-    /// `Combiner::add` on a document without a key value.
-    pub fn add(&mut self, doc: Value, extra: T) -> Result<(), CombineError> {
-        let packed = key::encode_key(0, &self.key, &doc).map_err(|ptr| {
-            CombineError::MissingKey {
-                binding: 0,
-                ptr: ptr.to_string(),
-            }
-        })?;
-        match self.index.get(&packed) {
-            Some(&i) => self.kept[i] = (doc, extra),
-            None => {
-                self.index.insert(packed, self.kept.len());
-                self.kept.push((doc, extra));
-            }
-        }
+    /// Keep `item` (of `doc`) in place of any earlier one of its key.
+    pub fn add(&mut self, doc: &Value, item: T) -> Result<(), CombineError> {
+        let packed = packed_key(&self.key, doc)?;
+        self.add_packed(packed, item);
         Ok(())
     }
 
-    /// Documents kept so far (one per key).
+    /// `add` of a document whose key the caller packed (`packed_key`), e.g. on another thread.
+    pub fn add_packed(&mut self, packed: Vec<u8>, item: T) {
+        match self.index.get(&packed) {
+            Some(&i) => self.kept[i] = item,
+            None => {
+                self.index.insert(packed, self.kept.len());
+                self.kept.push(item);
+            }
+        }
+    }
+
+    /// Items kept so far (one per key).
     pub fn len(&self) -> usize {
         self.kept.len()
     }
@@ -95,7 +104,7 @@ impl<T> LastOfEachKey<T> {
         self.kept.is_empty()
     }
 
-    pub fn into_docs(self) -> Vec<(Value, T)> {
+    pub fn into_items(self) -> Vec<T> {
         self.kept
     }
 }

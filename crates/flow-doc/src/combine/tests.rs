@@ -396,13 +396,17 @@ fn without_annotations_the_last_document_of_each_key_is_kept() {
     ];
     let mut last = LastOfEachKey::new(key.clone());
     for (i, d) in docs.iter().enumerate() {
-        last.add(d.clone(), i).unwrap();
+        last.add(d, i).unwrap();
     }
     // Keys compare by value: 1 and 1.0 are one key, whose last document is kept, where the
     // key first came.
     assert_eq!(last.len(), 3);
-    let kept: Vec<usize> = last.into_docs().into_iter().map(|(_, i)| i).collect();
-    assert_eq!(kept, vec![2, 1, 3]);
-    let mut last = LastOfEachKey::new(key);
-    assert!(last.add(json!({"v": 1}), ()).is_err());
+    assert_eq!(last.into_items(), vec![2, 1, 3]);
+    let mut last = LastOfEachKey::new(key.clone());
+    assert!(last.add(&json!({"v": 1}), ()).is_err());
+    // A key packed elsewhere is the same key.
+    let mut last = LastOfEachKey::new(key.clone());
+    last.add(&docs[0], "a").unwrap();
+    last.add_packed(crate::combine::packed_key(&key, &docs[2]).unwrap(), "c");
+    assert_eq!(last.into_items(), vec!["c"]);
 }

@@ -7,7 +7,7 @@ mod openapi;
 pub use error::ApiError;
 
 use crate::catalog::Bundle;
-use crate::runtime::{Host, IngestLine};
+use crate::runtime::Host;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -167,51 +167,6 @@ async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"collections": list})))
 }
 
-/// The documents of an NDJSON ingest body with their line numbers and texts, or why it is refused
-/// (naming the line): blank lines are skipped, a line over `doc_bytes_max` is refused before
-/// it is parsed, and a body without documents is refused.
-pub(crate) fn parse_ndjson(
-    name: &str,
-    body: &Bytes,
-    doc_bytes_max: usize,
-) -> Result<Vec<IngestLine>, ApiError> {
-    // Lines first (cheap), then the documents, parsed on every core.
-    let mut lines = Vec::new();
-    let mut begin = 0;
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-        let range = begin..begin + line.len();
-        begin = range.end + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        // A line longer than any accepted document is refused before it is parsed.
-        if line.len() > doc_bytes_max {
-            return Err(ApiError::invalid(format!(
-                "collection {name}: line {}: a document of {} bytes, over the limit of {doc_bytes_max} bytes (docBytesMax)",
-                i + 1,
-                line.len()
-            )));
-        }
-        lines.push((i + 1, range));
-    }
-    let docs = crate::par::try_map(&lines, |_, (line, range)| {
-        let doc: Value = serde_json::from_slice(&body[range.clone()]).map_err(|e| {
-            ApiError::invalid(format!("collection {name}: line {line}: invalid JSON: {e}"))
-        })?;
-        Ok::<_, ApiError>(IngestLine {
-            line: *line,
-            doc,
-            text: body.slice(range.clone()),
-        })
-    })?;
-    if docs.is_empty() {
-        return Err(ApiError::invalid(format!(
-            "collection {name}: the request has no documents"
-        )));
-    }
-    Ok(docs)
-}
-
 /// Ingest an NDJSON body: every line is validated before any is appended.
 async fn ingest(
     State(s): State<AppState>,
@@ -222,8 +177,9 @@ async fn ingest(
     // Parsing and checking are CPU work on every core: off the async workers. Each document
     // is checked once, by the host, and failures are reported by line.
     let result = blocking(move || {
-        let docs = parse_ndjson(&name, &body, host.limits.doc_bytes_max)?;
-        Ok(host.ingest_lines(&name, docs)?)
+        let lines = crate::runtime::ndjson_lines(&name, &body, host.limits.doc_bytes_max)
+            .map_err(ApiError::invalid)?;
+        Ok(host.ingest_lines(&name, lines)?)
     })
     .await?;
     Ok(Json(serde_json::to_value(result).unwrap_or_default()))

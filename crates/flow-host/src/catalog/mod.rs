@@ -115,22 +115,6 @@ impl BuiltCollection {
         }
         Ok(out)
     }
-
-    /// What to append for one transaction's checked documents, encoded for the committer
-    /// (see `Combining`), with the JSON text each was parsed from where `texts` has it.
-    pub fn combine_encoded(
-        &self,
-        limits: &crate::limits::Limits,
-        docs: Vec<Value>,
-        texts: Option<Vec<bytes::Bytes>>,
-    ) -> Result<Vec<crate::journal::Encoded>, String> {
-        let mut combining = Combining::new(self, limits);
-        let mut texts = texts.map(Vec::into_iter);
-        for doc in docs {
-            combining.add(doc, texts.as_mut().and_then(Iterator::next))?;
-        }
-        combining.finish()
-    }
 }
 
 /// One transaction's checked documents of a collection, combined by key as they come, so
@@ -144,7 +128,7 @@ pub struct Combining {
 
 enum CombiningKind {
     Reduce(flow_doc::Combiner),
-    Last(flow_doc::combine::LastOfEachKey<Option<bytes::Bytes>>),
+    Last(flow_doc::combine::LastOfEachKey<crate::journal::Encoded>),
 }
 
 impl Combining {
@@ -170,7 +154,31 @@ impl Combining {
                 }
                 c.add_valid(0, doc, false).map_err(|e| e.to_string())
             }
-            CombiningKind::Last(l) => l.add(doc, text).map_err(|e| e.to_string()),
+            CombiningKind::Last(l) => {
+                let encoded = match text {
+                    Some(t) => crate::journal::Encoded::of_text(&t, &doc),
+                    None => crate::journal::Encoded::of(&doc),
+                };
+                l.add(&doc, encoded).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// `add` of a document of a collection without reductions, encoded and its key packed
+    /// (`flow_doc::combine::packed_key`) by the caller, e.g. on another core.
+    pub fn add_encoded(
+        &mut self,
+        packed: Vec<u8>,
+        encoded: crate::journal::Encoded,
+    ) -> Result<(), String> {
+        match &mut self.kind {
+            CombiningKind::Last(l) => {
+                l.add_packed(packed, encoded);
+                Ok(())
+            }
+            CombiningKind::Reduce(_) => {
+                Err("a collection with reductions combines documents, not encodings".into())
+            }
         }
     }
 
@@ -184,14 +192,7 @@ impl Combining {
                 }
                 Ok(out)
             }
-            CombiningKind::Last(l) => Ok(l
-                .into_docs()
-                .into_iter()
-                .map(|(doc, text)| match text {
-                    Some(t) => Encoded::of_text(t, &doc),
-                    None => Encoded::of(&doc),
-                })
-                .collect()),
+            CombiningKind::Last(l) => Ok(l.into_items()),
         }
     }
 }

@@ -246,7 +246,7 @@ mod test {
         let stored = |text: &str| {
             let doc: Value = serde_json::from_str(text).unwrap();
             let mut out = Vec::new();
-            Encoded::of_text(bytes::Bytes::copy_from_slice(text.as_bytes()), &doc)
+            Encoded::of_text(&bytes::Bytes::copy_from_slice(text.as_bytes()), &doc)
                 .stamp("U", "P", &mut out);
             String::from_utf8(out).unwrap()
         };

@@ -81,16 +81,18 @@ impl Encoded {
     /// The document `doc` as the JSON `text` it was parsed from, without serializing it: an
     /// object without `_meta` keeps its text (whitespace and all, which any reader parses to
     /// the same document); anything else is serialized by `of`.
-    pub fn of_text(text: bytes::Bytes, doc: &Value) -> Encoded {
+    /// One slice of `text` is taken (a reference count shared by every line of a request,
+    /// which parallel parsers contend on, so no more than one).
+    pub fn of_text(text: &bytes::Bytes, doc: &Value) -> Encoded {
         let start = text.len() - text.trim_ascii_start().len();
         let end = text.trim_ascii_end().len();
         match doc {
             Value::Object(map) if !map.contains_key("_meta") && text.get(start) == Some(&b'{') => {
-                // After the brace, up to and with the closing one.
-                let members = text.slice(start + 1..end);
+                // After the brace and any space, up to and with the closing one.
+                let members = &text[start + 1..end];
                 let skip = members.len() - members.trim_ascii_start().len();
                 Encoded {
-                    text: members.slice(skip..),
+                    text: text.slice(start + 1 + skip..end),
                     object: true,
                 }
             }

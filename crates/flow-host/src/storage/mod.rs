@@ -108,13 +108,24 @@ impl StorageFault {
 /// How often a faulted database is re-opened while no write comes.
 const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether a job's error is the database failing under it (redb's I/O errors), not the job.
+/// Whether an error is the database failing under the caller (redb's I/O errors), not the
+/// caller. A read that met the database while the committer re-opened it after a fault
+/// (redb's "Database has been closed", or our "is being re-opened") is one too: retried
+/// later, it works.
 pub(crate) fn is_io_failure(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.is::<StorageFault>() || {
-            let text = c.to_string();
-            text.starts_with("I/O error") || text.starts_with("Previous I/O error")
-        }
+        c.is::<StorageFault>()
+            || matches!(
+                c.downcast_ref::<redb::StorageError>(),
+                Some(redb::StorageError::DatabaseClosed)
+            )
+            || {
+                let text = c.to_string();
+                text.starts_with("I/O error")
+                    || text.starts_with("Previous I/O error")
+                    || text == "Database has been closed"
+                    || text.ends_with("is being re-opened")
+            }
     })
 }
 
