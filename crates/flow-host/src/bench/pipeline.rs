@@ -35,7 +35,7 @@ const CUSTOMER_UPDATES_PER_REQUEST: usize = 1_000;
 const ROUNDS: usize = 3;
 
 /// One order, about 240 bytes of JSON.
-fn order(i: usize) -> String {
+pub(super) fn order(i: usize) -> String {
     format!(
         "{{\"id\":{i},\"customer\":\"customer-{:05}\",\"amount\":{}.{:02},\"currency\":\"EUR\",\"item\":\"sku-{:06}\",\"quantity\":{},\"channel\":\"web\",\"placedAt\":\"2026-12-02T10:{:02}:{:02}Z\",\"note\":\"standard delivery, leave at the door\"}}\n",
         i % CUSTOMERS,
@@ -152,7 +152,7 @@ fn rss() -> u64 {
 }
 
 /// Peak RSS while `f` runs, sampled every 10 ms.
-fn with_peak_rss<R>(f: impl FnOnce() -> R) -> (R, u64) {
+pub(super) fn with_peak_rss<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(rss()));
     let sampler = {

@@ -55,6 +55,8 @@ enum Command {
     /// `pipeline`: orders over HTTP -> customer-totals Wasm -> SQLite, beside HTTP ingest
     /// alone and a native one-pass floor; orders and customer updates -> join-customers Wasm
     /// -> SQLite beside its native floor; best of 3 alternating rounds with peak RSS.
+    /// `backfill`: a derivation created after `--docs` orders were written reads them all
+    /// (fragments, then redb): throughput and peak RSS.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -89,6 +91,7 @@ enum BenchSuite {
     Latency,
     Fragments,
     Pipeline,
+    Backfill,
 }
 
 /// Entry point of the `flow` binary.
@@ -124,6 +127,10 @@ pub fn main() -> std::process::ExitCode {
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
                 &only,
+            ),
+            BenchSuite::Backfill => crate::bench::backfill::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                docs,
             ),
             BenchSuite::Latency => crate::bench::latency::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
