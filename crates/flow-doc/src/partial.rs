@@ -19,6 +19,17 @@ pub fn properties(text: &[u8], wanted: &[String]) -> Result<Value, serde_json::E
     Ok(Value::Object(out))
 }
 
+/// The top-level properties `ptrs` point into (what `properties` must keep for them), or
+/// None if one of them is the whole document or starts with an array index.
+pub fn tops(ptrs: &[crate::Pointer]) -> Option<Vec<String>> {
+    ptrs.iter()
+        .map(|p| match p.0.first() {
+            Some(crate::ptr::Token::Property(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 struct Document<'w> {
     wanted: &'w [String],
 }

@@ -17,7 +17,7 @@
 pub mod fragment;
 pub(crate) mod rows;
 
-pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in};
+pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in, without_meta};
 
 use crate::storage::Store;
 use anyhow::Context;
@@ -275,6 +275,24 @@ mod test {
             let read: Value = serde_json::from_str(&stored(text)).unwrap();
             assert_eq!(read, expect, "{text}");
         }
+    }
+
+    #[test]
+    fn without_meta_cuts_exactly_what_the_append_stamped() {
+        for text in [r#"{"a": 1.50, "b":[1, 2]}"#, "{}", r#"{"z":"\u00e9","_x":{"_meta":1}}"#] {
+            let doc: Value = serde_json::from_str(text).unwrap();
+            let mut stored = Vec::new();
+            Encoded::of_text(&bytes::Bytes::copy_from_slice(text.as_bytes()), &doc).stamp(
+                "0190a0b0-c0d0-7e00-8000-000000000001",
+                "2026-12-06T13:00:00.123456Z",
+                &mut stored,
+            );
+            let cut = without_meta(&stored).unwrap();
+            assert_eq!(serde_json::from_str::<Value>(&cut).unwrap(), doc, "{text}");
+        }
+        // Anything else is the caller's to parse.
+        assert_eq!(without_meta(br#"{"_meta":{"published":"P","uuid":"U"},"a":1}"#), None);
+        assert_eq!(without_meta(br#"{"a":1}"#), None);
     }
 
     #[test]

@@ -118,6 +118,26 @@ impl Encoded {
     }
 }
 
+/// A stored document's text without the `_meta` its append stamped in front, without parsing
+/// it: `{"_meta":{"uuid":"…","published":"…"},"a":1}` gives `{"a":1}`. None if the text does
+/// not begin with `_meta` exactly as `Encoded::stamp` writes it (the caller then parses it).
+pub fn without_meta(stored: &[u8]) -> Option<String> {
+    let rest = stored.strip_prefix(br#"{"_meta":{"uuid":""#)?;
+    let rest = rest.get(36..)?.strip_prefix(br#"","published":""#)?;
+    // RFC 3339 in UTC: digits, '-', ':', 'T', '.', 'Z' only, so no escapes to look for.
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let rest = rest[end..].strip_prefix(br#""}"#)?;
+    let members = match rest.first()? {
+        b',' => &rest[1..],
+        b'}' => rest,
+        _ => return None,
+    };
+    let mut out = String::with_capacity(members.len() + 1);
+    out.push('{');
+    out.push_str(std::str::from_utf8(members).ok()?);
+    Some(out)
+}
+
 /// Stamp `_meta` on each document and append them to `journal` within `txn`. Returns the
 /// offsets `[begin, end)` the documents occupy. `_meta` holds `uuid` (a UUIDv7: unique, and
 /// ordered by publish time) and `published` (RFC 3339, UTC); any `_meta` a document

@@ -177,7 +177,7 @@ struct Transform {
     /// task reports, and where a restart would begin.
     committed: u64,
     shuffle_key: Vec<flow_doc::Pointer>,
-    /// `key_tops(shuffle_key)`: what a source document is parsed for.
+    /// `flow_doc::partial::tops(shuffle_key)`: what a source document is parsed for.
     key_tops: Option<Vec<String>>,
     offset: u64,
     read_delay_ms: u64,
@@ -314,7 +314,7 @@ impl Derive {
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
-                key_tops: key_tops(&shuffle_key),
+                key_tops: flow_doc::partial::tops(&shuffle_key),
                 shuffle_key,
                 committed: 0,
                 offset: 0,
@@ -565,22 +565,10 @@ fn uuid_ms(uuid: &str) -> u64 {
     u64::from_str_radix(&hex, 16).unwrap_or(0)
 }
 
-/// The top-level properties a shuffle key points into, or None if a pointer is the whole
-/// document.
-fn key_tops(shuffle_key: &[flow_doc::Pointer]) -> Option<Vec<String>> {
-    shuffle_key
-        .iter()
-        .map(|p| match p.0.first() {
-            Some(flow_doc::ptr::Token::Property(name)) => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The UUID in a stored document's `_meta` and its shuffle key (as JSON array text), parsing
 /// no more of it than that takes: the UUID is read from the front, where every append puts
 /// it, and only the top-level properties the key points into are built.
-/// `tops` is `key_tops(shuffle_key)`, computed once per transform.
+/// `tops` is `flow_doc::partial::tops(shuffle_key)`, computed once per transform.
 fn clock_and_key(
     bytes: &[u8],
     shuffle_key: &[flow_doc::Pointer],
@@ -1102,7 +1090,7 @@ mod test {
     use flow_doc::Pointer;
 
     fn clock_and_key(text: &[u8], key: &[Pointer]) -> anyhow::Result<(String, String)> {
-        super::clock_and_key(text, key, super::key_tops(key).as_deref())
+        super::clock_and_key(text, key, flow_doc::partial::tops(key).as_deref())
     }
 
     #[test]

@@ -173,6 +173,50 @@ fn in_destination_txn<R>(
     }
 }
 
+/// A document of a binding whose collection has no `reduce` annotations, kept as text: its
+/// stored row (if any) is simply replaced by the last document of its key (`lastWriteWins`),
+/// so nothing is parsed into a tree, reduced or validated again (it was validated when it was
+/// appended). The common case, and the one where a transaction's documents are many distinct
+/// keys (an enriched stream of orders), whose trees filled hundreds of MiB.
+struct Text {
+    /// The key as a JSON array (what `load` and `write` name it by).
+    key: String,
+    /// The document without `_meta`.
+    doc: String,
+}
+
+/// What one transaction holds of a binding's documents.
+enum Combined {
+    /// By reductions: the binding's documents are in the transaction's combiners.
+    Reduced,
+    /// Without: the last document of each key, by packed key.
+    Text(flow_doc::combine::LastOfEachKey<(Vec<u8>, Text)>),
+}
+
+/// Read a stored document for a text binding: its packed key, key text and text without
+/// `_meta`, parsing only the properties its key points into (or all of it, for a key
+/// elsewhere or a text not stamped as the host stamps).
+fn read_text(c: &BuiltCollection, tops: Option<&[String]>, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, Text)> {
+    let doc = crate::journal::without_meta(bytes);
+    let keyed = match (tops, &doc) {
+        (Some(tops), Some(_)) => flow_doc::partial::properties(bytes, tops)?,
+        _ => serde_json::from_slice(bytes)?,
+    };
+    let packed = flow_doc::combine::packed_key(&c.key, &keyed)?;
+    let key = c.key_of(&keyed).to_string();
+    let doc = match doc {
+        Some(d) => d,
+        None => {
+            let mut v = keyed;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("_meta");
+            }
+            serde_json::to_string(&v)?
+        }
+    };
+    Ok((packed, Text { key, doc }))
+}
+
 fn transaction(
     ctx: &TaskCtx,
     db: Option<&dyn Destination>,
@@ -190,7 +234,17 @@ fn transaction(
         )
     };
     let (mut standard, mut deltas) = (new_combiner(), new_combiner());
-    // Keys touched per binding (JSON array text), in key order: what `load` asks for.
+    let mut combined: Vec<Combined> = bindings
+        .iter()
+        .map(|b| {
+            if b.collection.schema.plan().annotated() {
+                Combined::Reduced
+            } else {
+                Combined::Text(flow_doc::combine::LastOfEachKey::new(Vec::new()))
+            }
+        })
+        .collect();
+    // Keys of reduced standard bindings (JSON array text), in key order: what `load` asks for.
     let mut touched: Vec<BTreeMap<String, ()>> = vec![BTreeMap::new(); bindings.len()];
     let mut n_in = 0;
     for (i, b) in bindings.iter().enumerate() {
@@ -206,11 +260,17 @@ fn transaction(
         )?;
         docs_left -= docs.len();
         n_in += docs.len();
+        let tops = flow_doc::partial::tops(&b.collection.key);
         for d in docs {
             next_offsets[i] = d.next_offset();
-            let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(|| {
-                format!("{} offset {} is not JSON", b.collection.name, d.offset)
-            })?;
+            let not_json = || format!("{} offset {} is not JSON", b.collection.name, d.offset);
+            if let Combined::Text(last) = &mut combined[i] {
+                let (packed, text) =
+                    read_text(&b.collection, tops.as_deref(), &d.bytes).with_context(not_json)?;
+                last.add_packed(packed.clone(), (packed, text));
+                continue;
+            }
+            let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
             if let Some(m) = doc.as_object_mut() {
                 m.remove("_meta");
             }
@@ -230,6 +290,18 @@ fn transaction(
     if n_in == 0 {
         return Ok(0);
     }
+    // A text binding writes its rows in key order, as the combiner drains.
+    let texts: Vec<Option<Vec<Text>>> = combined
+        .into_iter()
+        .map(|c| match c {
+            Combined::Reduced => None,
+            Combined::Text(last) => {
+                let mut items = last.into_items();
+                items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Some(items.into_iter().map(|(_, t)| t).collect())
+            }
+        })
+        .collect();
 
     // 3. load, reduce, store, commit: one destination transaction.
     let checkpoint = json!({
@@ -238,24 +310,41 @@ fn transaction(
     .to_string();
     let mut n_out = 0;
     in_destination_txn(db, || {
-        // send_plugin_load: stored rows join the combiner as the first document of their key,
-        // so the drain is a full reduction of row + deltas.
+        let mut writer = Writer::new(ctx, bindings, instance);
+        // send_plugin_load, then send_plugin_write of text bindings: a stored row only tells
+        // whether the key exists; the last document replaces it.
+        for (i, items) in texts.iter().enumerate() {
+            let Some(items) = items else { continue };
+            let exists: std::collections::HashSet<String> = if bindings[i].delta_updates {
+                Default::default()
+            } else {
+                let keys: Vec<String> = items.iter().map(|t| t.key.clone()).collect();
+                load(ctx, writer.instance, bindings, i, &keys)?
+                    .into_iter()
+                    .map(|l| l.key)
+                    .collect()
+            };
+            for t in items {
+                writer.push(
+                    i,
+                    sink_api::Stored {
+                        exists: exists.contains(&t.key),
+                        key: t.key.clone(),
+                        document: t.doc.clone(),
+                        delete: false,
+                    },
+                )?;
+            }
+        }
+        // send_plugin_load of reduced bindings: stored rows join the combiner as the first
+        // document of their key, so the drain is a full reduction of row + deltas.
         for (i, keys) in touched.iter().enumerate() {
             if keys.is_empty() {
                 continue;
             }
             let keys: Vec<String> = keys.keys().cloned().collect();
             let name = &bindings[i].collection.name;
-            // In calls of `callDocsMax` keys: a plugin holds one call's keys and rows.
-            let mut loaded_all = Vec::new();
-            for chunk in keys.chunks(ctx.limits.call_docs_max) {
-                loaded_all.extend(
-                    instance
-                        .load(i as u32, chunk)
-                        .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): {e}"))?,
-                );
-            }
-            for loaded in loaded_all {
+            for loaded in load(ctx, writer.instance, bindings, i, &keys)? {
                 let doc: Value = serde_json::from_str(&loaded.document)
                     .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): the plugin returned a document that is not JSON: {e}"))?;
                 standard.add(i, doc, true).map_err(|e| {
@@ -263,48 +352,23 @@ fn transaction(
                 })?;
             }
         }
-        // send_plugin_write, one call per binding with all of its documents, in key order.
-        let mut pending: Option<(usize, Vec<sink_api::Stored>)> = None;
-        let mut flush = |pending: &mut Option<(usize, Vec<sink_api::Stored>)>,
-                         n_out: &mut usize|
-         -> anyhow::Result<()> {
-            if let Some((i, docs)) = pending.take() {
-                *n_out += docs.len();
-                instance.write(i as u32, &docs).map_err(|e| {
-                    anyhow::anyhow!("write (binding {i}, {}): {e}", bindings[i].collection.name)
-                })?;
-            }
-            Ok(())
-        };
-        // A call's documents are bounded like a derivation's (`callDocsMax`, and a call's
-        // bytes by `callOutputBytesMax`): a plugin holds one call's documents, and a
-        // transaction of many distinct keys must not need a plugin memory of its size.
-        let full = |pending: &Option<(usize, Vec<sink_api::Stored>)>, bytes: usize| {
-            pending.as_ref().is_some_and(|(_, d)| {
-                d.len() >= ctx.limits.call_docs_max || bytes >= ctx.limits.call_output_bytes_max
-            })
-        };
-        let mut bytes = 0;
+        // send_plugin_write of reduced bindings, in key order.
         let drained = standard
             .drain(true)
             .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
         for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
             let d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
-            if pending.as_ref().is_some_and(|(i, _)| *i != d.binding) || full(&pending, bytes) {
-                flush(&mut pending, &mut n_out)?;
-                bytes = 0;
-            }
-            let docs = &mut pending.get_or_insert_with(|| (d.binding, Vec::new())).1;
-            let stored = sink_api::Stored {
-                key: serde_json::to_string(&d.key)?,
-                document: serde_json::to_string(&d.doc)?,
-                exists: d.front,
-                delete: d.deleted,
-            };
-            bytes += stored.key.len() + stored.document.len();
-            docs.push(stored);
+            writer.push(
+                d.binding,
+                sink_api::Stored {
+                    key: serde_json::to_string(&d.key)?,
+                    document: serde_json::to_string(&d.doc)?,
+                    exists: d.front,
+                    delete: d.deleted,
+                },
+            )?;
         }
-        flush(&mut pending, &mut n_out)?;
+        n_out = writer.finish()?;
         // send_plugin_commit: the checkpoint goes into the same destination transaction.
         instance
             .commit(&checkpoint)
@@ -320,6 +384,87 @@ fn transaction(
         s.docs_out += n_out as u64;
     });
     Ok(n_in)
+}
+
+/// `load` the stored documents of `keys` of binding `i`, in calls of `callDocsMax` keys: a
+/// plugin holds one call's keys and rows.
+fn load(
+    ctx: &TaskCtx,
+    instance: &mut Materialization,
+    bindings: &[Binding],
+    i: usize,
+    keys: &[String],
+) -> anyhow::Result<Vec<sink_api::Loaded>> {
+    let name = &bindings[i].collection.name;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(ctx.limits.call_docs_max) {
+        out.extend(
+            instance
+                .load(i as u32, chunk)
+                .map_err(|e| anyhow::anyhow!("load (binding {i}, {name}): {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+/// `write` calls: a binding's documents in calls of at most `callDocsMax` documents and
+/// `callOutputBytesMax` bytes (a plugin holds one call's documents, and a transaction of many
+/// distinct keys must not need a plugin memory of its size: one call of 65,536 rows once
+/// exceeded materialize-sqlite's 64 MiB).
+struct Writer<'a> {
+    ctx: &'a TaskCtx,
+    bindings: &'a [Binding],
+    instance: &'a mut Materialization,
+    pending: Option<(usize, Vec<sink_api::Stored>)>,
+    bytes: usize,
+    written: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(ctx: &'a TaskCtx, bindings: &'a [Binding], instance: &'a mut Materialization) -> Self {
+        Writer {
+            ctx,
+            bindings,
+            instance,
+            pending: None,
+            bytes: 0,
+            written: 0,
+        }
+    }
+
+    fn push(&mut self, binding: usize, stored: sink_api::Stored) -> anyhow::Result<()> {
+        let full = self.pending.as_ref().is_some_and(|(i, d)| {
+            *i != binding
+                || d.len() >= self.ctx.limits.call_docs_max
+                || self.bytes >= self.ctx.limits.call_output_bytes_max
+        });
+        if full {
+            self.flush()?;
+        }
+        self.bytes += stored.key.len() + stored.document.len();
+        self.pending
+            .get_or_insert_with(|| (binding, Vec::new()))
+            .1
+            .push(stored);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some((i, docs)) = self.pending.take() {
+            self.written += docs.len();
+            self.bytes = 0;
+            self.instance.write(i as u32, &docs).map_err(|e| {
+                anyhow::anyhow!("write (binding {i}, {}): {e}", self.bindings[i].collection.name)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Write what is pending; how many documents were written in all.
+    fn finish(mut self) -> anyhow::Result<usize> {
+        self.flush()?;
+        Ok(self.written)
+    }
 }
 
 fn restore_checkpoint(cp: &str, bindings: &mut [Binding]) -> anyhow::Result<()> {
