@@ -105,7 +105,7 @@ pub fn ingest(body: &[u8]) {
     let accepted: Vec<Value> = docs
         .into_iter()
         .filter(|l| {
-            c.check_document_of_size(&limits, &l.doc, l.text.len())
+            c.check_document_of_size(&limits, &mut l.doc.clone(), l.text.len())
                 .is_ok()
         })
         .map(|l| {

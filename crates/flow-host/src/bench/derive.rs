@@ -89,26 +89,35 @@ impl flow_engine::StateAccess for MemState {
     }
 }
 
-/// The join of `plugins/join-customers` in native Rust, with the same JSON work: parse the
-/// document, keep the customer (serialized) in a map under the key's text as the host sent
-/// it (as the SDK does), enrich and serialize orders.
+/// The join of `plugins/join-customers` in native Rust, with the same JSON work: a customer's
+/// `name` and `tier` kept (serialized) in a map under the key's text as the host sent it (as
+/// the SDK does); an order read as its properties' raw JSON text, `_meta` dropped, the
+/// customer's fields added, written out.
 fn native_join(
     batch: &[derive_api::SourceDocument],
     state: &mut std::collections::HashMap<String, String>,
 ) -> Vec<String> {
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Customer {
+        name: Box<RawValue>,
+        tier: Box<RawValue>,
+    }
     let mut out = Vec::new();
     for d in batch {
-        let mut doc: Value = serde_json::from_str(&d.document).expect("document is JSON");
         if d.transform == 0 {
-            if let Some(m) = doc.as_object_mut() {
-                m.remove("_meta");
-            }
-            state.insert(d.key.clone(), doc.to_string());
+            let c: Customer = serde_json::from_str(&d.document).expect("customer is JSON");
+            state.insert(d.key.clone(), serde_json::to_string(&c).expect("JSON"));
         } else if let Some(c) = state.get(&d.key) {
-            let c: Value = serde_json::from_str(c).expect("state is JSON");
-            doc["name"] = c["name"].clone();
-            doc["tier"] = c["tier"].clone();
-            out.push(doc.to_string());
+            let c: Customer = serde_json::from_str(c).expect("state is JSON");
+            let mut order: BTreeMap<Cow<str>, &RawValue> =
+                serde_json::from_str(&d.document).expect("order is JSON");
+            order.remove("_meta");
+            order.insert("name".into(), &c.name);
+            order.insert("tier".into(), &c.tier);
+            out.push(serde_json::to_string(&order).expect("JSON"));
         }
     }
     out

@@ -350,35 +350,61 @@ fn native_join(docs: usize, dir: Option<&Path>) -> anyhow::Result<usize> {
         }
         None => None,
     };
-    let mut customers: HashMap<String, (Value, Value)> = HashMap::new();
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    // The same JSON work as the join-customers plugin: a customer's name and tier kept as
+    // their JSON text, an order read as its properties' raw text and written out enriched.
+    #[derive(serde::Deserialize)]
+    struct Customer<'a> {
+        id: Cow<'a, str>,
+        name: Box<RawValue>,
+        tier: Box<RawValue>,
+    }
+    let mut customers: HashMap<String, (Box<RawValue>, Box<RawValue>)> = HashMap::new();
     let mut joined = 0;
     for (collection, body) in requests(docs, true) {
         // Rows are inserted a request at a time, all in the one transaction.
         let mut rows: Vec<Vec<Sv>> = Vec::new();
         for line in body.lines() {
-            let mut v: Value = serde_json::from_str(line)?;
             if collection == "acme%2Fcustomers" {
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                customers.insert(id, (v["name"].take(), v["tier"].take()));
+                let c: Customer = serde_json::from_str(line)?;
+                customers.insert(c.id.into_owned(), (c.name, c.tier));
                 continue;
             }
-            let Some((name, tier)) = v["customer"].as_str().and_then(|c| customers.get(c)) else {
+            let mut order: BTreeMap<Cow<str>, &RawValue> = serde_json::from_str(line)?;
+            let customer: Cow<str> = match order.get("customer") {
+                Some(c) => serde_json::from_str(c.get())?,
+                None => continue,
+            };
+            let Some((name, tier)) = customers.get(customer.as_ref()) else {
                 continue;
             };
-            let (name, tier) = (name.clone(), tier.clone());
-            v["name"] = name.clone();
-            v["tier"] = tier.clone();
             joined += 1;
-            if db.is_some() {
-                rows.push(vec![
-                    Sv::Integer(v["id"].as_i64().unwrap_or_default()),
-                    Sv::Text(v["customer"].as_str().unwrap_or_default().to_string()),
-                    Sv::Real(v["amount"].as_f64().unwrap_or_default()),
-                    Sv::Text(name.as_str().unwrap_or_default().to_string()),
-                    Sv::Text(tier.as_str().unwrap_or_default().to_string()),
-                    Sv::Text(serde_json::to_string(&v)?),
-                ]);
+            if db.is_none() {
+                continue;
             }
+            // The columns materialize-sqlite writes: each top-level property, and the document.
+            let number = |k: &str| -> anyhow::Result<Value> {
+                Ok(order
+                    .get(k)
+                    .map(|v| serde_json::from_str(v.get()))
+                    .transpose()?
+                    .unwrap_or(Value::Null))
+            };
+            let (id, amount) = (number("id")?, number("amount")?);
+            let (name_text, tier_text): (String, String) =
+                (serde_json::from_str(name.get())?, serde_json::from_str(tier.get())?);
+            order.insert("name".into(), name);
+            order.insert("tier".into(), tier);
+            rows.push(vec![
+                Sv::Integer(id.as_i64().unwrap_or_default()),
+                Sv::Text(customer.to_string()),
+                Sv::Real(amount.as_f64().unwrap_or_default()),
+                Sv::Text(name_text),
+                Sv::Text(tier_text),
+                Sv::Text(serde_json::to_string(&order)?),
+            ]);
         }
         if let Some(db) = &db
             && !rows.is_empty()

@@ -276,9 +276,9 @@ impl Host {
         let reduces = c.schema.plan().annotated();
         let checked = crate::par::try_map(&lines, |_, l| {
             let at = |e: String| format!("collection {collection}: line {}: {e}", l.line);
-            let doc: Value = serde_json::from_slice(&l.text)
+            let mut doc: Value = serde_json::from_slice(&l.text)
                 .map_err(|e| at(format!("invalid JSON: {e}")))?;
-            c.check_document_of_size(&self.limits, &doc, l.text.len())
+            c.check_document_of_size(&self.limits, &mut doc, l.text.len())
                 .map_err(|e| at(format!("document {e}")))?;
             if reduces {
                 return Ok(Checked::Doc(doc, l.text.clone()));

@@ -948,7 +948,7 @@ fn check_outputs(
     check_output_caps(ctx, &out)?;
     let mut docs = Vec::with_capacity(out.len());
     for (i, text) in out.iter().enumerate() {
-        let doc: Value = serde_json::from_str(text).map_err(|e| {
+        let mut doc: Value = serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!(
                 "output {} of the plugin is not JSON ({e}): {}",
                 i + 1,
@@ -956,7 +956,7 @@ fn check_outputs(
             )
         })?;
         collection
-            .check_document_of_size(&ctx.limits, &doc, text.len())
+            .check_document_of_size(&ctx.limits, &mut doc, text.len())
             .map_err(|e| {
                 anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
             })?;
