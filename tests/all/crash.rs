@@ -9,7 +9,8 @@
 //! machine, which is the point of running it often.
 
 use crate::plugins;
-use flow_tests::Proc;
+use crate::postgres::PASSWORD_ENV;
+use flow_tests::{PG_PASSWORD, PgServer, Proc};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -276,19 +277,43 @@ fn order_batches(seed: u64) -> Vec<Vec<Value>> {
     batches
 }
 
+/// Where the crash loop materializes: a SQLite file, or a PostgreSQL server.
+#[derive(Clone, Copy)]
+enum Dest<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a PgServer),
+}
+
+/// Start (or spawn) `flow serve` with whatever the destination needs in its environment.
+async fn start(data: &Path, log: &Path) -> Proc {
+    Proc::start_with(data, log, &[], &[(PASSWORD_ENV, PG_PASSWORD)]).await
+}
+
+fn spawn(data: &Path, log: &Path) -> Proc {
+    Proc::spawn_with(data, log, &[], &[(PASSWORD_ENV, PG_PASSWORD)])
+}
+
 /// Deploy the demo plugins and publish the demo pipeline (orders -> customer-totals ->
-/// SQLite `customer_totals` in `views`), with a second binding of the same materialization
+/// `customer_totals` in the destination), with a second binding of the same materialization
 /// that appends every combined delta to `customer_totals_log`. The standard table is a
 /// last-write-wins upsert, so a replayed materialization transaction would leave it unchanged;
 /// the log shows a replay as a repeated row.
-async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, views: &Path) {
-    for (name, path) in [
-        ("totals", plugins::CUSTOMER_TOTALS),
-        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
-    ] {
+async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
+    let (connector, materializer, path) = match dest {
+        Dest::Sqlite(_) => ("sqlite", "materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+        Dest::Postgres(_) => ("postgres", "materialize-postgres", plugins::MATERIALIZE_POSTGRES),
+    };
+    for (name, path) in [("totals", plugins::CUSTOMER_TOTALS), (materializer, path)] {
         flow_tests::deploy(http, &p.url(""), name, path).await;
     }
-    let mut bundle = crate::e2e::bundle(views);
+    let mut bundle = crate::e2e::bundle(Path::new("unused.db"));
+    bundle["catalog"]["materializations"]["acme/views"]["endpoint"] = json!({
+        "connector": connector,
+        "wasm": {"plugin": materializer, "config": match dest {
+            Dest::Sqlite(views) => json!({"path": views}),
+            Dest::Postgres(pg) => pg.endpoint_config(PASSWORD_ENV),
+        }},
+    });
     // Tiny fragments, sealed within 100 ms: kills also land while sealing, and restarted tasks
     // read their sources back from fragments.
     for c in ["acme/orders", TOTALS] {
@@ -300,6 +325,49 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, views: &Path) {
         .unwrap()
         .push(json!({"source": TOTALS, "resource": {"table": "customer_totals_log"}, "deltaUpdates": true}));
     post_json(http, p, "/v1/catalog", &bundle).await;
+}
+
+/// The destination's `customer_totals` rows (customer, total, orders, document) by customer,
+/// and its `customer_totals_log` rows (customer, total, orders), each read with its own client.
+fn destination_rows(dest: Dest<'_>) -> (Vec<(String, f64, i64, String)>, Vec<(String, f64, i64)>) {
+    match dest {
+        Dest::Sqlite(views) => {
+            let db = rusqlite::Connection::open(views).unwrap();
+            let rows = db
+                .prepare("SELECT customer, total, orders, flow_document FROM customer_totals ORDER BY customer")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let log = db
+                .prepare("SELECT customer, total, orders FROM customer_totals_log")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (rows, log)
+        }
+        Dest::Postgres(pg) => {
+            let lines = |sql: &str| -> Vec<Vec<String>> {
+                pg.psql(sql)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.splitn(4, '|').map(String::from).collect())
+                    .collect()
+            };
+            let rows = lines("SELECT customer, total, orders, flow_document::text FROM customer_totals ORDER BY customer")
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].parse().unwrap(), r[2].parse().unwrap(), r[3].clone()))
+                .collect();
+            let log = lines("SELECT customer, total, orders FROM customer_totals_log")
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].parse().unwrap(), r[2].parse().unwrap()))
+                .collect();
+            (rows, log)
+        }
+    }
 }
 
 /// Read `acme/orders` and check that it holds exactly batches `0..k`, each whole and once, in
@@ -447,7 +515,7 @@ async fn landing(http: &reqwest::Client, base: &str) -> &'static str {
 struct Outcome {
     /// `acme/customer-totals` reduced by key (last document per customer, without `_meta`).
     reduced: BTreeMap<String, Value>,
-    /// Rows of the SQLite table.
+    /// Rows of the destination's `customer_totals`.
     rows: Vec<(String, f64, i64, String)>,
     /// Derivation state per customer.
     state: BTreeMap<String, Value>,
@@ -459,7 +527,7 @@ async fn finish(
     http: &reqwest::Client,
     p: Proc,
     data: &Path,
-    views: &Path,
+    dest: Dest<'_>,
     run: &str,
 ) -> (Outcome, (usize, usize)) {
     wait_caught_up(http, &p).await;
@@ -537,26 +605,10 @@ async fn finish(
         );
     }
 
-    let db = rusqlite::Connection::open(views).unwrap();
-    let rows = db
-        .prepare(
-            "SELECT customer, total, orders, flow_document FROM customer_totals ORDER BY customer",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
     // The delta log: one row per materialization transaction and customer, the last derived
     // document of that customer in the transaction. Each must be a derived document, none may
     // repeat (a replayed transaction), and each customer's last must be its final totals.
-    let log: Vec<(String, f64, i64)> = db
-        .prepare("SELECT customer, total, orders FROM customer_totals_log")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let (rows, log) = destination_rows(dest);
     let mut logged: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
     for (customer, total, orders) in &log {
         let sums = &prefix[customer.as_str()];
@@ -610,38 +662,52 @@ enum Kill {
     /// Killed 0-20 ms after its n-th acknowledged ingest of this life (1 to 3), with the next
     /// in flight and the tasks processing the last.
     AfterAcks(usize),
+    /// Killed 0-10 ms after the materialization committed a transaction in this life: with
+    /// the next under way (loading, writing, committing into the destination).
+    AfterMaterialized,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, crash) = (dir.path().join("clean.db"), dir.path().join("crash.db"));
+    exactly_once_under_kill_9(Dest::Sqlite(&clean), Dest::Sqlite(&crash), 0x5eed_0005).await;
+}
+
+/// The same into PostgreSQL: the rows and the checkpoint in one PostgreSQL transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_materialization_is_exactly_once_under_kill_9() {
+    let (clean, crash) = (PgServer::start(), PgServer::start());
+    exactly_once_under_kill_9(Dest::Postgres(&clean), Dest::Postgres(&crash), 0x5eed_0006).await;
+}
+
+/// A crash-free run of the pipeline into `clean`, then the same input into `crash` under a
+/// loop of kill -9: the derived collection, the derivation state and the destination's rows
+/// must be the same.
+async fn exactly_once_under_kill_9(clean_dest: Dest<'_>, crash_dest: Dest<'_>, seed: u64) {
     let started = Instant::now();
-    let seed = 0x5eed_0005;
     let batches = order_batches(seed);
     let http = client();
 
     // The crash-free run.
     let clean = tempfile::tempdir().unwrap();
-    let (clean_data, clean_views) = (clean.path().join("data"), clean.path().join("views.db"));
-    let p = Proc::start(&clean_data, &clean.path().join("serve.log")).await;
-    set_up_pipeline(&http, &p, &clean_views).await;
+    let clean_data = clean.path().join("data");
+    let p = start(&clean_data, &clean.path().join("serve.log")).await;
+    set_up_pipeline(&http, &p, clean_dest).await;
     for b in &batches {
         assert!(ingest(&http, &p.base, ORDERS, b).await, "crash-free ingest");
     }
     let (expected, (clean_derived, clean_log)) =
-        finish(&http, p, &clean_data, &clean_views, "crash-free run").await;
+        finish(&http, p, &clean_data, clean_dest, "crash-free run").await;
     let clean_secs = started.elapsed().as_secs_f64();
 
     // The same input under a loop of kill -9.
     let dir = tempfile::tempdir().unwrap();
-    let (data, views, log) = (
-        dir.path().join("data"),
-        dir.path().join("views.db"),
-        dir.path().join("serve.log"),
-    );
+    let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
     let mut rng = Rng(seed ^ 0xdead);
     {
-        let p = Proc::start(&data, &log).await;
-        set_up_pipeline(&http, &p, &views).await;
+        let p = start(&data, &log).await;
+        set_up_pipeline(&http, &p, crash_dest).await;
         p.kill();
     }
     let acked: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; batches.len()]));
@@ -656,6 +722,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
         let mode = match rng.range(0, 99) {
             0..15 => Kill::DuringStartup,
             15..30 => Kill::JustReady,
+            30..55 => Kill::AfterMaterialized,
             _ => Kill::AfterAcks(rng.range(1, 3) as usize),
         };
         let stop_killing = kills >= KILLS_MAX
@@ -663,7 +730,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
         if let Kill::DuringStartup = mode
             && !stop_killing
         {
-            let p = Proc::spawn(&data, &log);
+            let p = spawn(&data, &log);
             tokio::time::sleep(Duration::from_millis(rng.range(0, startup_ms))).await;
             let at = landing(&http, &p.base).await;
             p.kill();
@@ -673,7 +740,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
         }
 
         let spawned = Instant::now();
-        let p = Proc::start(&data, &log).await;
+        let p = start(&data, &log).await;
         startup_ms = spawned.elapsed().as_millis() as u64;
         let acked_now = acked.lock().unwrap().clone();
         let next = durable_prefix(&http, &p, &batches, &acked_now).await;
@@ -726,6 +793,20 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
                 .unwrap();
                 tokio::time::sleep(Duration::from_micros(rng.range(0, 20_000))).await;
             }
+            Kill::AfterMaterialized => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let tasks: Value = flow_tests::get_json(&http, &p.base, "/v1/tasks").await;
+                    let committed = tasks["tasks"].as_array().into_iter().flatten().any(|t| {
+                        t["kind"] == "materialization" && t["transactions"].as_u64() > Some(0)
+                    });
+                    if committed || done.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                tokio::time::sleep(Duration::from_micros(rng.range(0, 10_000))).await;
+            }
         }
         let at = landing(&http, &p.base).await;
         p.kill();
@@ -742,6 +823,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
         };
         let kind = match mode {
             Kill::AfterAcks(_) => "AfterAcks",
+            Kill::AfterMaterialized => "AfterMaterialized",
             _ => "JustReady",
         };
         *landings.entry(format!("{kind}: {at}; {busy}")).or_default() += 1;
@@ -754,7 +836,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
             "ingest of batch {i}"
         );
     }
-    let (got, (crash_derived, crash_log)) = finish(&http, p, &data, &views, "crash run").await;
+    let (got, (crash_derived, crash_log)) = finish(&http, p, &data, crash_dest, "crash run").await;
 
     eprintln!(
         "crash loop: {kills} kills in {:.1}s (crash-free run {clean_secs:.1}s); {appended_unacked} in-flight ingests were appended but never acknowledged; derived documents {crash_derived} (crash-free run {clean_derived}: one per derivation transaction and customer), customer_totals_log rows {crash_log} (crash-free run {clean_log}: one per materialization transaction and customer); where the kills landed:",
@@ -768,7 +850,7 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
         got.reduced, expected.reduced,
         "derived collection, reduced by key"
     );
-    assert_eq!(got.rows, expected.rows, "SQLite customer_totals");
+    assert_eq!(got.rows, expected.rows, "the destination's customer_totals");
     assert_eq!(got.state, expected.state, "derivation state");
     assert_eq!(got.rows.len(), expected.reduced.len());
     for (customer, total, orders, _) in &got.rows {

@@ -11,6 +11,7 @@ mod fragments;
 mod lifecycle;
 mod ordering;
 mod policies;
+mod postgres;
 mod publish_crash;
 mod python;
 mod reductions;

@@ -1,12 +1,14 @@
 //! Shared harnesses of the end-to-end tests, one file per concern: plugin components built by
 //! `build.rs` (`components.rs`), a host served in-process (`served.rs`), `flow serve` as a child
-//! process to kill (`proc.rs`), an S3-compatible server (`s3.rs`), a proxy that simulates an
+//! process to kill (`proc.rs`), an S3-compatible server (`s3.rs`), a PostgreSQL server
+//! (`postgres.rs`), a proxy that simulates an
 //! outage (`outage.rs`), fragment files on disk (`fragments.rs`), and API calls (`http.rs`).
 
 mod components;
 mod fragments;
 mod http;
 mod outage;
+mod postgres;
 mod proc;
 mod s3;
 mod served;
@@ -15,6 +17,7 @@ pub use components::{digest, module_base64, plugin_bytes, plugins};
 pub use fragments::{fragment_files, tiled_end};
 pub use http::{collection_head, deploy, free_port, get_json, read_ndjson};
 pub use outage::Outage;
+pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgServer};
 pub use proc::Proc;
 pub use s3::{S3Server, s3_env};
 pub use served::Served;

@@ -84,6 +84,7 @@ pub mod derivation;
 pub mod materialization;
 #[doc(hidden)]
 pub mod migration;
+pub mod sql_tables;
 
 pub use derivation::{
     Derivation, DerivationSpec, Json, Publisher, Source, StateKey, TransformSpec, state,

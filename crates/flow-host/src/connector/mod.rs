@@ -6,6 +6,7 @@
 //! with `open`. The host runs every destination transaction; the plugin reads and writes inside
 //! it through the grant.
 
+mod postgres;
 mod sqlite;
 
 /// Bytes a SQL value takes in a query result, as `hostResultBytesMax` counts them.
@@ -28,18 +29,82 @@ pub(crate) trait Destination: Send {
     /// The connection as a plugin's `sql` capability: statements run inside the host's
     /// transaction; transaction control and reaching other databases are refused.
     fn grant(&self) -> Box<dyn SqlAccess>;
+    /// Whether the connection still works: after a failed transaction, false means the
+    /// destination went away (the task retries), not that the transaction was at fault.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
-/// One destination kind: its name in `endpoint.connector`, and how to open it.
+/// One destination kind: its name in `endpoint.connector`, how to check its config without
+/// connecting (at publish), and how to open it.
 struct Connector {
     name: &'static str,
+    check: fn(&Value) -> anyhow::Result<()>,
     open: fn(&Value) -> anyhow::Result<Box<dyn Destination>>,
 }
 
-const CONNECTORS: &[Connector] = &[Connector {
-    name: "sqlite",
-    open: |config| Ok(Box::new(sqlite::Sqlite::open(config)?)),
-}];
+const CONNECTORS: &[Connector] = &[
+    Connector {
+        name: "sqlite",
+        check: |_| Ok(()),
+        open: |config| Ok(Box::new(sqlite::Sqlite::open(config)?)),
+    },
+    Connector {
+        name: "postgres",
+        check: postgres::check,
+        open: |config| Ok(Box::new(postgres::Postgres::open(config)?)),
+    },
+];
+
+/// A destination that cannot be reached (connection refused or lost, a timeout), as opposed
+/// to one that refused something: a task whose destination is unavailable retries with
+/// backoff instead of failing, and resumes from its checkpoint once it is back.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Unavailable(pub String);
+
+/// Whether `e` is a destination being unavailable (`Unavailable` anywhere in its chain).
+pub(crate) fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Unavailable>())
+}
+
+/// How messages name a destination: `postgres endpoint flow@127.0.0.1:5432/views`.
+fn endpoint_name(connector: &str, name: &str) -> String {
+    format!("{connector} endpoint {name}")
+}
+
+/// A secret of an endpoint config (`field`, e.g. `password`): `{env: NAME}` reads the host's
+/// environment variable, `{file: PATH}` a file (its content, trailing newline trimmed). An
+/// inline value is refused: the catalog is readable through the API, and a secret must never
+/// be. The secret itself never appears in a message; its reference does.
+fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
+    let Some(v) = config.get(field) else {
+        return Ok(None);
+    };
+    let reference = |what: &str, name: &str| format!("`{field}` ({what} {name})");
+    match v {
+        Value::Object(m) if m.len() == 1 && m.get("env").is_some_and(Value::is_string) => {
+            let name = m["env"].as_str().unwrap_or_default();
+            std::env::var(name).map(Some).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: the host has no environment variable {name} (set it where `flow serve` runs)",
+                    reference("environment variable", name)
+                )
+            })
+        }
+        Value::Object(m) if m.len() == 1 && m.get("file").is_some_and(Value::is_string) => {
+            let path = m["file"].as_str().unwrap_or_default();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path))
+            })?;
+            Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        _ => anyhow::bail!(
+            "`{field}` must be {{env: NAME}} or {{file: PATH}}: a secret is never written inline in a catalog, which the API shows"
+        ),
+    }
+}
 
 /// The connector an endpoint names, or why there is none of that name.
 fn find(name: &str) -> Result<&'static Connector, String> {
@@ -52,9 +117,10 @@ fn find(name: &str) -> Result<&'static Connector, String> {
     })
 }
 
-/// Check that this host has connector `name` (at publish, before anything is recorded).
-pub(crate) fn check(name: &str) -> Result<(), String> {
-    find(name).map(drop)
+/// Check that this host has connector `name` and that `config` is a config of it (at publish,
+/// before anything is recorded; nothing is connected to).
+pub(crate) fn check(name: &str, config: &Value) -> Result<(), String> {
+    (find(name)?.check)(config).map_err(|e| format!("{e:#}"))
 }
 
 /// Open the destination of connector `name`, configured by an endpoint's `config`.

@@ -119,7 +119,7 @@ impl Host {
         // Endpoints name connectors this host has.
         for m in built.materializations.values() {
             if let Some(d) = &m.destination {
-                connector::check(&d.connector).map_err(|why| invalid(&m.name, why))?;
+                connector::check(&d.connector, &d.config).map_err(|why| invalid(&m.name, why))?;
             }
         }
 

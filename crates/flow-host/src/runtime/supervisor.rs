@@ -111,6 +111,7 @@ impl Host {
                 docs_out: 0,
                 docs_failed: 0,
                 sources: Vec::new(),
+                retry_at_ms: None,
             };
             if gate_is_open(&running, &def.name) {
                 self.statuses.set(status.clone());

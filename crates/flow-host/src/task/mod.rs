@@ -16,6 +16,7 @@ mod status;
 pub(crate) use kinds::{KINDS, Kind, TaskDef};
 pub use status::{SourceStatus, Statuses, TaskState, TaskStatus};
 
+use crate::connector;
 use crate::journal::{self, Journals};
 use crate::limits::Limits;
 use crate::plugin::Registry;
@@ -106,27 +107,48 @@ pub(crate) fn run<T: Task>(
 ) {
     // A storage fault (a full disk) pauses the task instead of failing it: it starts again
     // from its checkpoints once the database takes writes, which its own commit finds out.
+    // A destination that went away does the same, backing off: the task shows `retrying`.
     let mut start = start;
+    let mut backoff = RETRY_FIRST;
     loop {
+        let started = std::time::Instant::now();
         let result = run_once(&ctx, &mut start);
         // Nothing of this run shows in the status before the previous run is gone.
         ctx.ready();
-        match result {
+        let wait = match result {
             Err(e) if storage::is_io_failure(&e) && !ctx.stopping() => {
                 ctx.pause(format!("{e:#}"));
-                let until = std::time::Instant::now() + STORAGE_RETRY;
-                while !ctx.stopping() && std::time::Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(50));
+                STORAGE_RETRY
+            }
+            Err(e) if connector::is_unavailable(&e) && !ctx.stopping() => {
+                // A run that went on for a while before it lost its destination starts over.
+                if started.elapsed() > RETRY_MAX {
+                    backoff = RETRY_FIRST;
                 }
+                ctx.retry(plugin, &e, backoff);
+                let wait = backoff;
+                backoff = (backoff * 2).min(RETRY_MAX);
+                wait
             }
             Err(e) => return ctx.fail(plugin, &e),
             Ok(()) => return,
+        };
+        let until = std::time::Instant::now() + wait;
+        while !ctx.stopping() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if ctx.stopping() {
+            return;
         }
     }
 }
 
 /// How long a task paused by a storage fault waits before it tries again.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
+/// A task whose destination is unavailable tries again after this, doubling each time up to
+/// `RETRY_MAX`: soon enough for a restarted server, without hammering one that is down.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 fn run_once<T: Task>(
     ctx: &TaskCtx,
@@ -138,6 +160,8 @@ fn run_once<T: Task>(
     ctx.statuses.update(&ctx.name, |s| {
         s.state = TaskState::Running;
         s.plugin_version = Some(version);
+        s.retry_at_ms = None;
+        s.last_error = None;
     });
     let outputs = task.outputs();
     let mut reported = task.sources();
@@ -261,6 +285,32 @@ impl TaskCtx {
         }
         self.statuses.update(&self.name, |s| s.sources = out);
         Ok(())
+    }
+
+    /// Show the task as retrying after its destination went away: the reason and when it
+    /// tries again, in its status and (once per outage) its plugin's log.
+    fn retry(&self, plugin: &str, error: &anyhow::Error, wait: Duration) {
+        let message = format!("{error:#}");
+        let at_ms = std::time::SystemTime::now()
+            .checked_add(wait)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        let mut first = false;
+        self.statuses.update(&self.name, |s| {
+            first = s.state != TaskState::Retrying;
+            s.state = TaskState::Retrying;
+            s.last_error = Some(message.clone());
+            s.retry_at_ms = at_ms;
+        });
+        tracing::warn!(task = %self.name, "retrying in {wait:?}: {message}");
+        if first {
+            self.registry.logs().push(
+                plugin,
+                Some(&self.name),
+                flow_engine::LogLevel::Warn,
+                format!("task {}: its destination is unavailable, retrying with backoff: {message}", self.name),
+            );
+        }
     }
 
     /// Record a failure in the task's status and its plugin's log.

@@ -21,6 +21,9 @@ pub struct TaskStatus {
     /// Source documents that failed and were skipped or dead-lettered (error policy).
     pub docs_failed: u64,
     pub sources: Vec<SourceStatus>,
+    /// While `retrying`: when the next attempt is, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
 }
 
 /// Where a task is in its life.
@@ -33,6 +36,9 @@ pub enum TaskState {
     Running,
     /// Paused: an output journal refuses appends until sealing catches up (`last_error` says why).
     Backpressure,
+    /// Its destination is unreachable (`last_error` says why): it tries again at
+    /// `retryAtMs`, backing off, and resumes from its checkpoint once the destination is back.
+    Retrying,
     /// Stopped by an error (`last_error`); a publish or deploy restarts it.
     Failed,
     /// Stopped at a transaction boundary.
@@ -46,6 +52,7 @@ impl TaskState {
             TaskState::Starting => "starting",
             TaskState::Running => "running",
             TaskState::Backpressure => "backpressure",
+            TaskState::Retrying => "retrying",
             TaskState::Failed => "failed",
             TaskState::Stopped => "stopped",
         }

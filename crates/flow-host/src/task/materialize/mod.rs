@@ -70,12 +70,19 @@ impl Task for Materialize {
     }
 
     fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize> {
-        transaction(
+        let r = transaction(
             ctx,
             self.destination.as_deref(),
             &mut self.bindings,
             &mut self.instance,
-        )
+        );
+        // A transaction that failed because its destination went away is retried, not failed.
+        match (r, &self.destination) {
+            (Err(e), Some(d)) if !d.available() => Err(anyhow::Error::new(
+                connector::Unavailable(format!("the destination went away: {e:#}")),
+            )),
+            (r, _) => r,
+        }
     }
 }
 

@@ -1,0 +1,683 @@
+//! A materialization into SQL tables, for any SQL destination the host grants as `sql`: what
+//! `materialize-sqlite` and `materialize-postgres` share. A connector is one line:
+//!
+//! ```text
+//! flow_sdk::export_materialization!(flow_sdk::sql_tables::SqlTables<flow_sdk::sql_tables::Postgres>);
+//! ```
+//!
+//! Each binding's `resource.table` names a table with one column per key location (named
+//! after the pointer, `/a/b` -> `a_b`), one column per other top-level property of the
+//! collection schema (typed by the schema, the dialect choosing the SQL type), and
+//! `flow_document` holding the whole document. Standard updates keep one row per key (upserted
+//! or deleted); `deltaUpdates` appends one row per combined delta. The checkpoint lives in
+//! `flow_checkpoints`, written in the same transaction as the rows, and carries a *fence*:
+//! every `open` takes the next fence, and a `commit` whose fence is no longer the latest
+//! fails, so an instance that outlived a restart or a swap cannot commit over its successor.
+//!
+//! Identifiers are always quoted and values always bound as parameters: nothing of a document
+//! is spliced into SQL text.
+
+use crate::materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored};
+use crate::materialization::sql::{self, Value as Sv};
+use crate::Error;
+use serde_json::Value;
+use std::marker::PhantomData;
+
+/// Keys per `load` query: well under every dialect's bound-parameter limit even for wide keys.
+const LOAD_KEYS_PER_QUERY: usize = 200;
+/// Bound parameters per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766.
+const PARAMS_PER_STATEMENT: usize = 30_000;
+
+/// What a column holds, by the collection schema at its location.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Integer,
+    Number,
+    Boolean,
+    String,
+    /// A string with `format: date-time`.
+    DateTime,
+    /// An object or an array, as JSON.
+    Json,
+    /// Several or no declared types: each value as it is (SQLite), or as JSON.
+    Any,
+}
+
+/// How one SQL dialect names, types and binds things.
+pub trait Dialect: 'static {
+    /// The connector this dialect writes to, as endpoints name it (`sqlite`, `postgres`).
+    const CONNECTOR: &'static str;
+    /// A query that succeeds on this dialect's servers only, to refuse a mismatched endpoint.
+    const PROBE: &'static str;
+    /// The SQL type of a column of `kind`; `key` if it is part of the primary key.
+    fn column_type(kind: Kind, key: bool) -> &'static str;
+    /// The type of the `flow_document` column.
+    const DOCUMENT_TYPE: &'static str;
+    /// The `i`th (from 1) parameter placeholder of a statement, for a value of `kind`.
+    fn placeholder(i: usize, kind: Kind) -> String;
+    /// A placeholder where the server cannot infer its type from a column (in a `VALUES`
+    /// list compared with the key columns).
+    fn typed_placeholder(i: usize, kind: Kind) -> String {
+        Self::placeholder(i, kind)
+    }
+    /// Quote an identifier.
+    fn quote(ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+    /// The columns of `table` (name, lowercase type name), and which are its primary key.
+    fn columns_query() -> &'static str;
+    /// How a value of `kind` is bound: JSON-typed columns take JSON text.
+    fn bind(kind: Kind, v: Option<&Value>) -> Sv {
+        match (kind, v) {
+            (_, None | Some(Value::Null)) => Sv::Null,
+            (Kind::Json, Some(v)) => Sv::Text(json_text(v)),
+            (_, Some(v)) => scalar(v),
+        }
+    }
+    /// Whether an existing column's type (as `columns_query` reports it) stores `kind`.
+    fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
+        existing.eq_ignore_ascii_case(Self::column_type(kind, key))
+    }
+}
+
+/// SQLite: dynamic typing, so columns take an affinity and values keep their own type.
+pub struct Sqlite;
+
+impl Dialect for Sqlite {
+    const CONNECTOR: &'static str = "sqlite";
+    const PROBE: &'static str = "SELECT sqlite_version()";
+    const DOCUMENT_TYPE: &'static str = "TEXT";
+
+    fn column_type(kind: Kind, _key: bool) -> &'static str {
+        match kind {
+            Kind::Integer | Kind::Boolean => "INTEGER",
+            Kind::Number => "REAL",
+            Kind::String | Kind::DateTime | Kind::Json => "TEXT",
+            // No affinity, so each value keeps the type it was written with (SQLite would
+            // otherwise turn 3 into '3' in a TEXT column).
+            Kind::Any => "",
+        }
+    }
+
+    fn placeholder(i: usize, _kind: Kind) -> String {
+        format!("?{i}")
+    }
+
+    fn columns_query() -> &'static str {
+        "SELECT name, type, pk > 0 FROM pragma_table_info(?1)"
+    }
+}
+
+/// PostgreSQL: real types (`jsonb` for objects, arrays and mixed types; `timestamptz` for
+/// `format: date-time`), `$1` placeholders.
+pub struct Postgres;
+
+impl Dialect for Postgres {
+    const CONNECTOR: &'static str = "postgres";
+    const PROBE: &'static str = "SELECT current_setting('server_version_num')";
+    const DOCUMENT_TYPE: &'static str = "JSONB";
+
+    fn column_type(kind: Kind, _key: bool) -> &'static str {
+        match kind {
+            Kind::Integer => "BIGINT",
+            Kind::Number => "DOUBLE PRECISION",
+            Kind::Boolean => "BOOLEAN",
+            Kind::String => "TEXT",
+            Kind::DateTime => "TIMESTAMPTZ",
+            Kind::Json | Kind::Any => "JSONB",
+        }
+    }
+
+    fn placeholder(i: usize, kind: Kind) -> String {
+        match kind {
+            // The host binds text; the server parses it as a timestamp.
+            Kind::DateTime => format!("${i}::text::timestamptz"),
+            _ => format!("${i}"),
+        }
+    }
+
+    fn typed_placeholder(i: usize, kind: Kind) -> String {
+        match kind {
+            Kind::DateTime => format!("${i}::text::timestamptz"),
+            k => format!("${i}::{}", Self::column_type(k, true)),
+        }
+    }
+
+    fn columns_query() -> &'static str {
+        "SELECT c.column_name::text, c.data_type::text, \
+                EXISTS (SELECT 1 FROM information_schema.key_column_usage k \
+                        JOIN information_schema.table_constraints t \
+                          ON t.constraint_name = k.constraint_name AND t.table_schema = k.table_schema \
+                        WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_schema = c.table_schema \
+                          AND k.table_name = c.table_name AND k.column_name = c.column_name) \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = current_schema() AND c.table_name = $1"
+    }
+
+    fn bind(kind: Kind, v: Option<&Value>) -> Sv {
+        match (kind, v) {
+            (_, None | Some(Value::Null)) => Sv::Null,
+            (Kind::Json | Kind::Any, Some(v)) => Sv::Text(json_text(v)),
+            (_, Some(v)) => scalar(v),
+        }
+    }
+
+    fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
+        let want = match Self::column_type(kind, key) {
+            "TIMESTAMPTZ" => "timestamp with time zone",
+            t => t,
+        };
+        existing.eq_ignore_ascii_case(want)
+    }
+}
+
+/// JSON text written straight into a string (`Value`'s `Display` goes through the formatting
+/// machinery, measurably slower in a plugin).
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn scalar(v: &Value) -> Sv {
+    match v {
+        Value::Null => Sv::Null,
+        Value::Bool(b) => Sv::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Sv::Integer(i),
+            None => Sv::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Sv::Text(s.clone()),
+        other => Sv::Text(json_text(other)),
+    }
+}
+
+/// What a column of a schema location holds.
+fn kind_of(schema: &Value) -> Kind {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
+        _ => vec![],
+    };
+    match types.as_slice() {
+        ["integer"] => Kind::Integer,
+        ["boolean"] => Kind::Boolean,
+        ["number"] | ["integer", "number"] | ["number", "integer"] => Kind::Number,
+        ["string"] if schema["format"] == "date-time" => Kind::DateTime,
+        ["string"] => Kind::String,
+        ["object"] | ["array"] => Kind::Json,
+        _ => Kind::Any,
+    }
+}
+
+fn column_for_pointer(ptr: &str) -> String {
+    ptr.trim_start_matches('/')
+        .replace('/', "_")
+        .replace("~1", "_")
+        .replace("~0", "~")
+}
+
+/// The schema location of a document pointer (`/a/b` -> `/properties/a/properties/b`).
+fn schema_path(ptr: &str) -> String {
+    ptr.split('/')
+        .skip(1)
+        .map(|p| format!("/properties/{p}"))
+        .collect()
+}
+
+fn err(context: &str) -> impl Fn(String) -> Error + '_ {
+    move |e| Error::new(format!("{context}: {e}"))
+}
+
+/// A column: its name, what it holds, and where in a document (a key pointer, or a top-level
+/// property).
+struct Column {
+    name: String,
+    kind: Kind,
+    ptr: String,
+}
+
+struct Table<D: Dialect> {
+    name: String,
+    keys: Vec<Column>,
+    values: Vec<Column>,
+    delta: bool,
+    _dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> Table<D> {
+    /// Create the binding's table if it is missing, add columns for fields the schema gained,
+    /// and refuse one that cannot hold the collection (another key, a column of another type).
+    fn create(binding: usize, b: &Binding) -> Result<Self, Error> {
+        let name = b.resource["table"]
+            .as_str()
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "binding {binding} ({}): resource.table (a table name) is required",
+                    b.collection
+                ))
+            })?
+            .to_string();
+        if name.is_empty() || name.starts_with("sqlite_") || name.starts_with("pg_") {
+            return Err(Error::new(format!(
+                "binding {binding}: invalid table name {name:?}"
+            )));
+        }
+        let keys: Vec<Column> = b
+            .key
+            .iter()
+            .map(|p| Column {
+                name: column_for_pointer(p),
+                kind: kind_of(b.schema.pointer(&schema_path(p)).unwrap_or(&Value::Null)),
+                ptr: p.clone(),
+            })
+            .collect();
+        let mut values = Vec::new();
+        if let Some(props) = b.schema["properties"].as_object() {
+            for (prop, schema) in props {
+                if prop == "_meta" || prop == "flow_document" || keys.iter().any(|k| k.name == *prop) {
+                    continue;
+                }
+                values.push(Column {
+                    name: prop.clone(),
+                    kind: kind_of(schema),
+                    ptr: format!("/{}", prop.replace('~', "~0").replace('/', "~1")),
+                });
+            }
+        }
+        let table = Table {
+            name,
+            keys,
+            values,
+            delta: b.delta_updates,
+            _dialect: PhantomData,
+        };
+        table.ensure(binding)?;
+        Ok(table)
+    }
+
+    fn ctx(&self, binding: usize) -> String {
+        format!("binding {binding} (table {})", self.name)
+    }
+
+    fn ensure(&self, binding: usize) -> Result<(), Error> {
+        let ctx = self.ctx(binding);
+        let q = D::quote;
+        let mut defs: Vec<String> = self
+            .keys
+            .iter()
+            .map(|c| format!("{} {} NOT NULL", q(&c.name), D::column_type(c.kind, true)))
+            .collect();
+        defs.extend(
+            self.values
+                .iter()
+                .map(|c| format!("{} {}", q(&c.name), D::column_type(c.kind, false))),
+        );
+        defs.push(format!("flow_document {} NOT NULL", D::DOCUMENT_TYPE));
+        if !self.delta {
+            defs.push(format!(
+                "PRIMARY KEY ({})",
+                self.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        sql::execute(
+            &format!("CREATE TABLE IF NOT EXISTS {} ({})", q(&self.name), defs.join(", ")),
+            &[],
+        )
+        .map_err(err(&ctx))?;
+
+        // The table may have existed: it must hold the collection as this spec says.
+        let existing = sql::query(D::columns_query(), &[Sv::Text(self.name.clone())])
+            .map_err(err(&ctx))?;
+        let existing: Vec<(String, String, bool)> = existing
+            .rows
+            .iter()
+            .filter_map(|r| match (r.first(), r.get(1), r.get(2)) {
+                (Some(Sv::Text(n)), Some(Sv::Text(t)), Some(Sv::Integer(pk))) => {
+                    Some((n.clone(), t.clone(), *pk != 0))
+                }
+                _ => None,
+            })
+            .collect();
+        if !self.delta {
+            let mut pk: Vec<&str> = existing.iter().filter(|c| c.2).map(|c| c.0.as_str()).collect();
+            let mut want: Vec<&str> = self.keys.iter().map(|c| c.name.as_str()).collect();
+            pk.sort_unstable();
+            want.sort_unstable();
+            if pk != want {
+                return Err(Error::new(format!(
+                    "{ctx}: the table exists with primary key ({}), but the collection's key is ({}): drop or rename the table, or materialize into another",
+                    pk.join(", "),
+                    want.join(", ")
+                )));
+            }
+        }
+        for (c, key) in self.keys.iter().map(|c| (c, true)).chain(self.values.iter().map(|c| (c, false))) {
+            match existing.iter().find(|e| e.0 == c.name) {
+                Some((_, ty, _)) if !D::type_matches(ty, c.kind, key) => {
+                    return Err(Error::new(format!(
+                        "{ctx}: column {} exists with type {ty}, but the collection schema makes it {}: a change of type cannot be applied in place",
+                        c.name,
+                        D::column_type(c.kind, key)
+                    )));
+                }
+                Some(_) => {}
+                // A field the schema gained: a new nullable column.
+                None => {
+                    sql::execute(
+                        &format!(
+                            "ALTER TABLE {} ADD COLUMN {} {}",
+                            q(&self.name),
+                            q(&c.name),
+                            D::column_type(c.kind, key)
+                        ),
+                        &[],
+                    )
+                    .map_err(err(&ctx))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn columns(&self) -> impl Iterator<Item = &Column> {
+        self.keys.iter().chain(self.values.iter())
+    }
+
+    /// The statement writing `rows` rows: a multi-row insert, and for standard updates an
+    /// upsert on the key (the rows of one call have distinct keys).
+    fn upsert(&self, rows: usize) -> String {
+        let q = D::quote;
+        let names: Vec<String> = self
+            .columns()
+            .map(|c| q(&c.name))
+            .chain(["flow_document".to_string()])
+            .collect();
+        let width = names.len();
+        let kinds: Vec<Kind> = self.columns().map(|c| c.kind).chain([Kind::Json]).collect();
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let ps: Vec<String> = kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| D::placeholder(r * width + i + 1, *k))
+                    .collect();
+                format!("({})", ps.join(", "))
+            })
+            .collect();
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            q(&self.name),
+            names.join(", "),
+            tuples.join(", ")
+        );
+        if self.delta {
+            return insert;
+        }
+        let updates: Vec<String> = names[self.keys.len()..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(
+            "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+            self.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", "),
+            updates.join(", ")
+        )
+    }
+
+    fn delete(&self) -> String {
+        let q = D::quote;
+        format!(
+            "DELETE FROM {} WHERE {}",
+            q(&self.name),
+            self.keys
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = {}", q(&c.name), D::placeholder(i + 1, c.kind)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        )
+    }
+
+    /// A document's values, in column order, then the document itself.
+    fn row(&self, doc: &Value, out: &mut Vec<Sv>) {
+        for c in self.columns() {
+            out.push(D::bind(c.kind, doc.pointer(&c.ptr)));
+        }
+        out.push(Sv::Text(json_text(doc)));
+    }
+}
+
+/// A materialization into SQL tables of dialect `D`.
+pub struct SqlTables<D: Dialect> {
+    name: String,
+    tables: Vec<Table<D>>,
+    /// The fence this instance took at `open`.
+    fence: i64,
+}
+
+impl<D: Dialect> SqlTables<D> {
+    fn table(&self, binding: usize) -> Result<&Table<D>, Error> {
+        self.tables
+            .get(binding)
+            .ok_or_else(|| Error::new(format!("no binding {binding}")))
+    }
+}
+
+impl<D: Dialect> Materialization for SqlTables<D> {
+    fn open(spec: MaterializationSpec) -> Result<(Self, Option<String>), Error> {
+        sql::query(D::PROBE, &[]).map_err(|e| {
+            Error::new(format!(
+                "this plugin writes to {} and the endpoint's database does not answer as one ({e}): set the endpoint's `connector: {}`",
+                D::CONNECTOR,
+                D::CONNECTOR
+            ))
+        })?;
+        let tables = spec
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Table::<D>::create(i, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (fence, checkpoint) = take_fence::<D>(&spec.name)?;
+        Ok((
+            SqlTables {
+                name: spec.name,
+                tables,
+                fence,
+            },
+            checkpoint,
+        ))
+    }
+
+    fn load(&mut self, binding: usize, keys: Vec<Value>) -> Result<Vec<Loaded>, Error> {
+        let t = self.table(binding)?;
+        let mut out = Vec::new();
+        let width = t.keys.len();
+        let q = D::quote;
+        for chunk in keys.chunks(LOAD_KEYS_PER_QUERY) {
+            let mut params = Vec::with_capacity(chunk.len() * width);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                let parts = key.as_array().ok_or("a key must be a JSON array")?;
+                let base = params.len();
+                tuples.push(format!(
+                    "({})",
+                    t.keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| D::typed_placeholder(base + i + 1, c.kind))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                params.extend(t.keys.iter().zip(parts).map(|(c, v)| D::bind(c.kind, Some(v))));
+            }
+            let query = format!(
+                "SELECT flow_document FROM {} WHERE ({}) IN (VALUES {})",
+                q(&t.name),
+                t.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", "),
+                tuples.join(", ")
+            );
+            let rows = sql::query(&query, &params).map_err(err(&t.name))?;
+            for r in rows.rows {
+                if let Some(Sv::Text(text)) = r.first() {
+                    let doc: Value = serde_json::from_str(text)?;
+                    let key = Value::Array(
+                        t.keys
+                            .iter()
+                            .map(|c| doc.pointer(&c.ptr).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    );
+                    out.push(Loaded { key, doc });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn write(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error> {
+        let t = self.table(binding)?;
+        let upserts: Vec<&Stored> = docs.iter().filter(|d| !d.delete).collect();
+        let width = t.keys.len() + t.values.len() + 1;
+        let per_statement = (PARAMS_PER_STATEMENT / width).max(1);
+        for chunk in upserts.chunks(per_statement) {
+            let mut params = Vec::with_capacity(chunk.len() * width);
+            for d in chunk {
+                t.row(&d.doc, &mut params);
+            }
+            sql::execute(&t.upsert(chunk.len()), &params).map_err(err(&t.name))?;
+        }
+        if !t.delta {
+            let deletes: Vec<Vec<Sv>> = docs
+                .iter()
+                .filter(|d| d.delete)
+                .map(|d| {
+                    t.keys
+                        .iter()
+                        .zip(d.key.as_array().map(Vec::as_slice).unwrap_or(&[]))
+                        .map(|(c, v)| D::bind(c.kind, Some(v)))
+                        .collect()
+                })
+                .collect();
+            if !deletes.is_empty() {
+                sql::execute_many(&t.delete(), &deletes).map_err(err(&t.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, checkpoint: &str) -> Result<(), Error> {
+        let (p1, p2, p3) = (
+            D::placeholder(1, Kind::String),
+            D::placeholder(2, Kind::String),
+            D::placeholder(3, Kind::Integer),
+        );
+        let changed = sql::execute(
+            &format!(
+                "UPDATE flow_checkpoints SET checkpoint = {p2} WHERE materialization = {p1} AND fence = {p3}"
+            ),
+            &[
+                Sv::Text(self.name.clone()),
+                Sv::Text(checkpoint.to_string()),
+                Sv::Integer(self.fence),
+            ],
+        )
+        .map_err(err("flow_checkpoints"))?;
+        if changed == 0 {
+            return Err(Error::new(format!(
+                "fenced: another instance of {} opened this destination after this one (whose fence is {}); this one commits nothing",
+                self.name, self.fence
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Take the next fence of materialization `name` and read its checkpoint ("" is none).
+fn take_fence<D: Dialect>(name: &str) -> Result<(i64, Option<String>), Error> {
+    let ctx = err("flow_checkpoints");
+    sql::execute(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS flow_checkpoints (materialization TEXT PRIMARY KEY NOT NULL, checkpoint TEXT NOT NULL, fence {} NOT NULL DEFAULT 0)",
+            D::column_type(Kind::Integer, false)
+        ),
+        &[],
+    )
+    .map_err(&ctx)?;
+    // Tables written before fences had none: every instance then starts from fence 0.
+    let cols = sql::query(D::columns_query(), &[Sv::Text("flow_checkpoints".into())]).map_err(&ctx)?;
+    let has_fence = cols
+        .rows
+        .iter()
+        .any(|r| matches!(r.first(), Some(Sv::Text(n)) if n == "fence"));
+    if !has_fence {
+        sql::execute(
+            &format!(
+                "ALTER TABLE flow_checkpoints ADD COLUMN fence {} NOT NULL DEFAULT 0",
+                D::column_type(Kind::Integer, false)
+            ),
+            &[],
+        )
+        .map_err(&ctx)?;
+    }
+    let (p1, p2) = (D::placeholder(1, Kind::String), D::placeholder(2, Kind::String));
+    sql::execute(
+        &format!(
+            "INSERT INTO flow_checkpoints (materialization, checkpoint, fence) VALUES ({p1}, {p2}, 1) \
+             ON CONFLICT (materialization) DO UPDATE SET fence = flow_checkpoints.fence + 1"
+        ),
+        &[Sv::Text(name.to_string()), Sv::Text(String::new())],
+    )
+    .map_err(&ctx)?;
+    let rows = sql::query(
+        &format!("SELECT fence, checkpoint FROM flow_checkpoints WHERE materialization = {p1}"),
+        &[Sv::Text(name.to_string())],
+    )
+    .map_err(&ctx)?;
+    match rows.rows.first().map(Vec::as_slice) {
+        Some([Sv::Integer(fence), Sv::Text(cp)]) => {
+            Ok((*fence, (!cp.is_empty()).then(|| cp.clone())))
+        }
+        other => Err(Error::new(format!(
+            "flow_checkpoints: unexpected row for {name}: {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn statements_quote_identifiers_and_number_placeholders() {
+        let t = Table::<Postgres> {
+            name: "my \"table\"".into(),
+            keys: vec![Column { name: "id".into(), kind: Kind::Integer, ptr: "/id".into() }],
+            values: vec![Column { name: "at".into(), kind: Kind::DateTime, ptr: "/at".into() }],
+            delta: false,
+            _dialect: PhantomData,
+        };
+        assert_eq!(
+            t.upsert(2),
+            "INSERT INTO \"my \"\"table\"\"\" (\"id\", \"at\", flow_document) VALUES ($1, $2::text::timestamptz, $3), ($4, $5::text::timestamptz, $6) ON CONFLICT (\"id\") DO UPDATE SET \"at\" = excluded.\"at\", flow_document = excluded.flow_document"
+        );
+        assert_eq!(t.delete(), "DELETE FROM \"my \"\"table\"\"\" WHERE \"id\" = $1");
+    }
+
+    #[test]
+    fn kinds_follow_the_schema() {
+        use serde_json::json;
+        for (schema, kind) in [
+            (json!({"type": "integer"}), Kind::Integer),
+            (json!({"type": ["integer", "null"]}), Kind::Integer),
+            (json!({"type": "string", "format": "date-time"}), Kind::DateTime),
+            (json!({"type": "object"}), Kind::Json),
+            (json!({"type": ["string", "integer"]}), Kind::Any),
+            (json!({}), Kind::Any),
+        ] {
+            assert_eq!(kind_of(&schema), kind, "{schema}");
+        }
+    }
+}

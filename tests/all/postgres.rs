@@ -1,0 +1,460 @@
+//! Materializing into a real PostgreSQL server, started by each test on loopback
+//! (`flow_tests::PgServer`), read back with PostgreSQL's own client, `psql`. The host connects
+//! with a password it takes from its environment (`password: {env: ...}`).
+//!
+//!   cargo build -p flow-host && cargo test -p flow-tests --test all postgres
+
+use crate::plugins;
+use flow_tests::{PG_PASSWORD, PgServer, Proc};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// The environment variable a test's host takes the PostgreSQL password from.
+pub const PASSWORD_ENV: &str = "FLOW_TEST_PG_PASSWORD";
+
+/// Start `flow serve` with the PostgreSQL password in its environment.
+pub async fn serve(dir: &std::path::Path) -> Proc {
+    Proc::start_with(
+        &dir.join("data"),
+        &dir.join("serve.log"),
+        &[],
+        &[(PASSWORD_ENV, PG_PASSWORD)],
+    )
+    .await
+}
+
+/// POST `body` to `path`; the status and the JSON answer.
+async fn post(http: &reqwest::Client, p: &Proc, path: &str, body: &Value) -> (u16, Value) {
+    let r = http.post(p.url(path)).json(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn ingest(http: &reqwest::Client, p: &Proc, collection: &str, docs: &[Value]) {
+    let body: String = docs.iter().map(|d| format!("{d}\n")).collect();
+    let r = http
+        .post(p.url(&format!(
+            "/v1/collections/{}/documents",
+            collection.replace('/', "%2F")
+        )))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// The task's status.
+async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
+    let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
+    tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Poll `psql` until `sql` answers `want`, failing with the task statuses and the host's log.
+async fn wait_for_psql(
+    http: &reqwest::Client,
+    p: &Proc,
+    pg: &PgServer,
+    sql: &str,
+    want: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = pg.try_psql(sql).unwrap_or_else(|e| e);
+        if got == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
+            panic!(
+                "{sql} answered {got:?}, not {want:?}\ntasks: {tasks}\nlog:\n{}",
+                p.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deploy the plugins of the demo pipeline into PostgreSQL.
+pub async fn deploy_plugins(http: &reqwest::Client, p: &Proc) {
+    for (name, path) in [
+        ("totals", plugins::CUSTOMER_TOTALS),
+        ("materialize-postgres", plugins::MATERIALIZE_POSTGRES),
+    ] {
+        flow_tests::deploy(http, &p.url(""), name, path).await;
+    }
+}
+
+/// The demo pipeline into PostgreSQL: orders -> customer totals (Wasm) -> `customer_totals`
+/// (standard updates) and `customer_totals_log` (delta updates); and `profiles`, merged by
+/// key, whose reductions delete a document (and so its row) on `deleted: true`, with nested
+/// and timestamp fields and names that need quoting.
+pub fn bundle(pg: &PgServer) -> Value {
+    json!({
+        "source": "postgres.rs",
+        "catalog": {
+            "collections": {
+                "acme/orders": {
+                    "schema": {"type": "object",
+                               "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+                               "required": ["id", "customer", "amount"]},
+                    "key": ["/id"],
+                },
+                "acme/customer-totals": {
+                    "schema": {"type": "object",
+                               "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
+                               "required": ["customer", "total", "orders"]},
+                    "key": ["/customer"],
+                    "derive": {
+                        "using": {"wasm": {"plugin": "totals"}},
+                        "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
+                    },
+                },
+                "acme/profiles": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "select": {"type": "string"},
+                            "we\"ird": {"type": "boolean"},
+                            "seen": {"type": "string", "format": "date-time"},
+                            "address": {"type": "object"},
+                            "deleted": {"type": "boolean"},
+                        },
+                        "required": ["id"],
+                        // The root strategy is chosen per document: a delete, or a merge.
+                        "if": {"properties": {"deleted": {"const": true}}, "required": ["deleted"]},
+                        "then": {"reduce": {"strategy": "lastWriteWins", "delete": true}},
+                        "else": {"reduce": {"strategy": "merge"}},
+                    },
+                    "key": ["/id"],
+                },
+            },
+            "materializations": {
+                "acme/pg": {
+                    "endpoint": {
+                        "connector": "postgres",
+                        "wasm": {"plugin": "materialize-postgres", "config": pg.endpoint_config(PASSWORD_ENV)},
+                    },
+                    "bindings": [
+                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
+                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals_log"}, "deltaUpdates": true},
+                        {"source": "acme/profiles", "resource": {"table": "profiles"}},
+                    ],
+                },
+            },
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_into_postgres_standard_delta_deletes_and_types() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let p = serve(dir.path()).await;
+    deploy_plugins(&http, &p).await;
+    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
+    assert_eq!(status, 200, "{body}");
+
+    ingest(
+        &http,
+        &p,
+        "acme/orders",
+        &[
+            json!({"id": 1, "customer": "alice", "amount": 5}),
+            json!({"id": 2, "customer": "bob", "amount": 7.5}),
+        ],
+    )
+    .await;
+    ingest(&http, &p, "acme/orders", &[json!({"id": 3, "customer": "alice", "amount": 10})]).await;
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT customer, total, orders FROM customer_totals ORDER BY customer",
+        "alice|15|2\nbob|7.5|1",
+    )
+    .await;
+    // Every combined delta of a materialization transaction is a row of the log: alice's
+    // first total too, unless both of her derived documents landed in one transaction.
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT customer, max(total), max(orders) FROM customer_totals_log GROUP BY customer ORDER BY customer",
+        "alice|15|2\nbob|7.5|1",
+    )
+    .await;
+    let log = pg.psql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
+    assert!(
+        log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
+        "{log}"
+    );
+    // The whole document is JSONB, queryable as such.
+    assert_eq!(
+        pg.psql("SELECT flow_document->>'total' FROM customer_totals WHERE customer = 'bob'"),
+        "7.5"
+    );
+
+    // Real types from the schema; names that need quoting are quoted.
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[
+            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00Z", "address": {"city": "Lyon"}}),
+            json!({"id": 2, "select": "b"}),
+        ],
+    )
+    .await;
+    wait_for_psql(&http, &p, &pg, "SELECT count(*) FROM profiles", "2").await;
+    assert_eq!(
+        pg.psql(
+            "SELECT column_name || ':' || data_type FROM information_schema.columns WHERE table_name = 'profiles' ORDER BY column_name"
+        ),
+        "address:jsonb\ndeleted:boolean\nflow_document:jsonb\nid:bigint\nseen:timestamp with time zone\nselect:text\nwe\"ird:boolean"
+    );
+    assert_eq!(
+        pg.psql("SELECT \"select\", \"we\"\"ird\", seen AT TIME ZONE 'UTC', address->>'city' FROM profiles WHERE id = 1"),
+        "a|t|2026-12-06 10:00:00|Lyon"
+    );
+    // A partial update merges onto the stored row (loaded, reduced, upserted)...
+    ingest(&http, &p, "acme/profiles", &[json!({"id": 2, "we\"ird": false})]).await;
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT \"select\", \"we\"\"ird\" FROM profiles WHERE id = 2",
+        "b|f",
+    )
+    .await;
+    // ... and a root delete removes it.
+    ingest(&http, &p, "acme/profiles", &[json!({"id": 1, "deleted": true})]).await;
+    wait_for_psql(&http, &p, &pg, "SELECT string_agg(id::text, ',') FROM profiles", "2").await;
+
+    // The checkpoint is in the same database, with the fence this instance took.
+    assert_eq!(
+        pg.psql("SELECT materialization, fence FROM flow_checkpoints"),
+        "acme/pg|1"
+    );
+
+    // The password is in no answer of the API and nowhere in the host's log.
+    for path in ["/v1/catalog", "/v1/tasks", "/v1/plugins/materialize-postgres/logs"] {
+        let text = http.get(p.url(path)).send().await.unwrap().text().await.unwrap();
+        assert!(!text.contains(PG_PASSWORD), "{path} shows the password: {text}");
+    }
+    assert!(!p.log_tail().contains(PG_PASSWORD), "the log shows the password");
+    p.kill();
+}
+
+/// The server stops mid-stream: the task shows `retrying` with the reason and when it tries
+/// again, ingest goes on, and once the server is back the table catches up: nothing lost,
+/// nothing written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_goes_away_is_retried_and_caught_up() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let p = serve(dir.path()).await;
+    deploy_plugins(&http, &p).await;
+    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
+    assert_eq!(status, 200, "{body}");
+    let orders = |from: u64, to: u64| -> Vec<Value> {
+        (from..to)
+            .map(|i| json!({"id": i, "customer": format!("c{}", i % 3), "amount": 1}))
+            .collect()
+    };
+    ingest(&http, &p, "acme/orders", &orders(0, 30)).await;
+    wait_for_psql(&http, &p, &pg, "SELECT sum(orders) FROM customer_totals", "30").await;
+
+    pg.stop();
+    ingest(&http, &p, "acme/orders", &orders(30, 60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let retrying = loop {
+        let t = task(&http, &p, "acme/pg").await;
+        if t["state"] == "retrying" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the task did not retry: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = retrying["lastError"].as_str().unwrap();
+    assert!(why.contains("postgres endpoint flow@127.0.0.1:"), "{retrying}");
+    assert!(retrying["retryAtMs"].as_u64().is_some(), "{retrying}");
+    // Ingest and the derivation go on meanwhile.
+    ingest(&http, &p, "acme/orders", &orders(60, 90)).await;
+    assert_eq!(task(&http, &p, "acme/customer-totals").await["state"], "running");
+
+    pg.restart();
+    wait_for_psql(&http, &p, &pg, "SELECT sum(orders) FROM customer_totals", "90").await;
+    assert_eq!(
+        pg.psql("SELECT customer, total, orders FROM customer_totals ORDER BY customer"),
+        "c0|30|30\nc1|30|30\nc2|30|30"
+    );
+    // The delta log has no row twice: each (customer, orders) once.
+    assert_eq!(
+        pg.psql("SELECT count(*) - count(DISTINCT (customer, orders)) FROM customer_totals_log"),
+        "0"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task(&http, &p, "acme/pg").await["state"] != "running" {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.kill();
+}
+
+/// Two hosts materialize the same task into one database: the one that opened last holds the
+/// fence, and the other's next commit fails, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_instance_cannot_commit() {
+    let pg = PgServer::start();
+    let http = reqwest::Client::new();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(a_dir.path()).await;
+    deploy_plugins(&http, &a).await;
+    assert_eq!(post(&http, &a, "/v1/catalog", &bundle(&pg)).await.0, 200);
+    ingest(&http, &a, "acme/orders", &[json!({"id": 1, "customer": "alice", "amount": 1})]).await;
+    wait_for_psql(&http, &a, &pg, "SELECT customer, orders FROM customer_totals", "alice|1").await;
+
+    // B takes over the task (a host restored elsewhere, say): its open takes the next fence.
+    let b = serve(b_dir.path()).await;
+    deploy_plugins(&http, &b).await;
+    assert_eq!(post(&http, &b, "/v1/catalog", &bundle(&pg)).await.0, 200);
+    wait_for_psql(&http, &b, &pg, "SELECT fence FROM flow_checkpoints", "2").await;
+
+    // A, stale, processes a new order: its commit is refused.
+    ingest(&http, &a, "acme/orders", &[json!({"id": 2, "customer": "zed", "amount": 1})]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let t = task(&http, &a, "acme/pg").await;
+        if t["state"] == "failed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the stale instance did not fail: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(failed["lastError"].as_str().unwrap().contains("fenced"), "{failed}");
+    assert_eq!(pg.psql("SELECT count(*) FROM customer_totals WHERE customer = 'zed'"), "0");
+    // B goes on writing. (Its journals are its own: it resumes at A's checkpoint, so it first
+    // takes the order A had, which gives its derived journal the same length.)
+    ingest(&http, &b, "acme/orders", &[json!({"id": 1, "customer": "alice", "amount": 1})]).await;
+    ingest(&http, &b, "acme/orders", &[json!({"id": 9, "customer": "bob", "amount": 2})]).await;
+    wait_for_psql(&http, &b, &pg, "SELECT orders FROM customer_totals WHERE customer = 'bob'", "1").await;
+    a.kill();
+    b.kill();
+}
+
+/// Bad configuration: refused at publish where it can be checked without connecting, or the
+/// task fails (or, for a server that does not answer, retries) with a message naming the
+/// endpoint and the reason; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_refused_or_named() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let p = serve(dir.path()).await;
+    deploy_plugins(&http, &p).await;
+    let with_config = |edit: &dyn Fn(&mut Value)| {
+        let mut b = bundle(&pg);
+        edit(&mut b["catalog"]["materializations"]["acme/pg"]["endpoint"]["wasm"]["config"]);
+        b
+    };
+
+    // Refused at publish.
+    for (edit, expect) in [
+        (
+            Box::new(|c: &mut Value| c["password"] = json!("inline-secret")) as Box<dyn Fn(&mut Value)>,
+            "`password` must be {env: NAME} or {file: PATH}",
+        ),
+        (Box::new(|c: &mut Value| c["password"] = json!({"env": "NO_SUCH_VARIABLE_X"})), "no environment variable NO_SUCH_VARIABLE_X"),
+        (Box::new(|c: &mut Value| { c.as_object_mut().unwrap().remove("database"); }), "needs `database`"),
+        (Box::new(|c: &mut Value| c["address"] = json!("127.0.0.1:port")), "is not a port number"),
+    ] {
+        let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expect), "{message}");
+        assert!(message.contains("acme/pg"), "{message}");
+        assert!(!message.contains("inline-secret"), "{message}");
+    }
+
+    // Fails the task, naming the endpoint and the server's reason.
+    let named = format!("postgres endpoint flow@{}/views", pg.address());
+    for (edit, expect) in [
+        (
+            Box::new(|c: &mut Value| c["user"] = json!("nobody")) as Box<dyn Fn(&mut Value)>,
+            "authentication failed",
+        ),
+        (Box::new(|c: &mut Value| c["database"] = json!("nosuchdb")), "does not exist"),
+    ] {
+        let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
+        assert_eq!(status, 200, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let t = loop {
+            let t = task(&http, &p, "acme/pg").await;
+            if t["state"] == "failed" {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "the task did not fail: {t}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let why = t["lastError"].as_str().unwrap();
+        assert!(why.contains(expect), "{why}");
+        assert!(why.contains("postgres endpoint"), "{why}");
+        let _ = &named;
+    }
+
+    // A server that does not answer (a wrong port): retried, with the reason.
+    let (status, body) = post(
+        &http,
+        &p,
+        "/v1/catalog",
+        &with_config(&|c: &mut Value| c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = task(&http, &p, "acme/pg").await;
+        if t["state"] == "retrying" {
+            assert!(t["lastError"].as_str().unwrap().to_lowercase().contains("refused"), "{t}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task did not retry: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A table that exists with another key, or a column of another type: named, not altered.
+    pg.psql("CREATE TABLE customer_totals (customer INTEGER PRIMARY KEY, total TEXT, flow_document JSONB NOT NULL)");
+    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let t = loop {
+        let t = task(&http, &p, "acme/pg").await;
+        if t["state"] == "failed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the task did not fail: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = t["lastError"].as_str().unwrap();
+    assert!(
+        why.contains("table customer_totals") && why.contains("column customer exists with type integer"),
+        "{why}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM customer_totals"), "0");
+    // Nothing was created by the failed opens: the tables it would have made are absent.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('customer_totals_log', 'profiles', 'flow_checkpoints')"),
+        "0"
+    );
+    p.kill();
+}
