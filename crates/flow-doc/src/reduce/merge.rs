@@ -2,7 +2,7 @@
 //! deep merge that `minimize`/`maximize` with `key` apply to documents of equal keys.
 
 use super::super::ptr::Pointer;
-use super::scope::Scope;
+use super::shape::Here;
 use super::{Fail, Loc, Out, Walk, type_error};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 pub(super) fn merge(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     key: &[Pointer],
     lhs: Option<Value>,
     rhs: Value,
@@ -32,7 +32,7 @@ pub(super) fn merge(
 pub(super) fn deep_merge(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     lhs: Value,
     rhs: Value,
 ) -> Result<Out, Fail> {
@@ -50,7 +50,7 @@ pub(super) fn deep_merge(
 fn containers(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     key: &[Pointer],
     lhs: Option<Value>,
     rhs: Value,
@@ -83,23 +83,24 @@ fn containers(
 pub(super) fn objects(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     mut out: Map<String, Value>,
     rhs: Map<String, Value>,
 ) -> Result<Map<String, Value>, Fail> {
     use serde_json::map::Entry;
+    let mut props = w.plan.props(scope);
     for (k, rv) in rhs {
-        let seeds = w.plan.prop_seeds(scope, &k);
+        let at = props.at(&k);
         match out.entry(k) {
             Entry::Occupied(mut e) => {
                 let lv = std::mem::take(e.get_mut());
-                match w.at(&Loc::Prop(loc, e.key()), &seeds, Some(lv), rv)? {
+                match w.at(&Loc::Prop(loc, e.key()), at, Some(lv), rv)? {
                     Out::Keep(v) => *e.get_mut() = v,
                     Out::Removed(_) => drop(e.remove()),
                 }
             }
             Entry::Vacant(e) => {
-                if let Out::Keep(v) = w.at(&Loc::Prop(loc, e.key()), &seeds, None, rv)? {
+                if let Out::Keep(v) = w.at(&Loc::Prop(loc, e.key()), at, None, rv)? {
                     e.insert(v);
                 }
             }
@@ -113,15 +114,15 @@ pub(super) fn objects(
 fn by_index(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     lhs: Vec<Value>,
     rhs: Vec<Value>,
 ) -> Result<Vec<Value>, Fail> {
     let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
     let mut lhs = lhs.into_iter();
     for (i, rv) in rhs.into_iter().enumerate() {
-        let seeds = w.plan.item_seeds(scope, i);
-        if let Out::Keep(v) = w.at(&Loc::Item(loc, i), &seeds, lhs.next(), rv)? {
+        let at = w.plan.item_at(scope, i);
+        if let Out::Keep(v) = w.at(&Loc::Item(loc, i), at, lhs.next(), rv)? {
             out.push(v);
         }
     }
@@ -167,54 +168,106 @@ pub(super) fn sort_by_key(key: &[Pointer], items: Vec<Value>) -> Vec<(usize, Val
 fn keyed(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     key: &[Pointer],
     lhs: Vec<Value>,
     rhs: Vec<Value>,
 ) -> Result<Vec<Value>, Fail> {
     let mut out = Vec::with_capacity(lhs.len() + rhs.len());
-    let mut lhs = sort_by_key(key, lhs).into_iter().peekable();
-    let mut rhs = sort_by_key(key, rhs).into_iter().peekable();
-    loop {
-        // The smallest key of either side starts the next run.
-        let run_key = match (lhs.peek(), rhs.peek()) {
-            (None, None) => break,
-            (Some((_, l)), None) => key_of(key, l),
-            (None, Some((_, r))) => key_of(key, r),
-            (Some((_, l)), Some((_, r))) => match super::compare_by_key(key, l, r) {
-                Ordering::Greater => key_of(key, r),
-                _ => key_of(key, l),
-            },
+    let (mut lhs, mut rhs) = (ByKey::new(key, lhs), ByKey::new(key, rhs));
+    let (mut l, mut r) = (0, 0);
+    while l < lhs.len() || r < rhs.len() {
+        // The smallest key of either side starts the next run, which ends where keys change.
+        let (l_end, r_end) = {
+            let head = match (lhs.get(l), rhs.get(r)) {
+                (Some(a), Some(b)) if super::compare_by_key(key, a, b) == Ordering::Greater => b,
+                (Some(a), _) => a,
+                (None, b) => b.expect("a side has items left"),
+            };
+            (lhs.run_end(key, l, head), rhs.run_end(key, r, head))
         };
-        let same = |(_, v): &(usize, Value)| compare_key(key, &run_key, v) == Ordering::Equal;
         let mut acc: Option<Value> = None;
-        let mut first = true;
-        while let Some((i, item)) = lhs.next_if(same) {
+        for j in l..l_end {
+            let (i, item) = lhs.take(j);
             // The first lhs item is the state; later duplicates fold onto it.
-            acc = if std::mem::take(&mut first) {
+            acc = if j == l {
                 Some(item)
             } else {
                 item_at(w, loc, scope, i, acc, item)?
             };
         }
-        while let Some((i, item)) = rhs.next_if(same) {
+        for j in r..r_end {
+            let (i, item) = rhs.take(j);
             acc = item_at(w, loc, scope, i, acc, item)?;
         }
         out.extend(acc);
+        (l, r) = (l_end, r_end);
     }
     Ok(out)
+}
+
+/// Items in key order (stable), each with its original index. Items already in order, as
+/// reduced arrays are, are neither moved nor given an index array.
+struct ByKey {
+    items: Vec<Value>,
+    order: Option<Vec<usize>>,
+}
+
+impl ByKey {
+    fn new(key: &[Pointer], items: Vec<Value>) -> ByKey {
+        let sorted = items
+            .windows(2)
+            .all(|w| super::compare_by_key(key, &w[0], &w[1]) != Ordering::Greater);
+        let order = (!sorted).then(|| {
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|a, b| super::compare_by_key(key, &items[*a], &items[*b]));
+            order
+        });
+        ByKey { items, order }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn index(&self, j: usize) -> usize {
+        self.order.as_ref().map_or(j, |o| o[j])
+    }
+
+    /// The `j`th item in key order.
+    fn get(&self, j: usize) -> Option<&Value> {
+        (j < self.len()).then(|| &self.items[self.index(j)])
+    }
+
+    /// Where the run of items from `from` with the key of `head` ends.
+    fn run_end(&self, key: &[Pointer], from: usize, head: &Value) -> usize {
+        let mut end = from;
+        while self
+            .get(end)
+            .is_some_and(|v| super::compare_by_key(key, head, v) == Ordering::Equal)
+        {
+            end += 1;
+        }
+        end
+    }
+
+    /// Move out the `j`th item in key order, with its original index.
+    fn take(&mut self, j: usize) -> (usize, Value) {
+        let i = self.index(j);
+        (i, std::mem::take(&mut self.items[i]))
+    }
 }
 
 fn item_at(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     i: usize,
     lhs: Option<Value>,
     rhs: Value,
 ) -> Result<Option<Value>, Fail> {
-    let seeds = w.plan.item_seeds(scope, i);
-    Ok(match w.at(&Loc::Item(loc, i), &seeds, lhs, rhs)? {
+    let at = w.plan.item_at(scope, i);
+    Ok(match w.at(&Loc::Item(loc, i), at, lhs, rhs)? {
         Out::Keep(v) => Some(v),
         Out::Removed(_) => None,
     })

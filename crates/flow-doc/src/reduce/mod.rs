@@ -29,6 +29,7 @@ mod precheck;
 mod schema_merge;
 mod scope;
 mod set;
+mod shape;
 mod sum;
 
 #[cfg(test)]
@@ -41,12 +42,14 @@ mod tests_examples;
 mod tests_merge;
 #[cfg(test)]
 pub(crate) mod tests_props;
+#[cfg(test)]
+mod tests_shapes;
 
 use super::compare::{compare, compare_by_key};
 use super::ptr::Pointer;
 pub use plan::{Plan, PlanError, Strategy};
-use scope::{Scope, Seeds};
 use serde_json::Value;
+use shape::{At, Here};
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -224,14 +227,13 @@ impl Plan {
         if !self.annotated {
             return Ok(Reduced::Doc(rhs)); // `lastWriteWins` at the root.
         }
-        let seeds = self.root_seeds();
         let walk = Walk {
             plan: self,
             full,
             check: !full && self.conditional,
         };
         if full {
-            return match walk.at(&Loc::Root, &seeds, lhs, rhs) {
+            return match walk.at(&Loc::Root, self.root_at(), lhs, rhs) {
                 Ok(Out::Keep(doc)) => Ok(Reduced::Doc(doc)),
                 Ok(Out::Removed(tombstone)) => Ok(Reduced::Deleted(tombstone)),
                 Err(Fail::Error(e)) => Err(e),
@@ -242,13 +244,13 @@ impl Plan {
         }
         let backup = match walk.check {
             true => Some((lhs.clone(), rhs.clone())),
-            false => match precheck::verdict(self, &seeds, lhs.as_ref(), &rhs) {
+            false => match precheck::verdict(self, &self.root_at(), lhs.as_ref(), &rhs) {
                 precheck::Verdict::Reduce => None,
                 precheck::Verdict::Defer => return Ok(deferred(lhs, rhs)),
                 precheck::Verdict::Unsure => Some((lhs.clone(), rhs.clone())),
             },
         };
-        match walk.at(&Loc::Root, &seeds, lhs, rhs) {
+        match walk.at(&Loc::Root, self.root_at(), lhs, rhs) {
             Ok(Out::Keep(doc)) => Ok(Reduced::Doc(doc)),
             Ok(Out::Removed(_)) => Err(ReduceError::UndetectedDeferral {
                 at: "/".to_string(),
@@ -272,17 +274,21 @@ fn deferred(lhs: Option<Value>, rhs: Value) -> Reduced {
 }
 
 impl Walk<'_> {
-    /// Reduce at one location whose seeds are `seeds`.
-    pub fn at(
-        &self,
-        loc: &Loc,
-        seeds: &Seeds,
-        lhs: Option<Value>,
-        rhs: Value,
-    ) -> Result<Out, Fail> {
+    /// Reduce at one location whose scope comes from `at`.
+    pub fn at(&self, loc: &Loc, at: At, lhs: Option<Value>, rhs: Value) -> Result<Out, Fail> {
         let plan = self.plan;
-        let scope = plan.expand(seeds, &rhs);
-        let strategy = plan.strategy(&scope, loc)?;
+        let seeds = match at {
+            // Shapes exist only without conditional branches: there is nothing to check.
+            At::Shape(_) => {
+                let here = plan.here(&at, &rhs);
+                let strategy = plan.strategy_of(&here, loc)?;
+                return self.apply(loc, &here, strategy, lhs, rhs);
+            }
+            At::Seeds(seeds) => seeds,
+        };
+        let seeds = &seeds;
+        let scope = Here::Scope(plan.expand(seeds, &rhs));
+        let strategy = plan.strategy_of(&scope, loc)?;
         let mut verify = false;
         if self.check && plan.is_dynamic(seeds) {
             match (strategy, &lhs) {
@@ -321,7 +327,7 @@ impl Walk<'_> {
     fn apply(
         &self,
         loc: &Loc,
-        scope: &Scope,
+        scope: &Here,
         strategy: Option<&Strategy>,
         lhs: Option<Value>,
         rhs: Value,
@@ -360,7 +366,7 @@ impl Walk<'_> {
     fn min_max(
         &self,
         loc: &Loc,
-        scope: &Scope,
+        scope: &Here,
         key: &[Pointer],
         lhs: Option<Value>,
         rhs: Value,

@@ -186,6 +186,8 @@ pub struct Plan {
     /// the branches chosen for lhs, rhs and result agree (see `mod.rs`).
     pub(crate) conditional: bool,
     pub(crate) root: NodeId,
+    /// The plan compiled for walking, where it has no conditional branches (`shape.rs`).
+    pub(crate) shapes: Option<super::shape::Shapes>,
 }
 
 /// A branch before its validator is compiled (validators are built only for kept branches).
@@ -269,7 +271,9 @@ impl Plan {
         while let Some((id, ptr, resource)) = c.queue.pop() {
             c.build(id, &ptr, resource)?;
         }
-        c.finish(root)
+        let mut plan = c.finish(root)?;
+        plan.shapes = super::shape::Shapes::compile(&plan);
+        Ok(plan)
     }
 }
 
@@ -650,6 +654,7 @@ impl<'s> Compiler<'s> {
             annotated: annotated[root as usize],
             conditional,
             root,
+            shapes: None,
         })
     }
 }

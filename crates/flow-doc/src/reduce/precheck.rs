@@ -3,12 +3,13 @@
 //! without conditional branches only: their strategies depend on the location alone) and finds
 //! the two steps only a full reduction may take: a delete, and a type change under `merge`.
 //! Where following the path exactly would mean reducing (duplicate keys within a keyed array),
-//! it answers `Unsure`, and the reduction works on copies instead.
+//! it answers `Unsure`, and the reduction works on copies instead. With shapes (`shape.rs`) it
+//! does not look below a location where no reduction can defer.
 
 use super::merge::same_kind;
 use super::plan::Plan;
-use super::scope::Seeds;
 use super::set::{Form, form_of};
+use super::shape::{At, Here};
 use super::{Loc, Strategy};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -20,10 +21,13 @@ pub(super) enum Verdict {
     Defer,
 }
 
-/// The verdict of reducing `rhs` onto `lhs` at a location seeded by `seeds`.
-pub(super) fn verdict(plan: &Plan, seeds: &Seeds, lhs: Option<&Value>, rhs: &Value) -> Verdict {
-    let scope = plan.expand(seeds, rhs);
-    let Ok(strategy) = plan.strategy(&scope, &Loc::Root) else {
+/// The verdict of reducing `rhs` onto `lhs` at a location whose scope comes from `at`.
+pub(super) fn verdict(plan: &Plan, at: &At, lhs: Option<&Value>, rhs: &Value) -> Verdict {
+    if !plan.may_defer(at) {
+        return Verdict::Reduce;
+    }
+    let scope = plan.here(at, rhs);
+    let Ok(strategy) = plan.strategy_of(&scope, &Loc::Root) else {
         return Verdict::Reduce; // The reduction reports the conflict.
     };
     let Some(strategy) = strategy else {
@@ -74,28 +78,30 @@ fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
 /// The children of a merge: properties, items by index, or items matched by key.
 fn children(
     plan: &Plan,
-    scope: &super::Scope,
+    scope: &Here,
     key: &[super::Pointer],
     lhs: Option<&Value>,
     rhs: &Value,
 ) -> Verdict {
+    if !plan.children_may_defer(scope) {
+        return Verdict::Reduce;
+    }
     match rhs {
-        Value::Object(r) => worst(r.iter().map(|(k, v)| {
-            verdict(
-                plan,
-                &plan.prop_seeds(scope, k),
-                lhs.and_then(|l| l.get(k)),
-                v,
-            )
-        })),
-        Value::Array(r) if key.is_empty() => worst(r.iter().enumerate().map(|(i, v)| {
-            verdict(
-                plan,
-                &plan.item_seeds(scope, i),
-                lhs.and_then(|l| l.get(i)),
-                v,
-            )
-        })),
+        Value::Object(r) => {
+            let mut props = plan.props(scope);
+            worst(r.iter().filter_map(|(k, v)| {
+                // Look the property up in lhs only where a deferral is possible.
+                let at = props.at(k);
+                let may = plan.may_defer(&at);
+                may.then(|| verdict(plan, &at, lhs.and_then(|l| l.get(k)), v))
+            }))
+        }
+        Value::Array(r) if key.is_empty() => {
+            worst(r.iter().enumerate().map(|(i, v)| {
+                verdict(plan, &plan.item_at(scope, i), lhs.and_then(|l| l.get(i)), v)
+            }))
+        }
+        Value::Array(_) if !plan.items_may_defer(scope) => Verdict::Reduce,
         Value::Array(r) => {
             let Some(ls) = sorted_unique(
                 key,
@@ -113,7 +119,7 @@ fn children(
                     .binary_search_by(|x| super::compare_by_key(key, x, v))
                     .ok()
                     .map(|j| ls[j]);
-                verdict(plan, &plan.item_seeds(scope, i), l, v)
+                verdict(plan, &plan.item_at(scope, i), l, v)
             }))
         }
         _ => Verdict::Reduce,
@@ -136,7 +142,7 @@ fn sorted_unique<'v>(key: &[super::Pointer], items: &'v [Value]) -> Option<Vec<&
 /// A set update: added members deep-merge onto lhs's added members that survive rhs's term.
 fn set(
     plan: &Plan,
-    scope: &super::Scope,
+    scope: &Here,
     key: &[super::Pointer],
     lhs: Option<&Value>,
     rhs: &Value,
@@ -157,7 +163,7 @@ fn set(
             _ => Verdict::Reduce,
         };
     };
-    let add_scope = plan.expand(&plan.prop_seeds(scope, "add"), radd);
+    let add_scope = plan.here(&plan.prop_at(scope, "add"), radd);
     let ladd = lhs.and_then(|l| l.get("add"));
     let survives = |member: &Value, name: Option<&str>| -> bool {
         let in_term = |t: &Value| match (t, name) {
@@ -176,7 +182,7 @@ fn set(
     match (radd, form) {
         (Value::Object(r), Some(Form::Object)) => worst(r.iter().map(|(k, v)| {
             let l = ladd.and_then(|l| l.get(k)).filter(|m| survives(m, Some(k)));
-            verdict(plan, &plan.prop_seeds(&add_scope, k), l, v)
+            verdict(plan, &plan.prop_at(&add_scope, k), l, v)
         })),
         (Value::Array(r), Some(Form::Array)) => {
             let litems = ladd
@@ -192,7 +198,7 @@ fn set(
                     .ok()
                     .map(|j| ls[j])
                     .filter(|m| survives(m, None));
-                verdict(plan, &plan.item_seeds(&add_scope, i), l, v)
+                verdict(plan, &plan.item_at(&add_scope, i), l, v)
             }))
         }
         _ => Verdict::Reduce,

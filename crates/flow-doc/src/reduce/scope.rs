@@ -166,18 +166,33 @@ impl Plan {
 
     /// The seeds of property `name` of an object whose scope is `scope`.
     pub(crate) fn prop_seeds(&self, scope: &Scope, name: &str) -> Seeds {
+        self.named_prop_seeds(scope, Some(name))
+    }
+
+    /// The seeds of a property that no `properties` of the scope names, where no
+    /// `patternProperties` apply: the same for every such name.
+    pub(crate) fn unlisted_prop_seeds(&self, scope: &Scope) -> Seeds {
+        self.named_prop_seeds(scope, None)
+    }
+
+    fn named_prop_seeds(&self, scope: &Scope, name: Option<&str>) -> Seeds {
         let mut seeds = Seeds::Empty;
         let mut evaluated = false;
         let mut name_value: Option<Value> = None;
         for &n in scope.nodes() {
             let node = &self.nodes[n as usize];
             let mut matched = false;
-            if let Some(t) = node.props.get(name) {
+            if let Some(t) = name.and_then(|name| node.props.get(name)) {
                 seeds.push(*t);
                 matched = true;
             }
-            for (pattern, t) in &node.patterns {
-                let v = name_value.get_or_insert_with(|| Value::String(name.to_string()));
+            debug_assert!(
+                name.is_some() || node.patterns.is_empty(),
+                "patterns need names"
+            );
+            for (pattern, t) in name.map_or(&[][..], |_| &node.patterns[..]) {
+                let v = name_value
+                    .get_or_insert_with(|| Value::String(name.unwrap_or_default().to_string()));
                 if pattern.is_valid(v) {
                     seeds.push(*t);
                     matched = true;

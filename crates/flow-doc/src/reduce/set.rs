@@ -12,7 +12,7 @@
 
 use super::super::ptr::Pointer;
 use super::merge::{compare_key, key_of, sort_by_key};
-use super::scope::Scope;
+use super::shape::Here;
 use super::{Fail, Loc, Out, ReduceError, Walk, show};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
@@ -69,7 +69,7 @@ pub(super) fn form_of(v: &Value) -> Result<Option<Form>, &'static str> {
 pub(super) fn reduce(
     w: &Walk,
     loc: &Loc,
-    scope: &Scope,
+    scope: &Here,
     key: &[Pointer],
     lhs: Option<Value>,
     rhs: Value,
@@ -99,12 +99,12 @@ pub(super) fn reduce(
     let form = rhs_form.or(lhs_form);
 
     // The scope of the `add` term, whose members deep-merge by their own strategies.
-    let add_seeds = w.plan.prop_seeds(scope, "add");
+    let add_at = w.plan.prop_at(scope, "add");
     let add_value = rhs
         .get("add")
         .or_else(|| lhs.as_ref().and_then(|l| l.get("add")))
         .unwrap_or(&Value::Null);
-    let add_scope = w.plan.expand(&add_seeds, add_value);
+    let add_scope = w.plan.here(&add_at, add_value);
     let add_loc = Loc::Prop(loc, "add");
     let m = Adds {
         w,
@@ -226,7 +226,7 @@ fn contains(key: &[Pointer], sorted: &[Value], v: &Value) -> bool {
 struct Adds<'a, 'w> {
     w: &'a Walk<'w>,
     loc: &'a Loc<'a>,
-    scope: &'a Scope<'w>,
+    scope: &'a Here<'w>,
     key: &'a [Pointer],
 }
 
@@ -238,11 +238,11 @@ impl Adds<'_, '_> {
         lhs: Option<Value>,
         rhs: Value,
     ) -> Result<Option<Value>, Fail> {
-        let seeds = match seeds_of {
-            Ok(name) => self.w.plan.prop_seeds(self.scope, name),
-            Err(index) => self.w.plan.item_seeds(self.scope, index),
+        let at = match seeds_of {
+            Ok(name) => self.w.plan.prop_at(self.scope, name),
+            Err(index) => self.w.plan.item_at(self.scope, index),
         };
-        Ok(match self.w.at(loc, &seeds, lhs, rhs)? {
+        Ok(match self.w.at(loc, at, lhs, rhs)? {
             Out::Keep(v) => Some(v),
             Out::Removed(_) => None,
         })
