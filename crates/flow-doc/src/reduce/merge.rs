@@ -165,7 +165,22 @@ pub(super) fn sort_by_key(key: &[Pointer], items: Vec<Value>) -> Vec<(usize, Val
 
 /// Both sides sorted by key; each run of equal keys reduced left to right, lhs items first; the
 /// result stays sorted and has one item per key.
-fn keyed(
+pub(super) fn keyed(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Here,
+    key: &[Pointer],
+    lhs: Vec<Value>,
+    rhs: Vec<Value>,
+) -> Result<Vec<Value>, Fail> {
+    if rhs.len() <= IN_PLACE_ITEMS_MAX && strictly_sorted(key, &rhs) && strictly_sorted(key, &lhs) {
+        return keyed_in_place(w, loc, scope, key, lhs, rhs);
+    }
+    keyed_runs(w, loc, scope, key, lhs, rhs)
+}
+
+/// `keyed` for any arrays: run by run.
+pub(super) fn keyed_runs(
     w: &Walk,
     loc: &Loc,
     scope: &Here,
@@ -204,6 +219,55 @@ fn keyed(
         (l, r) = (l_end, r_end);
     }
     Ok(out)
+}
+
+/// Most rhs items that a keyed merge inserts into lhs in place: each insert moves lhs's tail.
+const IN_PLACE_ITEMS_MAX: usize = 8;
+
+/// Whether items ascend strictly by key (sorted, no key twice), as reduced arrays do.
+fn strictly_sorted(key: &[Pointer], items: &[Value]) -> bool {
+    items
+        .windows(2)
+        .all(|w| super::compare_by_key(key, &w[0], &w[1]) == Ordering::Less)
+}
+
+/// `keyed` where both sides ascend strictly by key, and rhs is short: every run of equal keys
+/// has at most one item of each side, so each rhs item reduces onto the lhs item of its key
+/// (found by binary search) or against nothing, in key order, as `keyed` would; lhs is kept
+/// and the result written into it.
+fn keyed_in_place(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Here,
+    key: &[Pointer],
+    mut lhs: Vec<Value>,
+    rhs: Vec<Value>,
+) -> Result<Vec<Value>, Fail> {
+    let mut from = 0;
+    for (i, item) in rhs.into_iter().enumerate() {
+        let at = from
+            + lhs[from..]
+                .partition_point(|l| super::compare_by_key(key, l, &item) == Ordering::Less);
+        let found = lhs
+            .get(at)
+            .is_some_and(|l| super::compare_by_key(key, l, &item) == Ordering::Equal);
+        let prev = found.then(|| std::mem::take(&mut lhs[at]));
+        match (item_at(w, loc, scope, i, prev, item)?, found) {
+            (Some(v), true) => lhs[at] = v,
+            (Some(v), false) => lhs.insert(at, v),
+            (None, true) => {
+                lhs.remove(at);
+                from = at;
+                continue;
+            }
+            (None, false) => {
+                from = at;
+                continue;
+            }
+        }
+        from = at + 1;
+    }
+    Ok(lhs)
 }
 
 /// Items in key order (stable), each with its original index. Items already in order, as

@@ -39,6 +39,8 @@ mod tests_annotations;
 #[cfg(test)]
 mod tests_examples;
 #[cfg(test)]
+mod tests_keyed;
+#[cfg(test)]
 mod tests_merge;
 #[cfg(test)]
 pub(crate) mod tests_props;
