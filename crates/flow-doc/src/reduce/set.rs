@@ -113,31 +113,45 @@ pub(super) fn reduce(
         key,
     };
 
-    let rhs = m.parse(rhs)?;
-    let lhs = match lhs {
-        Some(l) => Some(m.parse(l)?),
-        None => None,
+    // Terms are taken out of the documents' maps and the result written back into one of
+    // them (lhs's, or rhs's against nothing), rather than rebuilding a map.
+    let (Value::Object(mut rhs_map), lhs_map) = (rhs, lhs) else {
+        unreachable!("form_of accepts objects only")
     };
-    let out = match (lhs, w.full) {
+    let rhs = m.take(&mut rhs_map)?;
+    let lhs = match lhs_map {
+        Some(Value::Object(mut l)) => {
+            let update = m.take(&mut l)?;
+            Some((update, l))
+        }
+        _ => None,
+    };
+    let (out, mut map) = match (lhs, w.full) {
         (lhs, true) => {
             // lhs is the start of history: its own intersect/remove act on nothing.
-            let base = lhs.and_then(|l| l.add);
+            let (base, map) = match lhs {
+                Some((l, map)) => (l.add, map),
+                None => (None, rhs_map),
+            };
             let add = m.merge_adds(apply_op(key, base, &rhs.op), rhs.add)?;
-            Update {
+            let out = Update {
                 add: add.or_else(|| form.map(empty)),
                 op: Op::Keep,
-            }
+            };
+            (out, map)
         }
-        (None, false) => rhs,
-        (Some(lhs), false) => {
+        (None, false) => (rhs, rhs_map),
+        (Some((lhs, map)), false) => {
             let add = m.merge_adds(apply_op(key, lhs.add, &rhs.op), rhs.add)?;
-            Update {
+            let out = Update {
                 add,
                 op: compose(key, lhs.op, rhs.op),
-            }
+            };
+            (out, map)
         }
     };
-    Ok(Out::Keep(out.into_value()))
+    out.put(&mut map);
+    Ok(Out::Keep(Value::Object(map)))
 }
 
 fn empty(form: Form) -> Members {
@@ -248,21 +262,16 @@ impl Adds<'_, '_> {
         })
     }
 
-    /// Parse an update whose shape `form_of` accepted, sorting array terms; duplicate added
-    /// members fold left to right.
-    fn parse(&self, v: Value) -> Result<Update, Fail> {
-        let Value::Object(m) = v else {
-            return Ok(Update {
-                add: None,
-                op: Op::Keep,
-            });
-        };
+    /// Take the terms out of an update whose shape `form_of` accepted, sorting array terms;
+    /// duplicate added members fold left to right. The map keeps the terms' slots (holding
+    /// null) for `Update::put`.
+    fn take(&self, m: &mut Map<String, Value>) -> Result<Update, Fail> {
         let mut update = Update {
             add: None,
             op: Op::Keep,
         };
-        for (k, t) in m {
-            let members = match (k.as_str(), t) {
+        for (k, t) in m.iter_mut() {
+            let members = match (k.as_str(), std::mem::take(t)) {
                 ("add", Value::Array(items)) => Members::Arr(self.fold_sorted(items)?),
                 (_, Value::Array(items)) => Members::Arr(dedup_sorted(self.key, items)),
                 (_, Value::Object(o)) => Members::Obj(o),
@@ -311,10 +320,23 @@ impl Adds<'_, '_> {
         };
         Ok(Some(match (lhs, rhs) {
             (Members::Obj(mut l), Members::Obj(r)) => {
+                use serde_json::map::Entry;
                 for (k, v) in r {
-                    let prev = l.remove(&k);
-                    if let Some(m) = self.member(&Loc::Prop(self.loc, &k), Ok(&k), prev, v)? {
-                        l.insert(k, m);
+                    match l.entry(k) {
+                        Entry::Occupied(mut e) => {
+                            let prev = std::mem::take(e.get_mut());
+                            let loc = Loc::Prop(self.loc, e.key());
+                            match self.member(&loc, Ok(e.key()), Some(prev), v)? {
+                                Some(m) => *e.get_mut() = m,
+                                None => drop(e.remove()),
+                            }
+                        }
+                        Entry::Vacant(e) => {
+                            let loc = Loc::Prop(self.loc, e.key());
+                            if let Some(m) = self.member(&loc, Ok(e.key()), None, v)? {
+                                e.insert(m);
+                            }
+                        }
                     }
                 }
                 Members::Obj(l)
@@ -357,20 +379,30 @@ impl Members {
 }
 
 impl Update {
-    fn into_value(self) -> Value {
-        let mut m = Map::new();
-        if let Some(add) = self.add {
-            m.insert("add".to_string(), add.into_value());
-        }
-        match self.op {
-            Op::Keep => {}
-            Op::Intersect(t) => {
-                m.insert("intersect".to_string(), t.into_value());
+    /// Write the update into the map its terms were taken from (or any map of terms): into
+    /// the slots it has, then whatever has no slot.
+    fn put(self, m: &mut Map<String, Value>) {
+        let mut terms = match self.op {
+            Op::Keep => [("add", self.add), ("intersect", None), ("remove", None)],
+            Op::Intersect(t) => [("add", self.add), ("intersect", Some(t)), ("remove", None)],
+            Op::Remove(t) => [("add", self.add), ("intersect", None), ("remove", Some(t))],
+        };
+        let mut emptied = false;
+        for (k, slot) in m.iter_mut() {
+            match terms.iter_mut().find(|(name, _)| *name == k.as_str()) {
+                Some((_, term @ Some(_))) => {
+                    *slot = term.take().expect("some").into_value();
+                }
+                _ => emptied = true,
             }
-            Op::Remove(t) => {
-                m.insert("remove".to_string(), t.into_value());
+        }
+        if emptied {
+            m.retain(|_, slot| !slot.is_null());
+        }
+        for (name, term) in terms {
+            if let Some(t) = term {
+                m.insert(name.to_string(), t.into_value());
             }
         }
-        Value::Object(m)
     }
 }
