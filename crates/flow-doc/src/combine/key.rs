@@ -30,11 +30,24 @@ pub(super) fn encode_key<'k>(
     doc: &Value,
 ) -> Result<Vec<u8>, &'k Pointer> {
     let mut out = Vec::with_capacity(4 + 16 * key.len());
+    encode_key_into(binding, key, doc, &mut out)?;
+    Ok(out)
+}
+
+/// `encode_key` into `out` (cleared first), which a caller can reuse from one document to the
+/// next: most documents' keys are already in the memtable, and need no allocation of their own.
+pub(super) fn encode_key_into<'k>(
+    binding: u32,
+    key: &'k [Pointer],
+    doc: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), &'k Pointer> {
+    out.clear();
     out.extend_from_slice(&binding.to_be_bytes());
     for ptr in key {
-        encode_value(ptr.query(doc).ok_or(ptr)?, &mut out);
+        encode_value(ptr.query(doc).ok_or(ptr)?, out);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The binding of a packed key.

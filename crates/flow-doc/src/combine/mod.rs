@@ -181,6 +181,8 @@ pub struct Combiner {
     entries: HashMap<Box<[u8]>, Entry>,
     mem_bytes: usize,
     spill: Option<spill::SpillFile>,
+    /// The packed key of the document being added, kept for the next one's.
+    packed: Vec<u8>,
 }
 
 impl Combiner {
@@ -197,6 +199,7 @@ impl Combiner {
             entries: HashMap::new(),
             mem_bytes: 0,
             spill: None,
+            packed: Vec::new(),
         }
     }
 
@@ -232,7 +235,8 @@ impl Combiner {
                 count: self.bindings.len(),
             });
         };
-        let packed = key::encode_key(binding as u32, &b.key, &doc).map_err(|ptr| {
+        let packed = &mut self.packed;
+        key::encode_key_into(binding as u32, &b.key, &doc, packed).map_err(|ptr| {
             CombineError::MissingKey {
                 binding,
                 ptr: ptr.to_string(),
@@ -262,7 +266,7 @@ impl Combiner {
                     bytes_exact: bytes,
                 },
             };
-            self.entries.insert(packed.into_boxed_slice(), entry);
+            self.entries.insert(packed.as_slice().into(), entry);
             self.mem_bytes += bytes;
             return self.maybe_spill();
         };
@@ -276,7 +280,7 @@ impl Combiner {
             }
             entry.front = Some(doc);
         } else {
-            push_doc(b, &packed, &mut entry.docs, doc)?;
+            push_doc(b, packed, &mut entry.docs, doc)?;
         }
         entry.bytes += doc_bytes;
         // Re-measure once the estimate doubles: amortized, this costs a constant per byte added.
