@@ -56,19 +56,22 @@ fn containers(
     rhs: Value,
 ) -> Result<Out, Fail> {
     let out = match rhs {
-        Value::Object(r) => {
-            let l = match lhs {
-                Some(Value::Object(l)) => l,
-                _ => Map::new(),
-            };
-            Value::Object(objects(w, loc, scope, l, r)?)
-        }
-        Value::Array(r) => {
+        Value::Object(mut r) => match lhs {
+            Some(Value::Object(l)) if !l.is_empty() => Value::Object(objects(w, loc, scope, l, r)?),
+            _ => {
+                props_alone(w, loc, scope, &mut r)?;
+                Value::Object(r)
+            }
+        },
+        Value::Array(mut r) => {
             let l = match lhs {
                 Some(Value::Array(l)) => l,
                 _ => Vec::new(),
             };
-            if key.is_empty() {
+            if l.is_empty() && (key.is_empty() || strictly_sorted(key, &r)) {
+                items_alone(w, loc, scope, &mut r)?;
+                Value::Array(r)
+            } else if key.is_empty() {
                 Value::Array(by_index(w, loc, scope, l, r)?)
             } else {
                 Value::Array(keyed(w, loc, scope, key, l, r)?)
@@ -77,6 +80,45 @@ fn containers(
         scalar => scalar,
     };
     Ok(Out::Keep(out))
+}
+
+/// Reduce each property against nothing, in place: what `objects` gives onto an empty object
+/// (each property in order, deleted ones left out), without building a new map.
+fn props_alone(
+    w: &Walk,
+    loc: &Loc,
+    scope: &Here,
+    rhs: &mut Map<String, Value>,
+) -> Result<(), Fail> {
+    let mut props = w.plan.props(scope);
+    let mut removed: Vec<String> = Vec::new();
+    for (k, v) in rhs.iter_mut() {
+        let at = props.at(k);
+        match w.at(&Loc::Prop(loc, k), at, None, std::mem::take(v))? {
+            Out::Keep(x) => *v = x,
+            Out::Removed(_) => removed.push(k.clone()),
+        }
+    }
+    for k in removed {
+        rhs.remove(&k);
+    }
+    Ok(())
+}
+
+/// Reduce each item against nothing, in place: what `by_index` gives onto an empty array, and
+/// `keyed` too where items ascend strictly by key (each item is then its own run).
+fn items_alone(w: &Walk, loc: &Loc, scope: &Here, rhs: &mut Vec<Value>) -> Result<(), Fail> {
+    let mut removed: Vec<usize> = Vec::new();
+    for (i, v) in rhs.iter_mut().enumerate() {
+        match item_at(w, loc, scope, i, None, std::mem::take(v))? {
+            Some(x) => *v = x,
+            None => removed.push(i),
+        }
+    }
+    for i in removed.into_iter().rev() {
+        rhs.remove(i);
+    }
+    Ok(())
 }
 
 /// Union of properties; shared ones reduced recursively, rhs-only ones against nothing.
