@@ -182,15 +182,16 @@ impl fmt::Display for Loc<'_> {
     }
 }
 
-/// Why a walk stopped early.
+/// Why a walk stopped early. The error is boxed: every step of a walk returns a
+/// `Result<Out, Fail>`, which an unboxed error would make several times larger to move.
 pub(crate) enum Fail {
-    Error(ReduceError),
+    Error(Box<ReduceError>),
     Defer,
 }
 
 impl From<ReduceError> for Fail {
     fn from(e: ReduceError) -> Self {
-        Fail::Error(e)
+        Fail::Error(Box::new(e))
     }
 }
 
@@ -238,7 +239,7 @@ impl Plan {
             return match walk.at(&Loc::Root, self.root_at(), lhs, rhs) {
                 Ok(Out::Keep(doc)) => Ok(Reduced::Doc(doc)),
                 Ok(Out::Removed(tombstone)) => Ok(Reduced::Deleted(tombstone)),
-                Err(Fail::Error(e)) => Err(e),
+                Err(Fail::Error(e)) => Err(*e),
                 Err(Fail::Defer) => Err(ReduceError::UndetectedDeferral {
                     at: "/".to_string(),
                 }),
@@ -257,7 +258,7 @@ impl Plan {
             Ok(Out::Removed(_)) => Err(ReduceError::UndetectedDeferral {
                 at: "/".to_string(),
             }),
-            Err(Fail::Error(e)) => Err(e),
+            Err(Fail::Error(e)) => Err(*e),
             Err(Fail::Defer) => match backup {
                 Some((lhs, rhs)) => Ok(deferred(lhs, rhs)),
                 None => Err(ReduceError::UndetectedDeferral {

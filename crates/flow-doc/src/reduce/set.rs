@@ -75,7 +75,7 @@ pub(super) fn reduce(
     rhs: Value,
 ) -> Result<Out, Fail> {
     let invalid = |reason: &'static str, lhs: Option<&Value>, rhs: &Value| {
-        Fail::Error(ReduceError::InvalidSet {
+        Fail::from(ReduceError::InvalidSet {
             at: loc.to_string(),
             reason,
             lhs: show(lhs),

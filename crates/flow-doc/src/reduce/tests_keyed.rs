@@ -52,7 +52,7 @@ fn items() -> impl Strategy<Value = Vec<Value>> {
 
 fn outcome(r: Result<Vec<Value>, Fail>) -> Result<Vec<Value>, Option<ReduceError>> {
     r.map_err(|f| match f {
-        Fail::Error(e) => Some(e),
+        Fail::Error(e) => Some(*e),
         Fail::Defer => None,
     })
 }
