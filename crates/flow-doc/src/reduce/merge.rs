@@ -94,6 +94,9 @@ fn props_alone(
     let mut removed: Vec<String> = Vec::new();
     for (k, v) in rhs.iter_mut() {
         let at = props.at(k);
+        if w.plan.takes_rhs(&at) {
+            continue;
+        }
         match w.at(&Loc::Prop(loc, k), at, None, std::mem::take(v))? {
             Out::Keep(x) => *v = x,
             Out::Removed(_) => removed.push(k.clone()),
@@ -133,6 +136,10 @@ pub(super) fn objects(
     let mut props = w.plan.props(scope);
     for (k, rv) in rhs {
         let at = props.at(&k);
+        if w.plan.takes_rhs(&at) {
+            out.insert(k, rv); // What reducing gives, with one lookup.
+            continue;
+        }
         match out.entry(k) {
             Entry::Occupied(mut e) => {
                 let lv = std::mem::take(e.get_mut());
@@ -373,6 +380,9 @@ fn item_at(
     rhs: Value,
 ) -> Result<Option<Value>, Fail> {
     let at = w.plan.item_at(scope, i);
+    if w.plan.takes_rhs(&at) {
+        return Ok(Some(rhs));
+    }
     Ok(match w.at(&Loc::Item(loc, i), at, lhs, rhs)? {
         Out::Keep(v) => Some(v),
         Out::Removed(_) => None,

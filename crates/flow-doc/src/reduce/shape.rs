@@ -35,6 +35,8 @@ pub(crate) struct Shape {
     strategy: Option<u16>,
     /// Whether two different strategies apply here: an error when a reduction reaches it.
     conflict: bool,
+    /// Whether the strategy is `lastWriteWins` without delete (or none): rhs is the result.
+    takes_rhs: bool,
     /// The shapes of properties that `properties` names, sorted by name (the order of
     /// `serde_json::Map`, so a walk over an object's properties advances through these).
     props: Vec<(String, ShapeId)>,
@@ -205,6 +207,7 @@ impl ShapeCompiler<'_> {
             nodes,
             strategy: None,
             conflict: false,
+            takes_rhs: false,
             props: Vec::new(),
             other: None,
             tuple: Vec::new(),
@@ -253,9 +256,15 @@ impl ShapeCompiler<'_> {
         // Past every tuple, each node gives its `items` (or nothing) whatever the index.
         let rest = self.intern(&plan.item_seeds(&scope, tuple_len))?;
 
+        let takes_rhs = !conflict
+            && matches!(
+                strategy.map(|i| &plan.strategies[i as usize]),
+                None | Some(Strategy::LastWriteWins { delete: false })
+            );
         let s = &mut self.shapes[id as usize];
         s.strategy = strategy;
         s.conflict = conflict;
+        s.takes_rhs = takes_rhs;
         s.props = props;
         s.other = other;
         s.tuple = tuple;
@@ -323,6 +332,15 @@ impl Plan {
         match here {
             Here::Shape(s) => At::Shape(s.item(index)),
             Here::Scope(scope) => At::Seeds(self.item_seeds(scope, index)),
+        }
+    }
+
+    /// Whether reducing at `at` is known to give rhs itself (`lastWriteWins` without delete,
+    /// or no strategy), so that a walk can put rhs in place without reducing.
+    pub(crate) fn takes_rhs(&self, at: &At) -> bool {
+        match at {
+            At::Shape(id) => self.shape(*id).takes_rhs,
+            At::Seeds(_) => false,
         }
     }
 
