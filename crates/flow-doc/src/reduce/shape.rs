@@ -275,6 +275,7 @@ impl ShapeCompiler<'_> {
 
 impl Plan {
     /// Where the root's scope comes from.
+    #[inline]
     pub(crate) fn root_at(&self) -> At {
         match self.shapes {
             Some(_) => At::Shape(ROOT),
@@ -283,6 +284,7 @@ impl Plan {
     }
 
     /// The scope of a location holding `v`.
+    #[inline]
     pub(crate) fn here(&self, at: &At, v: &Value) -> Here<'_> {
         match at {
             At::Shape(id) => Here::Shape(self.shape(*id)),
@@ -290,11 +292,13 @@ impl Plan {
         }
     }
 
+    #[inline]
     fn shape(&self, id: ShapeId) -> &Shape {
         self.shapes.as_ref().expect("shapes exist").get(id)
     }
 
     /// The strategy at a location: None if no annotation applies (`lastWriteWins`).
+    #[inline]
     pub(crate) fn strategy_of(
         &self,
         here: &Here,
@@ -308,6 +312,7 @@ impl Plan {
     }
 
     /// Where the scope of property `name` comes from.
+    #[inline]
     pub(crate) fn prop_at(&self, here: &Here, name: &str) -> At {
         match here {
             Here::Shape(s) => match s.prop(name) {
@@ -319,6 +324,7 @@ impl Plan {
     }
 
     /// Where the scopes of an object's properties come from, property by property.
+    #[inline]
     pub(crate) fn props<'h, 'p>(&'p self, here: &'h Here<'p>) -> Props<'h, 'p> {
         Props {
             plan: self,
@@ -328,6 +334,7 @@ impl Plan {
     }
 
     /// Where the scope of item `index` comes from.
+    #[inline]
     pub(crate) fn item_at(&self, here: &Here, index: usize) -> At {
         match here {
             Here::Shape(s) => At::Shape(s.item(index)),
@@ -337,6 +344,7 @@ impl Plan {
 
     /// Whether reducing at `at` is known to give rhs itself (`lastWriteWins` without delete,
     /// or no strategy), so that a walk can put rhs in place without reducing.
+    #[inline]
     pub(crate) fn takes_rhs(&self, at: &At) -> bool {
         match at {
             At::Shape(id) => self.shape(*id).takes_rhs,
@@ -345,6 +353,7 @@ impl Plan {
     }
 
     /// Whether an associative reduction at `at` can defer (true where unknown).
+    #[inline]
     pub(crate) fn may_defer(&self, at: &At) -> bool {
         match at {
             At::Shape(id) => self.shape(*id).may_defer,
@@ -353,6 +362,7 @@ impl Plan {
     }
 
     /// Whether any child of a location at `here` can defer (true where unknown).
+    #[inline]
     pub(crate) fn children_may_defer(&self, here: &Here) -> bool {
         match here {
             Here::Shape(s) => s.children_may_defer,
@@ -380,6 +390,7 @@ pub(crate) struct Props<'h, 'p> {
 }
 
 impl Props<'_, '_> {
+    #[inline]
     pub fn at(&mut self, name: &str) -> At {
         let s = match self.here {
             Here::Shape(s) => s,
