@@ -327,9 +327,14 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
     post_json(http, p, "/v1/catalog", &bundle).await;
 }
 
-/// The destination's `customer_totals` rows (customer, total, orders, document) by customer,
-/// and its `customer_totals_log` rows (customer, total, orders), each read with its own client.
-fn destination_rows(dest: Dest<'_>) -> (Vec<(String, f64, i64, String)>, Vec<(String, f64, i64)>) {
+/// A `customer_totals` row: customer, total, orders, document.
+type TotalsRow = (String, f64, i64, String);
+/// A `customer_totals_log` row: customer, total, orders.
+type LogRow = (String, f64, i64);
+
+/// The destination's `customer_totals` rows by customer, and its `customer_totals_log` rows,
+/// each read with its own client.
+fn destination_rows(dest: Dest<'_>) -> (Vec<TotalsRow>, Vec<LogRow>) {
     match dest {
         Dest::Sqlite(views) => {
             let db = rusqlite::Connection::open(views).unwrap();
