@@ -53,6 +53,9 @@ pub struct Loaded {
 pub struct Stored {
     pub key: Value,
     pub doc: Value,
+    /// `doc` as the JSON text the host sent (what a whole-document column stores, without
+    /// serializing `doc` again).
+    pub text: String,
     /// Whether `load` returned a document for this key in this transaction.
     pub exists: bool,
     /// The reduction deleted the document: remove it.
@@ -165,6 +168,7 @@ pub fn write<T: Materialization>(binding: u32, docs: Vec<wit::Stored>) -> Result
         stored.push(Stored {
             key: parse(&d.key)?,
             doc: parse(&d.document)?,
+            text: d.document,
             exists: d.exists,
             delete: d.delete,
         });

@@ -53,6 +53,10 @@ pub trait Dialect: 'static {
     fn column_type(kind: Kind, key: bool) -> &'static str;
     /// The type of the `flow_document` column.
     const DOCUMENT_TYPE: &'static str;
+    /// Whether rows are written by multi-row statements (a round trip per statement to a
+    /// server) rather than one prepared single-row statement run for each row (in-process
+    /// SQLite, where parsing a statement of thousands of rows costs more than it saves).
+    const MULTI_ROW: bool;
     /// The `i`th (from 1) parameter placeholder of a statement, for a value of `kind`.
     fn placeholder(i: usize, kind: Kind) -> String;
     /// A placeholder where the server cannot infer its type from a column (in a `VALUES`
@@ -87,6 +91,7 @@ impl Dialect for Sqlite {
     const CONNECTOR: &'static str = "sqlite";
     const PROBE: &'static str = "SELECT sqlite_version()";
     const DOCUMENT_TYPE: &'static str = "TEXT";
+    const MULTI_ROW: bool = false;
 
     fn column_type(kind: Kind, _key: bool) -> &'static str {
         match kind {
@@ -116,6 +121,7 @@ impl Dialect for Postgres {
     const CONNECTOR: &'static str = "postgres";
     const PROBE: &'static str = "SELECT current_setting('server_version_num')";
     const DOCUMENT_TYPE: &'static str = "JSONB";
+    const MULTI_ROW: bool = true;
 
     fn column_type(kind: Kind, _key: bool) -> &'static str {
         match kind {
@@ -244,6 +250,8 @@ struct Table<D: Dialect> {
     keys: Vec<Column>,
     values: Vec<Column>,
     delta: bool,
+    /// The single-row upsert, for dialects that do not write multi-row statements.
+    upsert_one: String,
     _dialect: PhantomData<D>,
 }
 
@@ -287,13 +295,15 @@ impl<D: Dialect> Table<D> {
                 });
             }
         }
-        let table = Table {
+        let mut table = Table {
             name,
             keys,
             values,
             delta: b.delta_updates,
+            upsert_one: String::new(),
             _dialect: PhantomData,
         };
+        table.upsert_one = table.upsert(1);
         table.ensure(binding)?;
         Ok(table)
     }
@@ -441,12 +451,13 @@ impl<D: Dialect> Table<D> {
         )
     }
 
-    /// A document's values, in column order, then the document itself.
-    fn row(&self, doc: &Value, out: &mut Vec<Sv>) {
+    /// A document's values, in column order, then the document itself (its text as the host
+    /// sent it).
+    fn row(&self, d: Stored, out: &mut Vec<Sv>) {
         for c in self.columns() {
-            out.push(D::bind(c.kind, doc.pointer(&c.ptr)));
+            out.push(D::bind(c.kind, d.doc.pointer(&c.ptr)));
         }
-        out.push(Sv::Text(json_text(doc)));
+        out.push(Sv::Text(d.text));
     }
 }
 
@@ -539,20 +550,34 @@ impl<D: Dialect> Materialization for SqlTables<D> {
 
     fn write(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error> {
         let t = self.table(binding)?;
-        let upserts: Vec<&Stored> = docs.iter().filter(|d| !d.delete).collect();
+        let (deletes, upserts): (Vec<Stored>, Vec<Stored>) = docs.into_iter().partition(|d| d.delete);
         let width = t.keys.len() + t.values.len() + 1;
-        let per_statement = (PARAMS_PER_STATEMENT / width).max(1);
-        for chunk in upserts.chunks(per_statement) {
-            let mut params = Vec::with_capacity(chunk.len() * width);
-            for d in chunk {
-                t.row(&d.doc, &mut params);
+        if D::MULTI_ROW {
+            let per_statement = (PARAMS_PER_STATEMENT / width).max(1);
+            let mut upserts = upserts.into_iter().peekable();
+            while upserts.peek().is_some() {
+                let mut params = Vec::with_capacity(per_statement * width);
+                let mut rows = 0;
+                for d in upserts.by_ref().take(per_statement) {
+                    t.row(d, &mut params);
+                    rows += 1;
+                }
+                sql::execute(&t.upsert(rows), &params).map_err(err(&t.name))?;
             }
-            sql::execute(&t.upsert(chunk.len()), &params).map_err(err(&t.name))?;
+        } else if !upserts.is_empty() {
+            let rows: Vec<Vec<Sv>> = upserts
+                .into_iter()
+                .map(|d| {
+                    let mut row = Vec::with_capacity(width);
+                    t.row(d, &mut row);
+                    row
+                })
+                .collect();
+            sql::execute_many(&t.upsert_one, &rows).map_err(err(&t.name))?;
         }
-        if !t.delta {
-            let deletes: Vec<Vec<Sv>> = docs
+        if !t.delta && !deletes.is_empty() {
+            let deletes: Vec<Vec<Sv>> = deletes
                 .iter()
-                .filter(|d| d.delete)
                 .map(|d| {
                     t.keys
                         .iter()
@@ -561,9 +586,7 @@ impl<D: Dialect> Materialization for SqlTables<D> {
                         .collect()
                 })
                 .collect();
-            if !deletes.is_empty() {
-                sql::execute_many(&t.delete(), &deletes).map_err(err(&t.name))?;
-            }
+            sql::execute_many(&t.delete(), &deletes).map_err(err(&t.name))?;
         }
         Ok(())
     }
@@ -657,6 +680,7 @@ mod test {
             keys: vec![Column { name: "id".into(), kind: Kind::Integer, ptr: "/id".into() }],
             values: vec![Column { name: "at".into(), kind: Kind::DateTime, ptr: "/at".into() }],
             delta: false,
+            upsert_one: String::new(),
             _dialect: PhantomData,
         };
         assert_eq!(
