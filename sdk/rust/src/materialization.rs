@@ -52,14 +52,74 @@ pub struct Loaded {
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub key: Value,
-    pub doc: Value,
-    /// `doc` as the JSON text the host sent (what a whole-document column stores, without
-    /// serializing `doc` again).
-    pub text: String,
+    /// The document: its text as the host sent it, parsed on first use.
+    pub doc: Doc,
     /// Whether `load` returned a document for this key in this transaction.
     pub exists: bool,
     /// The reduction deleted the document: remove it.
     pub delete: bool,
+}
+
+/// A document to store, as the JSON text the host sent: [`Doc::text`] is what a whole-document
+/// column stores without serializing anything again; the parsed `Value` is built on first use
+/// (`Deref`, so `doc["field"]` and `&*doc` work), and a plugin that reads only some fields can
+/// read them from the text without building it.
+///
+/// The host sends only valid JSON (every stored document was validated); text that is not JSON
+/// traps the plugin on first use, which the host reports and recovers from.
+#[derive(Clone)]
+pub struct Doc {
+    text: String,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl Doc {
+    /// A document of this JSON text.
+    pub fn new(text: String) -> Doc {
+        Doc {
+            text,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The JSON text, exactly as the host sent it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The JSON text, owned.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The parsed value, owned.
+    pub fn into_value(self) -> Value {
+        let text = self.text;
+        self.value.into_inner().unwrap_or_else(|| parse_doc(&text))
+    }
+}
+
+fn parse_doc(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
+}
+
+impl std::ops::Deref for Doc {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value.get_or_init(|| parse_doc(&self.text))
+    }
+}
+
+impl std::fmt::Debug for Doc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq<Value> for Doc {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
 }
 
 /// The host-owned SQL database of this task.
@@ -167,8 +227,7 @@ pub fn write<T: Materialization>(binding: u32, docs: Vec<wit::Stored>) -> Result
     for d in docs {
         stored.push(Stored {
             key: parse(&d.key)?,
-            doc: parse(&d.document)?,
-            text: d.document,
+            doc: Doc::new(d.document),
             exists: d.exists,
             delete: d.delete,
         });

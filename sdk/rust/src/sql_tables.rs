@@ -21,6 +21,10 @@ use crate::materialization::{Binding, Loaded, Materialization, MaterializationSp
 use crate::materialization::sql::{self, Value as Sv};
 use crate::Error;
 use serde_json::Value;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 /// Keys per `load` query: well under every dialect's bound-parameter limit even for wide keys.
@@ -70,12 +74,32 @@ pub trait Dialect: 'static {
     }
     /// The columns of `table` (name, lowercase type name), and which are its primary key.
     fn columns_query() -> &'static str;
-    /// How a value of `kind` is bound: JSON-typed columns take JSON text.
+    /// Whether a column of `kind` holds JSON, so that values are bound as JSON text.
+    fn json_column(kind: Kind) -> bool;
+    /// How a value of `kind` is bound: JSON columns take JSON text, others the value's own
+    /// type (objects and arrays as JSON text).
     fn bind(kind: Kind, v: Option<&Value>) -> Sv {
-        match (kind, v) {
-            (_, None | Some(Value::Null)) => Sv::Null,
-            (Kind::Json, Some(v)) => Sv::Text(json_text(v)),
-            (_, Some(v)) => scalar(v),
+        match v {
+            None | Some(Value::Null) => Sv::Null,
+            Some(v) if Self::json_column(kind) => Sv::Text(json_text(v)),
+            Some(v) => scalar(v),
+        }
+    }
+    /// [`Dialect::bind`] of a value given as its JSON text (a member read straight from a
+    /// document): objects, arrays and JSON columns take the text itself.
+    fn bind_raw(kind: Kind, raw: &str) -> Sv {
+        match raw.as_bytes().first() {
+            None | Some(b'n') => Sv::Null,
+            Some(b'{' | b'[') => Sv::Text(raw.to_owned()),
+            Some(_) if Self::json_column(kind) => Sv::Text(raw.to_owned()),
+            Some(b'"') => match serde_json::from_str::<String>(raw) {
+                Ok(s) => Sv::Text(s),
+                Err(_) => Sv::Null,
+            },
+            Some(_) => match serde_json::from_str::<Value>(raw) {
+                Ok(v) => scalar(&v),
+                Err(_) => Sv::Null,
+            },
         }
     }
     /// Whether an existing column's type (as `columns_query` reports it) stores `kind`.
@@ -110,6 +134,10 @@ impl Dialect for Sqlite {
 
     fn columns_query() -> &'static str {
         "SELECT name, type, pk > 0 FROM pragma_table_info(?1)"
+    }
+
+    fn json_column(kind: Kind) -> bool {
+        kind == Kind::Json
     }
 }
 
@@ -160,12 +188,8 @@ impl Dialect for Postgres {
          WHERE c.table_schema = current_schema() AND c.table_name = $1"
     }
 
-    fn bind(kind: Kind, v: Option<&Value>) -> Sv {
-        match (kind, v) {
-            (_, None | Some(Value::Null)) => Sv::Null,
-            (Kind::Json | Kind::Any, Some(v)) => Sv::Text(json_text(v)),
-            (_, Some(v)) => scalar(v),
-        }
+    fn json_column(kind: Kind) -> bool {
+        matches!(kind, Kind::Json | Kind::Any)
     }
 
     fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
@@ -242,7 +266,97 @@ fn err(context: &str) -> impl Fn(String) -> Error + '_ {
 struct Column {
     name: String,
     kind: Kind,
-    ptr: String,
+    ptr: Pointer,
+}
+
+/// Reads the members of a document's top-level object that columns need, as raw JSON slices
+/// of its text, skipping the rest: no tree is built (`found[i]` is member `i` of `index`).
+struct Members<'a, 'de> {
+    index: &'a HashMap<String, usize>,
+    found: &'a mut [Option<&'de RawValue>],
+}
+
+impl<'a, 'de> Members<'a, 'de> {
+    /// Read `text`; a document that is not an object has no members (as `Value::pointer`
+    /// finds none).
+    fn read(text: &'de str, index: &'a HashMap<String, usize>, found: &'a mut [Option<&'de RawValue>]) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        if serde::Deserializer::deserialize_map(&mut de, Members { index, found: &mut *found }).is_err() {
+            found.fill(None);
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Members<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key_seed(Name)? {
+            match self.index.get(&*name) {
+                Some(&i) => self.found[i] = Some(map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member's name, borrowed from the text unless it has escapes.
+struct Name;
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// A JSON pointer split into its unescaped tokens once, so looking a value up per document
+/// neither splits nor unescapes (`Value::pointer` does both, each time).
+struct Pointer(Vec<String>);
+
+impl Pointer {
+    fn new(ptr: &str) -> Pointer {
+        Pointer(
+            ptr.split('/')
+                .skip(1)
+                .map(|t| t.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+        )
+    }
+
+    fn get<'v>(&self, mut v: &'v Value) -> Option<&'v Value> {
+        for t in &self.0 {
+            v = match v {
+                Value::Object(m) => m.get(t.as_str())?,
+                // An index as RFC 6901 writes it: digits, no sign, no leading zero.
+                Value::Array(a) if t == "0" || !(t.starts_with('0') || t.starts_with('+')) => {
+                    a.get(t.parse::<usize>().ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
 }
 
 struct Table<D: Dialect> {
@@ -252,10 +366,42 @@ struct Table<D: Dialect> {
     delta: bool,
     /// The single-row upsert, for dialects that do not write multi-row statements.
     upsert_one: String,
+    /// The top-level members that columns read, by name, each with its slot: these are read
+    /// from a document's text without parsing it whole.
+    members: HashMap<String, usize>,
+    /// The slot of each column (in `columns()` order) that reads a top-level member.
+    slots: Vec<Option<usize>>,
     _dialect: PhantomData<D>,
 }
 
 impl<D: Dialect> Table<D> {
+    fn new(name: String, keys: Vec<Column>, values: Vec<Column>, delta: bool) -> Self {
+        let mut table = Table {
+            name,
+            keys,
+            values,
+            delta,
+            upsert_one: String::new(),
+            members: HashMap::new(),
+            slots: Vec::new(),
+            _dialect: PhantomData,
+        };
+        table.upsert_one = table.upsert(1);
+        let mut members = HashMap::new();
+        let slots = table
+            .columns()
+            .map(|c| match c.ptr.0.as_slice() {
+                [name] => {
+                    let next = members.len();
+                    Some(*members.entry(name.clone()).or_insert(next))
+                }
+                _ => None,
+            })
+            .collect();
+        (table.members, table.slots) = (members, slots);
+        table
+    }
+
     /// Create the binding's table if it is missing, add columns for fields the schema gained,
     /// and refuse one that cannot hold the collection (another key, a column of another type).
     fn create(binding: usize, b: &Binding) -> Result<Self, Error> {
@@ -279,7 +425,7 @@ impl<D: Dialect> Table<D> {
             .map(|p| Column {
                 name: column_for_pointer(p),
                 kind: kind_of(b.schema.pointer(&schema_path(p)).unwrap_or(&Value::Null)),
-                ptr: p.clone(),
+                ptr: Pointer::new(p),
             })
             .collect();
         let mut values = Vec::new();
@@ -291,19 +437,11 @@ impl<D: Dialect> Table<D> {
                 values.push(Column {
                     name: prop.clone(),
                     kind: kind_of(schema),
-                    ptr: format!("/{}", prop.replace('~', "~0").replace('/', "~1")),
+                    ptr: Pointer(vec![prop.clone()]),
                 });
             }
         }
-        let mut table = Table {
-            name,
-            keys,
-            values,
-            delta: b.delta_updates,
-            upsert_one: String::new(),
-            _dialect: PhantomData,
-        };
-        table.upsert_one = table.upsert(1);
+        let table = Table::new(name, keys, values, b.delta_updates);
         table.ensure(binding)?;
         Ok(table)
     }
@@ -452,12 +590,22 @@ impl<D: Dialect> Table<D> {
     }
 
     /// A document's values, in column order, then the document itself (its text as the host
-    /// sent it).
+    /// sent it). Top-level members are read from the text; only a nested pointer parses it.
     fn row(&self, d: Stored, out: &mut Vec<Sv>) {
-        for c in self.columns() {
-            out.push(D::bind(c.kind, d.doc.pointer(&c.ptr)));
+        let text = d.doc.text();
+        let mut found = vec![None; self.members.len()];
+        Members::read(text, &self.members, &mut found);
+        for (c, slot) in self.columns().zip(&self.slots) {
+            out.push(match slot {
+                Some(i) => match found[*i] {
+                    Some(raw) => D::bind_raw(c.kind, raw.get()),
+                    None => Sv::Null,
+                },
+                None => D::bind(c.kind, c.ptr.get(&d.doc)),
+            });
         }
-        out.push(Sv::Text(d.text));
+        drop(found);
+        out.push(Sv::Text(d.doc.into_text()));
     }
 }
 
@@ -538,7 +686,7 @@ impl<D: Dialect> Materialization for SqlTables<D> {
                     let key = Value::Array(
                         t.keys
                             .iter()
-                            .map(|c| doc.pointer(&c.ptr).cloned().unwrap_or(Value::Null))
+                            .map(|c| c.ptr.get(&doc).cloned().unwrap_or(Value::Null))
                             .collect(),
                     );
                     out.push(Loaded { key, doc });
@@ -675,14 +823,12 @@ mod test {
 
     #[test]
     fn statements_quote_identifiers_and_number_placeholders() {
-        let t = Table::<Postgres> {
-            name: "my \"table\"".into(),
-            keys: vec![Column { name: "id".into(), kind: Kind::Integer, ptr: "/id".into() }],
-            values: vec![Column { name: "at".into(), kind: Kind::DateTime, ptr: "/at".into() }],
-            delta: false,
-            upsert_one: String::new(),
-            _dialect: PhantomData,
-        };
+        let t = Table::<Postgres>::new(
+            "my \"table\"".into(),
+            vec![Column { name: "id".into(), kind: Kind::Integer, ptr: Pointer::new("/id") }],
+            vec![Column { name: "at".into(), kind: Kind::DateTime, ptr: Pointer::new("/at") }],
+            false,
+        );
         assert_eq!(
             t.upsert(2),
             "INSERT INTO \"my \"\"table\"\"\" (\"id\", \"at\", flow_document) VALUES ($1, $2::text::timestamptz, $3), ($4, $5::text::timestamptz, $6) ON CONFLICT (\"id\") DO UPDATE SET \"at\" = excluded.\"at\", flow_document = excluded.flow_document"
@@ -703,5 +849,62 @@ mod test {
         ] {
             assert_eq!(kind_of(&schema), kind, "{schema}");
         }
+    }
+
+    /// Every column reads the same value from a document's text as from its parsed tree.
+    fn rows_from_text_and_tree<D: Dialect>() {
+        use serde_json::json;
+        let kinds = [Kind::Integer, Kind::Number, Kind::Boolean, Kind::String, Kind::DateTime, Kind::Json, Kind::Any];
+        let names = ["a", "b~c/d", "é\"q", "nested", "missing"];
+        let mut values = Vec::new();
+        for name in names {
+            for kind in kinds {
+                values.push(Column {
+                    name: format!("{name}{kind:?}"),
+                    kind,
+                    ptr: Pointer(vec![name.to_string()]),
+                });
+            }
+        }
+        values.push(Column { name: "deep".into(), kind: Kind::Any, ptr: Pointer::new("/nested/x~1y/1") });
+        let key = Column { name: "id".into(), kind: Kind::Integer, ptr: Pointer::new("/id") };
+        let t = Table::<D>::new("t".into(), vec![key], values, false);
+        let texts = [
+            r#"{"id": 1, "a": 3, "b~c/d": "x\ty", "\u00e9\"q": {"k": [1, 2.5, null]}, "nested": {"x/y": [true, {"z": -0.5e3}]}}"#,
+            r#"{"id":2,"a":1.5,"b~c/d":true,"é\"q":null,"nested":[1,"two"],"a":"last wins"}"#,
+            r#"{"id":18446744073709551615,"a":-9223372036854775808,"b~c/d":[],"é\"q":"2024-01-01T00:00:00Z","nested":{}}"#,
+            r#"[1,2,3]"#,
+            r#""a string""#,
+            r#"{}"#,
+        ];
+        for text in texts {
+            let tree: Value = serde_json::from_str(text).unwrap();
+            let mut want: Vec<Sv> = t.columns().map(|c| D::bind(c.kind, c.ptr.get(&tree))).collect();
+            let mut got = Vec::new();
+            t.row(
+                Stored { key: json!([]), doc: crate::materialization::Doc::new(text.to_string()), exists: false, delete: false },
+                &mut got,
+            );
+            assert_eq!(got.pop().map(|d| format!("{d:?}")), Some(format!("{:?}", Sv::Text(text.to_string()))));
+            // The text path keeps a member's own JSON text; compare what it means.
+            let meaning = |v: &mut Vec<Sv>| -> Vec<String> {
+                v.iter()
+                    .map(|sv| match sv {
+                        Sv::Text(s) => match serde_json::from_str::<Value>(s) {
+                            Ok(j) if s.starts_with(['{', '[']) => format!("json {j}"),
+                            _ => format!("{sv:?}"),
+                        },
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            };
+            assert_eq!(meaning(&mut got), meaning(&mut want), "{text}");
+        }
+    }
+
+    #[test]
+    fn rows_read_from_text_as_from_the_tree() {
+        rows_from_text_and_tree::<Sqlite>();
+        rows_from_text_and_tree::<Postgres>();
     }
 }
