@@ -15,11 +15,16 @@
 //! joined order. Its floor: one pass over the same events in the same order, a HashMap of
 //! customers, every enriched order serialized and inserted in one SQLite transaction.
 //!
+//! `--clients N` sends the orders-only workloads' requests N at a time, as several producers
+//! would (default 1: each request waits for the previous one's fsynced ack). The join's
+//! requests always go one at a time: its result depends on their order.
+//!
 //! Rounds alternate; the best time of each is reported, with the least peak RSS of this
 //! process over its rounds (sampled every 10 ms; memory the allocator kept from an earlier run
 //! in the same process counts, so the least is the cleanest figure).
 
 use crate::catalog::{Bundle, Catalog};
+use futures::StreamExt;
 use crate::runtime::{Host, HostOptions};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -200,7 +205,14 @@ fn expected_rows(docs: usize, workload: Workload) -> u64 {
 
 /// One run on a fresh host: post the workload's requests over HTTP; with tasks, wait until
 /// the table accounts for all of them. Returns the wall time.
-fn host_run(plugins: &Path, docs: usize, workload: Workload) -> anyhow::Result<Duration> {
+/// `clients`: requests in flight at once (orders only: the join's result depends on the order
+/// of its customer updates and orders, so its requests go one at a time).
+fn host_run(
+    plugins: &Path,
+    docs: usize,
+    workload: Workload,
+    clients: usize,
+) -> anyhow::Result<Duration> {
     let dir = tempfile::tempdir()?;
     let views = dir.path().join("views.db");
     let host = Host::open(HostOptions::new(dir.path().join("data")))?;
@@ -249,10 +261,19 @@ fn host_run(plugins: &Path, docs: usize, workload: Workload) -> anyhow::Result<D
         tokio::spawn(async move { crate::api::serve(listener, app).await });
         let http = reqwest::Client::new();
         let started = Instant::now();
-        for (collection, body) in requests(docs, workload == Workload::Join) {
-            let url = format!("{base}/{collection}/documents");
-            let r = http.post(&url).body(body).send().await?;
-            anyhow::ensure!(r.status().is_success(), "ingest: {}", r.text().await?);
+        let in_flight = if workload == Workload::Join { 1 } else { clients.max(1) };
+        let mut sent = futures::stream::iter(requests(docs, workload == Workload::Join))
+            .map(|(collection, body)| {
+                let post = http.post(format!("{base}/{collection}/documents")).body(body);
+                async move {
+                    let r = post.send().await?;
+                    anyhow::ensure!(r.status().is_success(), "ingest: {}", r.text().await?);
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(in_flight);
+        while let Some(r) = sent.next().await {
+            r?;
         }
         if workload != Workload::IngestOnly {
             // Done when every task has read everything (polling task statuses, which costs
@@ -443,7 +464,7 @@ type Measure<'a> = (
 
 /// Run the suite; `only` keeps the measures whose short names it lists (`native`, `totals`,
 /// `ingest`, `native-join`, `join`), for profiling one of them.
-pub fn run(plugins: &Path, docs: usize, only: &[String]) -> anyhow::Result<()> {
+pub fn run(plugins: &Path, docs: usize, only: &[String], clients: usize) -> anyhow::Result<()> {
     let measures: Vec<Measure> = vec![
         (
             "native",
@@ -457,14 +478,14 @@ pub fn run(plugins: &Path, docs: usize, only: &[String]) -> anyhow::Result<()> {
             "Flow: HTTP ingest (10k-doc requests) -> customer-totals Wasm -> SQLite",
             events(docs, false),
             false,
-            Box::new(|| host_run(plugins, docs, Workload::Totals)),
+            Box::new(|| host_run(plugins, docs, Workload::Totals, clients)),
         ),
         (
             "ingest",
             "Flow: HTTP ingest alone (no tasks)",
             events(docs, false),
             false,
-            Box::new(|| host_run(plugins, docs, Workload::IngestOnly)),
+            Box::new(|| host_run(plugins, docs, Workload::IngestOnly, clients)),
         ),
         (
             "native-join",
@@ -478,7 +499,7 @@ pub fn run(plugins: &Path, docs: usize, only: &[String]) -> anyhow::Result<()> {
             "Flow: HTTP ingest of orders and customer updates -> join-customers Wasm -> SQLite",
             events(docs, true),
             false,
-            Box::new(|| host_run(plugins, docs, Workload::Join)),
+            Box::new(|| host_run(plugins, docs, Workload::Join, clients)),
         ),
     ];
     let measures: Vec<Measure> = measures
@@ -511,7 +532,7 @@ pub fn run(plugins: &Path, docs: usize, only: &[String]) -> anyhow::Result<()> {
         }
     }
     println!(
-        "pipeline suite: {docs} orders (the join: and {} customer updates), best of {ROUNDS} alternating rounds (peak RSS: the least over the rounds)",
+        "pipeline suite: {docs} orders (the join: and {} customer updates), {clients} request(s) in flight (the join: 1), best of {ROUNDS} alternating rounds (peak RSS: the least over the rounds)",
         events(docs, true) - docs
     );
     println!("| measure | docs/s | vs its native floor | peak RSS | cores busy |");

@@ -80,6 +80,11 @@ enum Command {
         /// native-join, join), e.g. to profile one.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Ingest requests in flight at once, as from that many producers (suite `pipeline`,
+        /// its orders-only measures; the join's requests always go one at a time, since its
+        /// result depends on their order).
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
     },
 }
 
@@ -114,6 +119,7 @@ pub fn main() -> std::process::ExitCode {
             spill_mib,
             python,
             only,
+            clients,
         } => match suite {
             BenchSuite::Derive => crate::bench::derive::run(&plugin, docs).and_then(|r| {
                 r.print();
@@ -127,6 +133,7 @@ pub fn main() -> std::process::ExitCode {
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
                 &only,
+                clients,
             ),
             BenchSuite::Backfill => crate::bench::backfill::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
