@@ -632,9 +632,17 @@ fn read_sources(
         let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
         let cut_by_bytes = docs.len() < docs_max && bytes >= ctx.limits.txn_bytes_max;
         let mut last: Option<(u64, String)> = None;
-        for d in docs {
+        // Each document's clock and shuffle key, parsed on every core (a document's own
+        // error is raised where the serial walk below reaches it).
+        let parsed = crate::par::chunks(&docs, |_, chunk| {
+            chunk
+                .iter()
+                .map(|d| clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref()))
+                .collect::<Vec<_>>()
+        });
+        for (d, parsed) in docs.into_iter().zip(parsed.into_iter().flatten()) {
             let next = d.next_offset();
-            let (uuid, key) = clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref())
+            let (uuid, key) = parsed
                 .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
             let clock = uuid_ms(&uuid) + t.read_delay_ms;
             if clock > now_ms {
