@@ -114,10 +114,11 @@ impl Destination for Postgres {
         let client = pg.connect(NoTls).map_err(|e| {
             let why = format!("{}: {}", endpoint_name("postgres", &name), describe(&e));
             // The server answered and refused (a password, a database): the config's fault.
-            // It did not answer: it may be back later.
+            // It did not answer, or answered that it cannot take connections now (starting
+            // up, shutting down, full): it may be back later.
             match e.as_db_error() {
-                Some(_) => anyhow::anyhow!(why),
-                None => anyhow::Error::new(super::Unavailable(why)),
+                Some(db) if !transient(db.code()) => anyhow::anyhow!(why),
+                _ => anyhow::Error::new(super::Unavailable(why)),
             }
         })?;
         Ok(Postgres {
@@ -176,6 +177,13 @@ impl Destination for Postgres {
     fn available(&self) -> bool {
         !self.lock().client.is_closed()
     }
+}
+
+/// Whether a server's refusal passes by itself: connection exceptions (class 08), the server
+/// starting up or shutting down (57P01-57P03), too many connections (53300).
+fn transient(code: &postgres::error::SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// A PostgreSQL error as a person needs it: the server's message with its detail and hint,
@@ -571,7 +579,18 @@ impl SqlAccess for Postgres {
 
 #[cfg(test)]
 mod test {
-    use super::{leading_words, refused};
+    use super::{leading_words, refused, transient};
+    use postgres::error::SqlState;
+
+    #[test]
+    fn a_server_starting_up_or_full_is_unavailable_not_misconfigured() {
+        for code in [SqlState::CANNOT_CONNECT_NOW, SqlState::ADMIN_SHUTDOWN, SqlState::TOO_MANY_CONNECTIONS, SqlState::CONNECTION_FAILURE] {
+            assert!(transient(&code), "{code:?}");
+        }
+        for code in [SqlState::INVALID_PASSWORD, SqlState::INVALID_CATALOG_NAME, SqlState::INVALID_AUTHORIZATION_SPECIFICATION] {
+            assert!(!transient(&code), "{code:?}");
+        }
+    }
 
     #[test]
     fn statements_are_refused_by_their_first_keyword_past_comments() {
