@@ -124,6 +124,14 @@ impl Host {
             started.push((def.name, TaskHandle { stop, thread }, gate, status));
         }
 
+        // An old run goes on until its new run has started its plugin (a swap then stalls
+        // for one transaction boundary, not for a plugin's start), or a bounded wait passed.
+        let deadline = std::time::Instant::now() + PREPARE_WAIT_MAX;
+        for (name, handle, gate, _) in &started {
+            if !gate_is_open(&running, name) {
+                gate.wait_arrival(deadline, || handle.thread.is_finished());
+            }
+        }
         self.stop_tasks(&|n| restarting.contains(n) || !in_catalog.contains(n));
         for name in self.statuses.all().iter().map(|s| s.name.clone()) {
             if !in_catalog.contains(&name) {
@@ -140,6 +148,11 @@ impl Host {
         }
     }
 }
+
+/// How long a swap lets the old run of a task go on while its new run starts its plugin (a
+/// compiled component instantiates and opens in milliseconds; one that takes longer, e.g. a
+/// destination that does not answer, no longer holds the old run up after this).
+const PREPARE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether a new run of `name` starts without waiting for an old one.
 fn gate_is_open(running: &BTreeSet<String>, name: &str) -> bool {

@@ -45,31 +45,64 @@ pub(crate) struct TaskCtx {
 
 /// A gate a new run of a task waits at before it touches what the task's previous run holds
 /// (checkpoints, state, the destination): the supervisor starts a swapped task's new run
-/// first, so it compiles, instantiates and opens its plugin while the old run finishes its
-/// last transaction, and opens the gate once the old run's thread ended. A swap then costs
+/// first, so it compiles, instantiates and opens its plugin while the old run goes on with its
+/// transactions; once the new run has arrived at the gate (or ended before it), the old run is
+/// stopped after its transaction, and the gate opens once its thread ended. A swap then costs
 /// one transaction boundary, not a plugin start.
 #[derive(Clone)]
-pub(crate) struct Gate(Arc<(Mutex<bool>, Condvar)>);
+pub(crate) struct Gate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    /// The run is waiting at the gate: what comes before it (its plugin's start) is done.
+    arrived: bool,
+}
 
 impl Gate {
     /// A gate that is already open: no other run of the task exists.
     pub fn open() -> Self {
-        Gate(Arc::new((Mutex::new(true), Condvar::new())))
+        Gate(Arc::new((
+            Mutex::new(GateState {
+                open: true,
+                arrived: false,
+            }),
+            Condvar::new(),
+        )))
     }
 
     pub fn closed() -> Self {
-        Gate(Arc::new((Mutex::new(false), Condvar::new())))
+        Gate(Arc::default())
     }
 
     /// Let the waiting run through.
     pub fn release(&self) {
-        *self.0.0.lock().expect("gate poisoned") = true;
+        self.0.0.lock().expect("gate poisoned").open = true;
         self.0.1.notify_all();
     }
 
+    /// Wait until the run arrives at the gate, `ended()` says it ended without arriving, or
+    /// `deadline` passes; whether it arrived.
+    pub fn wait_arrival(&self, deadline: std::time::Instant, ended: impl Fn() -> bool) -> bool {
+        let mut g = self.0.0.lock().expect("gate poisoned");
+        loop {
+            let now = std::time::Instant::now();
+            if g.arrived || ended() || now >= deadline {
+                return g.arrived;
+            }
+            // Short waits: a run that ends without arriving notifies nobody.
+            let step = (deadline - now).min(Duration::from_millis(10));
+            g = self.0.1.wait_timeout(g, step).expect("gate poisoned").0;
+        }
+    }
+
     fn wait(&self) {
-        let open = self.0.0.lock().expect("gate poisoned");
-        let _open = self.0.1.wait_while(open, |open| !*open);
+        let mut g = self.0.0.lock().expect("gate poisoned");
+        if !g.arrived {
+            g.arrived = true;
+            self.0.1.notify_all();
+        }
+        let _open = self.0.1.wait_while(g, |g| !g.open);
     }
 }
 
