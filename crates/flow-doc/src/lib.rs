@@ -5,6 +5,7 @@
 //! neither tokio, wasmtime, axum nor redb (`.ci/check-structure` checks its dependencies).
 
 pub mod compare;
+mod fast_check;
 pub mod partial;
 pub mod ptr;
 

@@ -4,6 +4,7 @@
 //! 2020-12 (or draft 7). Remote `$ref`s are not resolved: a schema is self-contained, which
 //! keeps validation free of I/O.
 
+use super::fast_check::FastCheck;
 use super::ptr::{Pointer, Token};
 use super::reduce::{Plan, ReduceError, Reduced};
 use jsonschema::{Draft, Validator};
@@ -14,6 +15,9 @@ use serde_json::Value;
 pub struct Schema {
     raw: Value,
     validator: Validator,
+    /// A quick check for schemas of the common keywords (`fast_check.rs`): where it knows a
+    /// document valid, the validator is not asked.
+    fast: Option<FastCheck>,
     plan: Plan,
 }
 
@@ -76,6 +80,7 @@ impl Schema {
         Ok(Schema {
             raw: raw.clone(),
             validator,
+            fast: FastCheck::compile(raw),
             plan,
         })
     }
@@ -104,7 +109,7 @@ impl Schema {
     }
 
     pub fn validate(&self, doc: &Value) -> Result<(), ValidationError> {
-        if self.validator.is_valid(doc) {
+        if self.fast.as_ref().is_some_and(|f| f.is_valid(doc)) || self.validator.is_valid(doc) {
             return Ok(());
         }
         let errors: Vec<String> = self
@@ -114,6 +119,12 @@ impl Schema {
             .map(|e| format_error(&e))
             .collect();
         Err(ValidationError { errors })
+    }
+
+    /// The `jsonschema` validator's verdict alone, for tests of the quick check.
+    #[cfg(test)]
+    pub(crate) fn validator_is_valid(&self, doc: &Value) -> bool {
+        self.validator.is_valid(doc)
     }
 
     /// Check that every key pointer names a location that every valid document has, holding a
