@@ -220,7 +220,8 @@ impl Plan {
 
     /// Reduce `rhs` onto `lhs` (None: reduce against nothing). `rhs` must be valid against the
     /// schema (the combiner validates every document it is given): strategies of unconditional
-    /// subschemas are taken to apply.
+    /// subschemas are taken to apply. `lhs` must be valid too, or a reduction of valid
+    /// documents: where the schema allows one kind only, a merge takes lhs to be of that kind.
     pub fn reduce(
         &self,
         lhs: Option<Value>,

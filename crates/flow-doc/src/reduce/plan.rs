@@ -272,7 +272,7 @@ impl Plan {
             c.build(id, &ptr, resource)?;
         }
         let mut plan = c.finish(root)?;
-        plan.shapes = super::shape::Shapes::compile(&plan);
+        plan.shapes = super::shape::Shapes::compile(&plan, raw);
         Ok(plan)
     }
 }

@@ -12,6 +12,7 @@
 //! also handed to the general path, from the shape of their parent; below such a property the
 //! walk goes on with seeds.
 
+use super::super::ptr::Pointer;
 use super::plan::{NodeId, Plan, Strategy};
 use super::scope::{Scope, Seeds};
 use super::{Loc, ReduceError};
@@ -37,6 +38,9 @@ pub(crate) struct Shape {
     conflict: bool,
     /// Whether the strategy is `lastWriteWins` without delete (or none): rhs is the result.
     takes_rhs: bool,
+    /// Whether a subschema here declares a single container `type` (only objects, or only
+    /// arrays), so that every valid document holds the same kind here.
+    one_kind: bool,
     /// The shapes of properties that `properties` names, sorted by name (the order of
     /// `serde_json::Map`, so a walk over an object's properties advances through these).
     props: Vec<(String, ShapeId)>,
@@ -83,13 +87,15 @@ impl Here<'_> {
 }
 
 impl Shapes {
-    /// The shapes of `plan`, or None if it has conditional branches (or too many shapes).
-    pub fn compile(plan: &Plan) -> Option<Shapes> {
+    /// The shapes of `plan` (compiled from `raw`), or None if it has conditional branches (or
+    /// too many shapes).
+    pub fn compile(plan: &Plan, raw: &Value) -> Option<Shapes> {
         if plan.conditional {
             return None;
         }
         let mut c = ShapeCompiler {
             plan,
+            raw,
             shapes: Vec::new(),
             ids: HashMap::new(),
             queue: Vec::new(),
@@ -109,10 +115,29 @@ impl Shapes {
     }
 
     /// Which shapes may defer: a fixpoint, since a `set` may defer only through its members,
-    /// and recursive schemas make cycles.
+    /// a merge of one kind only through its children, and recursive schemas make cycles.
+    ///
+    /// A merge (or a deep merge of `minimize`/`maximize` with `key`) changes type only where
+    /// lhs and rhs hold different kinds. Where the schema allows only objects (or only arrays),
+    /// both do: rhs is valid, and so is lhs, or it is a reduction of valid documents, which
+    /// keeps the kind at each location (every strategy gives one of its inputs, or a merge of
+    /// two of one kind, or fails). That holds only while values stay at their location: an
+    /// `append` or a keyed merge moves items to other indices, which tuple schemas (`prefixItems`)
+    /// give other shapes, so a plan with tuples keeps every merge as one that may defer.
     fn find_deferrals(&mut self, plan: &Plan) {
+        let tuples = self.shapes.iter().any(|s| !s.tuple.is_empty());
+        let through_children = |s: &Shape| {
+            s.one_kind
+                && !tuples
+                && matches!(
+                    s.strategy.map(|i| &plan.strategies[i as usize]),
+                    Some(Strategy::Merge { delete: false, .. })
+                        | Some(Strategy::Minimize { .. } | Strategy::Maximize { .. })
+                )
+        };
         for s in &mut self.shapes {
             s.may_defer = !s.conflict
+                && !through_children(s)
                 && match s.strategy.map(|i| &plan.strategies[i as usize]) {
                     Some(Strategy::Merge { .. }) => true,
                     Some(Strategy::LastWriteWins { delete }) => *delete,
@@ -130,14 +155,26 @@ impl Shapes {
                     s.strategy.map(|i| &plan.strategies[i as usize]),
                     Some(Strategy::Set { .. })
                 );
-                if s.may_defer || s.conflict || !is_set {
+                if s.may_defer || s.conflict {
                     continue;
                 }
-                let members_may_defer = match s.prop("add") {
-                    Some(add) => self.any_child_may_defer(add),
-                    None => true,
+                let children_may_defer = if is_set {
+                    match s.prop("add") {
+                        Some(add) => self.any_child_may_defer(add),
+                        None => true,
+                    }
+                } else if through_children(s) {
+                    // `minimize`/`maximize` without `key` never merges.
+                    let keyless = matches!(
+                        s.strategy.map(|i| &plan.strategies[i as usize]),
+                        Some(Strategy::Minimize { key } | Strategy::Maximize { key })
+                            if key.is_empty()
+                    );
+                    !keyless && self.any_child_may_defer(i as ShapeId)
+                } else {
+                    continue;
                 };
-                if members_may_defer {
+                if children_may_defer {
                     self.shapes[i].may_defer = true;
                     changed = true;
                 }
@@ -184,6 +221,7 @@ impl Shape {
 
 struct ShapeCompiler<'p> {
     plan: &'p Plan,
+    raw: &'p Value,
     shapes: Vec<Shape>,
     ids: HashMap<Vec<NodeId>, ShapeId>,
     /// Shapes interned but not yet filled in.
@@ -208,6 +246,7 @@ impl ShapeCompiler<'_> {
             strategy: None,
             conflict: false,
             takes_rhs: false,
+            one_kind: false,
             props: Vec::new(),
             other: None,
             tuple: Vec::new(),
@@ -261,7 +300,11 @@ impl ShapeCompiler<'_> {
                 strategy.map(|i| &plan.strategies[i as usize]),
                 None | Some(Strategy::LastWriteWins { delete: false })
             );
+        let one_kind = nodes
+            .iter()
+            .any(|n| declares_one_kind(self.raw, &plan.nodes[*n as usize].location));
         let s = &mut self.shapes[id as usize];
+        s.one_kind = one_kind;
         s.strategy = strategy;
         s.conflict = conflict;
         s.takes_rhs = takes_rhs;
@@ -270,6 +313,31 @@ impl ShapeCompiler<'_> {
         s.tuple = tuple;
         s.rest = rest;
         Some(())
+    }
+}
+
+/// Whether the subschema at `location` (`#/properties/a`) declares `type` to be only
+/// `object` or only `array`. A subschema beside a reference is not trusted: before draft
+/// 2019-09, `$ref` made validators ignore its siblings.
+fn declares_one_kind(raw: &Value, location: &str) -> bool {
+    let Some(Value::Object(s)) = location
+        .strip_prefix('#')
+        .and_then(|p| Pointer::parse(p).ok())
+        .and_then(|p| p.query(raw))
+    else {
+        return false;
+    };
+    if ["$ref", "$recursiveRef", "$dynamicRef"]
+        .iter()
+        .any(|k| s.contains_key(*k))
+    {
+        return false;
+    }
+    let one = |t: &Value| matches!(t.as_str(), Some("object" | "array"));
+    match s.get("type") {
+        Some(t @ Value::String(_)) => one(t),
+        Some(Value::Array(ts)) => ts.len() == 1 && one(&ts[0]),
+        _ => false,
     }
 }
 

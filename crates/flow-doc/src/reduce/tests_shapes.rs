@@ -277,6 +277,99 @@ proptest! {
     }
 }
 
+/// Merges whose schema allows one kind only, and no tuples: their pre-pass looks only below
+/// them, so they agree with the general path on valid documents (KITCHEN and STATIC have
+/// tuples, so that their merges may still defer on invalid documents too).
+static ONE_KIND: LazyLock<Value> = LazyLock::new(|| {
+    let sum = json!({"type": "integer", "reduce": {"strategy": "sum"}});
+    json!({
+        "type": "object",
+        "reduce": {"strategy": "merge"},
+        "properties": {
+            "obj": {"type": "object", "reduce": {"strategy": "merge"}, "additionalProperties": {
+                "type": "object", "reduce": {"strategy": "merge"}, "properties": {"n": sum, "m": {"type": "array", "reduce": {"strategy": "append"}}},
+            }},
+            "a": {"type": ["array"], "reduce": {"strategy": "merge"}, "items": sum},
+            "keyed": {"type": "array", "reduce": {"strategy": "merge", "key": ["/id"]}, "items": {
+                "type": "object", "reduce": {"strategy": "merge"}, "properties": {"id": {"type": "integer"}, "n": sum},
+                "required": ["id"],
+            }},
+            "m": {"type": "object", "reduce": {"strategy": "maximize", "key": ["/k"]}, "properties": {"n": sum}},
+            "gone": {"type": "object", "reduce": {"strategy": "merge"}, "properties": {
+                "x": {"reduce": {"strategy": "lastWriteWins", "delete": true}},
+            }},
+            "any": {"reduce": {"strategy": "merge"}},
+        },
+    })
+});
+
+/// `agree` on the documents of a run that are valid.
+fn agree_valid(schema: &Value, docs: &[Value]) {
+    let compiled = Schema::compile(schema).expect("compiles");
+    let valid: Vec<Value> = docs
+        .iter()
+        .filter(|d| compiled.validate(d).is_ok())
+        .cloned()
+        .collect();
+    agree(schema, &valid);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn shapes_agree_with_general_path_one_kind(docs in proptest::collection::vec(any_doc(4), 1..8)) {
+        agree_valid(&ONE_KIND, &docs);
+    }
+}
+
+#[test]
+fn shapes_agree_with_general_path_one_kind_repro() {
+    let docs = [
+        json!({"obj": {"p": {"n": 1}}, "a": [1], "gone": {"x": 1}, "any": {"n": 1}}),
+        json!({"obj": {"p": {"n": 2, "m": [1]}, "q": {}}, "a": [1, 2], "keyed": [{"id": 1, "n": 1}, {"id": 1}]}),
+        json!({"any": [1], "gone": {"x": 2}, "m": {"k": 1, "n": 1}}),
+        json!({"m": {"k": 1, "n": 2}, "keyed": [{"id": 0, "n": 1}, {"id": 1, "n": 1}]}),
+    ];
+    agree_valid(&ONE_KIND, &docs);
+    let (fast, _) = plans(&ONE_KIND);
+    let shapes = fast.shapes.as_ref().expect("shapes");
+    let root = shapes.get(0);
+    let at = |name: &str| shapes.get(root.prop(name).expect("a shape"));
+    // One kind, nothing below that defers: the pre-pass skips them.
+    assert!(
+        !at("obj").may_defer && !at("a").may_defer && !at("keyed").may_defer && !at("m").may_defer
+    );
+    // A delete below, a merge of any type, and so the root: the pre-pass looks.
+    assert!(at("gone").may_defer && at("any").may_defer && root.may_defer);
+
+    // With a tuple anywhere, items may move to an index of another shape: every merge may defer.
+    let mut tuples = ONE_KIND.clone();
+    tuples["properties"]["t"] =
+        json!({"type": "array", "reduce": {"strategy": "append"}, "items": [{"type": "string"}]});
+    let (fast, _) = plans(&tuples);
+    let shapes = fast.shapes.as_ref().expect("shapes");
+    assert!(
+        shapes
+            .get(shapes.get(0).prop("obj").expect("a shape"))
+            .may_defer
+    );
+
+    // A `type` beside `$ref` is not trusted (drafts before 2019-09 ignore it).
+    let beside_ref = json!({
+        "$defs": {"o": {}},
+        "reduce": {"strategy": "merge"},
+        "properties": {"o": {"$ref": "#/$defs/o", "type": "object", "reduce": {"strategy": "merge"}}},
+    });
+    let (fast, _) = plans(&beside_ref);
+    let shapes = fast.shapes.as_ref().expect("shapes");
+    assert!(
+        shapes
+            .get(shapes.get(0).prop("o").expect("a shape"))
+            .may_defer
+    );
+}
+
 #[test]
 fn shapes_agree_with_general_path_repro() {
     // Pattern properties taking the general path below a shape, a deferral inside a tuple's
