@@ -109,6 +109,12 @@ pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
 
 fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.push(STRING);
+    if !s.as_bytes().contains(&0) {
+        // Nothing to escape, as in nearly every key: one copy.
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(&[0x00, 0x01]);
+        return;
+    }
     for b in s.bytes() {
         out.push(b);
         if b == 0 {

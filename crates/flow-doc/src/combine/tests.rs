@@ -410,3 +410,35 @@ fn without_annotations_the_last_document_of_each_key_is_kept() {
     last.add_packed(crate::combine::packed_key(&key, &docs[2]).unwrap(), "c");
     assert_eq!(last.into_items(), vec!["c"]);
 }
+
+#[test]
+fn drains_in_key_order_past_a_shared_prefix() {
+    // Keys that share their first 16 packed bytes, keys that are prefixes of others, an
+    // escaped zero byte and numbers: the drain's order is the total order of the keys.
+    let schema = json!({"type": "object", "properties": {"k": {}}, "required": ["k"]});
+    let b = binding(&schema);
+    let mut c = Combiner::new(vec![b], super::SPILL_THRESHOLD_BYTES_DEFAULT);
+    let keys = [
+        json!("abcdefghijklmnopq"),
+        json!("abcdefghijklmnop"),
+        json!("abcdefghijklmnopr"),
+        json!("abcdefghijkl"),
+        json!("abcdefghijkl\u{0}"),
+        json!("abcdefghijklm"),
+        json!(""),
+        json!(2),
+        json!(-1.5),
+        json!(null),
+    ];
+    for k in &keys {
+        c.add(0, json!({"k": k}), false).expect("adds");
+    }
+    let drained: Vec<Value> = drain(&mut c, true)
+        .expect("drains")
+        .into_iter()
+        .map(|d| d.key[0].clone())
+        .collect();
+    let mut want = keys.to_vec();
+    want.sort_by(super::super::compare::compare);
+    assert_eq!(drained, want);
+}
