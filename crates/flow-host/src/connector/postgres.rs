@@ -41,7 +41,14 @@ struct Conn {
     client: Client,
     /// The transaction the host began, by `txid_current()`.
     txid: Option<i64>,
+    /// Statements prepared on this connection, by text: a plugin sends the same few
+    /// statements every transaction, and a multi-row insert costs the server real work to
+    /// parse and plan. Dropped whole past `PREPARED_MAX`; one that fails is dropped.
+    prepared: std::collections::HashMap<String, postgres::Statement>,
 }
+
+/// Statements kept prepared per connection.
+const PREPARED_MAX: usize = 64;
 
 /// An endpoint's connection settings, from its config.
 struct Settings {
@@ -62,7 +69,9 @@ impl Settings {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .with_context(|| format!("the postgres connector needs `{f}` in the endpoint config"))
+                .with_context(|| {
+                    format!("the postgres connector needs `{f}` in the endpoint config")
+                })
         };
         let address = field("address")?;
         let (host, port) = match address.rsplit_once(':') {
@@ -84,7 +93,10 @@ impl Settings {
     }
 
     fn name(&self) -> String {
-        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+        format!(
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
     }
 }
 
@@ -122,7 +134,11 @@ impl Destination for Postgres {
             }
         })?;
         Ok(Postgres {
-            conn: Arc::new(Mutex::new(Conn { client, txid: None })),
+            conn: Arc::new(Mutex::new(Conn {
+                client,
+                txid: None,
+                prepared: Default::default(),
+            })),
             name,
         })
     }
@@ -251,8 +267,23 @@ impl Postgres {
                 left.as_millis().max(1)
             ))
             .map_err(|e| describe(&e))?;
-        let stmt = c.client.prepare(statement).map_err(|e| describe(&e))?;
-        f(&mut c.client, &stmt).map_err(|e| {
+        let stmt = match c.prepared.get(statement) {
+            Some(stmt) => stmt.clone(),
+            None => {
+                let stmt = c.client.prepare(statement).map_err(|e| describe(&e))?;
+                if c.prepared.len() >= PREPARED_MAX {
+                    c.prepared.clear();
+                }
+                c.prepared.insert(statement.to_string(), stmt.clone());
+                stmt
+            }
+        };
+        let Conn {
+            client, prepared, ..
+        } = &mut *c;
+        f(client, &stmt).map_err(|e| {
+            // It may be the statement that went stale (a table changed under it).
+            prepared.remove(statement);
             if Instant::now() >= bounds.deadline || e.contains("statement timeout") {
                 deadline_error(bounds)
             } else {
@@ -275,8 +306,8 @@ fn refused(statement: &str) -> Option<String> {
     let words = leading_words(statement, 2);
     let first = words.first().map(String::as_str).unwrap_or("");
     let why = match first {
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT"
-        | "RELEASE" | "PREPARE" => {
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE"
+        | "PREPARE" => {
             "transaction control is the host's: it begins and commits every destination transaction"
         }
         "SET" | "RESET" | "DISCARD" => {
@@ -584,10 +615,19 @@ mod test {
 
     #[test]
     fn a_server_starting_up_or_full_is_unavailable_not_misconfigured() {
-        for code in [SqlState::CANNOT_CONNECT_NOW, SqlState::ADMIN_SHUTDOWN, SqlState::TOO_MANY_CONNECTIONS, SqlState::CONNECTION_FAILURE] {
+        for code in [
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::CONNECTION_FAILURE,
+        ] {
             assert!(transient(&code), "{code:?}");
         }
-        for code in [SqlState::INVALID_PASSWORD, SqlState::INVALID_CATALOG_NAME, SqlState::INVALID_AUTHORIZATION_SPECIFICATION] {
+        for code in [
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        ] {
             assert!(!transient(&code), "{code:?}");
         }
     }
@@ -614,6 +654,9 @@ mod test {
         ] {
             assert_eq!(refused(sql).is_some(), refuse, "{sql}");
         }
-        assert_eq!(leading_words("/*x*/ alter /*y*/ system", 2), ["ALTER", "SYSTEM"]);
+        assert_eq!(
+            leading_words("/*x*/ alter /*y*/ system", 2),
+            ["ALTER", "SYSTEM"]
+        );
     }
 }
