@@ -2,7 +2,8 @@
 //! (`derive.rs`), the combiner's throughput and memory (`combiner.rs`), end-to-end latency
 //! and plugin swap (`latency.rs`), fragment sealing and reads (`fragments.rs`), and issue #18's
 //! workload, orders over HTTP -> customer totals -> SQLite beside ingest alone and a native
-//! floor (`pipeline.rs`), and a derivation backfilling a long history (`backfill.rs`).
+//! floor (`pipeline.rs`), a derivation backfilling a long history (`backfill.rs`), and what
+//! materializations cost their destinations (`materialize.rs`).
 //! Results go in `docs/benchmarks.md`; `make bench` runs them all in release.
 
 pub(crate) mod backfill;
@@ -10,6 +11,7 @@ pub(crate) mod combiner;
 pub(crate) mod derive;
 pub(crate) mod fragments;
 pub(crate) mod latency;
+pub(crate) mod materialize;
 pub(crate) mod pipeline;
 
 /// CPU time this process has used (user and system, all threads), in seconds, from

@@ -56,7 +56,10 @@ enum Command {
     /// alone and a native one-pass floor; orders and customer updates -> join-customers Wasm
     /// -> SQLite beside its native floor; best of 3 alternating rounds with peak RSS.
     /// `backfill`: a derivation created after `--docs` orders were written reads them all
-    /// (fragments, then redb): throughput and peak RSS.
+    /// (fragments, then redb): throughput and peak RSS. `materialize`: per destination (SQLite,
+    /// and PostgreSQL when installed: started here in a temp dir), row writes per event into
+    /// a fact table, ack -> row visible latency at 1k docs/s, and (PostgreSQL) a backfill of
+    /// `--docs` documents beside psql's \copy of the same rows.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -97,6 +100,7 @@ enum BenchSuite {
     Fragments,
     Pipeline,
     Backfill,
+    Materialize,
 }
 
 /// Entry point of the `flow` binary.
@@ -134,6 +138,10 @@ pub fn main() -> std::process::ExitCode {
                 docs,
                 &only,
                 clients,
+            ),
+            BenchSuite::Materialize => crate::bench::materialize::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                docs,
             ),
             BenchSuite::Backfill => crate::bench::backfill::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),

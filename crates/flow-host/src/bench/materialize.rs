@@ -1,0 +1,564 @@
+//! `flow bench --suite materialize`: what a materialization costs its destination, for each
+//! destination this machine can run (SQLite always; PostgreSQL when its server programs are
+//! installed, started here on loopback in a temp dir, as the tests do).
+//!
+//! - **Writes per event**: 100,000 events over 1,000 keys of a collection whose `n` is summed
+//!   (`reduce`), ingested as fast as the host takes them, into a fact table (standard updates).
+//!   The combiner folds each transaction's events by key, so the destination sees far fewer
+//!   row writes than events (the issue's target: at most 1 in 20). Checked: the table's sum.
+//! - **Latency**: 1,000 docs/s, one per ingest, for 6 s (the first not measured), into a table
+//!   keyed by `id`; a poller on its own connection reads `max(id)` every millisecond, and a
+//!   document's latency runs from its ingest's acknowledgement (`Host::ingest` returning once
+//!   it is durable; the HTTP hop, ~0.1 ms on loopback, is left out) to the poll that first
+//!   sees its row.
+//! - **Backfill** (PostgreSQL): `--docs` documents written before the materialization exists,
+//!   then its time to fill the table, beside `psql`'s `\copy` of the same rows (CSV) into a
+//!   table of the same shape.
+
+use crate::catalog::{Bundle, Catalog};
+use crate::runtime::{Host, HostOptions};
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const EVENTS: usize = 100_000;
+const KEYS: usize = 1_000;
+const EVENTS_PER_REQUEST: usize = 1_000;
+const LATENCY_RATE: usize = 1_000;
+const LATENCY_SECS: usize = 6;
+const BACKFILL_PER_REQUEST: usize = 10_000;
+
+/// Run the suite; `docs` is the backfill's size.
+pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
+    let mut destinations = vec![Destination::Sqlite];
+    match Postgres::start() {
+        Ok(pg) => destinations.push(Destination::Postgres(pg)),
+        Err(e) => eprintln!("PostgreSQL: not measured ({e:#})"),
+    }
+    println!("materialize suite (release numbers only mean something from a release build)");
+    println!(
+        "| destination | row writes per event (100k events, 1k keys) | ack -> row visible p50 / p99 / max, 1k docs/s | backfill rows/s | vs psql \\copy |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for d in &destinations {
+        let (writes, events) = fact_table(plugins, d)?;
+        let lat = latency(plugins, d)?;
+        let backfill = match d {
+            Destination::Postgres(pg) => Some(backfill(plugins, pg, docs)?),
+            Destination::Sqlite => None,
+        };
+        let (rate, ratio) = match backfill {
+            Some((flow, copy)) => (
+                format!("{:.0}", docs as f64 / flow.as_secs_f64()),
+                format!("{:.2}x", copy.as_secs_f64() / flow.as_secs_f64()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {writes} / {events} = 1/{:.0} | {:.2} / {:.2} / {:.2} ms | {rate} | {ratio} |",
+            d.name(),
+            events as f64 / writes.max(1) as f64,
+            ms(lat.0),
+            ms(lat.1),
+            ms(lat.2),
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs a query answering one integer (None: no answer yet) on a connection of its own.
+type Reader = Box<dyn FnMut(&str) -> Option<i64> + Send>;
+
+enum Destination {
+    Sqlite,
+    Postgres(Postgres),
+}
+
+impl Destination {
+    fn name(&self) -> &'static str {
+        match self {
+            Destination::Sqlite => "SQLite",
+            Destination::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The endpoint of a materialization into this destination (`dir`: the run's temp dir).
+    fn endpoint(&self, dir: &Path) -> Value {
+        match self {
+            Destination::Sqlite => json!({"wasm": {"plugin": "materialize-sqlite",
+                "config": {"path": dir.join("views.db")}}}),
+            Destination::Postgres(pg) => json!({"connector": "postgres",
+                "wasm": {"plugin": "materialize-postgres", "config": pg.config()}}),
+        }
+    }
+
+    /// A connection reading the destination: `query` answers one integer.
+    fn reader(&self, dir: &Path) -> anyhow::Result<Reader> {
+        Ok(match self {
+            Destination::Sqlite => {
+                let path = dir.join("views.db");
+                let mut db: Option<rusqlite::Connection> = None;
+                Box::new(move |q: &str| {
+                    if db.is_none() {
+                        db = rusqlite::Connection::open(&path).ok();
+                    }
+                    db.as_ref()?
+                        .query_row(q, [], |r| r.get::<_, Option<i64>>(0))
+                        .ok()
+                        .flatten()
+                })
+            }
+            Destination::Postgres(pg) => {
+                let mut client = pg.client()?;
+                Box::new(move |q: &str| {
+                    client
+                        .query_one(q, &[])
+                        .ok()
+                        .and_then(|r| r.try_get::<_, Option<i64>>(0).ok())
+                        .flatten()
+                })
+            }
+        })
+    }
+}
+
+/// A host in `dir` with the materialization plugins deployed and `catalog` published.
+fn host(plugins: &Path, dir: &Path, catalog: Value) -> anyhow::Result<Arc<Host>> {
+    let host = Host::open(HostOptions::new(dir.join("data")))?;
+    for (name, file) in [
+        ("materialize-sqlite", "materialize_sqlite.wasm"),
+        ("materialize-postgres", "materialize_postgres.wasm"),
+    ] {
+        let path = plugins.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
+        })?;
+        host.registry
+            .deploy(name, &bytes)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    }
+    publish(&host, catalog)?;
+    Ok(host)
+}
+
+fn publish(host: &Host, catalog: Value) -> anyhow::Result<()> {
+    let catalog: Catalog = serde_json::from_value(catalog).context("bench catalog")?;
+    host.publish(Bundle {
+        source: "bench".into(),
+        catalog,
+        modules: Default::default(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Events summed by key into a fact table: (row writes, events).
+fn fact_table(plugins: &Path, d: &Destination) -> anyhow::Result<(u64, usize)> {
+    let dir = tempfile::tempdir()?;
+    let catalog = json!({
+        "collections": {"bench/events": {
+            "schema": {"type": "object", "reduce": {"strategy": "merge"},
+                       "properties": {"k": {"type": "integer"}, "n": {"type": "integer", "reduce": {"strategy": "sum"}}},
+                       "required": ["k", "n"]},
+            "key": ["/k"],
+        }},
+        "materializations": {"bench/facts": {
+            "endpoint": d.endpoint(dir.path()),
+            "bindings": [{"source": "bench/events", "resource": {"table": "facts"}}],
+        }},
+    });
+    let host = host(plugins, dir.path(), catalog)?;
+    for first in (0..EVENTS).step_by(EVENTS_PER_REQUEST) {
+        let docs: Vec<Value> = (first..first + EVENTS_PER_REQUEST)
+            .map(|i| json!({"k": i % KEYS, "n": 1}))
+            .collect();
+        host.ingest("bench/events", docs)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    host.wait_idle(Duration::from_secs(300))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sum = d.reader(dir.path())?("SELECT CAST(sum(n) AS BIGINT) FROM facts");
+    anyhow::ensure!(
+        sum == Some(EVENTS as i64),
+        "{}: the fact table sums to {sum:?}, not {EVENTS}",
+        d.name()
+    );
+    let writes = host
+        .task_status("bench/facts")
+        .map(|s| s.docs_out)
+        .unwrap_or(0);
+    host.shutdown();
+    Ok((writes, EVENTS))
+}
+
+/// Ingest acknowledged -> row visible to the destination's own reader: (p50, p99, max).
+fn latency(plugins: &Path, d: &Destination) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let catalog = json!({
+        "collections": {"bench/ticks": {
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]},
+            "key": ["/id"],
+        }},
+        "materializations": {"bench/ticks": {
+            "endpoint": d.endpoint(dir.path()),
+            "bindings": [{"source": "bench/ticks", "resource": {"table": "ticks"}}],
+        }},
+    });
+    let host = host(plugins, dir.path(), catalog)?;
+    let total = LATENCY_RATE * LATENCY_SECS;
+    // id -> when the poller first saw it.
+    let seen: Arc<Mutex<HashMap<usize, Instant>>> = Default::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        let mut read = d.reader(dir.path())?;
+        std::thread::spawn(move || {
+            let mut upto = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(max) = read("SELECT max(id) FROM ticks") {
+                    let now = Instant::now();
+                    let max = max as usize + 1;
+                    if max > upto {
+                        let mut s = seen.lock().expect("seen poisoned");
+                        for id in upto..max {
+                            s.insert(id, now);
+                        }
+                        upto = max;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let mut acked = Vec::with_capacity(total);
+    let started = Instant::now();
+    for id in 0..total {
+        let due = started + Duration::from_secs_f64(id as f64 / LATENCY_RATE as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        host.ingest("bench/ticks", vec![json!({"id": id})])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        acked.push(Instant::now());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().expect("seen poisoned").len() < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{}: only {} of {total} rows became visible",
+            d.name(),
+            seen.lock().expect("seen poisoned").len()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = poller.join();
+    host.shutdown();
+    let seen = seen.lock().expect("seen poisoned");
+    let mut lat: Vec<Duration> = (LATENCY_RATE..total)
+        .map(|id| seen[&id].saturating_duration_since(acked[id]))
+        .collect();
+    lat.sort();
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    Ok((at(0.5), at(0.99), at(1.0)))
+}
+
+/// One backfilled row: id, a customer, an amount, a note.
+fn history_doc(i: usize) -> Value {
+    json!({"id": i, "customer": format!("customer-{:05}", i % 10_000), "amount": (i % 9_973) as f64 / 100.0,
+           "note": "standard delivery, leave at the door"})
+}
+
+/// `docs` documents written first, then a materialization into PostgreSQL created: its time
+/// to fill the table, and `psql`'s `\copy` of the same rows.
+fn backfill(plugins: &Path, pg: &Postgres, docs: usize) -> anyhow::Result<(Duration, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let collection = json!({"bench/history": {
+        "schema": {"type": "object",
+                   "properties": {"id": {"type": "integer"}, "customer": {"type": "string"},
+                                  "amount": {"type": "number"}, "note": {"type": "string"}},
+                   "required": ["id", "customer", "amount", "note"]},
+        "key": ["/id"],
+    }});
+    let host = host(plugins, dir.path(), json!({"collections": collection}))?;
+    for first in (0..docs).step_by(BACKFILL_PER_REQUEST) {
+        let batch: Vec<Value> = (first..(first + BACKFILL_PER_REQUEST).min(docs))
+            .map(history_doc)
+            .collect();
+        host.ingest("bench/history", batch)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let started = Instant::now();
+    publish(
+        &host,
+        json!({
+            "collections": collection,
+            "materializations": {"bench/history": {
+                "endpoint": Destination::Postgres(pg.clone()).endpoint(dir.path()),
+                "bindings": [{"source": "bench/history", "resource": {"table": "history"}}],
+            }},
+        }),
+    )?;
+    host.wait_idle(Duration::from_secs(1800))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let flow = started.elapsed();
+    host.shutdown();
+    let mut client = pg.client()?;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM history", &[])?
+        .get(0);
+    anyhow::ensure!(
+        rows == docs as i64,
+        "the history table has {rows} rows, not {docs}"
+    );
+
+    // The same rows as CSV, copied by psql into a table of the same shape.
+    client.batch_execute("CREATE TABLE history_copy (LIKE history INCLUDING ALL)")?;
+    let csv = dir.path().join("history.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        let mut row = csv::Row::default();
+        for i in 0..docs {
+            let d = history_doc(i);
+            row.write(&mut w, &d)?;
+        }
+        w.flush()?;
+    }
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'history' ORDER BY ordinal_position",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let copy = format!(
+        "\\copy history_copy ({}) FROM '{}' WITH (FORMAT csv)",
+        columns
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        csv.display()
+    );
+    anyhow::ensure!(
+        columns == ["id", "amount", "customer", "note", "flow_document"],
+        "the history table's columns are {columns:?}: the CSV's order needs updating"
+    );
+    let started = Instant::now();
+    pg.psql(&copy)?;
+    let copied = started.elapsed();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM history_copy", &[])?
+        .get(0);
+    anyhow::ensure!(rows == docs as i64, "\\copy loaded {rows} rows, not {docs}");
+    Ok((flow, copied))
+}
+
+/// CSV rows in the history table's column order (id, amount, customer, note, flow_document).
+mod csv {
+    use serde_json::Value;
+
+    #[derive(Default)]
+    pub struct Row(String);
+
+    impl Row {
+        pub fn write(&mut self, w: &mut impl std::io::Write, d: &Value) -> std::io::Result<()> {
+            let doc = d.to_string();
+            self.0.clear();
+            self.0.push_str(&format!(
+                "{},{},{},{},{}\n",
+                d["id"],
+                d["amount"],
+                quote(d["customer"].as_str().unwrap_or_default()),
+                quote(d["note"].as_str().unwrap_or_default()),
+                quote(&doc)
+            ));
+            w.write_all(self.0.as_bytes())
+        }
+    }
+
+    fn quote(s: &str) -> String {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// A PostgreSQL server of this bench's own, on loopback in a temp dir, stopped on drop. As
+/// root it runs as the `postgres` user (the server refuses root), as in the tests.
+#[derive(Clone)]
+struct Postgres {
+    inner: Arc<PgDir>,
+}
+
+struct PgDir {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+const PG_PASSWORD: &str = "flow-bench-secret";
+
+impl Drop for PgDir {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = run_pg(
+            &self.bin,
+            self.dir.path(),
+            "pg_ctl",
+            &["-D", &data.to_string_lossy(), "-m", "immediate", "stop"],
+        );
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Run PostgreSQL's program `program` (as `postgres` when this is root).
+fn run_pg(bin: &Path, cwd: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let exe = bin.join(program);
+    let out = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&exe)
+            .args(args)
+            .current_dir(cwd)
+            .output()
+    } else {
+        Command::new(&exe).args(args).current_dir(cwd).output()
+    }
+    .with_context(|| format!("failed to run {}", exe.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl Postgres {
+    fn start() -> anyhow::Result<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                let mut found: Vec<PathBuf> = d
+                    .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                    .filter(|b| b.join("initdb").is_file())
+                    .collect();
+                found.sort();
+                found.pop()
+            })
+            .context(
+                "PostgreSQL's server programs are not installed (apt-get install postgresql)",
+            )?;
+        let dir = tempfile::tempdir()?;
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?;
+            anyhow::ensure!(ok.success(), "chown of {}", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, PG_PASSWORD)?;
+        let data = dir.path().join("data");
+        run_pg(
+            &bin,
+            dir.path(),
+            "initdb",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "flow",
+                "--auth=scram-sha-256",
+                "--pwfile",
+                &pw.to_string_lossy(),
+                "--no-sync",
+            ],
+        )?;
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log");
+        run_pg(
+            &bin,
+            dir.path(),
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        Ok(Postgres {
+            inner: Arc::new(PgDir { dir, bin, port }),
+        })
+    }
+
+    /// The endpoint config: the password from a file (a secret is never inline).
+    fn config(&self) -> Value {
+        json!({"address": format!("127.0.0.1:{}", self.inner.port), "database": "postgres", "user": "flow",
+               "password": {"file": self.inner.dir.path().join("pw")}})
+    }
+
+    fn client(&self) -> anyhow::Result<postgres::Client> {
+        Ok(postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.inner.port)
+            .user("flow")
+            .password(PG_PASSWORD)
+            .dbname("postgres")
+            .connect(postgres::NoTls)?)
+    }
+
+    /// Run `command` with `psql`, PostgreSQL's own client.
+    fn psql(&self, command: &str) -> anyhow::Result<()> {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.inner.port.to_string(),
+                "-U",
+                "flow",
+                "-d",
+                "postgres",
+            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .context("failed to run psql")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
