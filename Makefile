@@ -41,3 +41,6 @@ bench: setup
 	cargo run --release -p flow-host -- bench --suite combiner-memory --docs 10000000 --spill-mib 64
 	cargo run --release -p flow-host -- bench --suite fragments --docs 1000000
 	cargo run --release -p flow-host -- bench --suite pipeline --docs 1000000
+	cargo run --release -p flow-host -- bench --suite latency
+	cargo run --release -p flow-host -- bench --suite backfill --docs 10000000
+	cargo run --release -p flow-host -- bench --suite materialize --docs 1000000
