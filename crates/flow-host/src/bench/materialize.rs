@@ -9,7 +9,8 @@
 //!   target: at most 1 in 20); a destination that commits faster takes more, smaller
 //!   transactions, and so more writes. Checked: the table's sum.
 //! - **Latency**: 1,000 docs/s, one per ingest, for 6 s (the first not measured), into a table
-//!   keyed by `id`; a poller on its own connection reads `max(id)` every millisecond, and a
+//!   keyed by `id`; a poller on its own connection (through the host's connector, a
+//!   transaction per poll on PostgreSQL) reads `max(id)` every millisecond, and a
 //!   document's latency runs from its ingest's acknowledgement (`Host::ingest` returning once
 //!   it is durable; the HTTP hop, ~0.1 ms on loopback, is left out) to the poll that first
 //!   sees its row.
@@ -76,8 +77,61 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs a query answering one integer (None: no answer yet) on a connection of its own.
-type Reader = Box<dyn FnMut(&str) -> Option<i64> + Send>;
+/// A connection of the bench's own to a destination, through the host's connector (only
+/// `connector/` opens destination connections): each statement in a transaction of its own on
+/// PostgreSQL (whose connector runs statements only inside one), autocommit on SQLite.
+struct Reader {
+    db: Box<dyn crate::connector::Destination>,
+    sql: Box<dyn flow_engine::SqlAccess>,
+    txn: bool,
+}
+
+impl Reader {
+    fn bounds() -> flow_engine::SqlBounds {
+        flow_engine::SqlBounds {
+            deadline: Instant::now() + Duration::from_secs(60),
+            deadline_ms: 60_000,
+            result_bytes_max: 16 << 20,
+        }
+    }
+
+    /// The rows of `query`, or why not.
+    fn rows(&mut self, query: &str) -> anyhow::Result<Vec<Vec<flow_engine::SqlValue>>> {
+        if self.txn {
+            self.db.begin()?;
+        }
+        let got = self.sql.query(query, &[], &Self::bounds());
+        if self.txn {
+            match &got {
+                Ok(_) => self.db.commit()?,
+                Err(_) => self.db.rollback(),
+            }
+        }
+        Ok(got.map_err(anyhow::Error::msg)?.rows)
+    }
+
+    /// One integer from `query` (None: no answer yet, e.g. before its table exists).
+    fn int(&mut self, query: &str) -> Option<i64> {
+        match self.rows(query).ok()?.first()?.first()? {
+            flow_engine::SqlValue::Integer(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn execute(&mut self, statement: &str) -> anyhow::Result<()> {
+        if self.txn {
+            self.db.begin()?;
+        }
+        let done = self.sql.execute(statement, &[], &Self::bounds());
+        if self.txn {
+            match &done {
+                Ok(_) => self.db.commit()?,
+                Err(_) => self.db.rollback(),
+            }
+        }
+        done.map(drop).map_err(anyhow::Error::msg)
+    }
+}
 
 enum Destination {
     Sqlite,
@@ -96,39 +150,28 @@ impl Destination {
     fn endpoint(&self, dir: &Path) -> Value {
         match self {
             Destination::Sqlite => json!({"wasm": {"plugin": "materialize-sqlite",
-                "config": {"path": dir.join("views.db")}}}),
-            Destination::Postgres(pg) => json!({"connector": "postgres",
-                "wasm": {"plugin": "materialize-postgres", "config": pg.config()}}),
+                "config": self.config(dir)}}),
+            Destination::Postgres(_) => json!({"connector": "postgres",
+                "wasm": {"plugin": "materialize-postgres", "config": self.config(dir)}}),
         }
     }
 
-    /// A connection reading the destination: `query` answers one integer.
+    fn config(&self, dir: &Path) -> Value {
+        match self {
+            Destination::Sqlite => json!({"path": dir.join("views.db")}),
+            Destination::Postgres(pg) => pg.config(),
+        }
+    }
+
+    /// A connection of the bench's own, reading the destination.
     fn reader(&self, dir: &Path) -> anyhow::Result<Reader> {
-        Ok(match self {
-            Destination::Sqlite => {
-                let path = dir.join("views.db");
-                let mut db: Option<rusqlite::Connection> = None;
-                Box::new(move |q: &str| {
-                    if db.is_none() {
-                        db = rusqlite::Connection::open(&path).ok();
-                    }
-                    db.as_ref()?
-                        .query_row(q, [], |r| r.get::<_, Option<i64>>(0))
-                        .ok()
-                        .flatten()
-                })
-            }
-            Destination::Postgres(pg) => {
-                let mut client = pg.client()?;
-                Box::new(move |q: &str| {
-                    client
-                        .query_one(q, &[])
-                        .ok()
-                        .and_then(|r| r.try_get::<_, Option<i64>>(0).ok())
-                        .flatten()
-                })
-            }
-        })
+        let (connector, txn) = match self {
+            Destination::Sqlite => ("sqlite", false),
+            Destination::Postgres(_) => ("postgres", true),
+        };
+        let db = crate::connector::open(connector, &self.config(dir))?;
+        let sql = db.grant();
+        Ok(Reader { db, sql, txn })
     }
 }
 
@@ -187,7 +230,9 @@ fn fact_table(plugins: &Path, d: &Destination) -> anyhow::Result<(u64, usize)> {
     }
     host.wait_idle(Duration::from_secs(300))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sum = d.reader(dir.path())?("SELECT CAST(sum(n) AS BIGINT) FROM facts");
+    let sum = d
+        .reader(dir.path())?
+        .int("SELECT CAST(sum(n) AS BIGINT) FROM facts");
     anyhow::ensure!(
         sum == Some(EVENTS as i64),
         "{}: the fact table sums to {sum:?}, not {EVENTS}",
@@ -225,7 +270,7 @@ fn latency(plugins: &Path, d: &Destination) -> anyhow::Result<(Duration, Duratio
         std::thread::spawn(move || {
             let mut upto = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(max) = read("SELECT max(id) FROM ticks") {
+                if let Some(max) = read.int("SELECT max(id) FROM ticks") {
                     let now = Instant::now();
                     let max = max as usize + 1;
                     if max > upto {
@@ -313,17 +358,15 @@ fn backfill(plugins: &Path, pg: &Postgres, docs: usize) -> anyhow::Result<(Durat
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let flow = started.elapsed();
     host.shutdown();
-    let mut client = pg.client()?;
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM history", &[])?
-        .get(0);
+    let mut db = Destination::Postgres(pg.clone()).reader(dir.path())?;
+    let rows = db.int("SELECT count(*) FROM history");
     anyhow::ensure!(
-        rows == docs as i64,
-        "the history table has {rows} rows, not {docs}"
+        rows == Some(docs as i64),
+        "the history table has {rows:?} rows, not {docs}"
     );
 
     // The same rows as CSV, copied by psql into a table of the same shape.
-    client.batch_execute("CREATE TABLE history_copy (LIKE history INCLUDING ALL)")?;
+    db.execute("CREATE TABLE history_copy (LIKE history INCLUDING ALL)")?;
     let csv = dir.path().join("history.csv");
     {
         use std::io::Write;
@@ -335,13 +378,15 @@ fn backfill(plugins: &Path, pg: &Postgres, docs: usize) -> anyhow::Result<(Durat
         }
         w.flush()?;
     }
-    let columns: Vec<String> = client
-        .query(
+    let columns: Vec<String> = db
+        .rows(
             "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'history' ORDER BY ordinal_position",
-            &[],
         )?
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
+        .filter_map(|r| match r.into_iter().next() {
+            Some(flow_engine::SqlValue::Text(c)) => Some(c),
+            _ => None,
+        })
         .collect();
     let copy = format!(
         "\\copy history_copy ({}) FROM '{}' WITH (FORMAT csv)",
@@ -359,10 +404,11 @@ fn backfill(plugins: &Path, pg: &Postgres, docs: usize) -> anyhow::Result<(Durat
     let started = Instant::now();
     pg.psql(&copy)?;
     let copied = started.elapsed();
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM history_copy", &[])?
-        .get(0);
-    anyhow::ensure!(rows == docs as i64, "\\copy loaded {rows} rows, not {docs}");
+    let rows = db.int("SELECT count(*) FROM history_copy");
+    anyhow::ensure!(
+        rows == Some(docs as i64),
+        "\\copy loaded {rows:?} rows, not {docs}"
+    );
     Ok((flow, copied))
 }
 
@@ -527,16 +573,6 @@ impl Postgres {
     fn config(&self) -> Value {
         json!({"address": format!("127.0.0.1:{}", self.inner.port), "database": "postgres", "user": "flow",
                "password": {"file": self.inner.dir.path().join("pw")}})
-    }
-
-    fn client(&self) -> anyhow::Result<postgres::Client> {
-        Ok(postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.inner.port)
-            .user("flow")
-            .password(PG_PASSWORD)
-            .dbname("postgres")
-            .connect(postgres::NoTls)?)
     }
 
     /// Run `command` with `psql`, PostgreSQL's own client.
