@@ -54,7 +54,8 @@ pub const SPILL_THRESHOLD_BYTES_DEFAULT: usize = 256 << 20;
 /// out in the order their keys first came.
 pub struct LastOfEachKey<T> {
     key: Vec<Pointer>,
-    index: HashMap<Vec<u8>, usize>,
+    /// ahash, as `Combiner::entries` (keys come from documents).
+    index: HashMap<Vec<u8>, usize, ahash::RandomState>,
     kept: Vec<T>,
 }
 
@@ -72,7 +73,7 @@ impl<T> LastOfEachKey<T> {
     pub fn new(key: Vec<Pointer>) -> Self {
         LastOfEachKey {
             key,
-            index: HashMap::new(),
+            index: HashMap::default(),
             kept: Vec::new(),
         }
     }
