@@ -4,7 +4,7 @@
 //! written first (not timed), through the same path as an HTTP ingest, in requests of 10,000;
 //! the sealer seals it into gzip fragments meanwhile, as a long-running host would have.
 
-use crate::catalog::{Bundle, Catalog};
+use crate::catalog::Catalog;
 use crate::runtime::{Host, HostOptions};
 use serde_json::json;
 use std::path::Path;
@@ -40,21 +40,8 @@ fn catalog(with_derivation: bool) -> Catalog {
 pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::open(HostOptions::new(dir.path().join("data")))?;
-    let path = plugins.join("customer_totals.wasm");
-    let bytes = std::fs::read(&path).map_err(|e| {
-        anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
-    })?;
-    host.registry
-        .deploy("totals", &bytes)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let publish = |with_derivation| {
-        host.publish(Bundle {
-            source: "bench".into(),
-            catalog: catalog(with_derivation),
-            modules: Default::default(),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))
-    };
+    super::deploy(&host, plugins, &[("totals", "customer_totals.wasm")])?;
+    let publish = |with_derivation| super::publish(&host, catalog(with_derivation));
     publish(false)?;
     let written = Instant::now();
     for first in (0..docs).step_by(DOCS_PER_REQUEST) {

@@ -18,7 +18,7 @@
 //!   then its time to fill the table, beside `psql`'s `\copy` of the same rows (CSV) into a
 //!   table of the same shape.
 
-use crate::catalog::{Bundle, Catalog};
+use crate::catalog::Catalog;
 use crate::runtime::{Host, HostOptions};
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -178,31 +178,22 @@ impl Destination {
 /// A host in `dir` with the materialization plugins deployed and `catalog` published.
 fn host(plugins: &Path, dir: &Path, catalog: Value) -> anyhow::Result<Arc<Host>> {
     let host = Host::open(HostOptions::new(dir.join("data")))?;
-    for (name, file) in [
-        ("materialize-sqlite", "materialize_sqlite.wasm"),
-        ("materialize-postgres", "materialize_postgres.wasm"),
-    ] {
-        let path = plugins.join(file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
-        })?;
-        host.registry
-            .deploy(name, &bytes)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    }
+    super::deploy(
+        &host,
+        plugins,
+        &[
+            ("materialize-sqlite", "materialize_sqlite.wasm"),
+            ("materialize-postgres", "materialize_postgres.wasm"),
+        ],
+    )?;
     publish(&host, catalog)?;
     Ok(host)
 }
 
+/// Publish a catalog written as JSON.
 fn publish(host: &Host, catalog: Value) -> anyhow::Result<()> {
     let catalog: Catalog = serde_json::from_value(catalog).context("bench catalog")?;
-    host.publish(Bundle {
-        source: "bench".into(),
-        catalog,
-        modules: Default::default(),
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    super::publish(host, catalog)
 }
 
 /// Events summed by key into a fact table: (row writes, events).

@@ -14,6 +14,35 @@ pub(crate) mod latency;
 pub(crate) mod materialize;
 pub(crate) mod pipeline;
 
+/// Deploy plugins to `host`: each (plugin name, its component's file in `plugins`).
+pub(crate) fn deploy(
+    host: &crate::runtime::Host,
+    plugins: &std::path::Path,
+    which: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    for (name, file) in which {
+        let path = plugins.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
+        })?;
+        host.registry
+            .deploy(name, &bytes)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Publish `catalog` to `host`, as the bench's.
+pub(crate) fn publish(host: &crate::runtime::Host, catalog: crate::catalog::Catalog) -> anyhow::Result<()> {
+    host.publish(crate::catalog::Bundle {
+        source: "bench".into(),
+        catalog,
+        modules: Default::default(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// CPU time this process has used (user and system, all threads), in seconds, from
 /// /proc/self/stat (clock ticks of 1/100 s on Linux).
 pub(crate) fn cpu_seconds() -> f64 {

@@ -23,7 +23,7 @@
 //! process over its rounds (sampled every 10 ms; memory the allocator kept from an earlier run
 //! in the same process counts, so the least is the cleanest figure).
 
-use crate::catalog::{Bundle, Catalog};
+use crate::catalog::Catalog;
 use futures::StreamExt;
 use crate::runtime::{Host, HostOptions};
 use serde_json::{Value, json};
@@ -227,21 +227,8 @@ fn host_run(
             ("materialize-sqlite", "materialize_sqlite.wasm"),
         ],
     };
-    for (name, file) in plugins_used {
-        let path = plugins.join(file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            anyhow::anyhow!("{}: {e} (build the plugins: make plugins)", path.display())
-        })?;
-        host.registry
-            .deploy(name, &bytes)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    }
-    host.publish(Bundle {
-        source: "bench".into(),
-        catalog: catalog(&views, workload),
-        modules: Default::default(),
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::deploy(&host, plugins, plugins_used)?;
+    super::publish(&host, catalog(&views, workload))?;
     let (query, expect) = match workload {
         Workload::Totals => (
             "SELECT coalesce(sum(orders), 0) FROM customer_totals",
