@@ -95,19 +95,20 @@ impl Reader {
         }
     }
 
+    /// Run `f` on the connection, in a transaction of its own where the connector wants one.
+    fn run<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn flow_engine::SqlAccess) -> Result<R, String>,
+    ) -> anyhow::Result<R> {
+        let Reader { db, sql, txn } = self;
+        crate::connector::in_txn(txn.then_some(&**db), || {
+            f(&mut **sql).map_err(anyhow::Error::msg)
+        })
+    }
+
     /// The rows of `query`, or why not.
     fn rows(&mut self, query: &str) -> anyhow::Result<Vec<Vec<flow_engine::SqlValue>>> {
-        if self.txn {
-            self.db.begin()?;
-        }
-        let got = self.sql.query(query, &[], &Self::bounds());
-        if self.txn {
-            match &got {
-                Ok(_) => self.db.commit()?,
-                Err(_) => self.db.rollback(),
-            }
-        }
-        Ok(got.map_err(anyhow::Error::msg)?.rows)
+        Ok(self.run(|sql| sql.query(query, &[], &Self::bounds()))?.rows)
     }
 
     /// One integer from `query` (None: no answer yet, e.g. before its table exists).
@@ -119,17 +120,8 @@ impl Reader {
     }
 
     fn execute(&mut self, statement: &str) -> anyhow::Result<()> {
-        if self.txn {
-            self.db.begin()?;
-        }
-        let done = self.sql.execute(statement, &[], &Self::bounds());
-        if self.txn {
-            match &done {
-                Ok(_) => self.db.commit()?,
-                Err(_) => self.db.rollback(),
-            }
-        }
-        done.map(drop).map_err(anyhow::Error::msg)
+        self.run(|sql| sql.execute(statement, &[], &Self::bounds()))
+            .map(drop)
     }
 }
 

@@ -36,6 +36,31 @@ pub(crate) trait Destination: Send {
     }
 }
 
+/// Run `f` inside a transaction of `db` (when there is a destination database), committing
+/// only if it succeeds and rolling back if it fails.
+pub(crate) fn in_txn<R>(
+    db: Option<&dyn Destination>,
+    f: impl FnOnce() -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    if let Some(db) = db {
+        db.begin()?;
+    }
+    match f() {
+        Ok(r) => {
+            if let Some(db) = db {
+                db.commit()?;
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            if let Some(db) = db {
+                db.rollback();
+            }
+            Err(e)
+        }
+    }
+}
+
 /// One destination kind: its name in `endpoint.connector`, how to check its config without
 /// connecting (at publish), and how to open it.
 struct Connector {

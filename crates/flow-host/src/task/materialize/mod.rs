@@ -138,7 +138,7 @@ impl Materialize {
                 })
                 .collect(),
         };
-        let checkpoint = in_destination_txn(destination.as_deref(), || {
+        let checkpoint = connector::in_txn(destination.as_deref(), || {
             instance
                 .open(&open_spec)
                 .map_err(|e| anyhow::anyhow!("open: {e}"))
@@ -152,31 +152,6 @@ impl Materialize {
             instance,
         };
         Ok((task, version.seq))
-    }
-}
-
-/// Run `f` inside a destination transaction (when there is a destination database), committing
-/// only if it succeeds.
-fn in_destination_txn<R>(
-    db: Option<&dyn Destination>,
-    f: impl FnOnce() -> anyhow::Result<R>,
-) -> anyhow::Result<R> {
-    if let Some(db) = db {
-        db.begin()?;
-    }
-    match f() {
-        Ok(r) => {
-            if let Some(db) = db {
-                db.commit()?;
-            }
-            Ok(r)
-        }
-        Err(e) => {
-            if let Some(db) = db {
-                db.rollback();
-            }
-            Err(e)
-        }
     }
 }
 
@@ -316,7 +291,7 @@ fn transaction(
     })
     .to_string();
     let mut n_out = 0;
-    in_destination_txn(db, || {
+    connector::in_txn(db, || {
         let mut writer = Writer::new(ctx, bindings, instance);
         // send_plugin_load, then send_plugin_write of text bindings: a stored row only tells
         // whether the key exists; the last document replaces it.
