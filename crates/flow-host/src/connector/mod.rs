@@ -9,11 +9,7 @@
 mod postgres;
 mod sqlite;
 
-/// Bytes a SQL value takes in a query result, as `hostResultBytesMax` counts them.
-#[cfg(feature = "fuzz")]
-pub(crate) use sqlite::size_of as result_value_bytes;
-
-use flow_engine::SqlAccess;
+use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use serde_json::Value;
 
 /// A destination database whose transactions the host controls.
@@ -34,6 +30,59 @@ pub(crate) trait Destination: Send {
     fn available(&self) -> bool {
         true
     }
+}
+
+/// Bytes a SQL value takes in a query result, as `hostResultBytesMax` counts them.
+pub(crate) fn result_value_bytes(v: &SqlValue) -> usize {
+    match v {
+        SqlValue::Null => 1,
+        SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+        SqlValue::Text(s) => s.len(),
+        SqlValue::Blob(b) => b.len(),
+    }
+}
+
+/// A query's result as a connector reads it, counted against `hostResultBytesMax` (column
+/// names and every value) row by row, so no connector holds more than the cap.
+struct CappedRows {
+    result: SqlRows,
+    bytes: usize,
+    max: usize,
+}
+
+impl CappedRows {
+    fn new(columns: Vec<String>, bounds: &SqlBounds) -> Self {
+        CappedRows {
+            bytes: columns.iter().map(String::len).sum(),
+            max: bounds.result_bytes_max,
+            result: SqlRows {
+                columns,
+                rows: Vec::new(),
+            },
+        }
+    }
+
+    /// Add a row, or say that the result is over the cap.
+    fn push(&mut self, row: Vec<SqlValue>) -> Result<(), String> {
+        self.bytes += row.iter().map(result_value_bytes).sum::<usize>();
+        if self.bytes > self.max {
+            return Err(format!(
+                "the query's result is over the cap of {} bytes per host call (hostResultBytesMax) after {} rows: select fewer rows or columns, or page with LIMIT",
+                self.max,
+                self.result.rows.len()
+            ));
+        }
+        self.result.rows.push(row);
+        Ok(())
+    }
+}
+
+/// A plugin statement stopped at its call's deadline.
+fn deadline_error(bounds: &SqlBounds) -> String {
+    format!(
+        "the statement was interrupted at the plugin's CPU deadline of {} ms per call, which host SQL counts against",
+        bounds.deadline_ms
+    )
 }
 
 /// Run `f` inside a transaction of `db` (when there is a destination database), committing

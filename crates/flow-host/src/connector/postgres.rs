@@ -15,7 +15,7 @@
 //! transaction it began is still the one open (its `txid_current()`), so nothing a plugin ran
 //! can have ended it unseen.
 
-use super::{Destination, endpoint_name};
+use super::{CappedRows, Destination, deadline_error, endpoint_name};
 use anyhow::Context;
 use bytes::BufMut;
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
@@ -291,13 +291,6 @@ impl Postgres {
             }
         })
     }
-}
-
-fn deadline_error(bounds: &SqlBounds) -> String {
-    format!(
-        "the statement was interrupted at the plugin's CPU deadline of {} ms per call, which host SQL counts against",
-        bounds.deadline_ms
-    )
 }
 
 /// Why a plugin statement is refused, if it is: by its first keyword (and the second, for
@@ -583,27 +576,19 @@ impl SqlAccess for Postgres {
     ) -> Result<SqlRows, String> {
         self.plugin_statement(statement, bounds, |client, stmt| {
             let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
-            let mut bytes: usize = columns.iter().map(String::len).sum();
+            let mut result = CappedRows::new(columns, bounds);
             let params: Vec<Param> = params.iter().map(Param).collect();
             let mut rows = client
                 .query_raw(stmt, params.iter().map(|p| p as &dyn ToSql))
                 .map_err(|e| describe(&e))?;
-            let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| describe(&e))? {
-                let values = (0..row.len())
-                    .map(|i| column(&row, i))
-                    .collect::<Result<Vec<SqlValue>, String>>()?;
-                bytes += values.iter().map(super::sqlite::size_of).sum::<usize>();
-                if bytes > bounds.result_bytes_max {
-                    return Err(format!(
-                        "the query's result is over the cap of {} bytes per host call (hostResultBytesMax) after {} rows: select fewer rows or columns, or page with LIMIT",
-                        bounds.result_bytes_max,
-                        out.len()
-                    ));
-                }
-                out.push(values);
+                result.push(
+                    (0..row.len())
+                        .map(|i| column(&row, i))
+                        .collect::<Result<Vec<SqlValue>, String>>()?,
+                )?;
             }
-            Ok(SqlRows { columns, rows: out })
+            Ok(result.result)
         })
     }
 }

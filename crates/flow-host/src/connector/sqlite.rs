@@ -8,7 +8,7 @@
 //! counted as they are read and refused past the result cap: a plugin cannot make the host
 //! hold more than the cap, or run longer than its own deadline.
 
-use super::Destination;
+use super::{CappedRows, Destination, deadline_error};
 use anyhow::Context;
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -188,23 +188,6 @@ impl Guard {
     }
 }
 
-fn deadline_error(bounds: &SqlBounds) -> String {
-    format!(
-        "the statement was interrupted at the plugin's CPU deadline of {} ms per call, which host SQL counts against",
-        bounds.deadline_ms
-    )
-}
-
-/// Bytes a value takes in a result, as the cap counts them.
-pub(crate) fn size_of(v: &SqlValue) -> usize {
-    match v {
-        SqlValue::Null => 1,
-        SqlValue::Integer(_) | SqlValue::Real(_) => 8,
-        SqlValue::Text(s) => s.len(),
-        SqlValue::Blob(b) => b.len(),
-    }
-}
-
 fn to_sql(v: &SqlValue) -> Sv {
     match v {
         SqlValue::Null => Sv::Null,
@@ -270,26 +253,18 @@ impl SqlAccess for Sqlite {
             let mut stmt = conn.prepare_cached(statement).map_err(|e| e.to_string())?;
             let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
             let n = columns.len();
-            let mut bytes: usize = columns.iter().map(String::len).sum();
+            let mut result = CappedRows::new(columns, bounds);
             let mut rows = stmt
                 .query(params_from_iter(params.iter().map(to_sql)))
                 .map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-                let values: Vec<SqlValue> = (0..n)
-                    .map(|i| row.get_ref(i).map(from_sql).unwrap_or(SqlValue::Null))
-                    .collect();
-                bytes += values.iter().map(size_of).sum::<usize>();
-                if bytes > bounds.result_bytes_max {
-                    return Err(format!(
-                        "the query's result is over the cap of {} bytes per host call (hostResultBytesMax) after {} rows: select fewer rows or columns, or page with LIMIT",
-                        bounds.result_bytes_max,
-                        out.len()
-                    ));
-                }
-                out.push(values);
+                result.push(
+                    (0..n)
+                        .map(|i| row.get_ref(i).map(from_sql).unwrap_or(SqlValue::Null))
+                        .collect(),
+                )?;
             }
-            Ok(SqlRows { columns, rows: out })
+            Ok(result.result)
         })
     }
 }
