@@ -120,14 +120,19 @@ fn a_materialization_writes_a_large_transaction_in_bounded_calls() {
         catalog,
         modules: Default::default(),
     };
-    b.modules
-        .insert("sqlite.wasm".into(), plugin_bytes(plugins::MATERIALIZE_SQLITE));
+    b.modules.insert(
+        "sqlite.wasm".into(),
+        plugin_bytes(plugins::MATERIALIZE_SQLITE),
+    );
     let docs: Vec<Value> = (0..4096)
         .map(|i| json!({"id": i, "note": format!("{i:04}-{}", "x".repeat(1000))}))
         .collect();
     // All rows wait before the task starts, so its first transaction reads all of them.
     host.publish(Bundle {
-        catalog: serde_json::from_value(json!({"collections": {"b/orders": b.catalog.collections["b/orders"]}})).unwrap(),
+        catalog: serde_json::from_value(
+            json!({"collections": {"b/orders": b.catalog.collections["b/orders"]}}),
+        )
+        .unwrap(),
         ..b.clone()
     })
     .unwrap();
@@ -135,7 +140,11 @@ fn a_materialization_writes_a_large_transaction_in_bounded_calls() {
     host.publish(b).unwrap();
     host.wait_idle(Duration::from_secs(120)).unwrap();
     let status = host.task_status("b/views").unwrap();
-    assert_eq!((status.transactions, status.docs_out), (1, 4096), "{status:?}");
+    assert_eq!(
+        (status.transactions, status.docs_out),
+        (1, 4096),
+        "{status:?}"
+    );
     let rows: i64 = rusqlite::Connection::open(&views)
         .unwrap()
         .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))

@@ -301,7 +301,11 @@ fn spawn(data: &Path, log: &Path) -> Proc {
 async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
     let (connector, materializer, path) = match dest {
         Dest::Sqlite(_) => ("sqlite", "materialize-sqlite", plugins::MATERIALIZE_SQLITE),
-        Dest::Postgres(_) => ("postgres", "materialize-postgres", plugins::MATERIALIZE_POSTGRES),
+        Dest::Postgres(_) => (
+            "postgres",
+            "materialize-postgres",
+            plugins::MATERIALIZE_POSTGRES,
+        ),
     };
     for (name, path) in [("totals", plugins::CUSTOMER_TOTALS), (materializer, path)] {
         flow_tests::deploy(http, &p.url(""), name, path).await;

@@ -57,13 +57,7 @@ async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
 }
 
 /// Poll `psql` until `sql` answers `want`, failing with the task statuses and the host's log.
-async fn wait_for_psql(
-    http: &reqwest::Client,
-    p: &Proc,
-    pg: &PgServer,
-    sql: &str,
-    want: &str,
-) {
+async fn wait_for_psql(http: &reqwest::Client, p: &Proc, pg: &PgServer, sql: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let got = pg.try_psql(sql).unwrap_or_else(|e| e);
@@ -173,7 +167,13 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
         ],
     )
     .await;
-    ingest(&http, &p, "acme/orders", &[json!({"id": 3, "customer": "alice", "amount": 10})]).await;
+    ingest(
+        &http,
+        &p,
+        "acme/orders",
+        &[json!({"id": 3, "customer": "alice", "amount": 10})],
+    )
+    .await;
     wait_for_psql(
         &http,
         &p,
@@ -192,7 +192,8 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
         "alice|15|2\nbob|7.5|1",
     )
     .await;
-    let log = pg.psql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
+    let log = pg
+        .psql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
     assert!(
         log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
         "{log}"
@@ -226,7 +227,13 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
         "a|t|2026-12-06 10:00:00|Lyon"
     );
     // A partial update merges onto the stored row (loaded, reduced, upserted)...
-    ingest(&http, &p, "acme/profiles", &[json!({"id": 2, "we\"ird": false})]).await;
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[json!({"id": 2, "we\"ird": false})],
+    )
+    .await;
     wait_for_psql(
         &http,
         &p,
@@ -236,8 +243,21 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
     )
     .await;
     // ... and a root delete removes it.
-    ingest(&http, &p, "acme/profiles", &[json!({"id": 1, "deleted": true})]).await;
-    wait_for_psql(&http, &p, &pg, "SELECT string_agg(id::text, ',') FROM profiles", "2").await;
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[json!({"id": 1, "deleted": true})],
+    )
+    .await;
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT string_agg(id::text, ',') FROM profiles",
+        "2",
+    )
+    .await;
 
     // The checkpoint is in the same database, with the fence this instance took.
     assert_eq!(
@@ -246,11 +266,28 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
     );
 
     // The password is in no answer of the API and nowhere in the host's log.
-    for path in ["/v1/catalog", "/v1/tasks", "/v1/plugins/materialize-postgres/logs"] {
-        let text = http.get(p.url(path)).send().await.unwrap().text().await.unwrap();
-        assert!(!text.contains(PG_PASSWORD), "{path} shows the password: {text}");
+    for path in [
+        "/v1/catalog",
+        "/v1/tasks",
+        "/v1/plugins/materialize-postgres/logs",
+    ] {
+        let text = http
+            .get(p.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !text.contains(PG_PASSWORD),
+            "{path} shows the password: {text}"
+        );
     }
-    assert!(!p.log_tail().contains(PG_PASSWORD), "the log shows the password");
+    assert!(
+        !p.log_tail().contains(PG_PASSWORD),
+        "the log shows the password"
+    );
     p.kill();
 }
 
@@ -272,7 +309,14 @@ async fn a_destination_that_goes_away_is_retried_and_caught_up() {
             .collect()
     };
     ingest(&http, &p, "acme/orders", &orders(0, 30)).await;
-    wait_for_psql(&http, &p, &pg, "SELECT sum(orders) FROM customer_totals", "30").await;
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT sum(orders) FROM customer_totals",
+        "30",
+    )
+    .await;
 
     pg.stop();
     ingest(&http, &p, "acme/orders", &orders(30, 60)).await;
@@ -286,14 +330,27 @@ async fn a_destination_that_goes_away_is_retried_and_caught_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let why = retrying["lastError"].as_str().unwrap();
-    assert!(why.contains("postgres endpoint flow@127.0.0.1:"), "{retrying}");
+    assert!(
+        why.contains("postgres endpoint flow@127.0.0.1:"),
+        "{retrying}"
+    );
     assert!(retrying["retryAtMs"].as_u64().is_some(), "{retrying}");
     // Ingest and the derivation go on meanwhile.
     ingest(&http, &p, "acme/orders", &orders(60, 90)).await;
-    assert_eq!(task(&http, &p, "acme/customer-totals").await["state"], "running");
+    assert_eq!(
+        task(&http, &p, "acme/customer-totals").await["state"],
+        "running"
+    );
 
     pg.restart();
-    wait_for_psql(&http, &p, &pg, "SELECT sum(orders) FROM customer_totals", "90").await;
+    wait_for_psql(
+        &http,
+        &p,
+        &pg,
+        "SELECT sum(orders) FROM customer_totals",
+        "90",
+    )
+    .await;
     assert_eq!(
         pg.psql("SELECT customer, total, orders FROM customer_totals ORDER BY customer"),
         "c0|30|30\nc1|30|30\nc2|30|30"
@@ -321,8 +378,21 @@ async fn a_stale_instance_cannot_commit() {
     let a = serve(a_dir.path()).await;
     deploy_plugins(&http, &a).await;
     assert_eq!(post(&http, &a, "/v1/catalog", &bundle(&pg)).await.0, 200);
-    ingest(&http, &a, "acme/orders", &[json!({"id": 1, "customer": "alice", "amount": 1})]).await;
-    wait_for_psql(&http, &a, &pg, "SELECT customer, orders FROM customer_totals", "alice|1").await;
+    ingest(
+        &http,
+        &a,
+        "acme/orders",
+        &[json!({"id": 1, "customer": "alice", "amount": 1})],
+    )
+    .await;
+    wait_for_psql(
+        &http,
+        &a,
+        &pg,
+        "SELECT customer, orders FROM customer_totals",
+        "alice|1",
+    )
+    .await;
 
     // B takes over the task (a host restored elsewhere, say): its open takes the next fence.
     let b = serve(b_dir.path()).await;
@@ -331,23 +401,57 @@ async fn a_stale_instance_cannot_commit() {
     wait_for_psql(&http, &b, &pg, "SELECT fence FROM flow_checkpoints", "2").await;
 
     // A, stale, processes a new order: its commit is refused.
-    ingest(&http, &a, "acme/orders", &[json!({"id": 2, "customer": "zed", "amount": 1})]).await;
+    ingest(
+        &http,
+        &a,
+        "acme/orders",
+        &[json!({"id": 2, "customer": "zed", "amount": 1})],
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let failed = loop {
         let t = task(&http, &a, "acme/pg").await;
         if t["state"] == "failed" {
             break t;
         }
-        assert!(Instant::now() < deadline, "the stale instance did not fail: {t}");
+        assert!(
+            Instant::now() < deadline,
+            "the stale instance did not fail: {t}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(failed["lastError"].as_str().unwrap().contains("fenced"), "{failed}");
-    assert_eq!(pg.psql("SELECT count(*) FROM customer_totals WHERE customer = 'zed'"), "0");
+    assert!(
+        failed["lastError"].as_str().unwrap().contains("fenced"),
+        "{failed}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM customer_totals WHERE customer = 'zed'"),
+        "0"
+    );
     // B goes on writing. (Its journals are its own: it resumes at A's checkpoint, so it first
     // takes the order A had, which gives its derived journal the same length.)
-    ingest(&http, &b, "acme/orders", &[json!({"id": 1, "customer": "alice", "amount": 1})]).await;
-    ingest(&http, &b, "acme/orders", &[json!({"id": 9, "customer": "bob", "amount": 2})]).await;
-    wait_for_psql(&http, &b, &pg, "SELECT orders FROM customer_totals WHERE customer = 'bob'", "1").await;
+    ingest(
+        &http,
+        &b,
+        "acme/orders",
+        &[json!({"id": 1, "customer": "alice", "amount": 1})],
+    )
+    .await;
+    ingest(
+        &http,
+        &b,
+        "acme/orders",
+        &[json!({"id": 9, "customer": "bob", "amount": 2})],
+    )
+    .await;
+    wait_for_psql(
+        &http,
+        &b,
+        &pg,
+        "SELECT orders FROM customer_totals WHERE customer = 'bob'",
+        "1",
+    )
+    .await;
     a.kill();
     b.kill();
 }
@@ -371,12 +475,24 @@ async fn bad_configuration_is_refused_or_named() {
     // Refused at publish.
     for (edit, expect) in [
         (
-            Box::new(|c: &mut Value| c["password"] = json!("inline-secret")) as Box<dyn Fn(&mut Value)>,
+            Box::new(|c: &mut Value| c["password"] = json!("inline-secret"))
+                as Box<dyn Fn(&mut Value)>,
             "`password` must be {env: NAME} or {file: PATH}",
         ),
-        (Box::new(|c: &mut Value| c["password"] = json!({"env": "NO_SUCH_VARIABLE_X"})), "no environment variable NO_SUCH_VARIABLE_X"),
-        (Box::new(|c: &mut Value| { c.as_object_mut().unwrap().remove("database"); }), "needs `database`"),
-        (Box::new(|c: &mut Value| c["address"] = json!("127.0.0.1:port")), "is not a port number"),
+        (
+            Box::new(|c: &mut Value| c["password"] = json!({"env": "NO_SUCH_VARIABLE_X"})),
+            "no environment variable NO_SUCH_VARIABLE_X",
+        ),
+        (
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().unwrap().remove("database");
+            }),
+            "needs `database`",
+        ),
+        (
+            Box::new(|c: &mut Value| c["address"] = json!("127.0.0.1:port")),
+            "is not a port number",
+        ),
     ] {
         let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
         assert_eq!(status, 400, "{body}");
@@ -393,7 +509,10 @@ async fn bad_configuration_is_refused_or_named() {
             Box::new(|c: &mut Value| c["user"] = json!("nobody")) as Box<dyn Fn(&mut Value)>,
             "authentication failed",
         ),
-        (Box::new(|c: &mut Value| c["database"] = json!("nosuchdb")), "does not exist"),
+        (
+            Box::new(|c: &mut Value| c["database"] = json!("nosuchdb")),
+            "does not exist",
+        ),
     ] {
         let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
         assert_eq!(status, 200, "{body}");
@@ -417,7 +536,9 @@ async fn bad_configuration_is_refused_or_named() {
         &http,
         &p,
         "/v1/catalog",
-        &with_config(&|c: &mut Value| c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))),
+        &with_config(&|c: &mut Value| {
+            c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
+        }),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -425,7 +546,14 @@ async fn bad_configuration_is_refused_or_named() {
     loop {
         let t = task(&http, &p, "acme/pg").await;
         if t["state"] == "retrying" {
-            assert!(t["lastError"].as_str().unwrap().to_lowercase().contains("refused"), "{t}");
+            assert!(
+                t["lastError"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .contains("refused"),
+                "{t}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "the task did not retry: {t}");
@@ -447,7 +575,8 @@ async fn bad_configuration_is_refused_or_named() {
     };
     let why = t["lastError"].as_str().unwrap();
     assert!(
-        why.contains("table customer_totals") && why.contains("column customer exists with type integer"),
+        why.contains("table customer_totals")
+            && why.contains("column customer exists with type integer"),
         "{why}"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM customer_totals"), "0");

@@ -29,12 +29,18 @@ fn bin_dir() -> PathBuf {
         && out.status.success()
     {
         let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if let Some(dir) = std::fs::canonicalize(&p).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        if let Some(dir) = std::fs::canonicalize(&p)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
             return dir;
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|d| d.join("initdb").is_file());
     found.sort();
@@ -89,7 +95,9 @@ impl PgServer {
             ],
         );
         server.pg_ctl_start();
-        server.psql_super(&format!("CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'"));
+        server.psql_super(&format!(
+            "CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'"
+        ));
         server.psql_super(&format!("CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}"));
         server
     }
@@ -109,7 +117,10 @@ impl PgServer {
                 .current_dir(self.dir.path())
                 .output()
         } else {
-            Command::new(&exe).args(args).current_dir(self.dir.path()).output()
+            Command::new(&exe)
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
         }
         .unwrap_or_else(|e| panic!("failed to run {}: {e}", exe.display()));
         assert!(
@@ -151,7 +162,14 @@ impl PgServer {
         let data = self.data();
         self.run(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         );
     }
 
@@ -185,22 +203,50 @@ impl PgServer {
         }
     }
 
-    fn psql_command(&self, user: &str, password: &str, db: &str, sql: &str) -> std::process::Output {
+    fn psql_command(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+        sql: &str,
+    ) -> std::process::Output {
         Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user, "-d", db])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                db,
+            ])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGPASSWORD", password)
             .output()
-            .expect("failed to run psql (install PostgreSQL's client: `apt-get install postgresql`)")
+            .expect(
+                "failed to run psql (install PostgreSQL's client: `apt-get install postgresql`)",
+            )
     }
 
     fn psql_as(&self, user: &str, password: &str, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user, "-d", db])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                db,
+            ])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGPASSWORD", password)
             .output()
-            .expect("failed to run psql (install PostgreSQL's client: `apt-get install postgresql`)");
+            .expect(
+                "failed to run psql (install PostgreSQL's client: `apt-get install postgresql`)",
+            );
         assert!(
             out.status.success(),
             "psql {sql:?} failed: {}",
@@ -233,7 +279,14 @@ impl Drop for PgServer {
             Command::new(exe)
         };
         let _ = cmd
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .output();
     }
 }

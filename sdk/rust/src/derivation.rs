@@ -96,12 +96,15 @@ impl<'a> Json<'a> {
 
     /// The parsed value, owned.
     pub fn into_value(self) -> Value {
-        self.value.into_inner().unwrap_or_else(|| parse_value(self.text))
+        self.value
+            .into_inner()
+            .unwrap_or_else(|| parse_value(self.text))
     }
 }
 
 fn parse_value(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
 }
 
 impl std::ops::Deref for Json<'_> {

@@ -89,7 +89,9 @@ pub mod sql_tables;
 pub use derivation::{
     Derivation, DerivationSpec, Json, Publisher, Source, StateKey, TransformSpec, state,
 };
-pub use materialization::{Binding, Doc, Loaded, Materialization, MaterializationSpec, Stored, sql};
+pub use materialization::{
+    Binding, Doc, Loaded, Materialization, MaterializationSpec, Stored, sql,
+};
 pub use migration::Migrate;
 
 /// An error a plugin returns: the host fails (or routes) the transaction and reports the

@@ -100,7 +100,8 @@ impl Doc {
 }
 
 fn parse_doc(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("the host sent text that is not JSON: {e}"))
 }
 
 impl std::ops::Deref for Doc {

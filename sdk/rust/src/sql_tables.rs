@@ -17,11 +17,11 @@
 //! Identifiers are always quoted and values always bound as parameters: nothing of a document
 //! is spliced into SQL text.
 
-use crate::materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored};
-use crate::materialization::sql::{self, Value as Sv};
 use crate::Error;
-use serde_json::Value;
+use crate::materialization::sql::{self, Value as Sv};
+use crate::materialization::{Binding, Loaded, Materialization, MaterializationSpec, Stored};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -289,9 +289,21 @@ struct Members<'a, 'de> {
 impl<'a, 'de> Members<'a, 'de> {
     /// Read `text`; a document that is not an object has no members (as `Value::pointer`
     /// finds none).
-    fn read(text: &'de str, index: &'a HashMap<String, usize>, found: &'a mut [Option<&'de RawValue>]) {
+    fn read(
+        text: &'de str,
+        index: &'a HashMap<String, usize>,
+        found: &'a mut [Option<&'de RawValue>],
+    ) {
         let mut de = serde_json::Deserializer::from_str(text);
-        if serde::Deserializer::deserialize_map(&mut de, Members { index, found: &mut *found }).is_err() {
+        if serde::Deserializer::deserialize_map(
+            &mut de,
+            Members {
+                index,
+                found: &mut *found,
+            },
+        )
+        .is_err()
+        {
             found.fill(None);
         }
     }
@@ -445,7 +457,10 @@ impl<D: Dialect> Table<D> {
         let mut values = Vec::new();
         if let Some(props) = b.schema["properties"].as_object() {
             for (prop, schema) in props {
-                if prop == "_meta" || prop == "flow_document" || keys.iter().any(|k| k.name == *prop) {
+                if prop == "_meta"
+                    || prop == "flow_document"
+                    || keys.iter().any(|k| k.name == *prop)
+                {
                     continue;
                 }
                 values.push(Column {
@@ -482,18 +497,26 @@ impl<D: Dialect> Table<D> {
         if !self.delta {
             defs.push(format!(
                 "PRIMARY KEY ({})",
-                self.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", ")
+                self.keys
+                    .iter()
+                    .map(|c| q(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         sql::execute(
-            &format!("CREATE TABLE IF NOT EXISTS {} ({})", q(&self.name), defs.join(", ")),
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                q(&self.name),
+                defs.join(", ")
+            ),
             &[],
         )
         .map_err(err(&ctx))?;
 
         // The table may have existed: it must hold the collection as this spec says.
-        let existing = sql::query(D::columns_query(), &[Sv::Text(self.name.clone())])
-            .map_err(err(&ctx))?;
+        let existing =
+            sql::query(D::columns_query(), &[Sv::Text(self.name.clone())]).map_err(err(&ctx))?;
         let existing: Vec<(String, String, bool)> = existing
             .rows
             .iter()
@@ -505,7 +528,11 @@ impl<D: Dialect> Table<D> {
             })
             .collect();
         if !self.delta {
-            let mut pk: Vec<&str> = existing.iter().filter(|c| c.2).map(|c| c.0.as_str()).collect();
+            let mut pk: Vec<&str> = existing
+                .iter()
+                .filter(|c| c.2)
+                .map(|c| c.0.as_str())
+                .collect();
             let mut want: Vec<&str> = self.keys.iter().map(|c| c.name.as_str()).collect();
             pk.sort_unstable();
             want.sort_unstable();
@@ -517,7 +544,12 @@ impl<D: Dialect> Table<D> {
                 )));
             }
         }
-        for (c, key) in self.keys.iter().map(|c| (c, true)).chain(self.values.iter().map(|c| (c, false))) {
+        for (c, key) in self
+            .keys
+            .iter()
+            .map(|c| (c, true))
+            .chain(self.values.iter().map(|c| (c, false)))
+        {
             match existing.iter().find(|e| e.0 == c.name) {
                 Some((_, ty, _)) if !D::type_matches(ty, c.kind, key) => {
                     return Err(Error::new(format!(
@@ -585,7 +617,11 @@ impl<D: Dialect> Table<D> {
             .collect();
         format!(
             "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
-            self.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", "),
+            self.keys
+                .iter()
+                .map(|c| q(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
             updates.join(", ")
         )
     }
@@ -691,12 +727,21 @@ impl<D: Dialect> Materialization for SqlTables<D> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                params.extend(t.keys.iter().zip(parts).map(|(c, v)| D::bind(c.kind, Some(v))));
+                params.extend(
+                    t.keys
+                        .iter()
+                        .zip(parts)
+                        .map(|(c, v)| D::bind(c.kind, Some(v))),
+                );
             }
             let query = format!(
                 "SELECT flow_document FROM {} WHERE ({}) IN (VALUES {})",
                 q(&t.name),
-                t.keys.iter().map(|c| q(&c.name)).collect::<Vec<_>>().join(", "),
+                t.keys
+                    .iter()
+                    .map(|c| q(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 tuples.join(", ")
             );
             let rows = sql::query(&query, &params).map_err(err(&t.name))?;
@@ -718,7 +763,8 @@ impl<D: Dialect> Materialization for SqlTables<D> {
 
     fn write(&mut self, binding: usize, docs: Vec<Stored>) -> Result<(), Error> {
         let t = self.table(binding)?;
-        let (deletes, upserts): (Vec<Stored>, Vec<Stored>) = docs.into_iter().partition(|d| d.delete);
+        let (deletes, upserts): (Vec<Stored>, Vec<Stored>) =
+            docs.into_iter().partition(|d| d.delete);
         let width = t.keys.len() + t.values.len() + 1;
         if D::MULTI_ROW {
             let per_statement = (PARAMS_PER_STATEMENT / width).max(1);
@@ -798,7 +844,8 @@ fn take_fence<D: Dialect>(name: &str) -> Result<(i64, Option<String>), Error> {
     )
     .map_err(&ctx)?;
     // Tables written before fences had none: every instance then starts from fence 0.
-    let cols = sql::query(D::columns_query(), &[Sv::Text("flow_checkpoints".into())]).map_err(&ctx)?;
+    let cols =
+        sql::query(D::columns_query(), &[Sv::Text("flow_checkpoints".into())]).map_err(&ctx)?;
     let has_fence = cols
         .rows
         .iter()
@@ -813,7 +860,10 @@ fn take_fence<D: Dialect>(name: &str) -> Result<(i64, Option<String>), Error> {
         )
         .map_err(&ctx)?;
     }
-    let (p1, p2) = (D::placeholder(1, Kind::String), D::placeholder(2, Kind::String));
+    let (p1, p2) = (
+        D::placeholder(1, Kind::String),
+        D::placeholder(2, Kind::String),
+    );
     sql::execute(
         &format!(
             "INSERT INTO flow_checkpoints (materialization, checkpoint, fence) VALUES ({p1}, {p2}, 1) \
@@ -845,24 +895,43 @@ mod test {
     fn statements_quote_identifiers_and_number_placeholders() {
         let t = Table::<Postgres>::new(
             "my \"table\"".into(),
-            vec![Column { name: "id".into(), kind: Kind::Integer, ptr: Pointer::new("/id") }],
-            vec![Column { name: "at".into(), kind: Kind::DateTime, ptr: Pointer::new("/at") }],
+            vec![Column {
+                name: "id".into(),
+                kind: Kind::Integer,
+                ptr: Pointer::new("/id"),
+            }],
+            vec![Column {
+                name: "at".into(),
+                kind: Kind::DateTime,
+                ptr: Pointer::new("/at"),
+            }],
             false,
         );
         assert_eq!(
             t.upsert(2),
             "INSERT INTO \"my \"\"table\"\"\" (\"id\", \"at\", flow_document) VALUES ($1, $2::text::timestamptz, $3), ($4, $5::text::timestamptz, $6) ON CONFLICT (\"id\") DO UPDATE SET \"at\" = excluded.\"at\", flow_document = excluded.flow_document"
         );
-        assert_eq!(t.delete(), "DELETE FROM \"my \"\"table\"\"\" WHERE \"id\" = $1");
+        assert_eq!(
+            t.delete(),
+            "DELETE FROM \"my \"\"table\"\"\" WHERE \"id\" = $1"
+        );
     }
 
     #[test]
     fn reductions_are_found_anywhere_in_a_schema() {
         use serde_json::json;
-        assert!(!has_reduce(&json!({"type": "object", "properties": {"a": {"type": "integer"}}})));
-        assert!(has_reduce(&json!({"properties": {"a": {"reduce": {"strategy": "sum"}}}})));
-        assert!(has_reduce(&json!({"if": {}, "then": {"reduce": {"strategy": "merge"}}})));
-        assert!(has_reduce(&json!({"$defs": {"x": {"anyOf": [{"reduce": {"strategy": "set"}}]}}})));
+        assert!(!has_reduce(
+            &json!({"type": "object", "properties": {"a": {"type": "integer"}}})
+        ));
+        assert!(has_reduce(
+            &json!({"properties": {"a": {"reduce": {"strategy": "sum"}}}})
+        ));
+        assert!(has_reduce(
+            &json!({"if": {}, "then": {"reduce": {"strategy": "merge"}}})
+        ));
+        assert!(has_reduce(
+            &json!({"$defs": {"x": {"anyOf": [{"reduce": {"strategy": "set"}}]}}})
+        ));
     }
 
     #[test]
@@ -871,7 +940,10 @@ mod test {
         for (schema, kind) in [
             (json!({"type": "integer"}), Kind::Integer),
             (json!({"type": ["integer", "null"]}), Kind::Integer),
-            (json!({"type": "string", "format": "date-time"}), Kind::DateTime),
+            (
+                json!({"type": "string", "format": "date-time"}),
+                Kind::DateTime,
+            ),
             (json!({"type": "object"}), Kind::Json),
             (json!({"type": ["string", "integer"]}), Kind::Any),
             (json!({}), Kind::Any),
@@ -883,7 +955,15 @@ mod test {
     /// Every column reads the same value from a document's text as from its parsed tree.
     fn rows_from_text_and_tree<D: Dialect>() {
         use serde_json::json;
-        let kinds = [Kind::Integer, Kind::Number, Kind::Boolean, Kind::String, Kind::DateTime, Kind::Json, Kind::Any];
+        let kinds = [
+            Kind::Integer,
+            Kind::Number,
+            Kind::Boolean,
+            Kind::String,
+            Kind::DateTime,
+            Kind::Json,
+            Kind::Any,
+        ];
         let names = ["a", "b~c/d", "é\"q", "nested", "missing"];
         let mut values = Vec::new();
         for name in names {
@@ -895,8 +975,16 @@ mod test {
                 });
             }
         }
-        values.push(Column { name: "deep".into(), kind: Kind::Any, ptr: Pointer::new("/nested/x~1y/1") });
-        let key = Column { name: "id".into(), kind: Kind::Integer, ptr: Pointer::new("/id") };
+        values.push(Column {
+            name: "deep".into(),
+            kind: Kind::Any,
+            ptr: Pointer::new("/nested/x~1y/1"),
+        });
+        let key = Column {
+            name: "id".into(),
+            kind: Kind::Integer,
+            ptr: Pointer::new("/id"),
+        };
         let t = Table::<D>::new("t".into(), vec![key], values, false);
         let texts = [
             r#"{"id": 1, "a": 3, "b~c/d": "x\ty", "\u00e9\"q": {"k": [1, 2.5, null]}, "nested": {"x/y": [true, {"z": -0.5e3}]}}"#,
@@ -908,13 +996,24 @@ mod test {
         ];
         for text in texts {
             let tree: Value = serde_json::from_str(text).unwrap();
-            let mut want: Vec<Sv> = t.columns().map(|c| D::bind(c.kind, c.ptr.get(&tree))).collect();
+            let mut want: Vec<Sv> = t
+                .columns()
+                .map(|c| D::bind(c.kind, c.ptr.get(&tree)))
+                .collect();
             let mut got = Vec::new();
             t.row(
-                Stored { key: json!([]), doc: crate::materialization::Doc::new(text.to_string()), exists: false, delete: false },
+                Stored {
+                    key: json!([]),
+                    doc: crate::materialization::Doc::new(text.to_string()),
+                    exists: false,
+                    delete: false,
+                },
                 &mut got,
             );
-            assert_eq!(got.pop().map(|d| format!("{d:?}")), Some(format!("{:?}", Sv::Text(text.to_string()))));
+            assert_eq!(
+                got.pop().map(|d| format!("{d:?}")),
+                Some(format!("{:?}", Sv::Text(text.to_string())))
+            );
             // The text path keeps a member's own JSON text; compare what it means.
             let meaning = |v: &mut Vec<Sv>| -> Vec<String> {
                 v.iter()

@@ -204,7 +204,10 @@ async fn scenario(
     lat.sort();
     // The derived document's append time splits each latency in two: until the derivation's
     // commit (picked up, transformed, queued, fsynced), and from there to the follower.
-    let (published, acked_wall) = (published.lock().unwrap().clone(), acked_wall.lock().unwrap().clone());
+    let (published, acked_wall) = (
+        published.lock().unwrap().clone(),
+        acked_wall.lock().unwrap().clone(),
+    );
     let mut to_commit: Vec<Duration> = Vec::new();
     for (id, a) in acked_wall.iter().filter(|(id, _)| **id >= warmup) {
         if let Some(p) = published.get(id) {

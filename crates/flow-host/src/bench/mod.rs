@@ -33,7 +33,10 @@ pub(crate) fn deploy(
 }
 
 /// Publish `catalog` to `host`, as the bench's.
-pub(crate) fn publish(host: &crate::runtime::Host, catalog: crate::catalog::Catalog) -> anyhow::Result<()> {
+pub(crate) fn publish(
+    host: &crate::runtime::Host,
+    catalog: crate::catalog::Catalog,
+) -> anyhow::Result<()> {
     host.publish(crate::catalog::Bundle {
         source: "bench".into(),
         catalog,

@@ -24,8 +24,8 @@
 //! in the same process counts, so the least is the cleanest figure).
 
 use crate::catalog::Catalog;
-use futures::StreamExt;
 use crate::runtime::{Host, HostOptions};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -248,10 +248,16 @@ fn host_run(
         tokio::spawn(async move { crate::api::serve(listener, app).await });
         let http = reqwest::Client::new();
         let started = Instant::now();
-        let in_flight = if workload == Workload::Join { 1 } else { clients.max(1) };
+        let in_flight = if workload == Workload::Join {
+            1
+        } else {
+            clients.max(1)
+        };
         let mut sent = futures::stream::iter(requests(docs, workload == Workload::Join))
             .map(|(collection, body)| {
-                let post = http.post(format!("{base}/{collection}/documents")).body(body);
+                let post = http
+                    .post(format!("{base}/{collection}/documents"))
+                    .body(body);
                 async move {
                     let r = post.send().await?;
                     anyhow::ensure!(r.status().is_success(), "ingest: {}", r.text().await?);
@@ -401,8 +407,10 @@ fn native_join(docs: usize, dir: Option<&Path>) -> anyhow::Result<usize> {
                     .unwrap_or(Value::Null))
             };
             let (id, amount) = (number("id")?, number("amount")?);
-            let (name_text, tier_text): (String, String) =
-                (serde_json::from_str(name.get())?, serde_json::from_str(tier.get())?);
+            let (name_text, tier_text): (String, String) = (
+                serde_json::from_str(name.get())?,
+                serde_json::from_str(tier.get())?,
+            );
             order.insert("name".into(), name);
             order.insert("tier".into(), tier);
             rows.push(vec![

@@ -147,7 +147,9 @@ impl Combining {
                 limits.combiner_spill_bytes,
             ))
         } else {
-            CombiningKind::Last(flow_doc::combine::LastOfEachKey::new(collection.key.clone()))
+            CombiningKind::Last(flow_doc::combine::LastOfEachKey::new(
+                collection.key.clone(),
+            ))
         };
         Combining { kind }
     }

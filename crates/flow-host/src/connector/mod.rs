@@ -169,9 +169,8 @@ fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
         }
         Value::Object(m) if m.len() == 1 && m.get("file").is_some_and(Value::is_string) => {
             let path = m["file"].as_str().unwrap_or_default();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path)))?;
             Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
         }
         _ => anyhow::bail!(

@@ -575,7 +575,11 @@ impl SqlAccess for Postgres {
         bounds: &SqlBounds,
     ) -> Result<SqlRows, String> {
         self.plugin_statement(statement, bounds, |client, stmt| {
-            let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+            let columns: Vec<String> = stmt
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
             let mut result = CappedRows::new(columns, bounds);
             let params: Vec<Param> = params.iter().map(Param).collect();
             let mut rows = client

@@ -202,9 +202,13 @@ mod test {
                 move |txn| append(txn, "j", &docs)
             })
             .unwrap();
-        store.write(|txn| append(txn, "j", &[json!({"i": 2000})])).unwrap();
+        store
+            .write(|txn| append(txn, "j", &[json!({"i": 2000})]))
+            .unwrap();
         let journals = Journals::default();
-        let all = journals.read(&store, "j", 0, usize::MAX, usize::MAX).unwrap();
+        let all = journals
+            .read(&store, "j", 0, usize::MAX, usize::MAX)
+            .unwrap();
         assert_eq!(all.len(), 2002);
         assert_eq!((b, all[2001].offset), (0, e));
         for w in all.windows(2) {
@@ -219,21 +223,35 @@ mod test {
             .unwrap();
         assert!(blocks >= 5, "{blocks} blocks");
         for (k, d) in all.iter().enumerate().step_by(37) {
-            for (docs_max, bytes_max) in [(1, usize::MAX), (50, usize::MAX), (usize::MAX, 10_000), (3, 1)] {
-                let got = journals.read(&store, "j", d.offset, docs_max, bytes_max).unwrap();
+            for (docs_max, bytes_max) in [
+                (1, usize::MAX),
+                (50, usize::MAX),
+                (usize::MAX, 10_000),
+                (3, 1),
+            ] {
+                let got = journals
+                    .read(&store, "j", d.offset, docs_max, bytes_max)
+                    .unwrap();
                 assert!(!got.is_empty());
                 let n = got.len();
                 assert!(n <= docs_max);
                 assert_eq!(
-                    got.iter().map(|g| (g.offset, g.bytes.clone())).collect::<Vec<_>>(),
-                    all[k..k + n].iter().map(|g| (g.offset, g.bytes.clone())).collect::<Vec<_>>()
+                    got.iter()
+                        .map(|g| (g.offset, g.bytes.clone()))
+                        .collect::<Vec<_>>(),
+                    all[k..k + n]
+                        .iter()
+                        .map(|g| (g.offset, g.bytes.clone()))
+                        .collect::<Vec<_>>()
                 );
                 let bytes: usize = got[..n - 1].iter().map(|g| g.bytes.len()).sum();
                 assert!(bytes < bytes_max, "stops once about bytes_max is read");
             }
         }
         // From inside a document: the next whole one.
-        let got = journals.read(&store, "j", all[5].offset + 3, 1, usize::MAX).unwrap();
+        let got = journals
+            .read(&store, "j", all[5].offset + 3, 1, usize::MAX)
+            .unwrap();
         assert_eq!(got[0].offset, all[6].offset);
         for (d, v) in all.iter().zip(docs.iter()) {
             let read: Value = serde_json::from_slice(&d.bytes).unwrap();
@@ -279,7 +297,11 @@ mod test {
 
     #[test]
     fn without_meta_cuts_exactly_what_the_append_stamped() {
-        for text in [r#"{"a": 1.50, "b":[1, 2]}"#, "{}", r#"{"z":"\u00e9","_x":{"_meta":1}}"#] {
+        for text in [
+            r#"{"a": 1.50, "b":[1, 2]}"#,
+            "{}",
+            r#"{"z":"\u00e9","_x":{"_meta":1}}"#,
+        ] {
             let doc: Value = serde_json::from_str(text).unwrap();
             let mut stored = Vec::new();
             Encoded::of_text(&bytes::Bytes::copy_from_slice(text.as_bytes()), &doc).stamp(
@@ -291,7 +313,10 @@ mod test {
             assert_eq!(serde_json::from_str::<Value>(&cut).unwrap(), doc, "{text}");
         }
         // Anything else is the caller's to parse.
-        assert_eq!(without_meta(br#"{"_meta":{"published":"P","uuid":"U"},"a":1}"#), None);
+        assert_eq!(
+            without_meta(br#"{"_meta":{"published":"P","uuid":"U"},"a":1}"#),
+            None
+        );
         assert_eq!(without_meta(br#"{"a":1}"#), None);
     }
 

@@ -63,7 +63,9 @@ pub fn ndjson_lines(
         });
     }
     if lines.is_empty() {
-        return Err(format!("collection {collection}: the request has no documents"));
+        return Err(format!(
+            "collection {collection}: the request has no documents"
+        ));
     }
     Ok(lines)
 }
@@ -276,14 +278,15 @@ impl Host {
         let reduces = c.schema.plan().annotated();
         let checked = crate::par::try_map(&lines, |_, l| {
             let at = |e: String| format!("collection {collection}: line {}: {e}", l.line);
-            let mut doc: Value = serde_json::from_slice(&l.text)
-                .map_err(|e| at(format!("invalid JSON: {e}")))?;
+            let mut doc: Value =
+                serde_json::from_slice(&l.text).map_err(|e| at(format!("invalid JSON: {e}")))?;
             c.check_document_of_size(&self.limits, &mut doc, l.text.len())
                 .map_err(|e| at(format!("document {e}")))?;
             if reduces {
                 return Ok(Checked::Doc(doc, l.text.clone()));
             }
-            let packed = flow_doc::combine::packed_key(&c.key, &doc).map_err(|e| at(e.to_string()))?;
+            let packed =
+                flow_doc::combine::packed_key(&c.key, &doc).map_err(|e| at(e.to_string()))?;
             Ok(Checked::Encoded(
                 packed,
                 journal::Encoded::of_text(&l.text, &doc),

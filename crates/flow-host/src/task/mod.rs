@@ -341,7 +341,10 @@ impl TaskCtx {
                 plugin,
                 Some(&self.name),
                 flow_engine::LogLevel::Warn,
-                format!("task {}: its destination is unavailable, retrying with backoff: {message}", self.name),
+                format!(
+                    "task {}: its destination is unavailable, retrying with backoff: {message}",
+                    self.name
+                ),
             );
         }
     }

@@ -166,7 +166,9 @@ impl Fragments {
             rows::blocks_from(&rows::blocks(&txn)?, journal, start, |begin, block| {
                 let from = end.max(begin);
                 if from != end {
-                    anyhow::bail!("journal {journal} has a gap at offset {end} (next block at {begin})");
+                    anyhow::bail!(
+                        "journal {journal} has a gap at offset {end} (next block at {begin})"
+                    );
                 }
                 let lo = (from - begin) as usize;
                 let mut hi = lo;

@@ -431,7 +431,8 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     for &(i, next) in &positions[..batch.len()] {
         next_offsets[i] = next;
     }
-    let dead_letters = failure_records(ctx, &catalog, derive, transforms, plugin, &batch, failures)?;
+    let dead_letters =
+        failure_records(ctx, &catalog, derive, transforms, plugin, &batch, failures)?;
     // Combine by the derived key and reductions: a hot key's outputs become one document,
     // encoded here, not in the committer that every writer shares.
     let docs = docs
@@ -498,7 +499,8 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     // task to finish its next transaction.
     let (done, wait) = std::sync::mpsc::sync_channel(1);
     let then = {
-        let (journals, statuses, name) = (ctx.journals.clone(), ctx.statuses.clone(), ctx.name.clone());
+        let (journals, statuses, name) =
+            (ctx.journals.clone(), ctx.statuses.clone(), ctx.name.clone());
         move |result: anyhow::Result<()>| {
             if result.is_ok() {
                 if n_out > 0 {

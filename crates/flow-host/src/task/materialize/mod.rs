@@ -78,9 +78,9 @@ impl Task for Materialize {
         );
         // A transaction that failed because its destination went away is retried, not failed.
         match (r, &self.destination) {
-            (Err(e), Some(d)) if !d.available() => Err(anyhow::Error::new(
-                connector::Unavailable(format!("the destination went away: {e:#}")),
-            )),
+            (Err(e), Some(d)) if !d.available() => Err(anyhow::Error::new(connector::Unavailable(
+                format!("the destination went away: {e:#}"),
+            ))),
             (r, _) => r,
         }
     }
@@ -178,7 +178,11 @@ enum Combined {
 /// Read a stored document for a text binding: its packed key, key text and text without
 /// `_meta`, parsing only the properties its key points into (or all of it, for a key
 /// elsewhere or a text not stamped as the host stamps).
-fn read_text(c: &BuiltCollection, tops: Option<&[String]>, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, Text)> {
+fn read_text(
+    c: &BuiltCollection,
+    tops: Option<&[String]>,
+    bytes: &[u8],
+) -> anyhow::Result<(Vec<u8>, Text)> {
     let doc = crate::journal::without_meta(bytes);
     let keyed = match (tops, &doc) {
         (Some(tops), Some(_)) => flow_doc::partial::properties(bytes, tops)?,
@@ -436,7 +440,10 @@ impl<'a> Writer<'a> {
             self.written += docs.len();
             self.bytes = 0;
             self.instance.write(i as u32, &docs).map_err(|e| {
-                anyhow::anyhow!("write (binding {i}, {}): {e}", self.bindings[i].collection.name)
+                anyhow::anyhow!(
+                    "write (binding {i}, {}): {e}",
+                    self.bindings[i].collection.name
+                )
             })?;
         }
         Ok(())
