@@ -261,7 +261,8 @@ pub struct Shuffle {
 pub struct Endpoint {
     pub wasm: WasmEndpoint,
     /// The host-owned destination granted to the plugin as `sql`, by connector name
-    /// (`sqlite`). Without it, a `path` in `wasm.config` names a SQLite database.
+    /// (`sqlite`, `postgres`, `mysql`). Without it, a `path` in `wasm.config` names a SQLite
+    /// database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,
 }

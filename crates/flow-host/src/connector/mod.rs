@@ -6,6 +6,7 @@
 //! with `open`. The host runs every destination transaction; the plugin reads and writes inside
 //! it through the grant.
 
+mod mysql;
 mod postgres;
 mod sqlite;
 
@@ -128,6 +129,11 @@ const CONNECTORS: &[Connector] = &[
         name: "postgres",
         check: postgres::check,
         open: |config| Ok(Box::new(postgres::Postgres::open(config)?)),
+    },
+    Connector {
+        name: "mysql",
+        check: mysql::check,
+        open: |config| Ok(Box::new(mysql::Mysql::open(config)?)),
     },
 ];
 
