@@ -7,6 +7,11 @@
 //!   space, a second statement): every attempt must be refused. Reports what each got.
 //! - `state`: nothing hostile; opens, and writes nothing.
 //!
+//! With `config.dialect: mysql`, the same modes in MariaDB's SQL (`huge` and `slow` read the
+//! SEQUENCE engine's `seq_1_to_N` tables), with MySQL's own disguises
+//! (executable comments, `#` comments, `SET autocommit`, DDL after a write, which MySQL would
+//! commit implicitly).
+//!
 //! Every mode but `state` fails `open` with what the host answered, so a test reads it in the
 //! task's error.
 //!
@@ -20,6 +25,27 @@ const HUGE: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM
                     SELECT i, randomblob(1024) FROM r";
 const SLOW: &str =
     "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r";
+const MYSQL_HUGE: &str = "SELECT seq, REPEAT('x', 1024) FROM seq_1_to_1000000";
+const MYSQL_SLOW: &str = "SELECT max(a.seq * b.seq) FROM seq_1_to_100000 a, seq_1_to_100000 b";
+const MYSQL_CONTROL: &[&str] = &[
+    "COMMIT",
+    "/*!COMMIT*/",
+    "/* x */ START TRANSACTION",
+    "# a comment\nCOMMIT",
+    "-- a comment\nROLLBACK",
+    "SET autocommit = 1",
+    "SAVEPOINT s",
+    "RELEASE SAVEPOINT flow_host_txn",
+    "XA START 'x'",
+    "LOCK TABLES flow_probe WRITE",
+    "PREPARE s FROM 'COMMIT'",
+    "CALL mysql.nothing()",
+    "SELECT 1; COMMIT",
+    "CREATE TABLE IF NOT EXISTS flow_probe (i INT)",
+    "INSERT INTO flow_probe VALUES (1)",
+    "DROP TABLE flow_probe",
+    "TRUNCATE flow_probe",
+];
 const CONTROL: &[&str] = &[
     "COMMIT",
     "/**/COMMIT",
@@ -38,17 +64,22 @@ const CONTROL: &[&str] = &[
 
 impl Materialization for Probe {
     fn open(spec: MaterializationSpec) -> Result<(Self, Option<String>), Error> {
+        let mysql = spec.config["dialect"] == "mysql";
+        let (huge, slow, control) = match mysql {
+            true => (MYSQL_HUGE, MYSQL_SLOW, MYSQL_CONTROL),
+            false => (HUGE, SLOW, CONTROL),
+        };
         match spec.config["mode"].as_str().unwrap_or("") {
-            "huge" => match sql::query(HUGE, &[]) {
+            "huge" => match sql::query(huge, &[]) {
                 Ok(rows) => Err(Error::new(format!("huge: GOT {} rows", rows.rows.len()))),
                 Err(e) => Err(Error::new(format!("huge: {e}"))),
             },
-            "slow" => match sql::query(SLOW, &[]) {
+            "slow" => match sql::query(slow, &[]) {
                 Ok(_) => Err(Error::new("slow: the query ended")),
                 Err(e) => Err(Error::new(format!("slow: {e}"))),
             },
             "control" => {
-                let got: Vec<String> = CONTROL
+                let got: Vec<String> = control
                     .iter()
                     .map(|s| match sql::execute(s, &[]) {
                         Ok(_) => format!("{s:?}: ACCEPTED"),

@@ -31,6 +31,17 @@ use std::marker::PhantomData;
 const LOAD_KEYS_PER_QUERY: usize = 200;
 /// Bound parameters per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766.
 const PARAMS_PER_STATEMENT: usize = 30_000;
+/// Bytes of parameter values per multi-row statement, well under a server's packet limit.
+const STATEMENT_BYTES_MAX: usize = 4 << 20;
+
+/// About the bytes a parameter takes in a statement.
+fn value_bytes(v: &Sv) -> usize {
+    match v {
+        Sv::Text(s) => s.len(),
+        Sv::Blob(b) => b.len(),
+        _ => 8,
+    }
+}
 
 /// What a column holds, by the collection schema at its location.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,6 +116,19 @@ pub trait Dialect: 'static {
     /// Whether an existing column's type (as `columns_query` reports it) stores `kind`.
     fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
         existing.eq_ignore_ascii_case(Self::column_type(kind, key))
+    }
+    /// What follows an `INSERT` so that a row whose key exists updates it instead, up to the
+    /// assignments (`ON CONFLICT (k) DO UPDATE SET`).
+    fn on_conflict(keys: &[String]) -> String {
+        format!("ON CONFLICT ({}) DO UPDATE SET", keys.join(", "))
+    }
+    /// In an upsert's assignments, the value the insert would have written to `column`.
+    fn new_value(column: &str) -> String {
+        format!("excluded.{column}")
+    }
+    /// The right side of `(k1, k2) IN ...` for a list of row tuples `(..), (..)`.
+    fn in_rows(tuples: &str) -> String {
+        format!("(VALUES {tuples})")
     }
 }
 
@@ -199,6 +223,186 @@ impl Dialect for Postgres {
         };
         existing.eq_ignore_ascii_case(want)
     }
+}
+
+/// MySQL and MariaDB: real types (`JSON` for objects, arrays and mixed types, `DATETIME(6)` in
+/// UTC for `format: date-time`, `VARCHAR(255)` for string keys, which an index must bound),
+/// backquoted identifiers, `?` placeholders (so every statement names its parameters in
+/// order), `ON DUPLICATE KEY UPDATE`.
+pub struct Mysql;
+
+impl Dialect for Mysql {
+    const CONNECTOR: &'static str = "mysql";
+    // `@@` variables are MySQL's: PostgreSQL and SQLite refuse this.
+    const PROBE: &'static str = "SELECT @@version";
+    const DOCUMENT_TYPE: &'static str = "JSON";
+    const MULTI_ROW: bool = true;
+
+    fn column_type(kind: Kind, key: bool) -> &'static str {
+        match kind {
+            Kind::Integer => "BIGINT",
+            Kind::Number => "DOUBLE",
+            Kind::Boolean => "BOOLEAN",
+            Kind::String if key => "VARCHAR(255)",
+            Kind::String => "LONGTEXT",
+            Kind::DateTime => "DATETIME(6)",
+            Kind::Json | Kind::Any => "JSON",
+        }
+    }
+
+    fn placeholder(_i: usize, _kind: Kind) -> String {
+        "?".to_string()
+    }
+
+    fn quote(ident: &str) -> String {
+        format!("`{}`", ident.replace('`', "``"))
+    }
+
+    fn columns_query() -> &'static str {
+        "SELECT column_name, data_type, column_key = 'PRI' FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = ?"
+    }
+
+    fn json_column(kind: Kind) -> bool {
+        matches!(kind, Kind::Json | Kind::Any)
+    }
+
+    fn bind(kind: Kind, v: Option<&Value>) -> Sv {
+        match (kind, v) {
+            (Kind::DateTime, Some(Value::String(s))) => Sv::Text(utc_datetime(s)),
+            (_, None | Some(Value::Null)) => Sv::Null,
+            (k, Some(v)) if Self::json_column(k) => Sv::Text(json_text(v)),
+            (_, Some(v)) => scalar(v),
+        }
+    }
+
+    fn bind_raw(kind: Kind, raw: &str) -> Sv {
+        match (kind, raw.as_bytes().first()) {
+            (Kind::DateTime, Some(b'"')) => match serde_json::from_str::<String>(raw) {
+                Ok(s) => Sv::Text(utc_datetime(&s)),
+                Err(_) => Sv::Null,
+            },
+            (_, None | Some(b'n')) => Sv::Null,
+            (_, Some(b'{' | b'[')) => Sv::Text(raw.to_owned()),
+            (k, Some(_)) if Self::json_column(k) => Sv::Text(raw.to_owned()),
+            (_, Some(b'"')) => match serde_json::from_str::<String>(raw) {
+                Ok(s) => Sv::Text(s),
+                Err(_) => Sv::Null,
+            },
+            (_, Some(_)) => match serde_json::from_str::<Value>(raw) {
+                Ok(v) => scalar(&v),
+                Err(_) => Sv::Null,
+            },
+        }
+    }
+
+    fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
+        let want = match Self::column_type(kind, key) {
+            "BOOLEAN" => "tinyint",
+            "VARCHAR(255)" => "varchar",
+            "DATETIME(6)" => "datetime",
+            // MariaDB's JSON is LONGTEXT with a validity check.
+            "JSON" if existing.eq_ignore_ascii_case("longtext") => "longtext",
+            t => t,
+        };
+        existing.eq_ignore_ascii_case(want)
+    }
+
+    fn on_conflict(_keys: &[String]) -> String {
+        "ON DUPLICATE KEY UPDATE".to_string()
+    }
+
+    fn new_value(column: &str) -> String {
+        format!("VALUES({column})")
+    }
+
+    fn in_rows(tuples: &str) -> String {
+        format!("({tuples})")
+    }
+}
+
+/// An RFC 3339 date-time (`2026-12-06T10:00:00.5+01:00`) as MySQL's UTC `DATETIME` text
+/// (`2026-12-06 09:00:00.500000`); text that is not one is passed on for the server to refuse.
+fn utc_datetime(s: &str) -> String {
+    parse_rfc3339(s).unwrap_or_else(|| s.to_string())
+}
+
+fn parse_rfc3339(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let digits = &s[start..i.min(start + 6)];
+        micros = digits.parse::<i64>().ok()? * 10i64.pow(6 - digits.len() as u32);
+    }
+    let offset_minutes = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'-' { -m } else { m }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Seconds since the epoch, then back to a civil date in UTC.
+    let days = days_from_civil(y, mo, d);
+    let t = days * 86_400 + h * 3_600 + mi * 60 + sec.min(59) - offset_minutes * 60;
+    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
+    Some(format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    ))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day since 1970-01-01: the inverse of `days_from_civil`.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// JSON text written straight into a string (`Value`'s `Display` goes through the formatting
@@ -613,17 +817,10 @@ impl<D: Dialect> Table<D> {
         }
         let updates: Vec<String> = names[self.keys.len()..]
             .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
+            .map(|c| format!("{c} = {}", D::new_value(c)))
             .collect();
-        format!(
-            "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
-            self.keys
-                .iter()
-                .map(|c| q(&c.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            updates.join(", ")
-        )
+        let keys: Vec<String> = self.keys.iter().map(|c| q(&c.name)).collect();
+        format!("{insert} {} {}", D::on_conflict(&keys), updates.join(", "))
     }
 
     fn delete(&self) -> String {
@@ -735,14 +932,14 @@ impl<D: Dialect> Materialization for SqlTables<D> {
                 );
             }
             let query = format!(
-                "SELECT flow_document FROM {} WHERE ({}) IN (VALUES {})",
+                "SELECT flow_document FROM {} WHERE ({}) IN {}",
                 q(&t.name),
                 t.keys
                     .iter()
                     .map(|c| q(&c.name))
                     .collect::<Vec<_>>()
                     .join(", "),
-                tuples.join(", ")
+                D::in_rows(&tuples.join(", "))
             );
             let rows = sql::query(&query, &params).map_err(err(&t.name))?;
             for r in rows.rows {
@@ -772,8 +969,14 @@ impl<D: Dialect> Materialization for SqlTables<D> {
             while upserts.peek().is_some() {
                 let mut params = Vec::with_capacity(per_statement * width);
                 let mut rows = 0;
-                for d in upserts.by_ref().take(per_statement) {
+                // Also bounded by bytes: a server takes statements up to a packet size
+                // (MySQL's `max_allowed_packet`, 16 MiB by default in MariaDB).
+                let mut bytes = 0;
+                while rows < per_statement && bytes < STATEMENT_BYTES_MAX {
+                    let Some(d) = upserts.next() else { break };
+                    let from = params.len();
                     t.row(d, &mut params);
+                    bytes += params[from..].iter().map(value_bytes).sum::<usize>();
                     rows += 1;
                 }
                 sql::execute(&t.upsert(rows), &params).map_err(err(&t.name))?;
@@ -811,13 +1014,14 @@ impl<D: Dialect> Materialization for SqlTables<D> {
             D::placeholder(2, Kind::String),
             D::placeholder(3, Kind::Integer),
         );
+        // Placeholders in the order of their parameters: some dialects' are positional (`?`).
         let changed = sql::execute(
             &format!(
-                "UPDATE flow_checkpoints SET checkpoint = {p2} WHERE materialization = {p1} AND fence = {p3}"
+                "UPDATE flow_checkpoints SET checkpoint = {p1} WHERE materialization = {p2} AND fence = {p3}"
             ),
             &[
-                Sv::Text(self.name.clone()),
                 Sv::Text(checkpoint.to_string()),
+                Sv::Text(self.name.clone()),
                 Sv::Integer(self.fence),
             ],
         )
@@ -837,7 +1041,9 @@ fn take_fence<D: Dialect>(name: &str) -> Result<(i64, Option<String>), Error> {
     let ctx = err("flow_checkpoints");
     sql::execute(
         &format!(
-            "CREATE TABLE IF NOT EXISTS flow_checkpoints (materialization TEXT PRIMARY KEY NOT NULL, checkpoint TEXT NOT NULL, fence {} NOT NULL DEFAULT 0)",
+            "CREATE TABLE IF NOT EXISTS flow_checkpoints (materialization {} PRIMARY KEY NOT NULL, checkpoint {} NOT NULL, fence {} NOT NULL DEFAULT 0)",
+            D::column_type(Kind::String, true),
+            D::column_type(Kind::String, false),
             D::column_type(Kind::Integer, false)
         ),
         &[],
@@ -867,7 +1073,8 @@ fn take_fence<D: Dialect>(name: &str) -> Result<(i64, Option<String>), Error> {
     sql::execute(
         &format!(
             "INSERT INTO flow_checkpoints (materialization, checkpoint, fence) VALUES ({p1}, {p2}, 1) \
-             ON CONFLICT (materialization) DO UPDATE SET fence = flow_checkpoints.fence + 1"
+             {} fence = flow_checkpoints.fence + 1",
+            D::on_conflict(&["materialization".to_string()])
         ),
         &[Sv::Text(name.to_string()), Sv::Text(String::new())],
     )
@@ -1034,5 +1241,71 @@ mod test {
     fn rows_read_from_text_as_from_the_tree() {
         rows_from_text_and_tree::<Sqlite>();
         rows_from_text_and_tree::<Postgres>();
+        rows_from_text_and_tree::<Mysql>();
+    }
+
+    #[test]
+    fn mysql_statements_backquote_and_take_parameters_in_order() {
+        let t = Table::<Mysql>::new(
+            "my `table`".into(),
+            vec![
+                Column {
+                    name: "id".into(),
+                    kind: Kind::Integer,
+                    ptr: Pointer::new("/id"),
+                },
+                Column {
+                    name: "k".into(),
+                    kind: Kind::String,
+                    ptr: Pointer::new("/k"),
+                },
+            ],
+            vec![Column {
+                name: "select".into(),
+                kind: Kind::String,
+                ptr: Pointer::new("/select"),
+            }],
+            false,
+        );
+        assert_eq!(
+            t.upsert(2),
+            "INSERT INTO `my ``table``` (`id`, `k`, `select`, flow_document) VALUES (?, ?, ?, ?), (?, ?, ?, ?) ON DUPLICATE KEY UPDATE `select` = VALUES(`select`), flow_document = VALUES(flow_document)"
+        );
+        assert_eq!(
+            t.delete(),
+            "DELETE FROM `my ``table``` WHERE `id` = ? AND `k` = ?"
+        );
+        assert_eq!(Mysql::column_type(Kind::String, true), "VARCHAR(255)");
+        assert!(Mysql::type_matches("longtext", Kind::Json, false));
+        assert!(Mysql::type_matches("tinyint", Kind::Boolean, false));
+        assert!(!Mysql::type_matches("int", Kind::Integer, true));
+    }
+
+    #[test]
+    fn date_times_become_utc_datetime_text() {
+        for (rfc, utc) in [
+            ("2026-12-06T10:00:00Z", "2026-12-06 10:00:00.000000"),
+            ("2026-12-06T10:00:00.5+01:00", "2026-12-06 09:00:00.500000"),
+            (
+                "2024-02-28T23:30:00.1234567-01:00",
+                "2024-02-29 00:30:00.123456",
+            ),
+            ("2000-01-01T00:15:00+00:30", "1999-12-31 23:45:00.000000"),
+            ("1969-12-31t23:59:59z", "1969-12-31 23:59:59.000000"),
+        ] {
+            assert_eq!(utc_datetime(rfc), utc, "{rfc}");
+        }
+        for bad in [
+            "2026-12-06",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06T10:00:00",
+            "soon",
+        ] {
+            assert_eq!(utc_datetime(bad), bad);
+        }
+        for days in [-800_000, -1, 0, 59, 60, 365, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 }

@@ -1,0 +1,17 @@
+//! Materializes collections into MySQL or MariaDB tables through the host's `sql` capability:
+//! the SDK's SQL tables (`flow_sdk::sql_tables`) in the MySQL dialect. The host owns the
+//! connection and its credentials (`endpoint.connector: mysql`); this plugin sees only
+//! statements and rows.
+//!
+//! Each binding's `resource.table` names a table in the connection's database with one column
+//! per key location and per top-level property of the collection schema, typed from it
+//! (BIGINT, DOUBLE, BOOLEAN, VARCHAR(255) for string keys and LONGTEXT for other strings,
+//! DATETIME(6) in UTC for `format: date-time`, JSON for objects, arrays and mixed types), the
+//! primary key on the collection key, and `flow_document JSON`. The checkpoint and a fence
+//! live in `flow_checkpoints`, written in the same transaction as the rows: exactly once, and
+//! an instance that outlived a restart or a swap cannot commit. Tables are created and altered
+//! in `open`, before its first write, because MySQL commits DDL implicitly.
+//!
+//! Build: cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+
+flow_sdk::export_materialization!(flow_sdk::sql_tables::SqlTables<flow_sdk::sql_tables::Mysql>);
