@@ -10,7 +10,7 @@
 
 use crate::plugins;
 use crate::postgres::PASSWORD_ENV;
-use flow_tests::{PG_PASSWORD, PgServer, Proc};
+use flow_tests::{MY_PASSWORD, MyServer, PG_PASSWORD, PgServer, Proc};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -282,15 +282,24 @@ fn order_batches(seed: u64) -> Vec<Vec<Value>> {
 enum Dest<'a> {
     Sqlite(&'a Path),
     Postgres(&'a PgServer),
+    Mysql(&'a MyServer),
+}
+
+/// The passwords of the servers, in `flow serve`'s environment.
+fn passwords() -> [(&'static str, &'static str); 2] {
+    [
+        (PASSWORD_ENV, PG_PASSWORD),
+        (crate::mysql::PASSWORD_ENV, MY_PASSWORD),
+    ]
 }
 
 /// Start (or spawn) `flow serve` with whatever the destination needs in its environment.
 async fn start(data: &Path, log: &Path) -> Proc {
-    Proc::start_with(data, log, &[], &[(PASSWORD_ENV, PG_PASSWORD)]).await
+    Proc::start_with(data, log, &[], &passwords()).await
 }
 
 fn spawn(data: &Path, log: &Path) -> Proc {
-    Proc::spawn_with(data, log, &[], &[(PASSWORD_ENV, PG_PASSWORD)])
+    Proc::spawn_with(data, log, &[], &passwords())
 }
 
 /// Deploy the demo plugins and publish the demo pipeline (orders -> customer-totals ->
@@ -306,6 +315,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
             "materialize-postgres",
             plugins::MATERIALIZE_POSTGRES,
         ),
+        Dest::Mysql(_) => ("mysql", "materialize-mysql", plugins::MATERIALIZE_MYSQL),
     };
     for (name, path) in [("totals", plugins::CUSTOMER_TOTALS), (materializer, path)] {
         flow_tests::deploy(http, &p.url(""), name, path).await;
@@ -316,6 +326,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
         "wasm": {"plugin": materializer, "config": match dest {
             Dest::Sqlite(views) => json!({"path": views}),
             Dest::Postgres(pg) => pg.endpoint_config(PASSWORD_ENV),
+            Dest::Mysql(my) => my.endpoint_config(crate::mysql::PASSWORD_ENV),
         }},
     });
     // Tiny fragments, sealed within 100 ms: kills also land while sealing, and restarted tasks
@@ -358,12 +369,16 @@ fn destination_rows(dest: Dest<'_>) -> (Vec<TotalsRow>, Vec<LogRow>) {
                 .unwrap();
             (rows, log)
         }
-        Dest::Postgres(pg) => {
+        Dest::Postgres(_) | Dest::Mysql(_) => {
             let lines = |sql: &str| -> Vec<Vec<String>> {
-                pg.psql(sql)
-                    .lines()
+                let (text, sep) = match dest {
+                    Dest::Postgres(pg) => (pg.psql(sql), '|'),
+                    Dest::Mysql(my) => (my.sql(&sql.replace("::text", "")), '\t'),
+                    Dest::Sqlite(_) => unreachable!(),
+                };
+                text.lines()
                     .filter(|l| !l.is_empty())
-                    .map(|l| l.splitn(4, '|').map(String::from).collect())
+                    .map(|l| l.splitn(4, sep).map(String::from).collect())
                     .collect()
             };
             let rows = lines("SELECT customer, total, orders, flow_document::text FROM customer_totals ORDER BY customer")
@@ -688,6 +703,13 @@ async fn derivation_and_materialization_are_exactly_once_under_kill_9() {
 async fn postgres_materialization_is_exactly_once_under_kill_9() {
     let (clean, crash) = (PgServer::start(), PgServer::start());
     exactly_once_under_kill_9(Dest::Postgres(&clean), Dest::Postgres(&crash), 0x5eed_0006).await;
+}
+
+/// The same into MariaDB: the rows and the checkpoint in one InnoDB transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_materialization_is_exactly_once_under_kill_9() {
+    let (clean, crash) = (MyServer::start(), MyServer::start());
+    exactly_once_under_kill_9(Dest::Mysql(&clean), Dest::Mysql(&crash), 0x5eed_0007).await;
 }
 
 /// A crash-free run of the pipeline into `clean`, then the same input into `crash` under a

@@ -9,6 +9,7 @@ mod disk_full;
 mod e2e;
 mod fragments;
 mod lifecycle;
+mod mysql;
 mod ordering;
 mod policies;
 mod postgres;

@@ -12,25 +12,33 @@ use std::time::{Duration, Instant};
 /// The environment variable a test's host takes the PostgreSQL password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_PG_PASSWORD";
 
-/// Start `flow serve` with the PostgreSQL password in its environment.
+/// Start `flow serve` with the PostgreSQL and MySQL passwords in its environment.
 pub async fn serve(dir: &std::path::Path) -> Proc {
     Proc::start_with(
         &dir.join("data"),
         &dir.join("serve.log"),
         &[],
-        &[(PASSWORD_ENV, PG_PASSWORD)],
+        &[
+            (PASSWORD_ENV, PG_PASSWORD),
+            (crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD),
+        ],
     )
     .await
 }
 
 /// POST `body` to `path`; the status and the JSON answer.
-async fn post(http: &reqwest::Client, p: &Proc, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(
+    http: &reqwest::Client,
+    p: &Proc,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = http.post(p.url(path)).json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn ingest(http: &reqwest::Client, p: &Proc, collection: &str, docs: &[Value]) {
+pub(crate) async fn ingest(http: &reqwest::Client, p: &Proc, collection: &str, docs: &[Value]) {
     let body: String = docs.iter().map(|d| format!("{d}\n")).collect();
     let r = http
         .post(p.url(&format!(
@@ -45,7 +53,7 @@ async fn ingest(http: &reqwest::Client, p: &Proc, collection: &str, docs: &[Valu
 }
 
 /// The task's status.
-async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
+pub(crate) async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
     let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
     tasks["tasks"]
         .as_array()
@@ -58,9 +66,21 @@ async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
 
 /// Poll `psql` until `sql` answers `want`, failing with the task statuses and the host's log.
 async fn wait_for_psql(http: &reqwest::Client, p: &Proc, pg: &PgServer, sql: &str, want: &str) {
+    wait_for_answer(http, p, |q| pg.try_psql(q), sql, want).await
+}
+
+/// Poll a database's own client (`run`) until `sql` answers `want`, failing with the task
+/// statuses and the host's log.
+pub(crate) async fn wait_for_answer(
+    http: &reqwest::Client,
+    p: &Proc,
+    run: impl Fn(&str) -> Result<String, String>,
+    sql: &str,
+    want: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let got = pg.try_psql(sql).unwrap_or_else(|e| e);
+        let got = run(sql).unwrap_or_else(|e| e);
         if got == want {
             return;
         }
@@ -90,7 +110,18 @@ pub async fn deploy_plugins(http: &reqwest::Client, p: &Proc) {
 /// key, whose reductions delete a document (and so its row) on `deleted: true`, with nested
 /// and timestamp fields and names that need quoting.
 pub fn bundle(pg: &PgServer) -> Value {
-    json!({
+    bundle_into(
+        "acme/pg",
+        "postgres",
+        "materialize-postgres",
+        pg.endpoint_config(PASSWORD_ENV),
+    )
+}
+
+/// The demo pipeline of `bundle`, materialized as `name` through `connector` and `plugin`
+/// with endpoint `config`.
+pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> Value {
+    let mut b = json!({
         "source": "postgres.rs",
         "catalog": {
             "collections": {
@@ -131,10 +162,10 @@ pub fn bundle(pg: &PgServer) -> Value {
                 },
             },
             "materializations": {
-                "acme/pg": {
+                "NAME": {
                     "endpoint": {
-                        "connector": "postgres",
-                        "wasm": {"plugin": "materialize-postgres", "config": pg.endpoint_config(PASSWORD_ENV)},
+                        "connector": connector,
+                        "wasm": {"plugin": plugin, "config": config},
                     },
                     "bindings": [
                         {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
@@ -144,7 +175,12 @@ pub fn bundle(pg: &PgServer) -> Value {
                 },
             },
         },
-    })
+    });
+    let m = b["catalog"]["materializations"]["NAME"].take();
+    let ms = b["catalog"]["materializations"].as_object_mut().unwrap();
+    ms.clear();
+    ms.insert(name.to_string(), m);
+    b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,3 +169,86 @@ async fn hostile_sql_is_bounded_and_refused() {
         baseline >> 20
     );
 }
+
+/// The same hostile connector against MariaDB, in MySQL's SQL: the result cap and the deadline
+/// hold, transaction control in MySQL's disguises is refused, DDL after a write (which MySQL
+/// would commit implicitly) is refused, and the host's transaction was never broken: the
+/// probe's write is rolled back with the failed `open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sql_into_mysql_is_bounded_and_refused() {
+    let my = flow_tests::MyServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start_with(
+        &dir.path().join("data"),
+        &dir.path().join("flow.log"),
+        &["--limits", LIMITS],
+        &[(crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut bundle = bundle(dir.path());
+    for (mode, _) in CASES {
+        let mut config = my.endpoint_config(crate::mysql::PASSWORD_ENV);
+        config["mode"] = json!(mode);
+        config["dialect"] = json!("mysql");
+        bundle["catalog"]["materializations"][format!("m/{mode}")]["endpoint"] =
+            json!({"connector": "mysql", "wasm": {"module": "sql.wasm", "config": config}});
+    }
+    let r = http
+        .post(p.url("/v1/catalog"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+
+    for (mode, parts) in CASES {
+        let name = format!("m/{mode}");
+        let mut error = String::new();
+        wait_for(&format!("{name} to fail"), async || {
+            let t = tasks(&http, &p).await;
+            let s = t.iter().find(|t| t["name"] == name.as_str());
+            match s.filter(|s| s["state"] == "failed") {
+                Some(s) => {
+                    error = s["lastError"].as_str().unwrap_or_default().to_string();
+                    true
+                }
+                None => false,
+            }
+        })
+        .await;
+        for part in *parts {
+            assert!(
+                error.contains(part),
+                "{name}: expected {part:?} in {error:?}"
+            );
+        }
+        if *mode == "control" {
+            // Everything is refused but creating a table before any write, and a write.
+            let accepted: Vec<&str> = error
+                .split("; ")
+                .filter(|s| s.ends_with(": ACCEPTED"))
+                .collect();
+            assert_eq!(
+                accepted,
+                [
+                    "\"CREATE TABLE IF NOT EXISTS flow_probe (i INT)\": ACCEPTED",
+                    "\"INSERT INTO flow_probe VALUES (1)\": ACCEPTED"
+                ],
+                "{error}"
+            );
+            assert_eq!(error.matches("\": refused (").count(), 15, "{error}");
+            for part in [
+                "transaction control is the host's",
+                "executable comments",
+                "session settings are the host's",
+                "in MySQL a DDL statement commits the open transaction",
+            ] {
+                assert!(error.contains(part), "{part}: {error}");
+            }
+        }
+    }
+    // The probe's insert went with its failed transaction: nothing ended it early.
+    assert_eq!(my.sql("SELECT count(*) FROM flow_probe"), "0");
+    p.kill();
+}

@@ -49,7 +49,8 @@ fn bin_dir() -> PathBuf {
     })
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (database servers refuse to, unless told whose they are).
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
