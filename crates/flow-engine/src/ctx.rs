@@ -1,10 +1,11 @@
 //! What a plugin instance's store holds: its WASI context (which grants nothing), its memory
 //! limiter, and one grant per capability. Each grant and the host side of its import live in
-//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `http.rs`; `wasi.rs` for WASI), which
+//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `kv.rs`, `http.rs`; `wasi.rs` for WASI), which
 //! need nothing of this one.
 
 use super::bindings::derivation::flow::plugin::types;
 use super::http::HttpGrant;
+use super::kv::KvGrant;
 use super::log::LogGrant;
 use super::sql::SqlGrant;
 use super::state::StateGrant;
@@ -21,6 +22,8 @@ pub(crate) struct PluginCtx {
     pub(crate) state: StateGrant,
     /// Granted to connectors whose endpoint names a database.
     pub(crate) sql: SqlGrant,
+    /// Granted to connectors whose endpoint names a key-value store.
+    pub(crate) kv: KvGrant,
     /// Hosts a connector may reach with `http.send`.
     pub(crate) http: HttpGrant,
 }

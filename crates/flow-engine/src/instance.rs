@@ -86,8 +86,10 @@ impl<B> Instance<B> {
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         // Host calls made on the plugin's behalf stop at the same deadline.
-        self.store.data_mut().sql.bounds.deadline =
+        let data = self.store.data_mut();
+        data.sql.bounds.deadline =
             std::time::Instant::now() + std::time::Duration::from_millis(self.deadline_ms);
+        data.kv.bounds = Some(data.sql.bounds);
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.into()),
@@ -166,6 +168,11 @@ impl Materialization {
     /// Grant the destination database.
     pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
         self.store.data_mut().sql.access = sql;
+    }
+
+    /// Grant the destination key-value store.
+    pub fn set_kv(&mut self, kv: Option<Box<dyn crate::KvAccess>>) {
+        self.store.data_mut().kv.access = kv;
     }
 
     pub fn open(

@@ -12,6 +12,7 @@ mod bindings;
 mod ctx;
 mod http;
 mod instance;
+mod kv;
 mod log;
 mod sql;
 mod state;
@@ -19,6 +20,7 @@ mod wasi;
 
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use instance::{CallError, Derivation, Materialization, Migrator};
+pub use kv::KvAccess;
 pub use log::LogSink;
 pub use sql::{SqlAccess, SqlBounds};
 pub use state::StateAccess;
@@ -44,7 +46,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// against `wit/flow.wit`).
 macro_rules! wit_version {
     () => {
-        "0.1.0"
+        "0.1.1"
     };
 }
 
@@ -66,6 +68,26 @@ pub struct Sandbox {
     pub memory_bytes_max: usize,
     /// What one host call may return to the plugin (e.g. a SQL query's rows), in bytes.
     pub host_result_bytes_max: usize,
+    /// What one transaction may make the host hold until it commits (queued key-value
+    /// writes), in bytes.
+    pub host_txn_bytes_max: usize,
+}
+
+/// Whether an interface name a component exports (`flow:plugin/sink@0.1.0`) is
+/// semver-compatible with this host's (`flow:plugin/sink@0.1.1`): the same interface, on the
+/// same track (for 0.x, the same minor version), as wasmtime links them.
+fn compatible(exported: &str, ours: &str) -> bool {
+    let track = |name: &str| -> Option<(String, String)> {
+        let (iface, version) = name.split_once('@')?;
+        let mut parts = version.split('.');
+        let major = parts.next()?;
+        let track = match major {
+            "0" => format!("0.{}", parts.next()?),
+            m => m.to_string(),
+        };
+        Some((iface.to_string(), track))
+    };
+    exported == ours || (track(exported).is_some() && track(exported) == track(ours))
 }
 
 /// The plugin worlds of `wit/`.
@@ -140,7 +162,7 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         // Each capability is served by its grant in the store data.
         use bindings::derivation::flow::plugin::{log, state, types};
-        use bindings::materialization::flow::plugin::{http, sql};
+        use bindings::materialization::flow::plugin::{http, kv, sql};
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| c)
             .map_err(anyhow::Error::from)?;
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.log)
@@ -148,6 +170,8 @@ impl Engine {
         state::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.state)
             .map_err(anyhow::Error::from)?;
         sql::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.sql)
+            .map_err(anyhow::Error::from)?;
+        kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.kv)
             .map_err(anyhow::Error::from)?;
         http::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.http)
             .map_err(anyhow::Error::from)?;
@@ -238,7 +262,7 @@ impl Engine {
         component
             .component_type()
             .exports(&self.engine)
-            .any(|(name, _)| name == wit_interface!("migrate"))
+            .any(|(name, _)| compatible(name, wit_interface!("migrate")))
     }
 
     /// Which world a component implements, checking that its imports can all be satisfied and
@@ -251,7 +275,7 @@ impl Engine {
             .collect();
         let world = [World::Derivation, World::Capture, World::Materialization]
             .into_iter()
-            .find(|w| exports.iter().any(|e| e == w.export()))
+            .find(|w| exports.iter().any(|e| compatible(e, w.export())))
             .ok_or_else(|| EngineError::NoKnownWorld(exports.join(", ")))?;
         let mismatch = |e: wasmtime::Error| EngineError::WorldMismatch {
             world: world.name(),
@@ -289,8 +313,10 @@ impl Engine {
                     deadline: std::time::Instant::now(),
                     deadline_ms: sandbox.call_deadline_ms,
                     result_bytes_max: sandbox.host_result_bytes_max,
+                    txn_bytes_max: sandbox.host_txn_bytes_max,
                 },
             },
+            kv: Default::default(),
             http: Default::default(),
         };
         let mut store = wasmtime::Store::new(&self.engine, ctx);
@@ -348,6 +374,30 @@ fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interfaces_match_on_their_semver_track() {
+        use super::compatible;
+        assert!(compatible(
+            "flow:plugin/sink@0.1.0",
+            "flow:plugin/sink@0.1.1"
+        ));
+        assert!(compatible(
+            "flow:plugin/sink@0.1.1",
+            "flow:plugin/sink@0.1.1"
+        ));
+        assert!(!compatible(
+            "flow:plugin/sink@0.2.0",
+            "flow:plugin/sink@0.1.1"
+        ));
+        assert!(!compatible(
+            "flow:plugin/derive@0.1.0",
+            "flow:plugin/sink@0.1.1"
+        ));
+        assert!(!compatible("flow:plugin/sink", "flow:plugin/sink@0.1.1"));
+        assert!(compatible("a:b/c@1.2.0", "a:b/c@1.0.0"));
+        assert!(!compatible("a:b/c@2.0.0", "a:b/c@1.0.0"));
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,8 @@ pub struct SqlBounds {
     /// The deadline as configured, for messages.
     pub deadline_ms: u64,
     pub result_bytes_max: usize,
+    /// What one transaction may queue in the host until it commits (`kv` writes).
+    pub txn_bytes_max: usize,
 }
 
 /// A SQL connection owned by the host, inside a transaction the host controls. Every method
