@@ -422,6 +422,8 @@ fn fixtures() -> &'static (Arc<Store>, Mutex<Sql>) {
         let checker = crate::connector::open("sqlite", &config).expect("sqlite checker");
         dest.begin().expect("begin");
         dest.grant()
+            .sql()
+            .expect("a SQL destination")
             .execute(
                 "CREATE TABLE t(k, v)",
                 &[],
@@ -443,6 +445,7 @@ fn bounds(deadline: Duration) -> SqlBounds {
         deadline: Instant::now() + deadline,
         deadline_ms: deadline.as_millis() as u64,
         result_bytes_max: SQL_RESULT_MAX,
+        txn_bytes_max: 64 << 20,
     }
 }
 
@@ -478,7 +481,7 @@ pub fn host_calls(calls: &[Call]) {
     let mut over = false;
     let logs = PluginLogs::new(LOG_BOUNDS);
     sql.dest.begin().expect("the host begins its transaction");
-    let mut grant = sql.dest.grant();
+    let mut grant = sql.dest.grant().sql().expect("a SQL destination");
 
     for call in calls {
         match call {
@@ -566,7 +569,7 @@ pub fn host_calls(calls: &[Call]) {
         "the commit check fails exactly when a bound broke"
     );
     sql.dest.rollback();
-    let mut checker = sql.checker.grant();
+    let mut checker = sql.checker.grant().sql().expect("a SQL destination");
     let rows = one_value(checker.as_mut(), "SELECT count(*) FROM t");
     assert!(
         matches!(rows, SqlValue::Integer(0)),

@@ -37,7 +37,8 @@ pub struct Limits {
     /// Largest state value a derivation may `set`, in bytes. Per-key state is a record like a
     /// document, so it gets the document's default bound.
     pub state_value_bytes_max: usize,
-    /// Most bytes of state (keys and values) one transaction may write. The writes are held
+    /// Most bytes of state (keys and values) one transaction may write, and of key-value
+    /// writes (`kv`, Redis) one materialization transaction may queue. The writes are held
     /// until the commit, so this bounds what a plugin can make the host hold on its behalf.
     pub state_txn_bytes_max: usize,
     /// Largest component accepted at deploy. 32 MiB fits interpreters compiled to Wasm (Python).
@@ -94,6 +95,7 @@ impl Limits {
             call_deadline_ms: self.call_deadline_ms,
             memory_bytes_max: self.plugin_memory_bytes_max,
             host_result_bytes_max: self.host_result_bytes_max,
+            host_txn_bytes_max: self.state_txn_bytes_max,
         }
     }
 

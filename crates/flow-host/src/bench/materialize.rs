@@ -1,6 +1,6 @@
 //! `flow bench --suite materialize`: what a materialization costs its destination, for each
-//! destination this machine can run (SQLite always; PostgreSQL when its server programs are
-//! installed, started here on loopback in a temp dir, as the tests do).
+//! destination this machine can run (SQLite always; PostgreSQL and MariaDB when their server
+//! programs are installed, started here on loopback in a temp dir, as the tests do).
 //!
 //! - **Writes per event**: 100,000 events over 1,000 keys of a collection whose `n` is summed
 //!   (`reduce`), ingested in requests of 10,000 (as in the pipeline suite) as fast as the host
@@ -42,6 +42,10 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
         Ok(pg) => destinations.push(Destination::Postgres(pg)),
         Err(e) => eprintln!("PostgreSQL: not measured ({e:#})"),
     }
+    match Mariadb::start() {
+        Ok(my) => destinations.push(Destination::Mysql(my)),
+        Err(e) => eprintln!("MariaDB: not measured ({e:#})"),
+    }
     println!("materialize suite (release numbers only mean something from a release build)");
     println!(
         "| destination | row writes per event (100k events, 1k keys) | ack -> row visible p50 / p99 / max, 1k docs/s | backfill rows/s | vs psql \\copy |"
@@ -52,7 +56,7 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
         let lat = latency(plugins, d)?;
         let backfill = match d {
             Destination::Postgres(pg) => Some(backfill(plugins, pg, docs)?),
-            Destination::Sqlite => None,
+            Destination::Sqlite | Destination::Mysql(_) => None,
         };
         let (rate, ratio) = match backfill {
             Some((flow, copy)) => (
@@ -92,6 +96,7 @@ impl Reader {
             deadline: Instant::now() + Duration::from_secs(60),
             deadline_ms: 60_000,
             result_bytes_max: 16 << 20,
+            txn_bytes_max: 64 << 20,
         }
     }
 
@@ -128,6 +133,7 @@ impl Reader {
 enum Destination {
     Sqlite,
     Postgres(Postgres),
+    Mysql(Mariadb),
 }
 
 impl Destination {
@@ -135,6 +141,7 @@ impl Destination {
         match self {
             Destination::Sqlite => "SQLite",
             Destination::Postgres(_) => "PostgreSQL",
+            Destination::Mysql(_) => "MariaDB",
         }
     }
 
@@ -145,6 +152,8 @@ impl Destination {
                 "config": self.config(dir)}}),
             Destination::Postgres(_) => json!({"connector": "postgres",
                 "wasm": {"plugin": "materialize-postgres", "config": self.config(dir)}}),
+            Destination::Mysql(_) => json!({"connector": "mysql",
+                "wasm": {"plugin": "materialize-mysql", "config": self.config(dir)}}),
         }
     }
 
@@ -152,6 +161,7 @@ impl Destination {
         match self {
             Destination::Sqlite => json!({"path": dir.join("views.db")}),
             Destination::Postgres(pg) => pg.config(),
+            Destination::Mysql(my) => my.config(),
         }
     }
 
@@ -160,9 +170,12 @@ impl Destination {
         let (connector, txn) = match self {
             Destination::Sqlite => ("sqlite", false),
             Destination::Postgres(_) => ("postgres", true),
+            Destination::Mysql(_) => ("mysql", true),
         };
         let db = crate::connector::open(connector, &self.config(dir))?;
-        let sql = db.grant();
+        let crate::connector::Grant::Sql(sql) = db.grant() else {
+            anyhow::bail!("{connector} is not a SQL destination");
+        };
         Ok(Reader { db, sql, txn })
     }
 }
@@ -176,6 +189,7 @@ fn host(plugins: &Path, dir: &Path, catalog: Value) -> anyhow::Result<Arc<Host>>
         &[
             ("materialize-sqlite", "materialize_sqlite.wasm"),
             ("materialize-postgres", "materialize_postgres.wasm"),
+            ("materialize-mysql", "materialize_mysql.wasm"),
         ],
     )?;
     publish(&host, catalog)?;
@@ -213,9 +227,10 @@ fn fact_table(plugins: &Path, d: &Destination) -> anyhow::Result<(u64, usize)> {
     }
     host.wait_idle(Duration::from_secs(300))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sum = d
-        .reader(dir.path())?
-        .int("SELECT CAST(sum(n) AS BIGINT) FROM facts");
+    let sum = d.reader(dir.path())?.int(match d {
+        Destination::Mysql(_) => "SELECT CAST(sum(n) AS SIGNED) FROM facts",
+        _ => "SELECT CAST(sum(n) AS BIGINT) FROM facts",
+    });
     anyhow::ensure!(
         sum == Some(EVENTS as i64),
         "{}: the fact table sums to {sum:?}, not {EVENTS}",
@@ -581,5 +596,102 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(())
+    }
+}
+
+/// A MariaDB server of this bench's own, on loopback in a temp dir, killed on drop; user
+/// `flow` with a password owns database `views`. As root, it is told to run as root.
+struct Mariadb {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: std::process::Child,
+}
+
+const MY_PASSWORD: &str = "flow-bench-secret";
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Mariadb {
+    fn start() -> anyhow::Result<Mariadb> {
+        let program = |name: &str| {
+            ["/usr/sbin", "/usr/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
+                .with_context(|| {
+                    format!("MariaDB's {name} is not installed (apt-get install mariadb-server)")
+                })
+        };
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let socket = dir.path().join("mysqld.sock");
+        let user = is_root().then_some("--user=root");
+        let out = Command::new(program("mariadb-install-db")?)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args(user)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = Command::new(program("mariadbd")?)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("server.log").display()
+            ))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+            ])
+            .args(user)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let my = Mariadb { dir, port, server };
+        let setup = format!(
+            "CREATE DATABASE views; CREATE USER 'flow'@'127.0.0.1' IDENTIFIED BY '{MY_PASSWORD}'; \
+             GRANT ALL ON views.* TO 'flow'@'127.0.0.1'"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new(program("mariadb")?)
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", socket.display()))
+                .args(["-u", "root", "-e", &setup])
+                .output()?;
+            if out.status.success() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "mariadbd did not answer: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::write(my.dir.path().join("pw"), MY_PASSWORD)?;
+        Ok(my)
+    }
+
+    /// The endpoint config: the password from a file (a secret is never inline).
+    fn config(&self) -> Value {
+        json!({"address": format!("127.0.0.1:{}", self.port), "database": "views", "user": "flow",
+               "password": {"file": self.dir.path().join("pw")}})
     }
 }

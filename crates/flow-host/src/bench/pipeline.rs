@@ -185,8 +185,14 @@ fn sqlite_count(path: &Path, query: &str) -> u64 {
         deadline: Instant::now() + Duration::from_secs(10),
         deadline_ms: 10_000,
         result_bytes_max: 1 << 20,
+        txn_bytes_max: 64 << 20,
     };
-    match db.grant().query(query, &[], &bounds) {
+    match db
+        .grant()
+        .sql()
+        .expect("a SQL destination")
+        .query(query, &[], &bounds)
+    {
         Ok(rows) => match rows.rows.first().and_then(|r| r.first()) {
             Some(flow_engine::SqlValue::Integer(n)) => *n as u64,
             _ => 0,
@@ -300,6 +306,7 @@ fn sql_bounds() -> flow_engine::SqlBounds {
         deadline: Instant::now() + Duration::from_secs(120),
         deadline_ms: 120_000,
         result_bytes_max: 1 << 20,
+        txn_bytes_max: 64 << 20,
     }
 }
 
@@ -320,7 +327,7 @@ fn native_totals(docs: usize) -> anyhow::Result<Duration> {
         }
     }
     let bounds = sql_bounds();
-    let mut sql = db.grant();
+    let mut sql = db.grant().sql().expect("a SQL destination");
     db.begin()?;
     sql.execute(
         "CREATE TABLE totals (customer TEXT PRIMARY KEY, total REAL, orders INTEGER)",
@@ -353,7 +360,7 @@ fn native_join(docs: usize, dir: Option<&Path>) -> anyhow::Result<usize> {
         Some(dir) => {
             let db = crate::connector::open("sqlite", &json!({"path": dir.join("native.db")}))?;
             db.begin()?;
-            db.grant()
+            db.grant().sql().expect("a SQL destination")
                 .execute(
                     "CREATE TABLE enriched (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, name TEXT, tier TEXT, flow_document TEXT NOT NULL)",
                     &[],
@@ -426,6 +433,8 @@ fn native_join(docs: usize, dir: Option<&Path>) -> anyhow::Result<usize> {
             && !rows.is_empty()
         {
             db.grant()
+                .sql()
+                .expect("a SQL destination")
                 .execute_many(
                     "INSERT INTO enriched VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     &rows,

@@ -1,4 +1,5 @@
-//! Host-owned destinations, granted to connector plugins through the `sql` capability.
+//! Host-owned destinations, granted to connector plugins through the `sql` capability (SQLite,
+//! PostgreSQL, MySQL) or the `kv` capability (Redis).
 //!
 //! The only place that opens destination connections. A destination is one file here that
 //! implements `Destination`, plus one row in `CONNECTORS`; an endpoint names its connector
@@ -8,6 +9,7 @@
 
 mod mysql;
 mod postgres;
+mod redis;
 mod sqlite;
 
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
@@ -23,13 +25,29 @@ pub(crate) trait Destination: Send {
     fn commit(&self) -> anyhow::Result<()>;
     /// Undo the open transaction, if any.
     fn rollback(&self);
-    /// The connection as a plugin's `sql` capability: statements run inside the host's
-    /// transaction; transaction control and reaching other databases are refused.
-    fn grant(&self) -> Box<dyn SqlAccess>;
+    /// The connection as a plugin's capability (`sql`, or `kv`): statements run inside the
+    /// host's transaction; transaction control and reaching other databases are refused.
+    fn grant(&self) -> Grant;
     /// Whether the connection still works: after a failed transaction, false means the
     /// destination went away (the task retries), not that the transaction was at fault.
     fn available(&self) -> bool {
         true
+    }
+}
+
+/// What a destination grants its plugin: a SQL database, or a key-value store.
+pub(crate) enum Grant {
+    Sql(Box<dyn SqlAccess>),
+    Kv(Box<dyn flow_engine::KvAccess>),
+}
+
+impl Grant {
+    /// The SQL database granted, for callers that opened a SQL connector themselves.
+    pub(crate) fn sql(self) -> Option<Box<dyn SqlAccess>> {
+        match self {
+            Grant::Sql(sql) => Some(sql),
+            Grant::Kv(_) => None,
+        }
     }
 }
 
@@ -134,6 +152,11 @@ const CONNECTORS: &[Connector] = &[
         name: "mysql",
         check: mysql::check,
         open: |config| Ok(Box::new(mysql::Mysql::open(config)?)),
+    },
+    Connector {
+        name: "redis",
+        check: redis::check,
+        open: |config| Ok(Box::new(redis::Redis::open(config)?)),
     },
 ];
 

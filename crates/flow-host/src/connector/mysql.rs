@@ -226,8 +226,8 @@ impl Destination for Mysql {
         let _ = c.conn.query_drop("ROLLBACK");
     }
 
-    fn grant(&self) -> Box<dyn SqlAccess> {
-        Box::new(self.clone())
+    fn grant(&self) -> super::Grant {
+        super::Grant::Sql(Box::new(self.clone()))
     }
 
     fn available(&self) -> bool {

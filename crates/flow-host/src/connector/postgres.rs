@@ -186,8 +186,8 @@ impl Destination for Postgres {
         }
     }
 
-    fn grant(&self) -> Box<dyn SqlAccess> {
-        Box::new(self.clone())
+    fn grant(&self) -> super::Grant {
+        super::Grant::Sql(Box::new(self.clone()))
     }
 
     fn available(&self) -> bool {

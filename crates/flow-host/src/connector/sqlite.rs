@@ -75,8 +75,8 @@ impl Destination for Sqlite {
         }
     }
 
-    fn grant(&self) -> Box<dyn SqlAccess> {
-        Box::new(self.clone())
+    fn grant(&self) -> super::Grant {
+        super::Grant::Sql(Box::new(self.clone()))
     }
 }
 

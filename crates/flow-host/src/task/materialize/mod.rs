@@ -117,7 +117,11 @@ impl Materialize {
             ctx.registry.log_sink(&spec.plugin, &ctx.name),
             &ctx.limits.sandbox(),
         )?;
-        instance.set_sql(destination.as_ref().map(|d| d.grant()));
+        match destination.as_ref().map(|d| d.grant()) {
+            Some(connector::Grant::Sql(sql)) => instance.set_sql(Some(sql)),
+            Some(connector::Grant::Kv(kv)) => instance.set_kv(Some(kv)),
+            None => {}
+        }
         // Until here nothing touched the destination's data: a swapped-out run of this task
         // may still be committing its last transaction there.
         ctx.ready();
