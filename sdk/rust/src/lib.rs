@@ -80,6 +80,7 @@ pub mod materialization_bindings {
 
 #[doc(hidden)]
 pub mod derivation;
+pub mod kv_values;
 #[doc(hidden)]
 pub mod materialization;
 #[doc(hidden)]

@@ -144,6 +144,42 @@ pub mod sql {
     }
 }
 
+/// The key-value store the host granted (Redis, `connector: redis`): reads see the store as
+/// committed; writes are queued and applied in one MULTI/EXEC when the host commits.
+pub mod kv {
+    use crate::materialization_bindings::flow::plugin::kv as wit;
+    pub use wit::{Entry, HashEntry};
+
+    /// String values of `keys`, in order (none: no such key, or not a string).
+    pub fn get(keys: &[String]) -> Result<Vec<Option<String>>, String> {
+        wit::get(keys)
+    }
+    /// Field `field` of the hashes at `keys`, in order.
+    pub fn hget(keys: &[String], field: &str) -> Result<Vec<Option<String>>, String> {
+        wit::hget(keys, field)
+    }
+    /// All fields of the hash at `key`.
+    pub fn hgetall(key: &str) -> Result<Vec<(String, String)>, String> {
+        wit::hgetall(key)
+    }
+    /// Queue string values, expiring after `ttl_ms` when given.
+    pub fn set(entries: &[Entry], ttl_ms: Option<u64>) -> Result<(), String> {
+        wit::set(entries, ttl_ms)
+    }
+    /// Queue hashes (each replaces what its key held), expiring after `ttl_ms` when given.
+    pub fn hset(entries: &[HashEntry], ttl_ms: Option<u64>) -> Result<(), String> {
+        wit::hset(entries, ttl_ms)
+    }
+    /// Queue deletes.
+    pub fn del(keys: &[String]) -> Result<(), String> {
+        wit::del(keys)
+    }
+    /// Commit only if `key` then holds `value` (None: does not exist).
+    pub fn expect(key: &str, value: Option<&str>) -> Result<(), String> {
+        wit::expect(key, value)
+    }
+}
+
 thread_local! {
     static RUNNING: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }

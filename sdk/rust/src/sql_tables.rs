@@ -426,7 +426,7 @@ fn scalar(v: &Value) -> Sv {
 
 /// Whether a schema has a `reduce` annotation anywhere (conservatively: any member of that
 /// name, also inside subschemas that may never apply).
-fn has_reduce(schema: &Value) -> bool {
+pub(crate) fn has_reduce(schema: &Value) -> bool {
     match schema {
         Value::Object(m) => m.contains_key("reduce") || m.values().any(has_reduce),
         Value::Array(a) => a.iter().any(has_reduce),
