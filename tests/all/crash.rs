@@ -10,7 +10,7 @@
 
 use crate::plugins;
 use crate::postgres::PASSWORD_ENV;
-use flow_tests::{MY_PASSWORD, MyServer, PG_PASSWORD, PgServer, Proc};
+use flow_tests::{MY_PASSWORD, MyServer, PG_PASSWORD, PgServer, Proc, REDIS_PASSWORD, RedisServer};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -283,13 +283,17 @@ enum Dest<'a> {
     Sqlite(&'a Path),
     Postgres(&'a PgServer),
     Mysql(&'a MyServer),
+    /// Redis keeps one value per key: no delta log, so a replay would rewrite the same
+    /// values; the run checks that the final values are the crash-free run's.
+    Redis(&'a RedisServer),
 }
 
 /// The passwords of the servers, in `flow serve`'s environment.
-fn passwords() -> [(&'static str, &'static str); 2] {
+fn passwords() -> [(&'static str, &'static str); 3] {
     [
         (PASSWORD_ENV, PG_PASSWORD),
         (crate::mysql::PASSWORD_ENV, MY_PASSWORD),
+        (crate::redis::PASSWORD_ENV, REDIS_PASSWORD),
     ]
 }
 
@@ -316,6 +320,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
             plugins::MATERIALIZE_POSTGRES,
         ),
         Dest::Mysql(_) => ("mysql", "materialize-mysql", plugins::MATERIALIZE_MYSQL),
+        Dest::Redis(_) => ("redis", "materialize-redis", plugins::MATERIALIZE_REDIS),
     };
     for (name, path) in [("totals", plugins::CUSTOMER_TOTALS), (materializer, path)] {
         flow_tests::deploy(http, &p.url(""), name, path).await;
@@ -327,6 +332,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
             Dest::Sqlite(views) => json!({"path": views}),
             Dest::Postgres(pg) => pg.endpoint_config(PASSWORD_ENV),
             Dest::Mysql(my) => my.endpoint_config(crate::mysql::PASSWORD_ENV),
+            Dest::Redis(r) => r.endpoint_config(crate::redis::PASSWORD_ENV),
         }},
     });
     // Tiny fragments, sealed within 100 ms: kills also land while sealing, and restarted tasks
@@ -335,10 +341,14 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
         bundle["catalog"]["collections"][c]["journals"] =
             json!({"fragments": {"length": 0.005, "flushInterval": "100ms"}});
     }
-    bundle["catalog"]["materializations"]["acme/views"]["bindings"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"source": TOTALS, "resource": {"table": "customer_totals_log"}, "deltaUpdates": true}));
+    let bindings = &mut bundle["catalog"]["materializations"]["acme/views"]["bindings"];
+    if let Dest::Redis(_) = dest {
+        *bindings = json!([{"source": TOTALS, "resource": {"prefix": "customer_totals:"}}]);
+    } else {
+        bindings.as_array_mut().unwrap().push(
+            json!({"source": TOTALS, "resource": {"table": "customer_totals_log"}, "deltaUpdates": true}),
+        );
+    }
     post_json(http, p, "/v1/catalog", &bundle).await;
 }
 
@@ -369,12 +379,31 @@ fn destination_rows(dest: Dest<'_>) -> (Vec<TotalsRow>, Vec<LogRow>) {
                 .unwrap();
             (rows, log)
         }
+        Dest::Redis(r) => {
+            let keys = r.cli(&["KEYS", "customer_totals:*"]);
+            let mut rows: Vec<TotalsRow> = keys
+                .lines()
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    let text = r.cli(&["GET", k]);
+                    let d: Value = serde_json::from_str(&text).unwrap();
+                    (
+                        d["customer"].as_str().unwrap().to_string(),
+                        d["total"].as_f64().unwrap(),
+                        d["orders"].as_i64().unwrap(),
+                        text,
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            (rows, Vec::new())
+        }
         Dest::Postgres(_) | Dest::Mysql(_) => {
             let lines = |sql: &str| -> Vec<Vec<String>> {
                 let (text, sep) = match dest {
                     Dest::Postgres(pg) => (pg.psql(sql), '|'),
                     Dest::Mysql(my) => (my.sql(&sql.replace("::text", "")), '\t'),
-                    Dest::Sqlite(_) => unreachable!(),
+                    Dest::Sqlite(_) | Dest::Redis(_) => unreachable!(),
                 };
                 text.lines()
                     .filter(|l| !l.is_empty())
@@ -646,7 +675,7 @@ async fn finish(
             "{run}: customer_totals_log has ({customer}, {orders}) twice: a materialization transaction was applied twice"
         );
     }
-    for (customer, sums) in &prefix {
+    for (customer, sums) in prefix.iter().filter(|_| !matches!(dest, Dest::Redis(_))) {
         assert_eq!(
             logged.get(customer).and_then(|o| o.last()).copied(),
             Some(sums.len() as i64),
@@ -710,6 +739,13 @@ async fn postgres_materialization_is_exactly_once_under_kill_9() {
 async fn mysql_materialization_is_exactly_once_under_kill_9() {
     let (clean, crash) = (MyServer::start(), MyServer::start());
     exactly_once_under_kill_9(Dest::Mysql(&clean), Dest::Mysql(&crash), 0x5eed_0007).await;
+}
+
+/// The same into Redis: the values and the checkpoint in one MULTI/EXEC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_materialization_is_exactly_once_under_kill_9() {
+    let (clean, crash) = (RedisServer::start(), RedisServer::start());
+    exactly_once_under_kill_9(Dest::Redis(&clean), Dest::Redis(&crash), 0x5eed_0008).await;
 }
 
 /// A crash-free run of the pipeline into `clean`, then the same input into `crash` under a

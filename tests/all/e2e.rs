@@ -246,3 +246,43 @@ async fn bearer_token_is_required() {
     let doc: Value = r.json().await.unwrap();
     assert!(doc["paths"]["/v1/collections/{name}/documents"].is_object());
 }
+
+/// Plugins built against `flow:plugin@0.1.0` (before `kv` was added, in 0.1.1) keep working:
+/// the customer-totals derivation and materialize-sqlite as they were built then
+/// (`tests/fixtures/wit-0.1.0`) run the same pipeline on today's host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_built_against_wit_0_1_0_keep_working() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wit-0.1.0");
+    for (name, file) in [
+        ("totals", "customer_totals.wasm"),
+        ("materialize-sqlite", "materialize_sqlite.wasm"),
+    ] {
+        let v = deploy(&http, &served.base, name, &format!("{fixtures}/{file}")).await;
+        assert_eq!(v["seq"], 1, "{v}");
+    }
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&bundle(&views))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let ndjson = "{\"id\":1,\"customer\":\"alice\",\"amount\":5}\n{\"id\":2,\"customer\":\"bob\",\"amount\":7.5}\n{\"id\":3,\"customer\":\"alice\",\"amount\":10}\n";
+    let r = http
+        .post(served.url("/v1/collections/acme%2Forders/documents"))
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rows = tokio::task::spawn_blocking(move || wait_for_rows(&views, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![("alice".into(), 15.0, 2), ("bob".into(), 7.5, 1)]
+    );
+}

@@ -15,6 +15,7 @@ mod policies;
 mod postgres;
 mod publish_crash;
 mod python;
+mod redis;
 mod reductions;
 mod sandbox;
 mod sql_capability;

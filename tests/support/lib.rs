@@ -11,6 +11,7 @@ mod mysql;
 mod outage;
 mod postgres;
 mod proc;
+mod redis;
 mod s3;
 mod served;
 
@@ -21,5 +22,6 @@ pub use mysql::{MY_DATABASE, MY_PASSWORD, MY_USER, MyServer};
 pub use outage::Outage;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgServer};
 pub use proc::Proc;
+pub use redis::{REDIS_PASSWORD, RedisServer};
 pub use s3::{S3Server, s3_env};
 pub use served::Served;
