@@ -7,9 +7,10 @@ setup:
 	rustup target add wasm32-wasip2
 
 # Python plugins are built with componentize-py (PyPI) by tests/build.rs; the S3 tests run
-# moto (PyPI) as an S3-compatible server on loopback; the PostgreSQL and MariaDB tests start
-# their own servers from Debian's `postgresql` (initdb, pg_ctl, psql) and `mariadb-server`
-# (mariadb-install-db, mariadbd, mariadb), installed here if missing.
+# moto (PyPI) as an S3-compatible server on loopback; the PostgreSQL, MariaDB and Redis tests
+# start their own servers from Debian's `postgresql` (initdb, pg_ctl, psql), `mariadb-server`
+# (mariadb-install-db, mariadbd, mariadb) and `redis-server` (redis-server, redis-cli),
+# installed here if missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup-test: setup
 	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 "moto[server]==5.2.1" schemathesis==4.32.5
@@ -17,6 +18,8 @@ setup-test: setup
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql)
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mariadb-server mariadb-client)
+	command -v redis-server >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server)
 
 plugins: setup
 	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
