@@ -286,3 +286,59 @@ async fn plugins_built_against_wit_0_1_0_keep_working() {
         vec![("alice".into(), 15.0, 2), ("bob".into(), 7.5, 1)]
     );
 }
+
+/// A publish that would change a kept table's key or a column's type is refused, naming the
+/// table, the column and the reason, and changes nothing; adding a field is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_changes_that_cannot_apply_in_place_are_refused_at_publish() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    for (name, path) in [
+        ("totals", plugins::CUSTOMER_TOTALS),
+        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+    ] {
+        deploy(&http, &served.base, name, path).await;
+    }
+    let publish = async |b: &Value| {
+        let r = http
+            .post(served.url("/v1/catalog"))
+            .json(b)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let original = bundle(&views);
+    assert_eq!(publish(&original).await.0, 200);
+
+    let totals = "/catalog/collections/acme~1customer-totals/schema/properties";
+    let mut narrowed = original.clone();
+    *narrowed.pointer_mut(&format!("{totals}/orders")).unwrap() = json!({"type": "string"});
+    let (status, body) = publish(&narrowed).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("materialization acme/views: binding 0 (table customer_totals)")
+            && message.contains("column orders holds integer values")
+            && message.contains("now makes it string"),
+        "{message}"
+    );
+    // Nothing of it was recorded.
+    let catalog: Value = flow_tests::get_json(&http, &served.base, "/v1/catalog").await;
+    assert!(
+        !catalog
+            .to_string()
+            .contains(r#""orders":{"type":"string"}"#),
+        "{catalog}"
+    );
+
+    let mut widened = original.clone();
+    widened
+        .pointer_mut(totals)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .insert("region".into(), json!({"type": "string"}));
+    assert_eq!(publish(&widened).await.0, 200);
+}

@@ -1,6 +1,7 @@
 //! The catalog: parse and validate collections, tasks and tests into a built, deterministic
 //! form the runtime consumes.
 
+pub mod evolve;
 mod load;
 mod model;
 

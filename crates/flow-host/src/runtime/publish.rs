@@ -123,6 +123,16 @@ impl Host {
             }
         }
 
+        // Tables that exist keep their key and their columns' types.
+        let problems = catalog::evolve::problems(&self.catalog(), &built);
+        if !problems.is_empty() {
+            return Err(HostError::Invalid(format!(
+                "{}: {}",
+                bundle.source,
+                problems.join("\n")
+            )));
+        }
+
         // One transaction: the new versions and the catalog become live together, or (on a
         // crash before it commits) neither does.
         crate::storage::pause_point("publish-prepared");

@@ -1,0 +1,194 @@
+//! What a publish may not change under a table that already exists: the checks a publish
+//! runs between the catalog in force and the one it would record, for every materialization
+//! binding that keeps a table (`resource.table`), before anything is recorded.
+//!
+//! The first-party SQL connectors (`flow_sdk::sql_tables`) give a table one column per key
+//! location and per top-level property, typed by the collection schema, with the primary key
+//! on the collection key. Adding an optional property adds a column when the task opens; a
+//! change that cannot be applied in place (another key, a column whose type changes) is
+//! refused here, naming the table, the column and the reason, so that nothing is recorded
+//! that the task would then fail on. The column rules mirror the SDK's (`sql_tables`:
+//! `column_for_pointer`, `kind_of`): keep them in step.
+
+use super::{Built, BuiltCollection};
+use serde_json::Value;
+
+/// Why `new` cannot replace `old` for the tables `old`'s materializations keep, one line per
+/// problem (empty: it can).
+pub fn problems(old: &Built, new: &Built) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, m) in &new.materializations {
+        let Some(before) = old.materializations.get(name) else {
+            continue;
+        };
+        for (i, b) in m.bindings.iter().enumerate() {
+            let Some(table) = b.resource.get("table").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(prev) = before
+                .bindings
+                .iter()
+                .find(|p| p.resource.get("table").and_then(Value::as_str) == Some(table))
+            else {
+                continue;
+            };
+            let (Some(was), Some(now)) = (
+                old.collections.get(&prev.source),
+                new.collections.get(&b.source),
+            ) else {
+                continue;
+            };
+            let at = format!("materialization {name}: binding {i} (table {table})");
+            let keys = |c: &BuiltCollection| -> Vec<String> {
+                c.key.iter().map(|p| p.to_string()).collect()
+            };
+            if !b.delta_updates && keys(was) != keys(now) {
+                out.push(format!(
+                    "{at}: the table's primary key is the key of {} ({}), and {} has the key ({}): a key change cannot be applied to the table in place; bind it to a new table, or drop the table first",
+                    prev.source,
+                    keys(was).join(", "),
+                    b.source,
+                    keys(now).join(", ")
+                ));
+                continue;
+            }
+            let before = columns(was);
+            for (column, kind) in columns(now) {
+                if let Some((_, old_kind)) = before.iter().find(|(c, _)| *c == column)
+                    && *old_kind != kind
+                {
+                    out.push(format!(
+                        "{at}: column {column} holds {old_kind} values, and the schema of {} now makes it {kind}: a change of a column's type cannot be applied in place; add a new field instead, or bind the collection to a new table",
+                        b.source
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A table's columns from a collection: one per key location, named after its pointer, then
+/// one per other top-level property; each with the kind of value it holds.
+fn columns(c: &BuiltCollection) -> Vec<(String, &'static str)> {
+    let schema = c.schema.raw();
+    let mut out: Vec<(String, &'static str)> = c
+        .key
+        .iter()
+        .map(|p| {
+            let ptr = p.to_string();
+            let at = ptr.split('/').skip(1).fold(schema, |s, t| {
+                &s["properties"][t.replace("~1", "/").replace("~0", "~")]
+            });
+            (column_for_pointer(&ptr), kind_of(at))
+        })
+        .collect();
+    if let Some(props) = schema["properties"].as_object() {
+        for (prop, s) in props {
+            if prop == "_meta" || prop == "flow_document" || out.iter().any(|(c, _)| c == prop) {
+                continue;
+            }
+            out.push((prop.clone(), kind_of(s)));
+        }
+    }
+    out
+}
+
+/// As `sql_tables::column_for_pointer`: `/a/b` is column `a_b`.
+fn column_for_pointer(ptr: &str) -> String {
+    ptr.trim_start_matches('/')
+        .replace('/', "_")
+        .replace("~1", "_")
+        .replace("~0", "~")
+}
+
+/// As `sql_tables::kind_of`: what a column of a schema location holds.
+fn kind_of(schema: &Value) -> &'static str {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
+        _ => vec![],
+    };
+    match types.as_slice() {
+        ["integer"] => "integer",
+        ["boolean"] => "boolean",
+        ["number"] | ["integer", "number"] | ["number", "integer"] => "number",
+        ["string"] if schema["format"] == "date-time" => "date-time",
+        ["string"] => "string",
+        ["object"] | ["array"] => "JSON",
+        _ => "mixed (JSON)",
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::problems;
+    use crate::catalog::{Catalog, build};
+    use serde_json::json;
+
+    fn built(schema: serde_json::Value, key: &str, delta: bool) -> crate::catalog::Built {
+        let catalog: Catalog = serde_json::from_value(json!({
+            "collections": {"a/c": {"schema": schema, "key": [key]}},
+            "materializations": {"a/m": {
+                "endpoint": {"wasm": {"plugin": "p", "config": {"path": "v.db"}}},
+                "bindings": [{"source": "a/c", "resource": {"table": "t"}, "deltaUpdates": delta}],
+            }},
+        }))
+        .unwrap();
+        build("test", catalog).unwrap()
+    }
+
+    #[test]
+    fn key_and_type_changes_of_a_kept_table_are_refused_additions_are_not() {
+        let s = |extra: serde_json::Value| {
+            let mut s = json!({"type": "object", "required": ["id", "k"], "properties": {
+                "id": {"type": "integer"}, "n": {"type": "integer"}, "k": {"type": "string"}}});
+            for (k, v) in extra.as_object().unwrap() {
+                s["properties"][k] = v.clone();
+            }
+            s
+        };
+        let old = built(s(json!({})), "/id", false);
+        // A new optional field, a type made nullable, a property removed: fine.
+        assert!(
+            problems(
+                &old,
+                &built(s(json!({"new": {"type": "string"}})), "/id", false)
+            )
+            .is_empty()
+        );
+        assert!(
+            problems(
+                &old,
+                &built(s(json!({"n": {"type": ["integer", "null"]}})), "/id", false)
+            )
+            .is_empty()
+        );
+        // Another key.
+        let p = problems(&old, &built(s(json!({})), "/k", false));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("binding 0 (table t)") && p[0].contains("key change"),
+            "{}",
+            p[0]
+        );
+        // A column's type changes.
+        let p = problems(
+            &old,
+            &built(s(json!({"n": {"type": "string"}})), "/id", false),
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("column n holds integer values") && p[0].contains("now makes it string"),
+            "{}",
+            p[0]
+        );
+        // A delta table has no primary key: another key only adds a column.
+        let old = built(s(json!({})), "/id", true);
+        assert!(problems(&old, &built(s(json!({})), "/k", true)).is_empty());
+    }
+}
