@@ -1,9 +1,10 @@
 //! What a plugin instance's store holds: its WASI context (which grants nothing), its memory
 //! limiter, and one grant per capability. Each grant and the host side of its import live in
-//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `kv.rs`, `http.rs`; `wasi.rs` for WASI), which
+//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `kv.rs`, `fields.rs`, `http.rs`; `wasi.rs` for WASI), which
 //! need nothing of this one.
 
 use super::bindings::derivation::flow::plugin::types;
+use super::fields::FieldsGrant;
 use super::http::HttpGrant;
 use super::kv::KvGrant;
 use super::log::LogGrant;
@@ -24,6 +25,8 @@ pub(crate) struct PluginCtx {
     pub(crate) sql: SqlGrant,
     /// Granted to connectors whose endpoint names a key-value store.
     pub(crate) kv: KvGrant,
+    /// Granted to materializations: the fields of their bindings.
+    pub(crate) fields: FieldsGrant,
     /// Hosts a connector may reach with `http.send`.
     pub(crate) http: HttpGrant,
 }

@@ -170,6 +170,11 @@ impl Materialization {
         self.store.data_mut().sql.access = sql;
     }
 
+    /// Tell the plugin the fields of its bindings (`fields[binding]`).
+    pub fn set_fields(&mut self, fields: Vec<Vec<crate::Field>>) {
+        self.store.data_mut().fields.bindings = fields;
+    }
+
     /// Grant the destination key-value store.
     pub fn set_kv(&mut self, kv: Option<Box<dyn crate::KvAccess>>) {
         self.store.data_mut().kv.access = kv;

@@ -10,6 +10,7 @@
 
 mod bindings;
 mod ctx;
+mod fields;
 mod http;
 mod instance;
 mod kv;
@@ -19,6 +20,7 @@ mod state;
 mod wasi;
 
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
+pub use fields::Field;
 pub use instance::{CallError, Derivation, Materialization, Migrator};
 pub use kv::KvAccess;
 pub use log::LogSink;
@@ -46,7 +48,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// against `wit/flow.wit`).
 macro_rules! wit_version {
     () => {
-        "0.1.1"
+        "0.1.2"
     };
 }
 
@@ -162,7 +164,7 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         // Each capability is served by its grant in the store data.
         use bindings::derivation::flow::plugin::{log, state, types};
-        use bindings::materialization::flow::plugin::{http, kv, sql};
+        use bindings::materialization::flow::plugin::{fields, http, kv, sql};
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| c)
             .map_err(anyhow::Error::from)?;
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.log)
@@ -172,6 +174,8 @@ impl Engine {
         sql::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.sql)
             .map_err(anyhow::Error::from)?;
         kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.kv)
+            .map_err(anyhow::Error::from)?;
+        fields::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.fields)
             .map_err(anyhow::Error::from)?;
         http::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.http)
             .map_err(anyhow::Error::from)?;
@@ -317,6 +321,7 @@ impl Engine {
                 },
             },
             kv: Default::default(),
+            fields: Default::default(),
             http: Default::default(),
         };
         let mut store = wasmtime::Store::new(&self.engine, ctx);
