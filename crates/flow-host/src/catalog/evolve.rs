@@ -7,8 +7,8 @@
 //! on the collection key. Adding an optional property adds a column when the task opens; a
 //! change that cannot be applied in place (another key, a column whose type changes) is
 //! refused here, naming the table, the column and the reason, so that nothing is recorded
-//! that the task would then fail on. The column rules mirror the SDK's (`sql_tables`:
-//! `column_for_pointer`, `kind_of`): keep them in step.
+//! that the task would then fail on. A column's type follows the SDK's rule
+//! (`sql_tables::kind_of`): keep them in step.
 
 use super::{Built, BuiltCollection};
 use serde_json::Value;
@@ -52,8 +52,8 @@ pub fn problems(old: &Built, new: &Built) -> Vec<String> {
                 ));
                 continue;
             }
-            let before = columns(was);
-            for (column, kind) in columns(now) {
+            let before = columns(&prev.fields, was);
+            for (column, kind) in columns(&b.fields, now) {
                 if let Some((_, old_kind)) = before.iter().find(|(c, _)| *c == column)
                     && *old_kind != kind
                 {
@@ -68,38 +68,20 @@ pub fn problems(old: &Built, new: &Built) -> Vec<String> {
     out
 }
 
-/// A table's columns from a collection: one per key location, named after its pointer, then
-/// one per other top-level property; each with the kind of value it holds.
-fn columns(c: &BuiltCollection) -> Vec<(String, &'static str)> {
-    let schema = c.schema.raw();
-    let mut out: Vec<(String, &'static str)> = c
-        .key
+/// A table's columns from a binding's fields, each with the kind of value it holds.
+fn columns<'a>(
+    fields: &'a [super::BuiltField],
+    c: &BuiltCollection,
+) -> Vec<(&'a str, &'static str)> {
+    fields
         .iter()
-        .map(|p| {
-            let ptr = p.to_string();
-            let at = ptr.split('/').skip(1).fold(schema, |s, t| {
-                &s["properties"][t.replace("~1", "/").replace("~0", "~")]
-            });
-            (column_for_pointer(&ptr), kind_of(at))
+        .map(|f| {
+            (
+                f.name.as_str(),
+                kind_of(super::schema_at(c.schema.raw(), &f.pointer)),
+            )
         })
-        .collect();
-    if let Some(props) = schema["properties"].as_object() {
-        for (prop, s) in props {
-            if prop == "_meta" || prop == "flow_document" || out.iter().any(|(c, _)| c == prop) {
-                continue;
-            }
-            out.push((prop.clone(), kind_of(s)));
-        }
-    }
-    out
-}
-
-/// As `sql_tables::column_for_pointer`: `/a/b` is column `a_b`.
-fn column_for_pointer(ptr: &str) -> String {
-    ptr.trim_start_matches('/')
-        .replace('/', "_")
-        .replace("~1", "_")
-        .replace("~0", "~")
+        .collect()
 }
 
 /// As `sql_tables::kind_of`: what a column of a schema location holds.

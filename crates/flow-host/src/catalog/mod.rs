@@ -2,10 +2,12 @@
 //! form the runtime consumes.
 
 pub mod evolve;
+mod fields;
 mod load;
 mod model;
 
 use crate::names::check_name;
+pub use fields::{BuiltField, name_for_pointer, schema_at};
 pub use load::{Bundle, load};
 pub use model::*;
 
@@ -322,6 +324,8 @@ pub struct BuiltMaterializationBinding {
     pub source: String,
     pub resource: Value,
     pub delta_updates: bool,
+    /// What becomes a column: the key first, then the selected fields (`fields.rs`).
+    pub fields: Vec<BuiltField>,
 }
 
 /// The catalog as the runtime uses it.
@@ -517,6 +521,15 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         }
     }
 
+    // Projections name locations of their collection's documents.
+    for (name, c) in &collections {
+        if let Some(def) = spec.collections.get(name)
+            && let Err(e) = fields::resolve(c, &def.projections, None)
+        {
+            errors.push(problem(format!("collection {name}"), e));
+        }
+    }
+
     let mut materializations = BTreeMap::new();
     for (name, def) in &spec.materializations {
         let mut err = |e: String| errors.push(problem(format!("materialization {name}"), e));
@@ -536,16 +549,31 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         }
         let mut bindings = Vec::new();
         for (i, b) in def.bindings.iter().enumerate() {
-            if !collections.contains_key(b.source.name()) {
-                err(format!(
-                    "binding {i}: unknown source collection '{}'",
-                    b.source.name()
-                ));
-            }
+            let fields = match collections.get(b.source.name()) {
+                None => {
+                    err(format!(
+                        "binding {i}: unknown source collection '{}'",
+                        b.source.name()
+                    ));
+                    Vec::new()
+                }
+                Some(c) => {
+                    let projections = spec
+                        .collections
+                        .get(b.source.name())
+                        .map(|d| d.projections.clone())
+                        .unwrap_or_default();
+                    fields::resolve(c, &projections, b.fields.as_ref()).unwrap_or_else(|e| {
+                        err(format!("binding {i} ({}): {e}", b.source.name()));
+                        Vec::new()
+                    })
+                }
+            };
             bindings.push(BuiltMaterializationBinding {
                 source: b.source.name().to_string(),
                 resource: b.resource.clone(),
                 delta_updates: b.delta_updates,
+                fields,
             });
         }
         if bindings.is_empty() {

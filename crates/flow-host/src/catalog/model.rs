@@ -30,6 +30,40 @@ pub struct CollectionDef {
     /// How the collection's journal is persisted to the fragment store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journals: Option<JournalsDef>,
+    /// Named fields at document locations (Flow's `projections`), e.g.
+    /// `{city: /address/city}`: materializations get them as columns.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub projections: BTreeMap<String, Projection>,
+}
+
+/// A projection: a JSON pointer, or `{location: POINTER}` as Flow also writes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Projection {
+    Pointer(String),
+    Location { location: String },
+}
+
+impl Projection {
+    pub fn pointer(&self) -> &str {
+        match self {
+            Projection::Pointer(p) | Projection::Location { location: p } => p,
+        }
+    }
+}
+
+/// `fields:` of a materialization binding: which fields become columns, beyond the default
+/// (the key, every top-level property and every projection of the collection).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSelection {
+    /// More fields: projection names, or JSON pointers (`/address/city`, a field named
+    /// `address_city`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Fields left out, by name (not the key's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// `journals:` of a collection, named as in Flow.
@@ -286,6 +320,10 @@ pub struct MaterializationBinding {
     /// Store combined deltas instead of reduced rows.
     #[serde(default)]
     pub delta_updates: bool,
+    /// Which fields become columns (default: the key, every top-level property, every
+    /// projection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<FieldSelection>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]

@@ -117,6 +117,21 @@ impl Materialize {
             ctx.registry.log_sink(&spec.plugin, &ctx.name),
             &ctx.limits.sandbox(),
         )?;
+        instance.set_fields(
+            spec.bindings
+                .iter()
+                .map(|b| {
+                    b.fields
+                        .iter()
+                        .map(|f| flow_engine::Field {
+                            name: f.name.clone(),
+                            pointer: f.pointer.clone(),
+                            key: f.key,
+                        })
+                        .collect()
+                })
+                .collect(),
+        );
         match destination.as_ref().map(|d| d.grant()) {
             Some(connector::Grant::Sql(sql)) => instance.set_sql(Some(sql)),
             Some(connector::Grant::Kv(kv)) => instance.set_kv(Some(kv)),
