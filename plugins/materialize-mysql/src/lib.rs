@@ -4,7 +4,8 @@
 //! statements and rows.
 //!
 //! Each binding's `resource.table` names a table in the connection's database with one column
-//! per key location and per top-level property of the collection schema, typed from it
+//! per field the catalog selects (key, top-level properties, projections, `fields`), typed from
+//! the collection schema
 //! (BIGINT, DOUBLE, BOOLEAN, VARCHAR(255) for string keys and LONGTEXT for other strings,
 //! DATETIME(6) in UTC for `format: date-time`, JSON for objects, arrays and mixed types), the
 //! primary key on the collection key, and `flow_document JSON`. The checkpoint and a fence

@@ -4,7 +4,8 @@
 //! statements and rows.
 //!
 //! Each binding's `resource.table` names a table in the connection's current schema with one
-//! column per key location and per top-level property of the collection schema, typed from it
+//! column per field the catalog selects (key, top-level properties, projections, `fields`),
+//! typed from the collection schema
 //! (BIGINT, DOUBLE PRECISION, BOOLEAN, TEXT, TIMESTAMPTZ for `format: date-time`, JSONB for
 //! objects, arrays and mixed types), the primary key on the collection key, and
 //! `flow_document JSONB`. The checkpoint and a fence live in `flow_checkpoints`, written in the

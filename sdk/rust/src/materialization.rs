@@ -144,6 +144,18 @@ pub mod sql {
     }
 }
 
+/// The fields of each binding as the catalog selects them (the key, top-level properties,
+/// projections, `fields.include`/`exclude`).
+pub mod fields {
+    use crate::materialization_bindings::flow::plugin::fields as wit;
+    pub use wit::Field;
+
+    /// The fields of binding `binding`, the key's first.
+    pub fn selected(binding: usize) -> Vec<Field> {
+        wit::selected(binding as u32)
+    }
+}
+
 /// The key-value store the host granted (Redis, `connector: redis`): reads see the store as
 /// committed; writes are queued and applied in one MULTI/EXEC when the host commits.
 pub mod kv {

@@ -5,10 +5,11 @@
 //! flow_sdk::export_materialization!(flow_sdk::sql_tables::SqlTables<flow_sdk::sql_tables::Postgres>);
 //! ```
 //!
-//! Each binding's `resource.table` names a table with one column per key location (named
-//! after the pointer, `/a/b` -> `a_b`), one column per other top-level property of the
-//! collection schema (typed by the schema, the dialect choosing the SQL type), and
-//! `flow_document` holding the whole document. Standard updates keep one row per key (upserted
+//! Each binding's `resource.table` names a table with one column per field the catalog selects
+//! for the binding (`fields::selected`: the key's locations, named after their pointers,
+//! `/a/b` -> `a_b`, then every top-level property, every projection and what `fields.include`
+//! adds, less `fields.exclude`), typed by the collection schema at the field's location (the
+//! dialect choosing the SQL type), and `flow_document` holding the whole document. Standard updates keep one row per key (upserted
 //! or deleted); `deltaUpdates` appends one row per combined delta. The checkpoint lives in
 //! `flow_checkpoints`, written in the same transaction as the rows, and carries a *fence*:
 //! every `open` takes the next fence, and a `commit` whose fence is no longer the latest
@@ -456,13 +457,6 @@ fn kind_of(schema: &Value) -> Kind {
     }
 }
 
-fn column_for_pointer(ptr: &str) -> String {
-    ptr.trim_start_matches('/')
-        .replace('/', "_")
-        .replace("~1", "_")
-        .replace("~0", "~")
-}
-
 /// The schema location of a document pointer (`/a/b` -> `/properties/a/properties/b`).
 fn schema_path(ptr: &str) -> String {
     ptr.split('/')
@@ -649,30 +643,31 @@ impl<D: Dialect> Table<D> {
                 "binding {binding}: invalid table name {name:?}"
             )));
         }
-        let keys: Vec<Column> = b
-            .key
+        // The fields the catalog selected (the key's first), each a column typed by the
+        // schema at its location.
+        let column = |f: &crate::materialization::fields::Field| Column {
+            name: f.name.clone(),
+            kind: kind_of(
+                b.schema
+                    .pointer(&schema_path(&f.pointer))
+                    .unwrap_or(&Value::Null),
+            ),
+            ptr: Pointer::new(&f.pointer),
+        };
+        let fields = crate::materialization::fields::selected(binding);
+        let keys: Vec<Column> = fields.iter().filter(|f| f.key).map(column).collect();
+        let values: Vec<Column> = fields
             .iter()
-            .map(|p| Column {
-                name: column_for_pointer(p),
-                kind: kind_of(b.schema.pointer(&schema_path(p)).unwrap_or(&Value::Null)),
-                ptr: Pointer::new(p),
-            })
+            .filter(|f| !f.key && f.name != "flow_document")
+            .map(column)
             .collect();
-        let mut values = Vec::new();
-        if let Some(props) = b.schema["properties"].as_object() {
-            for (prop, schema) in props {
-                if prop == "_meta"
-                    || prop == "flow_document"
-                    || keys.iter().any(|k| k.name == *prop)
-                {
-                    continue;
-                }
-                values.push(Column {
-                    name: prop.clone(),
-                    kind: kind_of(schema),
-                    ptr: Pointer(vec![prop.clone()]),
-                });
-            }
+        if keys.len() != b.key.len() {
+            return Err(Error::new(format!(
+                "binding {binding} ({}): the host gave {} key fields for a key of {} locations",
+                b.collection,
+                keys.len(),
+                b.key.len()
+            )));
         }
         let mut table = Table::new(name, keys, values, b.delta_updates);
         table.reduced = has_reduce(&b.schema);
