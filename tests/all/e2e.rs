@@ -247,7 +247,7 @@ async fn bearer_token_is_required() {
     assert!(doc["paths"]["/v1/collections/{name}/documents"].is_object());
 }
 
-/// Plugins built against `flow:plugin@0.1.0` (before `kv` was added, in 0.1.1) keep working:
+/// Plugins built against `flow:plugin@0.1.0` (before `kv` and `fields` were added) keep working:
 /// the customer-totals derivation and materialize-sqlite as they were built then
 /// (`tests/fixtures/wit-0.1.0`) run the same pipeline on today's host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,7 +112,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
         &p,
         "acme/profiles",
         &[
-            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00.25+01:00", "address": {"city": "Lyon"}}),
+            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00.25+01:00", "address": {"city": "Lyon", "zip": "69001"}}),
             json!({"id": 2, "select": "b"}),
         ],
     )
@@ -123,7 +123,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
             "SELECT concat(column_name, ':', column_type) FROM information_schema.columns \
              WHERE table_schema = 'views' AND table_name = 'profiles' ORDER BY column_name"
         ),
-        "address:longtext\ndeleted:tinyint(1)\nflow_document:longtext\nid:bigint(20)\nseen:datetime(6)\nselect:longtext\nwe\"ird:tinyint(1)"
+        "address:longtext\naddress_zip:longtext\ncity:longtext\nflow_document:longtext\nid:bigint(20)\nseen:datetime(6)\nselect:longtext\nwe\"ird:tinyint(1)"
     );
     // MariaDB's JSON is LONGTEXT with a validity check.
     assert!(
@@ -131,8 +131,8 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
             .contains("CHECK (json_valid(`flow_document`))"),
     );
     assert_eq!(
-        my.sql("SELECT `select`, `we\"ird`, seen, JSON_VALUE(address, '$.city') FROM profiles WHERE id = 1"),
-        "a\t1\t2026-12-06 09:00:00.250000\tLyon"
+        my.sql("SELECT `select`, `we\"ird`, seen, JSON_VALUE(address, '$.city'), city, address_zip FROM profiles WHERE id = 1"),
+        "a\t1\t2026-12-06 09:00:00.250000\tLyon\tLyon\t69001"
     );
     // A partial update merges onto the stored row (loaded, reduced, upserted)...
     ingest(

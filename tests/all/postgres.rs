@@ -149,7 +149,7 @@ pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> 
                             "select": {"type": "string"},
                             "we\"ird": {"type": "boolean"},
                             "seen": {"type": "string", "format": "date-time"},
-                            "address": {"type": "object"},
+                            "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}},
                             "deleted": {"type": "boolean"},
                         },
                         "required": ["id"],
@@ -159,6 +159,8 @@ pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> 
                         "else": {"reduce": {"strategy": "merge"}},
                     },
                     "key": ["/id"],
+                    // A nested field as a column of its own name.
+                    "projections": {"city": "/address/city"},
                 },
             },
             "materializations": {
@@ -170,7 +172,9 @@ pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> 
                     "bindings": [
                         {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
                         {"source": "acme/customer-totals", "resource": {"table": "customer_totals_log"}, "deltaUpdates": true},
-                        {"source": "acme/profiles", "resource": {"table": "profiles"}},
+                        // Another nested field by its pointer; `deleted` left out.
+                        {"source": "acme/profiles", "resource": {"table": "profiles"},
+                         "fields": {"include": ["/address/zip"], "exclude": ["deleted"]}},
                     ],
                 },
             },
@@ -246,7 +250,7 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
         &p,
         "acme/profiles",
         &[
-            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00Z", "address": {"city": "Lyon"}}),
+            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00Z", "address": {"city": "Lyon", "zip": "69001"}}),
             json!({"id": 2, "select": "b"}),
         ],
     )
@@ -256,11 +260,11 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
         pg.psql(
             "SELECT column_name || ':' || data_type FROM information_schema.columns WHERE table_name = 'profiles' ORDER BY column_name"
         ),
-        "address:jsonb\ndeleted:boolean\nflow_document:jsonb\nid:bigint\nseen:timestamp with time zone\nselect:text\nwe\"ird:boolean"
+        "address:jsonb\naddress_zip:text\ncity:text\nflow_document:jsonb\nid:bigint\nseen:timestamp with time zone\nselect:text\nwe\"ird:boolean"
     );
     assert_eq!(
-        pg.psql("SELECT \"select\", \"we\"\"ird\", seen AT TIME ZONE 'UTC', address->>'city' FROM profiles WHERE id = 1"),
-        "a|t|2026-12-06 10:00:00|Lyon"
+        pg.psql("SELECT \"select\", \"we\"\"ird\", seen AT TIME ZONE 'UTC', address->>'city', city, address_zip FROM profiles WHERE id = 1"),
+        "a|t|2026-12-06 10:00:00|Lyon|Lyon|69001"
     );
     // A partial update merges onto the stored row (loaded, reduced, upserted)...
     ingest(
