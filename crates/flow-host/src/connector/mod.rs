@@ -208,6 +208,63 @@ fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// A field of an endpoint config that must be a non-empty string.
+fn required(config: &Value, connector: &str, field: &str) -> anyhow::Result<String> {
+    config
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::anyhow!("the {connector} connector needs `{field}` in the endpoint config")
+        })
+}
+
+/// An endpoint's `address`: `host:port`, or `host` and the connector's default port.
+fn address(config: &Value, connector: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
+    let address = required(config, connector, "address")?;
+    Ok(match address.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse::<u16>().map_err(|_| {
+                anyhow::anyhow!("`address` {address:?}: the port {p:?} is not a port number")
+            })?,
+        ),
+        None => (address, default_port),
+    })
+}
+
+/// A SQL server an endpoint names (PostgreSQL, MySQL): `address`, `database`, `user`, and
+/// `password` as a secret reference (`secret`).
+struct Server {
+    host: String,
+    port: u16,
+    database: String,
+    user: String,
+    password: Option<String>,
+}
+
+impl Server {
+    fn of(config: &Value, connector: &str, default_port: u16) -> anyhow::Result<Self> {
+        let (host, port) = address(config, connector, default_port)?;
+        Ok(Server {
+            host,
+            port,
+            database: required(config, connector, "database")?,
+            user: required(config, connector, "user")?,
+            password: secret(config, "password")?,
+        })
+    }
+
+    /// `user@host:port/database`, for messages (never the password).
+    fn name(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
 /// The connector an endpoint names, or why there is none of that name.
 fn find(name: &str) -> Result<&'static Connector, String> {
     CONNECTORS.iter().find(|c| c.name == name).ok_or_else(|| {

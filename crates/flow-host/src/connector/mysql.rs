@@ -29,8 +29,7 @@
 //! its column is an error, not a silent truncation), in UTC, READ COMMITTED, and counts the
 //! rows an UPDATE matched (`CLIENT_FOUND_ROWS`), as PostgreSQL and SQLite do.
 
-use super::{CappedRows, Destination, deadline_error, endpoint_name};
-use anyhow::Context;
+use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use mysql::consts::{CapabilityFlags, ColumnType};
 use mysql::prelude::Queryable;
@@ -71,57 +70,14 @@ struct State {
     wrote: bool,
 }
 
-/// An endpoint's connection settings, from its config.
-struct Settings {
-    host: String,
-    port: u16,
-    database: String,
-    user: String,
-    password: Option<String>,
-}
-
-impl Settings {
-    /// `address` (`host:port`, default port 3306), `database`, `user`, and `password` as a
-    /// secret reference (`super::secret`).
-    fn of(config: &Value) -> anyhow::Result<Self> {
-        let field = |f: &str| -> anyhow::Result<String> {
-            config
-                .get(f)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .with_context(|| format!("the mysql connector needs `{f}` in the endpoint config"))
-        };
-        let address = field("address")?;
-        let (host, port) = match address.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse::<u16>().with_context(|| {
-                    format!("`address` {address:?}: the port {p:?} is not a port number")
-                })?,
-            ),
-            None => (address.clone(), 3306),
-        };
-        Ok(Settings {
-            host,
-            port,
-            database: field("database")?,
-            user: field("user")?,
-            password: super::secret(config, "password")?,
-        })
-    }
-
-    fn name(&self) -> String {
-        format!(
-            "{}@{}:{}/{}",
-            self.user, self.host, self.port, self.database
-        )
-    }
+/// An endpoint's connection settings, from its config (default port 3306).
+fn settings(config: &Value) -> anyhow::Result<Server> {
+    Server::of(config, "mysql", 3306)
 }
 
 /// Check an endpoint config without connecting (at publish).
 pub(super) fn check(config: &Value) -> anyhow::Result<()> {
-    Settings::of(config).map(drop)
+    settings(config).map(drop)
 }
 
 /// A server error's text: `ERROR 1045 (28000): Access denied ...`; other errors as they are.
@@ -145,7 +101,7 @@ fn transient(e: &mysql::Error) -> bool {
 
 impl Destination for Mysql {
     fn open(config: &Value) -> anyhow::Result<Self> {
-        let s = Settings::of(config)?;
+        let s = settings(config)?;
         let name = s.name();
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(s.host.clone()))

@@ -15,8 +15,7 @@
 //! transaction it began is still the one open (its `txid_current()`), so nothing a plugin ran
 //! can have ended it unseen.
 
-use super::{CappedRows, Destination, deadline_error, endpoint_name};
-use anyhow::Context;
+use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use bytes::BufMut;
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use postgres::fallible_iterator::FallibleIterator;
@@ -50,64 +49,19 @@ struct Conn {
 /// Statements kept prepared per connection.
 const PREPARED_MAX: usize = 64;
 
-/// An endpoint's connection settings, from its config.
-struct Settings {
-    host: String,
-    port: u16,
-    database: String,
-    user: String,
-    password: Option<String>,
-}
-
-impl Settings {
-    /// `address` (`host:port`, default port 5432), `database`, `user`, and `password` as a
-    /// secret reference (`super::secret`).
-    fn of(config: &Value) -> anyhow::Result<Self> {
-        let field = |f: &str| -> anyhow::Result<String> {
-            config
-                .get(f)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .with_context(|| {
-                    format!("the postgres connector needs `{f}` in the endpoint config")
-                })
-        };
-        let address = field("address")?;
-        let (host, port) = match address.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse::<u16>().with_context(|| {
-                    format!("`address` {address:?}: the port {p:?} is not a port number")
-                })?,
-            ),
-            None => (address.clone(), 5432),
-        };
-        Ok(Settings {
-            host,
-            port,
-            database: field("database")?,
-            user: field("user")?,
-            password: super::secret(config, "password")?,
-        })
-    }
-
-    fn name(&self) -> String {
-        format!(
-            "{}@{}:{}/{}",
-            self.user, self.host, self.port, self.database
-        )
-    }
+/// An endpoint's connection settings, from its config (default port 5432).
+fn settings(config: &Value) -> anyhow::Result<Server> {
+    Server::of(config, "postgres", 5432)
 }
 
 /// Check an endpoint config without connecting (at publish).
 pub(super) fn check(config: &Value) -> anyhow::Result<()> {
-    Settings::of(config).map(drop)
+    settings(config).map(drop)
 }
 
 impl Destination for Postgres {
     fn open(config: &Value) -> anyhow::Result<Self> {
-        let s = Settings::of(config)?;
+        let s = settings(config)?;
         let name = s.name();
         let mut pg = postgres::Config::new();
         pg.host(&s.host)

@@ -60,20 +60,7 @@ impl Settings {
     /// `address` (`host:port`, default port 6379), `database` (a number, default 0), `user`
     /// (an ACL user, optional) and `password` as a secret reference (`super::secret`).
     fn of(config: &Value) -> anyhow::Result<Self> {
-        let address = config
-            .get("address")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .context("the redis connector needs `address` (host:port) in the endpoint config")?;
-        let (host, port) = match address.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse::<u16>().with_context(|| {
-                    format!("`address` {address:?}: the port {p:?} is not a port number")
-                })?,
-            ),
-            None => (address.to_string(), 6379),
-        };
+        let (host, port) = super::address(config, "redis", 6379)?;
         let database = match config.get("database") {
             None => 0,
             Some(v) => v
