@@ -9,8 +9,7 @@
 //! machine, which is the point of running it often.
 
 use crate::plugins;
-use crate::postgres::PASSWORD_ENV;
-use flow_tests::{MY_PASSWORD, MyServer, PG_PASSWORD, PgServer, Proc, REDIS_PASSWORD, RedisServer};
+use flow_tests::{MyServer, PgServer, Proc, RedisServer};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -288,22 +287,13 @@ enum Dest<'a> {
     Redis(&'a RedisServer),
 }
 
-/// The passwords of the servers, in `flow serve`'s environment.
-fn passwords() -> [(&'static str, &'static str); 3] {
-    [
-        (PASSWORD_ENV, PG_PASSWORD),
-        (crate::mysql::PASSWORD_ENV, MY_PASSWORD),
-        (crate::redis::PASSWORD_ENV, REDIS_PASSWORD),
-    ]
-}
-
-/// Start (or spawn) `flow serve` with whatever the destination needs in its environment.
+/// Start (or spawn) `flow serve` with every server's password in its environment.
 async fn start(data: &Path, log: &Path) -> Proc {
-    Proc::start_with(data, log, &[], &passwords()).await
+    Proc::start_with(data, log, &[], &crate::destinations::passwords()).await
 }
 
 fn spawn(data: &Path, log: &Path) -> Proc {
-    Proc::spawn_with(data, log, &[], &passwords())
+    Proc::spawn_with(data, log, &[], &crate::destinations::passwords())
 }
 
 /// Deploy the demo plugins and publish the demo pipeline (orders -> customer-totals ->
@@ -330,7 +320,7 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
         "connector": connector,
         "wasm": {"plugin": materializer, "config": match dest {
             Dest::Sqlite(views) => json!({"path": views}),
-            Dest::Postgres(pg) => pg.endpoint_config(PASSWORD_ENV),
+            Dest::Postgres(pg) => pg.endpoint_config(crate::postgres::PASSWORD_ENV),
             Dest::Mysql(my) => my.endpoint_config(crate::mysql::PASSWORD_ENV),
             Dest::Redis(r) => r.endpoint_config(crate::redis::PASSWORD_ENV),
         }},
@@ -400,14 +390,14 @@ fn destination_rows(dest: Dest<'_>) -> (Vec<TotalsRow>, Vec<LogRow>) {
         }
         Dest::Postgres(_) | Dest::Mysql(_) => {
             let lines = |sql: &str| -> Vec<Vec<String>> {
-                let (text, sep) = match dest {
-                    Dest::Postgres(pg) => (pg.psql(sql), '|'),
-                    Dest::Mysql(my) => (my.sql(&sql.replace("::text", "")), '\t'),
+                let text = match dest {
+                    Dest::Postgres(pg) => pg.psql(sql),
+                    Dest::Mysql(my) => my.sql(&sql.replace("::text", "")),
                     Dest::Sqlite(_) | Dest::Redis(_) => unreachable!(),
                 };
                 text.lines()
                     .filter(|l| !l.is_empty())
-                    .map(|l| l.splitn(4, sep).map(String::from).collect())
+                    .map(|l| l.splitn(4, '|').map(String::from).collect())
                     .collect()
             };
             let rows = lines("SELECT customer, total, orders, flow_document::text FROM customer_totals ORDER BY customer")

@@ -5,6 +5,7 @@ mod bad_input;
 mod batching;
 mod catalogs;
 mod crash;
+mod destinations;
 mod disk_full;
 mod e2e;
 mod fragments;

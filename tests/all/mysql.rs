@@ -5,11 +5,13 @@
 //!
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all mysql
 
+use crate::destinations::{
+    SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up, bundle_into,
+    ingest, post, serve, wait_for_sql, wait_for_state,
+};
 use crate::plugins;
-use crate::postgres::{bundle_into, ingest, post, serve, task, wait_for_answer};
 use flow_tests::{MY_PASSWORD, MyServer, Proc};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 /// The environment variable a test's host takes the MySQL password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_MYSQL_PASSWORD";
@@ -31,23 +33,6 @@ async fn deploy_plugins(http: &reqwest::Client, p: &Proc) {
         ("materialize-mysql", plugins::MATERIALIZE_MYSQL),
     ] {
         flow_tests::deploy(http, &p.url(""), name, path).await;
-    }
-}
-
-async fn wait_for_sql(http: &reqwest::Client, p: &Proc, my: &MyServer, sql: &str, want: &str) {
-    wait_for_answer(http, p, |q| my.try_sql(q), sql, want).await
-}
-
-/// Wait until the task is in `state`; its status.
-async fn wait_for_state(http: &reqwest::Client, p: &Proc, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = task(http, p, TASK).await;
-        if t["state"] == state {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "the task is not {state}: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -83,7 +68,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
         &p,
         &my,
         "SELECT customer, total, orders FROM customer_totals ORDER BY customer",
-        "alice\t15\t2\nbob\t7.5\t1",
+        "alice|15|2\nbob|7.5|1",
     )
     .await;
     wait_for_sql(
@@ -91,13 +76,13 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
         &p,
         &my,
         "SELECT customer, max(total), max(orders) FROM customer_totals_log GROUP BY customer ORDER BY customer",
-        "alice\t15\t2\nbob\t7.5\t1",
+        "alice|15|2\nbob|7.5|1",
     )
     .await;
     let log =
         my.sql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
     assert!(
-        log == "alice\t5\t1\nalice\t15\t2\nbob\t7.5\t1" || log == "alice\t15\t2\nbob\t7.5\t1",
+        log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
         "{log}"
     );
     // The whole document is JSON, queryable as such.
@@ -132,7 +117,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
     );
     assert_eq!(
         my.sql("SELECT `select`, `we\"ird`, seen, JSON_VALUE(address, '$.city'), city, address_zip FROM profiles WHERE id = 1"),
-        "a\t1\t2026-12-06 09:00:00.250000\tLyon\tLyon\t69001"
+        "a|1|2026-12-06 09:00:00.250000|Lyon|Lyon|69001"
     );
     // A partial update merges onto the stored row (loaded, reduced, upserted)...
     ingest(
@@ -147,7 +132,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
         &p,
         &my,
         "SELECT `select`, `we\"ird` FROM profiles WHERE id = 2",
-        "b\t0",
+        "b|0",
     )
     .await;
     // ... and a root delete removes it.
@@ -163,7 +148,7 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
     // The checkpoint is in the same database, with the fence this instance took.
     assert_eq!(
         my.sql("SELECT materialization, fence FROM flow_checkpoints"),
-        "acme/my\t1"
+        "acme/my|1"
     );
 
     // The password is in no answer of the API and nowhere in the host's log.
@@ -192,138 +177,34 @@ async fn materialize_into_mysql_standard_delta_deletes_and_types() {
     p.kill();
 }
 
-/// The server is killed mid-stream: the task shows `retrying` with the reason and when it
-/// tries again, ingest goes on, and once the server is back the table catches up: nothing
-/// lost, nothing written twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mysql_that_goes_away_is_retried_and_caught_up() {
-    let my = MyServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let p = serve(dir.path()).await;
-    deploy_plugins(&http, &p).await;
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&my)).await;
-    assert_eq!(status, 200, "{body}");
-    let orders = |from: u64, to: u64| -> Vec<Value> {
-        (from..to)
-            .map(|i| json!({"id": i, "customer": format!("c{}", i % 3), "amount": 1}))
-            .collect()
-    };
-    ingest(&http, &p, "acme/orders", &orders(0, 30)).await;
-    wait_for_sql(
-        &http,
-        &p,
-        &my,
-        "SELECT sum(orders) FROM customer_totals",
-        "30",
-    )
-    .await;
-
-    my.stop();
-    ingest(&http, &p, "acme/orders", &orders(30, 60)).await;
-    let retrying = wait_for_state(&http, &p, "retrying").await;
-    let why = retrying["lastError"].as_str().unwrap();
-    assert!(why.contains("mysql endpoint flow@127.0.0.1:"), "{retrying}");
-    assert!(retrying["retryAtMs"].as_u64().is_some(), "{retrying}");
-    ingest(&http, &p, "acme/orders", &orders(60, 90)).await;
-    assert_eq!(
-        task(&http, &p, "acme/customer-totals").await["state"],
-        "running"
-    );
-
-    my.restart();
-    wait_for_sql(
-        &http,
-        &p,
-        &my,
-        "SELECT sum(orders) FROM customer_totals",
-        "90",
-    )
-    .await;
-    assert_eq!(
-        my.sql("SELECT customer, total, orders FROM customer_totals ORDER BY customer"),
-        "c0\t30\t30\nc1\t30\t30\nc2\t30\t30"
-    );
-    // The delta log has no row twice: each (customer, orders) once.
-    assert_eq!(
-        my.sql("SELECT count(*) - count(DISTINCT customer, orders) FROM customer_totals_log"),
-        "0"
-    );
-    wait_for_state(&http, &p, "running").await;
-    p.kill();
+impl SqlServer for MyServer {
+    const TASK: &'static str = TASK;
+    const ENDPOINT: &'static str = "mysql endpoint flow@127.0.0.1:";
+    fn try_sql(&self, sql: &str) -> Result<String, String> {
+        MyServer::try_sql(self, sql)
+    }
+    fn stop(&self) {
+        MyServer::stop(self)
+    }
+    fn restart(&self) {
+        MyServer::restart(self)
+    }
+    fn bundle(&self) -> Value {
+        bundle(self)
+    }
+    async fn deploy(&self, http: &reqwest::Client, p: &Proc) {
+        deploy_plugins(http, p).await
+    }
 }
 
-/// Two hosts materialize the same task into one database: the one that opened last holds the
-/// fence, and the other's next commit fails, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_that_goes_away_is_retried_and_caught_up() {
+    an_outage_is_retried_and_caught_up(&MyServer::start()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_mysql_instance_cannot_commit() {
-    let my = MyServer::start();
-    let http = reqwest::Client::new();
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = serve(a_dir.path()).await;
-    deploy_plugins(&http, &a).await;
-    assert_eq!(post(&http, &a, "/v1/catalog", &bundle(&my)).await.0, 200);
-    ingest(
-        &http,
-        &a,
-        "acme/orders",
-        &[json!({"id": 1, "customer": "alice", "amount": 1})],
-    )
-    .await;
-    wait_for_sql(
-        &http,
-        &a,
-        &my,
-        "SELECT customer, orders FROM customer_totals",
-        "alice\t1",
-    )
-    .await;
-
-    let b = serve(b_dir.path()).await;
-    deploy_plugins(&http, &b).await;
-    assert_eq!(post(&http, &b, "/v1/catalog", &bundle(&my)).await.0, 200);
-    wait_for_sql(&http, &b, &my, "SELECT fence FROM flow_checkpoints", "2").await;
-
-    ingest(
-        &http,
-        &a,
-        "acme/orders",
-        &[json!({"id": 2, "customer": "zed", "amount": 1})],
-    )
-    .await;
-    let failed = wait_for_state(&http, &a, "failed").await;
-    assert!(
-        failed["lastError"].as_str().unwrap().contains("fenced"),
-        "{failed}"
-    );
-    assert_eq!(
-        my.sql("SELECT count(*) FROM customer_totals WHERE customer = 'zed'"),
-        "0"
-    );
-    ingest(
-        &http,
-        &b,
-        "acme/orders",
-        &[json!({"id": 1, "customer": "alice", "amount": 1})],
-    )
-    .await;
-    ingest(
-        &http,
-        &b,
-        "acme/orders",
-        &[json!({"id": 9, "customer": "bob", "amount": 2})],
-    )
-    .await;
-    wait_for_sql(
-        &http,
-        &b,
-        &my,
-        "SELECT orders FROM customer_totals WHERE customer = 'bob'",
-        "1",
-    )
-    .await;
-    a.kill();
-    b.kill();
+    a_stale_instance_cannot_commit(&MyServer::start()).await;
 }
 
 /// Bad configuration: the task fails (or, for a server that does not answer, retries) with a
@@ -371,7 +252,7 @@ async fn bad_mysql_configuration_is_named() {
     ] {
         let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
         assert_eq!(status, 200, "{body}");
-        let t = wait_for_state(&http, &p, "failed").await;
+        let t = wait_for_state(&http, &p, TASK, "failed").await;
         let why = t["lastError"].as_str().unwrap();
         assert!(why.contains(expect), "{why}");
         assert!(why.contains("mysql endpoint"), "{why}");
@@ -389,7 +270,7 @@ async fn bad_mysql_configuration_is_named() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, "retrying").await;
+    let t = wait_for_state(&http, &p, TASK, "retrying").await;
     assert!(
         t["lastError"]
             .as_str()
@@ -410,7 +291,7 @@ async fn bad_mysql_configuration_is_named() {
         &[json!({"id": 1, "customer": "alice", "amount": 1})],
     )
     .await;
-    let t = wait_for_state(&http, &p, "failed").await;
+    let t = wait_for_state(&http, &p, TASK, "failed").await;
     let why = t["lastError"].as_str().unwrap();
     assert!(
         why.contains("table customer_totals") && why.contains("column total exists with type text"),

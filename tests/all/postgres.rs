@@ -4,6 +4,10 @@
 //!
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all postgres
 
+use crate::destinations::{
+    SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up, bundle_into,
+    ingest, post, serve, task, wait_for_answer,
+};
 use crate::plugins;
 use flow_tests::{PG_PASSWORD, PgServer, Proc};
 use serde_json::{Value, json};
@@ -12,87 +16,9 @@ use std::time::{Duration, Instant};
 /// The environment variable a test's host takes the PostgreSQL password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_PG_PASSWORD";
 
-/// Start `flow serve` with the PostgreSQL and MySQL passwords in its environment.
-pub async fn serve(dir: &std::path::Path) -> Proc {
-    Proc::start_with(
-        &dir.join("data"),
-        &dir.join("serve.log"),
-        &[],
-        &[
-            (PASSWORD_ENV, PG_PASSWORD),
-            (crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD),
-        ],
-    )
-    .await
-}
-
-/// POST `body` to `path`; the status and the JSON answer.
-pub(crate) async fn post(
-    http: &reqwest::Client,
-    p: &Proc,
-    path: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let r = http.post(p.url(path)).json(body).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub(crate) async fn ingest(http: &reqwest::Client, p: &Proc, collection: &str, docs: &[Value]) {
-    let body: String = docs.iter().map(|d| format!("{d}\n")).collect();
-    let r = http
-        .post(p.url(&format!(
-            "/v1/collections/{}/documents",
-            collection.replace('/', "%2F")
-        )))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-}
-
-/// The task's status.
-pub(crate) async fn task(http: &reqwest::Client, p: &Proc, name: &str) -> Value {
-    let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
-    tasks["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 /// Poll `psql` until `sql` answers `want`, failing with the task statuses and the host's log.
 async fn wait_for_psql(http: &reqwest::Client, p: &Proc, pg: &PgServer, sql: &str, want: &str) {
     wait_for_answer(http, p, |q| pg.try_psql(q), sql, want).await
-}
-
-/// Poll a database's own client (`run`) until `sql` answers `want`, failing with the task
-/// statuses and the host's log.
-pub(crate) async fn wait_for_answer(
-    http: &reqwest::Client,
-    p: &Proc,
-    run: impl Fn(&str) -> Result<String, String>,
-    sql: &str,
-    want: &str,
-) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got = run(sql).unwrap_or_else(|e| e);
-        if got == want {
-            return;
-        }
-        if Instant::now() > deadline {
-            let tasks: Value = flow_tests::get_json(http, &p.base, "/v1/tasks").await;
-            panic!(
-                "{sql} answered {got:?}, not {want:?}\ntasks: {tasks}\nlog:\n{}",
-                p.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Deploy the plugins of the demo pipeline into PostgreSQL.
@@ -116,75 +42,6 @@ pub fn bundle(pg: &PgServer) -> Value {
         "materialize-postgres",
         pg.endpoint_config(PASSWORD_ENV),
     )
-}
-
-/// The demo pipeline of `bundle`, materialized as `name` through `connector` and `plugin`
-/// with endpoint `config`.
-pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> Value {
-    let mut b = json!({
-        "source": "postgres.rs",
-        "catalog": {
-            "collections": {
-                "acme/orders": {
-                    "schema": {"type": "object",
-                               "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
-                               "required": ["id", "customer", "amount"]},
-                    "key": ["/id"],
-                },
-                "acme/customer-totals": {
-                    "schema": {"type": "object",
-                               "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
-                               "required": ["customer", "total", "orders"]},
-                    "key": ["/customer"],
-                    "derive": {
-                        "using": {"wasm": {"plugin": "totals"}},
-                        "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
-                    },
-                },
-                "acme/profiles": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "id": {"type": "integer"},
-                            "select": {"type": "string"},
-                            "we\"ird": {"type": "boolean"},
-                            "seen": {"type": "string", "format": "date-time"},
-                            "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}},
-                            "deleted": {"type": "boolean"},
-                        },
-                        "required": ["id"],
-                        // The root strategy is chosen per document: a delete, or a merge.
-                        "if": {"properties": {"deleted": {"const": true}}, "required": ["deleted"]},
-                        "then": {"reduce": {"strategy": "lastWriteWins", "delete": true}},
-                        "else": {"reduce": {"strategy": "merge"}},
-                    },
-                    "key": ["/id"],
-                    // A nested field as a column of its own name.
-                    "projections": {"city": "/address/city"},
-                },
-            },
-            "materializations": {
-                "NAME": {
-                    "endpoint": {
-                        "connector": connector,
-                        "wasm": {"plugin": plugin, "config": config},
-                    },
-                    "bindings": [
-                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
-                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals_log"}, "deltaUpdates": true},
-                        // Another nested field by its pointer; `deleted` left out.
-                        {"source": "acme/profiles", "resource": {"table": "profiles"},
-                         "fields": {"include": ["/address/zip"], "exclude": ["deleted"]}},
-                    ],
-                },
-            },
-        },
-    });
-    let m = b["catalog"]["materializations"]["NAME"].take();
-    let ms = b["catalog"]["materializations"].as_object_mut().unwrap();
-    ms.clear();
-    ms.insert(name.to_string(), m);
-    b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,169 +188,34 @@ async fn materialize_into_postgres_standard_delta_deletes_and_types() {
     p.kill();
 }
 
-/// The server stops mid-stream: the task shows `retrying` with the reason and when it tries
-/// again, ingest goes on, and once the server is back the table catches up: nothing lost,
-/// nothing written twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_destination_that_goes_away_is_retried_and_caught_up() {
-    let pg = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let p = serve(dir.path()).await;
-    deploy_plugins(&http, &p).await;
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
-    assert_eq!(status, 200, "{body}");
-    let orders = |from: u64, to: u64| -> Vec<Value> {
-        (from..to)
-            .map(|i| json!({"id": i, "customer": format!("c{}", i % 3), "amount": 1}))
-            .collect()
-    };
-    ingest(&http, &p, "acme/orders", &orders(0, 30)).await;
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT sum(orders) FROM customer_totals",
-        "30",
-    )
-    .await;
-
-    pg.stop();
-    ingest(&http, &p, "acme/orders", &orders(30, 60)).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let retrying = loop {
-        let t = task(&http, &p, "acme/pg").await;
-        if t["state"] == "retrying" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the task did not retry: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let why = retrying["lastError"].as_str().unwrap();
-    assert!(
-        why.contains("postgres endpoint flow@127.0.0.1:"),
-        "{retrying}"
-    );
-    assert!(retrying["retryAtMs"].as_u64().is_some(), "{retrying}");
-    // Ingest and the derivation go on meanwhile.
-    ingest(&http, &p, "acme/orders", &orders(60, 90)).await;
-    assert_eq!(
-        task(&http, &p, "acme/customer-totals").await["state"],
-        "running"
-    );
-
-    pg.restart();
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT sum(orders) FROM customer_totals",
-        "90",
-    )
-    .await;
-    assert_eq!(
-        pg.psql("SELECT customer, total, orders FROM customer_totals ORDER BY customer"),
-        "c0|30|30\nc1|30|30\nc2|30|30"
-    );
-    // The delta log has no row twice: each (customer, orders) once.
-    assert_eq!(
-        pg.psql("SELECT count(*) - count(DISTINCT (customer, orders)) FROM customer_totals_log"),
-        "0"
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while task(&http, &p, "acme/pg").await["state"] != "running" {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl SqlServer for PgServer {
+    const TASK: &'static str = "acme/pg";
+    const ENDPOINT: &'static str = "postgres endpoint flow@127.0.0.1:";
+    fn try_sql(&self, sql: &str) -> Result<String, String> {
+        self.try_psql(sql)
     }
-    p.kill();
+    fn stop(&self) {
+        PgServer::stop(self)
+    }
+    fn restart(&self) {
+        PgServer::restart(self)
+    }
+    fn bundle(&self) -> Value {
+        bundle(self)
+    }
+    async fn deploy(&self, http: &reqwest::Client, p: &Proc) {
+        deploy_plugins(http, p).await
+    }
 }
 
-/// Two hosts materialize the same task into one database: the one that opened last holds the
-/// fence, and the other's next commit fails, writing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_instance_cannot_commit() {
-    let pg = PgServer::start();
-    let http = reqwest::Client::new();
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = serve(a_dir.path()).await;
-    deploy_plugins(&http, &a).await;
-    assert_eq!(post(&http, &a, "/v1/catalog", &bundle(&pg)).await.0, 200);
-    ingest(
-        &http,
-        &a,
-        "acme/orders",
-        &[json!({"id": 1, "customer": "alice", "amount": 1})],
-    )
-    .await;
-    wait_for_psql(
-        &http,
-        &a,
-        &pg,
-        "SELECT customer, orders FROM customer_totals",
-        "alice|1",
-    )
-    .await;
+async fn a_destination_that_goes_away_is_retried_and_caught_up() {
+    an_outage_is_retried_and_caught_up(&PgServer::start()).await;
+}
 
-    // B takes over the task (a host restored elsewhere, say): its open takes the next fence.
-    let b = serve(b_dir.path()).await;
-    deploy_plugins(&http, &b).await;
-    assert_eq!(post(&http, &b, "/v1/catalog", &bundle(&pg)).await.0, 200);
-    wait_for_psql(&http, &b, &pg, "SELECT fence FROM flow_checkpoints", "2").await;
-
-    // A, stale, processes a new order: its commit is refused.
-    ingest(
-        &http,
-        &a,
-        "acme/orders",
-        &[json!({"id": 2, "customer": "zed", "amount": 1})],
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failed = loop {
-        let t = task(&http, &a, "acme/pg").await;
-        if t["state"] == "failed" {
-            break t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale instance did not fail: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        failed["lastError"].as_str().unwrap().contains("fenced"),
-        "{failed}"
-    );
-    assert_eq!(
-        pg.psql("SELECT count(*) FROM customer_totals WHERE customer = 'zed'"),
-        "0"
-    );
-    // B goes on writing. (Its journals are its own: it resumes at A's checkpoint, so it first
-    // takes the order A had, which gives its derived journal the same length.)
-    ingest(
-        &http,
-        &b,
-        "acme/orders",
-        &[json!({"id": 1, "customer": "alice", "amount": 1})],
-    )
-    .await;
-    ingest(
-        &http,
-        &b,
-        "acme/orders",
-        &[json!({"id": 9, "customer": "bob", "amount": 2})],
-    )
-    .await;
-    wait_for_psql(
-        &http,
-        &b,
-        &pg,
-        "SELECT orders FROM customer_totals WHERE customer = 'bob'",
-        "1",
-    )
-    .await;
-    a.kill();
-    b.kill();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_postgres_instance_cannot_commit() {
+    a_stale_instance_cannot_commit(&PgServer::start()).await;
 }
 
 /// Bad configuration: refused at publish where it can be checked without connecting, or the

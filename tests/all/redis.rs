@@ -5,8 +5,10 @@
 //!
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all redis
 
+use crate::destinations::{
+    bundle_into, ingest, post, serve, task, wait_for_answer, wait_for_state,
+};
 use crate::plugins;
-use crate::postgres::{bundle_into, ingest, post, task, wait_for_answer};
 use flow_tests::{Proc, REDIS_PASSWORD, RedisServer};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -14,16 +16,6 @@ use std::time::{Duration, Instant};
 /// The environment variable a test's host takes the Redis password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_REDIS_PASSWORD";
 const TASK: &str = "acme/redis";
-
-async fn serve(dir: &std::path::Path) -> Proc {
-    Proc::start_with(
-        &dir.join("data"),
-        &dir.join("serve.log"),
-        &[],
-        &[(PASSWORD_ENV, REDIS_PASSWORD)],
-    )
-    .await
-}
 
 /// The demo pipeline into Redis: customer totals as JSON strings at `totals:<customer>`, and
 /// profiles (merged by key, deleted on `deleted: true`) as hashes at `profile:<id>` that
@@ -67,18 +59,6 @@ async fn wait_for_cli(http: &reqwest::Client, p: &Proc, r: &RedisServer, args: &
 fn field(r: &RedisServer, key: &str, f: &str) -> Value {
     let doc: Value = serde_json::from_str(&r.cli(&["GET", key])).unwrap_or(Value::Null);
     doc[f].clone()
-}
-
-async fn wait_for_state(http: &reqwest::Client, p: &Proc, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = task(http, p, TASK).await;
-        if t["state"] == state {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "the task is not {state}: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +179,7 @@ async fn materialize_into_redis_json_hashes_ttl_and_deletes() {
     b["catalog"]["materializations"][TASK]["bindings"][0]["deltaUpdates"] = json!(true);
     b["catalog"]["materializations"][TASK]["bindings"][0]["resource"]["prefix"] = json!("log:");
     assert_eq!(post(&http, &p, "/v1/catalog", &b).await.0, 200);
-    let t = wait_for_state(&http, &p, "failed").await;
+    let t = wait_for_state(&http, &p, TASK, "failed").await;
     assert!(
         t["lastError"]
             .as_str()
@@ -244,7 +224,7 @@ async fn a_redis_that_goes_away_is_retried_and_caught_up() {
 
     r.stop();
     ingest(&http, &p, "acme/orders", &orders(30, 60)).await;
-    let t = wait_for_state(&http, &p, "retrying").await;
+    let t = wait_for_state(&http, &p, TASK, "retrying").await;
     assert!(
         t["lastError"]
             .as_str()
@@ -272,7 +252,7 @@ async fn a_redis_that_goes_away_is_retried_and_caught_up() {
             Some(30.0)
         );
     }
-    wait_for_state(&http, &p, "running").await;
+    wait_for_state(&http, &p, TASK, "running").await;
     p.kill();
 }
 
@@ -307,7 +287,7 @@ async fn a_stale_redis_instance_cannot_commit() {
         &[json!({"id": 2, "customer": "zed", "amount": 1})],
     )
     .await;
-    let failed = wait_for_state(&http, &a, "failed").await;
+    let failed = wait_for_state(&http, &a, TASK, "failed").await;
     assert!(
         failed["lastError"].as_str().unwrap().contains("fenced"),
         "{failed}"
@@ -382,7 +362,7 @@ async fn bad_redis_configuration_is_refused_or_named() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, "failed").await;
+    let t = wait_for_state(&http, &p, TASK, "failed").await;
     let why = t["lastError"].as_str().unwrap();
     assert!(why.contains("redis endpoint default@127.0.0.1:"), "{why}");
     assert!(
@@ -402,7 +382,7 @@ async fn bad_redis_configuration_is_refused_or_named() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, "retrying").await;
+    let t = wait_for_state(&http, &p, TASK, "retrying").await;
     assert!(
         t["lastError"]
             .as_str()

@@ -146,7 +146,8 @@ impl MyServer {
     }
 
     /// Run SQL with MariaDB's own client, `mariadb`, as the test user in the test database;
-    /// its output in batch form (tab-separated, no headers), or the client's error.
+    /// its output in batch form (no headers), columns split by `|` as `psql -A` does, or the
+    /// client's error.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         self.sql_as(MY_USER, MY_PASSWORD, MY_DATABASE, sql)
     }
@@ -177,7 +178,9 @@ impl MyServer {
             .output()
             .expect("failed to run the mariadb client");
         if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .trim_end()
+                .replace('\t', "|"))
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string())
         }
