@@ -1,6 +1,7 @@
 //! `flow bench --suite materialize`: what a materialization costs its destination, for each
-//! destination this machine can run (SQLite always; PostgreSQL and MariaDB when their server
-//! programs are installed, started here on loopback in a temp dir, as the tests do).
+//! destination this machine can run (SQLite always; PostgreSQL, MariaDB and Redis when their
+//! server programs are installed, started here on loopback in a temp dir, as the tests do;
+//! Redis with an append-only file fsynced at every write, as durable as the others).
 //!
 //! - **Writes per event**: 100,000 events over 1,000 keys of a collection whose `n` is summed
 //!   (`reduce`), ingested in requests of 10,000 (as in the pipeline suite) as fast as the host
@@ -46,6 +47,10 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
         Ok(my) => destinations.push(Destination::Mysql(my)),
         Err(e) => eprintln!("MariaDB: not measured ({e:#})"),
     }
+    match RedisServer::start() {
+        Ok(r) => destinations.push(Destination::Redis(r)),
+        Err(e) => eprintln!("Redis: not measured ({e:#})"),
+    }
     println!("materialize suite (release numbers only mean something from a release build)");
     println!(
         "| destination | row writes per event (100k events, 1k keys) | ack -> row visible p50 / p99 / max, 1k docs/s | backfill rows/s | vs psql \\copy |"
@@ -56,7 +61,7 @@ pub fn run(plugins: &Path, docs: usize) -> anyhow::Result<()> {
         let lat = latency(plugins, d)?;
         let backfill = match d {
             Destination::Postgres(pg) => Some(backfill(plugins, pg, docs)?),
-            Destination::Sqlite | Destination::Mysql(_) => None,
+            Destination::Sqlite | Destination::Mysql(_) | Destination::Redis(_) => None,
         };
         let (rate, ratio) = match backfill {
             Some((flow, copy)) => (
@@ -86,8 +91,14 @@ fn ms(d: Duration) -> f64 {
 /// PostgreSQL (whose connector runs statements only inside one), autocommit on SQLite.
 struct Reader {
     db: Box<dyn crate::connector::Destination>,
-    sql: Box<dyn flow_engine::SqlAccess>,
+    access: Access,
     txn: bool,
+}
+
+/// What the reader's connection grants: SQL, or keys and values (Redis).
+enum Access {
+    Sql(Box<dyn flow_engine::SqlAccess>),
+    Kv(Box<dyn flow_engine::KvAccess>),
 }
 
 impl Reader {
@@ -101,19 +112,21 @@ impl Reader {
     }
 
     /// Run `f` on the connection, in a transaction of its own where the connector wants one.
-    fn run<R>(
-        &mut self,
-        f: impl FnOnce(&mut dyn flow_engine::SqlAccess) -> Result<R, String>,
-    ) -> anyhow::Result<R> {
-        let Reader { db, sql, txn } = self;
+    fn run<R>(&mut self, f: impl FnOnce(&mut Access) -> Result<R, String>) -> anyhow::Result<R> {
+        let Reader { db, access, txn } = self;
         crate::connector::in_txn(txn.then_some(&**db), || {
-            f(&mut **sql).map_err(anyhow::Error::msg)
+            f(access).map_err(anyhow::Error::msg)
         })
     }
 
     /// The rows of `query`, or why not.
     fn rows(&mut self, query: &str) -> anyhow::Result<Vec<Vec<flow_engine::SqlValue>>> {
-        Ok(self.run(|sql| sql.query(query, &[], &Self::bounds()))?.rows)
+        Ok(self
+            .run(|a| match a {
+                Access::Sql(sql) => sql.query(query, &[], &Self::bounds()),
+                Access::Kv(_) => Err("a key-value store answers no SQL".into()),
+            })?
+            .rows)
     }
 
     /// One integer from `query` (None: no answer yet, e.g. before its table exists).
@@ -124,9 +137,57 @@ impl Reader {
         }
     }
 
+    /// The string values of `keys` (a key-value store).
+    fn values(&mut self, keys: &[String]) -> anyhow::Result<Vec<Option<String>>> {
+        self.run(|a| match a {
+            Access::Kv(kv) => kv.get(keys, &Self::bounds()),
+            Access::Sql(_) => Err("a SQL database has no keys".into()),
+        })
+    }
+
+    /// The highest id in `ticks` (a table, or `ticks:<id>` keys probed upwards from `from`).
+    fn max_tick(&mut self, from: usize) -> Option<i64> {
+        if let Access::Sql(_) = self.access {
+            return self.int("SELECT max(id) FROM ticks");
+        }
+        let keys: Vec<String> = (from..from + 256).map(|i| format!("ticks:{i}")).collect();
+        let seen = self.values(&keys).ok()?;
+        let n = seen.iter().take_while(|v| v.is_some()).count();
+        (n > 0).then(|| (from + n - 1) as i64)
+    }
+
+    /// The sum of `n` over the fact table (or the `facts:<k>` documents of `keys` keys).
+    fn sum_facts(&mut self, keys: usize) -> Option<i64> {
+        match self.access {
+            // Summed here: SQL dialects disagree on the type of sum(BIGINT).
+            Access::Sql(_) => self
+                .rows("SELECT n FROM facts")
+                .ok()?
+                .iter()
+                .map(|r| match r.first() {
+                    Some(flow_engine::SqlValue::Integer(n)) => Some(*n),
+                    _ => None,
+                })
+                .sum(),
+            Access::Kv(_) => {
+                let names: Vec<String> = (0..keys).map(|k| format!("facts:{k}")).collect();
+                let docs = self.values(&names).ok()?;
+                docs.iter()
+                    .map(|d| {
+                        let d: Value = serde_json::from_str(d.as_deref()?).ok()?;
+                        d["n"].as_i64()
+                    })
+                    .sum()
+            }
+        }
+    }
+
     fn execute(&mut self, statement: &str) -> anyhow::Result<()> {
-        self.run(|sql| sql.execute(statement, &[], &Self::bounds()))
-            .map(drop)
+        self.run(|a| match a {
+            Access::Sql(sql) => sql.execute(statement, &[], &Self::bounds()),
+            Access::Kv(_) => Err("a key-value store answers no SQL".into()),
+        })
+        .map(drop)
     }
 }
 
@@ -134,6 +195,7 @@ enum Destination {
     Sqlite,
     Postgres(Postgres),
     Mysql(Mariadb),
+    Redis(RedisServer),
 }
 
 impl Destination {
@@ -142,6 +204,7 @@ impl Destination {
             Destination::Sqlite => "SQLite",
             Destination::Postgres(_) => "PostgreSQL",
             Destination::Mysql(_) => "MariaDB",
+            Destination::Redis(_) => "Redis",
         }
     }
 
@@ -154,6 +217,16 @@ impl Destination {
                 "wasm": {"plugin": "materialize-postgres", "config": self.config(dir)}}),
             Destination::Mysql(_) => json!({"connector": "mysql",
                 "wasm": {"plugin": "materialize-mysql", "config": self.config(dir)}}),
+            Destination::Redis(_) => json!({"connector": "redis",
+                "wasm": {"plugin": "materialize-redis", "config": self.config(dir)}}),
+        }
+    }
+
+    /// A binding's resource: a table, or for Redis a key prefix.
+    fn resource(&self, table: &str) -> Value {
+        match self {
+            Destination::Redis(_) => json!({"prefix": format!("{table}:")}),
+            _ => json!({"table": table}),
         }
     }
 
@@ -162,6 +235,7 @@ impl Destination {
             Destination::Sqlite => json!({"path": dir.join("views.db")}),
             Destination::Postgres(pg) => pg.config(),
             Destination::Mysql(my) => my.config(),
+            Destination::Redis(r) => r.config(),
         }
     }
 
@@ -171,12 +245,14 @@ impl Destination {
             Destination::Sqlite => ("sqlite", false),
             Destination::Postgres(_) => ("postgres", true),
             Destination::Mysql(_) => ("mysql", true),
+            Destination::Redis(_) => ("redis", true),
         };
         let db = crate::connector::open(connector, &self.config(dir))?;
-        let crate::connector::Grant::Sql(sql) = db.grant() else {
-            anyhow::bail!("{connector} is not a SQL destination");
+        let access = match db.grant() {
+            crate::connector::Grant::Sql(sql) => Access::Sql(sql),
+            crate::connector::Grant::Kv(kv) => Access::Kv(kv),
         };
-        Ok(Reader { db, sql, txn })
+        Ok(Reader { db, access, txn })
     }
 }
 
@@ -190,6 +266,7 @@ fn host(plugins: &Path, dir: &Path, catalog: Value) -> anyhow::Result<Arc<Host>>
             ("materialize-sqlite", "materialize_sqlite.wasm"),
             ("materialize-postgres", "materialize_postgres.wasm"),
             ("materialize-mysql", "materialize_mysql.wasm"),
+            ("materialize-redis", "materialize_redis.wasm"),
         ],
     )?;
     publish(&host, catalog)?;
@@ -214,7 +291,7 @@ fn fact_table(plugins: &Path, d: &Destination) -> anyhow::Result<(u64, usize)> {
         }},
         "materializations": {"bench/facts": {
             "endpoint": d.endpoint(dir.path()),
-            "bindings": [{"source": "bench/events", "resource": {"table": "facts"}}],
+            "bindings": [{"source": "bench/events", "resource": d.resource("facts")}],
         }},
     });
     let host = host(plugins, dir.path(), catalog)?;
@@ -227,10 +304,7 @@ fn fact_table(plugins: &Path, d: &Destination) -> anyhow::Result<(u64, usize)> {
     }
     host.wait_idle(Duration::from_secs(300))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sum = d.reader(dir.path())?.int(match d {
-        Destination::Mysql(_) => "SELECT CAST(sum(n) AS SIGNED) FROM facts",
-        _ => "SELECT CAST(sum(n) AS BIGINT) FROM facts",
-    });
+    let sum = d.reader(dir.path())?.sum_facts(KEYS);
     anyhow::ensure!(
         sum == Some(EVENTS as i64),
         "{}: the fact table sums to {sum:?}, not {EVENTS}",
@@ -254,7 +328,7 @@ fn latency(plugins: &Path, d: &Destination) -> anyhow::Result<(Duration, Duratio
         }},
         "materializations": {"bench/ticks": {
             "endpoint": d.endpoint(dir.path()),
-            "bindings": [{"source": "bench/ticks", "resource": {"table": "ticks"}}],
+            "bindings": [{"source": "bench/ticks", "resource": d.resource("ticks")}],
         }},
     });
     let host = host(plugins, dir.path(), catalog)?;
@@ -268,7 +342,7 @@ fn latency(plugins: &Path, d: &Destination) -> anyhow::Result<(Duration, Duratio
         std::thread::spawn(move || {
             let mut upto = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(max) = read.int("SELECT max(id) FROM ticks") {
+                if let Some(max) = read.max_tick(upto) {
                     let now = Instant::now();
                     let max = max as usize + 1;
                     if max > upto {
@@ -692,6 +766,63 @@ impl Mariadb {
     /// The endpoint config: the password from a file (a secret is never inline).
     fn config(&self) -> Value {
         json!({"address": format!("127.0.0.1:{}", self.port), "database": "views", "user": "flow",
+               "password": {"file": self.dir.path().join("pw")}})
+    }
+}
+
+/// A Redis server of this bench's own, on loopback in a temp dir, with a password and an
+/// append-only file fsynced at every write; killed on drop.
+struct RedisServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: std::process::Child,
+}
+
+const REDIS_PASSWORD: &str = "flow-bench-secret";
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl RedisServer {
+    fn start() -> anyhow::Result<RedisServer> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--requirepass", REDIS_PASSWORD])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("redis-server is not installed (apt-get install redis-server)")?;
+        std::fs::write(dir.path().join("pw"), REDIS_PASSWORD)?;
+        let r = RedisServer { dir, port, server };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(r)
+    }
+
+    /// The endpoint config: the password from a file (a secret is never inline).
+    fn config(&self) -> Value {
+        json!({"address": format!("127.0.0.1:{}", self.port),
                "password": {"file": self.dir.path().join("pw")}})
     }
 }
