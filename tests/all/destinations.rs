@@ -182,6 +182,10 @@ pub trait SqlServer {
     fn restart(&self);
     /// The demo pipeline materialized into it.
     fn bundle(&self) -> Value;
+    /// The password the host connects with, which nothing may show.
+    const PASSWORD: &'static str;
+    /// The materialization plugin.
+    const PLUGIN: &'static str;
     /// Deploy the pipeline's plugins.
     async fn deploy(&self, http: &reqwest::Client, p: &Proc);
 }
@@ -195,6 +199,126 @@ pub async fn wait_for_sql(
     want: &str,
 ) {
     wait_for_answer(http, p, |q| db.try_sql(q), sql, want).await
+}
+
+/// What the end-to-end test expects of a dialect: queries in it and their answers.
+pub struct Dialect {
+    /// Reads member `total` of bob's `flow_document` (the whole document is JSON).
+    pub bobs_total_from_json: &'static str,
+    /// The columns of `profiles` as `name:type`, by name; and the answer.
+    pub profile_columns: (&'static str, &'static str),
+    /// Profile 1's `select`, `we"ird`, `seen` (in UTC), `address` city from JSON, `city`,
+    /// `address_zip`; and the answer.
+    pub profile_1: (&'static str, &'static str),
+    /// Profile 2's `select` and `we"ird`; and the answer once `we"ird` is false.
+    pub profile_2: (&'static str, &'static str),
+    /// The ids of `profiles`, comma-separated.
+    pub profile_ids: &'static str,
+}
+
+/// The demo pipeline end to end: standard and delta updates of the totals, real column types
+/// (nested fields projected, reserved and quoted names), a partial update merged onto the
+/// stored row, a root delete, the checkpoint and fence, and the password shown nowhere.
+pub async fn standard_delta_deletes_and_types<D: SqlServer>(db: &D, d: &Dialect) {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let p = serve(dir.path()).await;
+    db.deploy(&http, &p).await;
+    let (status, body) = post(&http, &p, "/v1/catalog", &db.bundle()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let order = |id: u64, customer: &str, amount: f64| json!({"id": id, "customer": customer, "amount": amount});
+    ingest(
+        &http,
+        &p,
+        "acme/orders",
+        &[order(1, "alice", 5.0), order(2, "bob", 7.5)],
+    )
+    .await;
+    ingest(&http, &p, "acme/orders", &[order(3, "alice", 10.0)]).await;
+    let totals = "SELECT customer, total, orders FROM customer_totals ORDER BY customer";
+    wait_for_sql(&http, &p, db, totals, "alice|15|2\nbob|7.5|1").await;
+    // Every combined delta of a materialization transaction is a row of the log: alice's
+    // first total too, unless both of her derived documents landed in one transaction.
+    wait_for_sql(
+        &http,
+        &p,
+        db,
+        "SELECT customer, max(total), max(orders) FROM customer_totals_log GROUP BY customer ORDER BY customer",
+        "alice|15|2\nbob|7.5|1",
+    )
+    .await;
+    let log =
+        db.sql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
+    assert!(
+        log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
+        "{log}"
+    );
+    assert_eq!(db.sql(d.bobs_total_from_json), "7.5");
+
+    // Real types from the schema; names that need quoting are quoted.
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[
+            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00.25+01:00", "address": {"city": "Lyon", "zip": "69001"}}),
+            json!({"id": 2, "select": "b"}),
+        ],
+    )
+    .await;
+    wait_for_sql(&http, &p, db, "SELECT count(*) FROM profiles", "2").await;
+    assert_eq!(db.sql(d.profile_columns.0), d.profile_columns.1);
+    assert_eq!(db.sql(d.profile_1.0), d.profile_1.1);
+    // A partial update merges onto the stored row (loaded, reduced, upserted)...
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[json!({"id": 2, "we\"ird": false})],
+    )
+    .await;
+    wait_for_sql(&http, &p, db, d.profile_2.0, d.profile_2.1).await;
+    // ... and a root delete removes it.
+    ingest(
+        &http,
+        &p,
+        "acme/profiles",
+        &[json!({"id": 1, "deleted": true})],
+    )
+    .await;
+    wait_for_sql(&http, &p, db, d.profile_ids, "2").await;
+
+    // The checkpoint is in the same database, with the fence this instance took.
+    assert_eq!(
+        db.sql("SELECT materialization, fence FROM flow_checkpoints"),
+        format!("{}|1", D::TASK)
+    );
+
+    // The password is in no answer of the API and nowhere in the host's log.
+    for path in [
+        "/v1/catalog".to_string(),
+        "/v1/tasks".into(),
+        format!("/v1/plugins/{}/logs", D::PLUGIN),
+    ] {
+        let text = http
+            .get(p.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !text.contains(D::PASSWORD),
+            "{path} shows the password: {text}"
+        );
+    }
+    assert!(
+        !p.log_tail().contains(D::PASSWORD),
+        "the log shows the password"
+    );
+    p.kill();
 }
 
 /// The server stops mid-stream: the task shows `retrying` with the reason and when it tries

@@ -6,8 +6,8 @@
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all mysql
 
 use crate::destinations::{
-    SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up, bundle_into,
-    ingest, post, serve, wait_for_sql, wait_for_state,
+    Dialect, SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up,
+    bundle_into, ingest, post, serve, standard_delta_deletes_and_types, wait_for_state,
 };
 use crate::plugins;
 use flow_tests::{MY_PASSWORD, MyServer, Proc};
@@ -39,146 +39,35 @@ async fn deploy_plugins(http: &reqwest::Client, p: &Proc) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn materialize_into_mysql_standard_delta_deletes_and_types() {
     let my = MyServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let p = serve(dir.path()).await;
-    deploy_plugins(&http, &p).await;
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&my)).await;
-    assert_eq!(status, 200, "{body}");
-
-    ingest(
-        &http,
-        &p,
-        "acme/orders",
-        &[
-            json!({"id": 1, "customer": "alice", "amount": 5}),
-            json!({"id": 2, "customer": "bob", "amount": 7.5}),
-        ],
-    )
-    .await;
-    ingest(
-        &http,
-        &p,
-        "acme/orders",
-        &[json!({"id": 3, "customer": "alice", "amount": 10})],
-    )
-    .await;
-    wait_for_sql(
-        &http,
-        &p,
+    standard_delta_deletes_and_types(
         &my,
-        "SELECT customer, total, orders FROM customer_totals ORDER BY customer",
-        "alice|15|2\nbob|7.5|1",
+        &Dialect {
+            bobs_total_from_json: "SELECT JSON_VALUE(flow_document, '$.total') FROM customer_totals WHERE customer = 'bob'",
+            profile_columns: (
+                "SELECT concat(column_name, ':', column_type) FROM information_schema.columns \
+                 WHERE table_schema = 'views' AND table_name = 'profiles' ORDER BY column_name",
+                "address:longtext\naddress_zip:longtext\ncity:longtext\nflow_document:longtext\nid:bigint(20)\nseen:datetime(6)\nselect:longtext\nwe\"ird:tinyint(1)",
+            ),
+            profile_1: (
+                "SELECT `select`, `we\"ird`, seen, JSON_VALUE(address, '$.city'), city, address_zip FROM profiles WHERE id = 1",
+                "a|1|2026-12-06 09:00:00.250000|Lyon|Lyon|69001",
+            ),
+            profile_2: ("SELECT `select`, `we\"ird` FROM profiles WHERE id = 2", "b|0"),
+            profile_ids: "SELECT group_concat(id) FROM profiles",
+        },
     )
     .await;
-    wait_for_sql(
-        &http,
-        &p,
-        &my,
-        "SELECT customer, max(total), max(orders) FROM customer_totals_log GROUP BY customer ORDER BY customer",
-        "alice|15|2\nbob|7.5|1",
-    )
-    .await;
-    let log =
-        my.sql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
-    assert!(
-        log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
-        "{log}"
-    );
-    // The whole document is JSON, queryable as such.
-    assert_eq!(
-        my.sql("SELECT JSON_VALUE(flow_document, '$.total') FROM customer_totals WHERE customer = 'bob'"),
-        "7.5"
-    );
-
-    // Real types from the schema; names that need quoting are quoted.
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[
-            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00.25+01:00", "address": {"city": "Lyon", "zip": "69001"}}),
-            json!({"id": 2, "select": "b"}),
-        ],
-    )
-    .await;
-    wait_for_sql(&http, &p, &my, "SELECT count(*) FROM profiles", "2").await;
-    assert_eq!(
-        my.sql(
-            "SELECT concat(column_name, ':', column_type) FROM information_schema.columns \
-             WHERE table_schema = 'views' AND table_name = 'profiles' ORDER BY column_name"
-        ),
-        "address:longtext\naddress_zip:longtext\ncity:longtext\nflow_document:longtext\nid:bigint(20)\nseen:datetime(6)\nselect:longtext\nwe\"ird:tinyint(1)"
-    );
     // MariaDB's JSON is LONGTEXT with a validity check.
     assert!(
         my.sql("SHOW CREATE TABLE profiles")
             .contains("CHECK (json_valid(`flow_document`))"),
     );
-    assert_eq!(
-        my.sql("SELECT `select`, `we\"ird`, seen, JSON_VALUE(address, '$.city'), city, address_zip FROM profiles WHERE id = 1"),
-        "a|1|2026-12-06 09:00:00.250000|Lyon|Lyon|69001"
-    );
-    // A partial update merges onto the stored row (loaded, reduced, upserted)...
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[json!({"id": 2, "we\"ird": false})],
-    )
-    .await;
-    wait_for_sql(
-        &http,
-        &p,
-        &my,
-        "SELECT `select`, `we\"ird` FROM profiles WHERE id = 2",
-        "b|0",
-    )
-    .await;
-    // ... and a root delete removes it.
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[json!({"id": 1, "deleted": true})],
-    )
-    .await;
-    wait_for_sql(&http, &p, &my, "SELECT group_concat(id) FROM profiles", "2").await;
-
-    // The checkpoint is in the same database, with the fence this instance took.
-    assert_eq!(
-        my.sql("SELECT materialization, fence FROM flow_checkpoints"),
-        "acme/my|1"
-    );
-
-    // The password is in no answer of the API and nowhere in the host's log.
-    for path in [
-        "/v1/catalog",
-        "/v1/tasks",
-        "/v1/plugins/materialize-mysql/logs",
-    ] {
-        let text = http
-            .get(p.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !text.contains(MY_PASSWORD),
-            "{path} shows the password: {text}"
-        );
-    }
-    assert!(
-        !p.log_tail().contains(MY_PASSWORD),
-        "the log shows the password"
-    );
-    p.kill();
 }
 
 impl SqlServer for MyServer {
     const TASK: &'static str = TASK;
+    const PASSWORD: &'static str = MY_PASSWORD;
+    const PLUGIN: &'static str = "materialize-mysql";
     const ENDPOINT: &'static str = "mysql endpoint flow@127.0.0.1:";
     fn try_sql(&self, sql: &str) -> Result<String, String> {
         MyServer::try_sql(self, sql)

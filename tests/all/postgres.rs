@@ -5,8 +5,8 @@
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all postgres
 
 use crate::destinations::{
-    SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up, bundle_into,
-    ingest, post, serve, task, wait_for_answer,
+    Dialect, SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up,
+    bundle_into, post, serve, standard_delta_deletes_and_types, task,
 };
 use crate::plugins;
 use flow_tests::{PG_PASSWORD, PgServer, Proc};
@@ -15,11 +15,6 @@ use std::time::{Duration, Instant};
 
 /// The environment variable a test's host takes the PostgreSQL password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_PG_PASSWORD";
-
-/// Poll `psql` until `sql` answers `want`, failing with the task statuses and the host's log.
-async fn wait_for_psql(http: &reqwest::Client, p: &Proc, pg: &PgServer, sql: &str, want: &str) {
-    wait_for_answer(http, p, |q| pg.try_psql(q), sql, want).await
-}
 
 /// Deploy the plugins of the demo pipeline into PostgreSQL.
 pub async fn deploy_plugins(http: &reqwest::Client, p: &Proc) {
@@ -46,150 +41,32 @@ pub fn bundle(pg: &PgServer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn materialize_into_postgres_standard_delta_deletes_and_types() {
-    let pg = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let p = serve(dir.path()).await;
-    deploy_plugins(&http, &p).await;
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
-    assert_eq!(status, 200, "{body}");
-
-    ingest(
-        &http,
-        &p,
-        "acme/orders",
-        &[
-            json!({"id": 1, "customer": "alice", "amount": 5}),
-            json!({"id": 2, "customer": "bob", "amount": 7.5}),
-        ],
+    standard_delta_deletes_and_types(
+        &PgServer::start(),
+        &Dialect {
+            bobs_total_from_json: "SELECT flow_document->>'total' FROM customer_totals WHERE customer = 'bob'",
+            profile_columns: (
+                "SELECT column_name || ':' || data_type FROM information_schema.columns WHERE table_name = 'profiles' ORDER BY column_name",
+                "address:jsonb\naddress_zip:text\ncity:text\nflow_document:jsonb\nid:bigint\nseen:timestamp with time zone\nselect:text\nwe\"ird:boolean",
+            ),
+            profile_1: (
+                "SELECT \"select\", \"we\"\"ird\", seen AT TIME ZONE 'UTC', address->>'city', city, address_zip FROM profiles WHERE id = 1",
+                "a|t|2026-12-06 09:00:00.25|Lyon|Lyon|69001",
+            ),
+            profile_2: (
+                "SELECT \"select\", \"we\"\"ird\" FROM profiles WHERE id = 2",
+                "b|f",
+            ),
+            profile_ids: "SELECT string_agg(id::text, ',') FROM profiles",
+        },
     )
     .await;
-    ingest(
-        &http,
-        &p,
-        "acme/orders",
-        &[json!({"id": 3, "customer": "alice", "amount": 10})],
-    )
-    .await;
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT customer, total, orders FROM customer_totals ORDER BY customer",
-        "alice|15|2\nbob|7.5|1",
-    )
-    .await;
-    // Every combined delta of a materialization transaction is a row of the log: alice's
-    // first total too, unless both of her derived documents landed in one transaction.
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT customer, max(total), max(orders) FROM customer_totals_log GROUP BY customer ORDER BY customer",
-        "alice|15|2\nbob|7.5|1",
-    )
-    .await;
-    let log = pg
-        .psql("SELECT customer, total, orders FROM customer_totals_log ORDER BY customer, orders");
-    assert!(
-        log == "alice|5|1\nalice|15|2\nbob|7.5|1" || log == "alice|15|2\nbob|7.5|1",
-        "{log}"
-    );
-    // The whole document is JSONB, queryable as such.
-    assert_eq!(
-        pg.psql("SELECT flow_document->>'total' FROM customer_totals WHERE customer = 'bob'"),
-        "7.5"
-    );
-
-    // Real types from the schema; names that need quoting are quoted.
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[
-            json!({"id": 1, "select": "a", "we\"ird": true, "seen": "2026-12-06T10:00:00Z", "address": {"city": "Lyon", "zip": "69001"}}),
-            json!({"id": 2, "select": "b"}),
-        ],
-    )
-    .await;
-    wait_for_psql(&http, &p, &pg, "SELECT count(*) FROM profiles", "2").await;
-    assert_eq!(
-        pg.psql(
-            "SELECT column_name || ':' || data_type FROM information_schema.columns WHERE table_name = 'profiles' ORDER BY column_name"
-        ),
-        "address:jsonb\naddress_zip:text\ncity:text\nflow_document:jsonb\nid:bigint\nseen:timestamp with time zone\nselect:text\nwe\"ird:boolean"
-    );
-    assert_eq!(
-        pg.psql("SELECT \"select\", \"we\"\"ird\", seen AT TIME ZONE 'UTC', address->>'city', city, address_zip FROM profiles WHERE id = 1"),
-        "a|t|2026-12-06 10:00:00|Lyon|Lyon|69001"
-    );
-    // A partial update merges onto the stored row (loaded, reduced, upserted)...
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[json!({"id": 2, "we\"ird": false})],
-    )
-    .await;
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT \"select\", \"we\"\"ird\" FROM profiles WHERE id = 2",
-        "b|f",
-    )
-    .await;
-    // ... and a root delete removes it.
-    ingest(
-        &http,
-        &p,
-        "acme/profiles",
-        &[json!({"id": 1, "deleted": true})],
-    )
-    .await;
-    wait_for_psql(
-        &http,
-        &p,
-        &pg,
-        "SELECT string_agg(id::text, ',') FROM profiles",
-        "2",
-    )
-    .await;
-
-    // The checkpoint is in the same database, with the fence this instance took.
-    assert_eq!(
-        pg.psql("SELECT materialization, fence FROM flow_checkpoints"),
-        "acme/pg|1"
-    );
-
-    // The password is in no answer of the API and nowhere in the host's log.
-    for path in [
-        "/v1/catalog",
-        "/v1/tasks",
-        "/v1/plugins/materialize-postgres/logs",
-    ] {
-        let text = http
-            .get(p.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !text.contains(PG_PASSWORD),
-            "{path} shows the password: {text}"
-        );
-    }
-    assert!(
-        !p.log_tail().contains(PG_PASSWORD),
-        "the log shows the password"
-    );
-    p.kill();
 }
 
 impl SqlServer for PgServer {
     const TASK: &'static str = "acme/pg";
+    const PASSWORD: &'static str = PG_PASSWORD;
+    const PLUGIN: &'static str = "materialize-postgres";
     const ENDPOINT: &'static str = "postgres endpoint flow@127.0.0.1:";
     fn try_sql(&self, sql: &str) -> Result<String, String> {
         self.try_psql(sql)
