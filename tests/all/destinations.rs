@@ -419,3 +419,31 @@ pub async fn a_stale_instance_cannot_commit<D: SqlServer>(db: &D) {
     a.kill();
     b.kill();
 }
+
+/// `bundle` with the endpoint config of materialization `name` changed by `edit`.
+pub fn with_config(mut bundle: Value, name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    edit(&mut bundle["catalog"]["materializations"][name]["endpoint"]["wasm"]["config"]);
+    bundle
+}
+
+/// Publish `bundle`, which must be refused: the error message.
+pub async fn refused(http: &reqwest::Client, p: &Proc, bundle: &Value) -> String {
+    let (status, body) = post(http, p, "/v1/catalog", bundle).await;
+    assert_eq!(status, 400, "{body}");
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// Publish `bundle`, which must be accepted, and wait until task `name` is in `state`
+/// (`failed`, `retrying`): its last error.
+pub async fn publish_until(
+    http: &reqwest::Client,
+    p: &Proc,
+    bundle: &Value,
+    name: &str,
+    state: &str,
+) -> String {
+    let (status, body) = post(http, p, "/v1/catalog", bundle).await;
+    assert_eq!(status, 200, "{body}");
+    let t = wait_for_state(http, p, name, state).await;
+    t["lastError"].as_str().unwrap_or_default().to_string()
+}

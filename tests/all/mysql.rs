@@ -1,13 +1,13 @@
 //! Materializing into a real MariaDB server, started by each test on loopback
 //! (`flow_tests::MyServer`), read back with MariaDB's own client, `mariadb`. The host connects
 //! with a password it takes from its environment (`password: {env: ...}`). The pipeline is
-//! PostgreSQL's (`postgres::bundle_into`), through `materialize-mysql`.
+//! the destinations' (`destinations::bundle_into`), through `materialize-mysql`.
 //!
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all mysql
 
 use crate::destinations::{
     Dialect, SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up,
-    bundle_into, ingest, post, serve, standard_delta_deletes_and_types, wait_for_state,
+    bundle_into, publish_until, refused, serve, standard_delta_deletes_and_types, with_config,
 };
 use crate::plugins;
 use flow_tests::{MY_PASSWORD, MyServer, Proc};
@@ -106,22 +106,15 @@ async fn bad_mysql_configuration_is_named() {
     let http = reqwest::Client::new();
     let p = serve(dir.path()).await;
     deploy_plugins(&http, &p).await;
-    let with_config = |edit: &dyn Fn(&mut Value)| {
-        let mut b = bundle(&my);
-        edit(&mut b["catalog"]["materializations"][TASK]["endpoint"]["wasm"]["config"]);
-        b
-    };
+    let config = |edit: &dyn Fn(&mut Value)| with_config(bundle(&my), TASK, edit);
 
-    // Refused at publish: a missing field, an inline secret.
-    let (status, body) = post(
+    // Refused at publish: an inline secret.
+    let message = refused(
         &http,
         &p,
-        "/v1/catalog",
-        &with_config(&|c: &mut Value| c["password"] = json!("inline-secret")),
+        &config(&|c: &mut Value| c["password"] = json!("inline-secret")),
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("`password` must be {env: NAME} or {file: PATH}"),
         "{message}"
@@ -139,49 +132,22 @@ async fn bad_mysql_configuration_is_named() {
             "Access denied for user 'flow'@'127.0.0.1' to database 'nosuchdb'",
         ),
     ] {
-        let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
-        assert_eq!(status, 200, "{body}");
-        let t = wait_for_state(&http, &p, TASK, "failed").await;
-        let why = t["lastError"].as_str().unwrap();
+        let why = publish_until(&http, &p, &config(&*edit), TASK, "failed").await;
         assert!(why.contains(expect), "{why}");
         assert!(why.contains("mysql endpoint"), "{why}");
         assert!(!why.contains(MY_PASSWORD), "{why}");
     }
 
     // A server that does not answer (a wrong port): retried, with the reason.
-    let (status, body) = post(
-        &http,
-        &p,
-        "/v1/catalog",
-        &with_config(&|c: &mut Value| {
-            c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
-        }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, TASK, "retrying").await;
-    assert!(
-        t["lastError"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("refused"),
-        "{t}"
-    );
+    let elsewhere = config(&|c: &mut Value| {
+        c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
+    });
+    let why = publish_until(&http, &p, &elsewhere, TASK, "retrying").await;
+    assert!(why.to_lowercase().contains("refused"), "{why}");
 
     // A table that exists with a column of another type: named, not altered, nothing written.
     my.sql("CREATE TABLE customer_totals (customer VARCHAR(255) PRIMARY KEY, total TEXT, flow_document JSON NOT NULL)");
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&my)).await;
-    assert_eq!(status, 200, "{body}");
-    ingest(
-        &http,
-        &p,
-        "acme/orders",
-        &[json!({"id": 1, "customer": "alice", "amount": 1})],
-    )
-    .await;
-    let t = wait_for_state(&http, &p, TASK, "failed").await;
-    let why = t["lastError"].as_str().unwrap();
+    let why = publish_until(&http, &p, &bundle(&my), TASK, "failed").await;
     assert!(
         why.contains("table customer_totals") && why.contains("column total exists with type text"),
         "{why}"

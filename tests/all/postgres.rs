@@ -6,12 +6,11 @@
 
 use crate::destinations::{
     Dialect, SqlServer, a_stale_instance_cannot_commit, an_outage_is_retried_and_caught_up,
-    bundle_into, post, serve, standard_delta_deletes_and_types, task,
+    bundle_into, publish_until, refused, serve, standard_delta_deletes_and_types, with_config,
 };
 use crate::plugins;
 use flow_tests::{PG_PASSWORD, PgServer, Proc};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 /// The environment variable a test's host takes the PostgreSQL password from.
 pub const PASSWORD_ENV: &str = "FLOW_TEST_PG_PASSWORD";
@@ -105,11 +104,7 @@ async fn bad_configuration_is_refused_or_named() {
     let http = reqwest::Client::new();
     let p = serve(dir.path()).await;
     deploy_plugins(&http, &p).await;
-    let with_config = |edit: &dyn Fn(&mut Value)| {
-        let mut b = bundle(&pg);
-        edit(&mut b["catalog"]["materializations"]["acme/pg"]["endpoint"]["wasm"]["config"]);
-        b
-    };
+    let config = |edit: &dyn Fn(&mut Value)| with_config(bundle(&pg), "acme/pg", edit);
 
     // Refused at publish.
     for (edit, expect) in [
@@ -133,16 +128,13 @@ async fn bad_configuration_is_refused_or_named() {
             "is not a port number",
         ),
     ] {
-        let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
-        assert_eq!(status, 400, "{body}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = refused(&http, &p, &config(&*edit)).await;
         assert!(message.contains(expect), "{message}");
         assert!(message.contains("acme/pg"), "{message}");
         assert!(!message.contains("inline-secret"), "{message}");
     }
 
     // Fails the task, naming the endpoint and the server's reason.
-    let named = format!("postgres endpoint flow@{}/views", pg.address());
     for (edit, expect) in [
         (
             Box::new(|c: &mut Value| c["user"] = json!("nobody")) as Box<dyn Fn(&mut Value)>,
@@ -153,66 +145,21 @@ async fn bad_configuration_is_refused_or_named() {
             "does not exist",
         ),
     ] {
-        let (status, body) = post(&http, &p, "/v1/catalog", &with_config(&*edit)).await;
-        assert_eq!(status, 200, "{body}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let t = loop {
-            let t = task(&http, &p, "acme/pg").await;
-            if t["state"] == "failed" {
-                break t;
-            }
-            assert!(Instant::now() < deadline, "the task did not fail: {t}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let why = t["lastError"].as_str().unwrap();
+        let why = publish_until(&http, &p, &config(&*edit), "acme/pg", "failed").await;
         assert!(why.contains(expect), "{why}");
         assert!(why.contains("postgres endpoint"), "{why}");
-        let _ = &named;
     }
 
     // A server that does not answer (a wrong port): retried, with the reason.
-    let (status, body) = post(
-        &http,
-        &p,
-        "/v1/catalog",
-        &with_config(&|c: &mut Value| {
-            c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
-        }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = task(&http, &p, "acme/pg").await;
-        if t["state"] == "retrying" {
-            assert!(
-                t["lastError"]
-                    .as_str()
-                    .unwrap()
-                    .to_lowercase()
-                    .contains("refused"),
-                "{t}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task did not retry: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let elsewhere = config(&|c: &mut Value| {
+        c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
+    });
+    let why = publish_until(&http, &p, &elsewhere, "acme/pg", "retrying").await;
+    assert!(why.to_lowercase().contains("refused"), "{why}");
 
     // A table that exists with another key, or a column of another type: named, not altered.
     pg.psql("CREATE TABLE customer_totals (customer INTEGER PRIMARY KEY, total TEXT, flow_document JSONB NOT NULL)");
-    let (status, body) = post(&http, &p, "/v1/catalog", &bundle(&pg)).await;
-    assert_eq!(status, 200, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let t = loop {
-        let t = task(&http, &p, "acme/pg").await;
-        if t["state"] == "failed" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the task did not fail: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let why = t["lastError"].as_str().unwrap();
+    let why = publish_until(&http, &p, &bundle(&pg), "acme/pg", "failed").await;
     assert!(
         why.contains("table customer_totals")
             && why.contains("column customer exists with type integer"),

@@ -6,7 +6,8 @@
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all redis
 
 use crate::destinations::{
-    bundle_into, ingest, post, serve, task, wait_for_answer, wait_for_state,
+    bundle_into, ingest, post, publish_until, refused, serve, task, wait_for_answer,
+    wait_for_state, with_config,
 };
 use crate::plugins;
 use flow_tests::{Proc, REDIS_PASSWORD, RedisServer};
@@ -324,11 +325,7 @@ async fn bad_redis_configuration_is_refused_or_named() {
     let http = reqwest::Client::new();
     let p = serve(dir.path()).await;
     deploy_plugins(&http, &p).await;
-    let with = |edit: &dyn Fn(&mut Value)| {
-        let mut b = bundle(&r);
-        edit(&mut b["catalog"]["materializations"][TASK]["endpoint"]["wasm"]["config"]);
-        b
-    };
+    let config = |edit: &dyn Fn(&mut Value)| with_config(bundle(&r), TASK, edit);
     for (edit, expect) in [
         (
             Box::new(|c: &mut Value| c["password"] = json!("inline-secret"))
@@ -344,26 +341,22 @@ async fn bad_redis_configuration_is_refused_or_named() {
             "is not a port number",
         ),
     ] {
-        let (status, body) = post(&http, &p, "/v1/catalog", &with(&*edit)).await;
-        assert_eq!(status, 400, "{body}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = refused(&http, &p, &config(&*edit)).await;
         assert!(message.contains(expect), "{message}");
         assert!(!message.contains("inline-secret"), "{message}");
     }
 
     // A wrong password: the server refuses; the task fails naming the endpoint.
-    std::fs::write(dir.path().join("wrong"), "not-the-password").unwrap();
     let wrong = dir.path().join("wrong");
-    let (status, body) = post(
+    std::fs::write(&wrong, "not-the-password").unwrap();
+    let why = publish_until(
         &http,
         &p,
-        "/v1/catalog",
-        &with(&|c: &mut Value| c["password"] = json!({"file": wrong})),
+        &config(&|c: &mut Value| c["password"] = json!({"file": wrong})),
+        TASK,
+        "failed",
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, TASK, "failed").await;
-    let why = t["lastError"].as_str().unwrap();
     assert!(why.contains("redis endpoint default@127.0.0.1:"), "{why}");
     assert!(
         why.to_lowercase().contains("authentication failed"),
@@ -372,25 +365,11 @@ async fn bad_redis_configuration_is_refused_or_named() {
     assert!(!why.contains("not-the-password"), "{why}");
 
     // A server that does not answer: retried, with the reason.
-    let (status, body) = post(
-        &http,
-        &p,
-        "/v1/catalog",
-        &with(&|c: &mut Value| {
-            c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
-        }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let t = wait_for_state(&http, &p, TASK, "retrying").await;
-    assert!(
-        t["lastError"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("refused"),
-        "{t}"
-    );
+    let elsewhere = config(&|c: &mut Value| {
+        c["address"] = json!(format!("127.0.0.1:{}", flow_tests::free_port()))
+    });
+    let why = publish_until(&http, &p, &elsewhere, TASK, "retrying").await;
+    assert!(why.to_lowercase().contains("refused"), "{why}");
     assert_eq!(r.cli(&["DBSIZE"]), "0");
     p.kill();
 }
