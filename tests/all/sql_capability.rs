@@ -59,35 +59,22 @@ async fn tasks(http: &reqwest::Client, p: &Proc) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_sql_is_bounded_and_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("flow.log");
-    let p = Proc::start_with(&dir.path().join("data"), &log, &["--limits", LIMITS], &[]).await;
-    let http = reqwest::Client::new();
-    let (baseline, _) = p.rss();
-    let bundle = bundle(dir.path());
+/// Publish `bundle` and wait until each case's materialization failed: (name, error), each
+/// error checked for its case's parts.
+async fn failures(http: &reqwest::Client, p: &Proc, bundle: &Value) -> Vec<(String, String)> {
     let r = http
         .post(p.url("/v1/catalog"))
-        .json(&bundle)
+        .json(bundle)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
-
+    let mut out = Vec::new();
     for (mode, parts) in CASES {
         let name = format!("m/{mode}");
         let mut error = String::new();
         wait_for(&format!("{name} to fail"), async || {
-            let t = tasks(&http, &p).await;
+            let t = tasks(http, p).await;
             let s = t.iter().find(|t| t["name"] == name.as_str());
             match s.filter(|s| s["state"] == "failed") {
                 Some(s) => {
@@ -104,7 +91,29 @@ async fn hostile_sql_is_bounded_and_refused() {
                 "{name}: expected {part:?} in {error:?}"
             );
         }
-        if *mode == "control" {
+        out.push((name, error));
+    }
+    out
+}
+
+async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sql_is_bounded_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("flow.log");
+    let p = Proc::start_with(&dir.path().join("data"), &log, &["--limits", LIMITS], &[]).await;
+    let http = reqwest::Client::new();
+    let (baseline, _) = p.rss();
+    let bundle = bundle(dir.path());
+    for (name, error) in failures(&http, &p, &bundle).await {
+        if name == "m/control" {
             assert!(!error.contains("ACCEPTED"), "{name}: {error}");
             assert_eq!(
                 error.matches("\": refused (").count(),
@@ -194,36 +203,9 @@ async fn hostile_sql_into_mysql_is_bounded_and_refused() {
         bundle["catalog"]["materializations"][format!("m/{mode}")]["endpoint"] =
             json!({"connector": "mysql", "wasm": {"module": "sql.wasm", "config": config}});
     }
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(&bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
-
-    for (mode, parts) in CASES {
-        let name = format!("m/{mode}");
-        let mut error = String::new();
-        wait_for(&format!("{name} to fail"), async || {
-            let t = tasks(&http, &p).await;
-            let s = t.iter().find(|t| t["name"] == name.as_str());
-            match s.filter(|s| s["state"] == "failed") {
-                Some(s) => {
-                    error = s["lastError"].as_str().unwrap_or_default().to_string();
-                    true
-                }
-                None => false,
-            }
-        })
-        .await;
-        for part in *parts {
-            assert!(
-                error.contains(part),
-                "{name}: expected {part:?} in {error:?}"
-            );
-        }
-        if *mode == "control" {
+    for (name, error) in failures(&http, &p, &bundle).await {
+        let mode = name.trim_start_matches("m/");
+        if mode == "control" {
             // Everything is refused but creating a table before any write, and a write.
             let accepted: Vec<&str> = error
                 .split("; ")
