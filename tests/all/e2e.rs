@@ -342,3 +342,82 @@ async fn table_changes_that_cannot_apply_in_place_are_refused_at_publish() {
         .insert("region".into(), json!({"type": "string"}));
     assert_eq!(publish(&widened).await.0, 200);
 }
+
+/// `txnTimeMinMs` (Flow's `minTxnDuration`): a transaction that found documents lasts at
+/// least that long, so what arrives meanwhile is combined into the next one. Two ingests
+/// made during the first transaction's wait become one delta row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minimum_transaction_time_combines_what_arrives_meanwhile() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    deploy(
+        &http,
+        &served.base,
+        "materialize-sqlite",
+        plugins::MATERIALIZE_SQLITE,
+    )
+    .await;
+    let bundle = json!({
+        "source": "min-txn-time",
+        "catalog": {
+            "collections": {"acme/counts": {
+                "schema": {"type": "object", "reduce": {"strategy": "merge"},
+                           "properties": {"k": {"type": "string"}, "n": {"type": "integer", "reduce": {"strategy": "sum"}}},
+                           "required": ["k", "n"]},
+                "key": ["/k"],
+            }},
+            "materializations": {"acme/log": {
+                "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": views}}},
+                "bindings": [{"source": "acme/counts", "resource": {"table": "counts_log"}, "deltaUpdates": true}],
+                "limits": {"txnTimeMinMs": 3000, "txnTimeMaxMs": 5000},
+            }},
+        },
+    });
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let ingest = async |n: u64| {
+        let r = http
+            .post(served.url("/v1/collections/acme%2Fcounts/documents"))
+            .body(format!("{{\"k\": \"a\", \"n\": {n}}}\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    let rows = |views: std::path::PathBuf| -> Vec<i64> {
+        rusqlite::Connection::open(views)
+            .and_then(|c| {
+                c.prepare("SELECT n FROM counts_log ORDER BY rowid")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ingest(1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows(views.clone()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first transaction did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first transaction waits out its 3 s: these two arrive meanwhile.
+    ingest(2).await;
+    ingest(4).await;
+    while rows(views.clone()).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second transaction did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rows(views.clone()), [1, 6]);
+}

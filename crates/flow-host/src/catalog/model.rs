@@ -186,6 +186,10 @@ pub struct TaskLimits {
     pub txn_docs_max: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_time_max_ms: Option<u64>,
+    /// Shortest transaction that found documents, in ms (Flow's `minTxnDuration`): more is
+    /// combined per transaction at the cost of latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_time_min_ms: Option<u64>,
 }
 
 impl TaskLimits {
@@ -215,6 +219,9 @@ impl TaskLimits {
         }
         if let Some(v) = self.txn_time_max_ms {
             l.txn_time_max_ms = v;
+        }
+        if let Some(v) = self.txn_time_min_ms {
+            l.txn_time_min_ms = v;
         }
         l
     }

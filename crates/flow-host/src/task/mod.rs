@@ -204,7 +204,16 @@ fn run_once<T: Task>(
         }
         let seen = ctx.journals.generation();
         let asked = ctx.txn_docs();
+        let began = std::time::Instant::now();
         let processed = task.transaction(ctx)?;
+        // A transaction that found documents lasts at least `txnTimeMinMs`: what arrives
+        // meanwhile is combined into the next one.
+        let min = Duration::from_millis(ctx.limits.txn_time_min_ms);
+        if processed > 0 {
+            while !ctx.stopping() && began.elapsed() < min {
+                std::thread::sleep((min - began.elapsed()).min(Duration::from_millis(50)));
+            }
+        }
         ctx.txn_docs.set(next_txn_docs(asked, processed));
         // A task may report where it read only once that transaction committed (a
         // derivation queues its commit and settles it during the next transaction), so the
