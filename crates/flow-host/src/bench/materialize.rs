@@ -162,12 +162,12 @@ impl Reader {
         (n > 0).then(|| (from + n - 1) as i64)
     }
 
-    /// The sum of `n` over the fact table (or the `facts:<k>` documents of `keys` keys).
-    fn sum_facts(&mut self, keys: usize) -> Option<i64> {
+    /// The sum of `n` over fact table `table` (or the `<table>:<k>` documents of `keys` keys).
+    fn sum_facts(&mut self, table: &str, keys: usize) -> Option<i64> {
         match self.access {
             // Summed here: SQL dialects disagree on the type of sum(BIGINT).
             Access::Sql(_) => self
-                .rows("SELECT n FROM facts")
+                .rows(&format!("SELECT n FROM {table}"))
                 .ok()?
                 .iter()
                 .map(|r| match r.first() {
@@ -176,7 +176,7 @@ impl Reader {
                 })
                 .sum(),
             Access::Kv(_) => {
-                let names: Vec<String> = (0..keys).map(|k| format!("facts:{k}")).collect();
+                let names: Vec<String> = (0..keys).map(|k| format!("{table}:{k}")).collect();
                 let docs = self.values(&names).ok()?;
                 docs.iter()
                     .map(|d| {
@@ -288,6 +288,8 @@ fn publish(host: &Host, catalog: Value) -> anyhow::Result<()> {
 /// Events summed by key into a fact table: (row writes, events).
 fn fact_table(plugins: &Path, d: &Destination, min_ms: u64) -> anyhow::Result<(u64, usize)> {
     let dir = tempfile::tempdir()?;
+    // A table and a task of each run's own: a server keeps the last run's, checkpoint too.
+    let (name, table) = (format!("bench/facts-{min_ms}"), format!("facts_{min_ms}"));
     let catalog = json!({
         "collections": {"bench/events": {
             "schema": {"type": "object", "reduce": {"strategy": "merge"},
@@ -295,10 +297,10 @@ fn fact_table(plugins: &Path, d: &Destination, min_ms: u64) -> anyhow::Result<(u
                        "required": ["k", "n"]},
             "key": ["/k"],
         }},
-        "materializations": {"bench/facts": {
+        "materializations": {name.clone(): {
             "limits": {"txnTimeMinMs": min_ms},
             "endpoint": d.endpoint(dir.path()),
-            "bindings": [{"source": "bench/events", "resource": d.resource("facts")}],
+            "bindings": [{"source": "bench/events", "resource": d.resource(&table)}],
         }},
     });
     let host = host(plugins, dir.path(), catalog)?;
@@ -311,16 +313,13 @@ fn fact_table(plugins: &Path, d: &Destination, min_ms: u64) -> anyhow::Result<(u
     }
     host.wait_idle(Duration::from_secs(300))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sum = d.reader(dir.path())?.sum_facts(KEYS);
+    let sum = d.reader(dir.path())?.sum_facts(&table, KEYS);
     anyhow::ensure!(
         sum == Some(EVENTS as i64),
         "{}: the fact table sums to {sum:?}, not {EVENTS}",
         d.name()
     );
-    let writes = host
-        .task_status("bench/facts")
-        .map(|s| s.docs_out)
-        .unwrap_or(0);
+    let writes = host.task_status(&name).map(|s| s.docs_out).unwrap_or(0);
     host.shutdown();
     Ok((writes, EVENTS))
 }
