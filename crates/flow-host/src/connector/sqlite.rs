@@ -60,8 +60,15 @@ impl Destination for Sqlite {
     }
 
     fn begin(&self) -> anyhow::Result<()> {
-        self.host_statement("BEGIN IMMEDIATE")
-            .context("failed to begin a SQLite transaction")
+        self.host_statement("BEGIN IMMEDIATE").map_err(|e| {
+            let why = format!("failed to begin a SQLite transaction: {e}");
+            // Another process held the database for the whole busy timeout: retried.
+            if is_busy(&e) {
+                anyhow::Error::new(super::Unavailable(why))
+            } else {
+                anyhow::anyhow!(why)
+            }
+        })
     }
 
     fn commit(&self) -> anyhow::Result<()> {
@@ -80,6 +87,14 @@ impl Destination for Sqlite {
     }
 }
 
+/// Whether SQLite answered that the database is busy or locked by another connection.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl Sqlite {
     fn open_file(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
@@ -88,8 +103,20 @@ impl Sqlite {
         let mut conn = Connection::open(path)
             .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Another process may hold the file (a reader switching it to WAL at the same moment,
+        // a writer): that is the destination being busy, which the task retries, not a fault.
+        let busy = |e: rusqlite::Error| -> anyhow::Error {
+            let why = format!("SQLite database {}: {e}", path.display());
+            if is_busy(&e) {
+                anyhow::Error::new(super::Unavailable(why))
+            } else {
+                anyhow::anyhow!(why)
+            }
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(busy)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(busy)?;
         // No other database files: a plugin's reach is this database only.
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
         let guard = Arc::new(Guard::default());
