@@ -295,3 +295,25 @@ impl SqlAccess for Sqlite {
         })
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::{Destination, Sqlite};
+
+    /// Another connection holding the database's write lock past the busy timeout makes the
+    /// destination unavailable (the task retries), not the transaction at fault.
+    #[test]
+    fn a_database_another_connection_holds_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("views.db");
+        let db = Sqlite::open_file(&path).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = db.begin().unwrap_err();
+        assert!(super::super::is_unavailable(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("database is locked"), "{e:#}");
+        other.execute_batch("ROLLBACK").unwrap();
+        db.begin().unwrap();
+        db.rollback();
+    }
+}
