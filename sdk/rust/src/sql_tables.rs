@@ -93,6 +93,7 @@ pub trait Dialect: 'static {
     fn bind(kind: Kind, v: Option<&Value>) -> Sv {
         match v {
             None | Some(Value::Null) => Sv::Null,
+            Some(Value::String(s)) if kind == Kind::DateTime => Self::date_time(s),
             Some(v) if Self::json_column(kind) => Sv::Text(json_text(v)),
             Some(v) => scalar(v),
         }
@@ -105,6 +106,7 @@ pub trait Dialect: 'static {
             Some(b'{' | b'[') => Sv::Text(raw.to_owned()),
             Some(_) if Self::json_column(kind) => Sv::Text(raw.to_owned()),
             Some(b'"') => match serde_json::from_str::<String>(raw) {
+                Ok(s) if kind == Kind::DateTime => Self::date_time(&s),
                 Ok(s) => Sv::Text(s),
                 Err(_) => Sv::Null,
             },
@@ -113,6 +115,10 @@ pub trait Dialect: 'static {
                 Err(_) => Sv::Null,
             },
         }
+    }
+    /// How a `format: date-time` string is bound: as it is (the server parses RFC 3339).
+    fn date_time(s: &str) -> Sv {
+        Sv::Text(s.to_owned())
     }
     /// Whether an existing column's type (as `columns_query` reports it) stores `kind`.
     fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
@@ -268,33 +274,9 @@ impl Dialect for Mysql {
         matches!(kind, Kind::Json | Kind::Any)
     }
 
-    fn bind(kind: Kind, v: Option<&Value>) -> Sv {
-        match (kind, v) {
-            (Kind::DateTime, Some(Value::String(s))) => Sv::Text(utc_datetime(s)),
-            (_, None | Some(Value::Null)) => Sv::Null,
-            (k, Some(v)) if Self::json_column(k) => Sv::Text(json_text(v)),
-            (_, Some(v)) => scalar(v),
-        }
-    }
-
-    fn bind_raw(kind: Kind, raw: &str) -> Sv {
-        match (kind, raw.as_bytes().first()) {
-            (Kind::DateTime, Some(b'"')) => match serde_json::from_str::<String>(raw) {
-                Ok(s) => Sv::Text(utc_datetime(&s)),
-                Err(_) => Sv::Null,
-            },
-            (_, None | Some(b'n')) => Sv::Null,
-            (_, Some(b'{' | b'[')) => Sv::Text(raw.to_owned()),
-            (k, Some(_)) if Self::json_column(k) => Sv::Text(raw.to_owned()),
-            (_, Some(b'"')) => match serde_json::from_str::<String>(raw) {
-                Ok(s) => Sv::Text(s),
-                Err(_) => Sv::Null,
-            },
-            (_, Some(_)) => match serde_json::from_str::<Value>(raw) {
-                Ok(v) => scalar(&v),
-                Err(_) => Sv::Null,
-            },
-        }
+    /// MySQL's DATETIME takes no offset: the value in UTC, without one.
+    fn date_time(s: &str) -> Sv {
+        Sv::Text(utc_datetime(s))
     }
 
     fn type_matches(existing: &str, kind: Kind, key: bool) -> bool {
