@@ -89,7 +89,8 @@ fn compatible(exported: &str, ours: &str) -> bool {
         };
         Some((iface.to_string(), track))
     };
-    exported == ours || (track(exported).is_some() && track(exported) == track(ours))
+    let theirs = track(exported);
+    exported == ours || (theirs.is_some() && theirs == track(ours))
 }
 
 /// The plugin worlds of `wit/`.

@@ -20,7 +20,7 @@ pub struct BuiltField {
 }
 
 /// A field named after its pointer: `/address/city` is `address_city`.
-pub fn name_for_pointer(ptr: &str) -> String {
+fn name_for_pointer(ptr: &str) -> String {
     ptr.trim_start_matches('/')
         .replace('/', "_")
         .replace("~1", "_")

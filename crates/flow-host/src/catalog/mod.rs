@@ -7,7 +7,7 @@ mod load;
 mod model;
 
 use crate::names::check_name;
-pub use fields::{BuiltField, name_for_pointer, schema_at};
+pub use fields::{BuiltField, schema_at};
 pub use load::{Bundle, load};
 pub use model::*;
 
