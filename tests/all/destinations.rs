@@ -80,73 +80,79 @@ pub async fn wait_for_answer(
     }
 }
 
-/// The demo pipeline of `bundle`, materialized as `name` through `connector` and `plugin`
-/// with endpoint `config`.
+/// The demo pipeline (`e2e::bundle`'s orders and customer totals) with `acme/profiles`,
+/// materialized as `name` through `connector` and `plugin` with endpoint `config`.
 pub fn bundle_into(name: &str, connector: &str, plugin: &str, config: Value) -> Value {
-    let mut b = json!({
-        "source": "destinations.rs",
-        "catalog": {
-            "collections": {
-                "acme/orders": {
-                    "schema": {"type": "object",
-                               "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
-                               "required": ["id", "customer", "amount"]},
-                    "key": ["/id"],
-                },
-                "acme/customer-totals": {
-                    "schema": {"type": "object",
-                               "properties": {"customer": {"type": "string"}, "total": {"type": "number"}, "orders": {"type": "integer"}},
-                               "required": ["customer", "total", "orders"]},
-                    "key": ["/customer"],
-                    "derive": {
-                        "using": {"wasm": {"plugin": "totals"}},
-                        "transforms": [{"name": "fromOrders", "source": "acme/orders", "shuffle": {"key": ["/customer"]}}],
-                    },
-                },
-                "acme/profiles": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "id": {"type": "integer"},
-                            "select": {"type": "string"},
-                            "we\"ird": {"type": "boolean"},
-                            "seen": {"type": "string", "format": "date-time"},
-                            "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}},
-                            "deleted": {"type": "boolean"},
-                        },
-                        "required": ["id"],
-                        // The root strategy is chosen per document: a delete, or a merge.
-                        "if": {"properties": {"deleted": {"const": true}}, "required": ["deleted"]},
-                        "then": {"reduce": {"strategy": "lastWriteWins", "delete": true}},
-                        "else": {"reduce": {"strategy": "merge"}},
-                    },
-                    "key": ["/id"],
-                    // A nested field as a column of its own name.
-                    "projections": {"city": "/address/city"},
-                },
+    let mut b = crate::e2e::bundle(std::path::Path::new("unused.db"));
+    b["source"] = json!("destinations.rs");
+    let catalog = &mut b["catalog"];
+    catalog["collections"]["acme/profiles"] = json!({
+        "schema": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "select": {"type": "string"},
+                "we\"ird": {"type": "boolean"},
+                "seen": {"type": "string", "format": "date-time"},
+                "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}},
+                "deleted": {"type": "boolean"},
             },
-            "materializations": {
-                "NAME": {
-                    "endpoint": {
-                        "connector": connector,
-                        "wasm": {"plugin": plugin, "config": config},
-                    },
-                    "bindings": [
-                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
-                        {"source": "acme/customer-totals", "resource": {"table": "customer_totals_log"}, "deltaUpdates": true},
-                        // Another nested field by its pointer; `deleted` left out.
-                        {"source": "acme/profiles", "resource": {"table": "profiles"},
-                         "fields": {"include": ["/address/zip"], "exclude": ["deleted"]}},
-                    ],
-                },
-            },
+            "required": ["id"],
+            // The root strategy is chosen per document: a delete, or a merge.
+            "if": {"properties": {"deleted": {"const": true}}, "required": ["deleted"]},
+            "then": {"reduce": {"strategy": "lastWriteWins", "delete": true}},
+            "else": {"reduce": {"strategy": "merge"}},
         },
+        "key": ["/id"],
+        // A nested field as a column of its own name.
+        "projections": {"city": "/address/city"},
     });
-    let m = b["catalog"]["materializations"]["NAME"].take();
-    let ms = b["catalog"]["materializations"].as_object_mut().unwrap();
-    ms.clear();
-    ms.insert(name.to_string(), m);
+    catalog["materializations"] = json!({name: {
+        "endpoint": {
+            "connector": connector,
+            "wasm": {"plugin": plugin, "config": config},
+        },
+        "bindings": [
+            {"source": "acme/customer-totals", "resource": {"table": "customer_totals"}},
+            {"source": "acme/customer-totals", "resource": {"table": "customer_totals_log"}, "deltaUpdates": true},
+            // Another nested field by its pointer; `deleted` left out.
+            {"source": "acme/profiles", "resource": {"table": "profiles"},
+             "fields": {"include": ["/address/zip"], "exclude": ["deleted"]}},
+        ],
+    }});
     b
+}
+
+/// The password is in no answer of the API (the catalog, the tasks, `plugin`'s log) and
+/// nowhere in the host's log.
+pub async fn assert_password_shown_nowhere(
+    http: &reqwest::Client,
+    p: &Proc,
+    plugin: &str,
+    password: &str,
+) {
+    for path in [
+        "/v1/catalog".to_string(),
+        "/v1/tasks".into(),
+        format!("/v1/plugins/{plugin}/logs"),
+    ] {
+        let text = http
+            .get(p.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !text.contains(password),
+            "{path} shows the password: {text}"
+        );
+    }
+    assert!(
+        !p.log_tail().contains(password),
+        "the log shows the password"
+    );
 }
 
 /// Wait until task `name` is in `state`; its status.
@@ -295,29 +301,7 @@ pub async fn standard_delta_deletes_and_types<D: SqlServer>(db: &D, d: &Dialect)
         format!("{}|1", D::TASK)
     );
 
-    // The password is in no answer of the API and nowhere in the host's log.
-    for path in [
-        "/v1/catalog".to_string(),
-        "/v1/tasks".into(),
-        format!("/v1/plugins/{}/logs", D::PLUGIN),
-    ] {
-        let text = http
-            .get(p.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !text.contains(D::PASSWORD),
-            "{path} shows the password: {text}"
-        );
-    }
-    assert!(
-        !p.log_tail().contains(D::PASSWORD),
-        "the log shows the password"
-    );
+    assert_password_shown_nowhere(&http, &p, D::PLUGIN, D::PASSWORD).await;
     p.kill();
 }
 

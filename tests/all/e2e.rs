@@ -62,23 +62,23 @@ pub fn wait_for_rows(db: &std::path::Path, n: usize) -> Vec<(String, f64, i64)> 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_publish_ingest_materialize() {
-    let served = Served::start(None).await;
-    let http = reqwest::Client::new();
-    let views = served.dir.path().join("views.db");
-
-    for (name, path) in [
-        ("totals", plugins::CUSTOMER_TOTALS),
-        ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
-    ] {
-        let v = deploy(&http, &served.base, name, path).await;
+/// Deploy the derivation and materialize-sqlite from `files` (as `totals` and
+/// `materialize-sqlite`), publish the demo pipeline into `views`, ingest three orders, and
+/// check the table they make.
+async fn deploy_publish_ingest(
+    served: &Served,
+    http: &reqwest::Client,
+    views: &std::path::Path,
+    files: [&str; 2],
+) {
+    for (name, path) in ["totals", "materialize-sqlite"].into_iter().zip(files) {
+        let v = deploy(http, &served.base, name, path).await;
         assert_eq!(v["seq"], 1, "{v}");
         assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
     }
     let r = http
         .post(served.url("/v1/catalog"))
-        .json(&bundle(&views))
+        .json(&bundle(views))
         .send()
         .await
         .unwrap();
@@ -96,6 +96,7 @@ async fn deploy_publish_ingest_materialize() {
         .unwrap();
     assert_eq!(r["docs"], 3, "{r}");
 
+    let views = views.to_path_buf();
     let rows = tokio::task::spawn_blocking(move || wait_for_rows(&views, 2))
         .await
         .unwrap();
@@ -103,6 +104,20 @@ async fn deploy_publish_ingest_materialize() {
         rows,
         vec![("alice".into(), 15.0, 2), ("bob".into(), 7.5, 1)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_publish_ingest_materialize() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    deploy_publish_ingest(
+        &served,
+        &http,
+        &views,
+        [plugins::CUSTOMER_TOTALS, plugins::MATERIALIZE_SQLITE],
+    )
+    .await;
 
     // The derived collection is readable over HTTP, each document stamped with _meta.
     let docs = read_ndjson(
@@ -256,35 +271,16 @@ async fn plugins_built_against_wit_0_1_0_keep_working() {
     let http = reqwest::Client::new();
     let views = served.dir.path().join("views.db");
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wit-0.1.0");
-    for (name, file) in [
-        ("totals", "customer_totals.wasm"),
-        ("materialize-sqlite", "materialize_sqlite.wasm"),
-    ] {
-        let v = deploy(&http, &served.base, name, &format!("{fixtures}/{file}")).await;
-        assert_eq!(v["seq"], 1, "{v}");
-    }
-    let r = http
-        .post(served.url("/v1/catalog"))
-        .json(&bundle(&views))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let ndjson = "{\"id\":1,\"customer\":\"alice\",\"amount\":5}\n{\"id\":2,\"customer\":\"bob\",\"amount\":7.5}\n{\"id\":3,\"customer\":\"alice\",\"amount\":10}\n";
-    let r = http
-        .post(served.url("/v1/collections/acme%2Forders/documents"))
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let rows = tokio::task::spawn_blocking(move || wait_for_rows(&views, 2))
-        .await
-        .unwrap();
-    assert_eq!(
-        rows,
-        vec![("alice".into(), 15.0, 2), ("bob".into(), 7.5, 1)]
-    );
+    deploy_publish_ingest(
+        &served,
+        &http,
+        &views,
+        [
+            &format!("{fixtures}/customer_totals.wasm"),
+            &format!("{fixtures}/materialize_sqlite.wasm"),
+        ],
+    )
+    .await;
 }
 
 /// A publish that would change a kept table's key or a column's type is refused, naming the

@@ -6,8 +6,8 @@
 //!   cargo build -p flow-host && cargo test -p flow-tests --test all redis
 
 use crate::destinations::{
-    bundle_into, ingest, post, publish_until, refused, serve, task, wait_for_answer,
-    wait_for_state, with_config,
+    assert_password_shown_nowhere, bundle_into, ingest, post, publish_until, refused, serve, task,
+    wait_for_answer, wait_for_state, with_config,
 };
 use crate::plugins;
 use flow_tests::{Proc, REDIS_PASSWORD, RedisServer};
@@ -151,29 +151,7 @@ async fn materialize_into_redis_json_hashes_ttl_and_deletes() {
             .starts_with('{')
     );
 
-    // The password is in no answer of the API and nowhere in the host's log.
-    for path in [
-        "/v1/catalog",
-        "/v1/tasks",
-        "/v1/plugins/materialize-redis/logs",
-    ] {
-        let text = http
-            .get(p.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !text.contains(REDIS_PASSWORD),
-            "{path} shows the password: {text}"
-        );
-    }
-    assert!(
-        !p.log_tail().contains(REDIS_PASSWORD),
-        "the log shows the password"
-    );
+    assert_password_shown_nowhere(&http, &p, "materialize-redis", REDIS_PASSWORD).await;
 
     // Delta updates cannot be one value per key: refused with the reason, nothing written.
     let mut b = bundle(&r);

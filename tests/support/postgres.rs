@@ -231,23 +231,7 @@ impl PgServer {
     }
 
     fn psql_as(&self, user: &str, password: &str, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                user,
-                "-d",
-                db,
-            ])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .env("PGPASSWORD", password)
-            .output()
-            .expect(
-                "failed to run psql (install PostgreSQL's client: `apt-get install postgresql`)",
-            );
+        let out = self.psql_command(user, password, db, sql);
         assert!(
             out.status.success(),
             "psql {sql:?} failed: {}",
