@@ -25,6 +25,15 @@ pub struct Limits {
     /// latency; a firehose into a destination that commits fast writes fewer rows with more
     /// (measured: 50 ms halves the row writes of the materialize bench's fact table on SQLite).
     pub txn_time_min_ms: u64,
+    /// Shortest wall time of a materialization transaction that caught up with its sources
+    /// and whose documents combined into at most half as many row writes (a firehose over
+    /// few keys): as `txnTimeMinMs`, so that the next requests fold into the same rows instead
+    /// of rewriting them. A transaction of mostly distinct keys (orders, one row each) would
+    /// gain nothing by waiting and commits at once, so its latency stays in milliseconds; a
+    /// backlog is read on without waiting. Default 50 (measured: the materialize bench's fact
+    /// table, 10 requests of 10,000 events over 1,000 keys, goes from 1 row write per 10
+    /// events to 1 per 33 on SQLite and Redis); 0 turns it off.
+    pub txn_time_combining_ms: u64,
     /// Most documents passed to one plugin call: big enough that the ~1 us cost of a component
     /// call vanishes per document, small enough that a call stays well inside its deadline.
     pub call_docs_max: usize,
@@ -76,6 +85,7 @@ impl Default for Limits {
             txn_bytes_max: 32 << 20,
             txn_time_max_ms: 1000,
             txn_time_min_ms: 0,
+            txn_time_combining_ms: Self::TXN_TIME_COMBINING_MS,
             call_docs_max: 1024,
             call_deadline_ms: 1000,
             plugin_memory_bytes_max: 64 << 20,
@@ -96,6 +106,9 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The default `txnTimeCombiningMs`.
+    pub const TXN_TIME_COMBINING_MS: u64 = 50;
+
     /// The bounds the engine enforces on each plugin instance.
     pub fn sandbox(&self) -> flow_engine::Sandbox {
         flow_engine::Sandbox {
@@ -108,10 +121,14 @@ impl Limits {
 
     /// Check that the bounds are consistent with each other.
     pub fn check(&self) -> Result<(), String> {
-        let rules: [(bool, &str); 9] = [
+        let rules: [(bool, &str); 10] = [
             (
                 self.txn_time_min_ms <= self.txn_time_max_ms,
                 "txnTimeMinMs must not be over txnTimeMaxMs",
+            ),
+            (
+                self.txn_time_combining_ms <= self.txn_time_max_ms,
+                "txnTimeCombiningMs must not be over txnTimeMaxMs",
             ),
             (self.doc_bytes_max > 0, "docBytesMax must be positive"),
             (

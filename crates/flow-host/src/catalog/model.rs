@@ -190,6 +190,10 @@ pub struct TaskLimits {
     /// combined per transaction at the cost of latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_time_min_ms: Option<u64>,
+    /// Shortest transaction of a materialization that caught up and whose documents combined
+    /// into at most half as many row writes, in ms (default 50; 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_time_combining_ms: Option<u64>,
 }
 
 impl TaskLimits {
@@ -222,6 +226,9 @@ impl TaskLimits {
         }
         if let Some(v) = self.txn_time_min_ms {
             l.txn_time_min_ms = v;
+        }
+        if let Some(v) = self.txn_time_combining_ms {
+            l.txn_time_combining_ms = v;
         }
         l
     }

@@ -79,8 +79,9 @@ enum Command {
         /// A large (Python) derivation component, to time its deploy-to-live (suite `latency`).
         #[arg(long)]
         python: Option<std::path::PathBuf>,
-        /// Run only these measures (suite `pipeline`; comma-separated: native, totals, ingest,
-        /// native-join, join), e.g. to profile one.
+        /// Run only these measures, e.g. to profile one (comma-separated; suite `pipeline`:
+        /// native, totals, ingest, native-join, join; suite `materialize`: writes, latency,
+        /// backfill).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Ingest requests in flight at once, as from that many producers (suite `pipeline`,
@@ -142,6 +143,7 @@ pub fn main() -> std::process::ExitCode {
             BenchSuite::Materialize => crate::bench::materialize::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
+                &only,
             ),
             BenchSuite::Backfill => crate::bench::backfill::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),

@@ -128,6 +128,12 @@ pub(crate) trait Task {
     fn wake_ms(&self) -> Option<u64> {
         None
     }
+    /// Whether its last transaction caught up with its sources (nothing more was ready) and
+    /// its documents combined into at most half as many writes to its destination: then it
+    /// lasts at least `txnTimeCombiningMs`.
+    fn combining(&self) -> bool {
+        false
+    }
 }
 
 /// Run a task until it is stopped or fails: `start` it (it returns the task and the plugin
@@ -206,9 +212,14 @@ fn run_once<T: Task>(
         let asked = ctx.txn_docs();
         let began = std::time::Instant::now();
         let processed = task.transaction(ctx)?;
-        // A transaction that found documents lasts at least `txnTimeMinMs`: what arrives
+        // A transaction that found documents lasts at least `txnTimeMinMs`, and one that
+        // caught up while combining at least 2:1 at least `txnTimeCombiningMs`: what arrives
         // meanwhile is combined into the next one.
-        let min = Duration::from_millis(ctx.limits.txn_time_min_ms);
+        let mut min = ctx.limits.txn_time_min_ms;
+        if task.combining() {
+            min = min.max(ctx.limits.txn_time_combining_ms);
+        }
+        let min = Duration::from_millis(min);
         if processed > 0 {
             while !ctx.stopping() && began.elapsed() < min {
                 std::thread::sleep((min - began.elapsed()).min(Duration::from_millis(50)));

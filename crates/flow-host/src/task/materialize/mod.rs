@@ -11,6 +11,7 @@ use flow_engine::{Materialization, World, sink_api};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 struct Binding {
     collection: Arc<BuiltCollection>,
@@ -54,6 +55,13 @@ struct Materialize {
     bindings: Vec<Binding>,
     destination: Option<Box<dyn Destination>>,
     instance: Materialization,
+    /// The keys the last transaction wrote (hashed, up to `KEYS_TRACKED`) and when it
+    /// committed: the next one tells from them whether it rewrote the same rows soon after.
+    last: Option<(std::collections::HashSet<u64>, std::time::Instant)>,
+    /// Whether the last transaction caught up with its sources and mostly rewrote rows the one
+    /// before had written moments earlier: a firehose over few keys, where waiting folds the
+    /// next documents into the same rows.
+    combining: bool,
 }
 
 impl Task for Materialize {
@@ -69,13 +77,25 @@ impl Task for Materialize {
             .collect()
     }
 
+    fn combining(&self) -> bool {
+        self.combining
+    }
+
     fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize> {
         let r = transaction(
             ctx,
             self.destination.as_deref(),
             &mut self.bindings,
             &mut self.instance,
-        );
+        )
+        .map(|t| {
+            let wait = Duration::from_millis(ctx.limits.txn_time_combining_ms);
+            self.combining = combining(&t, self.last.as_ref(), wait);
+            if t.n_in > 0 {
+                self.last = Some((t.keys, std::time::Instant::now()));
+            }
+            t.n_in
+        });
         // A transaction that failed because its destination went away is retried, not failed.
         match (r, &self.destination) {
             (Err(e), Some(d)) if !d.available() => Err(anyhow::Error::new(connector::Unavailable(
@@ -169,6 +189,8 @@ impl Materialize {
             bindings,
             destination,
             instance,
+            last: None,
+            combining: false,
         };
         Ok((task, version.seq))
     }
@@ -222,12 +244,49 @@ fn read_text(
     Ok((packed, Text { key, doc }))
 }
 
+/// What a transaction did: documents read, rows written, whether its sources had nothing
+/// more ready after what it read, the keys it wrote (hashed with their binding, up to
+/// `KEYS_TRACKED`) and when it began.
+struct Done {
+    n_in: usize,
+    n_out: usize,
+    caught_up: bool,
+    keys: std::collections::HashSet<u64>,
+    began: std::time::Instant,
+}
+
+/// Whether waiting `wait` after transaction `t` would fold the next documents into the rows
+/// it wrote: it caught up with its sources, and it either combined its own documents at least
+/// 2:1 or mostly rewrote the rows of the transaction before (`last`: their keys and when it
+/// ended), which had ended at most twice `wait` before `t` began (a firehose over few keys
+/// arriving in pieces that each hold every key once).
+fn combining(
+    t: &Done,
+    last: Option<&(std::collections::HashSet<u64>, std::time::Instant)>,
+    wait: Duration,
+) -> bool {
+    if !t.caught_up || t.n_in == 0 {
+        return false;
+    }
+    if t.n_out * 2 <= t.n_in {
+        return true;
+    }
+    last.is_some_and(|(keys, ended)| {
+        let rewritten = t.keys.iter().filter(|k| keys.contains(k)).count();
+        rewritten * 2 >= t.keys.len() && t.began.saturating_duration_since(*ended) <= wait * 2
+    })
+}
+
+/// Written keys a transaction remembers for the next one (8 bytes each: 512 KiB at most).
+const KEYS_TRACKED: usize = 65_536;
+
 fn transaction(
     ctx: &TaskCtx,
     db: Option<&dyn Destination>,
     bindings: &mut [Binding],
     instance: &mut Materialization,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Done> {
+    let began = std::time::Instant::now();
     // 1. read_sources, 2. combine (associatively, as documents arrive)
     let mut docs_left = ctx.txn_docs();
     let mut next_offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
@@ -293,7 +352,25 @@ fn transaction(
         }
     }
     if n_in == 0 {
-        return Ok(0);
+        return Ok(Done {
+            n_in,
+            n_out: 0,
+            caught_up: true,
+            keys: Default::default(),
+            began,
+        });
+    }
+    // Whether nothing more was ready: then a transaction that combined may wait for more.
+    let mut caught_up = true;
+    for (b, o) in bindings.iter().zip(&next_offsets) {
+        if !ctx
+            .journals
+            .read(&ctx.store, &b.collection.name, *o, 1, 1)?
+            .is_empty()
+        {
+            caught_up = false;
+            break;
+        }
     }
     // A text binding writes its rows in key order, as the combiner drains.
     let texts: Vec<Option<Vec<Text>>> = combined
@@ -313,7 +390,7 @@ fn transaction(
         "bindings": bindings.iter().zip(&next_offsets).map(|(b, o)| json!({"collection": b.collection.name, "offset": o})).collect::<Vec<_>>()
     })
     .to_string();
-    let mut n_out = 0;
+    let (mut n_out, mut keys) = (0, Default::default());
     connector::in_txn(db, || {
         let mut writer = Writer::new(ctx, bindings, instance);
         // send_plugin_load, then send_plugin_write of text bindings: a stored row only tells
@@ -373,7 +450,7 @@ fn transaction(
                 },
             )?;
         }
-        n_out = writer.finish()?;
+        (n_out, keys) = writer.finish()?;
         // send_plugin_commit: the checkpoint goes into the same destination transaction.
         instance
             .commit(&checkpoint)
@@ -388,7 +465,13 @@ fn transaction(
         s.docs_in += n_in as u64;
         s.docs_out += n_out as u64;
     });
-    Ok(n_in)
+    Ok(Done {
+        n_in,
+        n_out,
+        caught_up,
+        keys,
+        began,
+    })
 }
 
 /// `load` the stored documents of `keys` of binding `i`, in calls of `callDocsMax` keys: a
@@ -423,6 +506,8 @@ struct Writer<'a> {
     pending: Option<(usize, Vec<sink_api::Stored>)>,
     bytes: usize,
     written: usize,
+    /// The keys written, hashed with their binding (the first `KEYS_TRACKED`).
+    keys: std::collections::HashSet<u64>,
 }
 
 impl<'a> Writer<'a> {
@@ -434,6 +519,7 @@ impl<'a> Writer<'a> {
             pending: None,
             bytes: 0,
             written: 0,
+            keys: Default::default(),
         }
     }
 
@@ -445,6 +531,11 @@ impl<'a> Writer<'a> {
         });
         if full {
             self.flush()?;
+        }
+        if self.keys.len() < KEYS_TRACKED {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            let hasher = BuildHasherDefault::<DefaultHasher>::default();
+            self.keys.insert(hasher.hash_one((binding, &stored.key)));
         }
         self.bytes += stored.key.len() + stored.document.len();
         self.pending
@@ -468,10 +559,10 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Write what is pending; how many documents were written in all.
-    fn finish(mut self) -> anyhow::Result<usize> {
+    /// Write what is pending; how many documents were written in all, and their keys.
+    fn finish(mut self) -> anyhow::Result<(usize, std::collections::HashSet<u64>)> {
         self.flush()?;
-        Ok(self.written)
+        Ok((self.written, self.keys))
     }
 }
 
@@ -492,4 +583,61 @@ fn restore_checkpoint(cp: &str, bindings: &mut [Binding]) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::{Done, combining};
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+
+    fn done(n_in: usize, keys: std::ops::Range<u64>, caught_up: bool, began: Instant) -> Done {
+        let keys: HashSet<u64> = keys.collect();
+        Done {
+            n_in,
+            n_out: keys.len(),
+            caught_up,
+            keys,
+            began,
+        }
+    }
+
+    #[test]
+    fn a_transaction_waits_only_when_waiting_folds_rows() {
+        let wait = Duration::from_millis(50);
+        let t0 = Instant::now();
+        let (at, ms) = (|ms| t0 + Duration::from_millis(ms), Duration::from_millis);
+        // Its own documents folded 10:1, caught up: wait. Behind (a backlog): read on.
+        assert!(combining(&done(10_000, 0..1_000, true, at(0)), None, wait));
+        assert!(!combining(
+            &done(10_000, 0..1_000, false, at(0)),
+            None,
+            wait
+        ));
+        // Distinct keys (orders): nothing to fold, commit at once.
+        assert!(!combining(&done(1_000, 0..1_000, true, at(0)), None, wait));
+        // Every key once, but the same keys the transaction before wrote 5 ms earlier: wait.
+        let before = (t0.checked_sub(ms(5)).unwrap_or(t0), (0..1_000).collect());
+        let last = Some((before.1, before.0));
+        assert!(combining(
+            &done(1_000, 0..1_000, true, at(0)),
+            last.as_ref(),
+            wait
+        ));
+        // ... or mostly other keys: do not.
+        assert!(!combining(
+            &done(1_000, 600..1_600, true, at(0)),
+            last.as_ref(),
+            wait
+        ));
+        // The same keys, but written long before (a slow stream of updates): do not.
+        let long_ago = last.as_ref().map(|(k, e)| (k.clone(), *e));
+        assert!(!combining(
+            &done(1_000, 0..1_000, true, at(200)),
+            long_ago.as_ref(),
+            wait
+        ));
+        // Nothing read: nothing to wait for.
+        assert!(!combining(&done(0, 0..0, true, at(0)), last.as_ref(), wait));
+    }
 }
