@@ -234,3 +234,60 @@ async fn hostile_sql_into_mysql_is_bounded_and_refused() {
     assert_eq!(my.sql("SELECT count(*) FROM flow_probe"), "0");
     p.kill();
 }
+
+/// Statements a plugin sends without waiting (`sql.send`, WIT 0.1.3) into PostgreSQL, where
+/// they run on a worker while the plugin goes on: transaction control is refused at once, a
+/// sent insert that fails is the answer of the next call that waits (naming the statement and
+/// the server's reason), and the failed transaction leaves nothing behind (not even its table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_sent_into_postgres_fail_the_transaction_with_their_error() {
+    let pg = flow_tests::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start_with(
+        &dir.path().join("data"),
+        &dir.path().join("flow.log"),
+        &[],
+        &[(crate::postgres::PASSWORD_ENV, flow_tests::PG_PASSWORD)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut bundle = bundle(dir.path());
+    let mut config = pg.endpoint_config(crate::postgres::PASSWORD_ENV);
+    config["mode"] = json!("send");
+    bundle["catalog"]["materializations"] = json!({"m/send": {
+        "endpoint": {"connector": "postgres", "wasm": {"module": "sql.wasm", "config": config}},
+        "bindings": [{"source": "s/in", "resource": {}}],
+    }});
+    let r = http
+        .post(p.url("/v1/catalog"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+    let mut error = String::new();
+    wait_for("m/send to fail", async || {
+        let t = tasks(&http, &p).await;
+        match t
+            .iter()
+            .find(|t| t["name"] == "m/send" && t["state"] == "failed")
+        {
+            Some(s) => {
+                error = s["lastError"].as_str().unwrap_or_default().to_string();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    for part in [
+        "COMMIT: refused (statement refused: COMMIT: transaction control is the host's",
+        "then: a statement sent earlier (INSERT INTO flow_probe VALUES ($1)) failed: ERROR: duplicate key value violates unique constraint",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+    assert!(!error.contains("then: 1 row"), "{error}");
+    // The table went with the failed transaction.
+    assert_eq!(pg.psql("SELECT to_regclass('flow_probe') IS NULL"), "t");
+    p.kill();
+}

@@ -48,7 +48,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// against `wit/flow.wit`).
 macro_rules! wit_version {
     () => {
-        "0.1.2"
+        "0.1.3"
     };
 }
 

@@ -40,6 +40,16 @@ pub trait SqlAccess: Send {
         params: &[SqlValue],
         bounds: &SqlBounds,
     ) -> Result<SqlRows, String>;
+    /// Queue a statement whose outcome is not needed, to run in order with the others (by
+    /// default: run it now). Its error is the next waiting call's, and fails the commit.
+    fn send(
+        &mut self,
+        statement: String,
+        params: Vec<SqlValue>,
+        bounds: &SqlBounds,
+    ) -> Result<(), String> {
+        self.execute(&statement, &params, bounds).map(drop)
+    }
 }
 
 const NO_SQL: &str = "this task was granted no database: its endpoint configuration names none";
@@ -77,5 +87,9 @@ impl sql::Host for SqlGrant {
     fn query(&mut self, statement: String, params: Vec<SqlValue>) -> Result<SqlRows, String> {
         let (sql, bounds) = self.access()?;
         sql.query(&statement, &params, &bounds)
+    }
+    fn send(&mut self, statement: String, params: Vec<SqlValue>) -> Result<(), String> {
+        let (sql, bounds) = self.access()?;
+        sql.send(statement, params, &bounds)
     }
 }

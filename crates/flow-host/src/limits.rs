@@ -121,14 +121,10 @@ impl Limits {
 
     /// Check that the bounds are consistent with each other.
     pub fn check(&self) -> Result<(), String> {
-        let rules: [(bool, &str); 10] = [
+        let rules: [(bool, &str); 9] = [
             (
                 self.txn_time_min_ms <= self.txn_time_max_ms,
                 "txnTimeMinMs must not be over txnTimeMaxMs",
-            ),
-            (
-                self.txn_time_combining_ms <= self.txn_time_max_ms,
-                "txnTimeCombiningMs must not be over txnTimeMaxMs",
             ),
             (self.doc_bytes_max > 0, "docBytesMax must be positive"),
             (

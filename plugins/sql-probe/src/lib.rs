@@ -5,6 +5,9 @@
 //! - `slow`: a query that never ends (the call's CPU deadline must interrupt it);
 //! - `control`: transaction control and other databases, disguised (comments, case, white
 //!   space, a second statement): every attempt must be refused. Reports what each got.
+//! - `send` (PostgreSQL): statements sent without waiting (`sql.send`): a disguised COMMIT
+//!   (refused at once), then inserts of keys 1, 2, 1, 3 into a new table, then a query;
+//!   reports what each got (the duplicate's failure must be the query's answer).
 //! - `state`: nothing hostile; opens, and writes nothing.
 //!
 //! With `config.dialect: mysql`, the same modes in MariaDB's SQL (`huge` and `slow` read the
@@ -87,6 +90,25 @@ impl Materialization for Probe {
                     })
                     .collect();
                 Err(Error::new(format!("control: {}", got.join("; "))))
+            }
+            "send" => {
+                let mut got = vec![match sql::send("/**/COMMIT", &[]) {
+                    Ok(()) => "COMMIT: ACCEPTED".to_string(),
+                    Err(e) => format!("COMMIT: refused ({e})"),
+                }];
+                sql::execute("CREATE TABLE flow_probe (i BIGINT PRIMARY KEY)", &[])
+                    .map_err(Error::new)?;
+                for i in [1, 2, 1, 3] {
+                    let insert = "INSERT INTO flow_probe VALUES ($1)";
+                    if let Err(e) = sql::send(insert, &[sql::Value::Integer(i)]) {
+                        got.push(format!("send {i}: {e}"));
+                    }
+                }
+                got.push(match sql::query("SELECT count(*) FROM flow_probe", &[]) {
+                    Ok(r) => format!("then: {} row", r.rows.len()),
+                    Err(e) => format!("then: {e}"),
+                });
+                Err(Error::new(format!("send: {}", got.join("; "))))
             }
             _ => Ok((Probe, None)),
         }

@@ -142,6 +142,14 @@ pub mod sql {
     pub fn query(statement: &str, params: &[Value]) -> Result<Rows, String> {
         wit::query(statement, params)
     }
+
+    /// Queue one statement whose outcome is not needed (no rows, no count): the host may run
+    /// it while the plugin goes on; if it fails, the next call that waits (`execute`,
+    /// `execute_many`, `query`) returns the error and nothing of the transaction commits.
+    /// Needs a host of WIT 0.1.3 or later.
+    pub fn send(statement: &str, params: &[Value]) -> Result<(), String> {
+        wit::send(statement, params)
+    }
 }
 
 /// The fields of each binding as the catalog selects them (the key, top-level properties,

@@ -956,7 +956,9 @@ impl<D: Dialect> Materialization for SqlTables<D> {
                     bytes += params[from..].iter().map(value_bytes).sum::<usize>();
                     rows += 1;
                 }
-                sql::execute(&t.upsert(rows), &params).map_err(err(&t.name))?;
+                // Sent, not executed: the host runs it while this builds the next, and a
+                // failure is the answer of the next call that waits (at the latest, commit's).
+                sql::send(&t.upsert(rows), &params).map_err(err(&t.name))?;
             }
         } else if !upserts.is_empty() {
             let rows: Vec<Vec<Sv>> = upserts

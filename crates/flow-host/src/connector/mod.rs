@@ -8,6 +8,7 @@
 //! it through the grant.
 
 mod mysql;
+mod pipeline;
 mod postgres;
 mod redis;
 mod sqlite;

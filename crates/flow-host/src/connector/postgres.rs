@@ -15,6 +15,7 @@
 //! transaction it began is still the one open (its `txid_current()`), so nothing a plugin ran
 //! can have ended it unseen.
 
+use super::pipeline::{Pipeline, job_bytes, preview};
 use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use bytes::BufMut;
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
@@ -32,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(super) struct Postgres {
     conn: Arc<Mutex<Conn>>,
+    /// Statements the plugin sent, running while it goes on (`sql.send`).
+    sent: Pipeline,
     /// `user@address/database`, for messages (never the password).
     name: String,
 }
@@ -93,11 +96,13 @@ impl Destination for Postgres {
                 txid: None,
                 prepared: Default::default(),
             })),
+            sent: Pipeline::default(),
             name,
         })
     }
 
     fn begin(&self) -> anyhow::Result<()> {
+        self.sent.discard();
         let mut c = self.lock();
         c.client
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -112,6 +117,13 @@ impl Destination for Postgres {
     }
 
     fn commit(&self) -> anyhow::Result<()> {
+        if let Err(e) = self.sent.settle() {
+            self.rollback();
+            anyhow::bail!(
+                "{}: {e}; nothing of the transaction is committed",
+                endpoint_name("postgres", &self.name)
+            );
+        }
         let mut c = self.lock();
         let began = c.txid.take();
         // The assertion after the fact: the transaction still open is the one the host began.
@@ -133,6 +145,7 @@ impl Destination for Postgres {
     }
 
     fn rollback(&self) {
+        self.sent.discard();
         let mut c = self.lock();
         c.txid = None;
         if !c.client.is_closed() {
@@ -194,6 +207,21 @@ impl Postgres {
             endpoint_name("postgres", &self.name),
             describe(e)
         )
+    }
+
+    /// Run a plugin statement that returns no rows, now: how many rows it changed.
+    fn execute_now(
+        &self,
+        statement: &str,
+        params: &[SqlValue],
+        bounds: &SqlBounds,
+    ) -> Result<u64, String> {
+        self.plugin_statement(statement, bounds, |client, stmt| {
+            let params: Vec<Param> = params.iter().map(Param).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            client.execute(stmt, &refs).map_err(|e| describe(&e))
+        })
     }
 
     /// Run `f` as a plugin statement: refused if it would leave the host's control, under the
@@ -491,12 +519,32 @@ impl SqlAccess for Postgres {
         params: &[SqlValue],
         bounds: &SqlBounds,
     ) -> Result<u64, String> {
-        self.plugin_statement(statement, bounds, |client, stmt| {
-            let params: Vec<Param> = params.iter().map(Param).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            client.execute(stmt, &refs).map_err(|e| describe(&e))
-        })
+        self.sent.settle()?;
+        self.execute_now(statement, params, bounds)
+    }
+
+    fn send(
+        &mut self,
+        statement: String,
+        params: Vec<SqlValue>,
+        bounds: &SqlBounds,
+    ) -> Result<(), String> {
+        if let Some(why) = refused(&statement) {
+            return Err(format!("statement refused: {why}"));
+        }
+        let bytes = job_bytes(&statement, &params);
+        let (pg, b) = (self.clone(), *bounds);
+        let job = move || {
+            pg.execute_now(&statement, &params, &b)
+                .map(drop)
+                .map_err(|e| {
+                    format!(
+                        "a statement sent earlier ({}) failed: {e}",
+                        preview(&statement)
+                    )
+                })
+        };
+        self.sent.send(Box::new(job), bytes, bounds)
     }
 
     fn execute_many(
@@ -505,6 +553,7 @@ impl SqlAccess for Postgres {
         rows: &[Vec<SqlValue>],
         bounds: &SqlBounds,
     ) -> Result<u64, String> {
+        self.sent.settle()?;
         self.plugin_statement(statement, bounds, |client, stmt| {
             let mut n = 0;
             for (i, row) in rows.iter().enumerate() {
@@ -528,6 +577,7 @@ impl SqlAccess for Postgres {
         params: &[SqlValue],
         bounds: &SqlBounds,
     ) -> Result<SqlRows, String> {
+        self.sent.settle()?;
         self.plugin_statement(statement, bounds, |client, stmt| {
             let columns: Vec<String> = stmt
                 .columns()

@@ -55,6 +55,8 @@ struct Materialize {
     bindings: Vec<Binding>,
     destination: Option<Box<dyn Destination>>,
     instance: Materialization,
+    /// The next transaction's documents, read while the last one was written.
+    prefetched: Option<Batch>,
     /// The keys the last transaction wrote (hashed, up to `KEYS_TRACKED`) and when it
     /// committed: the next one tells from them whether it rewrote the same rows soon after.
     last: Option<(std::collections::HashSet<u64>, std::time::Instant)>,
@@ -87,6 +89,7 @@ impl Task for Materialize {
             self.destination.as_deref(),
             &mut self.bindings,
             &mut self.instance,
+            &mut self.prefetched,
         )
         .map(|t| {
             let wait = Duration::from_millis(ctx.limits.txn_time_combining_ms);
@@ -189,6 +192,7 @@ impl Materialize {
             bindings,
             destination,
             instance,
+            prefetched: None,
             last: None,
             combining: false,
         };
@@ -280,21 +284,48 @@ fn combining(
 /// Written keys a transaction remembers for the next one (8 bytes each: 512 KiB at most).
 const KEYS_TRACKED: usize = 65_536;
 
-fn transaction(
-    ctx: &TaskCtx,
-    db: Option<&dyn Destination>,
-    bindings: &mut [Binding],
-    instance: &mut Materialization,
-) -> anyhow::Result<Done> {
+/// One transaction's documents, read and combined (steps 1 and 2), not yet written.
+struct Batch {
+    began: std::time::Instant,
+    /// Documents read.
+    n_in: usize,
+    /// Each binding's offset after what was read.
+    next_offsets: Vec<u64>,
+    /// Standard bindings drain fully reduced rows; delta bindings their combined deltas.
+    standard: Combiner,
+    deltas: Combiner,
+    /// A text binding's rows in key order, as the combiner drains.
+    texts: Vec<Option<Vec<Text>>>,
+    /// Keys of reduced standard bindings (JSON array text), in key order: what `load` asks for.
+    touched: Vec<BTreeMap<String, ()>>,
+    /// Whether nothing more was ready after what was read.
+    caught_up: bool,
+}
+
+/// What reading a batch needs of the task: shared with the thread that reads the next batch
+/// while this one is written (a `TaskCtx` is not `Sync`).
+#[derive(Clone, Copy)]
+struct Sources<'a> {
+    store: &'a crate::storage::Store,
+    journals: &'a crate::journal::Journals,
+    limits: &'a crate::limits::Limits,
+}
+
+/// Steps 1 (read_sources: up to `docs` documents from every binding's source, from `offsets`)
+/// and 2 (combine, associatively, as documents arrive).
+fn read_batch(
+    src: Sources,
+    bindings: &[Binding],
+    offsets: &[u64],
+    docs: usize,
+) -> anyhow::Result<Batch> {
     let began = std::time::Instant::now();
-    // 1. read_sources, 2. combine (associatively, as documents arrive)
-    let mut docs_left = ctx.txn_docs();
-    let mut next_offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
-    // Standard bindings drain fully reduced rows; delta bindings their combined deltas.
+    let mut docs_left = docs;
+    let mut next_offsets = offsets.to_vec();
     let new_combiner = || {
         Combiner::new(
             bindings.iter().map(|b| b.collection.binding()).collect(),
-            ctx.limits.combiner_spill_bytes,
+            src.limits.combiner_spill_bytes,
         )
     };
     let (mut standard, mut deltas) = (new_combiner(), new_combiner());
@@ -308,19 +339,18 @@ fn transaction(
             }
         })
         .collect();
-    // Keys of reduced standard bindings (JSON array text), in key order: what `load` asks for.
     let mut touched: Vec<BTreeMap<String, ()>> = vec![BTreeMap::new(); bindings.len()];
     let mut n_in = 0;
     for (i, b) in bindings.iter().enumerate() {
         if docs_left == 0 {
             break;
         }
-        let docs = ctx.journals.read(
-            &ctx.store,
+        let docs = src.journals.read(
+            src.store,
             &b.collection.name,
-            b.offset,
+            offsets[i],
             docs_left,
-            ctx.limits.txn_bytes_max,
+            src.limits.txn_bytes_max,
         )?;
         docs_left -= docs.len();
         n_in += docs.len();
@@ -351,28 +381,20 @@ fn transaction(
                 .map_err(|e| anyhow::anyhow!("combining {}: {e}", b.collection.name))?;
         }
     }
-    if n_in == 0 {
-        return Ok(Done {
-            n_in,
-            n_out: 0,
-            caught_up: true,
-            keys: Default::default(),
-            began,
-        });
-    }
     // Whether nothing more was ready: then a transaction that combined may wait for more.
     let mut caught_up = true;
-    for (b, o) in bindings.iter().zip(&next_offsets) {
-        if !ctx
-            .journals
-            .read(&ctx.store, &b.collection.name, *o, 1, 1)?
-            .is_empty()
-        {
-            caught_up = false;
-            break;
+    if n_in > 0 {
+        for (b, o) in bindings.iter().zip(&next_offsets) {
+            if !src
+                .journals
+                .read(src.store, &b.collection.name, *o, 1, 1)?
+                .is_empty()
+            {
+                caught_up = false;
+                break;
+            }
         }
     }
-    // A text binding writes its rows in key order, as the combiner drains.
     let texts: Vec<Option<Vec<Text>>> = combined
         .into_iter()
         .map(|c| match c {
@@ -384,18 +406,110 @@ fn transaction(
             }
         })
         .collect();
+    Ok(Batch {
+        began,
+        n_in,
+        next_offsets,
+        standard,
+        deltas,
+        texts,
+        touched,
+        caught_up,
+    })
+}
 
-    // 3. load, reduce, store, commit: one destination transaction.
+/// Run one transaction: the batch read ahead while the last one was written, if it found
+/// documents, or one read now. While a backlog lasts (the batch is full), the next batch is
+/// read on another thread while this one is written, so the destination's work overlaps the
+/// reading; it waits in `prefetched` for the next call (a stop or failure just drops it).
+fn transaction(
+    ctx: &TaskCtx,
+    db: Option<&dyn Destination>,
+    bindings: &mut [Binding],
+    instance: &mut Materialization,
+    prefetched: &mut Option<Batch>,
+) -> anyhow::Result<Done> {
+    let src = Sources {
+        store: &ctx.store,
+        journals: &ctx.journals,
+        limits: &ctx.limits,
+    };
+    let asked = ctx.txn_docs();
+    let offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
+    let batch = match prefetched.take() {
+        Some(b) if b.n_in > 0 => b,
+        _ => read_batch(src, bindings, &offsets, asked)?,
+    };
+    if batch.n_in == 0 {
+        return Ok(Done {
+            n_in: 0,
+            n_out: 0,
+            caught_up: true,
+            keys: Default::default(),
+            began: batch.began,
+        });
+    }
+    let (n_in, caught_up, began) = (batch.n_in, batch.caught_up, batch.began);
+    let next_offsets = batch.next_offsets.clone();
+    let read_ahead = n_in >= asked;
+    let next_docs = asked.saturating_mul(2).min(ctx.limits.txn_docs_max).max(1);
+    let shared: &[Binding] = bindings;
+    let (written, next) = std::thread::scope(|s| {
+        let next = read_ahead.then(|| {
+            std::thread::Builder::new()
+                .name(format!("{} read-ahead", ctx.name))
+                .spawn_scoped(s, || read_batch(src, shared, &next_offsets, next_docs))
+        });
+        let written = write_batch(ctx, db, shared, instance, batch);
+        // A read-ahead that failed (or could not start) is dropped: the next call reads again.
+        let next = next.and_then(|h| h.ok()?.join().ok()?.ok());
+        (written, next)
+    });
+    let (n_out, keys) = written?;
+    *prefetched = next;
+    for (b, o) in bindings.iter_mut().zip(next_offsets) {
+        b.offset = o;
+    }
+    ctx.statuses.update(&ctx.name, |s| {
+        s.transactions += 1;
+        s.docs_in += n_in as u64;
+        s.docs_out += n_out as u64;
+    });
+    Ok(Done {
+        n_in,
+        n_out,
+        caught_up,
+        keys,
+        began,
+    })
+}
+
+/// Step 3 (load, reduce, store, commit) of `batch`: one destination transaction. Returns
+/// the rows written and their keys.
+fn write_batch(
+    ctx: &TaskCtx,
+    db: Option<&dyn Destination>,
+    bindings: &[Binding],
+    instance: &mut Materialization,
+    batch: Batch,
+) -> anyhow::Result<(usize, std::collections::HashSet<u64>)> {
+    let Batch {
+        next_offsets,
+        mut standard,
+        mut deltas,
+        texts,
+        touched,
+        ..
+    } = batch;
     let checkpoint = json!({
         "bindings": bindings.iter().zip(&next_offsets).map(|(b, o)| json!({"collection": b.collection.name, "offset": o})).collect::<Vec<_>>()
     })
     .to_string();
-    let (mut n_out, mut keys) = (0, Default::default());
     connector::in_txn(db, || {
         let mut writer = Writer::new(ctx, bindings, instance);
         // send_plugin_load, then send_plugin_write of text bindings: a stored row only tells
         // whether the key exists; the last document replaces it.
-        for (i, items) in texts.iter().enumerate() {
+        for (i, items) in texts.into_iter().enumerate() {
             let Some(items) = items else { continue };
             let exists: std::collections::HashSet<String> = if bindings[i].delta_updates {
                 Default::default()
@@ -411,8 +525,8 @@ fn transaction(
                     i,
                     sink_api::Stored {
                         exists: exists.contains(&t.key),
-                        key: t.key.clone(),
-                        document: t.doc.clone(),
+                        key: t.key,
+                        document: t.doc,
                         delete: false,
                     },
                 )?;
@@ -450,27 +564,12 @@ fn transaction(
                 },
             )?;
         }
-        (n_out, keys) = writer.finish()?;
+        let written = writer.finish()?;
         // send_plugin_commit: the checkpoint goes into the same destination transaction.
         instance
             .commit(&checkpoint)
-            .map_err(|e| anyhow::anyhow!("commit: {e}"))
-    })?;
-
-    for (b, o) in bindings.iter_mut().zip(next_offsets) {
-        b.offset = o;
-    }
-    ctx.statuses.update(&ctx.name, |s| {
-        s.transactions += 1;
-        s.docs_in += n_in as u64;
-        s.docs_out += n_out as u64;
-    });
-    Ok(Done {
-        n_in,
-        n_out,
-        caught_up,
-        keys,
-        began,
+            .map_err(|e| anyhow::anyhow!("commit: {e}"))?;
+        Ok(written)
     })
 }
 
