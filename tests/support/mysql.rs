@@ -46,10 +46,14 @@ impl MyServer {
             dir,
             server: Mutex::new(None),
         };
+        // Its own temp dir: servers bootstrapping at once in a shared /tmp collide on their
+        // temporary tables' names ("Could not remove temporary table").
+        std::fs::create_dir_all(server.tmp()).unwrap();
         let mut install = Command::new(program("mariadb-install-db"));
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", server.data().display()))
+            .arg(format!("--tmpdir={}", server.tmp().display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -85,6 +89,10 @@ impl MyServer {
         self.dir.path().join("data")
     }
 
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.path().join("mysqld.sock")
     }
@@ -94,6 +102,7 @@ impl MyServer {
         let mut cmd = Command::new(program("mariadbd"));
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--tmpdir={}", self.tmp().display()))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!(
                 "--pid-file={}",

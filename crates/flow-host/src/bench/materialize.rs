@@ -285,7 +285,20 @@ impl Destination {
             Destination::Mysql(_) => ("mysql", true),
             Destination::Redis(_) => ("redis", true),
         };
-        let db = crate::connector::open(connector, &self.config(dir))?;
+        // The task may hold the database a moment (SQLite: switching it to WAL as it opens):
+        // busy is retried, as the task itself retries.
+        let started = Instant::now();
+        let db = loop {
+            match crate::connector::open(connector, &self.config(dir)) {
+                Err(e)
+                    if e.is::<crate::connector::Unavailable>()
+                        && started.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                r => break r?,
+            }
+        };
         let access = match db.grant() {
             crate::connector::Grant::Sql(sql) => Access::Sql(sql),
             crate::connector::Grant::Kv(kv) => Access::Kv(kv),

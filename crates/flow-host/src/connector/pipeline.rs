@@ -16,6 +16,9 @@ pub(super) type Job = Box<dyn FnOnce() -> Result<(), String> + Send>;
 /// plugin, few enough that a plugin cannot make the host hold much on its behalf.
 const QUEUED_MAX: usize = 2;
 
+/// How long an idle worker waits for the next job before its thread ends.
+const WORKER_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 #[derive(Clone, Default)]
 pub(super) struct Pipeline(Arc<(Mutex<Queue>, Condvar)>);
 
@@ -24,7 +27,7 @@ struct Queue {
     jobs: VecDeque<(Job, usize)>,
     /// Bytes of the queued statements and parameters.
     bytes: usize,
-    /// A worker thread drains the queue (it exits once the queue is empty).
+    /// A worker thread drains the queue (it ends once the queue stayed empty a moment).
     worker: bool,
     /// A job taken off the queue is running.
     running: bool,
@@ -77,6 +80,8 @@ impl Pipeline {
         }
         q.jobs.push_back((job, bytes));
         q.bytes += bytes;
+        // A lingering worker takes it.
+        self.0.1.notify_all();
         if !q.worker {
             q.worker = true;
             let me = self.clone();
@@ -94,7 +99,14 @@ impl Pipeline {
     fn work(&self) {
         loop {
             let job = {
-                let mut q = self.lock();
+                let q = self.lock();
+                // Linger a moment for the next job: a task sends a few statements every
+                // transaction, and starting a thread for each costs latency.
+                let (mut q, _) = self
+                    .0
+                    .1
+                    .wait_timeout_while(q, WORKER_LINGER, |q| q.jobs.is_empty())
+                    .expect("sql pipeline poisoned");
                 match q.jobs.pop_front() {
                     Some((job, bytes)) => {
                         q.bytes -= bytes;
