@@ -62,29 +62,11 @@ async fn tasks(http: &reqwest::Client, p: &Proc) -> Vec<Value> {
 /// Publish `bundle` and wait until each case's materialization failed: (name, error), each
 /// error checked for its case's parts.
 async fn failures(http: &reqwest::Client, p: &Proc, bundle: &Value) -> Vec<(String, String)> {
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+    publish(http, p, bundle).await;
     let mut out = Vec::new();
     for (mode, parts) in CASES {
         let name = format!("m/{mode}");
-        let mut error = String::new();
-        wait_for(&format!("{name} to fail"), async || {
-            let t = tasks(http, p).await;
-            let s = t.iter().find(|t| t["name"] == name.as_str());
-            match s.filter(|s| s["state"] == "failed") {
-                Some(s) => {
-                    error = s["lastError"].as_str().unwrap_or_default().to_string();
-                    true
-                }
-                None => false,
-            }
-        })
-        .await;
+        let error = failed(http, p, &name).await;
         for part in *parts {
             assert!(
                 error.contains(part),
@@ -94,6 +76,47 @@ async fn failures(http: &reqwest::Client, p: &Proc, bundle: &Value) -> Vec<(Stri
         out.push((name, error));
     }
     out
+}
+
+async fn publish(http: &reqwest::Client, p: &Proc, bundle: &Value) {
+    let r = http
+        .post(p.url("/v1/catalog"))
+        .json(bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+}
+
+/// Wait until task `name` failed: its error.
+async fn failed(http: &reqwest::Client, p: &Proc, name: &str) -> String {
+    let mut error = String::new();
+    wait_for(&format!("{name} to fail"), async || {
+        let t = tasks(http, p).await;
+        match t
+            .iter()
+            .find(|t| t["name"] == name && t["state"] == "failed")
+        {
+            Some(s) => {
+                error = s["lastError"].as_str().unwrap_or_default().to_string();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    error
+}
+
+/// `flow serve` in `dir` with `LIMITS`, taking a database password from the environment.
+async fn serve_with_password(dir: &std::path::Path, password: (&str, &str)) -> Proc {
+    Proc::start_with(
+        &dir.join("data"),
+        &dir.join("flow.log"),
+        &["--limits", LIMITS],
+        &[password],
+    )
+    .await
 }
 
 async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
@@ -187,11 +210,9 @@ async fn hostile_sql_is_bounded_and_refused() {
 async fn hostile_sql_into_mysql_is_bounded_and_refused() {
     let my = flow_tests::MyServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let p = Proc::start_with(
-        &dir.path().join("data"),
-        &dir.path().join("flow.log"),
-        &["--limits", LIMITS],
-        &[(crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD)],
+    let p = serve_with_password(
+        dir.path(),
+        (crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD),
     )
     .await;
     let http = reqwest::Client::new();
@@ -243,11 +264,9 @@ async fn hostile_sql_into_mysql_is_bounded_and_refused() {
 async fn statements_sent_into_postgres_fail_the_transaction_with_their_error() {
     let pg = flow_tests::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let p = Proc::start_with(
-        &dir.path().join("data"),
-        &dir.path().join("flow.log"),
-        &[],
-        &[(crate::postgres::PASSWORD_ENV, flow_tests::PG_PASSWORD)],
+    let p = serve_with_password(
+        dir.path(),
+        (crate::postgres::PASSWORD_ENV, flow_tests::PG_PASSWORD),
     )
     .await;
     let http = reqwest::Client::new();
@@ -258,28 +277,8 @@ async fn statements_sent_into_postgres_fail_the_transaction_with_their_error() {
         "endpoint": {"connector": "postgres", "wasm": {"module": "sql.wasm", "config": config}},
         "bindings": [{"source": "s/in", "resource": {}}],
     }});
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(&bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
-    let mut error = String::new();
-    wait_for("m/send to fail", async || {
-        let t = tasks(&http, &p).await;
-        match t
-            .iter()
-            .find(|t| t["name"] == "m/send" && t["state"] == "failed")
-        {
-            Some(s) => {
-                error = s["lastError"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    })
-    .await;
+    publish(&http, &p, &bundle).await;
+    let error = failed(&http, &p, "m/send").await;
     for part in [
         "COMMIT: refused (statement refused: COMMIT: transaction control is the host's",
         "then: a statement sent earlier (INSERT INTO flow_probe VALUES ($1)) failed: ERROR: duplicate key value violates unique constraint",
