@@ -34,6 +34,12 @@ pub(crate) trait Destination: Send {
     fn available(&self) -> bool {
         true
     }
+    /// Whether its work is done by a server, outside this process (not SQLite, which the
+    /// task's own thread writes): then reading the next batch while this one is written
+    /// overlaps the server's work with the host's.
+    fn server(&self) -> bool {
+        true
+    }
 }
 
 /// What a destination grants its plugin: a SQL database, or a key-value store.

@@ -51,6 +51,10 @@ struct Guard {
 }
 
 impl Destination for Sqlite {
+    fn server(&self) -> bool {
+        false
+    }
+
     /// `config.path`: the database file (made absolute by `catalog::load`), created if missing.
     fn open(config: &Value) -> anyhow::Result<Self> {
         let path = config.get("path").and_then(Value::as_str).context(
