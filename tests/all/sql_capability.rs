@@ -256,6 +256,21 @@ async fn hostile_sql_into_mysql_is_bounded_and_refused() {
     p.kill();
 }
 
+/// The `send` probe into a server: its task's error.
+async fn send_probe(dir: &std::path::Path, password: (&str, &str), endpoint: Value) -> String {
+    let p = serve_with_password(dir, password).await;
+    let http = reqwest::Client::new();
+    let mut bundle = bundle(dir);
+    bundle["catalog"]["materializations"] = json!({"m/send": {
+        "endpoint": endpoint,
+        "bindings": [{"source": "s/in", "resource": {}}],
+    }});
+    publish(&http, &p, &bundle).await;
+    let error = failed(&http, &p, "m/send").await;
+    p.kill();
+    error
+}
+
 /// Statements a plugin sends without waiting (`sql.send`, WIT 0.1.3) into PostgreSQL, where
 /// they run on a worker while the plugin goes on: transaction control is refused at once, a
 /// sent insert that fails is the answer of the next call that waits (naming the statement and
@@ -264,21 +279,14 @@ async fn hostile_sql_into_mysql_is_bounded_and_refused() {
 async fn statements_sent_into_postgres_fail_the_transaction_with_their_error() {
     let pg = flow_tests::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let p = serve_with_password(
-        dir.path(),
-        (crate::postgres::PASSWORD_ENV, flow_tests::PG_PASSWORD),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let mut bundle = bundle(dir.path());
     let mut config = pg.endpoint_config(crate::postgres::PASSWORD_ENV);
     config["mode"] = json!("send");
-    bundle["catalog"]["materializations"] = json!({"m/send": {
-        "endpoint": {"connector": "postgres", "wasm": {"module": "sql.wasm", "config": config}},
-        "bindings": [{"source": "s/in", "resource": {}}],
-    }});
-    publish(&http, &p, &bundle).await;
-    let error = failed(&http, &p, "m/send").await;
+    let error = send_probe(
+        dir.path(),
+        (crate::postgres::PASSWORD_ENV, flow_tests::PG_PASSWORD),
+        json!({"connector": "postgres", "wasm": {"module": "sql.wasm", "config": config}}),
+    )
+    .await;
     for part in [
         "COMMIT: refused (statement refused: COMMIT: transaction control is the host's",
         "then: a statement sent earlier (INSERT INTO flow_probe VALUES ($1)) failed: ERROR: duplicate key value violates unique constraint",
@@ -288,5 +296,31 @@ async fn statements_sent_into_postgres_fail_the_transaction_with_their_error() {
     assert!(!error.contains("then: 1 row"), "{error}");
     // The table went with the failed transaction.
     assert_eq!(pg.psql("SELECT to_regclass('flow_probe') IS NULL"), "t");
-    p.kill();
+}
+
+/// The same into MariaDB: sent statements run on a worker as well; DDL cannot be sent (MySQL
+/// commits it implicitly, so it runs only when executed), and the failed transaction's rows
+/// are rolled back (its table, created by DDL, stays, empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_sent_into_mysql_fail_the_transaction_with_their_error() {
+    let my = flow_tests::MyServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = my.endpoint_config(crate::mysql::PASSWORD_ENV);
+    config["mode"] = json!("send");
+    config["dialect"] = json!("mysql");
+    let error = send_probe(
+        dir.path(),
+        (crate::mysql::PASSWORD_ENV, flow_tests::MY_PASSWORD),
+        json!({"connector": "mysql", "wasm": {"module": "sql.wasm", "config": config}}),
+    )
+    .await;
+    for part in [
+        "COMMIT: refused (statement refused: COMMIT: transaction control is the host's",
+        "send DDL: refused (statement refused: CREATE: in MySQL a DDL statement commits the open transaction, so it is executed, not sent)",
+        "then: a statement sent earlier (INSERT INTO flow_probe VALUES (?)) failed: ",
+        "Duplicate entry '1'",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+    assert_eq!(my.sql("SELECT count(*) FROM flow_probe"), "0");
 }

@@ -5,9 +5,10 @@
 //! - `slow`: a query that never ends (the call's CPU deadline must interrupt it);
 //! - `control`: transaction control and other databases, disguised (comments, case, white
 //!   space, a second statement): every attempt must be refused. Reports what each got.
-//! - `send` (PostgreSQL): statements sent without waiting (`sql.send`): a disguised COMMIT
-//!   (refused at once), then inserts of keys 1, 2, 1, 3 into a new table, then a query;
-//!   reports what each got (the duplicate's failure must be the query's answer).
+//! - `send`: statements sent without waiting (`sql.send`): a disguised COMMIT (refused at
+//!   once), then inserts of keys 1, 2, 1, 3 into a new table, then a query; reports what each
+//!   got (the duplicate's failure must be the query's answer). In MySQL's dialect also a sent
+//!   DDL statement (refused at once: MySQL would commit it implicitly).
 //! - `state`: nothing hostile; opens, and writes nothing.
 //!
 //! With `config.dialect: mysql`, the same modes in MariaDB's SQL (`huge` and `slow` read the
@@ -98,8 +99,17 @@ impl Materialization for Probe {
                 }];
                 sql::execute("CREATE TABLE flow_probe (i BIGINT PRIMARY KEY)", &[])
                     .map_err(Error::new)?;
+                if mysql {
+                    got.push(match sql::send("CREATE TABLE flow_probe_2 (i INT)", &[]) {
+                        Ok(()) => "send DDL: ACCEPTED".to_string(),
+                        Err(e) => format!("send DDL: refused ({e})"),
+                    });
+                }
+                let insert = match mysql {
+                    true => "INSERT INTO flow_probe VALUES (?)",
+                    false => "INSERT INTO flow_probe VALUES ($1)",
+                };
                 for i in [1, 2, 1, 3] {
-                    let insert = "INSERT INTO flow_probe VALUES ($1)";
                     if let Err(e) = sql::send(insert, &[sql::Value::Integer(i)]) {
                         got.push(format!("send {i}: {e}"));
                     }

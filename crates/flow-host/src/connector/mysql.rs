@@ -29,6 +29,7 @@
 //! its column is an error, not a silent truncation), in UTC, READ COMMITTED, and counts the
 //! rows an UPDATE matched (`CLIENT_FOUND_ROWS`), as PostgreSQL and SQLite do.
 
+use super::pipeline::{Pipeline, job_bytes, preview};
 use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use mysql::consts::{CapabilityFlags, ColumnType};
@@ -51,6 +52,8 @@ const BINARY_CHARSET: u16 = 63;
 #[derive(Clone)]
 pub(super) struct Mysql {
     conn: Arc<Mutex<State>>,
+    /// Statements the plugin sent, running while it goes on (`sql.send`).
+    sent: Pipeline,
     /// `user@address/database`, for messages (never the password).
     name: String,
 }
@@ -145,17 +148,26 @@ impl Destination for Mysql {
                 open: false,
                 wrote: false,
             })),
+            sent: Pipeline::default(),
             name,
         })
     }
 
     fn begin(&self) -> anyhow::Result<()> {
+        self.sent.discard();
         let mut c = self.lock();
         c.begin()
             .map_err(|e| self.error("failed to begin a transaction", &e))
     }
 
     fn commit(&self) -> anyhow::Result<()> {
+        if let Err(e) = self.sent.settle() {
+            self.rollback();
+            anyhow::bail!(
+                "{}: {e}; nothing of the transaction is committed",
+                endpoint_name("mysql", &self.name)
+            );
+        }
         let mut c = self.lock();
         let open = std::mem::replace(&mut c.open, false);
         // The assertion after the fact: the savepoint set at begin is still there, so the
@@ -177,6 +189,7 @@ impl Destination for Mysql {
     }
 
     fn rollback(&self) {
+        self.sent.discard();
         let mut c = self.lock();
         c.open = false;
         let _ = c.conn.query_drop("ROLLBACK");
@@ -222,6 +235,20 @@ impl Mysql {
 
     /// Run `f` as a plugin statement: refused if it would leave the host's control, under the
     /// call's remaining deadline, with errors that say which bound or rule stopped it.
+    /// Run a plugin statement that returns no rows, now: how many rows it changed.
+    fn execute_now(
+        &self,
+        statement: &str,
+        values: &[SqlValue],
+        bounds: &SqlBounds,
+    ) -> Result<u64, String> {
+        self.plugin_statement(statement, bounds, |conn, _| {
+            conn.exec_drop(statement, params(values))
+                .map_err(|e| describe(&e))?;
+            Ok(conn.affected_rows())
+        })
+    }
+
     fn plugin_statement<R>(
         &self,
         statement: &str,
@@ -450,11 +477,41 @@ impl SqlAccess for Mysql {
         values: &[SqlValue],
         bounds: &SqlBounds,
     ) -> Result<u64, String> {
-        self.plugin_statement(statement, bounds, |conn, _| {
-            conn.exec_drop(statement, params(values))
-                .map_err(|e| describe(&e))?;
-            Ok(conn.affected_rows())
-        })
+        self.sent.settle()?;
+        self.execute_now(statement, values, bounds)
+    }
+
+    fn send(
+        &mut self,
+        statement: String,
+        values: Vec<SqlValue>,
+        bounds: &SqlBounds,
+    ) -> Result<(), String> {
+        match classify(&statement) {
+            Err(why) => return Err(format!("statement refused: {why}")),
+            // DDL commits implicitly in MySQL: it runs only through `execute`, which checks
+            // it against the transaction's writes when it is asked, not later.
+            Ok(Class::Ddl) => {
+                return Err(format!(
+                    "statement refused: {}: in MySQL a DDL statement commits the open transaction, so it is executed, not sent",
+                    leading_words(&statement, 1).join("")
+                ));
+            }
+            Ok(_) => {}
+        }
+        let bytes = job_bytes(&statement, &values);
+        let (my, b) = (self.clone(), *bounds);
+        let job = move || {
+            my.execute_now(&statement, &values, &b)
+                .map(drop)
+                .map_err(|e| {
+                    format!(
+                        "a statement sent earlier ({}) failed: {e}",
+                        preview(&statement)
+                    )
+                })
+        };
+        self.sent.send(Box::new(job), bytes, bounds)
     }
 
     fn execute_many(
@@ -463,6 +520,7 @@ impl SqlAccess for Mysql {
         rows: &[Vec<SqlValue>],
         bounds: &SqlBounds,
     ) -> Result<u64, String> {
+        self.sent.settle()?;
         self.plugin_statement(statement, bounds, |conn, _| {
             let stmt = conn.prep(statement).map_err(|e| describe(&e))?;
             let mut n = 0;
@@ -484,6 +542,7 @@ impl SqlAccess for Mysql {
         values: &[SqlValue],
         bounds: &SqlBounds,
     ) -> Result<SqlRows, String> {
+        self.sent.settle()?;
         self.plugin_statement(statement, bounds, |conn, opts| {
             let stmt = conn.prep(statement).map_err(|e| describe(&e))?;
             let columns: Vec<mysql::Column> = stmt.columns().to_vec();
