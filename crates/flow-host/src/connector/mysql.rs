@@ -29,7 +29,7 @@
 //! its column is an error, not a silent truncation), in UTC, READ COMMITTED, and counts the
 //! rows an UPDATE matched (`CLIENT_FOUND_ROWS`), as PostgreSQL and SQLite do.
 
-use super::pipeline::{Pipeline, job_bytes, preview};
+use super::pipeline::Pipeline;
 use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use mysql::consts::{CapabilityFlags, ColumnType};
@@ -499,19 +499,11 @@ impl SqlAccess for Mysql {
             }
             Ok(_) => {}
         }
-        let bytes = job_bytes(&statement, &values);
-        let (my, b) = (self.clone(), *bounds);
-        let job = move || {
-            my.execute_now(&statement, &values, &b)
-                .map(drop)
-                .map_err(|e| {
-                    format!(
-                        "a statement sent earlier ({}) failed: {e}",
-                        preview(&statement)
-                    )
-                })
-        };
-        self.sent.send(Box::new(job), bytes, bounds)
+        let my = self.clone();
+        self.sent
+            .send_statement(statement, values, bounds, move |s, v, b| {
+                my.execute_now(s, v, b)
+            })
     }
 
     fn execute_many(

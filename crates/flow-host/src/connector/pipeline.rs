@@ -36,7 +36,7 @@ struct Queue {
 }
 
 /// The start of a statement, to name it in a message.
-pub(super) fn preview(statement: &str) -> String {
+fn preview(statement: &str) -> String {
     let s = statement.trim();
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}...", &s[..i]),
@@ -45,7 +45,7 @@ pub(super) fn preview(statement: &str) -> String {
 }
 
 /// What a sent statement holds in memory: its text and parameters.
-pub(super) fn job_bytes(statement: &str, params: &[SqlValue]) -> usize {
+fn job_bytes(statement: &str, params: &[SqlValue]) -> usize {
     statement.len() + params.iter().map(super::result_value_bytes).sum::<usize>()
 }
 
@@ -132,6 +132,28 @@ impl Pipeline {
             drop(q);
             self.0.1.notify_all();
         }
+    }
+
+    /// Queue `statement` with `params`, for `run` (the connector's statement, run now) to run
+    /// in order; its failure names the statement.
+    pub(super) fn send_statement(
+        &self,
+        statement: String,
+        params: Vec<SqlValue>,
+        bounds: &SqlBounds,
+        run: impl FnOnce(&str, &[SqlValue], &SqlBounds) -> Result<u64, String> + Send + 'static,
+    ) -> Result<(), String> {
+        let bytes = job_bytes(&statement, &params);
+        let b = *bounds;
+        let job = move || {
+            run(&statement, &params, &b).map(drop).map_err(|e| {
+                format!(
+                    "a statement sent earlier ({}) failed: {e}",
+                    preview(&statement)
+                )
+            })
+        };
+        self.send(Box::new(job), bytes, bounds)
     }
 
     /// Wait until every sent statement ran: the first failure among them, if any.

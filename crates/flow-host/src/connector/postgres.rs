@@ -15,7 +15,7 @@
 //! transaction it began is still the one open (its `txid_current()`), so nothing a plugin ran
 //! can have ended it unseen.
 
-use super::pipeline::{Pipeline, job_bytes, preview};
+use super::pipeline::Pipeline;
 use super::{CappedRows, Destination, Server, deadline_error, endpoint_name};
 use bytes::BufMut;
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
@@ -532,19 +532,11 @@ impl SqlAccess for Postgres {
         if let Some(why) = refused(&statement) {
             return Err(format!("statement refused: {why}"));
         }
-        let bytes = job_bytes(&statement, &params);
-        let (pg, b) = (self.clone(), *bounds);
-        let job = move || {
-            pg.execute_now(&statement, &params, &b)
-                .map(drop)
-                .map_err(|e| {
-                    format!(
-                        "a statement sent earlier ({}) failed: {e}",
-                        preview(&statement)
-                    )
-                })
-        };
-        self.sent.send(Box::new(job), bytes, bounds)
+        let pg = self.clone();
+        self.sent
+            .send_statement(statement, params, bounds, move |s, p, b| {
+                pg.execute_now(s, p, b)
+            })
     }
 
     fn execute_many(
