@@ -85,13 +85,16 @@ impl Pipeline {
         if !q.worker {
             q.worker = true;
             let me = self.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("flow-sql-send".into())
-                .spawn(move || me.work())
-                .map_err(|e| {
-                    q.worker = false;
-                    format!("failed to start the statement worker: {e}")
-                })?;
+                .spawn(move || me.work());
+            if let Err(e) = spawned {
+                // Nothing would run it: take it back, so that no later worker runs it unasked.
+                q.worker = false;
+                q.jobs.pop_back();
+                q.bytes -= bytes;
+                return Err(format!("failed to start the statement worker: {e}"));
+            }
         }
         Ok(())
     }
@@ -120,7 +123,10 @@ impl Pipeline {
                 }
             };
             self.0.1.notify_all();
-            let r = job();
+            // A panic in the job (the client library, a poisoned connection) fails the
+            // transaction instead of leaving `running` set for every later wait.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                .unwrap_or_else(|_| Err("a statement sent earlier panicked in the host".into()));
             let mut q = self.lock();
             q.running = false;
             if let Err(e) = r {
@@ -232,6 +238,18 @@ mod test {
         assert_eq!(p.settle(), Err("job 2 failed".to_string()));
         // A rollback forgets it.
         p.discard();
+        assert_eq!(p.settle(), Ok(()));
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_the_transaction_instead_of_hanging_it() {
+        let p = Pipeline::default();
+        p.send(Box::new(|| panic!("boom")), 1, &bounds(10_000))
+            .unwrap();
+        let e = p.settle().unwrap_err();
+        assert!(e.contains("panicked"), "{e}");
+        p.discard();
+        p.send(Box::new(|| Ok(())), 1, &bounds(10_000)).unwrap();
         assert_eq!(p.settle(), Ok(()));
     }
 
