@@ -136,14 +136,7 @@ pub async fn assert_password_shown_nowhere(
         "/v1/tasks".into(),
         format!("/v1/plugins/{plugin}/logs"),
     ] {
-        let text = http
-            .get(p.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = flow_tests::get_text(http, &p.base, &path).await;
         assert!(
             !text.contains(password),
             "{path} shows the password: {text}"

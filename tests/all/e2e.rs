@@ -2,7 +2,7 @@
 //! the SQLite table that a Wasm derivation and the materialize-sqlite plugin keep fresh.
 
 use crate::{Served, plugins};
-use flow_tests::{deploy, read_ndjson};
+use flow_tests::{deploy, get_text, read_ndjson};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -136,14 +136,7 @@ async fn deploy_publish_ingest_materialize() {
     for t in tasks["tasks"].as_array().unwrap() {
         assert_eq!(t["state"], "running", "{t}");
     }
-    let metrics = http
-        .get(served.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &served.base, "/metrics").await;
     assert!(
         metrics.contains("flow_task_docs_in_total{task=\"acme/customer-totals\"} 3"),
         "{metrics}"
@@ -155,14 +148,7 @@ async fn deploy_publish_ingest_materialize() {
     );
 
     // The plugin's log line arrived.
-    let logs = http
-        .get(served.url("/v1/plugins/totals/logs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = get_text(&http, &served.base, "/v1/plugins/totals/logs").await;
     assert!(logs.contains("deployed version 1"), "{logs}");
 }
 

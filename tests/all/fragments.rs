@@ -39,17 +39,6 @@ fn bundle(fragments: Value, derive: bool) -> Value {
     b
 }
 
-async fn publish(http: &reqwest::Client, p: &Proc, bundle: &Value) {
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(bundle)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(status, 200, "publish: {}", r.text().await.unwrap());
-}
-
 fn events(from: u64, n: u64) -> Vec<Value> {
     (from..from + n)
         .map(|id| json!({"id": id, "note": format!("event {id} with some padding to fill fragments")}))
@@ -168,7 +157,7 @@ impl FileStore {
             &[],
         )
         .await;
-        publish(http, &p, &bundle(tiny(), false)).await;
+        flow_tests::publish(http, &p.base, &bundle(tiny(), false)).await;
         p
     }
 }
@@ -253,7 +242,7 @@ async fn history_in_a_file_store_backfills_new_tasks_and_outlives_the_data_dir()
     assert_eq!(from_files, all);
 
     // A derivation published now starts from the beginning of history.
-    publish(&http, &p, &bundle(tiny(), true)).await;
+    flow_tests::publish(&http, &p.base, &bundle(tiny(), true)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut got = ids(&http, &p, "acme/copy").await;
@@ -300,7 +289,7 @@ async fn history_in_s3_reads_back_and_outlives_the_data_dir() {
     let http = http();
     let p = Proc::start_with(&dir.path().join("data1"), &log, &args, &env).await;
     let fragments = json!({"length": 0.004, "flushInterval": "300ms", "compressionCodec": "zstd"});
-    publish(&http, &p, &bundle(fragments.clone(), false)).await;
+    flow_tests::publish(&http, &p.base, &bundle(fragments.clone(), false)).await;
     for batch in 0..8 {
         let (status, body) = ingest(&http, &p, &events(batch * 25, 25)).await;
         assert_eq!(status, 200, "{body}");
@@ -323,7 +312,7 @@ async fn history_in_s3_reads_back_and_outlives_the_data_dir() {
     p.kill();
 
     let q = Proc::start_with(&dir.path().join("data2"), &log, &args, &env).await;
-    publish(&http, &q, &bundle(fragments, false)).await;
+    flow_tests::publish(&http, &q.base, &bundle(fragments, false)).await;
     assert_eq!(ids(&http, &q, EVENTS).await, all);
 }
 
@@ -348,9 +337,9 @@ async fn a_failing_store_applies_backpressure_and_recovers() {
     ];
     let http = http();
     let p = Proc::start_with(&dir.path().join("data"), &log, &args, &env).await;
-    publish(
+    flow_tests::publish(
         &http,
-        &p,
+        &p.base,
         &bundle(json!({"length": 0.002, "flushInterval": "200ms"}), true),
     )
     .await;
@@ -418,7 +407,7 @@ async fn a_failing_store_applies_backpressure_and_recovers() {
     let mut with_later = bundle(json!({"length": 0.002, "flushInterval": "200ms"}), true);
     with_later["catalog"]["collections"]["acme/later"] =
         with_later["catalog"]["collections"][EVENTS].clone();
-    publish(&http, &p, &with_later).await;
+    flow_tests::publish(&http, &p.base, &with_later).await;
     let later = p.url("/v1/collections/acme%2Flater/documents");
     let r = http
         .post(&later)
@@ -503,9 +492,9 @@ async fn kills_between_upload_index_and_trim_lose_and_duplicate_nothing() {
         let log = dir.path().join("flow.log");
         let http = http();
         let p = Proc::start_with(&data, &log, &[], &[("FLOW_PAUSE_AT", point)]).await;
-        publish(
+        flow_tests::publish(
             &http,
-            &p,
+            &p.base,
             &bundle(json!({"length": 0.003, "flushInterval": "200ms"}), false),
         )
         .await;

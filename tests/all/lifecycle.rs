@@ -112,18 +112,8 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         .await
         .unwrap()
         .unwrap();
-    let text = http
-        .get(served.url("/v1/collections/s%2Fcounts/documents"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let docs: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let docs =
+        flow_tests::read_ndjson(&http, &served.base, "/v1/collections/s%2Fcounts/documents").await;
 
     // Nothing lost, nothing processed twice.
     let mut ids: Vec<u64> = docs.iter().map(|d| d["id"].as_u64().unwrap()).collect();
@@ -166,14 +156,7 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
     assert_eq!(versions.len(), 3);
     assert_eq!(versions[0]["digest"], versions[2]["digest"]);
     assert_ne!(versions[0]["digest"], versions[1]["digest"]);
-    let logs = http
-        .get(served.url("/v1/plugins/counter/logs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = flow_tests::get_text(&http, &served.base, "/v1/plugins/counter/logs").await;
     for line in [
         "counter v1 opened",
         "counter v2 opened",

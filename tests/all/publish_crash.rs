@@ -82,17 +82,6 @@ async fn check(http: &reqwest::Client, p: &Proc, context: &str) -> usize {
     round
 }
 
-async fn publish(http: &reqwest::Client, p: &Proc, body: &Value) {
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(status, 200, "publish: {}", r.text().await.unwrap());
-}
-
 async fn start(data: &Path, log: &Path, pause: Option<&str>) -> Proc {
     match pause {
         Some(point) => Proc::start_with(data, log, &[], &[("FLOW_PAUSE_AT", point)]).await,
@@ -106,7 +95,7 @@ async fn a_killed_publish_is_all_or_nothing() {
     let (data, log) = (dir.path().join("data"), dir.path().join("flow.log"));
     let http = reqwest::Client::new();
     let p = start(&data, &log, None).await;
-    publish(&http, &p, &bundle(0, module(0))).await;
+    flow_tests::publish(&http, &p.base, &bundle(0, module(0))).await;
     assert_eq!(check(&http, &p, "round 0").await, 0);
     p.kill();
 

@@ -62,7 +62,7 @@ async fn tasks(http: &reqwest::Client, p: &Proc) -> Vec<Value> {
 /// Publish `bundle` and wait until each case's materialization failed: (name, error), each
 /// error checked for its case's parts.
 async fn failures(http: &reqwest::Client, p: &Proc, bundle: &Value) -> Vec<(String, String)> {
-    publish(http, p, bundle).await;
+    flow_tests::publish(http, &p.base, bundle).await;
     let mut out = Vec::new();
     for (mode, parts) in CASES {
         let name = format!("m/{mode}");
@@ -76,16 +76,6 @@ async fn failures(http: &reqwest::Client, p: &Proc, bundle: &Value) -> Vec<(Stri
         out.push((name, error));
     }
     out
-}
-
-async fn publish(http: &reqwest::Client, p: &Proc, bundle: &Value) {
-    let r = http
-        .post(p.url("/v1/catalog"))
-        .json(bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
 }
 
 /// Wait until task `name` failed: its error.
@@ -265,7 +255,7 @@ async fn send_probe(dir: &std::path::Path, password: (&str, &str), endpoint: Val
         "endpoint": endpoint,
         "bindings": [{"source": "s/in", "resource": {}}],
     }});
-    publish(&http, &p, &bundle).await;
+    flow_tests::publish(&http, &p.base, &bundle).await;
     let error = failed(&http, &p, "m/send").await;
     p.kill();
     error

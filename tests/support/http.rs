@@ -28,6 +28,18 @@ pub async fn deploy(
     r.json().await.unwrap()
 }
 
+/// POST `bundle` to `base`'s `/v1/catalog`; asserts it was published (200).
+pub async fn publish(http: &reqwest::Client, base: &str, bundle: &serde_json::Value) {
+    let r = http
+        .post(format!("{base}/v1/catalog"))
+        .json(bundle)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, 200, "publish: {}", r.text().await.unwrap());
+}
+
 /// GET `path` at `base` and parse its JSON body.
 pub async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
     http.get(format!("{base}{path}"))
@@ -39,17 +51,22 @@ pub async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> serde_j
         .unwrap()
 }
 
-/// GET `path` at `base` and parse its NDJSON body.
-pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<serde_json::Value> {
-    let text = http
-        .get(format!("{base}{path}"))
+/// GET `path` at `base`: its body as text.
+pub async fn get_text(http: &reqwest::Client, base: &str, path: &str) -> String {
+    http.get(format!("{base}{path}"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// GET `path` at `base` and parse its NDJSON body.
+pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<serde_json::Value> {
+    get_text(http, base, path)
+        .await
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
