@@ -26,13 +26,14 @@ pub struct Limits {
     /// (measured: 50 ms halves the row writes of the materialize bench's fact table on SQLite).
     pub txn_time_min_ms: u64,
     /// Shortest wall time of a materialization transaction that caught up with its sources
-    /// and whose documents combined into at most half as many row writes (a firehose over
-    /// few keys): as `txnTimeMinMs`, so that the next requests fold into the same rows instead
-    /// of rewriting them. A transaction of mostly distinct keys (orders, one row each) would
-    /// gain nothing by waiting and commits at once, so its latency stays in milliseconds; a
+    /// and either folded its documents into at most half as many row writes or mostly
+    /// rewrote the rows the transaction before it wrote moments earlier (a firehose over few
+    /// keys): as `txnTimeMinMs`, so that the next requests fold into the same rows instead of
+    /// rewriting them. A transaction of mostly distinct keys (orders, one row each) would gain
+    /// nothing by waiting and commits at once, so its latency stays in milliseconds; a
     /// backlog is read on without waiting. Default 50 (measured: the materialize bench's fact
-    /// table, 10 requests of 10,000 events over 1,000 keys, goes from 1 row write per 10
-    /// events to 1 per 33 on SQLite and Redis); 0 turns it off.
+    /// table, 100,000 events over 1,000 keys, goes from 1 row write per 10 events to 1 per 25
+    /// on SQLite and Redis); 0 turns it off.
     pub txn_time_combining_ms: u64,
     /// Most documents passed to one plugin call: big enough that the ~1 us cost of a component
     /// call vanishes per document, small enough that a call stays well inside its deadline.

@@ -190,8 +190,8 @@ pub struct TaskLimits {
     /// combined per transaction at the cost of latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_time_min_ms: Option<u64>,
-    /// Shortest transaction of a materialization that caught up and whose documents combined
-    /// into at most half as many row writes, in ms (default 50; 0: off).
+    /// Shortest transaction of a materialization that caught up while its documents folded
+    /// 2:1 or rewrote the rows of the transaction before, in ms (default 50; 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_time_combining_ms: Option<u64>,
 }

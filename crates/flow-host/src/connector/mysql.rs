@@ -233,8 +233,6 @@ impl Mysql {
         }
     }
 
-    /// Run `f` as a plugin statement: refused if it would leave the host's control, under the
-    /// call's remaining deadline, with errors that say which bound or rule stopped it.
     /// Run a plugin statement that returns no rows, now: how many rows it changed.
     fn execute_now(
         &self,
@@ -249,6 +247,8 @@ impl Mysql {
         })
     }
 
+    /// Run `f` as a plugin statement: refused if it would leave the host's control, under the
+    /// call's remaining deadline, with errors that say which bound or rule stopped it.
     fn plugin_statement<R>(
         &self,
         statement: &str,

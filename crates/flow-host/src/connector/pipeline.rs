@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// A sent statement, ready to run on the connection: its error says which statement failed.
-pub(super) type Job = Box<dyn FnOnce() -> Result<(), String> + Send>;
+type Job = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Statements queued behind the one running: enough that the server never waits for the
 /// plugin, few enough that a plugin cannot make the host hold much on its behalf.
@@ -56,7 +56,7 @@ impl Pipeline {
 
     /// Queue `job` (of `bytes`), starting a worker if none runs. Waits while `QUEUED_MAX`
     /// jobs or `txn_bytes_max` bytes are queued, up to the sending call's deadline.
-    pub(super) fn send(&self, job: Job, bytes: usize, bounds: &SqlBounds) -> Result<(), String> {
+    fn send(&self, job: Job, bytes: usize, bounds: &SqlBounds) -> Result<(), String> {
         let mut q = self.lock();
         loop {
             if let Some(e) = &q.failed {

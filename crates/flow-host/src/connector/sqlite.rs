@@ -64,15 +64,9 @@ impl Destination for Sqlite {
     }
 
     fn begin(&self) -> anyhow::Result<()> {
-        self.host_statement("BEGIN IMMEDIATE").map_err(|e| {
-            let why = format!("failed to begin a SQLite transaction: {e}");
-            // Another process held the database for the whole busy timeout: retried.
-            if is_busy(&e) {
-                anyhow::Error::new(super::Unavailable(why))
-            } else {
-                anyhow::anyhow!(why)
-            }
-        })
+        // Another process held the database for the whole busy timeout: retried.
+        self.host_statement("BEGIN IMMEDIATE")
+            .map_err(|e| busy_or_failed("failed to begin a SQLite transaction", e))
     }
 
     fn commit(&self) -> anyhow::Result<()> {
@@ -91,12 +85,16 @@ impl Destination for Sqlite {
     }
 }
 
-/// Whether SQLite answered that the database is busy or locked by another connection.
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
+/// `e` after `what`: `Unavailable` (the task retries) if SQLite answered that another
+/// connection holds the database busy or locked, a plain error otherwise.
+fn busy_or_failed(what: &str, e: rusqlite::Error) -> anyhow::Error {
+    let why = format!("{what}: {e}");
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            anyhow::Error::new(super::Unavailable(why))
+        }
+        _ => anyhow::anyhow!(why),
+    }
 }
 
 impl Sqlite {
@@ -109,14 +107,8 @@ impl Sqlite {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // Another process may hold the file (a reader switching it to WAL at the same moment,
         // a writer): that is the destination being busy, which the task retries, not a fault.
-        let busy = |e: rusqlite::Error| -> anyhow::Error {
-            let why = format!("SQLite database {}: {e}", path.display());
-            if is_busy(&e) {
-                anyhow::Error::new(super::Unavailable(why))
-            } else {
-                anyhow::anyhow!(why)
-            }
-        };
+        let what = format!("SQLite database {}", path.display());
+        let busy = |e| busy_or_failed(&what, e);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(busy)?;
         conn.pragma_update(None, "synchronous", "FULL")

@@ -128,9 +128,9 @@ pub(crate) trait Task {
     fn wake_ms(&self) -> Option<u64> {
         None
     }
-    /// Whether its last transaction caught up with its sources (nothing more was ready) and
-    /// its documents combined into at most half as many writes to its destination: then it
-    /// lasts at least `txnTimeCombiningMs`.
+    /// Whether waiting would fold what comes next into the rows its last transaction wrote
+    /// (it caught up, and combined 2:1 or rewrote the rows of the one before moments after):
+    /// then it lasts at least `txnTimeCombiningMs`.
     fn combining(&self) -> bool {
         false
     }

@@ -57,9 +57,9 @@ struct Materialize {
     instance: Materialization,
     /// The next transaction's documents, read while the last one was written.
     prefetched: Option<Batch>,
-    /// The keys the last transaction wrote (hashed, up to `KEYS_TRACKED`) and when it
-    /// committed: the next one tells from them whether it rewrote the same rows soon after.
-    last: Option<(std::collections::HashSet<u64>, std::time::Instant)>,
+    /// The keys the last transaction wrote and when it committed: the next one tells from
+    /// them whether it rewrote the same rows soon after.
+    last: Option<(Keys, std::time::Instant)>,
     /// Whether the last transaction caught up with its sources and mostly rewrote rows the one
     /// before had written moments earlier: a firehose over few keys, where waiting folds the
     /// next documents into the same rows.
@@ -248,27 +248,30 @@ fn read_text(
     Ok((packed, Text { key, doc }))
 }
 
-/// What a transaction did: documents read, rows written, whether its sources had nothing
-/// more ready after what it read, the keys it wrote (hashed with their binding, up to
-/// `KEYS_TRACKED`) and when it began.
+/// What a transaction did: documents read, rows written, whether it caught up (read all
+/// that was ready: `Batch::caught_up`), the keys it wrote and when it began.
 struct Done {
     n_in: usize,
     n_out: usize,
     caught_up: bool,
-    keys: std::collections::HashSet<u64>,
+    keys: Keys,
     began: std::time::Instant,
 }
+
+/// The keys a transaction wrote, each hashed with its binding (the first `KEYS_TRACKED`).
+/// Fixed seeds, so that two transactions' hashes compare; a key chosen to collide only
+/// changes whether a transaction waits.
+type Keys = std::collections::HashSet<u64, ahash::RandomState>;
+
+/// How `Keys` hashes a written key.
+const KEY_HASH: ahash::RandomState = ahash::RandomState::with_seeds(1, 2, 3, 4);
 
 /// Whether waiting `wait` after transaction `t` would fold the next documents into the rows
 /// it wrote: it caught up with its sources, and it either combined its own documents at least
 /// 2:1 or mostly rewrote the rows of the transaction before (`last`: their keys and when it
 /// ended), which had ended at most twice `wait` before `t` began (a firehose over few keys
 /// arriving in pieces that each hold every key once).
-fn combining(
-    t: &Done,
-    last: Option<&(std::collections::HashSet<u64>, std::time::Instant)>,
-    wait: Duration,
-) -> bool {
+fn combining(t: &Done, last: Option<&(Keys, std::time::Instant)>, wait: Duration) -> bool {
     if !t.caught_up || t.n_in == 0 {
         return false;
     }
@@ -300,7 +303,8 @@ struct Batch {
     texts: Vec<Option<Vec<Text>>>,
     /// Keys of reduced standard bindings (JSON array text), in key order: what `load` asks for.
     touched: Vec<BTreeMap<String, ()>>,
-    /// Whether it read fewer documents than it asked for: all that was ready.
+    /// Whether it read fewer documents than it asked for, none of its sources cut off by
+    /// `txnBytesMax`: all that was ready.
     caught_up: bool,
 }
 
@@ -489,7 +493,7 @@ fn write_batch(
     bindings: &[Binding],
     instance: &mut Materialization,
     batch: Batch,
-) -> anyhow::Result<(usize, std::collections::HashSet<u64>)> {
+) -> anyhow::Result<(usize, Keys)> {
     let Batch {
         next_offsets,
         mut standard,
@@ -602,8 +606,8 @@ struct Writer<'a> {
     pending: Option<(usize, Vec<sink_api::Stored>)>,
     bytes: usize,
     written: usize,
-    /// The keys written, hashed with their binding (the first `KEYS_TRACKED`).
-    keys: std::collections::HashSet<u64>,
+    /// The keys written.
+    keys: Keys,
 }
 
 impl<'a> Writer<'a> {
@@ -629,9 +633,7 @@ impl<'a> Writer<'a> {
             self.flush()?;
         }
         if self.keys.len() < KEYS_TRACKED {
-            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-            let hasher = BuildHasherDefault::<DefaultHasher>::default();
-            self.keys.insert(hasher.hash_one((binding, &stored.key)));
+            self.keys.insert(KEY_HASH.hash_one((binding, &stored.key)));
         }
         self.bytes += stored.key.len() + stored.document.len();
         self.pending
@@ -656,7 +658,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Write what is pending; how many documents were written in all, and their keys.
-    fn finish(mut self) -> anyhow::Result<(usize, std::collections::HashSet<u64>)> {
+    fn finish(mut self) -> anyhow::Result<(usize, Keys)> {
         self.flush()?;
         Ok((self.written, self.keys))
     }
@@ -683,12 +685,11 @@ fn restore_checkpoint(cp: &str, bindings: &mut [Binding]) -> anyhow::Result<()> 
 
 #[cfg(test)]
 mod test {
-    use super::{Done, combining};
-    use std::collections::HashSet;
+    use super::{Done, Keys, combining};
     use std::time::{Duration, Instant};
 
     fn done(n_in: usize, keys: std::ops::Range<u64>, caught_up: bool, began: Instant) -> Done {
-        let keys: HashSet<u64> = keys.collect();
+        let keys: Keys = keys.collect();
         Done {
             n_in,
             n_out: keys.len(),
