@@ -22,6 +22,7 @@ pub(crate) async fn setup_with(token: Option<&str>) -> (Served, reqwest::Client)
     for (name, path) in [
         ("totals", plugins::CUSTOMER_TOTALS),
         ("materialize-sqlite", plugins::MATERIALIZE_SQLITE),
+        ("source-http", plugins::SOURCE_HTTP),
     ] {
         flow_tests::deploy(&http, &served.base, name, path).await;
     }
@@ -172,11 +173,25 @@ async fn bad_catalogs_change_nothing() {
     wrong_world["catalog"]["collections"]["acme/customer-totals"]["derive"]["using"]["wasm"]["plugin"] =
         json!("materialize-sqlite");
 
-    let mut capture = crate::e2e::bundle(&views);
-    capture["catalog"]["captures"] = json!({"acme/feed": {
-        "endpoint": {"wasm": {"plugin": "totals", "config": {}}},
-        "bindings": [{"target": "acme/orders", "resource": {}}],
-    }});
+    let capture_def = |plugin: &str, target: &str, allow: Value| {
+        json!({"acme/feed": {
+            "endpoint": {"wasm": {"plugin": plugin, "config": {}}, "http": {"allow": allow}},
+            "bindings": [{"target": target, "resource": {"url": "http://127.0.0.1:1/x", "offset": {"param": "o"}}}],
+        }})
+    };
+    let mut capture_wrong_world = crate::e2e::bundle(&views);
+    capture_wrong_world["catalog"]["captures"] =
+        capture_def("totals", "acme/orders", json!(["127.0.0.1"]));
+    let mut capture_into_derivation = crate::e2e::bundle(&views);
+    capture_into_derivation["catalog"]["captures"] =
+        capture_def("source-http", "acme/customer-totals", json!(["127.0.0.1"]));
+    let mut capture_bad_allow = crate::e2e::bundle(&views);
+    capture_bad_allow["catalog"]["captures"] =
+        capture_def("source-http", "acme/orders", json!(["http://127.0.0.1/"]));
+    let mut capture_bad_interval = crate::e2e::bundle(&views);
+    capture_bad_interval["catalog"]["captures"] =
+        capture_def("source-http", "acme/orders", json!([]));
+    capture_bad_interval["catalog"]["captures"]["acme/feed"]["interval"] = json!("soon");
     let mut unknown_connector = crate::e2e::bundle(&views);
     unknown_connector["catalog"]["materializations"]["acme/views"]["endpoint"]["connector"] =
         json!("oracle");
@@ -184,11 +199,24 @@ async fn bad_catalogs_change_nothing() {
     let cases: Vec<(Value, &[&str])> = vec![
         (unknown_field, &["unknown field `colour`"]),
         (
-            capture,
+            capture_wrong_world,
             &[
-                "e2e: capture acme/feed",
-                "captures are not supported by this host yet",
+                "acme/feed: plugin 'totals' implements the derivation world, but acme/feed needs a capture plugin",
             ],
+        ),
+        (
+            capture_into_derivation,
+            &[
+                "capture acme/feed: binding 0: target collection 'acme/customer-totals' is a derivation",
+            ],
+        ),
+        (
+            capture_bad_allow,
+            &["acme/feed: http.allow: 'http://127.0.0.1/' must be a host"],
+        ),
+        (
+            capture_bad_interval,
+            &["capture acme/feed: interval: 'soon' is not a duration"],
         ),
         (
             unknown_connector,

@@ -3,6 +3,7 @@
 mod api_schema;
 mod bad_input;
 mod batching;
+mod captures;
 mod catalogs;
 mod crash;
 mod destinations;

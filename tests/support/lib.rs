@@ -2,9 +2,11 @@
 //! `build.rs` (`components.rs`), a host served in-process (`served.rs`), `flow serve` as a child
 //! process to kill (`proc.rs`), an S3-compatible server (`s3.rs`), a PostgreSQL server
 //! (`postgres.rs`), a proxy that simulates an
-//! outage (`outage.rs`), fragment files on disk (`fragments.rs`), and API calls (`http.rs`).
+//! outage (`outage.rs`), a paginated HTTP API of events (`feed.rs`), fragment files on disk
+//! (`fragments.rs`), and API calls (`http.rs`).
 
 mod components;
+mod feed;
 mod fragments;
 mod http;
 mod mysql;
@@ -16,6 +18,7 @@ mod s3;
 mod served;
 
 pub use components::{digest, module_base64, plugin_bytes, plugins};
+pub use feed::Feed;
 pub use fragments::{fragment_files, tiled_end};
 pub use http::{collection_head, deploy, free_port, get_json, get_text, publish, read_ndjson};
 pub use mysql::{MY_DATABASE, MY_PASSWORD, MY_USER, MyServer};

@@ -1,30 +1,47 @@
-//! The `http` capability: outgoing requests to an allow-list of hosts. None is configurable
-//! yet, so every request is refused with the reason.
+//! The `http` capability: outgoing requests, granted to connectors. The host's side
+//! (`HttpAccess`) owns the client, the task's allow-list of hosts, and the bounds; a plugin
+//! granted none has every request refused with the reason.
 
 use super::bindings::materialization::flow::plugin::http;
+use super::sql::SqlBounds;
+
+pub use http::{Request as HttpRequest, Response as HttpResponse};
+
+/// Outgoing HTTP owned by the host. `send` must refuse a URL whose host is not on the task's
+/// allow-list (and say so), and stop at `bounds`: past the call's deadline, or with a
+/// response (headers and body) over `result_bytes_max`, it returns an error naming the limit,
+/// having kept no more than the cap in memory.
+pub trait HttpAccess: Send {
+    fn send(&mut self, request: HttpRequest, bounds: &SqlBounds) -> Result<HttpResponse, String>;
+}
+
 const URL_QUOTED_MAX: usize = 256;
 
-/// What a plugin instance was granted of `http`: the hosts it may reach. Empty: every request
-/// is refused.
+/// The URL of a request as a message quotes it: at most `URL_QUOTED_MAX` bytes of it.
+pub fn quoted_url(url: &str) -> String {
+    let mut end = url.len().min(URL_QUOTED_MAX);
+    while !url.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < url.len() { "..." } else { "" };
+    format!("{}{more}", &url[..end])
+}
+
+/// What a plugin instance was granted of `http`, and the bounds of the current call.
 #[derive(Default)]
 pub(crate) struct HttpGrant {
-    pub(crate) allow: Vec<String>,
+    pub(crate) access: Option<Box<dyn HttpAccess>>,
+    pub(crate) bounds: Option<SqlBounds>,
 }
 
 impl http::Host for HttpGrant {
     fn send(&mut self, request: http::Request) -> Result<http::Response, String> {
-        // Outgoing HTTP is granted per task through an allow-list; none is configurable yet,
-        // so every request is refused with the reason rather than silently dropped.
-        // The URL is the plugin's: the message quotes at most URL_QUOTED_MAX bytes of it.
-        let mut end = request.url.len().min(URL_QUOTED_MAX);
-        while !request.url.is_char_boundary(end) {
-            end -= 1;
-        }
-        let more = if end < request.url.len() { "..." } else { "" };
-        Err(format!(
-            "outgoing HTTP to {}{more} refused: the host is not on this task's allow-list ({} hosts allowed)",
-            &request.url[..end],
-            self.allow.len()
-        ))
+        let (Some(access), Some(bounds)) = (self.access.as_mut(), self.bounds) else {
+            return Err(format!(
+                "outgoing HTTP to {} refused: this task was granted no outgoing HTTP",
+                quoted_url(&request.url)
+            ));
+        };
+        access.send(request, &bounds)
     }
 }

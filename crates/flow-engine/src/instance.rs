@@ -3,7 +3,10 @@
 
 use super::bindings::{self, PluginError};
 use super::ctx::PluginCtx;
-use super::{Engine, LogSink, Sandbox, SqlAccess, StateAccess, derive_api, migrate_api, sink_api};
+use super::{
+    Engine, HttpAccess, LogSink, Sandbox, SqlAccess, StateAccess, derive_api, migrate_api,
+    sink_api, source_api,
+};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
@@ -46,6 +49,7 @@ pub struct Instance<B> {
 
 pub type Derivation = Instance<bindings::derivation::Derivation>;
 pub type Materialization = Instance<bindings::materialization::Materialization>;
+pub type Capture = Instance<bindings::capture::Capture>;
 /// A derivation component that exports `migrate`, instantiated to migrate state.
 pub type Migrator = Instance<bindings::migrating::Migration>;
 
@@ -90,6 +94,7 @@ impl<B> Instance<B> {
         data.sql.bounds.deadline =
             std::time::Instant::now() + std::time::Duration::from_millis(self.deadline_ms);
         data.kv.bounds = Some(data.sql.bounds);
+        data.http.bounds = Some(data.sql.bounds);
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.into()),
@@ -175,6 +180,11 @@ impl Materialization {
         self.store.data_mut().fields.bindings = fields;
     }
 
+    /// Grant outgoing HTTP (the host's client holds the task's allow-list).
+    pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
+        self.store.data_mut().http.access = http;
+    }
+
     /// Grant the destination key-value store.
     pub fn set_kv(&mut self, kv: Option<Box<dyn crate::KvAccess>>) {
         self.store.data_mut().kv.access = kv;
@@ -201,6 +211,42 @@ impl Materialization {
 
     pub fn commit(&mut self, checkpoint: &str) -> Result<(), CallError> {
         self.call(|s, b| b.flow_plugin_sink().call_commit(s, checkpoint))
+    }
+}
+
+impl Capture {
+    /// Instantiate under the task's `sandbox` (deadline, memory cap).
+    pub fn instantiate(
+        engine: &Engine,
+        component: &Component,
+        log: LogSink,
+        sandbox: &Sandbox,
+    ) -> anyhow::Result<Self> {
+        Self::new(engine, log, sandbox, |store| {
+            bindings::capture::Capture::instantiate(store, component, &engine.linker)
+        })
+    }
+
+    /// Grant the source database.
+    pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
+        self.store.data_mut().sql.access = sql;
+    }
+
+    /// Grant outgoing HTTP (the host's client holds the task's allow-list).
+    pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
+        self.store.data_mut().http.access = http;
+    }
+
+    pub fn open(
+        &mut self,
+        spec: &source_api::CaptureSpec,
+        checkpoint: Option<&str>,
+    ) -> Result<(), CallError> {
+        self.call(|s, b| b.flow_plugin_source().call_open(s, spec, checkpoint))
+    }
+
+    pub fn poll(&mut self) -> Result<source_api::PollResult, CallError> {
+        self.call(|s, b| b.flow_plugin_source().call_poll(s))
     }
 }
 

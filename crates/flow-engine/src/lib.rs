@@ -21,7 +21,8 @@ mod wasi;
 
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use fields::Field;
-pub use instance::{CallError, Derivation, Materialization, Migrator};
+pub use http::{HttpAccess, HttpRequest, HttpResponse, quoted_url};
+pub use instance::{CallError, Capture, Derivation, Materialization, Migrator};
 pub use kv::KvAccess;
 pub use log::LogSink;
 pub use sql::{SqlAccess, SqlBounds};
@@ -29,6 +30,7 @@ pub use state::StateAccess;
 /// A compiled component, as the registry keeps it.
 pub use wasmtime::component::Component;
 
+pub use bindings::capture::exports::flow::plugin::source as source_api;
 pub use bindings::derivation::exports::flow::plugin::derive as derive_api;
 pub use bindings::materialization::exports::flow::plugin::sink as sink_api;
 pub use bindings::migrating::exports::flow::plugin::migrate as migrate_api;

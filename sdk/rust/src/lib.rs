@@ -32,7 +32,8 @@
 //! ```
 //!
 //! Materializations implement [`Materialization`] and use [`sql`]; see
-//! `plugins/materialize-sqlite` for a complete one.
+//! `plugins/materialize-sqlite` for a complete one. Captures implement [`Capture`] and use
+//! [`http`] or [`sql`]; see `plugins/source-http`.
 
 extern crate self as flow_sdk;
 
@@ -79,6 +80,20 @@ pub mod materialization_bindings {
 }
 
 #[doc(hidden)]
+pub mod capture_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "flow:plugin/capture",
+        pub_export_macro: true,
+        export_macro_name: "__export_capture_world",
+        default_bindings_module: "flow_sdk::capture_bindings",
+        runtime_path: "flow_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod capture;
+#[doc(hidden)]
 pub mod derivation;
 pub mod kv_values;
 #[doc(hidden)]
@@ -87,6 +102,7 @@ pub mod materialization;
 pub mod migration;
 pub mod sql_tables;
 
+pub use capture::{Capture, CaptureBinding, CaptureSpec, Captured, Poll, http};
 pub use derivation::{
     Derivation, DerivationSpec, Json, Publisher, Source, StateKey, TransformSpec, state,
 };
@@ -161,6 +177,8 @@ pub fn warn(message: &str) {
     )
 }
 
+#[doc(hidden)]
+pub use capture as __capture;
 #[doc(hidden)]
 pub use derivation as __derivation;
 #[doc(hidden)]

@@ -293,8 +293,33 @@ pub struct BuiltMaterialization {
     /// The host-owned destination the endpoint names, granted to the plugin as `sql`.
     pub destination: Option<BuiltDestination>,
     pub bindings: Vec<BuiltMaterializationBinding>,
+    /// The hosts its plugin may reach over `http` (none: every request is refused).
+    pub http_allow: Vec<String>,
     pub limits: Option<TaskLimits>,
 }
+
+pub struct BuiltCapture {
+    pub name: String,
+    pub plugin: String,
+    pub config: Value,
+    /// The host-owned source database the endpoint names, granted to the plugin as `sql`.
+    pub source: Option<BuiltDestination>,
+    pub bindings: Vec<BuiltCaptureBinding>,
+    /// The hosts its plugin may reach over `http` (none: every request is refused).
+    pub http_allow: Vec<String>,
+    /// The longest wait between polls of an idle source.
+    pub interval_ms: u64,
+    pub limits: Option<TaskLimits>,
+}
+
+pub struct BuiltCaptureBinding {
+    /// The collection its documents are appended to.
+    pub target: String,
+    pub resource: Value,
+}
+
+/// How long an idle capture waits at most between polls, unless its `interval` says.
+pub const CAPTURE_INTERVAL_DEFAULT_MS: u64 = 5_000;
 
 /// A destination an endpoint names: which connector (`connector/`) and its configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -336,6 +361,7 @@ pub struct Built {
     pub spec: Catalog,
     pub collections: BTreeMap<String, Arc<BuiltCollection>>,
     pub materializations: BTreeMap<String, Arc<BuiltMaterialization>>,
+    pub captures: BTreeMap<String, Arc<BuiltCapture>>,
     pub tests: BTreeMap<String, Vec<TestStep>>,
 }
 
@@ -587,23 +613,89 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 config: def.endpoint.wasm.config.clone(),
                 destination: BuiltDestination::of(&def.endpoint),
                 bindings,
+                http_allow: http_allow(&def.endpoint),
                 limits: def.limits.clone(),
             }),
         );
     }
 
+    let mut captures = BTreeMap::new();
     for (name, def) in &spec.captures {
-        if let Err(e) = endpoint_plugin(name, &def.endpoint.wasm) {
-            errors.push(problem(format!("capture {name}"), e));
+        let mut err = |e: String| errors.push(problem(format!("capture {name}"), e));
+        if let Err(e) = check_name(name) {
+            err(e);
+            continue;
         }
-        for (i, b) in def.bindings.iter().enumerate() {
-            if !collections.contains_key(&b.target) {
-                errors.push(problem(
-                    format!("capture {name}: binding {i}"),
-                    format!("unknown target collection '{}'", b.target),
-                ));
+        if collections.contains_key(name) || spec.materializations.contains_key(name) {
+            err("a collection or a materialization has this name too: captures, collections and materializations need names of their own".into());
+        }
+        let plugin = match endpoint_plugin(name, &def.endpoint.wasm) {
+            Ok(p) => p,
+            Err(e) => {
+                err(e);
+                continue;
             }
+        };
+        if let Err(e) = check_limits(&def.limits) {
+            err(e);
         }
+        let interval_ms = match &def.interval {
+            None => CAPTURE_INTERVAL_DEFAULT_MS,
+            Some(i) => match humantime::parse_duration(i) {
+                Ok(d) if !d.is_zero() => d.as_millis() as u64,
+                Ok(_) => {
+                    err("interval: must be longer than zero".into());
+                    continue;
+                }
+                Err(e) => {
+                    err(format!(
+                        "interval: '{i}' is not a duration like 30s or 5m: {e}"
+                    ));
+                    continue;
+                }
+            },
+        };
+        let mut bindings = Vec::new();
+        for (i, b) in def.bindings.iter().enumerate() {
+            let at = format!("capture {name}: binding {i}");
+            match collections.get(&b.target) {
+                None => errors.push(problem(
+                    at,
+                    format!("unknown target collection '{}'", b.target),
+                )),
+                Some(c) if c.derive.is_some() => errors.push(problem(
+                    at,
+                    format!(
+                        "target collection '{}' is a derivation: only its derivation writes it",
+                        b.target
+                    ),
+                )),
+                Some(_) => {}
+            }
+            bindings.push(BuiltCaptureBinding {
+                target: b.target.clone(),
+                resource: b.resource.clone(),
+            });
+        }
+        if bindings.is_empty() {
+            errors.push(problem(
+                format!("capture {name}"),
+                "it has no bindings".into(),
+            ));
+        }
+        captures.insert(
+            name.clone(),
+            Arc::new(BuiltCapture {
+                name: name.clone(),
+                plugin,
+                config: def.endpoint.wasm.config.clone(),
+                source: BuiltDestination::of(&def.endpoint),
+                bindings,
+                http_allow: http_allow(&def.endpoint),
+                interval_ms,
+                limits: def.limits.clone(),
+            }),
+        );
     }
 
     for (name, steps) in &spec.tests {
@@ -626,6 +718,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         spec,
         collections,
         materializations,
+        captures,
         tests,
     })
 }
@@ -696,6 +789,15 @@ fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {
             .map_err(|e| format!("limits: {e}")),
         None => Ok(()),
     }
+}
+
+/// The hosts an endpoint allows over `http`.
+fn http_allow(endpoint: &Endpoint) -> Vec<String> {
+    endpoint
+        .http
+        .as_ref()
+        .map(|h| h.allow.clone())
+        .unwrap_or_default()
 }
 
 /// The plugin name a `wasm` endpoint runs: its `plugin`, or for a `module` the task's name.

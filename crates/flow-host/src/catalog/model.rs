@@ -313,6 +313,20 @@ pub struct Endpoint {
     /// database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,
+    /// Outgoing HTTP granted to the plugin as `http`: the hosts it may reach. Without it,
+    /// every request is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpEndpoint>,
+}
+
+/// The `http` capability of a connector task.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEndpoint {
+    /// The hosts requests may go to: `api.example.com` (any port), `api.example.com:8443`
+    /// (that port only), or `*.example.com` (its subdomains). A request to any other host,
+    /// or a redirect to one, is refused and logged in the plugin's log.
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -345,12 +359,23 @@ pub struct MaterializationBinding {
 pub struct CaptureDef {
     pub endpoint: Endpoint,
     pub bindings: Vec<CaptureBinding>,
+    /// How long an idle capture waits at most between polls, e.g. `30s` or `5m` (Flow's
+    /// `interval`). After a poll that found the source idle the task waits 100 ms, doubling
+    /// while the source stays idle, up to this. Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Sandbox and batching limits of this task, over the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureBinding {
+    /// The collection its documents are appended to.
     pub target: String,
+    /// Which part of the source, as the connector defines it (a table, a URL): passed to
+    /// its `open`.
     #[serde(default = "empty_object")]
     pub resource: Value,
 }

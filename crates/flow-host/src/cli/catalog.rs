@@ -39,6 +39,7 @@ impl CatalogCmd {
                     ("collection", "collections"),
                     ("derivation", "derivations"),
                     ("materialization", "materializations"),
+                    ("capture", "captures"),
                     ("deployed plugin", "deployed"),
                 ] {
                     for name in v[field].as_array().into_iter().flatten() {

@@ -182,7 +182,7 @@ async fn tasks(client: &client::Client) -> anyhow::Result<std::process::ExitCode
     let v = client.json(reqwest::Method::GET, "/v1/tasks", None).await?;
     let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
     if tasks.is_empty() {
-        eprintln!("no tasks: publish a catalog with derivations or materializations");
+        eprintln!("no tasks: publish a catalog with captures, derivations or materializations");
     }
     for t in tasks {
         let lag: u64 = t["sources"]
@@ -202,6 +202,22 @@ async fn tasks(client: &client::Client) -> anyhow::Result<std::process::ExitCode
                 .map(|e| format!("\n    error: {e}"))
                 .unwrap_or_default()
         );
+        // A capture: what each binding brought in, and when its checkpoint last committed.
+        for b in t["captured"].as_array().into_iter().flatten() {
+            println!(
+                "    binding {} -> {}: {} captured",
+                b["binding"],
+                b["collection"].as_str().unwrap_or(""),
+                b["docs"]
+            );
+        }
+        if let Some(at) = t["checkpointAtMs"].as_u64() {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+            println!(
+                "    checkpoint committed at {}",
+                humantime::format_rfc3339_millis(at)
+            );
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 //! with `open`. The host runs every destination transaction; the plugin reads and writes inside
 //! it through the grant.
 
+pub(crate) mod http;
 mod mysql;
 mod pipeline;
 mod postgres;

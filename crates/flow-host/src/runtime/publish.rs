@@ -19,6 +19,7 @@ pub struct Published {
     pub collections: Vec<String>,
     pub derivations: Vec<String>,
     pub materializations: Vec<String>,
+    pub captures: Vec<String>,
     /// Plugins deployed from the bundle's modules, as `name@seq`.
     pub deployed: Vec<String>,
 }
@@ -32,16 +33,6 @@ impl Host {
         let invalid = |task: &str, why: String| {
             HostError::Invalid(format!("{}: {task}: {why}", bundle.source))
         };
-
-        // Accepted but never run would be worse than refused (#13 builds them).
-        if let Some(name) = update.captures.keys().next() {
-            return Err(invalid(
-                &format!("capture {name}"),
-                "captures are not supported by this host yet: nothing would run them; \
-                 remove `captures` from the catalog"
-                    .into(),
-            ));
-        }
 
         // Modules become plugins named after their task.
         let mut modules: Vec<(String, World, Vec<u8>)> = Vec::new();
@@ -116,11 +107,18 @@ impl Host {
                 }
             }
         }
-        // Endpoints name connectors this host has.
+        // Endpoints name connectors this host has, and hosts an `http` grant can reach.
         for m in built.materializations.values() {
             if let Some(d) = &m.destination {
                 connector::check(&d.connector, &d.config).map_err(|why| invalid(&m.name, why))?;
             }
+            connector::http::check_allow(&m.http_allow).map_err(|why| invalid(&m.name, why))?;
+        }
+        for c in built.captures.values() {
+            if let Some(d) = &c.source {
+                connector::check(&d.connector, &d.config).map_err(|why| invalid(&c.name, why))?;
+            }
+            connector::http::check_allow(&c.http_allow).map_err(|why| invalid(&c.name, why))?;
         }
 
         // Tables that exist keep their key and their columns' types.
@@ -166,6 +164,7 @@ impl Host {
                 .map(|(n, _)| n.clone())
                 .collect(),
             materializations: update.materializations.keys().cloned().collect(),
+            captures: update.captures.keys().cloned().collect(),
             deployed,
         };
         // New collections are reconciled with the store before any task reads them.

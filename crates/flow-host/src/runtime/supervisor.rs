@@ -111,6 +111,8 @@ impl Host {
                 docs_out: 0,
                 docs_failed: 0,
                 sources: Vec::new(),
+                captured: Vec::new(),
+                checkpoint_at_ms: None,
                 retry_at_ms: None,
             };
             if gate_is_open(&running, &def.name) {

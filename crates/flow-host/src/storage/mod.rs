@@ -40,6 +40,10 @@ pub const PLUGIN_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("plu
 pub const TASK_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("task_state");
 /// Task read checkpoints: (task, source name) -> next offset to read.
 pub const CHECKPOINTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("checkpoints");
+/// Capture checkpoints: task -> the connector's position (JSON text) as of the documents it
+/// committed with.
+pub const CAPTURE_CHECKPOINTS: TableDefinition<&str, &str> =
+    TableDefinition::new("capture_checkpoints");
 
 /// A write job: runs inside a shared write transaction. Jobs may run more than once: when
 /// another job of their group fails, the group is aborted and run again without it.
@@ -285,6 +289,7 @@ impl Store {
             txn.open_table(PLUGIN_BLOBS)?;
             txn.open_table(TASK_STATE)?;
             txn.open_table(CHECKPOINTS)?;
+            txn.open_table(CAPTURE_CHECKPOINTS)?;
         }
         txn.commit()?;
         let db = Arc::new(Slot {
@@ -372,6 +377,13 @@ impl Store {
         let txn = self.read()?;
         let table = txn.open_table(CHECKPOINTS)?;
         Ok(table.get((task, source))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// A capture's checkpoint, if it ever committed one.
+    pub fn capture_checkpoint(&self, task: &str) -> anyhow::Result<Option<String>> {
+        let txn = self.read()?;
+        let table = txn.open_table(CAPTURE_CHECKPOINTS)?;
+        Ok(table.get(task)?.map(|v| v.value().to_string()))
     }
 
     /// Every (key, state) of a derivation, in key order.

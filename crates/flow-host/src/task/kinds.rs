@@ -1,5 +1,5 @@
 //! The table of task kinds. The host publishes, checks and supervises tasks only through it:
-//! a new kind is a folder beside `derive/` and `materialize/` plus one row in `KINDS`.
+//! a new kind is a folder beside `capture/`, `derive/` and `materialize/` plus one row in `KINDS`.
 
 use super::TaskCtx;
 use crate::catalog::{Built, Catalog, TaskLimits, WasmEndpoint};
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// One kind of task.
 pub(crate) struct Kind {
-    /// What statuses and errors call it: `derivation`, `materialization`.
+    /// What statuses and errors call it: `capture`, `derivation`, `materialization`.
     pub name: &'static str,
     /// The world its plugins implement.
     pub world: World,
@@ -33,4 +33,8 @@ pub(crate) struct TaskDef {
     pub run: Box<dyn FnOnce(TaskCtx) + Send>,
 }
 
-pub(crate) const KINDS: &[Kind] = &[super::derive::KIND, super::materialize::KIND];
+pub(crate) const KINDS: &[Kind] = &[
+    super::capture::KIND,
+    super::derive::KIND,
+    super::materialize::KIND,
+];

@@ -8,13 +8,14 @@
 //! kind is a folder of its own (`derive/`, `materialize/`) with a README of its protocol, and
 //! imports only this module, never `runtime`.
 
+pub(crate) mod capture;
 pub(crate) mod derive;
 mod kinds;
 pub(crate) mod materialize;
 mod status;
 
 pub(crate) use kinds::{KINDS, Kind, TaskDef};
-pub use status::{SourceStatus, Statuses, TaskState, TaskStatus};
+pub use status::{CapturedStatus, SourceStatus, Statuses, TaskState, TaskStatus};
 
 use crate::connector;
 use crate::journal::{self, Journals};
@@ -128,6 +129,11 @@ pub(crate) trait Task {
     fn wake_ms(&self) -> Option<u64> {
         None
     }
+    /// For a task that reads no journal (a capture polls its source): how long to sleep
+    /// after a transaction that found nothing, instead of waiting for appends.
+    fn idle_wait(&self) -> Option<Duration> {
+        None
+    }
     /// Whether waiting would fold what comes next into the rows its last transaction wrote
     /// (it caught up, and combined 2:1 or rewrote the rows of the one before moments after):
     /// then it lasts at least `txnTimeCombiningMs`.
@@ -172,10 +178,7 @@ pub(crate) fn run<T: Task>(
             Err(e) => return ctx.fail(plugin, &e),
             Ok(()) => return,
         };
-        let until = std::time::Instant::now() + wait;
-        while !ctx.stopping() && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        ctx.sleep(wait);
         if ctx.stopping() {
             return;
         }
@@ -236,7 +239,10 @@ fn run_once<T: Task>(
             reported = sources;
         }
         if processed == 0 {
-            ctx.wait_for_appends(seen, task.wake_ms());
+            match task.idle_wait() {
+                Some(wait) => ctx.sleep(wait),
+                None => ctx.wait_for_appends(seen, task.wake_ms()),
+            }
         }
     }
     Ok(())
@@ -268,6 +274,18 @@ impl TaskCtx {
 
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep for `wait`, or until the task is stopped.
+    fn sleep(&self, wait: Duration) {
+        let until = std::time::Instant::now() + wait;
+        while !self.stopping() {
+            let now = std::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
     }
 
     /// Sleep until a journal grows (past generation `seen`), the task is stopped, the idle

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatus {
     pub name: String,
-    /// The kind of task: `derivation` or `materialization` (`Kind::name`).
+    /// The kind of task: `capture`, `derivation` or `materialization` (`Kind::name`).
     pub kind: &'static str,
     pub state: TaskState,
     pub plugin: String,
@@ -21,6 +21,13 @@ pub struct TaskStatus {
     /// Source documents that failed and were skipped or dead-lettered (error policy).
     pub docs_failed: u64,
     pub sources: Vec<SourceStatus>,
+    /// Captures: the documents captured per binding, since the task started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub captured: Vec<CapturedStatus>,
+    /// Captures: when the connector's checkpoint was last committed, in milliseconds since
+    /// the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_at_ms: Option<u64>,
     /// While `retrying`: when the next attempt is, in milliseconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
@@ -81,6 +88,18 @@ pub struct SourceStatus {
     pub offset: u64,
     /// Bytes written to the source that this task has not read yet.
     pub lag_bytes: u64,
+}
+
+/// What one binding of a capture brought in.
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapturedStatus {
+    /// The binding's index in the catalog.
+    pub binding: u32,
+    /// The collection it appends to.
+    pub collection: String,
+    /// Documents the connector returned for it (before they were combined by key).
+    pub docs: u64,
 }
 
 /// Shared, updatable status of every task.

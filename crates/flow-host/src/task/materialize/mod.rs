@@ -134,12 +134,13 @@ impl Materialize {
 
         let (version, component) = ctx.registry.resolve(&spec.plugin, World::Materialization)?;
         let engine = ctx.registry.engine().clone();
-        let mut instance = Materialization::instantiate(
-            &engine,
-            &component,
-            ctx.registry.log_sink(&spec.plugin, &ctx.name),
-            &ctx.limits.sandbox(),
-        )?;
+        let log = ctx.registry.log_sink(&spec.plugin, &ctx.name);
+        let mut instance =
+            Materialization::instantiate(&engine, &component, log.clone(), &ctx.limits.sandbox())?;
+        instance.set_http(Some(Box::new(connector::http::Http::new(
+            &spec.http_allow,
+            log,
+        )?)));
         instance.set_fields(
             spec.bindings
                 .iter()

@@ -1,0 +1,379 @@
+//! Outgoing HTTP for connector plugins (the `http` capability): the host's client, limited to
+//! the hosts on the task's allow-list (`endpoint.http.allow`).
+//!
+//! What a plugin can make the host do is bounded: only `http` and `https` URLs whose host is
+//! allowed (a redirect is followed only to an allowed host), no proxy from the environment,
+//! a request stops at the calling export's deadline, and a response (status line, headers and
+//! body) over `hostResultBytesMax` is an error once the cap is passed, read no further.
+//! Every refusal is written to the plugin's log as well as returned.
+
+use flow_engine::{HttpAccess, HttpRequest, HttpResponse, LogLevel, LogSink, SqlBounds};
+use reqwest::Url;
+
+/// One entry of an allow-list: a host, a host and port, or `*.` and a domain.
+#[derive(Clone, Debug, PartialEq)]
+struct Allowed {
+    /// Lowercase host name or IP literal (IPv6 without brackets), or the domain after `*.`.
+    host: String,
+    /// Its subdomains (`*.example.com`), not the host itself.
+    subdomains: bool,
+    port: Option<u16>,
+}
+
+impl Allowed {
+    fn parse(entry: &str) -> Result<Allowed, String> {
+        let bad = |why: &str| format!("http.allow: '{entry}' {why}");
+        if entry.contains("://") || entry.contains('/') {
+            return Err(bad(
+                "must be a host (api.example.com), a host and port (api.example.com:8443) or *.domain, not a URL",
+            ));
+        }
+        let (rest, subdomains) = match entry.strip_prefix("*.") {
+            Some(r) => (r, true),
+            None => (entry, false),
+        };
+        // `host:port`, or `[v6]:port`, or a bare host / IPv6 literal.
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(bad("has text after ]")),
+            };
+            (h, port)
+        } else if rest.matches(':').count() == 1 {
+            let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
+            (h, Some(p))
+        } else {
+            (rest, None)
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| bad("has a port that is not 1-65535"))
+            })
+            .transpose()?;
+        if port == Some(0) {
+            return Err(bad("has a port that is not 1-65535"));
+        }
+        let host = host.to_ascii_lowercase();
+        if host.is_empty()
+            || host.contains('*')
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+        {
+            return Err(bad(
+                "is not a host name: use letters, digits, '.', '-' (and *. only in front)",
+            ));
+        }
+        Ok(Allowed {
+            host,
+            subdomains,
+            port,
+        })
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        let host_ok = if self.subdomains {
+            host.strip_suffix(self.host.as_str())
+                .is_some_and(|front| front.ends_with('.') && front.len() > 1)
+        } else {
+            host == self.host
+        };
+        host_ok && self.port.is_none_or(|p| p == port)
+    }
+}
+
+/// Check an allow-list as a publish does: every entry must be a host, host:port or *.domain.
+pub(crate) fn check_allow(allow: &[String]) -> Result<(), String> {
+    allow.iter().try_for_each(|e| Allowed::parse(e).map(drop))
+}
+
+/// Whether `url` may be requested under `allow`; the reason when not.
+fn permitted(allow: &[Allowed], url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "its scheme is {}, and only http and https are allowed",
+            url.scheme()
+        ));
+    }
+    let Some(host) = url.host_str() else {
+        return Err("it names no host".into());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(0);
+    if allow.iter().any(|a| a.matches(host, port)) {
+        Ok(())
+    } else if allow.is_empty() {
+        Err("this task's endpoint allows no host (endpoint.http.allow is empty)".into())
+    } else {
+        Err(format!(
+            "{host}:{port} is not on this task's allow-list (endpoint.http.allow: {})",
+            allow
+                .iter()
+                .map(|a| {
+                    let mut s = if a.subdomains {
+                        format!("*.{}", a.host)
+                    } else {
+                        a.host.clone()
+                    };
+                    if let Some(p) = a.port {
+                        s.push_str(&format!(":{p}"));
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// The host's HTTP client of one task.
+pub(crate) struct Http {
+    allow: std::sync::Arc<Vec<Allowed>>,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    log: LogSink,
+    down: Down,
+}
+
+/// Why the last request found its server unavailable (no connection, no answer in time, or
+/// 429/502/503/504), cleared by any other answer: a task whose plugin fails right after
+/// retries with backoff instead of failing (`Unavailable`).
+#[derive(Clone, Default)]
+pub(crate) struct Down(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Down {
+    fn set(&self, why: Option<String>) {
+        *self.0.lock().expect("http state poisoned") = why;
+    }
+
+    /// Why the server of the last request was unavailable, if it was.
+    pub(crate) fn why(&self) -> Option<String> {
+        self.0.lock().expect("http state poisoned").clone()
+    }
+}
+
+/// Most redirects one request follows.
+const REDIRECTS_MAX: usize = 5;
+
+impl Http {
+    /// A client for the hosts on `allow` (checked at publish; an entry that fails the check
+    /// here is an error too), writing refusals to `log`.
+    pub(crate) fn new(allow: &[String], log: LogSink) -> anyhow::Result<Http> {
+        let allow = std::sync::Arc::new(
+            allow
+                .iter()
+                .map(|e| Allowed::parse(e))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?,
+        );
+        let redirect = {
+            let allow = allow.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= REDIRECTS_MAX {
+                    return attempt.error(format!("more than {REDIRECTS_MAX} redirects"));
+                }
+                match permitted(&allow, attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => {
+                        let to = flow_engine::quoted_url(attempt.url().as_str());
+                        attempt.error(format!("redirect to {to} refused: {why}"))
+                    }
+                }
+            })
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(redirect)
+            .user_agent(concat!("flow/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Http {
+            allow,
+            client,
+            runtime,
+            log,
+            down: Down::default(),
+        })
+    }
+
+    /// Whether the server of the last request was unavailable: shared, for the task to read
+    /// after its plugin failed.
+    pub(crate) fn down(&self) -> Down {
+        self.down.clone()
+    }
+
+    fn refuse(&self, url: &str, why: String) -> String {
+        let message = format!(
+            "outgoing HTTP to {} refused: {why}",
+            flow_engine::quoted_url(url)
+        );
+        (self.log)(LogLevel::Warn, message.clone());
+        message
+    }
+}
+
+impl HttpAccess for Http {
+    fn send(&mut self, request: HttpRequest, bounds: &SqlBounds) -> Result<HttpResponse, String> {
+        let url = Url::parse(&request.url)
+            .map_err(|e| self.refuse(&request.url, format!("it is not an absolute URL ({e})")))?;
+        permitted(&self.allow, &url).map_err(|why| self.refuse(&request.url, why))?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| format!("'{}' is not an HTTP method", request.method))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &request.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("'{name}' is not an HTTP header name"))?;
+            // The host a request goes to is the URL's, checked above: not one a header names.
+            if name == reqwest::header::HOST {
+                return Err("the Host header is the URL's: a request may not set it".into());
+            }
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
+            headers.append(name, value);
+        }
+        let left = bounds
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let deadline = || {
+            format!(
+                "the request to {} did not complete within the plugin's CPU deadline of {} ms per call, which host calls count against",
+                flow_engine::quoted_url(&request.url),
+                bounds.deadline_ms
+            )
+        };
+        if left.is_zero() {
+            return Err(deadline());
+        }
+        let max = bounds.result_bytes_max;
+        let call = self
+            .client
+            .request(method, url)
+            .headers(headers)
+            .body(request.body);
+        let down = self.down.clone();
+        let result = self.runtime.block_on(async {
+            tokio::time::timeout(left, async move {
+                let mut response = call.send().await.map_err(|e| {
+                    let why = describe(&e);
+                    down.set(Some(why.clone()));
+                    why
+                })?;
+                let status = response.status().as_u16();
+                down.set(
+                    matches!(status, 429 | 502 | 503 | 504)
+                        .then(|| format!("the server answered {status}")),
+                );
+                let mut bytes = 16;
+                let mut headers = Vec::new();
+                for (name, value) in response.headers() {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    bytes += name.as_str().len() + value.len();
+                    headers.push((name.as_str().to_string(), value));
+                }
+                let mut body = Vec::new();
+                loop {
+                    if bytes + body.len() > max {
+                        return Err(format!(
+                            "the response is over the cap of {max} bytes per host call (hostResultBytesMax): request less at a time (a smaller page)"
+                        ));
+                    }
+                    match response.chunk().await.map_err(|e| describe(&e))? {
+                        Some(chunk) => body.extend_from_slice(&chunk),
+                        None => break,
+                    }
+                }
+                Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            })
+            .await
+        });
+        match result {
+            Ok(r) => r,
+            Err(_elapsed) => {
+                let why = deadline();
+                self.down.set(Some(why.clone()));
+                Err(why)
+            }
+        }
+    }
+}
+
+/// A transport error with its causes (reqwest's own message says only "error sending request").
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn allow(entries: &[&str]) -> Vec<Allowed> {
+        entries.iter().map(|e| Allowed::parse(e).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_allow_list_admits_its_hosts_ports_and_subdomains_only() {
+        let list = allow(&[
+            "api.example.com",
+            "127.0.0.1:8080",
+            "*.corp.example",
+            "[::1]:9000",
+        ]);
+        let ok = |u: &str| permitted(&list, &Url::parse(u).unwrap()).is_ok();
+        assert!(ok("https://api.example.com/v1"));
+        assert!(
+            ok("http://API.example.com:81/v1"),
+            "any port of a bare host"
+        );
+        assert!(ok("http://127.0.0.1:8080/x"));
+        assert!(!ok("http://127.0.0.1:8081/x"), "another port");
+        assert!(!ok("http://127.0.0.1/x"), "port 80 is not 8080");
+        assert!(ok("https://a.corp.example/"));
+        assert!(ok("https://a.b.corp.example/"));
+        assert!(!ok("https://corp.example/"), "*. is subdomains only");
+        assert!(!ok("https://evilcorp.example/"));
+        assert!(!ok("https://api.example.com.evil.net/"));
+        assert!(ok("http://[::1]:9000/"));
+        assert!(!ok("ftp://api.example.com/"));
+        assert!(!ok("file:///etc/passwd"));
+        let why = permitted(&list, &Url::parse("http://10.0.0.1/").unwrap()).unwrap_err();
+        assert!(
+            why.contains("10.0.0.1:80 is not on this task's allow-list"),
+            "{why}"
+        );
+        let none = permitted(&[], &Url::parse("http://a/").unwrap()).unwrap_err();
+        assert!(none.contains("allows no host"), "{none}");
+    }
+
+    #[test]
+    fn allow_list_entries_that_are_not_hosts_are_refused() {
+        for bad in [
+            "http://a.com",
+            "a.com/x",
+            "a.com:0",
+            "a.com:99999",
+            "*",
+            "a*.com",
+            "",
+            "[::1",
+        ] {
+            assert!(Allowed::parse(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(check_allow(&["a.com".into(), "b.com:443".into()]).is_ok());
+    }
+}

@@ -1,0 +1,378 @@
+//! The capture task: one per capture. Protocol steps: `README.md`.
+//!
+//! `CaptureTask::start` opens it; `transaction` runs one poll, marked by comments.
+
+use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining};
+use crate::connector::{self, Destination};
+use crate::journal;
+use crate::storage::CAPTURE_CHECKPOINTS;
+use crate::task::{self, CapturedStatus, Kind, Task, TaskCtx, TaskDef};
+use flow_engine::{Capture, World, source_api};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) const KIND: Kind = Kind {
+    name: "capture",
+    world: World::Capture,
+    external: true,
+    endpoints: |catalog| {
+        catalog
+            .captures
+            .iter_mut()
+            .map(|(name, c)| (name, &mut c.endpoint.wasm))
+            .collect()
+    },
+    tasks: |catalog| {
+        catalog
+            .captures
+            .values()
+            .map(|c| {
+                let (catalog, spec) = (catalog.clone(), c.clone());
+                TaskDef {
+                    name: c.name.clone(),
+                    plugin: c.plugin.clone(),
+                    limits: c.limits.clone(),
+                    run: Box::new(move |ctx| {
+                        let plugin = spec.plugin.clone();
+                        task::run(ctx, &plugin, |ctx| CaptureTask::start(ctx, &catalog, &spec))
+                    }),
+                }
+            })
+            .collect()
+    },
+};
+
+/// The first wait after a poll that found the source idle; it doubles while the source stays
+/// idle, up to the capture's `interval`.
+const IDLE_FIRST: Duration = Duration::from_millis(100);
+
+/// A running capture.
+struct CaptureTask {
+    spec: Arc<BuiltCapture>,
+    /// The target collection of each binding.
+    targets: Vec<Arc<BuiltCollection>>,
+    /// The source database its endpoint names, if any (granted to the plugin as `sql`): each
+    /// poll runs in one transaction of it.
+    source: Option<Box<dyn Destination>>,
+    instance: Capture,
+    /// Whether the server of the plugin's last HTTP request was unavailable.
+    http_down: connector::http::Down,
+    /// How long to wait before the next poll: set after a poll that found the source idle.
+    idle: Option<Duration>,
+    /// The wait after the next idle poll.
+    next_idle: Duration,
+}
+
+impl Task for CaptureTask {
+    fn outputs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.targets.iter().map(|c| c.name.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A capture reads no journal.
+    fn sources(&self) -> Vec<(String, String, u64)> {
+        Vec::new()
+    }
+
+    fn transaction(&mut self, ctx: &TaskCtx) -> anyhow::Result<usize> {
+        transaction(ctx, self)
+    }
+
+    fn idle_wait(&self) -> Option<Duration> {
+        Some(self.idle.unwrap_or(Duration::ZERO))
+    }
+}
+
+impl CaptureTask {
+    /// Open the source database its endpoint names (if any), instantiate the plugin with its
+    /// grants, and once the task is the only run (`TaskCtx::ready`), `open` it with the last
+    /// committed checkpoint.
+    fn start(
+        ctx: &TaskCtx,
+        catalog: &Built,
+        spec: &Arc<BuiltCapture>,
+    ) -> anyhow::Result<(Self, u64)> {
+        let targets = spec
+            .bindings
+            .iter()
+            .map(|b| catalog.collection(&b.target).cloned())
+            .collect::<Result<Vec<_>, _>>()?;
+        let source = match &spec.source {
+            Some(d) => Some(connector::open(&d.connector, &d.config)?),
+            None => None,
+        };
+        let (version, component) = ctx.registry.resolve(&spec.plugin, World::Capture)?;
+        let engine = ctx.registry.engine().clone();
+        let log = ctx.registry.log_sink(&spec.plugin, &ctx.name);
+        let mut instance =
+            Capture::instantiate(&engine, &component, log.clone(), &ctx.limits.sandbox())?;
+        if let Some(sql) = source.as_ref().and_then(|d| d.grant().sql()) {
+            instance.set_sql(Some(sql));
+        }
+        let http = connector::http::Http::new(&spec.http_allow, log)?;
+        let http_down = http.down();
+        instance.set_http(Some(Box::new(http)));
+        // Until here nothing read the checkpoint: a swapped-out run of this task may still be
+        // committing its last poll.
+        ctx.ready();
+
+        let checkpoint = ctx.store.capture_checkpoint(&ctx.name)?;
+        let open_spec = source_api::CaptureSpec {
+            name: spec.name.clone(),
+            config: spec.config.to_string(),
+            bindings: spec
+                .bindings
+                .iter()
+                .map(|b| source_api::BindingSpec {
+                    target: b.target.clone(),
+                    resource: b.resource.to_string(),
+                })
+                .collect(),
+        };
+        connector::in_txn(source.as_deref(), || {
+            instance
+                .open(&open_spec, checkpoint.as_deref())
+                .map_err(|e| anyhow::anyhow!("open: {e}"))
+        })?;
+        ctx.registry.logs().push(
+            &spec.plugin,
+            Some(&ctx.name),
+            flow_engine::LogLevel::Info,
+            format!(
+                "task {} running version {} from {}",
+                ctx.name,
+                version.seq,
+                match &checkpoint {
+                    Some(cp) => format!("checkpoint {}", truncate(cp)),
+                    None => "the beginning (no checkpoint yet)".into(),
+                }
+            ),
+        );
+        let captured = spec
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| CapturedStatus {
+                binding: i as u32,
+                collection: b.target.clone(),
+                docs: 0,
+            })
+            .collect();
+        ctx.statuses.update(&ctx.name, |s| s.captured = captured);
+        let task = CaptureTask {
+            spec: spec.clone(),
+            targets,
+            source,
+            instance,
+            http_down,
+            idle: None,
+            next_idle: IDLE_FIRST,
+        };
+        Ok((task, version.seq))
+    }
+}
+
+/// Run one poll as one transaction: what it captured and its checkpoint commit together, or
+/// (on any error) nothing of it does. Returns how many documents it captured, at least 1
+/// when the source said it has more (the loop polls again at once), 0 when it is idle.
+fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
+    // 1. poll
+    let polled = connector::in_txn(task.source.as_deref(), || {
+        task.instance
+            .poll()
+            .map_err(|e| anyhow::anyhow!("poll: {e}"))
+    })
+    .map_err(|e| unavailable(task, e))?;
+
+    // 2. check: caps, the checkpoint, every document against its binding's target
+    let (combined, per_binding, n_in) = check(ctx, task, polled.documents)?;
+    let checkpoint = polled
+        .checkpoint
+        .map(|cp| check_checkpoint(ctx, cp))
+        .transpose()?;
+
+    // 3. commit: the documents and the checkpoint in one redb transaction
+    let has_checkpoint = checkpoint.is_some();
+    if n_in > 0 || has_checkpoint {
+        let mut appends = Vec::new();
+        for (target, combining) in combined {
+            let docs = combining
+                .finish()
+                .map_err(|e| anyhow::anyhow!("combining documents of {target}: {e}"))?;
+            appends.push((target, docs));
+        }
+        let n_out: usize = appends.iter().map(|(_, d)| d.len()).sum();
+        let name = ctx.name.clone();
+        let job = move |txn: &redb::WriteTransaction| {
+            for (target, docs) in &appends {
+                if !docs.is_empty() {
+                    journal::append_encoded(txn, target, docs)?;
+                }
+            }
+            if let Some(cp) = &checkpoint {
+                txn.open_table(CAPTURE_CHECKPOINTS)?
+                    .insert(name.as_str(), cp.as_str())?;
+            }
+            Ok(())
+        };
+        crate::storage::pause_point("capture-commit");
+        ctx.store.write(job)?;
+        if n_out > 0 {
+            ctx.journals.notify();
+        }
+        let now = now_ms();
+        ctx.statuses.update(&ctx.name, |s| {
+            s.transactions += 1;
+            s.docs_in += n_in as u64;
+            s.docs_out += n_out as u64;
+            for (b, n) in &per_binding {
+                if let Some(c) = s.captured.get_mut(*b) {
+                    c.docs += n;
+                }
+            }
+            if has_checkpoint {
+                s.checkpoint_at_ms = Some(now);
+            }
+        });
+    }
+
+    // 4. back off while the source is idle
+    if polled.idle {
+        let wait = task.next_idle;
+        task.idle = Some(wait);
+        task.next_idle = (wait * 2).min(Duration::from_millis(task.spec.interval_ms));
+        Ok(0)
+    } else {
+        task.idle = None;
+        task.next_idle = IDLE_FIRST.min(Duration::from_millis(task.spec.interval_ms));
+        Ok(n_in.max(1))
+    }
+}
+
+/// A poll that failed because its source did not answer (its database connection is gone,
+/// or its last HTTP request found no server) is `Unavailable`: the task retries with
+/// backoff, from its checkpoint, instead of failing.
+fn unavailable(task: &CaptureTask, e: anyhow::Error) -> anyhow::Error {
+    if connector::is_unavailable(&e) {
+        return e;
+    }
+    let why = match &task.source {
+        Some(d) if !d.available() => Some("its database does not answer".to_string()),
+        _ => task.http_down.why(),
+    };
+    match why {
+        Some(why) => anyhow::Error::new(connector::Unavailable(format!(
+            "the source is unavailable ({why}): {e:#}"
+        ))),
+        None => e,
+    }
+}
+
+/// A poll's documents, checked and combined by key per target collection; how many each
+/// binding brought (by binding index); how many there were.
+type Checked = (BTreeMap<String, Combining>, Vec<(usize, u64)>, usize);
+
+/// Check one poll's documents: the call's output caps, then each is JSON, names a binding,
+/// and is valid for that binding's target (schema, size, key): the first that is not fails
+/// the poll, naming the binding, the document and the reason.
+fn check(
+    ctx: &TaskCtx,
+    task: &CaptureTask,
+    docs: Vec<source_api::Captured>,
+) -> anyhow::Result<Checked> {
+    let bytes: usize = docs.iter().map(|d| d.document.len()).sum();
+    if docs.len() > ctx.limits.call_output_docs_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {} documents from one poll, over the cap of {} (callOutputDocsMax)",
+            docs.len(),
+            ctx.limits.call_output_docs_max
+        );
+    }
+    if bytes > ctx.limits.call_output_bytes_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {bytes} bytes of documents from one poll, over the cap of {} (callOutputBytesMax)",
+            ctx.limits.call_output_bytes_max
+        );
+    }
+    let n = docs.len();
+    let mut combined: BTreeMap<String, Combining> = BTreeMap::new();
+    let mut counts = vec![0u64; task.targets.len()];
+    for (i, d) in docs.into_iter().enumerate() {
+        let b = d.binding as usize;
+        let Some(target) = task.targets.get(b) else {
+            anyhow::bail!(
+                "document {} of the poll names binding {}, but the capture has {} binding(s): {}",
+                i + 1,
+                d.binding,
+                task.targets.len(),
+                truncate(&d.document)
+            );
+        };
+        let at = || {
+            format!(
+                "binding {b} ({}): document {} of the poll",
+                target.name,
+                i + 1
+            )
+        };
+        let mut doc: Value = serde_json::from_str(&d.document).map_err(|e| {
+            anyhow::anyhow!("{} is not JSON ({e}): {}", at(), truncate(&d.document))
+        })?;
+        target
+            .check_document_of_size(&ctx.limits, &mut doc, d.document.len())
+            .map_err(|e| anyhow::anyhow!("{} {e}: {}", at(), truncate(&d.document)))?;
+        combined
+            .entry(target.name.clone())
+            .or_insert_with(|| Combining::new(target, &ctx.limits))
+            .add(doc, Some(bytes::Bytes::from(d.document)))
+            .map_err(|e| anyhow::anyhow!("{}: combining: {e}", at()))?;
+        counts[b] += 1;
+    }
+    let per_binding = counts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    Ok((combined, per_binding, n))
+}
+
+/// A checkpoint must be JSON text of at most `docBytesMax` bytes: what `open` gets back.
+fn check_checkpoint(ctx: &TaskCtx, cp: String) -> anyhow::Result<String> {
+    if cp.len() > ctx.limits.doc_bytes_max {
+        anyhow::bail!(
+            "the poll's checkpoint is {} bytes, over the limit of {} bytes (docBytesMax)",
+            cp.len(),
+            ctx.limits.doc_bytes_max
+        );
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(&cp).map_err(|e| {
+        anyhow::anyhow!(
+            "the poll's checkpoint is not JSON text ({e}): {}",
+            truncate(&cp)
+        )
+    })?;
+    Ok(cp)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn truncate(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
