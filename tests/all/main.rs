@@ -4,6 +4,7 @@ mod api_schema;
 mod bad_input;
 mod batching;
 mod captures;
+mod captures_postgres;
 mod catalogs;
 mod crash;
 mod destinations;

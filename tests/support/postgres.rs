@@ -60,7 +60,8 @@ pub(crate) fn is_root() -> bool {
 
 impl PgServer {
     /// Create a cluster and start it on a free loopback port, with role `flow` owning
-    /// database `views`.
+    /// database `views`; `wal_level=logical` and the role's REPLICATION let captures read
+    /// changes from a replication slot.
     pub fn start() -> PgServer {
         let dir = tempfile::tempdir().unwrap();
         let bin = bin_dir();
@@ -97,7 +98,7 @@ impl PgServer {
         );
         server.pg_ctl_start();
         server.psql_super(&format!(
-            "CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'"
+            "CREATE ROLE {PG_USER} LOGIN REPLICATION PASSWORD '{PG_PASSWORD}'"
         ));
         server.psql_super(&format!("CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}"));
         server
@@ -137,7 +138,7 @@ impl PgServer {
         let data = self.data();
         let log = self.dir.path().join("server.log");
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=50",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=50 -c wal_level=logical",
             self.port,
             self.dir.path().display()
         );

@@ -689,7 +689,11 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 name: name.clone(),
                 plugin,
                 config: def.endpoint.wasm.config.clone(),
-                source: BuiltDestination::of(&def.endpoint),
+                // A source database only by `connector` (a `path` in the config is the plugin's).
+                source: def.endpoint.connector.as_ref().map(|c| BuiltDestination {
+                    connector: c.clone(),
+                    config: def.endpoint.wasm.config.clone(),
+                }),
                 bindings,
                 http_allow: http_allow(&def.endpoint),
                 interval_ms,

@@ -139,10 +139,16 @@ pub(crate) fn in_txn<R>(
 
 /// One destination kind: its name in `endpoint.connector`, how to check its config without
 /// connecting (at publish), and how to open it.
+/// How a connector opens a connection from an endpoint's config.
+type Open = fn(&Value) -> anyhow::Result<Box<dyn Destination>>;
+
 struct Connector {
     name: &'static str,
     check: fn(&Value) -> anyhow::Result<()>,
-    open: fn(&Value) -> anyhow::Result<Box<dyn Destination>>,
+    open: Open,
+    /// Open it as a capture's source (begin and commit do nothing: each statement runs on
+    /// its own), if it can be one.
+    source: Option<Open>,
 }
 
 const CONNECTORS: &[Connector] = &[
@@ -150,21 +156,25 @@ const CONNECTORS: &[Connector] = &[
         name: "sqlite",
         check: |_| Ok(()),
         open: |config| Ok(Box::new(sqlite::Sqlite::open(config)?)),
+        source: None,
     },
     Connector {
         name: "postgres",
         check: postgres::check,
         open: |config| Ok(Box::new(postgres::Postgres::open(config)?)),
+        source: Some(|config| Ok(Box::new(postgres::Postgres::open_source(config)?))),
     },
     Connector {
         name: "mysql",
         check: mysql::check,
         open: |config| Ok(Box::new(mysql::Mysql::open(config)?)),
+        source: None,
     },
     Connector {
         name: "redis",
         check: redis::check,
         open: |config| Ok(Box::new(redis::Redis::open(config)?)),
+        source: None,
     },
 ];
 
@@ -288,6 +298,33 @@ fn find(name: &str) -> Result<&'static Connector, String> {
 /// before anything is recorded; nothing is connected to).
 pub(crate) fn check(name: &str, config: &Value) -> Result<(), String> {
     (find(name)?.check)(config).map_err(|e| format!("{e:#}"))
+}
+
+/// Check a capture's source endpoint without connecting (at publish): its connector must be
+/// one that can be a source.
+pub(crate) fn check_source(name: &str, config: &Value) -> Result<(), String> {
+    let c = find(name)?;
+    if c.source.is_none() {
+        let sources: Vec<&str> = CONNECTORS
+            .iter()
+            .filter(|c| c.source.is_some())
+            .map(|c| c.name)
+            .collect();
+        return Err(format!(
+            "connector '{name}' cannot be a capture's source: this host captures from {}",
+            sources.join(", ")
+        ));
+    }
+    (c.check)(config).map_err(|e| format!("{e:#}"))
+}
+
+/// Open connector `name` as a capture's source.
+pub(crate) fn open_source(name: &str, config: &Value) -> anyhow::Result<Box<dyn Destination>> {
+    let c = find(name).map_err(anyhow::Error::msg)?;
+    let open = c
+        .source
+        .ok_or_else(|| anyhow::anyhow!("connector '{name}' cannot be a capture's source"))?;
+    open(config)
 }
 
 /// Open the destination of connector `name`, configured by an endpoint's `config`.

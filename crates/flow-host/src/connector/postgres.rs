@@ -37,6 +37,10 @@ pub(super) struct Postgres {
     sent: Pipeline,
     /// `user@address/database`, for messages (never the password).
     name: String,
+    /// A capture's source (`open_source`): no transaction around a poll, each statement its
+    /// own, so nothing holds a transaction id while the plugin reads (a replication slot
+    /// cannot be created, and logical decoding waits, while one is held).
+    source: bool,
 }
 
 struct Conn {
@@ -60,6 +64,15 @@ fn settings(config: &Value) -> anyhow::Result<Server> {
 /// Check an endpoint config without connecting (at publish).
 pub(super) fn check(config: &Value) -> anyhow::Result<()> {
     settings(config).map(drop)
+}
+
+impl Postgres {
+    /// Connect as a capture's source: see `Postgres::source`.
+    pub(super) fn open_source(config: &Value) -> anyhow::Result<Self> {
+        let mut pg = <Self as Destination>::open(config)?;
+        pg.source = true;
+        Ok(pg)
+    }
 }
 
 impl Destination for Postgres {
@@ -98,11 +111,15 @@ impl Destination for Postgres {
             })),
             sent: Pipeline::default(),
             name,
+            source: false,
         })
     }
 
     fn begin(&self) -> anyhow::Result<()> {
         self.sent.discard();
+        if self.source {
+            return Ok(());
+        }
         let mut c = self.lock();
         c.client
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -123,6 +140,9 @@ impl Destination for Postgres {
                 "{}: {e}; nothing of the transaction is committed",
                 endpoint_name("postgres", &self.name)
             );
+        }
+        if self.source {
+            return Ok(());
         }
         let mut c = self.lock();
         let began = c.txid.take();
@@ -146,6 +166,9 @@ impl Destination for Postgres {
 
     fn rollback(&self) {
         self.sent.discard();
+        if self.source {
+            return;
+        }
         let mut c = self.lock();
         c.txid = None;
         if !c.client.is_closed() {
@@ -240,14 +263,17 @@ impl Postgres {
             return Err(deadline_error(bounds));
         }
         let mut c = self.lock();
-        if c.txid.is_none() {
+        // A source's statements run each on its own (autocommit), under the session's
+        // timeout; a destination's inside the host's transaction, under its local one.
+        let timeout = if self.source {
+            "SET statement_timeout"
+        } else if c.txid.is_none() {
             return Err("no destination transaction is open: SQL runs only inside the calls of a transaction".into());
-        }
+        } else {
+            "SET LOCAL statement_timeout"
+        };
         c.client
-            .batch_execute(&format!(
-                "SET LOCAL statement_timeout = {}",
-                left.as_millis().max(1)
-            ))
+            .batch_execute(&format!("{timeout} = {}", left.as_millis().max(1)))
             .map_err(|e| describe(&e))?;
         let stmt = match c.prepared.get(statement) {
             Some(stmt) => stmt.clone(),

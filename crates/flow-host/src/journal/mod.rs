@@ -17,7 +17,7 @@
 pub mod fragment;
 pub(crate) mod rows;
 
-pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in, without_meta};
+pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in, op_of, without_meta};
 
 use crate::storage::Store;
 use anyhow::Context;

@@ -44,16 +44,32 @@ pub struct Encoded {
     /// (no collection takes one, but a journal can hold it), the whole value.
     text: bytes::Bytes,
     object: bool,
+    /// The change this document is, as its writer said in `_meta/op` (`c`reate, `u`pdate,
+    /// `d`elete: a capture of a database's changes): the one member of `_meta` a writer may
+    /// set, kept when `_meta` is stamped. A `d` deletes its key in materializations.
+    op: Option<&'static str>,
+}
+
+/// The `_meta/op` of `doc`, if it is one of `c`, `u`, `d`.
+pub fn op_of(doc: &Value) -> Option<&'static str> {
+    match doc.get("_meta")?.get("op")?.as_str()? {
+        "c" => Some("c"),
+        "u" => Some("u"),
+        "d" => Some("d"),
+        _ => None,
+    }
 }
 
 impl Encoded {
-    /// Serialize `doc`, leaving out any `_meta` it has (the host's own is stamped on append).
+    /// Serialize `doc`, leaving out any `_meta` it has (the host's own is stamped on append)
+    /// but its `op`.
     pub fn of(doc: &Value) -> Encoded {
         let Value::Object(map) = doc else {
             let text = serde_json::to_vec(doc).unwrap_or_else(|_| b"null".to_vec());
             return Encoded {
                 text: text.into(),
                 object: false,
+                op: None,
             };
         };
         let mut out = Vec::with_capacity(128);
@@ -75,6 +91,7 @@ impl Encoded {
         Encoded {
             text: out.into(),
             object: true,
+            op: op_of(doc),
         }
     }
 
@@ -94,6 +111,7 @@ impl Encoded {
                 Encoded {
                     text: text.slice(start + 1 + skip..end),
                     object: true,
+                    op: None,
                 }
             }
             _ => Encoded::of(doc),
@@ -101,7 +119,7 @@ impl Encoded {
     }
 
     /// Append the stored text of this document to `out`: `{"_meta":{"uuid":...,
-    /// "published":...}` and its members (`_meta` first, so readers find a document's clock
+    /// "published":...[,"op":...]}` and its members (`_meta` first, so readers find a document's clock
     /// without parsing the rest).
     pub(crate) fn stamp(&self, uuid: &str, published: &str, out: &mut Vec<u8>) {
         if self.object {
@@ -109,6 +127,10 @@ impl Encoded {
             out.extend_from_slice(uuid.as_bytes());
             out.extend_from_slice(b"\",\"published\":\"");
             out.extend_from_slice(published.as_bytes());
+            if let Some(op) = self.op {
+                out.extend_from_slice(b"\",\"op\":\"");
+                out.extend_from_slice(op.as_bytes());
+            }
             out.extend_from_slice(b"\"}");
             if self.text.first() != Some(&b'}') {
                 out.push(b',');
@@ -141,7 +163,8 @@ pub fn without_meta(stored: &[u8]) -> Option<String> {
 /// Stamp `_meta` on each document and append them to `journal` within `txn`. Returns the
 /// offsets `[begin, end)` the documents occupy. `_meta` holds `uuid` (a UUIDv7: unique, and
 /// ordered by publish time) and `published` (RFC 3339, UTC); any `_meta` a document
-/// brought is replaced, because only the host may speak for when and how it was written.
+/// brought is replaced, because only the host may speak for when and how it was written,
+/// except its `op` (`c`, `u` or `d`: which change of its source it is).
 pub fn append(txn: &WriteTransaction, journal: &str, docs: &[Value]) -> anyhow::Result<(u64, u64)> {
     let encoded: Vec<Encoded> = docs.iter().map(Encoded::of).collect();
     append_encoded(txn, journal, &encoded)

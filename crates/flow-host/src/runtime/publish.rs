@@ -116,7 +116,8 @@ impl Host {
         }
         for c in built.captures.values() {
             if let Some(d) = &c.source {
-                connector::check(&d.connector, &d.config).map_err(|why| invalid(&c.name, why))?;
+                connector::check_source(&d.connector, &d.config)
+                    .map_err(|why| invalid(&c.name, why))?;
             }
             connector::http::check_allow(&c.http_allow).map_err(|why| invalid(&c.name, why))?;
         }

@@ -102,7 +102,7 @@ impl CaptureTask {
             .map(|b| catalog.collection(&b.target).cloned())
             .collect::<Result<Vec<_>, _>>()?;
         let source = match &spec.source {
-            Some(d) => Some(connector::open(&d.connector, &d.config)?),
+            Some(d) => Some(connector::open_source(&d.connector, &d.config)?),
             None => None,
         };
         let (version, component) = ctx.registry.resolve(&spec.plugin, World::Capture)?;

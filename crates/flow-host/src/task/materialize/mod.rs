@@ -211,6 +211,8 @@ struct Text {
     key: String,
     /// The document without `_meta`.
     doc: String,
+    /// Its `_meta/op` is `d`: a captured delete, which deletes the row.
+    delete: bool,
 }
 
 /// What one transaction holds of a binding's documents.
@@ -236,17 +238,20 @@ fn read_text(
     };
     let packed = flow_doc::combine::packed_key(&c.key, &keyed)?;
     let key = c.key_of(&keyed).to_string();
-    let doc = match doc {
-        Some(d) => d,
+    // A text stamped with no more than the host's `_meta` is no delete; one with an `op`
+    // (or stamped otherwise) was parsed whole above.
+    let (doc, delete) = match doc {
+        Some(d) => (d, false),
         None => {
             let mut v = keyed;
+            let delete = crate::journal::op_of(&v) == Some("d");
             if let Some(m) = v.as_object_mut() {
                 m.remove("_meta");
             }
-            serde_json::to_string(&v)?
+            (serde_json::to_string(&v)?, delete)
         }
     };
-    Ok((packed, Text { key, doc }))
+    Ok((packed, Text { key, doc, delete }))
 }
 
 /// What a transaction did: documents read, rows written, whether it caught up (read all
@@ -529,7 +534,7 @@ fn write_batch(
                         exists: exists.contains(&t.key),
                         key: t.key,
                         document: t.doc,
-                        delete: false,
+                        delete: t.delete,
                     },
                 )?;
             }
