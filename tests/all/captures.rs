@@ -34,27 +34,16 @@ fn http_capture(feed: &Feed, target: &str, page: u64, allow: Value) -> Value {
     })
 }
 
-fn documents_path(collection: &str) -> String {
-    format!(
-        "/v1/collections/{}/documents",
-        collection.replace('/', "%2F")
-    )
-}
-
 /// The `id`s of `collection`'s documents, in journal order.
 async fn ids(http: &reqwest::Client, base: &str, collection: &str) -> Vec<u64> {
-    get_text(http, base, &documents_path(collection))
+    flow_tests::documents(http, base, collection)
         .await
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["id"].as_u64().unwrap()
-        })
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
         .collect()
 }
 
-/// Wait until `collection` holds `n` documents; their ids. Panics (with the task statuses)
-/// after `secs`.
+/// Wait until `collection` holds `n` documents; their ids.
 async fn wait_for_ids(
     http: &reqwest::Client,
     base: &str,
@@ -62,21 +51,11 @@ async fn wait_for_ids(
     n: usize,
     secs: u64,
 ) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let got = ids(http, base, collection).await;
-        if got.len() >= n {
-            return got;
-        }
-        if Instant::now() > deadline {
-            let tasks = get_json(http, base, "/v1/tasks").await;
-            panic!(
-                "{collection} has {} of {n} documents; tasks: {tasks:#}",
-                got.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    flow_tests::wait_for_documents(http, base, collection, n, secs)
+        .await
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
 }
 
 /// Wait until task `name`'s status satisfies `ok`; it. Panics with it after 30 s.
@@ -147,14 +126,7 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
             }},
         },
     });
-    let r = http
-        .post(served.url("/v1/catalog"))
-        .json(&bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let published: Value = r.json().await.unwrap();
+    let published = flow_tests::publish(&http, &served.base, &bundle).await;
     assert_eq!(published["captures"], json!(["acme/feed"]));
 
     // The backfill: every page of both APIs, each document once, in the source's order.

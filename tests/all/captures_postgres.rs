@@ -6,7 +6,7 @@
 
 use crate::plugins;
 use crate::postgres::PASSWORD_ENV;
-use flow_tests::{PgServer, Proc, get_json, get_text};
+use flow_tests::{PgServer, Proc, get_json};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,13 +16,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-fn documents_path(collection: &str) -> String {
-    format!(
-        "/v1/collections/{}/documents",
-        collection.replace('/', "%2F")
-    )
 }
 
 /// `acme/orders`, captured from table `orders`; its key is the table's.
@@ -45,40 +38,6 @@ fn capture(pg: &PgServer, chunk_rows: u64) -> Value {
         "interval": "200ms",
         "bindings": [{"target": "acme/orders", "resource": {"namespace": "public", "stream": "orders"}}],
     })
-}
-
-/// Every document of `collection`, in journal order.
-async fn documents(http: &reqwest::Client, base: &str, collection: &str) -> Vec<Value> {
-    get_text(http, base, &documents_path(collection))
-        .await
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Wait until `collection` holds at least `n` documents (panics with the tasks after `secs`).
-async fn wait_for_docs(
-    http: &reqwest::Client,
-    base: &str,
-    collection: &str,
-    n: usize,
-    secs: u64,
-) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let docs = documents(http, base, collection).await;
-        if docs.len() >= n {
-            return docs;
-        }
-        if Instant::now() > deadline {
-            let tasks = get_json(http, base, "/v1/tasks").await;
-            panic!(
-                "{collection} has {} of {n} documents; tasks: {tasks:#}",
-                docs.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The table's rows as `id|customer|amount|v|note` lines, in id order.
@@ -151,7 +110,7 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
     flow_tests::publish(&http, &p.base, &bundle).await;
 
     // The backfill: every row once, as the table holds it.
-    let docs = wait_for_docs(&http, &p.base, "acme/orders", 100_000, 120).await;
+    let docs = flow_tests::wait_for_documents(&http, &p.base, "acme/orders", 100_000, 120).await;
     let ids: Vec<u64> = docs.iter().map(|d| d["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=100_000).collect::<Vec<u64>>());
     assert_eq!(docs[9]["note"], "n10");
@@ -183,7 +142,7 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
     for (sql, changed) in steps {
         pg.psql(sql);
         n += changed;
-        wait_for_docs(&http, &p.base, "acme/orders", n, 60).await;
+        flow_tests::wait_for_documents(&http, &p.base, "acme/orders", n, 60).await;
     }
     let expected = pg_rows(&pg);
 
@@ -210,7 +169,7 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every change once, in commit order.
-    let docs = documents(&http, &p.base, "acme/orders").await;
+    let docs = flow_tests::documents(&http, &p.base, "acme/orders").await;
     assert_eq!(docs.len(), n, "more documents than changes");
     let changes = &docs[100_000..];
     let count = |op: &str| changes.iter().filter(|d| d["_meta"]["op"] == op).count();
@@ -290,7 +249,7 @@ impl Writer {
 /// Per key, the `v`s of `collection`'s documents in journal order (`-1` for a delete).
 async fn captured(http: &reqwest::Client, base: &str) -> BTreeMap<u64, Vec<i64>> {
     let mut out: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
-    for d in documents(http, base, "acme/orders").await {
+    for d in flow_tests::documents(http, base, "acme/orders").await {
         let v = if d["_meta"]["op"] == "d" {
             -1
         } else {
@@ -335,6 +294,33 @@ fn check_histories(source: &BTreeMap<u64, Vec<i64>>, got: &BTreeMap<u64, Vec<i64
             source.contains_key(id),
             "key {id} was captured but never written"
         );
+    }
+}
+
+/// Wait until every key's last captured state is the source's (panics with `why()` after 90
+/// s), then check the histories.
+async fn wait_caught_up(
+    http: &reqwest::Client,
+    base: &str,
+    source: &BTreeMap<u64, Vec<i64>>,
+    why: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = captured(http, base).await;
+        let done = source.iter().all(|(id, h)| {
+            got.get(id).and_then(|g| g.last()) == h.last()
+                || (h.last() == Some(&-1) && !got.contains_key(id))
+        });
+        if done {
+            return check_histories(source, &got);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the capture did not catch up: {}",
+            why()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -384,32 +370,18 @@ async fn a_postgres_capture_is_exactly_once_under_kill_9_while_the_table_changes
         let sql: String = (0..3 + kill % 5).map(|_| writer.transaction()).collect();
         pg.psql(&sql);
         tokio::time::sleep(Duration::from_millis(100 + (kill * 137) % 400)).await;
-        landed.push(documents(&http, &p.base, "acme/orders").await.len());
+        landed.push(
+            flow_tests::documents(&http, &p.base, "acme/orders")
+                .await
+                .len(),
+        );
         p.kill();
         p = Proc::start_with(&data, &log, &[], &envs).await;
     }
     let final_rows = pg_rows(&pg).len();
     eprintln!("documents captured at each kill: {landed:?}; {final_rows} rows at the end");
 
-    // Caught up: every key's last captured state is the source's.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got = captured(&http, &p.base).await;
-        let done = writer.history.iter().all(|(id, h)| {
-            got.get(id).and_then(|g| g.last()) == h.last()
-                || (h.last() == Some(&-1) && !got.contains_key(id))
-        });
-        if done {
-            check_histories(&writer.history, &got);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the capture did not catch up: {}",
-            p.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_caught_up(&http, &p.base, &writer.history, || p.log_tail()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,7 +392,7 @@ async fn a_postgres_capture_retries_while_its_database_restarts_and_resumes_from
     let p = crate::destinations::serve(dir.path()).await;
     let http = client();
     start_pg_capture(&http, &p, &pg, 500).await;
-    wait_for_docs(&http, &p.base, "acme/orders", 3000, 60).await;
+    flow_tests::wait_for_documents(&http, &p.base, "acme/orders", 3000, 60).await;
     let sql: String = (0..20).map(|_| writer.transaction()).collect();
     pg.psql(&sql);
 
@@ -441,24 +413,8 @@ async fn a_postgres_capture_retries_while_its_database_restarts_and_resumes_from
     let sql: String = (0..20).map(|_| writer.transaction()).collect();
     pg.psql(&sql);
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got = captured(&http, &p.base).await;
-        let done = writer.history.iter().all(|(id, h)| {
-            got.get(id).and_then(|g| g.last()) == h.last()
-                || (h.last() == Some(&-1) && !got.contains_key(id))
-        });
-        if done {
-            check_histories(&writer.history, &got);
-            break;
-        }
-        let t = get_json(&http, &p.base, "/v1/tasks/acme%2Fpg").await;
-        assert!(
-            Instant::now() < deadline,
-            "the capture did not resume: {t:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let tasks = get_json(&http, &p.base, "/v1/tasks").await;
+    wait_caught_up(&http, &p.base, &writer.history, || format!("{tasks:#}")).await;
     let t = get_json(&http, &p.base, "/v1/tasks/acme%2Fpg").await;
     assert_eq!(t["state"], "running", "{t:#}");
 }

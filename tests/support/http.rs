@@ -28,8 +28,12 @@ pub async fn deploy(
     r.json().await.unwrap()
 }
 
-/// POST `bundle` to `base`'s `/v1/catalog`; asserts it was published (200).
-pub async fn publish(http: &reqwest::Client, base: &str, bundle: &serde_json::Value) {
+/// POST `bundle` to `base`'s `/v1/catalog`; asserts it was published (200). Its answer.
+pub async fn publish(
+    http: &reqwest::Client,
+    base: &str,
+    bundle: &serde_json::Value,
+) -> serde_json::Value {
     let r = http
         .post(format!("{base}/v1/catalog"))
         .json(bundle)
@@ -37,7 +41,9 @@ pub async fn publish(http: &reqwest::Client, base: &str, bundle: &serde_json::Va
         .await
         .unwrap();
     let status = r.status();
-    assert_eq!(status, 200, "publish: {}", r.text().await.unwrap());
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "publish: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 /// GET `path` at `base` and parse its JSON body.
@@ -69,6 +75,45 @@ pub async fn read_ndjson(http: &reqwest::Client, base: &str, path: &str) -> Vec<
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Every document of `collection`, in journal order.
+pub async fn documents(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+) -> Vec<serde_json::Value> {
+    let path = format!(
+        "/v1/collections/{}/documents",
+        collection.replace('/', "%2F")
+    );
+    read_ndjson(http, base, &path).await
+}
+
+/// Wait until `collection` holds at least `n` documents; them. Panics with the task statuses
+/// after `secs`.
+pub async fn wait_for_documents(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    n: usize,
+    secs: u64,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let docs = documents(http, base, collection).await;
+        if docs.len() >= n {
+            return docs;
+        }
+        if std::time::Instant::now() > deadline {
+            let tasks = get_json(http, base, "/v1/tasks").await;
+            panic!(
+                "{collection} has {} of {n} documents; tasks: {tasks:#}",
+                docs.len()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The write head of `collection` (bytes written so far), from `GET /v1/collections`.

@@ -20,7 +20,10 @@ mod served;
 pub use components::{digest, module_base64, plugin_bytes, plugins};
 pub use feed::Feed;
 pub use fragments::{fragment_files, tiled_end};
-pub use http::{collection_head, deploy, free_port, get_json, get_text, publish, read_ndjson};
+pub use http::{
+    collection_head, deploy, documents, free_port, get_json, get_text, publish, read_ndjson,
+    wait_for_documents,
+};
 pub use mysql::{MY_DATABASE, MY_PASSWORD, MY_USER, MyServer};
 pub use outage::Outage;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgServer};

@@ -404,6 +404,19 @@ impl TaskCtx {
     }
 }
 
+/// At most the first 300 bytes of `s` (a document a message quotes), `...` marking a cut.
+pub(crate) fn truncate(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
 #[cfg(test)]
 mod test {
     use super::{TXN_DOCS_START, next_txn_docs};

@@ -147,7 +147,7 @@ impl CaptureTask {
                 ctx.name,
                 version.seq,
                 match &checkpoint {
-                    Some(cp) => format!("checkpoint {}", truncate(cp)),
+                    Some(cp) => format!("checkpoint {}", task::truncate(cp)),
                     None => "the beginning (no checkpoint yet)".into(),
                 }
             ),
@@ -309,7 +309,7 @@ fn check(
                 i + 1,
                 d.binding,
                 task.targets.len(),
-                truncate(&d.document)
+                task::truncate(&d.document)
             );
         };
         let at = || {
@@ -320,11 +320,15 @@ fn check(
             )
         };
         let mut doc: Value = serde_json::from_str(&d.document).map_err(|e| {
-            anyhow::anyhow!("{} is not JSON ({e}): {}", at(), truncate(&d.document))
+            anyhow::anyhow!(
+                "{} is not JSON ({e}): {}",
+                at(),
+                task::truncate(&d.document)
+            )
         })?;
         target
             .check_document_of_size(&ctx.limits, &mut doc, d.document.len())
-            .map_err(|e| anyhow::anyhow!("{} {e}: {}", at(), truncate(&d.document)))?;
+            .map_err(|e| anyhow::anyhow!("{} {e}: {}", at(), task::truncate(&d.document)))?;
         combined
             .entry(target.name.clone())
             .or_insert_with(|| Combining::new(target, &ctx.limits))
@@ -352,7 +356,7 @@ fn check_checkpoint(ctx: &TaskCtx, cp: String) -> anyhow::Result<String> {
     serde_json::from_str::<serde::de::IgnoredAny>(&cp).map_err(|e| {
         anyhow::anyhow!(
             "the poll's checkpoint is not JSON text ({e}): {}",
-            truncate(&cp)
+            task::truncate(&cp)
         )
     })?;
     Ok(cp)
@@ -363,16 +367,4 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn truncate(s: &str) -> String {
-    const MAX: usize = 300;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }

@@ -156,7 +156,7 @@ impl StateAccess for StateTxn {
             let why = format!(
                 "a state value of {} bytes (key {}) is over the cap of {} bytes (stateValueBytesMax)",
                 value.len(),
-                truncate(key),
+                task::truncate(key),
                 self.value_bytes_max
             );
             writes.over.get_or_insert(why);
@@ -906,7 +906,7 @@ fn process_each(
                         "transform {} (source {}): {e:#}; document: {}",
                         t.name,
                         t.source,
-                        truncate(&doc.text())
+                        task::truncate(&doc.text())
                     )
                 })
             });
@@ -962,13 +962,17 @@ fn check_outputs(
             anyhow::anyhow!(
                 "output {} of the plugin is not JSON ({e}): {}",
                 i + 1,
-                truncate(text)
+                task::truncate(text)
             )
         })?;
         collection
             .check_document_of_size(&ctx.limits, &mut doc, text.len())
             .map_err(|e| {
-                anyhow::anyhow!("output {} of the plugin {e}: {}", i + 1, truncate(text))
+                anyhow::anyhow!(
+                    "output {} of the plugin {e}: {}",
+                    i + 1,
+                    task::truncate(text)
+                )
             })?;
         docs.push(doc);
     }
@@ -1013,7 +1017,7 @@ fn failure_records(
                     "dead-lettered"
                 },
                 t.source,
-                truncate(&d.text())
+                task::truncate(&d.text())
             ),
         );
         records.push(serde_json::json!({
@@ -1077,22 +1081,10 @@ fn describe(
             "transform {} (source {}): {e}; document: {}",
             t.name,
             t.source,
-            truncate(&d.text())
+            task::truncate(&d.text())
         );
     }
     anyhow::anyhow!("transform: {e}")
-}
-
-fn truncate(s: &str) -> String {
-    const MAX: usize = 300;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]
