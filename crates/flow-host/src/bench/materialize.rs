@@ -567,7 +567,7 @@ mod csv {
 /// A PostgreSQL server of this bench's own, on loopback in a temp dir, stopped on drop. As
 /// root it runs as the `postgres` user (the server refuses root), as in the tests.
 #[derive(Clone)]
-struct Postgres {
+pub(super) struct Postgres {
     inner: Arc<PgDir>,
 }
 
@@ -623,7 +623,8 @@ fn run_pg(bin: &Path, cwd: &Path, program: &str, args: &[&str]) -> anyhow::Resul
 }
 
 impl Postgres {
-    fn start() -> anyhow::Result<Postgres> {
+    /// With `wal_level=logical` (as a capture's source needs); user `flow` is its superuser.
+    pub(super) fn start() -> anyhow::Result<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -667,7 +668,7 @@ impl Postgres {
             ],
         )?;
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c wal_level=logical",
             dir.path().display()
         );
         let log = dir.path().join("server.log");
@@ -694,13 +695,18 @@ impl Postgres {
     }
 
     /// The endpoint config: the password from a file (a secret is never inline).
-    fn config(&self) -> Value {
+    pub(super) fn config(&self) -> Value {
         json!({"address": format!("127.0.0.1:{}", self.inner.port), "database": "postgres", "user": "flow",
                "password": {"file": self.inner.dir.path().join("pw")}})
     }
 
     /// Run `command` with `psql`, PostgreSQL's own client.
-    fn psql(&self, command: &str) -> anyhow::Result<()> {
+    pub(super) fn psql(&self, command: &str) -> anyhow::Result<()> {
+        self.psql_output(command).map(drop)
+    }
+
+    /// `psql -c command`: its standard output.
+    pub(super) fn psql_output(&self, command: &str) -> anyhow::Result<Vec<u8>> {
         let out = Command::new("psql")
             .args([
                 "-h",
@@ -721,7 +727,7 @@ impl Postgres {
             "psql: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(())
+        Ok(out.stdout)
     }
 }
 
@@ -816,7 +822,7 @@ impl Mariadb {
     }
 
     /// The endpoint config: the password from a file (a secret is never inline).
-    fn config(&self) -> Value {
+    pub(super) fn config(&self) -> Value {
         json!({"address": format!("127.0.0.1:{}", self.port), "database": "views", "user": "flow",
                "password": {"file": self.dir.path().join("pw")}})
     }
@@ -873,7 +879,7 @@ impl RedisServer {
     }
 
     /// The endpoint config: the password from a file (a secret is never inline).
-    fn config(&self) -> Value {
+    pub(super) fn config(&self) -> Value {
         json!({"address": format!("127.0.0.1:{}", self.port),
                "password": {"file": self.dir.path().join("pw")}})
     }

@@ -2,11 +2,13 @@
 //! (`derive.rs`), the combiner's throughput and memory (`combiner.rs`), end-to-end latency
 //! and plugin swap (`latency.rs`), fragment sealing and reads (`fragments.rs`), and issue #18's
 //! workload, orders over HTTP -> customer totals -> SQLite beside ingest alone and a native
-//! floor (`pipeline.rs`), a derivation backfilling a long history (`backfill.rs`), and what
-//! materializations cost their destinations (`materialize.rs`).
+//! floor (`pipeline.rs`), a derivation backfilling a long history (`backfill.rs`), what
+//! materializations cost their destinations (`materialize.rs`), and capturing a PostgreSQL
+//! table (`capture.rs`).
 //! Results go in `docs/benchmarks.md`; `make bench` runs them all in release.
 
 pub(crate) mod backfill;
+pub(crate) mod capture;
 pub(crate) mod combiner;
 pub(crate) mod derive;
 pub(crate) mod fragments;

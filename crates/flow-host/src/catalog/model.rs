@@ -360,7 +360,7 @@ pub struct CaptureDef {
     pub endpoint: Endpoint,
     pub bindings: Vec<CaptureBinding>,
     /// How long an idle capture waits at most between polls, e.g. `30s` or `5m` (Flow's
-    /// `interval`). After a poll that found the source idle the task waits 100 ms, doubling
+    /// `interval`). After a poll that found the source idle the task waits 10 ms, doubling
     /// while the source stays idle, up to this. Default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,

@@ -59,7 +59,9 @@ enum Command {
     /// (fragments, then redb): throughput and peak RSS. `materialize`: per destination (SQLite,
     /// and PostgreSQL when installed: started here in a temp dir), row writes per event into
     /// a fact table, ack -> row visible latency at 1k docs/s, and (PostgreSQL) a backfill of
-    /// `--docs` documents beside psql's \copy of the same rows.
+    /// `--docs` documents beside psql's \copy of the same rows; `capture` (PostgreSQL): a
+    /// backfill of a `--docs`-row table beside psql's COPY TO STDOUT, and commit -> captured
+    /// document latency at 1k changes/s.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -102,6 +104,7 @@ enum BenchSuite {
     Pipeline,
     Backfill,
     Materialize,
+    Capture,
 }
 
 /// Entry point of the `flow` binary.
@@ -146,6 +149,10 @@ pub fn main() -> std::process::ExitCode {
                 &only,
             ),
             BenchSuite::Backfill => crate::bench::backfill::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                docs,
+            ),
+            BenchSuite::Capture => crate::bench::capture::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
             ),

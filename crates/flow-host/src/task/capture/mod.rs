@@ -45,8 +45,9 @@ pub(crate) const KIND: Kind = Kind {
 };
 
 /// The first wait after a poll that found the source idle; it doubles while the source stays
-/// idle, up to the capture's `interval`.
-const IDLE_FIRST: Duration = Duration::from_millis(100);
+/// idle, up to the capture's `interval`. Short, so a source that changes now and then is read
+/// within milliseconds (a quiet one is polled less and less often).
+const IDLE_FIRST: Duration = Duration::from_millis(10);
 
 /// A running capture.
 struct CaptureTask {
