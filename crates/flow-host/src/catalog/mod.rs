@@ -128,6 +128,45 @@ impl BuiltCollection {
     }
 }
 
+/// A document of a collection checked and made ready to combine, on any thread
+/// (`BuiltCollection::prepare`): parsed and validated, and for a collection without `reduce`
+/// annotations, its key packed and its text kept for the append.
+pub enum Prepared {
+    Doc(Value, bytes::Bytes),
+    Encoded(Vec<u8>, crate::journal::Encoded),
+}
+
+/// Why `BuiltCollection::prepare` refused a document.
+pub enum Unprepared {
+    /// It is not JSON.
+    Json(String),
+    /// It is not a valid document of the collection (`check_document`'s reason).
+    Invalid(String),
+}
+
+impl BuiltCollection {
+    /// Parse, check (`check_document_of_size`) and prepare a document given as JSON text.
+    pub fn prepare(
+        &self,
+        limits: &crate::limits::Limits,
+        text: &bytes::Bytes,
+    ) -> Result<Prepared, Unprepared> {
+        let mut doc: Value =
+            serde_json::from_slice(text).map_err(|e| Unprepared::Json(e.to_string()))?;
+        self.check_document_of_size(limits, &mut doc, text.len())
+            .map_err(Unprepared::Invalid)?;
+        if self.schema.plan().annotated() {
+            return Ok(Prepared::Doc(doc, text.clone()));
+        }
+        let packed = flow_doc::combine::packed_key(&self.key, &doc)
+            .map_err(|e| Unprepared::Invalid(e.to_string()))?;
+        Ok(Prepared::Encoded(
+            packed,
+            crate::journal::Encoded::of_text(text, &doc),
+        ))
+    }
+}
+
 /// One transaction's checked documents of a collection, combined by key as they come, so
 /// memory holds about one document per key however many arrive: a collection with `reduce`
 /// annotations reduces them in a combiner; one without keeps the last document of each key
@@ -192,6 +231,14 @@ impl Combining {
             CombiningKind::Reduce(_) => {
                 Err("a collection with reductions combines documents, not encodings".into())
             }
+        }
+    }
+
+    /// `add` of a document `BuiltCollection::prepare` made ready.
+    pub fn add_prepared(&mut self, p: Prepared) -> Result<(), String> {
+        match p {
+            Prepared::Doc(doc, text) => self.add(doc, Some(text)),
+            Prepared::Encoded(packed, encoded) => self.add_encoded(packed, encoded),
         }
     }
 

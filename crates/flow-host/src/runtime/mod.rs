@@ -70,14 +70,6 @@ pub fn ndjson_lines(
     Ok(lines)
 }
 
-/// A line of an ingest, parsed and checked on some core: its document, for a collection that
-/// reduces; or, for one that does not, its packed key and what to append, its document
-/// already dropped there.
-enum Checked {
-    Doc(Value, bytes::Bytes),
-    Encoded(Vec<u8>, journal::Encoded),
-}
-
 /// Errors of host operations, with the stable code the API shows clients.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -275,32 +267,20 @@ impl Host {
         let c = catalog
             .collection(collection)
             .map_err(|e| HostError::NotFound(e.to_string()))?;
-        let reduces = c.schema.plan().annotated();
         let checked = crate::par::try_map(&lines, |_, l| {
             let at = |e: String| format!("collection {collection}: line {}: {e}", l.line);
-            let mut doc: Value =
-                serde_json::from_slice(&l.text).map_err(|e| at(format!("invalid JSON: {e}")))?;
-            c.check_document_of_size(&self.limits, &mut doc, l.text.len())
-                .map_err(|e| at(format!("document {e}")))?;
-            if reduces {
-                return Ok(Checked::Doc(doc, l.text.clone()));
-            }
-            let packed =
-                flow_doc::combine::packed_key(&c.key, &doc).map_err(|e| at(e.to_string()))?;
-            Ok(Checked::Encoded(
-                packed,
-                journal::Encoded::of_text(&l.text, &doc),
-            ))
+            c.prepare(&self.limits, &l.text).map_err(|e| match e {
+                catalog::Unprepared::Json(e) => at(format!("invalid JSON: {e}")),
+                catalog::Unprepared::Invalid(e) => at(format!("document {e}")),
+            })
         })
         .map_err(HostError::Invalid)?;
         let n = checked.len();
         let mut combining = catalog::Combining::new(c, &self.limits);
         for item in checked {
-            match item {
-                Checked::Doc(doc, text) => combining.add(doc, Some(text)),
-                Checked::Encoded(packed, encoded) => combining.add_encoded(packed, encoded),
-            }
-            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
+            combining
+                .add_prepared(item)
+                .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         }
         self.append(collection, n, combining)
     }

@@ -2,13 +2,12 @@
 //!
 //! `CaptureTask::start` opens it; `transaction` runs one poll, marked by comments.
 
-use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining};
+use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining, Unprepared};
 use crate::connector::{self, Destination};
 use crate::journal;
 use crate::storage::CAPTURE_CHECKPOINTS;
 use crate::task::{self, CapturedStatus, Kind, Task, TaskCtx, TaskDef};
 use flow_engine::{Capture, World, source_api};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,41 +299,48 @@ fn check(
         );
     }
     let n = docs.len();
+    // Parsed and checked on every core (the first failure in poll order is the one named);
+    // combined by key here, in order.
+    let docs: Vec<(u32, bytes::Bytes)> = docs
+        .into_iter()
+        .map(|d| (d.binding, bytes::Bytes::from(d.document)))
+        .collect();
+    let (targets, limits) = (&task.targets, &ctx.limits);
+    let quoted = |text: &bytes::Bytes| task::truncate(&String::from_utf8_lossy(text));
+    let prepared = crate::par::try_map(&docs, |i, (binding, text)| {
+        let b = *binding as usize;
+        let Some(target) = targets.get(b) else {
+            return Err(format!(
+                "document {} of the poll names binding {b}, but the capture has {} binding(s): {}",
+                i + 1,
+                targets.len(),
+                quoted(text)
+            ));
+        };
+        let at = format!(
+            "binding {b} ({}): document {} of the poll",
+            target.name,
+            i + 1
+        );
+        target
+            .prepare(limits, text)
+            .map(|p| (b, p))
+            .map_err(|e| match e {
+                Unprepared::Json(e) => format!("{at} is not JSON ({e}): {}", quoted(text)),
+                Unprepared::Invalid(e) => format!("{at} {e}: {}", quoted(text)),
+            })
+    })
+    .map_err(anyhow::Error::msg)?;
+    drop(docs);
     let mut combined: BTreeMap<String, Combining> = BTreeMap::new();
     let mut counts = vec![0u64; task.targets.len()];
-    for (i, d) in docs.into_iter().enumerate() {
-        let b = d.binding as usize;
-        let Some(target) = task.targets.get(b) else {
-            anyhow::bail!(
-                "document {} of the poll names binding {}, but the capture has {} binding(s): {}",
-                i + 1,
-                d.binding,
-                task.targets.len(),
-                task::truncate(&d.document)
-            );
-        };
-        let at = || {
-            format!(
-                "binding {b} ({}): document {} of the poll",
-                target.name,
-                i + 1
-            )
-        };
-        let mut doc: Value = serde_json::from_str(&d.document).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not JSON ({e}): {}",
-                at(),
-                task::truncate(&d.document)
-            )
-        })?;
-        target
-            .check_document_of_size(&ctx.limits, &mut doc, d.document.len())
-            .map_err(|e| anyhow::anyhow!("{} {e}: {}", at(), task::truncate(&d.document)))?;
+    for (b, p) in prepared {
+        let target = &task.targets[b];
         combined
             .entry(target.name.clone())
             .or_insert_with(|| Combining::new(target, &ctx.limits))
-            .add(doc, Some(bytes::Bytes::from(d.document)))
-            .map_err(|e| anyhow::anyhow!("{}: combining: {e}", at()))?;
+            .add_prepared(p)
+            .map_err(|e| anyhow::anyhow!("binding {b} ({}): combining: {e}", target.name))?;
         counts[b] += 1;
     }
     let per_binding = counts
