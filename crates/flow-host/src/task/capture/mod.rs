@@ -181,6 +181,7 @@ impl CaptureTask {
 /// when the source said it has more (the loop polls again at once), 0 when it is idle.
 fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
     // 1. poll
+    let began = std::time::Instant::now();
     let polled = connector::in_txn(task.source.as_deref(), || {
         task.instance
             .poll()
@@ -189,7 +190,9 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
     .map_err(|e| unavailable(task, e))?;
 
     // 2. check: caps, the checkpoint, every document against its binding's target
+    let polled_at = began.elapsed();
     let (combined, per_binding, n_in) = check(ctx, task, polled.documents)?;
+    let checked_at = began.elapsed();
     let checkpoint = polled
         .checkpoint
         .map(|cp| check_checkpoint(ctx, cp))
@@ -221,6 +224,13 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
         };
         crate::storage::pause_point("capture-commit");
         ctx.store.write(job)?;
+        tracing::debug!(
+            task = %ctx.name,
+            docs = n_in,
+            "poll {polled_at:?}, check {:?}, commit {:?}",
+            checked_at - polled_at,
+            began.elapsed() - checked_at
+        );
         if n_out > 0 {
             ctx.journals.notify();
         }
