@@ -106,6 +106,10 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
         250,
         json!([format!("127.0.0.1:{}", feed.port)]),
     );
+    // A secret header the host adds to every request: the plugin never sees it.
+    let token = served.dir.path().join("token");
+    std::fs::write(&token, "Bearer s3cret\n").unwrap();
+    capture["endpoint"]["http"]["headers"] = json!({"Authorization": {"file": token}});
     capture["bindings"]
         .as_array_mut()
         .unwrap()
@@ -146,6 +150,12 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
     assert_eq!(status["state"], "running");
     assert_eq!(status["captured"][0]["collection"], "acme/events");
     assert!(status["checkpointAtMs"].as_u64().is_some(), "{status:#}");
+    assert_eq!(feed.authorization().as_deref(), Some("Bearer s3cret"));
+    let catalog = get_text(&http, &served.base, "/v1/catalog").await;
+    assert!(
+        !catalog.contains("s3cret"),
+        "the catalog shows the secret: {catalog}"
+    );
 
     // Live: what the API gains arrives after the next (backed-off) poll.
     feed.push((2501..=3000).map(event));

@@ -6,7 +6,7 @@
 //!   pagination.
 //!
 //! `set_status` makes every answer that status instead (a source that is down); `requests`
-//! counts what it was asked.
+//! counts what it was asked; `authorization` is the last request's `Authorization` header.
 
 use serde_json::Value;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -18,6 +18,7 @@ pub struct Feed {
     events: Arc<Mutex<Vec<Value>>>,
     requests: Arc<AtomicU64>,
     status: Arc<AtomicU16>,
+    authorization: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,12 +29,18 @@ impl Feed {
         let events: Arc<Mutex<Vec<Value>>> = Arc::default();
         let requests: Arc<AtomicU64> = Arc::default();
         let status: Arc<AtomicU16> = Arc::default();
-        let (e, r, s) = (events.clone(), requests.clone(), status.clone());
+        let authorization: Arc<Mutex<Option<String>>> = Arc::default();
+        let (e, r, s, a) = (
+            events.clone(),
+            requests.clone(),
+            status.clone(),
+            authorization.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (e, r, s) = (e.clone(), r.clone(), s.clone());
+                let (e, r, s, a) = (e.clone(), r.clone(), s.clone(), a.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &e, &r, &s).await;
+                    let _ = serve(conn, &e, &r, &s, &a).await;
                 });
             }
         });
@@ -42,6 +49,7 @@ impl Feed {
             events,
             requests,
             status,
+            authorization,
             task,
         }
     }
@@ -69,6 +77,11 @@ impl Feed {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The `Authorization` header of the last request, if it had one.
+    pub fn authorization(&self) -> Option<String> {
+        self.authorization.lock().unwrap().clone()
+    }
+
     /// Answer every request with `status` (None: serve events again).
     pub fn set_status(&self, status: Option<u16>) {
         self.status.store(status.unwrap_or(0), Ordering::SeqCst);
@@ -87,6 +100,7 @@ async fn serve(
     events: &Mutex<Vec<Value>>,
     requests: &AtomicU64,
     status: &AtomicU16,
+    authorization: &Mutex<Option<String>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -106,6 +120,11 @@ async fn serve(
         buf.drain(..end);
         requests.fetch_add(1, Ordering::SeqCst);
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        *authorization.lock().unwrap() = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("authorization")
+                .then(|| v.trim().to_string())
+        });
         let (code, content_type, body) = match status.load(Ordering::SeqCst) {
             0 => answer(&target, events),
             code => (code, "text/plain", "unavailable".to_string()),

@@ -340,8 +340,9 @@ pub struct BuiltMaterialization {
     /// The host-owned destination the endpoint names, granted to the plugin as `sql`.
     pub destination: Option<BuiltDestination>,
     pub bindings: Vec<BuiltMaterializationBinding>,
-    /// The hosts its plugin may reach over `http` (none: every request is refused).
-    pub http_allow: Vec<String>,
+    /// The hosts its plugin may reach over `http` (none: every request is refused), and the
+    /// secret headers the host adds.
+    pub http: HttpEndpoint,
     pub limits: Option<TaskLimits>,
 }
 
@@ -352,8 +353,9 @@ pub struct BuiltCapture {
     /// The host-owned source database the endpoint names, granted to the plugin as `sql`.
     pub source: Option<BuiltDestination>,
     pub bindings: Vec<BuiltCaptureBinding>,
-    /// The hosts its plugin may reach over `http` (none: every request is refused).
-    pub http_allow: Vec<String>,
+    /// The hosts its plugin may reach over `http` (none: every request is refused), and the
+    /// secret headers the host adds.
+    pub http: HttpEndpoint,
     /// The longest wait between polls of an idle source.
     pub interval_ms: u64,
     pub limits: Option<TaskLimits>,
@@ -660,7 +662,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 config: def.endpoint.wasm.config.clone(),
                 destination: BuiltDestination::of(&def.endpoint),
                 bindings,
-                http_allow: http_allow(&def.endpoint),
+                http: def.endpoint.http.clone().unwrap_or_default(),
                 limits: def.limits.clone(),
             }),
         );
@@ -742,7 +744,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                     config: def.endpoint.wasm.config.clone(),
                 }),
                 bindings,
-                http_allow: http_allow(&def.endpoint),
+                http: def.endpoint.http.clone().unwrap_or_default(),
                 interval_ms,
                 limits: def.limits.clone(),
             }),
@@ -840,15 +842,6 @@ fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {
             .map_err(|e| format!("limits: {e}")),
         None => Ok(()),
     }
-}
-
-/// The hosts an endpoint allows over `http`.
-fn http_allow(endpoint: &Endpoint) -> Vec<String> {
-    endpoint
-        .http
-        .as_ref()
-        .map(|h| h.allow.clone())
-        .unwrap_or_default()
 }
 
 /// The plugin name a `wasm` endpoint runs: its `plugin`, or for a `module` the task's name.

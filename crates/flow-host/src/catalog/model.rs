@@ -327,6 +327,11 @@ pub struct HttpEndpoint {
     /// (that port only), or `*.example.com` (its subdomains). A request to any other host,
     /// or a redirect to one, is refused and logged in the plugin's log.
     pub allow: Vec<String>,
+    /// Headers the host adds to every request (replacing the plugin's of the same name),
+    /// each a secret: `{env: NAME}` or `{file: PATH}`, e.g. `Authorization: {env: API_AUTH}`
+    /// (the variable holding `Bearer ...`). The plugin never sees them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]

@@ -85,9 +85,19 @@ impl Allowed {
     }
 }
 
-/// Check an allow-list as a publish does: every entry must be a host, host:port or *.domain.
-pub(crate) fn check_allow(allow: &[String]) -> Result<(), String> {
-    allow.iter().try_for_each(|e| Allowed::parse(e).map(drop))
+/// Check an endpoint's `http` as a publish does: every allow-list entry must be a host,
+/// host:port or *.domain; every header a valid name with a secret's reference for a value.
+pub(crate) fn check(
+    allow: &[String],
+    headers: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), String> {
+    allow.iter().try_for_each(|e| Allowed::parse(e).map(drop))?;
+    for (name, value) in headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("http.headers: '{name}' is not an HTTP header name"))?;
+        super::secret_form(&format!("http.headers.{name}"), value).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Whether `url` may be requested under `allow`; the reason when not.
@@ -132,6 +142,8 @@ fn permitted(allow: &[Allowed], url: &Url) -> Result<(), String> {
 /// The host's HTTP client of one task.
 pub(crate) struct Http {
     allow: std::sync::Arc<Vec<Allowed>>,
+    /// The endpoint's secret headers, read at start: added to every request.
+    headers: reqwest::header::HeaderMap,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     log: LogSink,
@@ -160,8 +172,31 @@ const REDIRECTS_MAX: usize = 5;
 
 impl Http {
     /// A client for the hosts on `allow` (checked at publish; an entry that fails the check
-    /// here is an error too), writing refusals to `log`.
-    pub(crate) fn new(allow: &[String], log: LogSink) -> anyhow::Result<Http> {
+    /// here is an error too), adding `headers` (secrets, read now) to every request, writing
+    /// refusals to `log`.
+    pub(crate) fn new(
+        allow: &[String],
+        headers: &std::collections::BTreeMap<String, serde_json::Value>,
+        log: LogSink,
+    ) -> anyhow::Result<Http> {
+        let mut secret_headers = reqwest::header::HeaderMap::new();
+        let refs = serde_json::Value::Object(
+            headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        for name in headers.keys() {
+            let value = super::secret(&refs, name)
+                .map_err(|e| anyhow::anyhow!("http.headers: {e:#}"))?
+                .unwrap_or_default();
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())?;
+            let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                anyhow::anyhow!("http.headers.{name}: the secret is not a valid header value")
+            })?;
+            value.set_sensitive(true);
+            secret_headers.insert(name, value);
+        }
         let allow = std::sync::Arc::new(
             allow
                 .iter()
@@ -194,6 +229,7 @@ impl Http {
             .build()?;
         Ok(Http {
             allow,
+            headers: secret_headers,
             client,
             runtime,
             log,
@@ -235,6 +271,10 @@ impl HttpAccess for Http {
             let value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
             headers.append(name, value);
+        }
+        // The endpoint's own headers win over the plugin's.
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
         }
         let left = bounds
             .deadline
@@ -374,6 +414,12 @@ mod test {
         ] {
             assert!(Allowed::parse(bad).is_err(), "{bad} was accepted");
         }
-        assert!(check_allow(&["a.com".into(), "b.com:443".into()]).is_ok());
+        let no_headers = Default::default();
+        assert!(check(&["a.com".into(), "b.com:443".into()], &no_headers).is_ok());
+        let inline = [("Authorization".to_string(), serde_json::json!("Bearer x"))].into();
+        let why = check(&[], &inline).unwrap_err();
+        assert!(why.contains("a secret is never written inline"), "{why}");
+        let bad_name = [("a b".to_string(), serde_json::json!({"env": "X"}))].into();
+        assert!(check(&[], &bad_name).is_err());
     }
 }

@@ -200,6 +200,9 @@ fn endpoint_name(connector: &str, name: &str) -> String {
 /// inline value is refused: the catalog is readable through the API, and a secret must never
 /// be. The secret itself never appears in a message; its reference does.
 fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
+    if let Some(v) = config.get(field) {
+        secret_form(field, v)?;
+    }
     let Some(v) = config.get(field) else {
         return Ok(None);
     };
@@ -219,6 +222,21 @@ fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path)))?;
             Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        _ => unreachable!("checked by secret_form"),
+    }
+}
+
+/// Check that `v`, the value of `field`, is written as a secret is: `{env: NAME}` or `{file:
+/// PATH}` (at publish, without reading it).
+fn secret_form(field: &str, v: &Value) -> anyhow::Result<()> {
+    match v {
+        Value::Object(m)
+            if m.len() == 1
+                && (m.get("env").is_some_and(Value::is_string)
+                    || m.get("file").is_some_and(Value::is_string)) =>
+        {
+            Ok(())
         }
         _ => anyhow::bail!(
             "`{field}` must be {{env: NAME}} or {{file: PATH}}: a secret is never written inline in a catalog, which the API shows"

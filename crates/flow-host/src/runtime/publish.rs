@@ -112,14 +112,16 @@ impl Host {
             if let Some(d) = &m.destination {
                 connector::check(&d.connector, &d.config).map_err(|why| invalid(&m.name, why))?;
             }
-            connector::http::check_allow(&m.http_allow).map_err(|why| invalid(&m.name, why))?;
+            connector::http::check(&m.http.allow, &m.http.headers)
+                .map_err(|why| invalid(&m.name, why))?;
         }
         for c in built.captures.values() {
             if let Some(d) = &c.source {
                 connector::check_source(&d.connector, &d.config)
                     .map_err(|why| invalid(&c.name, why))?;
             }
-            connector::http::check_allow(&c.http_allow).map_err(|why| invalid(&c.name, why))?;
+            connector::http::check(&c.http.allow, &c.http.headers)
+                .map_err(|why| invalid(&c.name, why))?;
         }
 
         // Tables that exist keep their key and their columns' types.

@@ -113,7 +113,7 @@ impl CaptureTask {
         if let Some(sql) = source.as_ref().and_then(|d| d.grant().sql()) {
             instance.set_sql(Some(sql));
         }
-        let http = connector::http::Http::new(&spec.http_allow, log)?;
+        let http = connector::http::Http::new(&spec.http.allow, &spec.http.headers, log)?;
         let http_down = http.down();
         instance.set_http(Some(Box::new(http)));
         // Until here nothing read the checkpoint: a swapped-out run of this task may still be

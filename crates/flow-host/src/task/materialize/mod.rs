@@ -138,7 +138,8 @@ impl Materialize {
         let mut instance =
             Materialization::instantiate(&engine, &component, log.clone(), &ctx.limits.sandbox())?;
         instance.set_http(Some(Box::new(connector::http::Http::new(
-            &spec.http_allow,
+            &spec.http.allow,
+            &spec.http.headers,
             log,
         )?)));
         instance.set_fields(
