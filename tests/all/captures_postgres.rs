@@ -196,6 +196,9 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
     let task = get_json(&http, &p.base, "/v1/tasks/acme%2Fpg").await;
     assert_eq!(task["kind"], "capture");
     assert_eq!(task["captured"][0]["docs"], 101_811, "{task:#}");
+    // The source tells when it committed what was captured: the lag behind it.
+    let lag = task["lagMs"].as_u64().unwrap_or(u64::MAX);
+    assert!(lag < 60_000, "{task:#}");
 }
 
 /// A writer of changes to `orders`: random inserts, updates and deletes of 1..=`keys`, each

@@ -1,6 +1,7 @@
 //! What a plugin instance's store holds: its WASI context (which grants nothing), its memory
 //! limiter, and one grant per capability. Each grant and the host side of its import live in
-//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `kv.rs`, `fields.rs`, `http.rs`; `wasi.rs` for WASI), which
+//! a file of their own (`log.rs`, `state.rs`, `sql.rs`, `kv.rs`, `fields.rs`, `http.rs`, `progress.rs`; `wasi.rs`
+//! for WASI), which
 //! need nothing of this one.
 
 use super::bindings::derivation::flow::plugin::types;
@@ -8,6 +9,7 @@ use super::fields::FieldsGrant;
 use super::http::HttpGrant;
 use super::kv::KvGrant;
 use super::log::LogGrant;
+use super::progress::ProgressGrant;
 use super::sql::SqlGrant;
 use super::state::StateGrant;
 use wasmtime::component::ResourceTable;
@@ -29,6 +31,8 @@ pub(crate) struct PluginCtx {
     pub(crate) fields: FieldsGrant,
     /// Hosts a connector may reach with `http.send`.
     pub(crate) http: HttpGrant,
+    /// Granted to captures: the source time the current poll reported.
+    pub(crate) progress: ProgressGrant,
 }
 
 impl WasiView for PluginCtx {

@@ -245,8 +245,11 @@ impl Capture {
         self.call(|s, b| b.flow_plugin_source().call_open(s, spec, checkpoint))
     }
 
-    pub fn poll(&mut self) -> Result<source_api::PollResult, CallError> {
-        self.call(|s, b| b.flow_plugin_source().call_poll(s))
+    /// Poll; with the source time the plugin reported during the call, if it did.
+    pub fn poll(&mut self) -> Result<(source_api::PollResult, Option<u64>), CallError> {
+        self.store.data_mut().progress.source_ms = None;
+        let r = self.call(|s, b| b.flow_plugin_source().call_poll(s))?;
+        Ok((r, self.store.data().progress.source_ms))
     }
 }
 

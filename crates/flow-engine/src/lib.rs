@@ -15,6 +15,7 @@ mod http;
 mod instance;
 mod kv;
 mod log;
+mod progress;
 mod sql;
 mod state;
 mod wasi;
@@ -50,7 +51,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// against `wit/flow.wit`).
 macro_rules! wit_version {
     () => {
-        "0.1.3"
+        "0.1.4"
     };
 }
 
@@ -182,6 +183,11 @@ impl Engine {
             .map_err(anyhow::Error::from)?;
         http::add_to_linker::<_, HasSelf<_>>(&mut linker, |c: &mut PluginCtx| &mut c.http)
             .map_err(anyhow::Error::from)?;
+        bindings::capture::flow::plugin::progress::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |c: &mut PluginCtx| &mut c.progress,
+        )
+        .map_err(anyhow::Error::from)?;
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)
@@ -326,6 +332,7 @@ impl Engine {
             kv: Default::default(),
             fields: Default::default(),
             http: Default::default(),
+            progress: Default::default(),
         };
         let mut store = wasmtime::Store::new(&self.engine, ctx);
         store.limiter(|c| &mut c.limiter);

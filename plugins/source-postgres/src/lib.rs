@@ -51,7 +51,9 @@
 //!
 //! Build: cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
 
-use flow_sdk::{Capture, CaptureSpec, Captured, Error, Poll, Value, json, serde_json, sql, warn};
+use flow_sdk::{
+    Capture, CaptureSpec, Captured, Error, Poll, Value, json, serde_json, source_time, sql, warn,
+};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
@@ -462,6 +464,8 @@ impl SourcePostgres {
         )?;
         let mut txns = 0;
         let mut xid = 0u32;
+        // The commit time of the transaction being read, and of the last one read.
+        let (mut ts, mut last_ts) = (0u64, None);
         let mut changes: Vec<Change> = Vec::new();
         for row in &rows.rows {
             let Some(sql::Value::Blob(data)) = row.first() else {
@@ -471,7 +475,7 @@ impl SourcePostgres {
             match m.u8()? {
                 b'B' => {
                     let _final_lsn = m.u64()?;
-                    let _ts = m.u64()?;
+                    ts = m.u64()?;
                     xid = m.u32()?;
                     changes.clear();
                 }
@@ -491,6 +495,7 @@ impl SourcePostgres {
                         }
                         self.lsn = end;
                         txns += 1;
+                        last_ts = Some(ts);
                     }
                     changes.clear();
                 }
@@ -537,6 +542,10 @@ impl SourcePostgres {
                 }
                 _ => {} // type, origin and other messages
             }
+        }
+        // PostgreSQL's timestamps count microseconds from 2000-01-01.
+        if let Some(ts) = last_ts {
+            source_time(ts / 1000 + 946_684_800_000);
         }
         // Chunks whose changes the slot has all passed are not needed any more.
         let lsn = self.lsn;

@@ -149,6 +149,13 @@ pub fn poll<T: Capture>() -> Result<wit::PollResult, PluginError> {
     })
 }
 
+/// Tell the host when the source committed the last change this poll captured (ms since the
+/// Unix epoch, by the source's clock): it shows the capture's lag behind its source. Needs a
+/// host of WIT 0.1.4 or later.
+pub fn source_time(ms: u64) {
+    crate::capture_bindings::flow::plugin::progress::source_time(ms)
+}
+
 /// Outgoing HTTP to the hosts on the task's allow-list (`endpoint.http.allow`). A request to
 /// any other host is refused (and logged by the host); a response over the host's cap
 /// (`hostResultBytesMax`) is an error, so page big reads.

@@ -102,7 +102,7 @@ pub mod materialization;
 pub mod migration;
 pub mod sql_tables;
 
-pub use capture::{Capture, CaptureBinding, CaptureSpec, Captured, Poll, http};
+pub use capture::{Capture, CaptureBinding, CaptureSpec, Captured, Poll, http, source_time};
 pub use derivation::{
     Derivation, DerivationSpec, Json, Publisher, Source, StateKey, TransformSpec, state,
 };

@@ -218,6 +218,9 @@ async fn tasks(client: &client::Client) -> anyhow::Result<std::process::ExitCode
                 b["docs"]
             );
         }
+        if let Some(lag) = t["lagMs"].as_u64() {
+            println!("    behind its source by {lag} ms");
+        }
         if let Some(at) = t["checkpointAtMs"].as_u64() {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
             println!(

@@ -113,6 +113,7 @@ impl Host {
                 sources: Vec::new(),
                 captured: Vec::new(),
                 checkpoint_at_ms: None,
+                lag_ms: None,
                 retry_at_ms: None,
             };
             if gate_is_open(&running, &def.name) {

@@ -28,6 +28,11 @@ pub struct TaskStatus {
     /// the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_at_ms: Option<u64>,
+    /// Captures whose source tells its time (`progress.source-time`): how far behind its
+    /// source the capture was at its last committed poll, in milliseconds (0 once a poll
+    /// found the source idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
     /// While `retrying`: when the next attempt is, in milliseconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,

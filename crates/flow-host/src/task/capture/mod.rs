@@ -182,7 +182,7 @@ impl CaptureTask {
 fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
     // 1. poll
     let began = std::time::Instant::now();
-    let polled = connector::in_txn(task.source.as_deref(), || {
+    let (polled, source_ms) = connector::in_txn(task.source.as_deref(), || {
         task.instance
             .poll()
             .map_err(|e| anyhow::anyhow!("poll: {e}"))
@@ -246,6 +246,16 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
             }
             if has_checkpoint {
                 s.checkpoint_at_ms = Some(now);
+            }
+            if let Some(ms) = source_ms {
+                s.lag_ms = Some(now.saturating_sub(ms));
+            }
+        });
+    }
+    if polled.idle && n_in == 0 {
+        ctx.statuses.update(&ctx.name, |s| {
+            if s.lag_ms.is_some() {
+                s.lag_ms = Some(0);
             }
         });
     }
