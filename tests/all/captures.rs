@@ -184,6 +184,33 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Captures swap and roll back like every other plugin, keeping their checkpoint: a
+    // version that cannot read it fails at open; rolling back resumes where the capture was.
+    flow_tests::deploy(&http, &served.base, "source-http", plugins::CAPTURE_PROBE).await;
+    let failed = wait_for_task(&http, &served.base, "acme/feed", |t| t["state"] == "failed").await;
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("open: "),
+        "{failed:#}"
+    );
+    let r = http
+        .post(served.url("/v1/plugins/source-http/rollback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for_task(&http, &served.base, "acme/feed", |t| {
+        t["state"] == "running" && t["pluginVersion"] == 3
+    })
+    .await;
+    feed.push((3001..=3100).map(event));
+    assert_eq!(
+        wait_for_ids(&http, &served.base, "acme/events", 3100, 30).await,
+        one_to(3100)
+    );
+
     // An idle capture backs off to its interval: a few requests a second, not a busy loop.
     let before = feed.requests();
     tokio::time::sleep(Duration::from_millis(1000)).await;
