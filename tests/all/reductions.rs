@@ -142,6 +142,15 @@ async fn materializations_reduce_stored_rows_append_deltas_and_delete() {
         &[("a", Some(13)), ("b", Some(1))],
     )
     .await;
+    // A captured delete (`_meta/op` `d`, what source-postgres writes for a deleted row)
+    // deletes the row whatever the annotations say, once it is the key's last change.
+    ingest("{\"key\":\"a\",\"_meta\":{\"op\":\"d\"}}").await;
+    wait_for(
+        &views,
+        "SELECT key, n FROM counts ORDER BY key",
+        &[("b", Some(1))],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

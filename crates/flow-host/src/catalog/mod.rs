@@ -201,9 +201,7 @@ impl Combining {
     pub fn add(&mut self, mut doc: Value, text: Option<bytes::Bytes>) -> Result<(), String> {
         match &mut self.kind {
             CombiningKind::Reduce(c) => {
-                if let Some(m) = doc.as_object_mut() {
-                    m.remove("_meta");
-                }
+                keep_only_op(&mut doc);
                 c.add_valid(0, doc, false).map_err(|e| e.to_string())
             }
             CombiningKind::Last(l) => {
@@ -253,6 +251,22 @@ impl Combining {
                 Ok(out)
             }
             CombiningKind::Last(l) => Ok(l.into_items()),
+        }
+    }
+}
+
+/// Drop a document's `_meta` but its `op` (`c`, `u`, `d`: the one member a writer keeps), so
+/// reductions see it (`if _meta/op is d then delete`) and the append stamps it again.
+pub fn keep_only_op(doc: &mut Value) {
+    let op = crate::journal::op_of(doc);
+    if let Some(m) = doc.as_object_mut() {
+        match op {
+            Some(op) => {
+                m.insert("_meta".to_string(), serde_json::json!({ "op": op }));
+            }
+            None => {
+                m.remove("_meta");
+            }
         }
     }
 }

@@ -380,9 +380,8 @@ fn read_batch(
                 continue;
             }
             let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
-            if let Some(m) = doc.as_object_mut() {
-                m.remove("_meta");
-            }
+            // Its `_meta/op` stays for the reductions (and a `d` deletes the row below).
+            crate::catalog::keep_only_op(&mut doc);
             if !b.delta_updates {
                 touched[i].insert(b.collection.key_of(&doc).to_string(), ());
             }
@@ -391,8 +390,9 @@ fn read_batch(
             } else {
                 &mut standard
             };
+            // Validated when it was appended (before `_meta` was stamped).
             combiner
-                .add(i, doc, false)
+                .add_valid(i, doc, false)
                 .map_err(|e| anyhow::anyhow!("combining {}: {e}", b.collection.name))?;
         }
     }
@@ -561,14 +561,22 @@ fn write_batch(
             .drain(true)
             .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
         for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
-            let d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
+            let mut d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
+            // A reduced document whose last change was a delete (`_meta/op` `d`) deletes
+            // its row (standard updates); `_meta` is not written.
+            let delete = d.deleted
+                || (!bindings[d.binding].delta_updates
+                    && crate::journal::op_of(&d.doc) == Some("d"));
+            if let Some(m) = d.doc.as_object_mut() {
+                m.remove("_meta");
+            }
             writer.push(
                 d.binding,
                 sink_api::Stored {
                     key: serde_json::to_string(&d.key)?,
                     document: serde_json::to_string(&d.doc)?,
                     exists: d.front,
-                    delete: d.deleted,
+                    delete,
                 },
             )?;
         }
