@@ -13,8 +13,7 @@
 
 use super::materialize::Postgres;
 use crate::runtime::{Host, HostOptions};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -143,20 +142,9 @@ async fn latency(
         .await?;
     let follower = {
         let seen = seen.clone();
-        tokio::spawn(async move {
-            let mut stream = resp.bytes_stream();
-            let mut buf = Vec::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                let now = Instant::now();
-                buf.extend_from_slice(&chunk);
-                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    if let Ok(doc) = serde_json::from_slice::<Value>(&line)
-                        && let Some(id) = doc["id"].as_u64()
-                    {
-                        seen.lock().expect("seen poisoned").insert(id, now);
-                    }
-                }
+        super::follow(resp, move |doc, now| {
+            if let Some(id) = doc["id"].as_u64() {
+                seen.lock().expect("seen poisoned").insert(id, now);
             }
         })
     };

@@ -5,8 +5,7 @@
 use crate::catalog::{Bundle, Catalog};
 use crate::runtime::Host;
 use crate::runtime::HostOptions;
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -103,25 +102,14 @@ async fn scenario(
             .send()
             .await?,
         );
-        tokio::spawn(async move {
-            let mut stream = resp.bytes_stream();
-            let mut buf = Vec::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                let now = Instant::now();
-                buf.extend_from_slice(&chunk);
-                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    if let Ok(doc) = serde_json::from_slice::<Value>(&line)
-                        && let Some(id) = doc["id"].as_u64()
-                    {
-                        seen.lock().expect("seen poisoned").insert(id, now);
-                        if let Some(t) = doc["_meta"]["published"]
-                            .as_str()
-                            .and_then(|p| humantime::parse_rfc3339(p).ok())
-                        {
-                            published.lock().expect("published poisoned").insert(id, t);
-                        }
-                    }
+        super::follow(resp, move |doc, now| {
+            if let Some(id) = doc["id"].as_u64() {
+                seen.lock().expect("seen poisoned").insert(id, now);
+                if let Some(t) = doc["_meta"]["published"]
+                    .as_str()
+                    .and_then(|p| humantime::parse_rfc3339(p).ok())
+                {
+                    published.lock().expect("published poisoned").insert(id, t);
                 }
             }
         })

@@ -48,6 +48,29 @@ pub(crate) fn publish(
     Ok(())
 }
 
+/// Follow an NDJSON stream of documents (`GET .../documents?follow=true`): `on_doc` gets
+/// each document with when the chunk holding it arrived.
+pub(crate) fn follow(
+    resp: reqwest::Response,
+    mut on_doc: impl FnMut(serde_json::Value, std::time::Instant) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let mut stream = resp.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let now = std::time::Instant::now();
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                if let Ok(doc) = serde_json::from_slice(&line) {
+                    on_doc(doc, now);
+                }
+            }
+        }
+    })
+}
+
 /// CPU time this process has used (user and system, all threads), in seconds, from
 /// /proc/self/stat (clock ticks of 1/100 s on Linux).
 pub(crate) fn cpu_seconds() -> f64 {
