@@ -71,16 +71,16 @@ fn sqlite_rows(db: &std::path::Path) -> Vec<String> {
 }
 
 const CREATE_ORDERS: &str = "CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL, \
-     amount numeric NOT NULL, v bigint NOT NULL DEFAULT 0, note text)";
+     amount numeric NOT NULL, v bigint NOT NULL DEFAULT 0, note text, tags text[])";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_the_source() {
     let pg = PgServer::start();
     pg.psql(CREATE_ORDERS);
     pg.psql(
-        "INSERT INTO orders (id, customer, amount, note) \
-         SELECT i, 'c' || (i % 1000), (i % 97) + 0.5, CASE WHEN i % 10 = 0 THEN 'n' || i END \
-         FROM generate_series(1, 100000) i",
+        "INSERT INTO orders (id, customer, amount, note, tags) \
+         SELECT i, 'c' || (i % 1000), (i % 97) + 0.5, CASE WHEN i % 10 = 0 THEN 'n' || i END, \
+         CASE WHEN i % 10 = 0 THEN ARRAY['t' || i] END FROM generate_series(1, 100000) i",
     );
     let dir = tempfile::tempdir().unwrap();
     let p = crate::destinations::serve(dir.path()).await;
@@ -114,6 +114,7 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
     let ids: Vec<u64> = docs.iter().map(|d| d["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=100_000).collect::<Vec<u64>>());
     assert_eq!(docs[9]["note"], "n10");
+    assert_eq!(docs[9]["tags"], json!(["t10"]));
     assert_eq!(docs[0]["amount"], 1.5);
     assert_eq!(docs[0]["_meta"]["op"], "c");
 
@@ -129,7 +130,7 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
             505,
         ),
         (
-            "BEGIN; UPDATE orders SET note = 'twice', v = v + 1 WHERE id = 7; UPDATE orders SET v = v + 1 WHERE id = 7; COMMIT",
+            "BEGIN; UPDATE orders SET note = 'twice', v = v + 1 WHERE id = 7; UPDATE orders SET v = v + 1, tags = ARRAY['a', 'b,c'] WHERE id = 7; COMMIT",
             1,
         ),
         ("DELETE FROM orders WHERE id % 333 = 0", 303),
@@ -180,6 +181,8 @@ async fn postgres_capture_backfills_then_streams_changes_into_a_table_equal_to_t
         (&seven[0]["v"], &seven[0]["note"]),
         (&json!(2), &json!("twice"))
     );
+    // An array, as the backfill's row_to_json writes it (not its text, {a,"b,c"}).
+    assert_eq!(seven[0]["tags"], json!(["a", "b,c"]));
     let deleted = changes.iter().find(|d| d["id"] == 666).unwrap();
     assert_eq!(deleted["_meta"]["op"], "d");
     assert_eq!(

@@ -41,9 +41,10 @@
 //!
 //! Documents are the row's columns by name; deletes carry the key with `_meta/op: "d"` (and
 //! inserts `"c"`, updates `"u"`, backfilled rows `"c"`): a materialization deletes the row of
-//! a `d`. Values: booleans, integers, floats and numerics as JSON numbers (NaN and infinities
-//! as strings), json/jsonb as JSON, timestamps as ISO 8601 (as `row_to_json` writes them),
-//! anything else as PostgreSQL's text. An update leaves out a column whose large (TOASTed)
+//! a `d`. Values as `row_to_json` writes them in the backfill: booleans, integers, floats and
+//! numerics as JSON numbers (NaN and infinities as strings), json/jsonb as JSON, timestamps
+//! as ISO 8601, arrays and composites as JSON (converted by the server, `to_json`, a query
+//! per value: rare types, asked once per type), anything else as PostgreSQL's text. An update leaves out a column whose large (TOASTed)
 //! value did not change unless the table has `REPLICA IDENTITY FULL`.
 //!
 //! Limits: one source transaction's changes must fit the host's `hostResultBytesMax` (a poll
@@ -153,6 +154,8 @@ struct SourcePostgres {
     tables: BTreeMap<String, Table>,
     chunks: Vec<Chunk>,
     relations: HashMap<u32, Relation>,
+    /// Types whose JSON the server makes (`json_type`), by oid.
+    json_types: HashMap<u32, Option<String>>,
     /// The end of the last source transaction committed with the host.
     lsn: u64,
     /// An LSN the host committed whose slot was not advanced to yet.
@@ -395,32 +398,76 @@ impl SourcePostgres {
     }
 
     /// The document of a change, and its key; None for a table this capture does not bind.
-    fn document(&self, c: &Change) -> Result<Option<(usize, Vec<Value>, String)>, Error> {
+    /// For a type whose `row_to_json` form is not its text (arrays, composites): its name, to
+    /// have the server convert a value as the backfill's `row_to_json` does. Asked once per
+    /// type.
+    fn json_type(&mut self, oid: u32) -> Result<Option<String>, Error> {
+        if let Some(t) = self.json_types.get(&oid) {
+            return Ok(t.clone());
+        }
+        let rows = query(
+            "SELECT format_type(oid, NULL), typcategory::text FROM pg_type WHERE oid = $1::text::oid",
+            &[sql::Value::Text(oid.to_string())],
+        )?;
+        let t = rows.rows.first().and_then(|r| {
+            let name = r.first().and_then(text)?;
+            matches!(r.get(1).and_then(text), Some("A" | "C")).then(|| name.to_string())
+        });
+        self.json_types.insert(oid, t.clone());
+        Ok(t)
+    }
+
+    /// A column's value as the backfill's `row_to_json` writes it.
+    fn value(&mut self, type_oid: u32, raw: &str) -> Result<Value, Error> {
+        match self.json_type(type_oid)? {
+            None => Ok(json_value(type_oid, raw)),
+            Some(ty) => {
+                let rows = query(
+                    &format!("SELECT to_json($1::text::{ty})::text"),
+                    &[sql::Value::Text(raw.to_string())],
+                )?;
+                let json = rows.rows.first().and_then(|r| r.first()).and_then(text);
+                Ok(json
+                    .and_then(|j| serde_json::from_str(j).ok())
+                    .unwrap_or_else(|| Value::String(raw.to_string())))
+            }
+        }
+    }
+
+    fn document(&mut self, c: &Change) -> Result<Option<(usize, Vec<Value>, String)>, Error> {
         let rel = self.relations.get(&c.relation).ok_or_else(|| {
             Error::new(format!(
                 "a change of relation {} came before its description",
                 c.relation
             ))
         })?;
-        let Some(table) = self.tables.get(&rel.table) else {
+        if !self.tables.contains_key(&rel.table) {
             return Ok(None);
-        };
+        }
+        let columns: Vec<(String, u32, bool)> = rel
+            .columns
+            .iter()
+            .map(|col| (col.name.clone(), col.type_oid, col.key))
+            .collect();
+        let table_name = rel.table.clone();
         let mut doc = serde_json::Map::new();
         doc.insert("_meta".into(), json!({"op": c.op}));
-        for (col, v) in rel.columns.iter().zip(&c.tuple) {
-            if c.key_only && !col.key {
+        for ((name, type_oid, key), v) in columns.iter().zip(&c.tuple) {
+            if c.key_only && !key {
                 continue;
             }
             match v {
                 None => {} // unchanged TOAST: left out
                 Some(None) => {
-                    doc.insert(col.name.clone(), Value::Null);
+                    doc.insert(name.clone(), Value::Null);
                 }
                 Some(Some(t)) => {
-                    doc.insert(col.name.clone(), json_value(col.type_oid, t));
+                    let v = self.value(*type_oid, t)?;
+                    doc.insert(name.clone(), v);
                 }
             }
         }
+        let table = &self.tables[&table_name];
         let key = table
             .key
             .iter()
@@ -812,6 +859,7 @@ impl Capture for SourcePostgres {
             tables,
             chunks: Vec::new(),
             relations: HashMap::new(),
+            json_types: HashMap::new(),
             lsn: slot_lsn,
             ack: None,
         };
