@@ -15,7 +15,7 @@
 //!           database: app
 //!           user: flow                    # needs REPLICATION (or a slot made for it)
 //!           password: { env: PG_PASSWORD }
-//!           slot: flow_slot               # default; created if missing
+//!           slot: flow_acme_source        # default: flow_ and the capture's name; created if missing
 //!           publication: flow_publication # default; created (or extended) if missing
 //!     bindings:
 //!       - { target: acme/orders, resource: { namespace: public, stream: orders } }
@@ -123,12 +123,9 @@ impl Snapshot {
     /// Whether the committed transaction `xid` (32 bits, as logical decoding names it) is
     /// visible in this snapshot: it committed before the snapshot was taken.
     fn sees(&self, xid: u32) -> bool {
-        // Widen to 64 bits in the epoch of xmax (or the one before, for an xid past it).
-        let epoch = self.xmax >> 32;
-        let mut full = (epoch << 32) | u64::from(xid);
-        if full > self.xmax && epoch > 0 {
-            full -= 1 << 32;
-        }
+        // Widen to the 64-bit id nearest xmax: ids differ from it by far less than 2^31.
+        let diff = i64::from(xid.wrapping_sub(self.xmax as u32) as i32);
+        let full = (self.xmax as i64 + diff).max(0) as u64;
         full < self.xmin || (full < self.xmax && !self.xip.contains(&full))
     }
 }
@@ -154,6 +151,10 @@ struct SourcePostgres {
     tables: BTreeMap<String, Table>,
     chunks: Vec<Chunk>,
     relations: HashMap<u32, Relation>,
+    /// Transactions whose changes were left to the backfill (`Wanted::Ahead`): the next chunk
+    /// is read only in a snapshot that sees them all (decoding hands out a commit once it is
+    /// flushed, a moment before other sessions see it).
+    ahead: Vec<u32>,
     /// Types whose JSON the server makes (`json_type`), by oid.
     json_types: HashMap<u32, Option<String>>,
     /// The end of the last source transaction committed with the host.
@@ -313,6 +314,14 @@ impl<'a> Msg<'a> {
     }
 }
 
+/// What to do with a change (`SourcePostgres::wanted`).
+enum Wanted {
+    Yes,
+    No,
+    /// Left to the backfill, which has not read its row yet.
+    Ahead,
+}
+
 /// One row change of a source transaction.
 struct Change {
     relation: u32,
@@ -337,7 +346,7 @@ impl SourcePostgres {
                        "snapshot": c.snapshot.text, "lsn": lsn_text(c.lsn)})
             })
             .collect();
-        json!({"lsn": lsn_text(self.lsn), "tables": tables, "chunks": chunks})
+        json!({"lsn": lsn_text(self.lsn), "tables": tables, "chunks": chunks, "ahead": self.ahead})
     }
 
     /// Advance the slot to `lsn` if it is behind it: what the host committed.
@@ -477,26 +486,28 @@ impl SourcePostgres {
     }
 
     /// Whether a change of `table` at `key` by transaction `xid` is to be captured: its row
-    /// was backfilled, and not by a chunk that already held this change.
-    fn wanted(&self, table: &str, key: &[Value], xid: u32) -> bool {
+    /// was backfilled, and not by a chunk that already held this change. `Ahead`: its row is
+    /// yet to be backfilled, by a chunk whose snapshot must see the change.
+    fn wanted(&self, table: &str, key: &[Value], xid: u32) -> Wanted {
         let Some(t) = self.tables.get(table) else {
-            return false;
+            return Wanted::No;
         };
         if !t.done {
             match &t.cursor {
-                None => return false,
-                Some(c) if cmp_key(key, c) == Ordering::Greater => return false,
+                None => return Wanted::Ahead,
+                Some(c) if cmp_key(key, c) == Ordering::Greater => return Wanted::Ahead,
                 _ => {}
             }
         }
-        !self.chunks.iter().any(|c| {
+        let held = self.chunks.iter().any(|c| {
             c.table == table
                 && c.from
                     .as_ref()
                     .is_none_or(|f| cmp_key(key, f) == Ordering::Greater)
                 && cmp_key(key, &c.to) != Ordering::Greater
                 && c.snapshot.sees(xid)
-        })
+        });
+        if held { Wanted::No } else { Wanted::Yes }
     }
 
     /// Read what the slot has: whole transactions, up to `changes_per_poll` changes.
@@ -536,8 +547,14 @@ impl SourcePostgres {
                                 continue;
                             };
                             let table = &self.relations[&c.relation].table;
-                            if self.wanted(table, &key, xid) {
-                                out.document_text(binding, doc);
+                            match self.wanted(table, &key, xid) {
+                                Wanted::Yes => out.document_text(binding, doc),
+                                Wanted::No => {}
+                                Wanted::Ahead => {
+                                    if !self.ahead.contains(&xid) {
+                                        self.ahead.push(xid);
+                                    }
+                                }
                             }
                         }
                         self.lsn = end;
@@ -560,17 +577,38 @@ impl SourcePostgres {
                 b'U' => {
                     let relation = m.u32()?;
                     let mut kind = m.u8()?;
+                    let mut old = None;
                     if kind == b'K' || kind == b'O' {
-                        let _old = m.tuple()?;
+                        old = Some((kind, m.tuple()?));
                         kind = m.u8()?;
                     }
                     if kind != b'N' {
                         return Err(Error::new("an update without its new row"));
                     }
+                    let tuple = m.tuple()?;
+                    // An update of the key moves the row: the old key is deleted first (its
+                    // old key comes as `K`; with REPLICA IDENTITY FULL the old row, `O`).
+                    if let Some((kind, old)) = old {
+                        let moved = kind == b'K'
+                            || self.relations.get(&relation).is_none_or(|r| {
+                                r.columns
+                                    .iter()
+                                    .zip(old.iter().zip(&tuple))
+                                    .any(|(c, (o, n))| c.key && o != n)
+                            });
+                        if moved {
+                            changes.push(Change {
+                                relation,
+                                op: "d",
+                                tuple: old,
+                                key_only: true,
+                            });
+                        }
+                    }
                     changes.push(Change {
                         relation,
                         op: "u",
-                        tuple: m.tuple()?,
+                        tuple,
                         key_only: false,
                     });
                 }
@@ -636,7 +674,7 @@ impl SourcePostgres {
             }
         };
         let statement = format!(
-            "WITH s AS MATERIALIZED (SELECT pg_current_snapshot()::text AS snap, pg_current_wal_lsn()::text AS lsn) \
+            "WITH s AS MATERIALIZED (SELECT pg_current_snapshot()::text AS snap, pg_current_wal_insert_lsn()::text AS lsn) \
              SELECT s.snap, s.lsn, r.doc FROM s LEFT JOIN LATERAL \
              (SELECT row_to_json(t)::text AS doc FROM {} t {filter} ORDER BY {} LIMIT {}) r ON true",
             t.sql_name,
@@ -650,6 +688,12 @@ impl SourcePostgres {
             .ok_or_else(|| Error::new("the backfill query returned no row"))?;
         let snapshot = Snapshot::parse(first.first().and_then(text).unwrap_or(""))?;
         let lsn = parse_lsn(first.get(1).and_then(text).unwrap_or(""))?;
+        // A change left to the backfill must be in what it reads: if this snapshot does not
+        // see one yet (it committed a moment ago), the chunk is read again at the next poll.
+        if self.ahead.iter().any(|x| !snapshot.sees(*x)) {
+            return Ok(false);
+        }
+        self.ahead.clear();
         let mut n = 0;
         let mut last = None;
         for row in &rows.rows {
@@ -714,7 +758,20 @@ fn config_int(config: &Value, field: &str, default: i64) -> Result<i64, Error> {
 impl Capture for SourcePostgres {
     fn open(spec: CaptureSpec, checkpoint: Option<Value>) -> Result<Self, Error> {
         let config = &spec.config;
-        let slot = config_str(config, "slot", "flow_slot")?;
+        // A slot of its own per capture by default: two captures advancing one slot would
+        // each lose what the other confirmed.
+        let default_slot: String = format!("flow_{}", spec.name)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(63)
+            .collect();
+        let slot = config_str(config, "slot", &default_slot)?;
         let publication = config_str(config, "publication", "flow_publication")?;
         let mut tables = BTreeMap::new();
         let rows = query(
@@ -860,6 +917,7 @@ impl Capture for SourcePostgres {
             chunks: Vec::new(),
             relations: HashMap::new(),
             json_types: HashMap::new(),
+            ahead: Vec::new(),
             lsn: slot_lsn,
             ack: None,
         };
@@ -882,6 +940,12 @@ impl Capture for SourcePostgres {
                     lsn: parse_lsn(c["lsn"].as_str().unwrap_or(""))?,
                 });
             }
+            this.ahead = cp["ahead"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_u64().map(|x| x as u32))
+                .collect();
             // What the host committed is done: the slot need not keep it.
             this.advance(this.lsn)?;
         }

@@ -64,19 +64,23 @@ impl BuiltCollection {
         doc: &mut Value,
         size: usize,
     ) -> Result<(), String> {
+        let delete = crate::journal::op_of(doc) == Some("d");
         let meta = doc.as_object_mut().and_then(|m| m.remove("_meta"));
-        let checked = self.check_without_meta(limits, doc, size);
+        let checked = self.check_without_meta(limits, doc, size, delete);
         if let (Some(meta), Some(m)) = (meta, doc.as_object_mut()) {
             m.insert("_meta".to_string(), meta);
         }
         checked
     }
 
+    /// `delete`: the document is a delete (`_meta/op` `d`), which carries its key and
+    /// nothing else a schema may require: its key is checked, not the schema.
     fn check_without_meta(
         &self,
         limits: &crate::limits::Limits,
         doc: &Value,
         size: usize,
+        delete: bool,
     ) -> Result<(), String> {
         if !doc.is_object() {
             return Err(format!("must be a JSON object, not {}", type_name(doc)));
@@ -87,9 +91,17 @@ impl BuiltCollection {
                 limits.doc_bytes_max
             ));
         }
-        self.schema
-            .validate(doc)
-            .map_err(|e| format!("does not match the schema of {}: {e}", self.name))?;
+        if delete {
+            if let Some(p) = self.key.iter().find(|p| p.query(doc).is_none()) {
+                return Err(format!(
+                    "is a delete (_meta/op d) without its key: {p} is missing"
+                ));
+            }
+        } else {
+            self.schema
+                .validate(doc)
+                .map_err(|e| format!("does not match the schema of {}: {e}", self.name))?;
+        }
         for p in &self.key {
             if let Some(problem) = p.query(doc).and_then(key_value_problem) {
                 return Err(format!(

@@ -139,6 +139,17 @@ fn permitted(allow: &[Allowed], url: &Url) -> Result<(), String> {
     }
 }
 
+/// Whether secrets may travel to `url`: over https, or to this machine.
+fn secure(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    url.scheme() == "https"
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The host's HTTP client of one task.
 pub(crate) struct Http {
     allow: std::sync::Arc<Vec<Allowed>>,
@@ -157,7 +168,7 @@ pub(crate) struct Http {
 pub(crate) struct Down(std::sync::Arc<std::sync::Mutex<Option<String>>>);
 
 impl Down {
-    fn set(&self, why: Option<String>) {
+    pub(crate) fn set(&self, why: Option<String>) {
         *self.0.lock().expect("http state poisoned") = why;
     }
 
@@ -206,9 +217,16 @@ impl Http {
         );
         let redirect = {
             let allow = allow.clone();
+            let secrets = !secret_headers.is_empty();
             reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= REDIRECTS_MAX {
                     return attempt.error(format!("more than {REDIRECTS_MAX} redirects"));
+                }
+                if secrets && !secure(attempt.url()) {
+                    let to = flow_engine::quoted_url(attempt.url().as_str());
+                    return attempt.error(format!(
+                        "redirect to {to} refused: this task's secret headers (http.headers) go over https only"
+                    ));
                 }
                 match permitted(&allow, attempt.url()) {
                     Ok(()) => attempt.follow(),
@@ -272,9 +290,18 @@ impl HttpAccess for Http {
                 .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
             headers.append(name, value);
         }
-        // The endpoint's own headers win over the plugin's.
-        for (name, value) in &self.headers {
-            headers.insert(name, value.clone());
+        // The endpoint's own headers win over the plugin's. Secrets travel encrypted only
+        // (https), or to this machine.
+        if !self.headers.is_empty() {
+            if !secure(&url) {
+                return Err(self.refuse(
+                    url.as_str(),
+                    "this task's endpoint adds secret headers (http.headers), which go over https only".into(),
+                ));
+            }
+            for (name, value) in &self.headers {
+                headers.insert(name, value.clone());
+            }
         }
         let left = bounds
             .deadline
@@ -300,7 +327,10 @@ impl HttpAccess for Http {
             tokio::time::timeout(left, async move {
                 let mut response = call.send().await.map_err(|e| {
                     let why = describe(&e);
-                    down.set(Some(why.clone()));
+                    // No server answered (not a refused redirect, not a bad certificate).
+                    if e.is_connect() || e.is_timeout() {
+                        down.set(Some(why.clone()));
+                    }
                     why
                 })?;
                 let status = response.status().as_u16();
@@ -398,6 +428,10 @@ mod test {
         );
         let none = permitted(&[], &Url::parse("http://a/").unwrap()).unwrap_err();
         assert!(none.contains("allows no host"), "{none}");
+        let secure = |u: &str| secure(&Url::parse(u).unwrap());
+        assert!(secure("https://api.example.com/") && secure("http://127.0.0.1:9/"));
+        assert!(secure("http://[::1]:9/") && secure("http://localhost/"));
+        assert!(!secure("http://api.example.com/") && !secure("http://10.0.0.1/"));
     }
 
     #[test]

@@ -535,7 +535,8 @@ fn write_batch(
                         exists: exists.contains(&t.key),
                         key: t.key,
                         document: t.doc,
-                        delete: t.delete,
+                        // A delta binding appends changes: a delete is one more.
+                        delete: t.delete && !bindings[i].delta_updates,
                     },
                 )?;
             }
