@@ -34,13 +34,14 @@ fn http_capture(feed: &Feed, target: &str, page: u64, allow: Value) -> Value {
     })
 }
 
+/// The `id`s of documents.
+fn ids_of(docs: Vec<Value>) -> Vec<u64> {
+    docs.iter().map(|d| d["id"].as_u64().unwrap()).collect()
+}
+
 /// The `id`s of `collection`'s documents, in journal order.
 async fn ids(http: &reqwest::Client, base: &str, collection: &str) -> Vec<u64> {
-    flow_tests::documents(http, base, collection)
-        .await
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect()
+    ids_of(flow_tests::documents(http, base, collection).await)
 }
 
 /// Wait until `collection` holds `n` documents; their ids.
@@ -51,11 +52,7 @@ async fn wait_for_ids(
     n: usize,
     secs: u64,
 ) -> Vec<u64> {
-    flow_tests::wait_for_documents(http, base, collection, n, secs)
-        .await
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect()
+    ids_of(flow_tests::wait_for_documents(http, base, collection, n, secs).await)
 }
 
 /// Wait until task `name`'s status satisfies `ok`; it. Panics with it after 30 s.

@@ -74,6 +74,16 @@ impl<B> Instance<B> {
         })
     }
 
+    /// Grant the database its endpoint names (a connector's destination or source).
+    pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
+        self.store.data_mut().sql.access = sql;
+    }
+
+    /// Grant outgoing HTTP (the host's client holds the task's allow-list).
+    pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
+        self.store.data_mut().http.access = http;
+    }
+
     /// Whether a trap left this instance unusable.
     pub fn poisoned(&self) -> bool {
         self.poisoned
@@ -170,19 +180,9 @@ impl Materialization {
         })
     }
 
-    /// Grant the destination database.
-    pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
-        self.store.data_mut().sql.access = sql;
-    }
-
     /// Tell the plugin the fields of its bindings (`fields[binding]`).
     pub fn set_fields(&mut self, fields: Vec<Vec<crate::Field>>) {
         self.store.data_mut().fields.bindings = fields;
-    }
-
-    /// Grant outgoing HTTP (the host's client holds the task's allow-list).
-    pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
-        self.store.data_mut().http.access = http;
     }
 
     /// Grant the destination key-value store.
@@ -225,16 +225,6 @@ impl Capture {
         Self::new(engine, log, sandbox, |store| {
             bindings::capture::Capture::instantiate(store, component, &engine.linker)
         })
-    }
-
-    /// Grant the source database.
-    pub fn set_sql(&mut self, sql: Option<Box<dyn SqlAccess>>) {
-        self.store.data_mut().sql.access = sql;
-    }
-
-    /// Grant outgoing HTTP (the host's client holds the task's allow-list).
-    pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
-        self.store.data_mut().http.access = http;
     }
 
     pub fn open(

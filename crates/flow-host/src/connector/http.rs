@@ -191,16 +191,9 @@ impl Http {
         log: LogSink,
     ) -> anyhow::Result<Http> {
         let mut secret_headers = reqwest::header::HeaderMap::new();
-        let refs = serde_json::Value::Object(
-            headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        for name in headers.keys() {
-            let value = super::secret(&refs, name)
-                .map_err(|e| anyhow::anyhow!("http.headers: {e:#}"))?
-                .unwrap_or_default();
+        for (name, reference) in headers {
+            let value = super::secret_value(name, reference)
+                .map_err(|e| anyhow::anyhow!("http.headers: {e:#}"))?;
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())?;
             let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
                 anyhow::anyhow!("http.headers.{name}: the secret is not a valid header value")

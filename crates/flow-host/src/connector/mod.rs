@@ -137,11 +137,11 @@ pub(crate) fn in_txn<R>(
     }
 }
 
-/// One destination kind: its name in `endpoint.connector`, how to check its config without
-/// connecting (at publish), and how to open it.
 /// How a connector opens a connection from an endpoint's config.
 type Open = fn(&Value) -> anyhow::Result<Box<dyn Destination>>;
 
+/// One destination kind: its name in `endpoint.connector`, how to check its config without
+/// connecting (at publish), and how to open it.
 struct Connector {
     name: &'static str,
     check: fn(&Value) -> anyhow::Result<()>,
@@ -200,31 +200,28 @@ fn endpoint_name(connector: &str, name: &str) -> String {
 /// inline value is refused: the catalog is readable through the API, and a secret must never
 /// be. The secret itself never appears in a message; its reference does.
 fn secret(config: &Value, field: &str) -> anyhow::Result<Option<String>> {
-    if let Some(v) = config.get(field) {
-        secret_form(field, v)?;
-    }
-    let Some(v) = config.get(field) else {
-        return Ok(None);
-    };
+    config
+        .get(field)
+        .map(|v| secret_value(field, v))
+        .transpose()
+}
+
+/// The secret `v` (the value of `field`) refers to, read now (see `secret`).
+fn secret_value(field: &str, v: &Value) -> anyhow::Result<String> {
+    secret_form(field, v)?;
     let reference = |what: &str, name: &str| format!("`{field}` ({what} {name})");
-    match v {
-        Value::Object(m) if m.len() == 1 && m.get("env").is_some_and(Value::is_string) => {
-            let name = m["env"].as_str().unwrap_or_default();
-            std::env::var(name).map(Some).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: the host has no environment variable {name} (set it where `flow serve` runs)",
-                    reference("environment variable", name)
-                )
-            })
-        }
-        Value::Object(m) if m.len() == 1 && m.get("file").is_some_and(Value::is_string) => {
-            let path = m["file"].as_str().unwrap_or_default();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path)))?;
-            Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
-        }
-        _ => unreachable!("checked by secret_form"),
+    if let Some(name) = v.get("env").and_then(Value::as_str) {
+        return std::env::var(name).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the host has no environment variable {name} (set it where `flow serve` runs)",
+                reference("environment variable", name)
+            )
+        });
     }
+    let path = v.get("file").and_then(Value::as_str).unwrap_or_default();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot be read: {e}", reference("file", path)))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Check that `v`, the value of `field`, is written as a secret is: `{env: NAME}` or `{file:

@@ -296,11 +296,7 @@ impl TaskCtx {
         }
         let mut timeout = Duration::from_millis(self.limits.idle_recheck_ms);
         if let Some(wake) = wake_ms {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now) + 1));
+            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now_ms()) + 1));
         }
         self.journals.wait(seen, timeout);
     }
@@ -387,6 +383,16 @@ impl TaskCtx {
         }
     }
 
+    /// Tell `plugin`'s log that this task runs its version `seq`, resuming `from`.
+    pub fn log_running(&self, plugin: &str, seq: u64, from: &str) {
+        self.registry.logs().push(
+            plugin,
+            Some(&self.name),
+            flow_engine::LogLevel::Info,
+            format!("task {} running version {seq} from {from}", self.name),
+        );
+    }
+
     /// Record a failure in the task's status and its plugin's log.
     fn fail(&self, plugin: &str, error: &anyhow::Error) {
         let message = format!("{error:#}");
@@ -402,6 +408,37 @@ impl TaskCtx {
             s.last_error = Some(message);
         });
     }
+}
+
+/// Check what one plugin call returned (`per`: `call`, `poll`) against the task's output
+/// caps: `docs` documents of `bytes` bytes in all.
+pub(crate) fn check_output_caps(
+    ctx: &TaskCtx,
+    per: &str,
+    docs: usize,
+    bytes: usize,
+) -> anyhow::Result<()> {
+    if docs > ctx.limits.call_output_docs_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {docs} documents from one {per}, over the cap of {} (callOutputDocsMax)",
+            ctx.limits.call_output_docs_max
+        );
+    }
+    if bytes > ctx.limits.call_output_bytes_max {
+        anyhow::bail!(
+            "the plugin exceeded a sandbox limit: it returned {bytes} bytes of documents from one {per}, over the cap of {} (callOutputBytesMax)",
+            ctx.limits.call_output_bytes_max
+        );
+    }
+    Ok(())
+}
+
+/// The wall clock, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// At most the first 300 bytes of `s` (a document a message quotes), `...` marking a cut.

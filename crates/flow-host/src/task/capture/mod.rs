@@ -59,8 +59,8 @@ struct CaptureTask {
     instance: Capture,
     /// Whether the server of the plugin's last HTTP request was unavailable.
     http_down: connector::http::Down,
-    /// How long to wait before the next poll: set after a poll that found the source idle.
-    idle: Option<Duration>,
+    /// How long to sleep after the last poll, which found the source idle.
+    wait: Duration,
     /// The wait after the next idle poll.
     next_idle: Duration,
 }
@@ -82,8 +82,10 @@ impl Task for CaptureTask {
         transaction(ctx, self)
     }
 
+    /// Asked only after a poll that found the source idle (one that found more returns at
+    /// least 1, and the loop polls again at once).
     fn idle_wait(&self) -> Option<Duration> {
-        Some(self.idle.unwrap_or(Duration::ZERO))
+        Some(self.wait)
     }
 }
 
@@ -138,20 +140,11 @@ impl CaptureTask {
                 .open(&open_spec, checkpoint.as_deref())
                 .map_err(|e| anyhow::anyhow!("open: {e}"))
         })?;
-        ctx.registry.logs().push(
-            &spec.plugin,
-            Some(&ctx.name),
-            flow_engine::LogLevel::Info,
-            format!(
-                "task {} running version {} from {}",
-                ctx.name,
-                version.seq,
-                match &checkpoint {
-                    Some(cp) => format!("checkpoint {}", task::truncate(cp)),
-                    None => "the beginning (no checkpoint yet)".into(),
-                }
-            ),
-        );
+        let from = match &checkpoint {
+            Some(cp) => format!("checkpoint {}", task::truncate(cp)),
+            None => "the beginning (no checkpoint yet)".into(),
+        };
+        ctx.log_running(&spec.plugin, version.seq, &from);
         let captured = spec
             .bindings
             .iter()
@@ -169,7 +162,7 @@ impl CaptureTask {
             source,
             instance,
             http_down,
-            idle: None,
+            wait: IDLE_FIRST,
             next_idle: IDLE_FIRST,
         };
         Ok((task, version.seq))
@@ -234,7 +227,7 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
         if n_out > 0 {
             ctx.journals.notify();
         }
-        let now = now_ms();
+        let now = task::now_ms();
         ctx.statuses.update(&ctx.name, |s| {
             s.transactions += 1;
             s.docs_in += n_in as u64;
@@ -262,12 +255,10 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
 
     // 4. back off while the source is idle
     if polled.idle {
-        let wait = task.next_idle;
-        task.idle = Some(wait);
-        task.next_idle = (wait * 2).min(Duration::from_millis(task.spec.interval_ms));
+        task.wait = task.next_idle;
+        task.next_idle = (task.wait * 2).min(Duration::from_millis(task.spec.interval_ms));
         Ok(0)
     } else {
-        task.idle = None;
         task.next_idle = IDLE_FIRST.min(Duration::from_millis(task.spec.interval_ms));
         Ok(n_in.max(1))
     }
@@ -304,20 +295,8 @@ fn check(
     task: &CaptureTask,
     docs: Vec<source_api::Captured>,
 ) -> anyhow::Result<Checked> {
-    let bytes: usize = docs.iter().map(|d| d.document.len()).sum();
-    if docs.len() > ctx.limits.call_output_docs_max {
-        anyhow::bail!(
-            "the plugin exceeded a sandbox limit: it returned {} documents from one poll, over the cap of {} (callOutputDocsMax)",
-            docs.len(),
-            ctx.limits.call_output_docs_max
-        );
-    }
-    if bytes > ctx.limits.call_output_bytes_max {
-        anyhow::bail!(
-            "the plugin exceeded a sandbox limit: it returned {bytes} bytes of documents from one poll, over the cap of {} (callOutputBytesMax)",
-            ctx.limits.call_output_bytes_max
-        );
-    }
+    let bytes = docs.iter().map(|d| d.document.len()).sum();
+    task::check_output_caps(ctx, "poll", docs.len(), bytes)?;
     let n = docs.len();
     // Parsed and checked on every core (the first failure in poll order is the one named);
     // combined by key here, in order.
@@ -387,11 +366,4 @@ fn check_checkpoint(ctx: &TaskCtx, cp: String) -> anyhow::Result<String> {
         )
     })?;
     Ok(cp)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

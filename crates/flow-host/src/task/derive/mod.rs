@@ -348,17 +348,7 @@ impl Derive {
             .iter()
             .map(|t| format!("{}@{}", t.name, t.offset))
             .collect();
-        ctx.registry.logs().push(
-            &derive.plugin,
-            Some(&ctx.name),
-            flow_engine::LogLevel::Info,
-            format!(
-                "task {} running version {} from {}",
-                ctx.name,
-                version.seq,
-                resume.join(", ")
-            ),
-        );
+        ctx.log_running(&derive.plugin, version.seq, &resume.join(", "));
         let derive = Derive {
             catalog,
             collection,
@@ -955,7 +945,8 @@ fn check_outputs(
     collection: &BuiltCollection,
     out: Vec<String>,
 ) -> anyhow::Result<Vec<(Value, bytes::Bytes)>> {
-    check_output_caps(ctx, &out)?;
+    let bytes = out.iter().map(String::len).sum();
+    task::check_output_caps(ctx, "call", out.len(), bytes)?;
     let mut docs = Vec::with_capacity(out.len());
     for (i, text) in out.iter().enumerate() {
         let mut doc: Value = serde_json::from_str(text).map_err(|e| {
@@ -1045,24 +1036,6 @@ fn failure_records(
             .map_err(|e| anyhow::anyhow!("dead-letter record {e}"))?;
     }
     Ok(Some((dl.clone(), records)))
-}
-
-fn check_output_caps(ctx: &TaskCtx, out: &[String]) -> anyhow::Result<()> {
-    let bytes: usize = out.iter().map(String::len).sum();
-    if out.len() > ctx.limits.call_output_docs_max {
-        anyhow::bail!(
-            "the plugin exceeded a sandbox limit: it returned {} documents from one call, over the cap of {}",
-            out.len(),
-            ctx.limits.call_output_docs_max
-        );
-    }
-    if bytes > ctx.limits.call_output_bytes_max {
-        anyhow::bail!(
-            "the plugin exceeded a sandbox limit: it returned {bytes} bytes from one call, over the cap of {}",
-            ctx.limits.call_output_bytes_max
-        );
-    }
-    Ok(())
 }
 
 /// Name the transform and source document a plugin error points at.
