@@ -56,3 +56,112 @@ fn a_mismatch_reports_a_diff() {
     );
     assert!(why.contains("at /total: expected 16, actual 15"), "{why}");
 }
+
+/// `tests/catalogs/http-capture.flow.yaml`, whose first test's first step is a `capture`.
+fn http_capture_bundle() -> flow_host::catalog::Bundle {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    flow_host::catalog::load(&root.join("catalogs/http-capture.flow.yaml")).unwrap()
+}
+
+fn first_capture_step(
+    bundle: &mut flow_host::catalog::Bundle,
+) -> &mut flow_host::catalog::TestCapture {
+    let steps = bundle
+        .catalog
+        .tests
+        .get_mut("pages, then more pages later")
+        .unwrap();
+    let flow_host::catalog::TestStep::Capture(c) = &mut steps[0] else {
+        panic!("step 1 is a capture")
+    };
+    c
+}
+
+/// The failure of the one test of `bundle` that fails.
+fn only_failure(bundle: &flow_host::catalog::Bundle) -> String {
+    let report =
+        flow_host::catalog_test::run(bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    report.failed[0].1.clone()
+}
+
+/// A capture step whose plugin asks for a URL the step has no response for fails, naming the
+/// request and what the responses answer; a response with a document its target's schema
+/// refuses fails, naming the binding, the document and the reason.
+#[test]
+fn a_capture_step_fails_on_what_its_responses_do_not_answer_or_its_target_refuses() {
+    let mut bundle = http_capture_bundle();
+    first_capture_step(&mut bundle).responses.pop(); // the empty last page
+    let why = only_failure(&bundle);
+    assert!(why.contains("step 1 (capture t/api)"), "{why}");
+    assert!(
+        why.contains(
+            "the test's responses have none for GET https://api.example.com/v1/events?after=3&limit=2"
+        ),
+        "{why}"
+    );
+    assert!(
+        why.contains("they answer: GET https://api.example.com/v1/events?after=2&limit=2"),
+        "{why}"
+    );
+
+    let mut bundle = http_capture_bundle();
+    first_capture_step(&mut bundle).responses[1].body =
+        serde_json::json!({"data": [{"id": 3, "kind": "a"}]});
+    let why = only_failure(&bundle);
+    assert!(why.contains("step 1 (capture t/api)"), "{why}");
+    assert!(
+        why.contains("binding 0 (t/events): document 1 of the poll"),
+        "{why}"
+    );
+    assert!(why.contains("\"n\""), "names the missing property: {why}");
+    assert!(why.contains(r#"{"id":3,"kind":"a"}"#), "{why}");
+}
+
+/// A capture step that could never run is refused when its catalog is published: a response
+/// for a host off the capture's allow-list, two responses for one request, an unknown
+/// capture, a capture that reads a database.
+#[test]
+fn capture_steps_that_cannot_run_are_refused_at_publish() {
+    let refused = |edit: &dyn Fn(&mut flow_host::catalog::Bundle), want: &[&str]| {
+        let mut bundle = http_capture_bundle();
+        edit(&mut bundle);
+        let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for w in want {
+            assert!(why.contains(w), "{w:?} not in {why}");
+        }
+    };
+    refused(
+        &|b| first_capture_step(b).responses[0].url = "https://evil.example.net/x".into(),
+        &[
+            "test pages, then more pages later: step 1",
+            "response for https://evil.example.net/x: the capture may never request it",
+            "evil.example.net:443 is not on this task's allow-list",
+        ],
+    );
+    refused(
+        &|b| {
+            let c = first_capture_step(b);
+            let twice = c.responses[0].clone();
+            c.responses.push(twice);
+        },
+        &["two responses for GET https://api.example.com/v1/events?limit=2"],
+    );
+    refused(
+        &|b| first_capture_step(b).name = "t/nosuch".into(),
+        &[
+            "test pages, then more pages later: step 1",
+            "unknown capture 't/nosuch'",
+        ],
+    );
+    refused(
+        &|b| {
+            let c = b.catalog.captures.get_mut("t/api").unwrap();
+            c.endpoint.connector = Some("postgres".into());
+        },
+        &["capture 't/api' reads a database (endpoint.connector: postgres)"],
+    );
+}

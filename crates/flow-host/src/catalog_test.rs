@@ -1,7 +1,9 @@
 //! `flow catalog test`: run a catalog's tests in throwaway embedded hosts.
 //!
 //! Each test gets a fresh host (empty collections), so tests cannot see each other's data.
-//! An `ingest` step is one transaction; before a `verify` step every task catches up. A
+//! An `ingest` step is one transaction; a `capture` step runs a capture, its HTTP requests
+//! answered by the step's canned responses, until its source is idle (captures run only in
+//! such steps: a test host reaches no real source); before a `verify` step every task catches up. A
 //! verify reads the whole collection, reduces it fully by key, orders it by key, and compares
 //! it with the expected documents: same count, and each expected document a subset of the
 //! actual one at the same position.
@@ -67,6 +69,10 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
             TestStep::Ingest(d) => {
                 host.ingest(&d.collection, d.documents.clone())
                     .map_err(|e| format!("step {n} (ingest into {}): {e}", d.collection))?;
+            }
+            TestStep::Capture(c) => {
+                host.run_test_capture(&c.name, &c.responses)
+                    .map_err(|e| format!("step {n} (capture {}): {e:#}", c.name))?;
             }
             TestStep::Verify(d) => {
                 host.wait_idle(CATCH_UP_TIMEOUT)

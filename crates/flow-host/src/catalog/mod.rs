@@ -779,12 +779,15 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
 
     for (name, steps) in &spec.tests {
         for (i, step) in steps.iter().enumerate() {
-            let (TestStep::Ingest(d) | TestStep::Verify(d)) = step;
-            if !collections.contains_key(&d.collection) {
-                errors.push(problem(
-                    format!("test {name}: step {i}"),
-                    format!("unknown collection '{}'", d.collection),
-                ));
+            let at = format!("test {name}: step {}", i + 1);
+            let why = match step {
+                TestStep::Ingest(d) | TestStep::Verify(d) => (!collections
+                    .contains_key(&d.collection))
+                .then(|| format!("unknown collection '{}'", d.collection)),
+                TestStep::Capture(c) => check_test_capture(c, captures.get(&c.name)).err(),
+            };
+            if let Some(why) = why {
+                errors.push(problem(at, why));
             }
         }
     }
@@ -800,6 +803,36 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         captures,
         tests,
     })
+}
+
+/// A `capture` test step runs a capture of the catalog without a database source, and
+/// answers each request (method and URL) at most once.
+fn check_test_capture(
+    step: &TestCapture,
+    capture: Option<&Arc<BuiltCapture>>,
+) -> Result<(), String> {
+    let Some(capture) = capture else {
+        return Err(format!("unknown capture '{}'", step.name));
+    };
+    if let Some(source) = &capture.source {
+        return Err(format!(
+            "capture '{}' reads a database (endpoint.connector: {}): a test step can run only captures whose source is HTTP, answered by the step's `responses`",
+            step.name, source.connector
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &step.responses {
+        if !(100..=599).contains(&r.status) {
+            return Err(format!(
+                "response for {}: status {} is not 100-599",
+                r.url, r.status
+            ));
+        }
+        if !seen.insert((r.method.to_ascii_uppercase(), r.url.as_str())) {
+            return Err(format!("two responses for {} {}", r.method, r.url));
+        }
+    }
+    Ok(())
 }
 
 fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String> {

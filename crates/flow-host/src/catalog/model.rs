@@ -385,13 +385,14 @@ pub struct CaptureBinding {
     pub resource: Value,
 }
 
-/// One step of a test; each step is one transaction. Written `- ingest: {...}` or
-/// `- verify: {...}`.
+/// One step of a test. Written `- ingest: {...}` (one transaction), `- verify: {...}` or
+/// `- capture: {...}`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(try_from = "StepRepr", into = "StepRepr")]
 pub enum TestStep {
     Ingest(TestDocs),
     Verify(TestDocs),
+    Capture(TestCapture),
 }
 
 #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -401,32 +402,83 @@ struct StepRepr {
     ingest: Option<TestDocs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verify: Option<TestDocs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capture: Option<TestCapture>,
 }
 
 impl TryFrom<StepRepr> for TestStep {
     type Error = String;
     fn try_from(r: StepRepr) -> Result<Self, String> {
-        match (r.ingest, r.verify) {
-            (Some(d), None) => Ok(TestStep::Ingest(d)),
-            (None, Some(d)) => Ok(TestStep::Verify(d)),
-            _ => Err("a test step has exactly one of `ingest` or `verify`".to_string()),
+        match (r.ingest, r.verify, r.capture) {
+            (Some(d), None, None) => Ok(TestStep::Ingest(d)),
+            (None, Some(d), None) => Ok(TestStep::Verify(d)),
+            (None, None, Some(c)) => Ok(TestStep::Capture(c)),
+            _ => Err("a test step has exactly one of `ingest`, `verify` or `capture`".to_string()),
         }
     }
 }
 
 impl From<TestStep> for StepRepr {
     fn from(s: TestStep) -> Self {
+        let mut r = StepRepr {
+            ingest: None,
+            verify: None,
+            capture: None,
+        };
         match s {
-            TestStep::Ingest(d) => StepRepr {
-                ingest: Some(d),
-                verify: None,
-            },
-            TestStep::Verify(d) => StepRepr {
-                ingest: None,
-                verify: Some(d),
-            },
+            TestStep::Ingest(d) => r.ingest = Some(d),
+            TestStep::Verify(d) => r.verify = Some(d),
+            TestStep::Capture(c) => r.capture = Some(c),
         }
+        r
     }
+}
+
+/// `- capture: {...}`: run a capture of the catalog from where the test's earlier capture
+/// steps left it until a poll finds its source idle, committing each poll as the task does.
+/// Its plugin's HTTP requests are answered by `responses`, never by the network (a request
+/// still has to pass the capture's `endpoint.http.allow`); a request none answers fails the
+/// step, naming it. Only captures without a database source (`endpoint.connector`) can run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestCapture {
+    /// The capture to run.
+    pub name: String,
+    /// What its plugin's HTTP requests get, by method and URL.
+    #[serde(default)]
+    pub responses: Vec<TestResponse>,
+}
+
+/// One canned HTTP response of a `capture` test step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestResponse {
+    /// The URL it answers, query included, as the plugin requests it.
+    pub url: String,
+    /// The method it answers; default `GET`.
+    #[serde(default = "get_method")]
+    pub method: String,
+    /// Default 200.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The body: a string as it is (NDJSON, text), anything else as its JSON (and then
+    /// `content-type: application/json` unless `headers` says otherwise). Default empty.
+    #[serde(default = "empty_string")]
+    pub body: Value,
+}
+
+fn get_method() -> String {
+    "GET".into()
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn empty_string() -> Value {
+    Value::String(String::new())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]

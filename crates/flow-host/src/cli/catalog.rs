@@ -11,7 +11,10 @@ pub enum CatalogCmd {
     /// `module` are deployed as plugins named after their task.
     Publish(Source),
     /// Run a catalog's tests in a throwaway embedded host (no server needed). Exits 0 iff
-    /// every test passes; prints a diff for each mismatch.
+    /// every test passes; prints a diff for each mismatch. Steps: `ingest` (one transaction),
+    /// `verify` (after every task caught up), and `capture` (runs a capture until its source
+    /// is idle, its HTTP requests answered by the step's canned `responses`, never the network;
+    /// materializations and database captures do not run in tests).
     Test(Source),
 }
 

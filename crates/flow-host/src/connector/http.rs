@@ -255,12 +255,7 @@ impl Http {
     }
 
     fn refuse(&self, url: &str, why: String) -> String {
-        let message = format!(
-            "outgoing HTTP to {} refused: {why}",
-            flow_engine::quoted_url(url)
-        );
-        (self.log)(LogLevel::Warn, message.clone());
-        message
+        refused(&self.log, url, why)
     }
 }
 
@@ -341,9 +336,7 @@ impl HttpAccess for Http {
                 let mut body = Vec::new();
                 loop {
                     if bytes + body.len() > max {
-                        return Err(format!(
-                            "the response is over the cap of {max} bytes per host call (hostResultBytesMax): request less at a time (a smaller page)"
-                        ));
+                        return Err(over_cap(max));
                     }
                     match response.chunk().await.map_err(|e| describe(&e))? {
                         Some(chunk) => body.extend_from_slice(&chunk),
@@ -366,6 +359,120 @@ impl HttpAccess for Http {
                 Err(why)
             }
         }
+    }
+}
+
+/// A refused request's error, written to the plugin's log too.
+fn refused(log: &LogSink, url: &str, why: String) -> String {
+    let message = format!(
+        "outgoing HTTP to {} refused: {why}",
+        flow_engine::quoted_url(url)
+    );
+    log(LogLevel::Warn, message.clone());
+    message
+}
+
+fn over_cap(max: usize) -> String {
+    format!(
+        "the response is over the cap of {max} bytes per host call (hostResultBytesMax): request less at a time (a smaller page)"
+    )
+}
+
+/// A canned response of a catalog test's `capture` step.
+pub(crate) struct Canned {
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The `http` capability of a capture run by a catalog test: requests pass the task's
+/// allow-list as they would for `Http`, and are then answered from canned responses by method
+/// and URL, never sent. A request none answers is an error naming it and what the responses
+/// answer. No secret header is read.
+pub(crate) struct Fixture {
+    allow: Vec<Allowed>,
+    /// (method, URL as parsed) -> response.
+    canned: std::collections::BTreeMap<(String, String), HttpResponse>,
+    log: LogSink,
+}
+
+impl Fixture {
+    /// Canned responses for a task allowed `allow`; an error when one could never be asked
+    /// for (not an absolute URL, or a host off the allow-list) or two answer the same request.
+    pub(crate) fn new(
+        allow: &[String],
+        canned: Vec<Canned>,
+        log: LogSink,
+    ) -> Result<Fixture, String> {
+        let allow = allow
+            .iter()
+            .map(|e| Allowed::parse(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut by_request = std::collections::BTreeMap::new();
+        for c in canned {
+            let quoted = flow_engine::quoted_url(&c.url);
+            let url = Url::parse(&c.url)
+                .map_err(|e| format!("response for {quoted}: it is not an absolute URL ({e})"))?;
+            permitted(&allow, &url).map_err(|why| {
+                format!("response for {quoted}: the capture may never request it: {why}")
+            })?;
+            let key = (c.method.to_ascii_uppercase(), url.to_string());
+            let response = HttpResponse {
+                status: c.status,
+                headers: c.headers,
+                body: c.body,
+            };
+            if by_request.insert(key, response).is_some() {
+                return Err(format!("two responses for {} {quoted}", c.method));
+            }
+        }
+        Ok(Fixture {
+            allow,
+            canned: by_request,
+            log,
+        })
+    }
+}
+
+impl HttpAccess for Fixture {
+    fn send(&mut self, request: HttpRequest, bounds: &SqlBounds) -> Result<HttpResponse, String> {
+        let refuse = |why: String| refused(&self.log, &request.url, why);
+        let url = Url::parse(&request.url)
+            .map_err(|e| refuse(format!("it is not an absolute URL ({e})")))?;
+        permitted(&self.allow, &url).map_err(refuse)?;
+        let key = (request.method.to_ascii_uppercase(), url.to_string());
+        let Some(response) = self.canned.get(&key) else {
+            let answered: Vec<String> = self
+                .canned
+                .keys()
+                .map(|(m, u)| format!("{m} {}", flow_engine::quoted_url(u)))
+                .collect();
+            let message = format!(
+                "the test's responses have none for {} {} (they answer: {})",
+                key.0,
+                flow_engine::quoted_url(&key.1),
+                if answered.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    answered.join(", ")
+                }
+            );
+            (self.log)(LogLevel::Warn, message.clone());
+            return Err(message);
+        };
+        let bytes = 16
+            + response.body.len()
+            + response
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>();
+        if bytes > bounds.result_bytes_max {
+            return Err(over_cap(bounds.result_bytes_max));
+        }
+        Ok(response.clone())
     }
 }
 

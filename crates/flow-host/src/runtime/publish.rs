@@ -123,6 +123,26 @@ impl Host {
             connector::http::check(&c.http.allow, &c.http.headers)
                 .map_err(|why| invalid(&c.name, why))?;
         }
+        // A test's canned responses answer requests its capture may make.
+        for (test, steps) in &built.tests {
+            for (i, step) in steps.iter().enumerate() {
+                let catalog::TestStep::Capture(step) = step else {
+                    continue;
+                };
+                let Some(c) = built.captures.get(&step.name) else {
+                    continue;
+                };
+                let canned = step.responses.iter().map(|r| connector::http::Canned {
+                    method: r.method.clone(),
+                    url: r.url.clone(),
+                    status: r.status,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                });
+                connector::http::Fixture::new(&c.http.allow, canned.collect(), Arc::new(|_, _| {}))
+                    .map_err(|why| invalid(&format!("test {test}: step {}", i + 1), why))?;
+            }
+        }
 
         // Tables that exist keep their key and their columns' types.
         let problems = catalog::evolve::problems(&self.catalog(), &built);

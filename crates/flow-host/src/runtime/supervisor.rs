@@ -2,6 +2,7 @@
 //! at a transaction boundary, and swap them when their plugin changes.
 
 use super::Host;
+use crate::catalog::{TaskLimits, TestResponse};
 use crate::task::{Gate, KINDS, TaskCtx, TaskState, TaskStatus};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +20,53 @@ impl Host {
     /// the new version, with its state intact; other tasks are not touched.
     pub fn plugin_deployed(&self, plugin: &str) {
         self.restart_tasks(&|_, p| p == plugin);
+    }
+
+    /// What a run of task `name` is given: the host's parts, and its limits over the host's.
+    pub(super) fn task_ctx(
+        &self,
+        name: &str,
+        limits: Option<&TaskLimits>,
+        stop: Arc<AtomicBool>,
+        gate: Gate,
+    ) -> TaskCtx {
+        TaskCtx {
+            name: name.to_string(),
+            store: self.store.clone(),
+            journals: self.journals.clone(),
+            registry: self.registry.clone(),
+            limits: limits
+                .map(|l| l.apply(&self.limits))
+                .unwrap_or_else(|| self.limits.clone()),
+            stop,
+            statuses: self.statuses.clone(),
+            txn_docs: std::cell::Cell::new(crate::task::TXN_DOCS_START),
+            gate,
+        }
+    }
+
+    /// Run capture `name` as a catalog test's `capture` step: until a poll finds its source
+    /// idle, its HTTP answered by `responses` (see `catalog::TestCapture`). Nothing else runs
+    /// it: a test host runs no capture task.
+    pub fn run_test_capture(&self, name: &str, responses: &[TestResponse]) -> anyhow::Result<()> {
+        let catalog = self.catalog();
+        let spec = catalog
+            .captures
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no capture named '{name}' in the catalog"))?
+            .clone();
+        if self
+            .tasks
+            .lock()
+            .expect("tasks poisoned")
+            .contains_key(name)
+        {
+            anyhow::bail!(
+                "capture '{name}' runs as a task on this host: a test step may not run it too"
+            );
+        }
+        let ctx = self.task_ctx(name, spec.limits.as_ref(), Arc::default(), Gate::open());
+        crate::task::capture::run_test_step(&ctx, &catalog, &spec, responses)
     }
 
     /// Stop every task and wait for their threads.
@@ -84,21 +132,7 @@ impl Host {
             } else {
                 Gate::open()
             };
-            let ctx = TaskCtx {
-                name: def.name.clone(),
-                store: self.store.clone(),
-                journals: self.journals.clone(),
-                registry: self.registry.clone(),
-                limits: def
-                    .limits
-                    .as_ref()
-                    .map(|l| l.apply(&self.limits))
-                    .unwrap_or_else(|| self.limits.clone()),
-                stop: stop.clone(),
-                statuses: self.statuses.clone(),
-                txn_docs: std::cell::Cell::new(crate::task::TXN_DOCS_START),
-                gate: gate.clone(),
-            };
+            let ctx = self.task_ctx(&def.name, def.limits.as_ref(), stop.clone(), gate.clone());
             let status = TaskStatus {
                 name: def.name.clone(),
                 kind: kind.name,

@@ -2,7 +2,7 @@
 //!
 //! `CaptureTask::start` opens it; `transaction` runs one poll, marked by comments.
 
-use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining, Unprepared};
+use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining, TestResponse, Unprepared};
 use crate::connector::{self, Destination};
 use crate::journal;
 use crate::storage::CAPTURE_CHECKPOINTS;
@@ -35,7 +35,9 @@ pub(crate) const KIND: Kind = Kind {
                     limits: c.limits.clone(),
                     run: Box::new(move |ctx| {
                         let plugin = spec.plugin.clone();
-                        task::run(ctx, &plugin, |ctx| CaptureTask::start(ctx, &catalog, &spec))
+                        task::run(ctx, &plugin, |ctx| {
+                            CaptureTask::start(ctx, &catalog, &spec, None)
+                        })
                     }),
                 }
             })
@@ -92,11 +94,13 @@ impl Task for CaptureTask {
 impl CaptureTask {
     /// Open the source database its endpoint names (if any), instantiate the plugin with its
     /// grants, and once the task is the only run (`TaskCtx::ready`), `open` it with the last
-    /// committed checkpoint.
+    /// committed checkpoint. Its `http` is the host's client for the endpoint's allow-list,
+    /// unless `fixture` (a catalog test's canned responses) answers instead.
     fn start(
         ctx: &TaskCtx,
         catalog: &Built,
         spec: &Arc<BuiltCapture>,
+        fixture: Option<Vec<connector::http::Canned>>,
     ) -> anyhow::Result<(Self, u64)> {
         let targets = spec
             .bindings
@@ -115,9 +119,20 @@ impl CaptureTask {
         if let Some(sql) = source.as_ref().and_then(|d| d.grant().sql()) {
             instance.set_sql(Some(sql));
         }
-        let http = connector::http::Http::new(&spec.http.allow, &spec.http.headers, log)?;
-        let http_down = http.down();
-        instance.set_http(Some(Box::new(http)));
+        let http_down = match fixture {
+            None => {
+                let http = connector::http::Http::new(&spec.http.allow, &spec.http.headers, log)?;
+                let down = http.down();
+                instance.set_http(Some(Box::new(http)));
+                down
+            }
+            Some(canned) => {
+                let fixture = connector::http::Fixture::new(&spec.http.allow, canned, log)
+                    .map_err(anyhow::Error::msg)?;
+                instance.set_http(Some(Box::new(fixture)));
+                connector::http::Down::default()
+            }
+        };
         // Until here nothing read the checkpoint: a swapped-out run of this task may still be
         // committing its last poll.
         ctx.ready();
@@ -167,6 +182,54 @@ impl CaptureTask {
         };
         Ok((task, version.seq))
     }
+}
+
+/// Most polls a catalog test's `capture` step runs before it gives up on the capture ever
+/// finding its source idle.
+const TEST_POLLS_MAX: usize = 10_000;
+
+/// Run capture `spec` as a catalog test's `capture` step does: from its committed
+/// checkpoint, one transaction per poll, until a poll finds the source idle; its HTTP
+/// requests answered by `responses`.
+pub(crate) fn run_test_step(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    spec: &Arc<BuiltCapture>,
+    responses: &[TestResponse],
+) -> anyhow::Result<()> {
+    let canned = responses
+        .iter()
+        .map(|r| {
+            let mut headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect();
+            let body = match &r.body {
+                serde_json::Value::String(text) => text.clone().into_bytes(),
+                json => {
+                    if !headers.iter().any(|(n, _)| n == "content-type") {
+                        headers.push(("content-type".into(), "application/json".into()));
+                    }
+                    json.to_string().into_bytes()
+                }
+            };
+            connector::http::Canned {
+                method: r.method.clone(),
+                url: r.url.clone(),
+                status: r.status,
+                headers,
+                body,
+            }
+        })
+        .collect();
+    let (mut task, _) = CaptureTask::start(ctx, catalog, spec, Some(canned))?;
+    for _ in 0..TEST_POLLS_MAX {
+        if transaction(ctx, &mut task)? == 0 {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("its source was still not idle after {TEST_POLLS_MAX} polls")
 }
 
 /// Run one poll as one transaction: what it captured and its checkpoint commit together, or
