@@ -146,6 +146,12 @@ async fn a_full_disk_refuses_writes_then_heals_without_a_restart() {
     assert_eq!(health.status(), 503);
     let h: Value = health.json().await.unwrap();
     assert_eq!(h["status"], "unhealthy", "{h}");
+    // The committer tries to heal the database every second, and before every write (the
+    // derivation's): while the disk stays full, it stays unhealthy (a heal that proved only
+    // an empty commit once called it healthy here).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let health = http.get(p.url("/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503, "{}", health.text().await.unwrap());
 
     // Free the space: writes resume without a restart.
     std::fs::remove_file(&filler).unwrap();

@@ -109,6 +109,12 @@ impl StorageFault {
     }
 }
 
+/// What a faulted database must take, committed, to count as writable again: about what
+/// an ingest request of a few hundred documents writes.
+const HEAL_PROBE_BYTES: usize = 256 << 10;
+/// Where that proof is written, and removed again.
+const HEAL_PROBE: TableDefinition<(), &[u8]> = TableDefinition::new("heal_probe");
+
 /// How often a faulted database is re-opened while no write comes.
 const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -164,14 +170,28 @@ impl Slot {
         *self.fault.lock().expect("fault poisoned") = fault;
     }
 
-    /// Re-open and prove the database takes a write again; clear the fault if it does.
+    /// Re-open and prove the database takes a write again; clear the fault if it does. The
+    /// proof writes `HEAL_PROBE_BYTES` and commits (then removes them): an empty commit
+    /// succeeds on a full disk, and would call the database healthy while every real write
+    /// still fails.
     fn heal(&self) {
+        let fault = |e: &dyn std::fmt::Display| StorageFault::of(&self.path, e);
         let proof = self.reopen().and_then(|()| {
-            let db = self.get().map_err(|e| StorageFault::of(&self.path, &e))?;
-            let txn = db
-                .begin_write()
-                .map_err(|e| StorageFault::of(&self.path, &e))?;
-            txn.commit().map_err(|e| StorageFault::of(&self.path, &e))
+            let db = self.get().map_err(|e| fault(&e))?;
+            let probe = vec![0u8; HEAL_PROBE_BYTES];
+            for value in [Some(probe.as_slice()), None] {
+                let txn = db.begin_write().map_err(|e| fault(&e))?;
+                {
+                    let mut t = txn.open_table(HEAL_PROBE).map_err(|e| fault(&e))?;
+                    match value {
+                        Some(v) => t.insert((), v).map(drop),
+                        None => t.remove(()).map(drop),
+                    }
+                    .map_err(|e| fault(&e))?;
+                }
+                txn.commit().map_err(|e| fault(&e))?;
+            }
+            Ok(())
         });
         match proof {
             Ok(()) => self.set_fault(None),
