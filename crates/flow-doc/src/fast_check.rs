@@ -1,6 +1,7 @@
 //! A quick check of documents against schemas made only of the keywords that collection schemas
-//! mostly use (`type`, `properties`, `required`, `additionalProperties`, `items`), compiled into
-//! a tree that a document is walked against directly.
+//! mostly use (`type`, `properties`, `required`, `additionalProperties`, `items`, `minimum`,
+//! `maximum`, `minLength`, `maxLength`, `enum`, `const`), compiled into a tree that a document
+//! is walked against directly.
 //!
 //! It only ever says "valid" where the `jsonschema` validator would: whatever it is unsure of
 //! (a float where `integer` is asked, which drafts judge differently) counts as "not known
@@ -11,13 +12,13 @@
 
 use serde_json::{Map, Value};
 
-const NULL: u8 = 1;
-const BOOLEAN: u8 = 1 << 1;
-const INTEGER: u8 = 1 << 2;
-const NUMBER: u8 = 1 << 3;
-const STRING: u8 = 1 << 4;
-const ARRAY: u8 = 1 << 5;
-const OBJECT: u8 = 1 << 6;
+pub(crate) const NULL: u8 = 1;
+pub(crate) const BOOLEAN: u8 = 1 << 1;
+pub(crate) const INTEGER: u8 = 1 << 2;
+pub(crate) const NUMBER: u8 = 1 << 3;
+pub(crate) const STRING: u8 = 1 << 4;
+pub(crate) const ARRAY: u8 = 1 << 5;
+pub(crate) const OBJECT: u8 = 1 << 6;
 
 /// Keywords that do not take part in validation (annotations), and so are skipped.
 const ANNOTATIONS: &[&str] = &[
@@ -45,15 +46,23 @@ pub(crate) struct FastCheck {
     /// Allowed types as a mask; 0 when `type` is absent (anything).
     types: u8,
     /// `properties`, sorted by name (the order in which a `serde_json::Map` iterates).
-    props: Vec<(String, FastCheck)>,
-    required: Vec<String>,
-    additional: Additional,
+    pub(crate) props: Vec<(String, FastCheck)>,
+    pub(crate) required: Vec<String>,
+    pub(crate) additional: Additional,
     /// `items` as a single schema: every item.
-    items: Option<Box<FastCheck>>,
+    pub(crate) items: Option<Box<FastCheck>>,
+    /// `minimum` and `maximum` (inclusive in every draft), for numbers.
+    minimum: Option<serde_json::Number>,
+    maximum: Option<serde_json::Number>,
+    /// `minLength` and `maxLength`, in characters, for strings.
+    min_length: Option<u64>,
+    max_length: Option<u64>,
+    /// `enum`, and `const` as an enum of one: each lists the values allowed.
+    pub(crate) allowed: Vec<Vec<Value>>,
 }
 
 #[derive(Debug)]
-enum Additional {
+pub(crate) enum Additional {
     Any,
     None,
     Schema(Box<FastCheck>),
@@ -88,14 +97,69 @@ impl FastCheck {
                 return false;
             }
         }
+        if !self
+            .allowed
+            .iter()
+            .all(|values| values.iter().any(|a| json_equal(a, v)))
+        {
+            return false;
+        }
         match v {
             Value::Object(m) => self.object(m),
             Value::Array(items) => match &self.items {
                 Some(c) => items.iter().all(|i| c.is_valid(i)),
                 None => true,
             },
+            Value::Number(n) => {
+                self.minimum
+                    .as_ref()
+                    .is_none_or(|min| num_cmp(n, min).is_ge())
+                    && self
+                        .maximum
+                        .as_ref()
+                        .is_none_or(|max| num_cmp(n, max).is_le())
+            }
+            Value::String(text) => {
+                if self.min_length.is_none() && self.max_length.is_none() {
+                    return true;
+                }
+                let chars = text.chars().count() as u64;
+                self.min_length.is_none_or(|m| chars >= m)
+                    && self.max_length.is_none_or(|m| chars <= m)
+            }
             _ => true,
         }
+    }
+
+    /// Which of `properties` `name` is: the one at `next` is tried first (the one after the
+    /// last found, as members mostly come in the schema's order), then a search.
+    pub(crate) fn prop(&self, name: &str, next: usize) -> Option<usize> {
+        match self.props.get(next) {
+            Some((n, _)) if n == name => Some(next),
+            _ => self
+                .props
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok(),
+        }
+    }
+
+    /// Whether `type` allows a value of `kind` (an integer is a number too).
+    pub(crate) fn allows(&self, kind: u8) -> bool {
+        let mask = if kind == INTEGER {
+            INTEGER | NUMBER
+        } else {
+            kind
+        };
+        self.types == 0 || self.types & mask != 0
+    }
+
+    /// Whether it checks more of a scalar than its type.
+    pub(crate) fn checks_scalars(&self) -> bool {
+        self.minimum.is_some()
+            || self.maximum.is_some()
+            || self.min_length.is_some()
+            || self.max_length.is_some()
+            || !self.allowed.is_empty()
     }
 
     fn object(&self, m: &Map<String, Value>) -> bool {
@@ -105,14 +169,10 @@ impl FastCheck {
         if self.props.is_empty() && matches!(self.additional, Additional::Any) {
             return true;
         }
-        // Properties come in ascending order, and so do the schema's: try the one after the
-        // last found first, and search only when that is not it.
+        // Properties come in ascending order, and so do the schema's.
         let mut next = 0;
         for (k, v) in m {
-            let found = match self.props.get(next) {
-                Some((n, _)) if n == k => Some(next),
-                _ => self.props.binary_search_by(|(n, _)| n.cmp(k)).ok(),
-            };
+            let found = self.prop(k, next);
             let valid = match (found, &self.additional) {
                 (Some(i), _) => {
                     next = i + 1;
@@ -143,6 +203,11 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
         required: Vec::new(),
         additional: Additional::Any,
         items: None,
+        minimum: None,
+        maximum: None,
+        min_length: None,
+        max_length: None,
+        allowed: Vec::new(),
     };
     for (k, v) in s {
         match k.as_str() {
@@ -185,11 +250,73 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
             }
             // A single schema for every item; `items` as an array (tuples) gets no quick check.
             "items" => out.items = Some(Box::new(compile(v, depth + 1)?)),
+            // Inclusive in every draft (draft 4's boolean `exclusiveMinimum` gets no quick check).
+            "minimum" => out.minimum = Some(v.as_number()?.clone()),
+            "maximum" => out.maximum = Some(v.as_number()?.clone()),
+            "minLength" => out.min_length = Some(v.as_u64()?),
+            "maxLength" => out.max_length = Some(v.as_u64()?),
+            "enum" => out.allowed.push(v.as_array()?.clone()),
+            "const" => out.allowed.push(vec![v.clone()]),
             other if ANNOTATIONS.contains(&other) => {}
             _ => return None,
         }
     }
     Some(out)
+}
+
+/// How number `a` compares with `b`, exactly (an integer beside a float is not rounded).
+fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> std::cmp::Ordering {
+    let int = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    // Floats in JSON are finite.
+    let float = |n: &serde_json::Number| n.as_f64().unwrap_or(0.0);
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(x), None) => int_float_cmp(x, float(b)),
+        (None, Some(y)) => int_float_cmp(y, float(a)).reverse(),
+        (None, None) => float(a).total_cmp(&float(b)),
+    }
+}
+
+/// Integer `x` beside finite float `f`, exactly.
+fn int_float_cmp(x: i128, f: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    // Beyond i128 the float is larger or smaller than any integer here.
+    if f >= 2f64.powi(127) {
+        return Ordering::Less;
+    }
+    if f < -(2f64.powi(127)) {
+        return Ordering::Greater;
+    }
+    // `trunc` is an integer in range, so the cast is exact.
+    let whole = f.trunc() as i128;
+    x.cmp(&whole).then_with(|| {
+        let fraction = f - f.trunc();
+        0f64.partial_cmp(&fraction).unwrap_or(Ordering::Equal)
+    })
+}
+
+/// Whether `a` and `b` are equal as JSON Schema compares them (`enum`, `const`): numbers
+/// by value (`1` equals `1.0`), arrays item by item, objects member by member.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y).is_eq(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => false,
+    }
 }
 
 fn type_bit(t: &str) -> Option<u8> {
@@ -206,7 +333,7 @@ fn type_bit(t: &str) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod test {
+pub(crate) mod test {
     use super::super::schema::Schema;
     use super::*;
     use proptest::prelude::*;
@@ -238,19 +365,56 @@ mod test {
         }
     }
 
-    fn arb_schema() -> impl Strategy<Value = Value> {
+    pub(crate) fn arb_schema() -> impl Strategy<Value = Value> {
         let types = prop::sample::subsequence(
             vec![
                 "null", "boolean", "integer", "number", "string", "array", "object",
             ],
             0..=3,
         );
-        let leaf = (types, any::<bool>()).prop_map(|(ts, reduce)| {
+        let bound = || {
+            prop::option::of(prop::sample::select(vec![
+                json!(-2),
+                json!(0),
+                json!(1),
+                json!(0.5),
+                json!(-1.5),
+                json!(u64::MAX),
+            ]))
+        };
+        let length = || prop::option::of(0u64..3);
+        let choices = prop::option::of(prop::sample::select(vec![
+            json!(["x", 1, null]),
+            json!([true, "", 0.5]),
+            json!([1.0]),
+            json!([[1], {"a": 1}]),
+        ]));
+        let constant = prop::option::of(prop::sample::select(vec![
+            json!("x"),
+            json!(1),
+            json!(1.0),
+            json!(false),
+        ]));
+        let checks = (bound(), bound(), length(), length(), choices, constant);
+        let leaf = (types, any::<bool>(), checks).prop_map(|(ts, reduce, checks)| {
             let mut s = Map::new();
             match ts.len() {
                 0 => {}
                 1 => drop(s.insert("type".into(), json!(ts[0]))),
                 _ => drop(s.insert("type".into(), json!(ts))),
+            }
+            let (min, max, min_len, max_len, choices, constant) = checks;
+            for (k, v) in [
+                ("minimum", min),
+                ("maximum", max),
+                ("minLength", min_len.map(Value::from)),
+                ("maxLength", max_len.map(Value::from)),
+                ("enum", choices),
+                ("const", constant),
+            ] {
+                if let Some(v) = v {
+                    s.insert(k.into(), v);
+                }
             }
             if reduce {
                 s.insert("reduce".into(), json!({"strategy": "lastWriteWins"}));
@@ -296,14 +460,15 @@ mod test {
         })
     }
 
-    fn arb_doc() -> impl Strategy<Value = Value> {
+    pub(crate) fn arb_doc() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             (-3i64..3).prop_map(Value::from),
             Just(json!(u64::MAX)),
-            prop::sample::select(vec![0.5, 1.0, -2.0]).prop_map(Value::from),
-            prop::sample::select(vec!["", "x"]).prop_map(Value::from),
+            Just(json!(i64::MIN)),
+            prop::sample::select(vec![0.5, 1.0, -2.0, -1.5, 1e300]).prop_map(Value::from),
+            prop::sample::select(vec!["", "x", "xy", "ééé"]).prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
@@ -358,6 +523,29 @@ mod test {
         ] {
             check(&schema, &doc, false);
         }
+        // Bounds, lengths and allowed values, exactly (2^53 + 1 is over a float 2^53).
+        let bounded = json!({
+            "properties": {
+                "amount": {"type": "number", "minimum": 0, "maximum": 9007199254740992.0},
+                "code": {"type": "string", "minLength": 2, "maxLength": 3},
+                "tier": {"enum": ["gold", "silver", 1]},
+                "v": {"const": 2},
+            },
+        });
+        for doc in [
+            json!({"amount": 0, "code": "ab", "tier": "gold", "v": 2.0}),
+            json!({"amount": -0.01}),
+            json!({"amount": 9007199254740992u64}),
+            json!({"amount": 9007199254740993u64}),
+            json!({"code": "a"}),
+            json!({"code": "éèà"}),
+            json!({"code": "abcd"}),
+            json!({"tier": "bronze"}),
+            json!({"tier": 1.0}),
+            json!({"v": 3}),
+        ] {
+            check(&bounded, &doc, false);
+        }
         // Drafts differ on `1.0` as an integer: the validator decides.
         let ints = json!({"type": "integer"});
         assert!(!FastCheck::compile(&ints).unwrap().is_valid(&json!(1.0)));
@@ -378,7 +566,9 @@ mod test {
         // Anything else: no quick check.
         for schema in [
             json!({"$ref": "#/$defs/a", "$defs": {"a": {}}}),
-            json!({"properties": {"a": {"minimum": 1}}}),
+            json!({"properties": {"a": {"exclusiveMinimum": 1}}}),
+            json!({"minimum": 0, "exclusiveMinimum": true}),
+            json!({"pattern": "^a"}),
             json!({"items": [{"type": "string"}]}),
             json!({"properties": {"a": true}}),
             json!({"type": "object", "format": "email"}),

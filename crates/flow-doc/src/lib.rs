@@ -8,6 +8,7 @@ pub mod compare;
 mod fast_check;
 pub mod partial;
 pub mod ptr;
+mod scan;
 
 pub use compare::{compare, compare_by_key};
 pub use ptr::Pointer;

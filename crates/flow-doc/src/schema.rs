@@ -99,6 +99,24 @@ impl Schema {
     }
 
     /// The compiled reduce plan.
+    /// Check the JSON object `text` without building it (`scan.rs`), keeping its `_meta` and
+    /// the top-level properties `key` points into: them, when it is known valid (`_meta`
+    /// aside, as `validate` is asked without it); None when a full parse and `validate` must
+    /// decide (not known valid, not a JSON object, no quick check for this schema, or a key
+    /// that is the whole document).
+    pub fn scan(&self, text: &[u8], key: &[Pointer]) -> Option<serde_json::Map<String, Value>> {
+        let fast = self.fast.as_ref()?;
+        let mut keep = Vec::with_capacity(key.len() + 1);
+        keep.push("_meta");
+        for p in key {
+            match p.0.first() {
+                Some(Token::Property(name)) => keep.push(name.as_str()),
+                _ => return None,
+            }
+        }
+        super::scan::scan(fast, text, &keep)
+    }
+
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

@@ -46,6 +46,33 @@ fn collection() -> &'static BuiltCollection {
     })
 }
 
+/// A collection without reductions, of the keywords a scan checks (`flow_doc::Schema::scan`).
+fn plain_collection() -> &'static BuiltCollection {
+    static C: OnceLock<Arc<BuiltCollection>> = OnceLock::new();
+    C.get_or_init(|| {
+        let spec: Catalog = serde_yaml::from_str(
+            "collections:
+  fuzz/plain:
+    key: [/id, /at/day]
+    schema:
+      type: object
+      required: [id, at]
+      properties:
+        id: {type: [integer, string], minimum: -5, maxLength: 8}
+        at: {type: object, properties: {day: {type: integer, maximum: 31}}, required: [day], additionalProperties: false}
+        total: {type: number, minimum: 0}
+        tags: {type: array, items: {type: string, minLength: 1}}
+        tier: {enum: [gold, silver, 1]}
+        v: {const: 2}
+      additionalProperties: {type: [string, boolean, 'null', object]}
+",
+        )
+        .expect("the fuzz catalog parses");
+        let built = catalog::build("fuzz", spec).expect("the fuzz catalog builds");
+        built.collections["fuzz/plain"].clone()
+    })
+}
+
 /// A parsed line of an ingest body.
 struct Parsed {
     line: usize,
@@ -97,11 +124,38 @@ pub fn ingest(body: &[u8]) {
         assert_eq!(&read, doc, "line {line}");
         assert_eq!(&l.text[..], lines[line - 1], "line {line}");
     }
-    let c = collection();
     let limits = Limits {
         doc_bytes_max: DOC_BYTES_MAX,
         ..Limits::default()
     };
+    // Preparing a line from its text (a scan, where it knows the line valid) decides as
+    // parsing and validating it does, and gives the same key and stored text.
+    let plain = plain_collection();
+    for l in &docs {
+        let scanned = plain.prepare(&limits, &l.text);
+        let parsed = plain.prepare_parsed(&limits, &l.text);
+        match (scanned, parsed) {
+            (Err(_), Err(_)) => {}
+            (Ok(catalog::Prepared::Encoded(k1, e1)), Ok(catalog::Prepared::Encoded(k2, e2))) => {
+                assert_eq!(k1, k2, "line {}: the same key", l.line);
+                let (mut s1, mut s2) = (Vec::new(), Vec::new());
+                e1.stamp("u", "p", &mut s1);
+                e2.stamp("u", "p", &mut s2);
+                let (r1, r2): (Value, Value) = (
+                    serde_json::from_slice(&s1).expect("stored text parses"),
+                    serde_json::from_slice(&s2).expect("stored text parses"),
+                );
+                assert_eq!(r1, r2, "line {}: the same stored document", l.line);
+            }
+            (a, b) => panic!(
+                "line {}: a scan and a parse decide differently: {} / {}",
+                l.line,
+                a.is_ok(),
+                b.is_ok()
+            ),
+        }
+    }
+    let c = collection();
     let accepted: Vec<Value> = docs
         .into_iter()
         .filter(|l| {
@@ -121,11 +175,13 @@ pub fn ingest(body: &[u8]) {
                 )
             });
             let mut expect = l.doc.clone();
+            let op = crate::journal::op_of(&l.doc);
             if let Some(m) = expect.as_object_mut() {
-                m.insert(
-                    "_meta".into(),
-                    serde_json::json!({"uuid": "u", "published": "p"}),
-                );
+                let mut meta = serde_json::json!({"uuid": "u", "published": "p"});
+                if let Some(op) = op {
+                    meta["op"] = op.into();
+                }
+                m.insert("_meta".into(), meta);
             }
             assert_eq!(
                 read, expect,

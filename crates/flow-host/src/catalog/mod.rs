@@ -163,6 +163,22 @@ impl BuiltCollection {
         limits: &crate::limits::Limits,
         text: &bytes::Bytes,
     ) -> Result<Prepared, Unprepared> {
+        if text.len() <= limits.doc_bytes_max
+            && !self.schema.plan().annotated()
+            && let Some(prepared) = self.prepare_scanned(text)
+        {
+            return Ok(prepared);
+        }
+        self.prepare_parsed(limits, text)
+    }
+
+    /// `prepare` by parsing the document into a `Value` and validating that: what decides
+    /// (and words the error) wherever a scan does not know the document valid.
+    pub(crate) fn prepare_parsed(
+        &self,
+        limits: &crate::limits::Limits,
+        text: &bytes::Bytes,
+    ) -> Result<Prepared, Unprepared> {
         let mut doc: Value =
             serde_json::from_slice(text).map_err(|e| Unprepared::Json(e.to_string()))?;
         self.check_document_of_size(limits, &mut doc, text.len())
@@ -176,6 +192,28 @@ impl BuiltCollection {
             packed,
             crate::journal::Encoded::of_text(text, &doc),
         ))
+    }
+}
+
+impl BuiltCollection {
+    /// `prepare` of a document a scan of its text knows valid (`Schema::scan`), without
+    /// building a `Value` of it. None when the full path must decide (and word the error):
+    /// the scan did not know it valid, it is a delete (checked by its key alone), a key
+    /// value is missing or cannot be told apart, or its `_meta` is not `{"op":...}` in front.
+    fn prepare_scanned(&self, text: &bytes::Bytes) -> Option<Prepared> {
+        let kept = Value::Object(self.schema.scan(text, &self.key)?);
+        let op = crate::journal::op_of(&kept);
+        if op == Some("d")
+            || self.key.iter().any(|p| {
+                p.query(&kept)
+                    .is_none_or(|v| key_value_problem(v).is_some())
+            })
+        {
+            return None;
+        }
+        let packed = flow_doc::combine::packed_key(&self.key, &kept).ok()?;
+        let encoded = crate::journal::Encoded::of_object_text(text, kept.get("_meta").map(|_| op))?;
+        Some(Prepared::Encoded(packed, encoded))
     }
 }
 

@@ -295,6 +295,51 @@ mod test {
         }
     }
 
+    /// A capture's `{"_meta":{"op":...},` in front is cut without parsing, its op kept; any
+    /// other `_meta` is left to the serializing path.
+    #[test]
+    fn a_captured_document_keeps_its_text_and_op() {
+        let stored = |text: &str, op: Option<&'static str>| {
+            let text = bytes::Bytes::copy_from_slice(text.as_bytes());
+            Encoded::of_object_text(&text, Some(op)).map(|e| {
+                let mut out = Vec::new();
+                e.stamp("U", "P", &mut out);
+                String::from_utf8(out).unwrap()
+            })
+        };
+        let meta = |op: &str| format!(r#"{{"_meta":{{"uuid":"U","published":"P","op":"{op}"}}"#);
+        assert_eq!(
+            stored(r#"{"_meta":{"op":"c"},"id":1, "a":"x"}"#, Some("c")),
+            Some(format!(r#"{},"id":1, "a":"x"}}"#, meta("c")))
+        );
+        assert_eq!(
+            stored(r#" { "_meta":{"op":"u"} , "id":1}"#, Some("u")),
+            Some(format!(r#"{},"id":1}}"#, meta("u")))
+        );
+        assert_eq!(
+            stored(r#"{"_meta":{"op":"c"}}"#, Some("c")),
+            Some(format!("{}}}", meta("c")))
+        );
+        for other in [
+            r#"{"id":1,"_meta":{"op":"c"}}"#,
+            r#"{"_meta":{"op":"c","x":1},"id":1}"#,
+            r#"{"_meta":{ "op":"c"},"id":1}"#,
+            r#"{"_meta":{"op":"u"},"id":1}"#,
+        ] {
+            assert_eq!(stored(other, Some("c")), None, "{other}");
+        }
+        assert_eq!(stored(r#"{"_meta":{"op":"x"},"id":1}"#, None), None);
+        let plain = bytes::Bytes::from_static(br#"{"id":1}"#);
+        let mut out = Vec::new();
+        Encoded::of_object_text(&plain, None)
+            .unwrap()
+            .stamp("U", "P", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"_meta":{"uuid":"U","published":"P"},"id":1}"#
+        );
+    }
+
     #[test]
     fn without_meta_cuts_exactly_what_the_append_stamped() {
         for text in [

@@ -101,21 +101,52 @@ impl Encoded {
     /// One slice of `text` is taken (a reference count shared by every line of a request,
     /// which parallel parsers contend on, so no more than one).
     pub fn of_text(text: &bytes::Bytes, doc: &Value) -> Encoded {
-        let start = text.len() - text.trim_ascii_start().len();
-        let end = text.trim_ascii_end().len();
         match doc {
-            Value::Object(map) if !map.contains_key("_meta") && text.get(start) == Some(&b'{') => {
-                // After the brace and any space, up to and with the closing one.
-                let members = &text[start + 1..end];
-                let skip = members.len() - members.trim_ascii_start().len();
-                Encoded {
-                    text: text.slice(start + 1 + skip..end),
-                    object: true,
-                    op: None,
-                }
+            Value::Object(map) if !map.contains_key("_meta") => {
+                Encoded::of_object_text(text, None).unwrap_or_else(|| Encoded::of(doc))
             }
             _ => Encoded::of(doc),
         }
+    }
+
+    /// The JSON object `text` as it is, without serializing it. `meta`: None if it has no
+    /// `_meta`; Some(op) if it has one, which must then be its first member, exactly
+    /// `"_meta":{"op":"c"}` (or `u`, `d`: `op`), as captures write it; it is cut (the
+    /// append stamps the host's), its op kept. None for any other text.
+    pub fn of_object_text(
+        text: &bytes::Bytes,
+        meta: Option<Option<&'static str>>,
+    ) -> Option<Encoded> {
+        let start = text.len() - text.trim_ascii_start().len();
+        let end = text.trim_ascii_end().len();
+        if text.get(start) != Some(&b'{') {
+            return None;
+        }
+        // After the brace and any space, up to and with the closing one.
+        let mut from = start + 1;
+        from += text[from..end].len() - text[from..end].trim_ascii_start().len();
+        if let Some(op) = meta {
+            let prefix = match op? {
+                "c" => &br#""_meta":{"op":"c"}"#[..],
+                "u" => br#""_meta":{"op":"u"}"#,
+                _ => br#""_meta":{"op":"d"}"#,
+            };
+            let after = text[from..end].strip_prefix(prefix)?.trim_ascii_start();
+            from = end - after.len();
+            match after.first() {
+                Some(b',') => {
+                    from += 1;
+                    from += text[from..end].len() - text[from..end].trim_ascii_start().len();
+                }
+                Some(b'}') => {}
+                _ => return None,
+            }
+        }
+        Some(Encoded {
+            text: text.slice(from..end),
+            object: true,
+            op: meta.flatten(),
+        })
     }
 
     /// Append the stored text of this document to `out`: `{"_meta":{"uuid":...,
