@@ -59,6 +59,9 @@ pub(crate) struct FastCheck {
     max_length: Option<u64>,
     /// `enum`, and `const` as an enum of one: each lists the values allowed.
     pub(crate) allowed: Vec<Vec<Value>>,
+    /// Every name of `properties` and `required`, with its index in each: what a member's
+    /// name is, found in one lookup (`member_names`).
+    names: Vec<(String, Option<usize>, Option<usize>)>,
 }
 
 #[derive(Debug)]
@@ -143,6 +146,22 @@ impl FastCheck {
         }
     }
 
+    /// Which of `properties` and of `required` a member named `name` is. A few names are
+    /// compared by length first; many are searched.
+    pub(crate) fn member_names(&self, name: &str) -> (Option<usize>, Option<usize>) {
+        let found = if self.names.len() <= 16 {
+            self.names
+                .iter()
+                .find(|(n, _, _)| n.len() == name.len() && n == name)
+        } else {
+            self.names
+                .binary_search_by(|(n, _, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| &self.names[i])
+        };
+        found.map_or((None, None), |(_, p, r)| (*p, *r))
+    }
+
     /// Whether `type` allows a value of `kind` (an integer is a number too).
     pub(crate) fn allows(&self, kind: u8) -> bool {
         let mask = if kind == INTEGER {
@@ -208,6 +227,7 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
         min_length: None,
         max_length: None,
         allowed: Vec::new(),
+        names: Vec::new(),
     };
     for (k, v) in s {
         match k.as_str() {
@@ -261,6 +281,20 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
             _ => return None,
         }
     }
+    out.required.sort();
+    out.required.dedup();
+    let mut names: std::collections::BTreeMap<&str, (Option<usize>, Option<usize>)> =
+        Default::default();
+    for (i, (n, _)) in out.props.iter().enumerate() {
+        names.entry(n).or_default().0 = Some(i);
+    }
+    for (i, n) in out.required.iter().enumerate() {
+        names.entry(n).or_default().1 = Some(i);
+    }
+    out.names = names
+        .into_iter()
+        .map(|(n, (p, r))| (n.to_string(), p, r))
+        .collect();
     Some(out)
 }
 

@@ -56,15 +56,10 @@ impl<'de> Visitor<'de> for Root<'_> {
         }
         let mut kept = Map::new();
         let mut seen = Required::new(c.required.len())?;
-        let mut next = 0;
         while let Some(member) = map.next_key_seed(Member {
             check: c,
-            next,
             keep: self.keep,
         })? {
-            if let Some(i) = member.prop {
-                next = i + 1;
-            }
             if member.meta {
                 // Not validated: the host replaces it (but its `op`).
                 let v: Value = map.next_value()?;
@@ -99,8 +94,6 @@ impl<'de> Visitor<'de> for Root<'_> {
 /// schema it is, which required name, and which kept one.
 struct Member<'a> {
     check: &'a FastCheck,
-    /// The property after the one found last: members mostly come in the schema's order.
-    next: usize,
     keep: &'a [&'a str],
 }
 
@@ -127,9 +120,10 @@ impl<'de> Visitor<'de> for Member<'_> {
     }
 
     fn visit_str<E>(self, name: &str) -> Result<Found, E> {
+        let (prop, required) = self.check.member_names(name);
         Ok(Found {
-            prop: self.check.prop(name, self.next),
-            required: self.check.required.iter().position(|r| r == name),
+            prop,
+            required,
             keep: self.keep.iter().position(|k| *k == name),
             meta: name == "_meta",
         })
@@ -248,15 +242,10 @@ impl<'de> Visitor<'de> for Checked<'_> {
             return Err(de::Error::custom(UNKNOWN));
         }
         let mut seen = Required::new(c.required.len())?;
-        let mut next = 0;
         while let Some(member) = map.next_key_seed(Member {
             check: c,
-            next,
             keep: &[],
         })? {
-            if let Some(i) = member.prop {
-                next = i + 1;
-            }
             if let Some(r) = member.required {
                 seen.set(r);
             }
