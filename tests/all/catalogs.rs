@@ -164,4 +164,22 @@ fn capture_steps_that_cannot_run_are_refused_at_publish() {
         },
         &["capture 't/api' reads a database (endpoint.connector: postgres)"],
     );
+    // And a capture's dead letters go to a collection of the catalog that it may write.
+    let dead_letters_to = |to: &'static str| {
+        move |b: &mut flow_host::catalog::Bundle| {
+            let c = b.catalog.captures.get_mut("t/dead-lettering").unwrap();
+            c.on_error.as_mut().unwrap().collection = Some(to.into());
+        }
+    };
+    refused(
+        &dead_letters_to("t/nosuch"),
+        &[
+            "capture t/dead-lettering",
+            "onError: unknown dead-letter collection 't/nosuch'",
+        ],
+    );
+    refused(
+        &dead_letters_to("t/events-copy"),
+        &["dead-letter collection 't/events-copy' is a derivation"],
+    );
 }

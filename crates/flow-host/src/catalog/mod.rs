@@ -422,6 +422,10 @@ pub struct BuiltCapture {
     pub http: HttpEndpoint,
     /// The longest wait between polls of an idle source.
     pub interval_ms: u64,
+    /// What a document its target refuses does.
+    pub on_error: ErrorPolicy,
+    /// For `deadLetter`: where records of refused documents go.
+    pub dead_letters: Option<String>,
     pub limits: Option<TaskLimits>,
 }
 
@@ -752,6 +756,22 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         if let Err(e) = check_limits(&def.limits) {
             err(e);
         }
+        let (on_error, dead_letters) = match error_policy(&def.on_error) {
+            Ok(p) => p,
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
+        if let Some(dl) = &dead_letters {
+            match collections.get(dl) {
+                None => err(format!("onError: unknown dead-letter collection '{dl}'")),
+                Some(c) if c.derive.is_some() => err(format!(
+                    "onError: dead-letter collection '{dl}' is a derivation: only its derivation writes it"
+                )),
+                Some(_) => {}
+            }
+        }
         let interval_ms = match &def.interval {
             None => CAPTURE_INTERVAL_DEFAULT_MS,
             Some(i) => match humantime::parse_duration(i) {
@@ -810,6 +830,8 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 bindings,
                 http: def.endpoint.http.clone().unwrap_or_default(),
                 interval_ms,
+                on_error,
+                dead_letters,
                 limits: def.limits.clone(),
             }),
         );
@@ -907,19 +929,7 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
             read_delay_ms,
         });
     }
-    let policy = d.on_error.as_ref().map(|o| o.policy).unwrap_or_default();
-    let dead_letters = d.on_error.as_ref().and_then(|o| o.collection.clone());
-    match (policy, &dead_letters) {
-        (ErrorPolicy::DeadLetter, None) => {
-            return Err("onError: policy deadLetter needs a `collection` for the records".into());
-        }
-        (ErrorPolicy::Fail | ErrorPolicy::Skip, Some(c)) => {
-            return Err(format!(
-                "onError: `collection: {c}` is only for policy deadLetter"
-            ));
-        }
-        _ => {}
-    }
+    let (policy, dead_letters) = error_policy(&d.on_error)?;
     check_limits(&d.limits)?;
     Ok(BuiltDerivation {
         plugin,
@@ -929,6 +939,22 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
         dead_letters,
         limits: d.limits.clone(),
     })
+}
+
+/// A task's `onError`: its policy, and the collection of its dead letters (for
+/// `deadLetter`, which needs one; the others take none).
+fn error_policy(on_error: &Option<OnError>) -> Result<(ErrorPolicy, Option<String>), String> {
+    let policy = on_error.as_ref().map(|o| o.policy).unwrap_or_default();
+    let dead_letters = on_error.as_ref().and_then(|o| o.collection.clone());
+    match (policy, &dead_letters) {
+        (ErrorPolicy::DeadLetter, None) => {
+            Err("onError: policy deadLetter needs a `collection` for the records".into())
+        }
+        (ErrorPolicy::Fail | ErrorPolicy::Skip, Some(c)) => Err(format!(
+            "onError: `collection: {c}` is only for policy deadLetter"
+        )),
+        _ => Ok((policy, dead_letters)),
+    }
 }
 
 fn check_limits(limits: &Option<TaskLimits>) -> Result<(), String> {

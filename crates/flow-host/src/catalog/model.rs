@@ -369,6 +369,14 @@ pub struct CaptureDef {
     /// while the source stays idle, up to this. Default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// What a captured document that its target collection refuses (not JSON, not valid for
+    /// its schema, too large, a key that cannot be told apart) does (default: `fail`, the
+    /// poll commits nothing). `skip` drops it, counted and logged; `deadLetter` appends a
+    /// record of it to `collection`; either way the rest of the poll and its checkpoint
+    /// commit. A poll that fails as a whole (the plugin's error, its checkpoint, its caps, a
+    /// document naming no binding) fails the task under every policy.
+    #[serde(default, rename = "onError", skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
     /// Sandbox and batching limits of this task, over the host's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<TaskLimits>,

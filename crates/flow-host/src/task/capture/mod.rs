@@ -2,7 +2,9 @@
 //!
 //! `CaptureTask::start` opens it; `transaction` runs one poll, marked by comments.
 
-use crate::catalog::{Built, BuiltCapture, BuiltCollection, Combining, TestResponse, Unprepared};
+use crate::catalog::{
+    Built, BuiltCapture, BuiltCollection, Combining, ErrorPolicy, TestResponse, Unprepared,
+};
 use crate::connector::{self, Destination};
 use crate::journal;
 use crate::storage::CAPTURE_CHECKPOINTS;
@@ -65,6 +67,10 @@ struct CaptureTask {
     wait: Duration,
     /// The wait after the next idle poll.
     next_idle: Duration,
+    /// Where records of refused documents go, under `onError: deadLetter`.
+    dead_letters: Option<Arc<BuiltCollection>>,
+    /// The plugin version it runs: (sequence, digest), for dead-letter records.
+    version: (u64, String),
 }
 
 impl Task for CaptureTask {
@@ -179,6 +185,12 @@ impl CaptureTask {
             http_down,
             wait: IDLE_FIRST,
             next_idle: IDLE_FIRST,
+            dead_letters: spec
+                .dead_letters
+                .as_ref()
+                .map(|dl| catalog.collection(dl).cloned())
+                .transpose()?,
+            version: (version.seq, version.digest.clone()),
         };
         Ok((task, version.seq))
     }
@@ -247,7 +259,13 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
 
     // 2. check: caps, the checkpoint, every document against its binding's target
     let polled_at = began.elapsed();
-    let (combined, per_binding, n_in) = check(ctx, task, polled.documents)?;
+    let Checked {
+        combined,
+        per_binding,
+        n: n_in,
+        refused,
+    } = check(ctx, task, polled.documents)?;
+    let dead_letters = set_aside(ctx, task, &refused)?;
     let checked_at = began.elapsed();
     let checkpoint = polled
         .checkpoint
@@ -265,6 +283,12 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
             appends.push((target, docs));
         }
         let n_out: usize = appends.iter().map(|(_, d)| d.len()).sum();
+        if let Some(dl) = &task.dead_letters
+            && !dead_letters.is_empty()
+        {
+            appends.push((dl.name.clone(), dead_letters));
+        }
+        let appended = appends.iter().any(|(_, d)| !d.is_empty());
         let name = ctx.name.clone();
         let job = move |txn: &redb::WriteTransaction| {
             for (target, docs) in &appends {
@@ -287,7 +311,7 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
             checked_at - polled_at,
             began.elapsed() - checked_at
         );
-        if n_out > 0 {
+        if appended {
             ctx.journals.notify();
         }
         let now = task::now_ms();
@@ -295,6 +319,7 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
             s.transactions += 1;
             s.docs_in += n_in as u64;
             s.docs_out += n_out as u64;
+            s.docs_failed += refused.len() as u64;
             for (b, n) in &per_binding {
                 if let Some(c) = s.captured.get_mut(*b) {
                     c.docs += n;
@@ -347,12 +372,29 @@ fn unavailable(task: &CaptureTask, e: anyhow::Error) -> anyhow::Error {
 }
 
 /// A poll's documents, checked and combined by key per target collection; how many each
-/// binding brought (by binding index); how many there were.
-type Checked = (BTreeMap<String, Combining>, Vec<(usize, u64)>, usize);
+/// binding brought (by binding index); how many there were; the documents the policy set
+/// aside (`skip`, `deadLetter`).
+struct Checked {
+    combined: BTreeMap<String, Combining>,
+    per_binding: Vec<(usize, u64)>,
+    n: usize,
+    refused: Vec<Refused>,
+}
+
+/// A document its target refused, set aside by the capture's `onError`.
+struct Refused {
+    binding: usize,
+    /// Where it was in the poll, 0-based.
+    at: usize,
+    error: String,
+    text: bytes::Bytes,
+}
 
 /// Check one poll's documents: the call's output caps, then each is JSON, names a binding,
-/// and is valid for that binding's target (schema, size, key): the first that is not fails
-/// the poll, naming the binding, the document and the reason.
+/// and is valid for that binding's target (schema, size, key). Under `onError: fail` the
+/// first that is not fails the poll, naming the binding, the document and the reason; under
+/// `skip` or `deadLetter` a document its target refuses is set aside (one that names no
+/// binding still fails the poll: the connector is broken, not the document).
 fn check(
     ctx: &TaskCtx,
     task: &CaptureTask,
@@ -368,6 +410,7 @@ fn check(
         .map(|d| (d.binding, bytes::Bytes::from(d.document)))
         .collect();
     let (targets, limits) = (&task.targets, &ctx.limits);
+    let set_aside = task.spec.on_error != ErrorPolicy::Fail;
     let quoted = |text: &bytes::Bytes| task::truncate(&String::from_utf8_lossy(text));
     let prepared = crate::par::try_map(&docs, |i, (binding, text)| {
         let b = *binding as usize;
@@ -379,24 +422,43 @@ fn check(
                 quoted(text)
             ));
         };
-        let at = format!(
-            "binding {b} ({}): document {} of the poll",
-            target.name,
-            i + 1
-        );
-        target
-            .prepare(limits, text)
-            .map(|p| (b, p))
-            .map_err(|e| match e {
-                Unprepared::Json(e) => format!("{at} is not JSON ({e}): {}", quoted(text)),
-                Unprepared::Invalid(e) => format!("{at} {e}: {}", quoted(text)),
-            })
+        match target.prepare(limits, text) {
+            Ok(p) => Ok(Ok((b, p))),
+            Err(e) => {
+                let why = match e {
+                    Unprepared::Json(e) => format!("is not JSON ({e})"),
+                    Unprepared::Invalid(e) => e,
+                };
+                if set_aside {
+                    return Ok(Err(Refused {
+                        binding: b,
+                        at: i,
+                        error: why,
+                        text: text.clone(),
+                    }));
+                }
+                Err(format!(
+                    "binding {b} ({}): document {} of the poll {why}: {}",
+                    target.name,
+                    i + 1,
+                    quoted(text)
+                ))
+            }
+        }
     })
     .map_err(anyhow::Error::msg)?;
     drop(docs);
     let mut combined: BTreeMap<String, Combining> = BTreeMap::new();
     let mut counts = vec![0u64; task.targets.len()];
-    for (b, p) in prepared {
+    let mut refused = Vec::new();
+    for p in prepared {
+        let (b, p) = match p {
+            Ok(p) => p,
+            Err(r) => {
+                refused.push(r);
+                continue;
+            }
+        };
         let target = &task.targets[b];
         combined
             .entry(target.name.clone())
@@ -410,7 +472,66 @@ fn check(
         .enumerate()
         .filter(|(_, n)| *n > 0)
         .collect();
-    Ok((combined, per_binding, n))
+    Ok(Checked {
+        combined,
+        per_binding,
+        n,
+        refused,
+    })
+}
+
+/// What the capture's `onError` makes of the documents its targets refused: each logged to
+/// the plugin's log; under `deadLetter`, records for its collection, checked against it:
+/// `{id, task, binding, target, plugin, version, digest, error, document}` (the document as
+/// JSON, or as text when it is not JSON).
+fn set_aside(
+    ctx: &TaskCtx,
+    task: &CaptureTask,
+    refused: &[Refused],
+) -> anyhow::Result<Vec<crate::journal::Encoded>> {
+    let policy = task.spec.on_error;
+    let mut records = Vec::new();
+    for r in refused {
+        let target = &task.targets[r.binding].name;
+        let what = if policy == ErrorPolicy::Skip {
+            "skipped"
+        } else {
+            "dead-lettered"
+        };
+        ctx.registry.logs().push(
+            &task.spec.plugin,
+            Some(&ctx.name),
+            flow_engine::LogLevel::Warn,
+            format!(
+                "capture {}: {what} document {} of the poll for binding {} ({target}): it {}: {}",
+                ctx.name,
+                r.at + 1,
+                r.binding,
+                r.error,
+                task::truncate(&String::from_utf8_lossy(&r.text))
+            ),
+        );
+        let Some(dl) = &task.dead_letters else {
+            continue;
+        };
+        let document = serde_json::from_slice::<serde_json::Value>(&r.text)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.text).into()));
+        let record = serde_json::json!({
+            "id": uuid::Uuid::now_v7().to_string(),
+            "task": ctx.name,
+            "binding": r.binding,
+            "target": target,
+            "plugin": task.spec.plugin,
+            "version": task.version.0,
+            "digest": task.version.1,
+            "error": r.error,
+            "document": document,
+        });
+        dl.check_document(&ctx.limits, &record)
+            .map_err(|e| anyhow::anyhow!("dead-letter record for {}: {e}", dl.name))?;
+        records.push(crate::journal::Encoded::of(&record));
+    }
+    Ok(records)
 }
 
 /// A checkpoint must be JSON text of at most `docBytesMax` bytes: what `open` gets back.
