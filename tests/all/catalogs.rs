@@ -183,3 +183,37 @@ fn capture_steps_that_cannot_run_are_refused_at_publish() {
         &["dead-letter collection 't/events-copy' is a derivation"],
     );
 }
+
+/// A document too large for its target is dead-lettered as the start of its text and its
+/// size: a record of it whole could not fit either, and the capture would never get past it.
+#[test]
+fn a_document_too_large_is_dead_lettered_as_its_start() {
+    let mut bundle = http_capture_bundle();
+    let steps = bundle
+        .catalog
+        .tests
+        .get_mut("refused documents are skipped or dead-lettered")
+        .unwrap();
+    let flow_host::catalog::TestStep::Capture(c) = &mut steps[1] else {
+        panic!("step 2 is a capture")
+    };
+    let big = serde_json::json!({"id": 2, "kind": "x".repeat(3000), "n": 2});
+    c.responses[0].body =
+        serde_json::json!([{"id": 1, "kind": "a", "n": 1}, big, {"id": 3, "kind": "b", "n": 3}]);
+    let flow_host::catalog::TestStep::Verify(v) = &mut steps[4] else {
+        panic!("step 5 verifies the dead letters")
+    };
+    let size = big.to_string().len();
+    v.documents = vec![serde_json::json!({"target": "t/kept-too", "documentBytes": size})];
+    let limits = flow_host::Limits {
+        doc_bytes_max: 2000,
+        ..flow_host::Limits::default()
+    };
+    let report = flow_host::catalog_test::run(&bundle, &limits, |_, _| {}).unwrap();
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .filter(|(n, _)| n.starts_with("refused"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -10,7 +10,7 @@
 //! never what it decides.
 
 use crate::fast_check::{Additional, FastCheck};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -56,11 +56,17 @@ impl<'de> Visitor<'de> for Root<'_> {
         }
         let mut kept = Map::new();
         let mut seen = Required::new(c.required.len())?;
+        let mut meta_seen = false;
         while let Some(member) = map.next_key_seed(Member {
             check: c,
             keep: self.keep,
         })? {
             if member.meta {
+                // A second `_meta` (the parsed document keeps the last, the text both): the
+                // full path decides.
+                if std::mem::replace(&mut meta_seen, true) {
+                    return Err(de::Error::custom(UNKNOWN));
+                }
                 // Not validated: the host replaces it (but its `op`).
                 let v: Value = map.next_value()?;
                 if let Some(k) = member.keep {
@@ -161,7 +167,57 @@ fn next_checked<'de, A: MapAccess<'de>>(
 ) -> Result<(), A::Error> {
     match check {
         Some(c) => map.next_value_seed(Checked(c)),
-        None => map.next_value::<IgnoredAny>().map(drop),
+        None => map.next_value_seed(Anything),
+    }
+}
+
+/// Any JSON value, parsed through (not built) as a full parse would: strings are checked for
+/// UTF-8 and escapes, numbers for range, nesting for depth. (`IgnoredAny` skips values
+/// without checking them, and would let through text that no reader can parse.)
+struct Anything;
+
+impl<'de> DeserializeSeed<'de> for Anything {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Anything {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Anything)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Anything)?.is_some() {
+            map.next_value_seed(Anything)?;
+        }
+        Ok(())
     }
 }
 
@@ -231,7 +287,7 @@ impl<'de> Visitor<'de> for Checked<'_> {
         }
         match &c.items {
             Some(items) => while seq.next_element_seed(Checked(items))?.is_some() {},
-            None => while seq.next_element::<IgnoredAny>()?.is_some() {},
+            None => while seq.next_element_seed(Anything)?.is_some() {},
         }
         Ok(())
     }
@@ -347,6 +403,37 @@ mod test {
                 "{}",
                 String::from_utf8_lossy(invalid)
             );
+        }
+        // What a full parse refuses anywhere, checked or not, a scan refuses too: bad UTF-8,
+        // a lone surrogate, a number out of range, nesting past the parser's depth.
+        let mut deep = br#"{"id":1,"customer":"c","x":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 129));
+        deep.extend(std::iter::repeat_n(b']', 129));
+        deep.push(b'}');
+        for unparsable in [
+            &b"{\"id\":1,\"customer\":\"c\",\"x\":\"\xff\"}"[..],
+            br#"{"id":1,"customer":"c","x":"\ud800"}"#,
+            br#"{"id":1,"customer":"c","x":1e400}"#,
+            br#"{"id":1,"customer":"c","\ud800":1}"#,
+            br#"{"id":1,"customer":"c","tags":["a"],"x":[1e400]}"#,
+            &deep,
+        ] {
+            assert!(serde_json::from_slice::<Value>(unparsable).is_err());
+            assert!(
+                scan(&c, unparsable, &keep).is_none(),
+                "{}",
+                String::from_utf8_lossy(unparsable)
+            );
+        }
+        let loose = compiled(&json!({"type": "object"}));
+        assert!(scan(&loose, br#"{"x":[[1e400]]}"#, &keep).is_none());
+        assert!(scan(&loose, br#"{"x":[[1e300]]}"#, &keep).is_some());
+        // A second `_meta` (escaped or not) is the full path's to judge.
+        for twice in [
+            &br#"{"_meta":{"op":"c"},"id":1,"customer":"c","_meta":{"uuid":"forged"}}"#[..],
+            br#"{"_meta":{"op":"c"},"id":1,"customer":"c","\u005fmeta":{"uuid":"forged"}}"#,
+        ] {
+            assert!(scan(&c, twice, &keep).is_none());
         }
         // A name twice is once: both values are checked, the last is kept.
         let twice = br#"{"id":1,"id":2,"customer":"c"}"#;

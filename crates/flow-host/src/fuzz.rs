@@ -73,6 +73,30 @@ fn plain_collection() -> &'static BuiltCollection {
     })
 }
 
+/// `prepare` of a line decides as `prepare_parsed` does, and gives the same key and stored
+/// document.
+fn prepared_alike(c: &BuiltCollection, limits: &Limits, line: usize, text: &bytes::Bytes) {
+    match (c.prepare(limits, text), c.prepare_parsed(limits, text)) {
+        (Err(_), Err(_)) => {}
+        (Ok(catalog::Prepared::Encoded(k1, e1)), Ok(catalog::Prepared::Encoded(k2, e2))) => {
+            assert_eq!(k1, k2, "line {line}: the same key");
+            let (mut s1, mut s2) = (Vec::new(), Vec::new());
+            e1.stamp("u", "p", &mut s1);
+            e2.stamp("u", "p", &mut s2);
+            let (r1, r2): (Value, Value) = (
+                serde_json::from_slice(&s1).expect("stored text parses"),
+                serde_json::from_slice(&s2).expect("stored text parses"),
+            );
+            assert_eq!(r1, r2, "line {line}: the same stored document");
+        }
+        (a, b) => panic!(
+            "line {line}: a scan and a parse decide differently: {} / {}",
+            a.is_ok(),
+            b.is_ok()
+        ),
+    }
+}
+
 /// A parsed line of an ingest body.
 struct Parsed {
     line: usize,
@@ -86,12 +110,24 @@ struct Parsed {
 pub fn ingest(body: &[u8]) {
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
     // What `Host::ingest_lines` does of a body, before the schema: its lines, each parsed.
-    let parsed = crate::runtime::ndjson_lines(
+    let limits = Limits {
+        doc_bytes_max: DOC_BYTES_MAX,
+        ..Limits::default()
+    };
+    let raw = crate::runtime::ndjson_lines(
         "fuzz/docs",
         &bytes::Bytes::copy_from_slice(body),
         DOC_BYTES_MAX,
-    )
-    .and_then(|lines| {
+    );
+    // Every line, JSON or not: preparing it from its text (a scan, where it knows the line
+    // valid) decides as parsing and validating it does, with the same key and stored text.
+    if let Ok(lines) = &raw {
+        let plain = plain_collection();
+        for l in lines {
+            prepared_alike(plain, &limits, l.line, &l.text);
+        }
+    }
+    let parsed = raw.and_then(|lines| {
         lines
             .into_iter()
             .map(|l| {
@@ -123,37 +159,6 @@ pub fn ingest(body: &[u8]) {
         let read: Value = serde_json::from_slice(lines[line - 1]).expect("the line parses");
         assert_eq!(&read, doc, "line {line}");
         assert_eq!(&l.text[..], lines[line - 1], "line {line}");
-    }
-    let limits = Limits {
-        doc_bytes_max: DOC_BYTES_MAX,
-        ..Limits::default()
-    };
-    // Preparing a line from its text (a scan, where it knows the line valid) decides as
-    // parsing and validating it does, and gives the same key and stored text.
-    let plain = plain_collection();
-    for l in &docs {
-        let scanned = plain.prepare(&limits, &l.text);
-        let parsed = plain.prepare_parsed(&limits, &l.text);
-        match (scanned, parsed) {
-            (Err(_), Err(_)) => {}
-            (Ok(catalog::Prepared::Encoded(k1, e1)), Ok(catalog::Prepared::Encoded(k2, e2))) => {
-                assert_eq!(k1, k2, "line {}: the same key", l.line);
-                let (mut s1, mut s2) = (Vec::new(), Vec::new());
-                e1.stamp("u", "p", &mut s1);
-                e2.stamp("u", "p", &mut s2);
-                let (r1, r2): (Value, Value) = (
-                    serde_json::from_slice(&s1).expect("stored text parses"),
-                    serde_json::from_slice(&s2).expect("stored text parses"),
-                );
-                assert_eq!(r1, r2, "line {}: the same stored document", l.line);
-            }
-            (a, b) => panic!(
-                "line {}: a scan and a parse decide differently: {} / {}",
-                l.line,
-                a.is_ok(),
-                b.is_ok()
-            ),
-        }
     }
     let c = collection();
     let accepted: Vec<Value> = docs

@@ -393,9 +393,28 @@ pub(crate) struct Canned {
 /// answer. No secret header is read.
 pub(crate) struct Fixture {
     allow: Vec<Allowed>,
+    /// Whether the endpoint has secret headers (`http.headers`), which go over https (or to
+    /// loopback) only: a request that would carry them elsewhere is refused, as `Http` does.
+    secrets: bool,
     /// (method, URL as parsed) -> response.
     canned: std::collections::BTreeMap<(String, String), HttpResponse>,
     log: LogSink,
+    misses: Misses,
+}
+
+/// The requests a `Fixture` had no response for, as their errors: the step fails on them
+/// even when the plugin swallowed the error.
+#[derive(Clone, Default)]
+pub(crate) struct Misses(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Misses {
+    pub(crate) fn first(&self) -> Option<String> {
+        self.0.lock().expect("misses poisoned").first().cloned()
+    }
+
+    fn push(&self, miss: String) {
+        self.0.lock().expect("misses poisoned").push(miss);
+    }
 }
 
 impl Fixture {
@@ -403,6 +422,7 @@ impl Fixture {
     /// for (not an absolute URL, or a host off the allow-list) or two answer the same request.
     pub(crate) fn new(
         allow: &[String],
+        secrets: bool,
         canned: Vec<Canned>,
         log: LogSink,
     ) -> Result<Fixture, String> {
@@ -430,9 +450,17 @@ impl Fixture {
         }
         Ok(Fixture {
             allow,
+            secrets,
             canned: by_request,
             log,
+            misses: Misses::default(),
         })
+    }
+
+    /// Record requests without a response in `misses`.
+    pub(crate) fn with_misses(mut self, misses: Misses) -> Self {
+        self.misses = misses;
+        self
     }
 }
 
@@ -442,6 +470,22 @@ impl HttpAccess for Fixture {
         let url = Url::parse(&request.url)
             .map_err(|e| refuse(format!("it is not an absolute URL ({e})")))?;
         permitted(&self.allow, &url).map_err(refuse)?;
+        // What `Http` refuses before sending, refused here too.
+        reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| format!("'{}' is not an HTTP method", request.method))?;
+        if request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
+            return Err("the Host header is the URL's: a request may not set it".into());
+        }
+        if self.secrets && !secure(&url) {
+            return Err(refuse(
+                "this task's endpoint adds secret headers (http.headers), which go over https only"
+                    .into(),
+            ));
+        }
         let key = (request.method.to_ascii_uppercase(), url.to_string());
         let Some(response) = self.canned.get(&key) else {
             let answered: Vec<String> = self
@@ -460,6 +504,7 @@ impl HttpAccess for Fixture {
                 }
             );
             (self.log)(LogLevel::Warn, message.clone());
+            self.misses.push(message.clone());
             return Err(message);
         };
         let bytes = 16
@@ -532,6 +577,85 @@ mod test {
         assert!(secure("https://api.example.com/") && secure("http://127.0.0.1:9/"));
         assert!(secure("http://[::1]:9/") && secure("http://localhost/"));
         assert!(!secure("http://api.example.com/") && !secure("http://10.0.0.1/"));
+    }
+
+    /// A test's canned responses answer only what `Http` would send, and remember what they
+    /// could not answer.
+    #[test]
+    fn a_fixture_refuses_what_http_refuses_and_records_misses() {
+        let canned = |url: &str| Canned {
+            method: "GET".into(),
+            url: url.into(),
+            status: 200,
+            headers: vec![],
+            body: b"[]".to_vec(),
+        };
+        let log: LogSink = std::sync::Arc::new(|_, _| {});
+        let bounds = SqlBounds {
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+            deadline_ms: 5000,
+            result_bytes_max: 1 << 20,
+            txn_bytes_max: 1 << 20,
+        };
+        let request = |method: &str, url: &str, headers: Vec<(String, String)>| HttpRequest {
+            method: method.into(),
+            url: url.into(),
+            headers,
+            body: vec![],
+        };
+        let misses = Misses::default();
+        let mut f = Fixture::new(
+            &["api.example.com".into()],
+            true,
+            vec![
+                canned("https://api.example.com/a"),
+                canned("http://api.example.com/b"),
+            ],
+            log.clone(),
+        )
+        .unwrap()
+        .with_misses(misses.clone());
+        assert_eq!(
+            f.send(request("get", "https://api.example.com/a", vec![]), &bounds)
+                .unwrap()
+                .body,
+            b"[]"
+        );
+        let host = vec![("Host".to_string(), "evil".to_string())];
+        let refused = [
+            f.send(request("GET", "https://api.example.com/a", host), &bounds),
+            f.send(
+                request("G ET", "https://api.example.com/a", vec![]),
+                &bounds,
+            ),
+            f.send(request("GET", "http://api.example.com/b", vec![]), &bounds),
+            f.send(
+                request("GET", "https://other.example.com/a", vec![]),
+                &bounds,
+            ),
+        ];
+        for (r, why) in refused.iter().zip([
+            "the Host header is the URL's",
+            "is not an HTTP method",
+            "secret headers (http.headers), which go over https only",
+            "not on this task's allow-list",
+        ]) {
+            let e = r.as_ref().err().expect("refused");
+            assert!(e.contains(why), "{e}");
+        }
+        assert_eq!(misses.first(), None, "refusals are not misses");
+        let miss = f
+            .send(request("GET", "https://api.example.com/c", vec![]), &bounds)
+            .unwrap_err();
+        assert!(miss.contains("the test's responses have none for GET https://api.example.com/c"));
+        assert_eq!(misses.first(), Some(miss));
+        let off_list = Fixture::new(&[], false, vec![canned("https://a.example/")], log);
+        assert!(
+            off_list
+                .err()
+                .unwrap()
+                .contains("the capture may never request it")
+        );
     }
 
     #[test]

@@ -319,10 +319,7 @@ pub(crate) fn lines(
     let mut at = 0;
     std::iter::from_fn(move || {
         while at < block.len() {
-            let len = block[at..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(block.len() - at);
+            let len = memchr::memchr(b'\n', &block[at..]).unwrap_or(block.len() - at);
             let (offset, range) = (begin + at as u64, at..at + len);
             at += len + 1;
             if offset >= from {

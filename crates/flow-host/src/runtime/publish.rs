@@ -139,8 +139,13 @@ impl Host {
                     headers: Vec::new(),
                     body: Vec::new(),
                 });
-                connector::http::Fixture::new(&c.http.allow, canned.collect(), Arc::new(|_, _| {}))
-                    .map_err(|why| invalid(&format!("test {test}: step {}", i + 1), why))?;
+                connector::http::Fixture::new(
+                    &c.http.allow,
+                    !c.http.headers.is_empty(),
+                    canned.collect(),
+                    Arc::new(|_, _| {}),
+                )
+                .map_err(|why| invalid(&format!("test {test}: step {}", i + 1), why))?;
             }
         }
 

@@ -75,7 +75,12 @@ struct CaptureTask {
 
 impl Task for CaptureTask {
     fn outputs(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.targets.iter().map(|c| c.name.clone()).collect();
+        let mut out: Vec<String> = self
+            .targets
+            .iter()
+            .chain(&self.dead_letters)
+            .map(|c| c.name.clone())
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -106,7 +111,7 @@ impl CaptureTask {
         ctx: &TaskCtx,
         catalog: &Built,
         spec: &Arc<BuiltCapture>,
-        fixture: Option<Vec<connector::http::Canned>>,
+        fixture: Option<(Vec<connector::http::Canned>, connector::http::Misses)>,
     ) -> anyhow::Result<(Self, u64)> {
         let targets = spec
             .bindings
@@ -132,9 +137,15 @@ impl CaptureTask {
                 instance.set_http(Some(Box::new(http)));
                 down
             }
-            Some(canned) => {
-                let fixture = connector::http::Fixture::new(&spec.http.allow, canned, log)
-                    .map_err(anyhow::Error::msg)?;
+            Some((canned, misses)) => {
+                let fixture = connector::http::Fixture::new(
+                    &spec.http.allow,
+                    !spec.http.headers.is_empty(),
+                    canned,
+                    log,
+                )
+                .map_err(anyhow::Error::msg)?
+                .with_misses(misses);
                 instance.set_http(Some(Box::new(fixture)));
                 connector::http::Down::default()
             }
@@ -235,9 +246,15 @@ pub(crate) fn run_test_step(
             }
         })
         .collect();
-    let (mut task, _) = CaptureTask::start(ctx, catalog, spec, Some(canned))?;
+    let misses = connector::http::Misses::default();
+    let (mut task, _) = CaptureTask::start(ctx, catalog, spec, Some((canned, misses.clone())))?;
     for _ in 0..TEST_POLLS_MAX {
-        if transaction(ctx, &mut task)? == 0 {
+        let idle = transaction(ctx, &mut task)? == 0;
+        // A request no response answered fails the step, even when the plugin went on.
+        if let Some(miss) = misses.first() {
+            anyhow::bail!("{miss}");
+        }
+        if idle {
             return Ok(());
         }
     }
@@ -514,9 +531,7 @@ fn set_aside(
         let Some(dl) = &task.dead_letters else {
             continue;
         };
-        let document = serde_json::from_slice::<serde_json::Value>(&r.text)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.text).into()));
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "id": uuid::Uuid::now_v7().to_string(),
             "task": ctx.name,
             "binding": r.binding,
@@ -525,8 +540,20 @@ fn set_aside(
             "version": task.version.0,
             "digest": task.version.1,
             "error": r.error,
-            "document": document,
         });
+        // The document as JSON (or its text, when it is not JSON); one too large for a
+        // record (refused for its size, or near it) as the start of its text.
+        let room = ctx
+            .limits
+            .doc_bytes_max
+            .saturating_sub(1024 + r.error.len());
+        record["document"] = if r.text.len() <= room / 2 {
+            serde_json::from_slice(&r.text)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&r.text).into_owned().into())
+        } else {
+            record["documentBytes"] = r.text.len().into();
+            task::truncate(&String::from_utf8_lossy(&r.text)).into()
+        };
         dl.check_document(&ctx.limits, &record)
             .map_err(|e| anyhow::anyhow!("dead-letter record for {}: {e}", dl.name))?;
         records.push(crate::journal::Encoded::of(&record));

@@ -929,48 +929,40 @@ impl Outputs {
         Outputs(crate::catalog::Combining::new(collection, &ctx.limits))
     }
 
-    fn add(&mut self, checked: Vec<(Value, bytes::Bytes)>) -> anyhow::Result<()> {
-        for (doc, text) in checked {
+    fn add(&mut self, checked: Vec<crate::catalog::Prepared>) -> anyhow::Result<()> {
+        for p in checked {
             self.0
-                .add(doc, Some(text))
+                .add_prepared(p)
                 .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
         }
         Ok(())
     }
 }
 
-/// Check one call's outputs: caps, JSON, the derived schema.
+/// Check one call's outputs: caps, then each is JSON and valid for the derived collection
+/// (schema, size, key), on every core; the first that is not (in output order) is named.
 fn check_outputs(
     ctx: &TaskCtx,
     collection: &BuiltCollection,
     out: Vec<String>,
-) -> anyhow::Result<Vec<(Value, bytes::Bytes)>> {
+) -> anyhow::Result<Vec<crate::catalog::Prepared>> {
     let bytes = out.iter().map(String::len).sum();
     task::check_output_caps(ctx, "call", out.len(), bytes)?;
-    let mut docs = Vec::with_capacity(out.len());
-    for (i, text) in out.iter().enumerate() {
-        let mut doc: Value = serde_json::from_str(text).map_err(|e| {
-            anyhow::anyhow!(
-                "output {} of the plugin is not JSON ({e}): {}",
-                i + 1,
-                task::truncate(text)
-            )
-        })?;
-        collection
-            .check_document_of_size(&ctx.limits, &mut doc, text.len())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "output {} of the plugin {e}: {}",
-                    i + 1,
-                    task::truncate(text)
-                )
-            })?;
-        docs.push(doc);
-    }
-    Ok(docs
-        .into_iter()
-        .zip(out.into_iter().map(bytes::Bytes::from))
-        .collect())
+    let texts: Vec<bytes::Bytes> = out.into_iter().map(bytes::Bytes::from).collect();
+    let limits = &ctx.limits;
+    crate::par::try_map(&texts, |i, text| {
+        collection.prepare(limits, text).map_err(|e| {
+            let quoted = task::truncate(&String::from_utf8_lossy(text));
+            match e {
+                crate::catalog::Unprepared::Json(e) => {
+                    anyhow::anyhow!("output {} of the plugin is not JSON ({e}): {quoted}", i + 1)
+                }
+                crate::catalog::Unprepared::Invalid(e) => {
+                    anyhow::anyhow!("output {} of the plugin {e}: {quoted}", i + 1)
+                }
+            }
+        })
+    })
 }
 
 /// Act on failed documents per the error policy: log and count them (skip), and for
