@@ -640,7 +640,9 @@ mod test {
             "secret headers (http.headers), which go over https only",
             "not on this task's allow-list",
         ]) {
-            let e = r.as_ref().err().expect("refused");
+            let Err(e) = r else {
+                panic!("{why}: not refused")
+            };
             assert!(e.contains(why), "{e}");
         }
         assert_eq!(misses.first(), None, "refusals are not misses");
