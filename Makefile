@@ -33,6 +33,8 @@ test: setup-test
 	# The crash tests run the flow binary; building all targets first reuses the test build.
 	cargo build --workspace --all-targets
 	cargo test --workspace --no-fail-fast
+	# Plugins' own unit tests, natively (the plugins workspace builds for wasm32-wasip2).
+	cargo test --manifest-path plugins/Cargo.toml -p source-http --target "$$(rustc -vV | sed -n 's/^host: //p')"
 	# Every fuzz target for 30 s from its committed corpus (fuzz/README.md).
 	bash .ci/fuzz 30
 

@@ -107,6 +107,7 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
     let token = served.dir.path().join("token");
     std::fs::write(&token, "Bearer s3cret\n").unwrap();
     capture["endpoint"]["http"]["headers"] = json!({"Authorization": {"file": token}});
+    capture["bindings"][0]["resource"]["time"] = json!("/at");
     capture["bindings"]
         .as_array_mut()
         .unwrap()
@@ -154,8 +155,24 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
         "the catalog shows the secret: {catalog}"
     );
 
-    // Live: what the API gains arrives after the next (backed-off) poll.
-    feed.push((2501..=3000).map(event));
+    assert!(
+        status["lagMs"].is_null(),
+        "no document said when it was written: {status:#}"
+    );
+
+    // Live: what the API gains arrives after the next (backed-off) poll. These events say
+    // when the source wrote them (`time: /at`), a minute ago: the task's lag shows it
+    // (`rfc3339_times` in source-http checks the times it reads).
+    let minute_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+    feed.push((2501..=3000).map(|id| {
+        let mut e = event(id);
+        e["at"] = json!(minute_ago + id);
+        e
+    }));
     assert_eq!(
         wait_for_ids(&http, &served.base, "acme/events", 3000, 30).await,
         one_to(3000)
@@ -163,6 +180,17 @@ async fn http_captures_page_through_cursor_and_offset_apis_into_collections_and_
     assert_eq!(
         wait_for_ids(&http, &served.base, "acme/pages", 3000, 30).await,
         one_to(3000)
+    );
+    let status = wait_for_task(&http, &served.base, "acme/feed", |t| {
+        t["lagMs"].as_u64().is_some()
+    })
+    .await;
+    // A minute behind while it read them, then caught up (an idle poll says 0).
+    let lag = status["lagMs"].as_u64().unwrap();
+    eprintln!("lag after the live events: {lag} ms");
+    assert!(
+        lag == 0 || (60_000..120_000).contains(&lag),
+        "a minute behind its source, or caught up: {status:#}"
     );
 
     // Captured documents flow on like ingested ones: into a materialized table.
