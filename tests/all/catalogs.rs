@@ -217,3 +217,69 @@ fn a_document_too_large_is_dead_lettered_as_its_start() {
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+/// Imports that cannot be resolved are refused naming the files: a cycle with its chain, a
+/// name defined in two files with both, a missing file with the file that imports it, a URL;
+/// and a bundle that still imports cannot be published.
+#[test]
+fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    let load_err = |name: &str| {
+        flow_host::catalog::load(&dir.path().join(name))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let c = "{ schema: { type: object, properties: { id: { type: integer } }, required: [id] }, key: [/id] }";
+    write("a.flow.yaml", "import: [b.flow.yaml]\n");
+    write("b.flow.yaml", "import: [sub/c.flow.yaml]\n");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    write("sub/c.flow.yaml", "import: [../a.flow.yaml]\n");
+    let why = load_err("a.flow.yaml");
+    assert!(why.starts_with("import cycle: "), "{why}");
+    for f in ["a.flow.yaml -> ", "b.flow.yaml -> ", "c.flow.yaml -> "] {
+        assert!(why.contains(f), "{f} not in {why}");
+    }
+    assert!(why.ends_with("a.flow.yaml"), "{why}");
+
+    write(
+        "d.flow.yaml",
+        &format!("import: [e.flow.yaml]\ncollections:\n  t/x: {c}\n"),
+    );
+    write("e.flow.yaml", &format!("collections:\n  t/x: {c}\n"));
+    let why = load_err("d.flow.yaml");
+    assert!(
+        why.contains("collection t/x is defined twice: in "),
+        "{why}"
+    );
+    assert!(
+        why.contains("e.flow.yaml and in ") && why.contains("d.flow.yaml"),
+        "{why}"
+    );
+
+    write("f.flow.yaml", "import: [nosuch.flow.yaml]\n");
+    let why = format!(
+        "{:#}",
+        flow_host::catalog::load(&dir.path().join("f.flow.yaml")).unwrap_err()
+    );
+    assert!(
+        why.contains("failed to read catalog") && why.contains("nosuch.flow.yaml"),
+        "{why}"
+    );
+    assert!(
+        why.contains("(imported by ") && why.contains("f.flow.yaml)"),
+        "{why}"
+    );
+
+    write("g.flow.yaml", "import: [https://example.com/x.flow.yaml]\n");
+    assert!(load_err("g.flow.yaml").contains("never URLs"));
+
+    let mut bundle = flow_host::catalog::load(&dir.path().join("e.flow.yaml")).unwrap();
+    bundle.catalog.import = vec!["e.flow.yaml".into()];
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("import: e.flow.yaml is not resolved"), "{why}");
+}

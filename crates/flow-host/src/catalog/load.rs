@@ -23,63 +23,176 @@ pub struct Bundle {
     pub modules: BTreeMap<String, Vec<u8>>,
 }
 
-/// Read and parse `path` (YAML or JSON) and everything it references.
+/// Read and parse `path` (YAML or JSON) and everything it references: the catalogs it
+/// imports (and they import), schema files, module files. Each file's relative paths are
+/// its own directory's. A file imported twice (a diamond) is read once; an import cycle is
+/// refused with its chain; a collection, task or test defined in two files is refused with
+/// both.
 pub fn load(path: &Path) -> anyhow::Result<Bundle> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read catalog {}", path.display()))?;
-    let mut catalog: Catalog = serde_yaml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("catalog {}: {e}", path.display()))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let source = path.display().to_string();
+    let mut loader = Loader::default();
+    loader.file(path, Path::new(""), &mut Vec::new())?;
+    Ok(Bundle {
+        source: path.display().to_string(),
+        catalog: loader.catalog,
+        modules: loader.modules,
+    })
+}
 
-    for (name, collection) in catalog.collections.iter_mut() {
-        if let Value::String(rel) = &collection.schema {
-            let file = dir.join(rel);
-            let text = std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "{source}: collection {name}: failed to read schema {}",
-                    file.display()
-                )
-            })?;
-            collection.schema = serde_yaml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{source}: collection {name}: schema {}: {e}",
-                    file.display()
-                )
-            })?;
+/// What loading has gathered so far.
+#[derive(Default)]
+struct Loader {
+    catalog: Catalog,
+    modules: BTreeMap<String, Vec<u8>>,
+    /// Where each collection, capture, materialization and test was defined.
+    defined: BTreeMap<(&'static str, String), PathBuf>,
+    /// Files read so far (canonical).
+    read: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Loader {
+    /// Load catalog file `path` into the catalog: its imports first. `rel` is its directory
+    /// relative to the first file's (module paths are written relative to that, so two
+    /// files' `module: x.wasm` stay apart); `chain` is the files importing it.
+    fn file(&mut self, path: &Path, rel: &Path, chain: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let by = |chain: &[PathBuf]| match chain.last() {
+            Some(p) => format!(" (imported by {})", p.display()),
+            None => String::new(),
+        };
+        let canonical = std::fs::canonicalize(path)
+            .with_context(|| format!("failed to read catalog {}{}", path.display(), by(chain)))?;
+        if let Some(at) = chain.iter().position(|c| *c == canonical) {
+            let cycle: Vec<String> = chain[at..]
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|p| p.display().to_string())
+                .collect();
+            anyhow::bail!("import cycle: {}", cycle.join(" -> "));
         }
+        if !self.read.insert(canonical.clone()) {
+            return Ok(()); // Imported twice along different paths: once is enough.
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read catalog {}{}", path.display(), by(chain)))?;
+        let mut catalog: Catalog = serde_yaml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("catalog {}: {e}", path.display()))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let source = path.display().to_string();
+        self.resolve(&mut catalog, &dir, rel, &source)?;
+
+        chain.push(canonical.clone());
+        for import in std::mem::take(&mut catalog.import) {
+            if import.contains("://") {
+                anyhow::bail!(
+                    "{source}: import {import}: only files relative to the catalog are imported, never URLs"
+                );
+            }
+            let sub_rel = Path::new(&import).parent().unwrap_or(Path::new(""));
+            self.file(&dir.join(&import), &rel.join(sub_rel), chain)?;
+        }
+        chain.pop();
+        self.merge(catalog, &canonical)
     }
 
-    let mut modules = BTreeMap::new();
-    let mut read_module = |task: &str, wasm: &mut WasmEndpoint| -> anyhow::Result<()> {
-        if let Some(rel) = &wasm.module {
-            let file = dir.join(rel);
-            let bytes = std::fs::read(&file).with_context(|| {
-                format!("{source}: {task}: failed to read module {}", file.display())
-            })?;
-            modules.insert(rel.clone(), bytes);
+    /// Make `catalog`'s references self-contained: schema files inlined, module files read
+    /// (keyed by their path relative to the first catalog), database paths absolute.
+    fn resolve(
+        &mut self,
+        catalog: &mut Catalog,
+        dir: &Path,
+        rel: &Path,
+        source: &str,
+    ) -> anyhow::Result<()> {
+        for (name, collection) in catalog.collections.iter_mut() {
+            if let Value::String(file_rel) = &collection.schema {
+                let file = dir.join(file_rel);
+                let text = std::fs::read_to_string(&file).with_context(|| {
+                    format!(
+                        "{source}: collection {name}: failed to read schema {}",
+                        file.display()
+                    )
+                })?;
+                collection.schema = serde_yaml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{source}: collection {name}: schema {}: {e}",
+                        file.display()
+                    )
+                })?;
+            }
         }
-        if let Some(Value::String(db)) = wasm.config.get_mut("path") {
-            *db = absolute(&dir, db).display().to_string();
+        let modules = &mut self.modules;
+        let mut read_module = |task: &str, wasm: &mut WasmEndpoint| -> anyhow::Result<()> {
+            if let Some(module) = &mut wasm.module {
+                let file = dir.join(&*module);
+                let bytes = std::fs::read(&file).with_context(|| {
+                    format!("{source}: {task}: failed to read module {}", file.display())
+                })?;
+                if !rel.as_os_str().is_empty() {
+                    *module = rel.join(&*module).display().to_string();
+                }
+                modules.insert(module.clone(), bytes);
+            }
+            if let Some(Value::String(db)) = wasm.config.get_mut("path") {
+                *db = absolute(dir, db).display().to_string();
+            }
+            Ok(())
+        };
+        for (name, c) in catalog.collections.iter_mut() {
+            if let Some(d) = c.derive.as_mut() {
+                read_module(name, &mut d.using.wasm)?;
+            }
+        }
+        for (name, m) in catalog.materializations.iter_mut() {
+            read_module(name, &mut m.endpoint.wasm)?;
+        }
+        for (name, c) in catalog.captures.iter_mut() {
+            read_module(name, &mut c.endpoint.wasm)?;
         }
         Ok(())
-    };
-    for (name, c) in catalog.collections.iter_mut() {
-        if let Some(d) = c.derive.as_mut() {
-            read_module(name, &mut d.using.wasm)?;
+    }
+
+    /// Add `catalog` (from `file`) to what was loaded; a name defined twice is an error
+    /// naming both files.
+    fn merge(&mut self, catalog: Catalog, file: &Path) -> anyhow::Result<()> {
+        fn add<T>(
+            defined: &mut BTreeMap<(&'static str, String), PathBuf>,
+            into: &mut BTreeMap<String, T>,
+            kind: &'static str,
+            from: BTreeMap<String, T>,
+            file: &Path,
+        ) -> anyhow::Result<()> {
+            for (name, def) in from {
+                if let Some(first) = defined.get(&(kind, name.clone())) {
+                    anyhow::bail!(
+                        "{kind} {name} is defined twice: in {} and in {}",
+                        first.display(),
+                        file.display()
+                    );
+                }
+                defined.insert((kind, name.clone()), file.to_path_buf());
+                into.insert(name, def);
+            }
+            Ok(())
         }
+        let d = &mut self.defined;
+        let c = &mut self.catalog;
+        add(
+            d,
+            &mut c.collections,
+            "collection",
+            catalog.collections,
+            file,
+        )?;
+        add(
+            d,
+            &mut c.materializations,
+            "materialization",
+            catalog.materializations,
+            file,
+        )?;
+        add(d, &mut c.captures, "capture", catalog.captures, file)?;
+        add(d, &mut c.tests, "test", catalog.tests, file)?;
+        Ok(())
     }
-    for (name, m) in catalog.materializations.iter_mut() {
-        read_module(name, &mut m.endpoint.wasm)?;
-    }
-    for (name, c) in catalog.captures.iter_mut() {
-        read_module(name, &mut c.endpoint.wasm)?;
-    }
-    Ok(Bundle {
-        source,
-        catalog,
-        modules,
-    })
 }
 
 fn absolute(dir: &Path, p: &str) -> PathBuf {

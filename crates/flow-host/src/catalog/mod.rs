@@ -522,6 +522,8 @@ pub enum CatalogError {
 /// Merge `update` over `base`: specs of the same name are replaced, others kept.
 pub fn merge(base: &Catalog, update: &Catalog) -> Catalog {
     let mut out = base.clone();
+    // Unresolved imports (a bundle not made by `load`) stay, for `build` to refuse.
+    out.import.extend(update.import.clone());
     out.collections.extend(update.collections.clone());
     out.materializations.extend(update.materializations.clone());
     out.captures.extend(update.captures.clone());
@@ -539,6 +541,16 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         reason,
     };
     let mut collections = BTreeMap::new();
+
+    if !spec.import.is_empty() {
+        errors.push(problem(
+            "import".into(),
+            format!(
+                "{} is not resolved: imports are read from files by `flow catalog publish` and `flow catalog test`, which send the catalog with them included",
+                spec.import.join(", ")
+            ),
+        ));
+    }
 
     for (name, def) in &spec.collections {
         let mut err = |e: String| errors.push(problem(format!("collection {name}"), e));

@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
+    /// Other catalog files to include, relative to this one (Flow's `import`): their
+    /// collections, tasks and tests join this catalog's. Resolved when a catalog is loaded
+    /// from its file (`catalog::load`); a bundle as published has none left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collections: BTreeMap<String, CollectionDef>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
