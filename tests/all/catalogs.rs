@@ -283,3 +283,38 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
         .to_string();
     assert!(why.contains("import: e.flow.yaml is not resolved"), "{why}");
 }
+
+/// A failing step is named with its description; a bad step inside `{description, steps}` is
+/// reported as itself, with where it is.
+#[test]
+fn flow_style_tests_name_their_steps() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut bundle =
+        flow_host::catalog::load(&root.join("catalogs/flow-style-tests.flow.yaml")).unwrap();
+    let steps = bundle
+        .catalog
+        .tests
+        .get_mut("fs/totals-accumulate")
+        .unwrap();
+    let flow_host::catalog::TestStep::Verify(v) = &mut steps[1] else {
+        panic!("step 2 is a verify")
+    };
+    v.documents[0]["total"] = serde_json::json!(14);
+    let why = only_failure(&bundle);
+    assert!(
+        why.contains("step 2 (verify fs/totals: Alice's total so far.): documents differ"),
+        "{why}"
+    );
+    let bad = "tests:\n  t:\n    description: d\n    steps:\n      - ingest: { collection: c, documents: [] }\n        verify: { collection: c, documents: [] }\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.flow.yaml"), bad).unwrap();
+    let why = flow_host::catalog::load(&dir.path().join("bad.flow.yaml"))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        why.contains("a test step has exactly one of `ingest`, `verify` or `capture`"),
+        "{why}"
+    );
+    assert!(why.contains("line "), "where it is: {why}");
+}

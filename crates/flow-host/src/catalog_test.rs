@@ -3,7 +3,8 @@
 //! Each test gets a fresh host (empty collections), so tests cannot see each other's data.
 //! An `ingest` step is one transaction; a `capture` step runs a capture, its HTTP requests
 //! answered by the step's canned responses, until its source is idle (captures run only in
-//! such steps: a test host reaches no real source); before a `verify` step every task catches up. A
+//! such steps: a test host reaches no real source); after every step, every task catches up
+//! (as Flow's driver runs each task that can make progress to completion). A
 //! verify reads the whole collection, reduces it fully by key, orders it by key, and compares
 //! it with the expected documents: same count, and each expected document a subset of the
 //! actual one at the same position.
@@ -64,31 +65,37 @@ pub fn run(
 
 fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
-        let n = i + 1;
+        let (what, description) = match step {
+            TestStep::Ingest(d) => (format!("ingest into {}", d.collection), &d.description),
+            TestStep::Verify(d) => (format!("verify {}", d.collection), &d.description),
+            TestStep::Capture(c) => (format!("capture {}", c.name), &c.description),
+        };
+        let at = match description {
+            Some(d) => format!("step {} ({what}: {d})", i + 1),
+            None => format!("step {} ({what})", i + 1),
+        };
         match step {
             TestStep::Ingest(d) => {
                 host.ingest(&d.collection, d.documents.clone())
-                    .map_err(|e| format!("step {n} (ingest into {}): {e}", d.collection))?;
+                    .map_err(|e| format!("{at}: {e}"))?;
             }
             TestStep::Capture(c) => {
                 host.run_test_capture(&c.name, &c.responses)
-                    .map_err(|e| format!("step {n} (capture {}): {e:#}", c.name))?;
+                    .map_err(|e| format!("{at}: {e:#}"))?;
             }
             TestStep::Verify(d) => {
-                host.wait_idle(CATCH_UP_TIMEOUT)
-                    .map_err(|e| format!("step {n} (verify {}): {e}", d.collection))?;
-                let actual = reduced_documents(host, &d.collection)
-                    .map_err(|e| format!("step {n} (verify {}): {e:#}", d.collection))?;
+                let actual =
+                    reduced_documents(host, &d.collection).map_err(|e| format!("{at}: {e:#}"))?;
                 let diff = diff_documents(&d.documents, &actual);
                 if !diff.is_empty() {
-                    return Err(format!(
-                        "step {n} (verify {}): documents differ:\n{}",
-                        d.collection,
-                        diff.join("\n")
-                    ));
+                    return Err(format!("{at}: documents differ:\n{}", diff.join("\n")));
                 }
             }
         }
+        // As Flow's driver does: every task that can make progress runs to completion after
+        // each step, so a later step sees everything an earlier one caused.
+        host.wait_idle(CATCH_UP_TIMEOUT)
+            .map_err(|e| format!("{at}: {e}"))?;
     }
     Ok(())
 }

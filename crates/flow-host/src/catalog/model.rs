@@ -19,8 +19,69 @@ pub struct Catalog {
     pub materializations: BTreeMap<String, MaterializationDef>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub captures: BTreeMap<String, CaptureDef>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Each test: its steps, or (as Flow writes it) `{description, steps}`.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "tests_either_way"
+    )]
+    #[schemars(with = "BTreeMap<String, TestRepr>")]
     pub tests: BTreeMap<String, Vec<TestStep>>,
+}
+
+/// A test as written: its steps, or `{description, steps}` (for the catalog's schema).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TestRepr {
+    Steps(Vec<TestStep>),
+    Described(DescribedTest),
+}
+
+/// `{description, steps}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // `description` is for the reader of the catalog.
+struct DescribedTest {
+    #[serde(default)]
+    description: Option<String>,
+    steps: Vec<TestStep>,
+}
+
+/// One test, either way it is written: by shape (a list or a map), so a bad step is
+/// reported as itself, where it is, not as "matches no form".
+struct EitherTest;
+
+impl<'de> serde::de::Visitor<'de> for EitherTest {
+    type Value = Vec<TestStep>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a test: a list of steps, or {description, steps}")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Vec::<TestStep>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        DescribedTest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(|t| t.steps)
+    }
+}
+
+struct OneTest(Vec<TestStep>);
+
+impl<'de> Deserialize<'de> for OneTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EitherTest).map(OneTest)
+    }
+}
+
+fn tests_either_way<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<TestStep>>, D::Error> {
+    let tests = BTreeMap::<String, OneTest>::deserialize(d)?;
+    Ok(tests.into_iter().map(|(name, t)| (name, t.0)).collect())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -455,6 +516,9 @@ impl From<TestStep> for StepRepr {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCapture {
+    /// What the step is for: named when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The capture to run.
     pub name: String,
     /// What its plugin's HTTP requests get, by method and URL.
@@ -497,6 +561,9 @@ fn empty_string() -> Value {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestDocs {
+    /// What the step is for: named when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub collection: String,
     pub documents: Vec<Value>,
 }
