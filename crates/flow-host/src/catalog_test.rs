@@ -94,7 +94,8 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
         }
         // As Flow's driver does: every task that can make progress runs to completion after
         // each step, so a later step sees everything an earlier one caused.
-        host.wait_idle(CATCH_UP_TIMEOUT)
+        // With a test clock: work that waits for a `readDelay` only moves time forward.
+        host.wait_idle_advancing_clock(CATCH_UP_TIMEOUT)
             .map_err(|e| format!("{at}: {e}"))?;
     }
     Ok(())

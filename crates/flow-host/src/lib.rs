@@ -9,6 +9,7 @@ pub(crate) mod bench;
 pub mod catalog;
 pub mod catalog_test;
 pub mod cli;
+pub mod clock;
 pub(crate) mod connector;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;

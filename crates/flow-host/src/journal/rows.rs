@@ -198,26 +198,36 @@ pub fn without_meta(stored: &[u8]) -> Option<String> {
 /// except its `op` (`c`, `u` or `d`: which change of its source it is).
 pub fn append(txn: &WriteTransaction, journal: &str, docs: &[Value]) -> anyhow::Result<(u64, u64)> {
     let encoded: Vec<Encoded> = docs.iter().map(Encoded::of).collect();
-    append_encoded(txn, journal, &encoded)
+    // One clock for every such append of the process, so their UUIDs keep increasing.
+    static SYSTEM: std::sync::LazyLock<crate::clock::Clock> =
+        std::sync::LazyLock::new(crate::clock::Clock::default);
+    append_encoded(txn, journal, &encoded, &SYSTEM)
 }
 
 /// `append` of documents encoded beforehand (`Encoded`): the committer only stamps them, into
-/// blocks of about `BLOCK_BYTES`.
+/// blocks of about `BLOCK_BYTES`, as published now by `clock` (the host's: `Store::clock`).
 pub fn append_encoded(
     txn: &WriteTransaction,
     journal: &str,
     docs: &[Encoded],
+    clock: &crate::clock::Clock,
 ) -> anyhow::Result<(u64, u64)> {
+    let at = clock.now();
     let mut heads = txn.open_table(JOURNAL_HEADS)?;
     let begin = heads.get(journal)?.map(|v| v.value()).unwrap_or(0);
     let mut table = txn.open_table(JOURNAL_BLOCKS)?;
-    let published = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let published = humantime::format_rfc3339_micros(at).to_string();
+    let mut uuids = clock.uuids_v7(at);
     let expect: usize = docs.iter().map(|d| d.text.len() + 96).sum();
     let mut block = Vec::with_capacity(expect.min(BLOCK_BYTES + (BLOCK_BYTES >> 2)));
     let (mut block_begin, mut offset) = (begin, begin);
     let mut uuid = uuid::Uuid::encode_buffer();
     for doc in docs {
-        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut uuid);
+        let id = uuids
+            .next()
+            .unwrap_or_else(uuid::Uuid::now_v7)
+            .hyphenated()
+            .encode_lower(&mut uuid);
         let at = block.len();
         doc.stamp(id, &published, &mut block);
         block.push(b'\n');

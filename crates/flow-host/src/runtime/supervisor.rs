@@ -146,6 +146,8 @@ impl Host {
                 checkpoint_at_ms: None,
                 lag_ms: None,
                 retry_at_ms: None,
+                wake_at_ms: None,
+                waiting_since: None,
             };
             if gate_is_open(&running, &def.name) {
                 self.statuses.set(status.clone());

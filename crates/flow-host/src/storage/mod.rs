@@ -70,6 +70,8 @@ const GROUP_JOBS_MAX: usize = 512;
 pub struct Store {
     db: Arc<Slot>,
     queue: std::sync::Mutex<std::sync::mpsc::Sender<Request>>,
+    /// The host's time, which appends stamp on documents (`clock.rs`).
+    pub clock: crate::clock::Clock,
 }
 
 /// The open database, and why it cannot be written, if it cannot. After an I/O error redb
@@ -326,6 +328,7 @@ impl Store {
         Ok(Store {
             db,
             queue: std::sync::Mutex::new(tx),
+            clock: Default::default(),
         })
     }
 

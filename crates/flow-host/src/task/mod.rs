@@ -238,6 +238,13 @@ fn run_once<T: Task>(
             ctx.report_sources(&sources)?;
             reported = sources;
         }
+        // Documents held back by `readDelay` wait for a time: shown in the status (with the
+        // appends seen), so a catalog test's driver knows the task waits for time alone.
+        let waiting = (processed == 0).then(|| task.wake_ms()).flatten();
+        ctx.statuses.update(&ctx.name, |s| {
+            s.wake_at_ms = waiting;
+            s.waiting_since = waiting.map(|_| seen);
+        });
         if processed == 0 {
             match task.idle_wait() {
                 Some(wait) => ctx.sleep(wait),
@@ -296,7 +303,8 @@ impl TaskCtx {
         }
         let mut timeout = Duration::from_millis(self.limits.idle_recheck_ms);
         if let Some(wake) = wake_ms {
-            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now_ms()) + 1));
+            let now = self.store.clock.now_ms();
+            timeout = timeout.min(Duration::from_millis(wake.saturating_sub(now) + 1));
         }
         self.journals.wait(seen, timeout);
     }

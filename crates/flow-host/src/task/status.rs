@@ -36,6 +36,15 @@ pub struct TaskStatus {
     /// While `retrying`: when the next attempt is, in milliseconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
+    /// Derivations whose next source documents are held back by `readDelay`: when the first
+    /// is ready, in milliseconds since the Unix epoch (by the host's clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
+    /// With `wake_at_ms`: the journals' generation the task had seen when it began to wait
+    /// (an append since may give it work that does not wait).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) waiting_since: Option<u64>,
 }
 
 /// Where a task is in its life.

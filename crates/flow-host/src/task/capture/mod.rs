@@ -307,10 +307,11 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
         }
         let appended = appends.iter().any(|(_, d)| !d.is_empty());
         let name = ctx.name.clone();
+        let clock = ctx.store.clock.clone();
         let job = move |txn: &redb::WriteTransaction| {
             for (target, docs) in &appends {
                 if !docs.is_empty() {
-                    journal::append_encoded(txn, target, docs)?;
+                    journal::append_encoded(txn, target, docs, &clock)?;
                 }
             }
             if let Some(cp) = &checkpoint {

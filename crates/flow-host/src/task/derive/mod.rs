@@ -455,12 +455,13 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
         .collect();
     let job = {
         let state = state.clone();
+        let clock = ctx.store.clock.clone();
         move |txn: &redb::WriteTransaction| {
             if !docs.is_empty() {
-                journal::append_encoded(txn, &derived, &docs)?;
+                journal::append_encoded(txn, &derived, &docs, &clock)?;
             }
             if let Some((dl, records)) = &dead_letters {
-                journal::append_encoded(txn, dl, records)?;
+                journal::append_encoded(txn, dl, records, &clock)?;
             }
             let mut table = txn.open_table(TASK_STATE)?;
             for (key, value) in state.iter() {
@@ -604,10 +605,7 @@ fn read_sources(
     ctx: &TaskCtx,
     transforms: &mut [Transform],
 ) -> anyhow::Result<(Vec<SourceDoc>, Vec<(usize, u64)>)> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms = ctx.store.clock.now_ms();
     let docs_max = ctx.txn_docs();
     // (clock ms, uuid, transform, next offset, document)
     let mut ready: Vec<(u64, String, usize, u64, SourceDoc)> = Vec::new();
