@@ -141,6 +141,17 @@ pub struct Host {
     run_external_tasks: bool,
 }
 
+/// What `Host::wait_idle_with` waits for.
+#[derive(Clone, Copy)]
+enum Idle {
+    /// Every task caught up.
+    Caught,
+    /// Every task caught up or waiting for time alone.
+    Quiet,
+    /// Every task caught up, moving the clock forward while all that is left waits for it.
+    Advance,
+}
+
 /// How to open a host.
 #[derive(Clone, Debug)]
 pub struct HostOptions {
@@ -387,18 +398,24 @@ impl Host {
     /// Block until every running task has read everything written to its sources, or one has
     /// failed (returned as the error), or `timeout` passes.
     pub fn wait_idle(&self, timeout: Duration) -> Result<(), HostError> {
-        self.wait_idle_with(timeout, false)
+        self.wait_idle_with(timeout, Idle::Caught)
     }
 
-    /// `wait_idle` as a catalog test's driver does it, with a test clock: when every task
-    /// still behind waits for time alone (its next source documents held back by
-    /// `readDelay`, nothing appended since it began to wait), the host's clock moves forward
-    /// to the first of those times instead of waiting for it.
+    /// For a catalog test's driver after an ingest: wait until every task has done what it
+    /// can without time passing: each is caught up, or waits for time alone (its next source
+    /// documents held back by `readDelay`, nothing appended since it began to wait).
+    pub fn wait_quiet(&self, timeout: Duration) -> Result<(), HostError> {
+        self.wait_idle_with(timeout, Idle::Quiet)
+    }
+
+    /// `wait_idle` with a test clock, for a catalog test's driver before a verify: while
+    /// every task still behind waits for time alone, the host's clock moves forward to the
+    /// first of those times instead of waiting for it.
     pub fn wait_idle_advancing_clock(&self, timeout: Duration) -> Result<(), HostError> {
-        self.wait_idle_with(timeout, true)
+        self.wait_idle_with(timeout, Idle::Advance)
     }
 
-    fn wait_idle_with(&self, timeout: Duration, advance: bool) -> Result<(), HostError> {
+    fn wait_idle_with(&self, timeout: Duration, until: Idle) -> Result<(), HostError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let generation = self.journals.generation();
@@ -431,12 +448,16 @@ impl Host {
                         };
                     }
                 }
-                if !behind {
-                    return Ok(());
-                }
-                if advance && let Some(at) = wake {
-                    self.store.clock.advance_to_ms(at);
-                    self.journals.notify();
+                // Nothing appended while the statuses and heads were read.
+                let still = self.journals.generation() == generation;
+                match (behind, until, wake) {
+                    (false, _, _) => return Ok(()),
+                    (true, Idle::Quiet, Some(_)) if still => return Ok(()),
+                    (true, Idle::Advance, Some(at)) if still => {
+                        self.store.clock.advance_to_ms(at);
+                        self.journals.notify();
+                    }
+                    _ => {}
                 }
             }
             if std::time::Instant::now() > deadline {

@@ -204,6 +204,9 @@ fn run_once<T: Task>(
         s.plugin_version = Some(version);
         s.retry_at_ms = None;
         s.last_error = None;
+        // A wait of an earlier run is not this run's.
+        s.wake_at_ms = None;
+        s.waiting_since = None;
     });
     let outputs = task.outputs();
     let mut reported = task.sources();

@@ -434,6 +434,8 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
         let records: Vec<journal::Encoded> = records.iter().map(journal::Encoded::of).collect();
         (dl, records)
     });
+    // Readers of what it appends (its outputs, or only dead letters) are woken.
+    let appends = n_out > 0 || dead_letters.as_ref().is_some_and(|(_, r)| !r.is_empty());
 
     // 4. commit
     let state: Arc<StateMap> = Arc::new(std::mem::take(
@@ -494,7 +496,7 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
             (ctx.journals.clone(), ctx.statuses.clone(), ctx.name.clone());
         move |result: anyhow::Result<()>| {
             if result.is_ok() {
-                if n_out > 0 {
+                if appends {
                     journals.notify();
                 }
                 statuses.update(&name, |s| {
