@@ -101,6 +101,7 @@ pub mod materialization;
 #[doc(hidden)]
 pub mod migration;
 pub mod sql_tables;
+pub mod time;
 
 pub use capture::{Capture, CaptureBinding, CaptureSpec, Captured, Poll, http, source_time};
 pub use derivation::{
