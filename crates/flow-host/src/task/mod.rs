@@ -444,6 +444,22 @@ pub(crate) fn check_output_caps(
     Ok(())
 }
 
+/// Put the document a dead-letter `record` is about into it, as `document`: as JSON (or its
+/// text, when it is not JSON), or, when that would not leave the record room under
+/// `docBytesMax` (its target refused it for its size, or it is near it), the start of its
+/// text and `documentBytes`: a record that cannot be appended would stop the task on it.
+pub(crate) fn dead_letter_document(limits: &Limits, record: &mut serde_json::Value, text: &[u8]) {
+    let error = record["error"].as_str().map_or(0, str::len);
+    let room = limits.doc_bytes_max.saturating_sub(1024 + error);
+    record["document"] = if text.len() <= room / 2 {
+        serde_json::from_slice(text)
+            .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned().into())
+    } else {
+        record["documentBytes"] = text.len().into();
+        truncate(&String::from_utf8_lossy(text)).into()
+    };
+}
+
 /// The wall clock, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -542,19 +542,7 @@ fn set_aside(
             "digest": task.version.1,
             "error": r.error,
         });
-        // The document as JSON (or its text, when it is not JSON); one too large for a
-        // record (refused for its size, or near it) as the start of its text.
-        let room = ctx
-            .limits
-            .doc_bytes_max
-            .saturating_sub(1024 + r.error.len());
-        record["document"] = if r.text.len() <= room / 2 {
-            serde_json::from_slice(&r.text)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&r.text).into_owned().into())
-        } else {
-            record["documentBytes"] = r.text.len().into();
-            task::truncate(&String::from_utf8_lossy(&r.text)).into()
-        };
+        task::dead_letter_document(&ctx.limits, &mut record, &r.text);
         dl.check_document(&ctx.limits, &record)
             .map_err(|e| anyhow::anyhow!("dead-letter record for {}: {e}", dl.name))?;
         records.push(crate::journal::Encoded::of(&record));

@@ -1003,7 +1003,7 @@ fn failure_records(
                 task::truncate(&d.text())
             ),
         );
-        records.push(serde_json::json!({
+        let mut record = serde_json::json!({
             "id": document.pointer("/_meta/uuid").cloned().unwrap_or(Value::Null),
             "task": ctx.name,
             "transform": t.name,
@@ -1012,8 +1012,9 @@ fn failure_records(
             "version": plugin.version.seq,
             "digest": plugin.version.digest,
             "error": error,
-            "document": document,
-        }));
+        });
+        task::dead_letter_document(&ctx.limits, &mut record, &d.doc);
+        records.push(record);
     }
     let Some(dl) = derive
         .dead_letters
