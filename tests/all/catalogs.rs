@@ -63,18 +63,23 @@ fn http_capture_bundle() -> flow_host::catalog::Bundle {
     flow_host::catalog::load(&root.join("catalogs/http-capture.flow.yaml")).unwrap()
 }
 
+/// Step `i` (0-based) of `test` in `bundle`, a `capture`.
+fn capture_step<'a>(
+    bundle: &'a mut flow_host::catalog::Bundle,
+    test: &str,
+    i: usize,
+) -> &'a mut flow_host::catalog::TestCapture {
+    let steps = bundle.catalog.tests.get_mut(test).unwrap();
+    let flow_host::catalog::TestStep::Capture(c) = &mut steps[i] else {
+        panic!("step {} of {test} is a capture", i + 1)
+    };
+    c
+}
+
 fn first_capture_step(
     bundle: &mut flow_host::catalog::Bundle,
 ) -> &mut flow_host::catalog::TestCapture {
-    let steps = bundle
-        .catalog
-        .tests
-        .get_mut("pages, then more pages later")
-        .unwrap();
-    let flow_host::catalog::TestStep::Capture(c) = &mut steps[0] else {
-        panic!("step 1 is a capture")
-    };
-    c
+    capture_step(bundle, "pages, then more pages later", 0)
 }
 
 /// The failure of the one test of `bundle` that fails.
@@ -189,17 +194,11 @@ fn capture_steps_that_cannot_run_are_refused_at_publish() {
 #[test]
 fn a_document_too_large_is_dead_lettered_as_its_start() {
     let mut bundle = http_capture_bundle();
-    let steps = bundle
-        .catalog
-        .tests
-        .get_mut("refused documents are skipped or dead-lettered")
-        .unwrap();
-    let flow_host::catalog::TestStep::Capture(c) = &mut steps[1] else {
-        panic!("step 2 is a capture")
-    };
+    let test = "refused documents are skipped or dead-lettered";
     let big = serde_json::json!({"id": 2, "kind": "x".repeat(3000), "n": 2});
-    c.responses[0].body =
+    capture_step(&mut bundle, test, 1).responses[0].body =
         serde_json::json!([{"id": 1, "kind": "a", "n": 1}, big, {"id": 3, "kind": "b", "n": 3}]);
+    let steps = bundle.catalog.tests.get_mut(test).unwrap();
     let flow_host::catalog::TestStep::Verify(v) = &mut steps[4] else {
         panic!("step 5 verifies the dead letters")
     };

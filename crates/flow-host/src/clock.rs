@@ -24,7 +24,7 @@ impl std::fmt::Debug for Clock {
 }
 
 impl Clock {
-    /// Increasing UUIDv7s of `at` (a time of this clock), endless.
+    /// Increasing UUIDv7s of `at` (a time of this clock), one per `issue`.
     pub fn uuids_v7(&self, at: SystemTime) -> UuidsV7<'_> {
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         UuidsV7 {
@@ -65,12 +65,11 @@ pub struct UuidsV7<'a> {
     nanos: u32,
 }
 
-impl Iterator for UuidsV7<'_> {
-    type Item = uuid::Uuid;
-
-    fn next(&mut self) -> Option<uuid::Uuid> {
+impl UuidsV7<'_> {
+    /// The next UUIDv7 of the time, after every one before it.
+    pub fn issue(&mut self) -> uuid::Uuid {
         let ts = uuid::Timestamp::from_unix(&*self.v7, self.secs, self.nanos);
-        Some(uuid::Uuid::new_v7(ts))
+        uuid::Uuid::new_v7(ts)
     }
 }
 

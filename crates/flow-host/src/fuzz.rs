@@ -21,9 +21,11 @@ pub use arbitrary;
 
 const DOC_BYTES_MAX: usize = 4096;
 
-/// A collection whose key is an integer and whose documents reduce (sum, max, append).
-fn collection() -> &'static BuiltCollection {
-    static C: OnceLock<Arc<BuiltCollection>> = OnceLock::new();
+/// The ingest target's collections, built once: `fuzz/docs`, whose key is an integer and
+/// whose documents reduce (sum, max, append); and `fuzz/plain`, without reductions, of the
+/// keywords a scan checks (`flow_doc::Schema::scan`).
+fn ingest_collections() -> &'static catalog::Built {
+    static C: OnceLock<catalog::Built> = OnceLock::new();
     C.get_or_init(|| {
         let spec: Catalog = serde_yaml::from_str(
             "collections:
@@ -38,20 +40,6 @@ fn collection() -> &'static BuiltCollection {
         total: {type: number, reduce: {strategy: sum}}
         best: {reduce: {strategy: maximize}}
         tags: {type: array, reduce: {strategy: append}}
-",
-        )
-        .expect("the fuzz catalog parses");
-        let built = catalog::build("fuzz", spec).expect("the fuzz catalog builds");
-        built.collections["fuzz/docs"].clone()
-    })
-}
-
-/// A collection without reductions, of the keywords a scan checks (`flow_doc::Schema::scan`).
-fn plain_collection() -> &'static BuiltCollection {
-    static C: OnceLock<Arc<BuiltCollection>> = OnceLock::new();
-    C.get_or_init(|| {
-        let spec: Catalog = serde_yaml::from_str(
-            "collections:
   fuzz/plain:
     key: [/id, /at/day]
     schema:
@@ -68,9 +56,16 @@ fn plain_collection() -> &'static BuiltCollection {
 ",
         )
         .expect("the fuzz catalog parses");
-        let built = catalog::build("fuzz", spec).expect("the fuzz catalog builds");
-        built.collections["fuzz/plain"].clone()
+        catalog::build("fuzz", spec).expect("the fuzz catalog builds")
     })
+}
+
+fn collection() -> &'static BuiltCollection {
+    &ingest_collections().collections["fuzz/docs"]
+}
+
+fn plain_collection() -> &'static BuiltCollection {
+    &ingest_collections().collections["fuzz/plain"]
 }
 
 /// `prepare` of a line decides as `prepare_parsed` does, and gives the same key and stored

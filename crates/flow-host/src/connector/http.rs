@@ -253,43 +253,16 @@ impl Http {
     pub(crate) fn down(&self) -> Down {
         self.down.clone()
     }
-
-    fn refuse(&self, url: &str, why: String) -> String {
-        refused(&self.log, url, why)
-    }
 }
 
 impl HttpAccess for Http {
     fn send(&mut self, request: HttpRequest, bounds: &SqlBounds) -> Result<HttpResponse, String> {
-        let url = Url::parse(&request.url)
-            .map_err(|e| self.refuse(&request.url, format!("it is not an absolute URL ({e})")))?;
-        permitted(&self.allow, &url).map_err(|why| self.refuse(&request.url, why))?;
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| format!("'{}' is not an HTTP method", request.method))?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &request.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("'{name}' is not an HTTP header name"))?;
-            // The host a request goes to is the URL's, checked above: not one a header names.
-            if name == reqwest::header::HOST {
-                return Err("the Host header is the URL's: a request may not set it".into());
-            }
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
-            headers.append(name, value);
-        }
-        // The endpoint's own headers win over the plugin's. Secrets travel encrypted only
-        // (https), or to this machine.
-        if !self.headers.is_empty() {
-            if !secure(&url) {
-                return Err(self.refuse(
-                    url.as_str(),
-                    "this task's endpoint adds secret headers (http.headers), which go over https only".into(),
-                ));
-            }
-            for (name, value) in &self.headers {
-                headers.insert(name, value.clone());
-            }
+        let secrets = !self.headers.is_empty();
+        let (url, method, mut headers) =
+            checked_request(&self.allow, secrets, &self.log, &request)?;
+        // The endpoint's own headers win over the plugin's.
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
         }
         let left = bounds
             .deadline
@@ -360,6 +333,43 @@ impl HttpAccess for Http {
             }
         }
     }
+}
+
+/// What a request must be before it is sent (by `Http`) or answered (by a test's `Fixture`):
+/// an absolute http(s) URL whose host is on the allow-list, a method, valid headers of which
+/// none is `Host` (the host is the URL's, checked above), and, when the endpoint adds secret
+/// headers (`secrets`), a URL they may travel to (https, or this machine). Its URL, method
+/// and headers; refusals of where it goes are written to `log` too.
+fn checked_request(
+    allow: &[Allowed],
+    secrets: bool,
+    log: &LogSink,
+    request: &HttpRequest,
+) -> Result<(Url, reqwest::Method, reqwest::header::HeaderMap), String> {
+    let refuse = |why: String| refused(log, &request.url, why);
+    let url =
+        Url::parse(&request.url).map_err(|e| refuse(format!("it is not an absolute URL ({e})")))?;
+    permitted(allow, &url).map_err(refuse)?;
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("'{}' is not an HTTP method", request.method))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &request.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("'{name}' is not an HTTP header name"))?;
+        if name == reqwest::header::HOST {
+            return Err("the Host header is the URL's: a request may not set it".into());
+        }
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
+        headers.append(name, value);
+    }
+    if secrets && !secure(&url) {
+        return Err(refuse(
+            "this task's endpoint adds secret headers (http.headers), which go over https only"
+                .into(),
+        ));
+    }
+    Ok((url, method, headers))
 }
 
 /// A refused request's error, written to the plugin's log too.
@@ -466,26 +476,7 @@ impl Fixture {
 
 impl HttpAccess for Fixture {
     fn send(&mut self, request: HttpRequest, bounds: &SqlBounds) -> Result<HttpResponse, String> {
-        let refuse = |why: String| refused(&self.log, &request.url, why);
-        let url = Url::parse(&request.url)
-            .map_err(|e| refuse(format!("it is not an absolute URL ({e})")))?;
-        permitted(&self.allow, &url).map_err(refuse)?;
-        // What `Http` refuses before sending, refused here too.
-        reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| format!("'{}' is not an HTTP method", request.method))?;
-        if request
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("host"))
-        {
-            return Err("the Host header is the URL's: a request may not set it".into());
-        }
-        if self.secrets && !secure(&url) {
-            return Err(refuse(
-                "this task's endpoint adds secret headers (http.headers), which go over https only"
-                    .into(),
-            ));
-        }
+        let (url, _, _) = checked_request(&self.allow, self.secrets, &self.log, &request)?;
         let key = (request.method.to_ascii_uppercase(), url.to_string());
         let Some(response) = self.canned.get(&key) else {
             let answered: Vec<String> = self

@@ -223,11 +223,7 @@ pub fn append_encoded(
     let (mut block_begin, mut offset) = (begin, begin);
     let mut uuid = uuid::Uuid::encode_buffer();
     for doc in docs {
-        let id = uuids
-            .next()
-            .unwrap_or_else(uuid::Uuid::now_v7)
-            .hyphenated()
-            .encode_lower(&mut uuid);
+        let id = uuids.issue().hyphenated().encode_lower(&mut uuid);
         let at = block.len();
         doc.stamp(id, &published, &mut block);
         block.push(b'\n');

@@ -132,17 +132,10 @@ impl Host {
                 let Some(c) = built.captures.get(&step.name) else {
                     continue;
                 };
-                let canned = step.responses.iter().map(|r| connector::http::Canned {
-                    method: r.method.clone(),
-                    url: r.url.clone(),
-                    status: r.status,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                });
                 connector::http::Fixture::new(
                     &c.http.allow,
                     !c.http.headers.is_empty(),
-                    canned.collect(),
+                    crate::task::capture::canned(&step.responses),
                     Arc::new(|_, _| {}),
                 )
                 .map_err(|why| invalid(&format!("test {test}: step {}", i + 1), why))?;

@@ -210,6 +210,8 @@ fn run_once<T: Task>(
     });
     let outputs = task.outputs();
     let mut reported = task.sources();
+    // The wait for time last shown in the status (cleared above): (wake ms, appends seen).
+    let mut shown_waiting: Option<(u64, u64)> = None;
     while !ctx.stopping() {
         if ctx.backpressure(&outputs) {
             continue;
@@ -243,11 +245,18 @@ fn run_once<T: Task>(
         }
         // Documents held back by `readDelay` wait for a time: shown in the status (with the
         // appends seen), so a catalog test's driver knows the task waits for time alone.
-        let waiting = (processed == 0).then(|| task.wake_ms()).flatten();
-        ctx.statuses.update(&ctx.name, |s| {
-            s.wake_at_ms = waiting;
-            s.waiting_since = waiting.map(|_| seen);
-        });
+        // The status is written only when that changes, not on every transaction.
+        let waiting = (processed == 0)
+            .then(|| task.wake_ms())
+            .flatten()
+            .map(|at| (at, seen));
+        if waiting != shown_waiting {
+            ctx.statuses.update(&ctx.name, |s| {
+                s.wake_at_ms = waiting.map(|(at, _)| at);
+                s.waiting_since = waiting.map(|(_, seen)| seen);
+            });
+            shown_waiting = waiting;
+        }
         if processed == 0 {
             match task.idle_wait() {
                 Some(wait) => ctx.sleep(wait),

@@ -211,16 +211,10 @@ impl CaptureTask {
 /// finding its source idle.
 const TEST_POLLS_MAX: usize = 10_000;
 
-/// Run capture `spec` as a catalog test's `capture` step does: from its committed
-/// checkpoint, one transaction per poll, until a poll finds the source idle; its HTTP
-/// requests answered by `responses`.
-pub(crate) fn run_test_step(
-    ctx: &TaskCtx,
-    catalog: &Built,
-    spec: &Arc<BuiltCapture>,
-    responses: &[TestResponse],
-) -> anyhow::Result<()> {
-    let canned = responses
+/// A test step's responses as the `http` capability answers them: a body that is not a
+/// string is its JSON, with `content-type: application/json` unless a header says otherwise.
+pub(crate) fn canned(responses: &[TestResponse]) -> Vec<connector::http::Canned> {
+    responses
         .iter()
         .map(|r| {
             let mut headers: Vec<(String, String)> = r
@@ -245,7 +239,19 @@ pub(crate) fn run_test_step(
                 body,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Run capture `spec` as a catalog test's `capture` step does: from its committed
+/// checkpoint, one transaction per poll, until a poll finds the source idle; its HTTP
+/// requests answered by `responses`.
+pub(crate) fn run_test_step(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    spec: &Arc<BuiltCapture>,
+    responses: &[TestResponse],
+) -> anyhow::Result<()> {
+    let canned = canned(responses);
     let misses = connector::http::Misses::default();
     let (mut task, _) = CaptureTask::start(ctx, catalog, spec, Some((canned, misses.clone())))?;
     for _ in 0..TEST_POLLS_MAX {
