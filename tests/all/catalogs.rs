@@ -331,3 +331,76 @@ fn a_two_day_read_delay_completes_in_moments() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     eprintln!("a 48h readDelay test ran in {:?}", began.elapsed());
 }
+
+/// Schema references that cannot be bundled are refused naming the catalog file, the
+/// collection, where the reference is and why: a missing file, one outside the catalog's
+/// directory, a remote URL (never fetched), an anchor the file does not declare. A key
+/// through a reference is checked as written there; a document is validated through them.
+#[test]
+fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("catalog");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(dir.path().join("outside.yaml"), "type: string\n").unwrap();
+    std::fs::write(
+        sub.join("defs.yaml"),
+        "$defs:\n  obj: { $anchor: Obj, type: object }\n  code: { $anchor: Code, type: string, enum: [a, b] }\n",
+    )
+    .unwrap();
+    let load = |schema: &str| {
+        let text = format!(
+            "collections:\n  t/x:\n    schema:\n      type: object\n      properties:\n        k: {schema}\n      required: [k]\n    key: [/k]\n"
+        );
+        std::fs::write(sub.join("flow.yaml"), text).unwrap();
+        flow_host::catalog::load(&sub.join("flow.yaml")).map_err(|e| format!("{e:#}"))
+    };
+    let refused = |schema: &str, want: &[&str]| {
+        let why = load(schema).map(|_| ()).unwrap_err();
+        for w in ["flow.yaml", "collection t/x", "#/properties/k"]
+            .iter()
+            .chain(want)
+        {
+            assert!(why.contains(w), "{w:?} not in {why}");
+        }
+    };
+    refused(
+        "{ $ref: nosuch.yaml }",
+        &["$ref \"nosuch.yaml\"", "cannot read", "nosuch.yaml"],
+    );
+    refused(
+        "{ $ref: ../outside.yaml }",
+        &["outside.yaml is outside the catalog's directory"],
+    );
+    refused(
+        "{ $ref: \"https://example.com/s.json#/x\" }",
+        &["is remote", "never fetched"],
+    );
+    refused(
+        "{ $ref: \"defs.yaml#Nope\" }",
+        &["defs.yaml declares no anchor \"Nope\""],
+    );
+    refused(
+        "{ $ref: \"defs.yaml#/$defs/none\" }",
+        &["has nothing at #/$defs/none"],
+    );
+
+    // Bundled, the key check follows the reference into the other file.
+    let bundle = load("{ $ref: \"defs.yaml#Obj\" }").unwrap();
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("collection t/x"), "{why}");
+    assert!(
+        why.contains("key /k must point at a scalar") && why.contains("object"),
+        "{why}"
+    );
+
+    // And a document is validated through it: the ingest that breaks the `enum` of the
+    // referenced file fails its test, naming the location.
+    let text = "collections:\n  t/x:\n    schema:\n      type: object\n      properties:\n        k: { $ref: \"defs.yaml#Code\" }\n      required: [k]\n    key: [/k]\ntests:\n  t/test:\n    - ingest: { collection: t/x, documents: [ { k: a }, { k: c } ] }\n";
+    std::fs::write(sub.join("flow.yaml"), text).unwrap();
+    let bundle = flow_host::catalog::load(&sub.join("flow.yaml")).unwrap();
+    let why = only_failure(&bundle);
+    assert!(why.contains("at /k"), "{why}");
+}

@@ -32,10 +32,16 @@ const ANNOTATIONS: &[&str] = &[
     "writeOnly",
     "deprecated",
     "reduce",
-    // Definitions are inert unless referenced, and a reference gets no quick check.
+    // Definitions are inert unless referenced; a reference compiles its target in place.
     "$defs",
     "definitions",
+    "$anchor",
 ];
+
+/// How many subschemas one quick check may compile, references followed: a bound on a
+/// schema whose references fan out (a reference to a subschema already being compiled, a
+/// recursive schema, gets no quick check at all).
+const NODES_MAX: usize = 4096;
 
 /// Deepest schema nesting compiled; past it, no quick check (a bound on compile recursion).
 const DEPTH_MAX: usize = 64;
@@ -74,7 +80,13 @@ pub(crate) enum Additional {
 impl FastCheck {
     /// The quick check of `schema`, or None if it uses anything beyond the keywords above.
     pub fn compile(schema: &Value) -> Option<FastCheck> {
-        compile(schema, 0)
+        let mut ctx = Ctx {
+            root: schema,
+            anchors: None,
+            refs: Vec::new(),
+            nodes: 0,
+        };
+        compile(schema, 0, &mut ctx)
     }
 
     /// Whether `v` is known valid; false means "invalid or unsure".
@@ -209,12 +221,55 @@ impl FastCheck {
     }
 }
 
-fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
+/// What compiling needs of the whole schema: its root and anchors (for `$ref`s), the
+/// references being compiled (a cycle gets no quick check) and a count of nodes.
+struct Ctx<'a> {
+    root: &'a Value,
+    anchors: Option<std::collections::BTreeMap<String, String>>,
+    refs: Vec<String>,
+    nodes: usize,
+}
+
+impl<'a> Ctx<'a> {
+    /// The target of a `$ref` of the root document: a JSON pointer or an anchor.
+    fn target(&mut self, reference: &str) -> Option<(&'a Value, String)> {
+        let fragment = super::ptr::percent_decode(reference.strip_prefix('#')?);
+        let ptr = if fragment.is_empty() || fragment.starts_with('/') {
+            fragment
+        } else {
+            let root = self.root;
+            self.anchors
+                .get_or_insert_with(|| super::schema::anchors(root))
+                .get(&fragment)?
+                .clone()
+        };
+        let target = super::ptr::Pointer::parse(&ptr).ok()?.query(self.root)?;
+        Some((target, ptr))
+    }
+}
+
+fn compile(schema: &Value, depth: usize, ctx: &mut Ctx<'_>) -> Option<FastCheck> {
     let Value::Object(s) = schema else {
         return None;
     };
-    if depth > DEPTH_MAX {
+    ctx.nodes += 1;
+    if depth > DEPTH_MAX || ctx.nodes > NODES_MAX {
         return None;
+    }
+    // A `$ref` beside annotations only is its target's check (beside other keywords, both
+    // would apply: no quick check).
+    if let Some(reference) = s.get("$ref") {
+        let alone = s
+            .keys()
+            .all(|k| k == "$ref" || ANNOTATIONS.contains(&k.as_str()));
+        let (target, ptr) = ctx.target(reference.as_str()?).filter(|_| alone)?;
+        if ctx.refs.contains(&ptr) {
+            return None;
+        }
+        ctx.refs.push(ptr);
+        let out = compile(target, depth + 1, ctx);
+        ctx.refs.pop();
+        return out;
     }
     let mut out = FastCheck {
         types: 0,
@@ -249,7 +304,8 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
                     return None;
                 };
                 for (name, sub) in props {
-                    out.props.push((name.clone(), compile(sub, depth + 1)?));
+                    out.props
+                        .push((name.clone(), compile(sub, depth + 1, ctx)?));
                 }
                 out.props.sort_by(|a, b| a.0.cmp(&b.0));
             }
@@ -265,11 +321,11 @@ fn compile(schema: &Value, depth: usize) -> Option<FastCheck> {
                 out.additional = match v {
                     Value::Bool(true) => Additional::Any,
                     Value::Bool(false) => Additional::None,
-                    sub => Additional::Schema(Box::new(compile(sub, depth + 1)?)),
+                    sub => Additional::Schema(Box::new(compile(sub, depth + 1, ctx)?)),
                 };
             }
             // A single schema for every item; `items` as an array (tuples) gets no quick check.
-            "items" => out.items = Some(Box::new(compile(v, depth + 1)?)),
+            "items" => out.items = Some(Box::new(compile(v, depth + 1, ctx)?)),
             // Inclusive in every draft (draft 4's boolean `exclusiveMinimum` gets no quick check).
             "minimum" => out.minimum = Some(v.as_number()?.clone()),
             "maximum" => out.maximum = Some(v.as_number()?.clone()),
@@ -597,9 +653,26 @@ pub(crate) mod test {
                 .validate(&json!(1.0))
                 .is_err()
         );
+        // References alone are their targets' checks; recursive ones get no quick check.
+        let defs = json!({
+            "a": {"$anchor": "A", "type": "integer", "minimum": 1},
+            "o": {"type": "object", "properties": {"n": {"$ref": "#A"}}, "required": ["n"]},
+            "list": {"type": "object", "properties": {"next": {"$ref": "#/$defs/list"}}},
+        });
+        let schema = json!({"$defs": defs, "type": "object", "properties": {
+            "o": {"$ref": "#/%24defs/o", "description": "an annotation beside it"},
+            "p": {"$ref": "#/$defs/o"},
+        }});
+        let check = FastCheck::compile(&schema).expect("references alone");
+        assert!(check.is_valid(&json!({"o": {"n": 1}, "p": {"n": 2}})));
+        assert!(!check.is_valid(&json!({"o": {"n": 0}})));
+        assert!(!check.is_valid(&json!({"p": {}})));
         // Anything else: no quick check.
         for schema in [
-            json!({"$ref": "#/$defs/a", "$defs": {"a": {}}}),
+            json!({"$ref": "#/$defs/list", "$defs": defs}),
+            json!({"$ref": "#/$defs/a", "minimum": 2, "$defs": defs}),
+            json!({"$ref": "#/$defs/none", "$defs": defs}),
+            json!({"$ref": "other.json#/a"}),
             json!({"properties": {"a": {"exclusiveMinimum": 1}}}),
             json!({"minimum": 0, "exclusiveMinimum": true}),
             json!({"pattern": "^a"}),

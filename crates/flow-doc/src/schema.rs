@@ -1,14 +1,16 @@
 //! Collection schemas: compiling, validating documents, and checking collection keys.
 //!
 //! Schemas default to JSON Schema draft 2019-09, as Flow's do; a `$schema` keyword may choose
-//! 2020-12 (or draft 7). Remote `$ref`s are not resolved: a schema is self-contained, which
-//! keeps validation free of I/O.
+//! 2020-12 (or draft 7). Other documents' `$ref`s are not resolved: a schema is
+//! self-contained (a catalog's loader bundles the files it references into it), which keeps
+//! validation free of I/O.
 
 use super::fast_check::FastCheck;
-use super::ptr::{Pointer, Token};
+use super::ptr::{Pointer, Token, child, percent_decode};
 use super::reduce::{Plan, ReduceError, Reduced};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// A compiled collection schema: its validator, and its reduce plan (the `reduce` annotations,
 /// compiled so that reducing a document does not evaluate annotations from scratch).
@@ -146,8 +148,8 @@ impl Schema {
     }
 
     /// Check that every key pointer names a location that every valid document has, holding a
-    /// scalar. Key locations are found through `properties`, `required`, `allOf` and local
-    /// `$ref`s.
+    /// scalar. Key locations are found through `properties`, `required`, `allOf` and `$ref`s
+    /// within the schema (JSON pointers and anchors).
     pub fn check_key(&self, key: &[Pointer]) -> Result<(), SchemaError> {
         if key.is_empty() {
             return Err(SchemaError::EmptyKey);
@@ -158,10 +160,10 @@ impl Schema {
         Ok(())
     }
 
-    /// The JSON types the schema declares at `ptr` (through `properties`, `allOf` and local
-    /// `$ref`s), sorted and de-duplicated, with `integer` folded into `number` where both
-    /// appear; empty where the schema says nothing.
-    pub fn types_at(&self, ptr: &Pointer) -> Vec<String> {
+    /// The subschemas that apply at document location `ptr`, through `properties`, `allOf`
+    /// and `$ref`s within the schema (pointers and anchors): what a reader of the schema
+    /// (types, formats, property names) must look at. Empty where the schema says nothing.
+    pub fn subschemas_at(&self, ptr: &Pointer) -> Vec<&Value> {
         let mut here: Vec<&Value> = vec![&self.raw];
         for token in &ptr.0 {
             let Token::Property(prop) = token else {
@@ -173,8 +175,14 @@ impl Schema {
                 .filter_map(|s| s.get("properties").and_then(|p| p.get(prop)))
                 .collect();
         }
+        self.expand(&here)
+    }
+
+    /// The JSON types the schema declares at `ptr` (see `subschemas_at`), sorted and
+    /// de-duplicated; empty where the schema says nothing.
+    pub fn types_at(&self, ptr: &Pointer) -> Vec<String> {
         let mut types: Vec<String> = Vec::new();
-        for s in self.expand(&here) {
+        for s in self.subschemas_at(ptr) {
             match s.get("type") {
                 Some(Value::String(t)) => types.push(t.clone()),
                 Some(Value::Array(ts)) => {
@@ -269,10 +277,75 @@ impl Schema {
         out
     }
 
+    /// The target of a `$ref` within this schema: a JSON pointer (`#/$defs/a`) or an anchor
+    /// (`#Name`: a subschema's `$anchor`, or a legacy `$id: "#Name"`). A reference to another
+    /// document resolves to nothing: a catalog's loader has bundled those in already.
     fn resolve_local(&self, reference: &str) -> Option<&Value> {
-        let fragment = reference.strip_prefix('#')?;
-        Pointer::parse(fragment).ok()?.query(&self.raw)
+        let fragment = percent_decode(reference.strip_prefix('#')?);
+        let ptr = if fragment.is_empty() || fragment.starts_with('/') {
+            fragment
+        } else {
+            anchors(&self.raw).remove(&fragment)?
+        };
+        Pointer::parse(&ptr).ok()?.query(&self.raw)
     }
+}
+
+/// The anchors `schema` declares (`$anchor: Name`, or draft 7's `$id: "#Name"`), each with the
+/// pointer of the subschema declaring it; the first wins where a name repeats. Values of
+/// `const`, `enum`, `default` and `examples` are data, not schemas, and are not searched.
+pub fn anchors(schema: &Value) -> BTreeMap<String, String> {
+    fn walk(v: &Value, at: &str, is_map: bool, out: &mut BTreeMap<String, String>) {
+        match v {
+            Value::Object(m) => {
+                if !is_map {
+                    let id_anchor = m.get("$id").and_then(Value::as_str).and_then(|id| {
+                        id.split_once('#')
+                            .map(|(_, a)| a)
+                            .filter(|a| !a.is_empty() && !a.starts_with('/'))
+                    });
+                    for a in [m.get("$anchor").and_then(Value::as_str), id_anchor]
+                        .into_iter()
+                        .flatten()
+                    {
+                        out.entry(a.to_string()).or_insert_with(|| at.to_string());
+                    }
+                }
+                for (k, c) in m {
+                    if is_map || !is_data_keyword(k) {
+                        walk(c, &child(at, k), !is_map && is_map_keyword(k), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    walk(c, &child(at, &i.to_string()), false, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(schema, "", false, &mut out);
+    out
+}
+
+/// Keywords whose value is data, never a schema.
+pub fn is_data_keyword(k: &str) -> bool {
+    matches!(k, "const" | "enum" | "default" | "examples")
+}
+
+/// Keywords whose value maps names to schemas (the names are not keywords).
+pub fn is_map_keyword(k: &str) -> bool {
+    matches!(
+        k,
+        "properties"
+            | "patternProperties"
+            | "$defs"
+            | "definitions"
+            | "dependentSchemas"
+            | "dependencies"
+    )
 }
 
 fn format_error(e: &jsonschema::ValidationError<'_>) -> String {
@@ -350,5 +423,57 @@ mod test {
         );
         assert!(check(&["/any"]).unwrap_err().contains("unspecified"));
         assert!(check(&[]).unwrap_err().contains("at least one"));
+    }
+
+    #[test]
+    fn key_checks_follow_anchors() {
+        // As Flow's examples write them: `$ref: "#Exchange"` to an `$anchor`, and a chain of
+        // references through `$defs` and `definitions`.
+        let schema = Schema::compile(&json!({
+            "$defs": {
+                "exchange": {"$anchor": "Exchange", "type": "string", "enum": ["NYSE", "NASDAQ"]},
+                "tick": {"$ref": "#/definitions/tickBody"},
+            },
+            "definitions": {
+                "tickBody": {
+                    "type": "object",
+                    "properties": {"security": {"$anchor": "Security", "type": "string"}},
+                    "required": ["security"],
+                },
+                "sym": {"$ref": "#Security"},
+                "loose": {"$anchor": "Loose"},
+            },
+            "type": "object",
+            "properties": {
+                "exchange": {"$ref": "#Exchange"},
+                "tick": {"$ref": "#/%24defs/tick"},
+                "symbol": {"$ref": "#/definitions/sym"},
+                "loose": {"$ref": "#/definitions/loose"},
+            },
+            "required": ["exchange", "tick", "symbol", "loose"],
+        }))
+        .unwrap();
+        let check = |ptrs: &[&str]| {
+            let key: Vec<Pointer> = ptrs.iter().map(|p| Pointer::parse(p).unwrap()).collect();
+            schema.check_key(&key).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&["/exchange", "/tick/security", "/symbol"]), Ok(()));
+        assert_eq!(
+            schema.types_at(&Pointer::parse("/exchange").unwrap()),
+            ["string"]
+        );
+        assert!(check(&["/loose"]).unwrap_err().contains("unspecified"));
+
+        // Draft 7's anchors are `$id`s of a fragment.
+        let schema = Schema::compile(&json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"id": {"$id": "#Id", "type": "integer"}},
+            "type": "object",
+            "properties": {"id": {"$ref": "#Id"}},
+            "required": ["id"],
+        }))
+        .unwrap();
+        let key = [Pointer::parse("/id").unwrap()];
+        assert!(schema.check_key(&key).is_ok());
     }
 }

@@ -375,12 +375,81 @@ fn kind_of(schema: &Value) -> Kind {
     }
 }
 
-/// The schema location of a document pointer (`/a/b` -> `/properties/a/properties/b`).
-fn schema_path(ptr: &str) -> String {
-    ptr.split('/')
-        .skip(1)
-        .map(|p| format!("/properties/{p}"))
-        .collect()
+/// What a column of document location `ptr` holds, by the types (and format) the schema
+/// declares there through `properties`, `allOf` and its `$ref`s. The host bundles references
+/// to other files into the schema, so each is a JSON pointer or an anchor within it.
+fn kind_at(root: &Value, ptr: &str) -> Kind {
+    let mut here = expand(root, vec![root]);
+    for token in ptr.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let next = here
+            .iter()
+            .filter_map(|s| s.get("properties").and_then(|p| p.get(&token)))
+            .collect();
+        here = expand(root, next);
+    }
+    let mut types: Vec<Value> = Vec::new();
+    for s in &here {
+        match s.get("type") {
+            Some(Value::Array(ts)) => types.extend(ts.iter().cloned()),
+            Some(t) => types.push(t.clone()),
+            None => {}
+        }
+    }
+    types.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    types.dedup();
+    let format = here.iter().find_map(|s| s.get("format")).cloned();
+    let mut merged = serde_json::Map::new();
+    merged.insert("type".into(), Value::Array(types));
+    if let Some(f) = format {
+        merged.insert("format".into(), f);
+    }
+    kind_of(&Value::Object(merged))
+}
+
+/// `schemas` with every subschema that applies with them: `allOf` branches and the targets
+/// of `$ref`s within `root`, transitively (a cycle stops after a bound).
+fn expand<'a>(root: &'a Value, schemas: Vec<&'a Value>) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    let mut stack = schemas;
+    while let Some(s) = stack.pop() {
+        if out.len() > 256 {
+            break;
+        }
+        if let Some(all) = s.get("allOf").and_then(Value::as_array) {
+            stack.extend(all);
+        }
+        if let Some(target) = s
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|f| resolve(root, f))
+        {
+            stack.push(target);
+        }
+        out.push(s);
+    }
+    out
+}
+
+/// The subschema of `root` at URI fragment `fragment`: a JSON pointer, or an anchor.
+fn resolve<'a>(root: &'a Value, fragment: &str) -> Option<&'a Value> {
+    let fragment = fragment.replace("%24", "$").replace("%25", "%");
+    if fragment.is_empty() || fragment.starts_with('/') {
+        return root.pointer(&fragment);
+    }
+    fn find<'a>(v: &'a Value, anchor: &str) -> Option<&'a Value> {
+        match v {
+            Value::Object(m) if m.get("$anchor").and_then(Value::as_str) == Some(anchor) => Some(v),
+            Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "const" | "enum" | "default" | "examples"))
+                .find_map(|(_, c)| find(c, anchor)),
+            Value::Array(a) => a.iter().find_map(|c| find(c, anchor)),
+            _ => None,
+        }
+    }
+    find(root, &fragment)
 }
 
 fn err(context: &str) -> impl Fn(String) -> Error + '_ {
@@ -565,11 +634,7 @@ impl<D: Dialect> Table<D> {
         // schema at its location.
         let column = |f: &crate::materialization::fields::Field| Column {
             name: f.name.clone(),
-            kind: kind_of(
-                b.schema
-                    .pointer(&schema_path(&f.pointer))
-                    .unwrap_or(&Value::Null),
-            ),
+            kind: kind_at(&b.schema, &f.pointer),
             ptr: Pointer::new(&f.pointer),
         };
         let fields = crate::materialization::fields::selected(binding);
@@ -1071,6 +1136,28 @@ mod test {
             (json!({}), Kind::Any),
         ] {
             assert_eq!(kind_of(&schema), kind, "{schema}");
+        }
+        // Through `$ref`s (pointers and anchors, as the host bundles them) and `allOf`.
+        let schema = json!({
+            "$defs": {
+                "ts": {"$anchor": "Ts", "type": "string", "format": "date-time"},
+                "station": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            },
+            "type": "object",
+            "properties": {
+                "at": {"$ref": "#Ts"},
+                "station": {"$ref": "#/%24defs/station"},
+                "n": {"allOf": [{"type": ["number", "null"]}, {"type": "number"}]},
+            },
+        });
+        for (ptr, kind) in [
+            ("/at", Kind::DateTime),
+            ("/station", Kind::Json),
+            ("/station/id", Kind::Integer),
+            ("/n", Kind::Number),
+            ("/none", Kind::Any),
+        ] {
+            assert_eq!(kind_at(&schema, ptr), kind, "{ptr}");
         }
     }
 

@@ -14,7 +14,7 @@
 //! compiled for that branch alone. Branches that carry no annotation anywhere beneath are
 //! dropped at compile time, so they cost nothing per document.
 
-use super::super::ptr::Pointer;
+use super::super::ptr::{Pointer, child, percent_decode};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -672,32 +672,6 @@ fn branch_ref(ptr: &str) -> Value {
     serde_json::json!({ "$ref": format!("{ROOT_URI}#{fragment}") })
 }
 
-/// Append an escaped token to a JSON pointer.
-fn child(ptr: &str, token: &str) -> String {
-    format!("{ptr}/{}", token.replace('~', "~0").replace('/', "~1"))
-}
-
 fn same_resource(id: &str, base: &str) -> bool {
     id == base || id.ends_with(&format!("/{base}")) || base.ends_with(&format!("/{id}"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        if bytes[i] == b'%'
-            && let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -75,31 +75,29 @@ fn columns<'a>(
 ) -> Vec<(&'a str, &'static str)> {
     fields
         .iter()
-        .map(|f| {
-            (
-                f.name.as_str(),
-                kind_of(super::schema_at(c.schema.raw(), &f.pointer)),
-            )
-        })
+        .map(|f| (f.name.as_str(), kind_at(c, &f.pointer)))
         .collect()
 }
 
-/// As `sql_tables::kind_of`: what a column of a schema location holds.
-fn kind_of(schema: &Value) -> &'static str {
-    let types: Vec<&str> = match &schema["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "null")
-            .collect(),
-        _ => vec![],
+/// As `sql_tables::kind_of`: what a column of a schema location holds (through the schema's
+/// references).
+fn kind_at(c: &BuiltCollection, ptr: &str) -> &'static str {
+    let Ok(ptr) = flow_doc::Pointer::parse(ptr) else {
+        return "mixed (JSON)";
     };
+    let mut types = c.schema.types_at(&ptr);
+    types.retain(|t| t != "null");
+    let date_time = c
+        .schema
+        .subschemas_at(&ptr)
+        .iter()
+        .any(|s| s.get("format").and_then(Value::as_str) == Some("date-time"));
+    let types: Vec<&str> = types.iter().map(String::as_str).collect();
     match types.as_slice() {
         ["integer"] => "integer",
         ["boolean"] => "boolean",
-        ["number"] | ["integer", "number"] | ["number", "integer"] => "number",
-        ["string"] if schema["format"] == "date-time" => "date-time",
+        ["number"] | ["integer", "number"] => "number",
+        ["string"] if date_time => "date-time",
         ["string"] => "string",
         ["object"] | ["array"] => "JSON",
         _ => "mixed (JSON)",

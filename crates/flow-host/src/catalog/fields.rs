@@ -27,19 +27,6 @@ fn name_for_pointer(ptr: &str) -> String {
         .replace("~0", "~")
 }
 
-/// The schema at `ptr`, through `properties` (or `items` for array indices), or `Null` where
-/// the schema says nothing.
-pub fn schema_at<'s>(schema: &'s Value, ptr: &str) -> &'s Value {
-    ptr.split('/').skip(1).fold(schema, |s, t| {
-        let t = t.replace("~1", "/").replace("~0", "~");
-        match s["properties"].get(&t) {
-            Some(p) => p,
-            None if t.parse::<usize>().is_ok() || t == "-" => &s["items"],
-            None => &Value::Null,
-        }
-    })
-}
-
 /// The fields of a binding of `collection`: the key's locations first (named after their
 /// pointers, or after the projection of that location), then every other top-level property,
 /// every projection, and what `selection` includes, less what it excludes.
@@ -104,17 +91,23 @@ pub fn resolve(
     for (name, p) in projections {
         add(&mut fields, name.clone(), p.pointer().to_string())?;
     }
-    if let Some(props) = collection.schema.raw()["properties"].as_object() {
-        for prop in props.keys() {
-            if prop == "_meta" || prop == "flow_document" {
-                continue;
-            }
-            let pointer = format!("/{}", prop.replace('~', "~0").replace('/', "~1"));
-            if fields.iter().any(|f| f.pointer == pointer) {
-                continue;
-            }
-            add(&mut fields, prop.clone(), pointer)?;
+    // Top-level properties, also those of `allOf` branches and referenced subschemas.
+    let top = collection.schema.subschemas_at(&Pointer::root());
+    let props = top
+        .iter()
+        .filter_map(|s| s.get("properties").and_then(Value::as_object));
+    let mut top_names: Vec<&String> = props.flat_map(|p| p.keys()).collect();
+    top_names.sort();
+    top_names.dedup();
+    for prop in top_names {
+        if prop == "_meta" || prop == "flow_document" {
+            continue;
         }
+        let pointer = format!("/{}", prop.replace('~', "~0").replace('/', "~1"));
+        if fields.iter().any(|f| f.pointer == pointer) {
+            continue;
+        }
+        add(&mut fields, prop.clone(), pointer)?;
     }
     let Some(selection) = selection else {
         return Ok(fields);

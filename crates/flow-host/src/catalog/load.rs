@@ -1,5 +1,5 @@
 //! Loading a catalog file into a self-contained `Bundle`: schemas referenced by path are
-//! inlined, module files are read, and connector database paths are made absolute, so that
+//! inlined with the files they reference (`bundle.rs`), module files are read, and connector database paths are made absolute, so that
 //! the bundle can be published to a host on another machine.
 
 use super::model::{Catalog, WasmEndpoint};
@@ -29,7 +29,13 @@ pub struct Bundle {
 /// refused with its chain; a collection, task or test defined in two files is refused with
 /// both.
 pub fn load(path: &Path) -> anyhow::Result<Bundle> {
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        root: std::fs::canonicalize(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default(),
+        ..Loader::default()
+    };
     loader.file(path, Path::new(""), &mut Vec::new())?;
     Ok(Bundle {
         source: path.display().to_string(),
@@ -41,6 +47,8 @@ pub fn load(path: &Path) -> anyhow::Result<Bundle> {
 /// What loading has gathered so far.
 #[derive(Default)]
 struct Loader {
+    /// The first file's directory (canonical): schema references stay inside it.
+    root: PathBuf,
     catalog: Catalog,
     modules: BTreeMap<String, Vec<u8>>,
     /// Where each collection, capture, materialization and test was defined.
@@ -103,21 +111,8 @@ impl Loader {
         source: &str,
     ) -> anyhow::Result<()> {
         for (name, collection) in catalog.collections.iter_mut() {
-            if let Value::String(file_rel) = &collection.schema {
-                let file = dir.join(file_rel);
-                let text = std::fs::read_to_string(&file).with_context(|| {
-                    format!(
-                        "{source}: collection {name}: failed to read schema {}",
-                        file.display()
-                    )
-                })?;
-                collection.schema = serde_yaml::from_str(&text).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{source}: collection {name}: schema {}: {e}",
-                        file.display()
-                    )
-                })?;
-            }
+            collection.schema = super::bundle::bundle(&collection.schema, dir, &self.root)
+                .map_err(|e| anyhow::anyhow!("{source}: collection {name}: {e}"))?;
         }
         let modules = &mut self.modules;
         let mut read_module = |task: &str, wasm: &mut WasmEndpoint| -> anyhow::Result<()> {

@@ -1,13 +1,14 @@
 //! The catalog: parse and validate collections, tasks and tests into a built, deterministic
 //! form the runtime consumes.
 
+mod bundle;
 pub mod evolve;
 mod fields;
 mod load;
 mod model;
 
 use crate::names::check_name;
-pub use fields::{BuiltField, schema_at};
+pub use fields::BuiltField;
 pub use load::{Bundle, load};
 pub use model::*;
 
