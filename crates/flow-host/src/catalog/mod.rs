@@ -394,8 +394,29 @@ pub struct BuiltDerivation {
 pub struct BuiltTransform {
     pub name: String,
     pub source: String,
-    pub shuffle_key: Vec<Pointer>,
+    pub shuffle: BuiltShuffle,
     pub read_delay_ms: u64,
+}
+
+/// How a transform's source documents are keyed for the plugin and its state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuiltShuffle {
+    /// By the source collection's key (no `shuffle` written).
+    SourceKey,
+    Key(Vec<Pointer>),
+    /// `shuffle: any`: no key; the whole transform shares one state, under `[]`.
+    Any,
+}
+
+impl BuiltTransform {
+    /// The shuffle key's pointers, given the source collection's key: none for `any`.
+    pub fn shuffle_key(&self, source_key: &[Pointer]) -> Vec<Pointer> {
+        match &self.shuffle {
+            BuiltShuffle::SourceKey => source_key.to_vec(),
+            BuiltShuffle::Key(k) => k.clone(),
+            BuiltShuffle::Any => Vec::new(),
+        }
+    }
 }
 
 pub struct BuiltMaterialization {
@@ -625,11 +646,11 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 ));
                 continue;
             };
-            let n = if t.shuffle_key.is_empty() {
-                src.key.len()
-            } else {
-                t.shuffle_key.len()
-            };
+            if t.shuffle == BuiltShuffle::Any {
+                continue; // One state for the transform: no key to agree on.
+            }
+            let key = t.shuffle_key(&src.key);
+            let n = key.len();
             match arity {
                 None => arity = Some(n),
                 Some(a) if a != n => errors.push(problem(
@@ -638,11 +659,6 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 )),
                 _ => {}
             }
-            let key = if t.shuffle_key.is_empty() {
-                &src.key
-            } else {
-                &t.shuffle_key
-            };
             let types: Vec<Vec<String>> = key.iter().map(|p| src.schema.types_at(p)).collect();
             match &first_types {
                 None => first_types = Some((t.name.clone(), types)),
@@ -916,10 +932,25 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
         if !names.insert(t.name.as_str()) {
             return Err(format!("derive: transform name '{}' is used twice", t.name));
         }
-        let shuffle_key = match &t.shuffle {
-            Some(s) => parse_pointers(&s.key)
-                .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
-            None => Vec::new(), // The source collection's key, resolved by the runtime.
+        let shuffle = match &t.shuffle {
+            Some(Shuffle::Key(s)) if s.key.is_empty() => {
+                return Err(format!(
+                    "transform {}: shuffle key: it has no JSON pointers (write `shuffle: any` to need no key)",
+                    t.name
+                ));
+            }
+            Some(Shuffle::Key(s)) => BuiltShuffle::Key(
+                parse_pointers(&s.key)
+                    .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
+            ),
+            Some(Shuffle::Any(word)) if word == "any" => BuiltShuffle::Any,
+            Some(Shuffle::Any(word)) => {
+                return Err(format!(
+                    "transform {}: shuffle {word:?} is not a shuffle: write `any` or `{{key: [/pointer, ...]}}`",
+                    t.name
+                ));
+            }
+            None => BuiltShuffle::SourceKey,
         };
         let read_delay_ms = match &t.read_delay {
             None => 0,
@@ -935,7 +966,7 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
         transforms.push(BuiltTransform {
             name: t.name.clone(),
             source: t.source.name().to_string(),
-            shuffle_key,
+            shuffle,
             read_delay_ms,
         });
     }
@@ -1072,6 +1103,18 @@ collections:
                     "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: byId, source: acme/orders }}, {{ name: byCustomer, source: acme/orders, shuffle: {{ key: [/customer] }} }}]\n"
                 ),
                 "transform byCustomer: shuffle key component 1 has type string, but transform byId's has type integer",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders, shuffle: anything }}]\n"
+                ),
+                "transform t: shuffle \"anything\" is not a shuffle: write `any` or `{key: [/pointer, ...]}`",
+            ),
+            (
+                &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders, shuffle: {{ key: [] }} }}]\n"
+                ),
+                "transform t: shuffle key: it has no JSON pointers (write `shuffle: any` to need no key)",
             ),
             (
                 &format!(

@@ -364,9 +364,20 @@ impl SourceRef {
     }
 }
 
+/// How a transform's source documents are shuffled: `{key: [POINTER, ...]}` (per-key order
+/// and state), or `any` (Flow's: no per-key order needed; the derivation keeps one state
+/// for the whole transform, under the key `[]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Shuffle {
+    Key(ShuffleKey),
+    /// `any`.
+    Any(String),
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Shuffle {
+pub struct ShuffleKey {
     pub key: Vec<String>,
 }
 

@@ -306,11 +306,7 @@ impl Derive {
         let mut transforms = Vec::new();
         for t in &derive.transforms {
             let source = catalog.collection(&t.source)?;
-            let shuffle_key = if t.shuffle_key.is_empty() {
-                source.key.clone()
-            } else {
-                t.shuffle_key.clone()
-            };
+            let shuffle_key = t.shuffle_key(&source.key);
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
