@@ -56,7 +56,7 @@ async fn wait_for_ids(
 }
 
 /// Wait until task `name`'s status satisfies `ok`; it. Panics with it after 30 s.
-async fn wait_for_task(
+pub(crate) async fn wait_for_task(
     http: &reqwest::Client,
     base: &str,
     name: &str,

@@ -404,3 +404,73 @@ fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field()
     let why = only_failure(&bundle);
     assert!(why.contains("at /k"), "{why}");
 }
+
+/// `writeSchema` and `readSchema`: a document the write schema takes but the read schema
+/// refuses fails the derivation reading it, naming the source, the offset and the read
+/// schema; a collection with `schema` and `writeSchema`, or only one of the two, is refused;
+/// the key must be a required scalar by both; only a read schema may name
+/// `flow://write-schema`.
+#[test]
+fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut bundle =
+        flow_host::catalog::load(&root.join("catalogs/read-write-schemas.flow.yaml")).unwrap();
+    let steps = bundle
+        .catalog
+        .tests
+        .get_mut("rw/tests/reduced-by-the-read-schema")
+        .unwrap();
+    let flow_host::catalog::TestStep::Ingest(i) = &mut steps[1] else {
+        panic!("step 2 is an ingest")
+    };
+    i.documents = vec![serde_json::json!({"sensor": "a", "note": "no reading"})];
+    let why = only_failure(&bundle);
+    assert!(
+        why.contains("source rw/readings offset")
+            && why.contains("does not match the collection's readSchema")
+            && why.contains("celsius"),
+        "{why}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let load_err = |collection: &str| {
+        let text = format!("collections:\n  t/x:\n{collection}    key: [/k]\n");
+        std::fs::write(dir.path().join("flow.yaml"), text).unwrap();
+        let loaded = flow_host::catalog::load(&dir.path().join("flow.yaml"));
+        match loaded {
+            Err(e) => format!("{e:#}"),
+            Ok(b) => flow_host::catalog_test::run(&b, &flow_host::Limits::default(), |_, _| {})
+                .map(|_| ())
+                .unwrap_err()
+                .to_string(),
+        }
+    };
+    let s = "{ type: object, properties: { k: { type: string } }, required: [k] }";
+    for two in [
+        format!("    schema: {s}\n    writeSchema: {s}\n    readSchema: {s}\n"),
+        format!("    writeSchema: {s}\n"),
+        format!("    readSchema: {s}\n"),
+    ] {
+        let why = load_err(&two);
+        assert!(
+            why.contains("collection t/x")
+                && why.contains("either `schema`, or both `writeSchema` and `readSchema`"),
+            "{why}"
+        );
+    }
+    let why = load_err(&format!(
+        "    writeSchema: {s}\n    readSchema: {{ $ref: flow://write-schema, properties: {{ k: {{ type: [string, object] }} }} }}\n"
+    ));
+    assert!(
+        why.contains(
+            "collection t/x: key (by writeSchema and by readSchema): key /k must point at a scalar"
+        ),
+        "{why}"
+    );
+    let why = load_err("    schema: { $ref: flow://write-schema }\n");
+    assert!(
+        why.contains("collection t/x: schema: $ref \"flow://write-schema\" at schema#")
+            && why.contains("only a collection's readSchema may reference flow://write-schema"),
+        "{why}"
+    );
+}

@@ -258,3 +258,89 @@ async fn reduction_errors_fail_the_transaction() {
         "the failed transaction's delta rows were rolled back: {deltas:?}"
     );
 }
+
+/// A collection with `writeSchema` and `readSchema`: its materialization combines what it
+/// reads by the read schema's annotations, and a document the write schema took but the
+/// read schema refuses fails the materialization, naming the collection, the offset and the
+/// read schema, with the destination keeping its last committed rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materializations_read_by_the_read_schema() {
+    let served = Served::start(None).await;
+    let http = reqwest::Client::new();
+    let views = served.dir.path().join("views.db");
+    flow_tests::deploy(
+        &http,
+        &served.base,
+        "materialize-sqlite",
+        plugins::MATERIALIZE_SQLITE,
+    )
+    .await;
+    let catalog = json!({
+        "source": "reductions.rs",
+        "catalog": {
+            "collections": {
+                "ex/readings": {
+                    "writeSchema": {
+                        "type": "object",
+                        "properties": {"key": {"type": "string"}, "n": {"type": "integer"}},
+                        "required": ["key"],
+                    },
+                    "readSchema": {
+                        "type": "object",
+                        "reduce": {"strategy": "merge"},
+                        "properties": {"key": {"type": "string"}, "n": {"type": "integer", "reduce": {"strategy": "sum"}}},
+                        "required": ["key", "n"],
+                    },
+                    "key": ["/key"],
+                },
+            },
+            "materializations": {
+                "ex/views": {
+                    "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": views}}},
+                    "bindings": [{"source": "ex/readings", "resource": {"table": "readings"}}],
+                },
+            },
+        },
+    });
+    let r = http
+        .post(served.url("/v1/catalog"))
+        .json(&catalog)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let url = served.url("/v1/collections/ex%2Freadings/documents");
+    for body in ["{\"key\":\"a\",\"n\":1}", "{\"key\":\"a\",\"n\":2}"] {
+        let r = http.post(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    wait_for(
+        &views,
+        "SELECT key, n FROM readings ORDER BY key",
+        &[("a", Some(3))],
+    )
+    .await;
+
+    // Valid by the write schema (it is appended), not by the read schema.
+    let r = http
+        .post(&url)
+        .body("{\"key\":\"b\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let failed =
+        crate::captures::wait_for_task(&http, &served.base, "ex/views", |t| t["state"] == "failed")
+            .await;
+    let why = failed["lastError"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("ex/readings offset")
+            && why.contains("does not match the collection's readSchema")
+            && why.contains("n"),
+        "{failed:#}"
+    );
+    assert_eq!(
+        query(&views, "SELECT key, n FROM readings ORDER BY key"),
+        [("a".to_string(), Some(3))]
+    );
+}

@@ -110,7 +110,8 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
 pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Value>> {
     let catalog = host.catalog();
     let c = catalog.collection(collection)?;
-    let mut combiner = flow_doc::Combiner::new(vec![c.binding()], host.limits.combiner_spill_bytes);
+    let mut combiner =
+        flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
     let mut offset = 0;
     loop {
         let docs = host.journals.read(

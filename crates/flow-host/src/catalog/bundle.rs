@@ -22,27 +22,35 @@ use std::path::{Path, PathBuf};
 /// relative to `dir`, or an inline schema whose file references are relative to `dir`.
 /// `root` is the canonical directory that references must stay inside. Errors name the
 /// file, the location of the reference and the reason.
-pub fn bundle(schema: &Value, dir: &Path, root: &Path) -> Result<Value, String> {
+/// `write_schema`: for a `readSchema`, the collection's bundled `writeSchema`, which it may
+/// reference as `flow://write-schema` (Flow's), bundled in like a file.
+pub fn bundle(
+    schema: &Value,
+    dir: &Path,
+    root: &Path,
+    write_schema: Option<&Value>,
+) -> Result<Value, String> {
     let mut b = Bundler {
         root: root.to_path_buf(),
         files: BTreeMap::new(),
         defs: Vec::new(),
         queue: Vec::new(),
+        write_schema,
     };
     let mut top = match schema {
         Value::String(reference) => {
             let (path, fragment) = reference.split_once('#').unwrap_or((reference, ""));
-            refuse_remote(path).map_err(|e| format!("schema {reference:?}: {e}"))?;
+            refuse_remote(path).map_err(|e| format!("{reference:?}: {e}"))?;
             let whole = fragment.is_empty();
             let file = b
                 .read(dir, path, whole)
-                .map_err(|e| format!("schema {reference:?}: {e}"))?;
+                .map_err(|e| format!("{reference:?}: {e}"))?;
             if whole {
                 // The file is the root: its local references stay as they are.
                 let body = b.files[&file].value.clone();
                 b.rewrite_root(body, &file)?
             } else {
-                let target = b.target(&file, fragment, "the collection's `schema`")?;
+                let target = b.target(&file, fragment, &format!("{reference:?}"))?;
                 let mut m = Map::new();
                 m.insert("$ref".into(), Value::String(format!("#{target}")));
                 Value::Object(m)
@@ -81,6 +89,10 @@ pub fn bundle(schema: &Value, dir: &Path, root: &Path) -> Result<Value, String> 
     Ok(top)
 }
 
+/// How a `readSchema` names its collection's `writeSchema` (Flow's), and the `$defs` key
+/// that is bundled under.
+const WRITE_SCHEMA: &str = "flow://write-schema";
+
 /// The file name standing for a schema written inline in its catalog (its directory is the
 /// catalog's).
 const INLINE: &str = "(inline schema)";
@@ -95,14 +107,15 @@ struct File {
     anchors: BTreeMap<String, String>,
 }
 
-struct Bundler {
+struct Bundler<'w> {
     root: PathBuf,
+    write_schema: Option<&'w Value>,
     files: BTreeMap<PathBuf, File>,
     defs: Vec<(String, Value)>,
     queue: Vec<PathBuf>,
 }
 
-impl Bundler {
+impl Bundler<'_> {
     /// Read the schema file at `path` relative to `dir` (once), returning its canonical path.
     /// `is_root`: it is the collection's schema itself, not a file placed under `$defs`.
     fn read(&mut self, dir: &Path, path: &str, is_root: bool) -> Result<PathBuf, String> {
@@ -123,25 +136,32 @@ impl Bundler {
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let value: Value = serde_yaml::from_str(&text)
             .map_err(|e| format!("{} is not a YAML or JSON schema: {e}", file.display()))?;
-        let anchors = anchors(&value);
-        let (name, prefix) = if is_root {
-            (String::new(), String::new())
+        if is_root {
+            let anchors = anchors(&value);
+            let root = File {
+                value,
+                name: String::new(),
+                prefix: String::new(),
+                anchors,
+            };
+            self.files.insert(file.clone(), root);
         } else {
             let name = self.def_name(&file);
-            let prefix = child("/$defs", &name);
-            self.queue.push(file.clone());
-            (name, prefix)
-        };
-        self.files.insert(
-            file.clone(),
-            File {
-                value,
-                name,
-                prefix,
-                anchors,
-            },
-        );
+            self.add(file.clone(), value, name);
+        }
         Ok(file)
+    }
+
+    /// Add `value` as a file to bundle under `$defs/<name>`.
+    fn add(&mut self, file: PathBuf, value: Value, name: String) {
+        let f = File {
+            anchors: anchors(&value),
+            prefix: child("/$defs", &name),
+            value,
+            name,
+        };
+        self.files.insert(file.clone(), f);
+        self.queue.push(file);
     }
 
     /// A `$defs` key for `file`: `file:` and its path under the root, in characters that
@@ -274,6 +294,23 @@ impl Bundler {
         if path.contains("json-schema.org/") {
             return Ok(None); // A meta-schema: the validator knows these.
         }
+        if path == WRITE_SCHEMA {
+            let write = self.write_schema.ok_or_else(|| {
+                format!("{place}: only a collection's readSchema may reference {WRITE_SCHEMA}")
+            })?;
+            let file = PathBuf::from(WRITE_SCHEMA);
+            if !self.files.contains_key(&file) {
+                self.add(file.clone(), write.clone(), WRITE_SCHEMA.to_string());
+            }
+            return self
+                .target(&file, fragment, place)
+                .map(|t| Some(format!("#{t}")));
+        }
+        if path == "flow://inferred-schema" {
+            return Err(format!(
+                "{place}: the host infers no schema as documents arrive; write the schema out (`flow collections infer-schema` prints one from a collection's documents)"
+            ));
+        }
         refuse_remote(path).map_err(|e| format!("{place}: {e}"))?;
         if path.is_empty() {
             if root {
@@ -356,7 +393,7 @@ mod test {
             },
             "required": ["id"],
         });
-        let out = bundle(&schema, &root, &root).unwrap();
+        let out = bundle(&schema, &root, &root, None).unwrap();
         let defs = out["$defs"].as_object().unwrap();
         assert_eq!(
             defs.keys().collect::<Vec<_>>(),
@@ -399,12 +436,12 @@ mod test {
         assert_eq!(r, json!({"id": 3}), "the sum annotation of a.json applies");
 
         // A collection's schema that is a file is that file, its local references as they are.
-        let whole = bundle(&json!("s/a.json"), &root, &root).unwrap();
+        let whole = bundle(&json!("s/a.json"), &root, &root, None).unwrap();
         assert_eq!(whole["properties"]["n"]["$ref"], "#N");
         assert_eq!(whole["$id"], "https://example.com/a.json");
         assert_eq!(whole["$defs"]["file:s/b.json"]["anyOf"][1]["$ref"], "#");
         // ... or a fragment of one.
-        let part = bundle(&json!("s/a.json#/$defs/n"), &root, &root).unwrap();
+        let part = bundle(&json!("s/a.json#/$defs/n"), &root, &root, None).unwrap();
         assert_eq!(part["$ref"], "#/$defs/file:s~1a.json/$defs/n");
     }
 }

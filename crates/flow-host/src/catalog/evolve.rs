@@ -85,10 +85,10 @@ fn kind_at(c: &BuiltCollection, ptr: &str) -> &'static str {
     let Ok(ptr) = flow_doc::Pointer::parse(ptr) else {
         return "mixed (JSON)";
     };
-    let mut types = c.schema.types_at(&ptr);
+    let mut types = c.read_schema.types_at(&ptr);
     types.retain(|t| t != "null");
     let date_time = c
-        .schema
+        .read_schema
         .subschemas_at(&ptr)
         .iter()
         .any(|s| s.get("format").and_then(Value::as_str) == Some("date-time"));

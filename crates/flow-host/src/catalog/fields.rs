@@ -91,8 +91,9 @@ pub fn resolve(
     for (name, p) in projections {
         add(&mut fields, name.clone(), p.pointer().to_string())?;
     }
-    // Top-level properties, also those of `allOf` branches and referenced subschemas.
-    let top = collection.schema.subschemas_at(&Pointer::root());
+    // Top-level properties (of what is read), also those of `allOf` branches and referenced
+    // subschemas.
+    let top = collection.read_schema.subschemas_at(&Pointer::root());
     let props = top
         .iter()
         .filter_map(|s| s.get("properties").and_then(Value::as_object));

@@ -111,8 +111,22 @@ impl Loader {
         source: &str,
     ) -> anyhow::Result<()> {
         for (name, collection) in catalog.collections.iter_mut() {
-            collection.schema = super::bundle::bundle(&collection.schema, dir, &self.root)
-                .map_err(|e| anyhow::anyhow!("{source}: collection {name}: {e}"))?;
+            let fail = |field: &str, e: String| {
+                anyhow::anyhow!("{source}: collection {name}: {field}: {e}")
+            };
+            let root = &self.root;
+            let bundle =
+                |s: &Value, write: Option<&Value>| super::bundle::bundle(s, dir, root, write);
+            if let Some(s) = &mut collection.schema {
+                *s = bundle(s, None).map_err(|e| fail("schema", e))?;
+            }
+            if let Some(s) = &mut collection.write_schema {
+                *s = bundle(s, None).map_err(|e| fail("writeSchema", e))?;
+            }
+            if let Some(s) = &mut collection.read_schema {
+                *s = bundle(s, collection.write_schema.as_ref())
+                    .map_err(|e| fail("readSchema", e))?;
+            }
         }
         let modules = &mut self.modules;
         let mut read_module = |task: &str, wasm: &mut WasmEndpoint| -> anyhow::Result<()> {

@@ -20,7 +20,12 @@ use std::sync::Arc;
 /// A validated collection.
 pub struct BuiltCollection {
     pub name: String,
+    /// What documents written to it must match (its `schema`, or `writeSchema`); its
+    /// annotations combine documents as they are written.
     pub schema: Arc<Schema>,
+    /// What documents read from it must match, whose annotations combine them as they are
+    /// read: `schema` itself (the same `Arc`), or `readSchema`.
+    pub read_schema: Arc<Schema>,
     pub key: Vec<Pointer>,
     pub derive: Option<BuiltDerivation>,
     /// How its journal is sealed into fragments.
@@ -33,12 +38,44 @@ impl BuiltCollection {
         key_of(&self.key, doc)
     }
 
-    /// This collection as a combiner binding.
+    /// This collection as a combiner binding of what is written to it.
     pub fn binding(&self) -> flow_doc::Binding {
         flow_doc::Binding {
             key: self.key.clone(),
             schema: self.schema.clone(),
         }
+    }
+
+    /// This collection as a combiner binding of what is read from it (by its `readSchema`).
+    pub fn read_binding(&self) -> flow_doc::Binding {
+        flow_doc::Binding {
+            key: self.key.clone(),
+            schema: self.read_schema.clone(),
+        }
+    }
+
+    /// Its `readSchema`, when it has one apart from the schema documents were written by:
+    /// readers then check every document they read against it.
+    pub fn distinct_read_schema(&self) -> Option<&Arc<Schema>> {
+        (!Arc::ptr_eq(&self.schema, &self.read_schema)).then_some(&self.read_schema)
+    }
+
+    /// Check a stored document (`text`, as read from the journal) against the `readSchema`,
+    /// if the collection has a distinct one: `_meta` aside, and a deletion (`_meta/op` `d`)
+    /// only by its key, as on write.
+    pub fn check_read(&self, text: &[u8]) -> Result<(), String> {
+        let Some(read) = self.distinct_read_schema() else {
+            return Ok(());
+        };
+        let mut doc: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+        if crate::journal::op_of(&doc) == Some("d") {
+            return Ok(());
+        }
+        if let Some(m) = doc.as_object_mut() {
+            m.remove("_meta");
+        }
+        read.validate(&doc)
+            .map_err(|e| format!("does not match the collection's readSchema: {e}"))
     }
 
     /// Check one document before it is appended to this collection: an object, at most
@@ -580,10 +617,30 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
             err(e);
             continue;
         }
-        let schema = match Schema::compile(&def.schema) {
+        let (write_raw, read_raw) = match (&def.schema, &def.write_schema, &def.read_schema) {
+            (Some(s), None, None) => (("schema", s), None),
+            (None, Some(w), Some(r)) => (("writeSchema", w), Some(("readSchema", r))),
+            _ => {
+                err(
+                    "a collection has either `schema`, or both `writeSchema` and `readSchema`"
+                        .into(),
+                );
+                continue;
+            }
+        };
+        let compile = |(field, raw): (&str, &Value)| {
+            Schema::compile(raw)
+                .map(Arc::new)
+                .map_err(|e| format!("{field}: {e}"))
+        };
+        let schemas = compile(write_raw).and_then(|w| match read_raw {
+            None => Ok((w.clone(), w)),
+            Some(r) => Ok((w, compile(r)?)),
+        });
+        let (schema, read_schema) = match schemas {
             Ok(s) => s,
             Err(e) => {
-                err(format!("schema: {e}"));
+                err(e);
                 continue;
             }
         };
@@ -594,8 +651,15 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 continue;
             }
         };
-        if let Err(e) = schema.check_key(&key) {
-            err(format!("key: {e}"));
+        // The key must be a required scalar by both schemas.
+        let checked = schema
+            .check_key(&key)
+            .and_then(|()| read_schema.check_key(&key));
+        if let Err(e) = checked {
+            match read_raw {
+                None => err(format!("key: {e}")),
+                Some(_) => err(format!("key (by writeSchema and by readSchema): {e}")),
+            }
             continue;
         }
         let fragments = match def
@@ -624,7 +688,8 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
             name.clone(),
             Arc::new(BuiltCollection {
                 name: name.clone(),
-                schema: Arc::new(schema),
+                schema,
+                read_schema,
                 key,
                 derive,
                 fragments,
@@ -659,7 +724,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 )),
                 _ => {}
             }
-            let types: Vec<Vec<String>> = key.iter().map(|p| src.schema.types_at(p)).collect();
+            let types: Vec<Vec<String>> = key.iter().map(|p| src.read_schema.types_at(p)).collect();
             match &first_types {
                 None => first_types = Some((t.name.clone(), types)),
                 Some((other, theirs)) => {

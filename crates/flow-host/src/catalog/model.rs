@@ -87,8 +87,27 @@ fn tests_either_way<'de, D: serde::Deserializer<'de>>(
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionDef {
-    /// A path relative to the catalog file, or an inline schema.
-    pub schema: Value,
+    /// A path relative to the catalog file (`file.yaml` or `file.yaml#/$defs/x`), or an
+    /// inline schema. Or both of `writeSchema` and `readSchema` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// What documents written to the collection (ingested, captured, derived) must match;
+    /// with `readSchema`, instead of `schema` (Flow's).
+    #[serde(
+        default,
+        rename = "writeSchema",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub write_schema: Option<Value>,
+    /// What documents must match when read (by derivations, materializations and tests), whose
+    /// `reduce` annotations combine them there; it may reference the write schema as
+    /// `$ref: flow://write-schema`.
+    #[serde(
+        default,
+        rename = "readSchema",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub read_schema: Option<Value>,
     /// JSON pointers of the collection key.
     pub key: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

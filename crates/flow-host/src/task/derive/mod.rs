@@ -183,6 +183,9 @@ struct Transform {
     read_delay_ms: u64,
     /// When the next delayed document of this source becomes ready (ms since the epoch).
     wake_ms: Option<u64>,
+    /// The source, when it has a `readSchema` of its own that every document read must
+    /// match.
+    read_check: Option<Arc<BuiltCollection>>,
 }
 
 pub(crate) const KIND: Kind = Kind {
@@ -316,6 +319,10 @@ impl Derive {
                 offset: 0,
                 read_delay_ms: t.read_delay_ms,
                 wake_ms: None,
+                read_check: source
+                    .distinct_read_schema()
+                    .is_some()
+                    .then(|| source.clone()),
             });
         }
 
@@ -622,16 +629,25 @@ fn read_sources(
         let mut last: Option<(u64, String)> = None;
         // Each document's clock and shuffle key, parsed on every core (a document's own
         // error is raised where the serial walk below reaches it).
+        // A source with a `readSchema` of its own has each document checked against it.
         let parsed = crate::par::chunks(&docs, |_, chunk| {
             chunk
                 .iter()
-                .map(|d| clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref()))
+                .map(|d| {
+                    if let Some(source) = &t.read_check {
+                        source.check_read(&d.bytes).map_err(|e| {
+                            anyhow::anyhow!("source {} offset {}: {e}", t.source, d.offset)
+                        })?;
+                    }
+                    clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref()).with_context(
+                        || format!("source {} offset {} is not JSON", t.source, d.offset),
+                    )
+                })
                 .collect::<Vec<_>>()
         });
         for (d, parsed) in docs.into_iter().zip(parsed.into_iter().flatten()) {
             let next = d.next_offset();
-            let (uuid, key) = parsed
-                .with_context(|| format!("source {} offset {} is not JSON", t.source, d.offset))?;
+            let (uuid, key) = parsed?;
             let clock = uuid_ms(&uuid) + t.read_delay_ms;
             if clock > now_ms {
                 t.wake_ms = Some(clock);

@@ -175,7 +175,7 @@ impl Materialize {
                 .zip(&bindings)
                 .map(|(b, bb)| sink_api::BindingSpec {
                     collection: b.source.clone(),
-                    schema: bb.collection.schema.raw().to_string(),
+                    schema: bb.collection.read_schema.raw().to_string(),
                     key: bb.collection.key.iter().map(|p| p.to_string()).collect(),
                     resource: b.resource.to_string(),
                     delta_updates: b.delta_updates,
@@ -337,7 +337,10 @@ fn read_batch(
     let mut next_offsets = offsets.to_vec();
     let new_combiner = || {
         Combiner::new(
-            bindings.iter().map(|b| b.collection.binding()).collect(),
+            bindings
+                .iter()
+                .map(|b| b.collection.read_binding())
+                .collect(),
             src.limits.combiner_spill_bytes,
         )
     };
@@ -345,7 +348,7 @@ fn read_batch(
     let mut combined: Vec<Combined> = bindings
         .iter()
         .map(|b| {
-            if b.collection.schema.plan().annotated() {
+            if b.collection.read_schema.plan().annotated() {
                 Combined::Reduced
             } else {
                 Combined::Text(flow_doc::combine::LastOfEachKey::new(Vec::new()))
@@ -373,6 +376,9 @@ fn read_batch(
         for d in docs {
             next_offsets[i] = d.next_offset();
             let not_json = || format!("{} offset {} is not JSON", b.collection.name, d.offset);
+            b.collection
+                .check_read(&d.bytes)
+                .map_err(|e| anyhow::anyhow!("{} offset {}: {e}", b.collection.name, d.offset))?;
             if let Combined::Text(last) = &mut combined[i] {
                 let (packed, text) =
                     read_text(&b.collection, tops.as_deref(), &d.bytes).with_context(not_json)?;
