@@ -369,7 +369,10 @@ fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field()
     );
     refused(
         "{ $ref: ../outside.yaml }",
-        &["outside.yaml is outside the catalog's directory"],
+        &[
+            "outside.yaml is outside ",
+            "the directory of the catalog file naming the schema",
+        ],
     );
     refused(
         "{ $ref: \"https://example.com/s.json#/x\" }",

@@ -38,10 +38,10 @@ const ANNOTATIONS: &[&str] = &[
     "$anchor",
 ];
 
-/// How many subschemas one quick check may compile, references followed: a bound on a
-/// schema whose references fan out (a reference to a subschema already being compiled, a
-/// recursive schema, gets no quick check at all).
-const NODES_MAX: usize = 4096;
+/// How many references one quick check may follow: a bound on a schema whose references
+/// fan out (a reference to a subschema already being compiled, a recursive schema, gets no
+/// quick check at all).
+const REFS_MAX: usize = 4096;
 
 /// Deepest schema nesting compiled; past it, no quick check (a bound on compile recursion).
 const DEPTH_MAX: usize = 64;
@@ -84,7 +84,7 @@ impl FastCheck {
             root: schema,
             anchors: None,
             refs: Vec::new(),
-            nodes: 0,
+            followed: 0,
         };
         compile(schema, 0, &mut ctx)
     }
@@ -222,28 +222,33 @@ impl FastCheck {
 }
 
 /// What compiling needs of the whole schema: its root and anchors (for `$ref`s), the
-/// references being compiled (a cycle gets no quick check) and a count of nodes.
+/// references being compiled (a cycle gets no quick check) and how many were followed.
 struct Ctx<'a> {
     root: &'a Value,
-    anchors: Option<std::collections::BTreeMap<String, String>>,
+    anchors: Option<super::schema::Anchors>,
     refs: Vec<String>,
-    nodes: usize,
+    followed: usize,
 }
 
 impl<'a> Ctx<'a> {
-    /// The target of a `$ref` of the root document: a JSON pointer or an anchor.
+    /// The target of a `$ref` of the root document: a JSON pointer or an anchor declared
+    /// once. None where that is not certainly what the validator resolves it to: a schema
+    /// with resources of its own below the root (`$id`s), against which references resolve.
     fn target(&mut self, reference: &str) -> Option<(&'a Value, String)> {
+        let root = self.root;
+        let anchors = self
+            .anchors
+            .get_or_insert_with(|| super::schema::anchors(root));
+        if anchors.nested_ids {
+            return None;
+        }
         let fragment = super::ptr::percent_decode(reference.strip_prefix('#')?);
         let ptr = if fragment.is_empty() || fragment.starts_with('/') {
             fragment
         } else {
-            let root = self.root;
-            self.anchors
-                .get_or_insert_with(|| super::schema::anchors(root))
-                .get(&fragment)?
-                .clone()
+            anchors.get(&fragment)?.to_string()
         };
-        let target = super::ptr::Pointer::parse(&ptr).ok()?.query(self.root)?;
+        let target = super::ptr::Pointer::parse(&ptr).ok()?.query(root)?;
         Some((target, ptr))
     }
 }
@@ -252,8 +257,7 @@ fn compile(schema: &Value, depth: usize, ctx: &mut Ctx<'_>) -> Option<FastCheck>
     let Value::Object(s) = schema else {
         return None;
     };
-    ctx.nodes += 1;
-    if depth > DEPTH_MAX || ctx.nodes > NODES_MAX {
+    if depth > DEPTH_MAX {
         return None;
     }
     // A `$ref` beside annotations only is its target's check (beside other keywords, both
@@ -263,7 +267,8 @@ fn compile(schema: &Value, depth: usize, ctx: &mut Ctx<'_>) -> Option<FastCheck>
             .keys()
             .all(|k| k == "$ref" || ANNOTATIONS.contains(&k.as_str()));
         let (target, ptr) = ctx.target(reference.as_str()?).filter(|_| alone)?;
-        if ctx.refs.contains(&ptr) {
+        ctx.followed += 1;
+        if ctx.refs.contains(&ptr) || ctx.followed > REFS_MAX {
             return None;
         }
         ctx.refs.push(ptr);
@@ -667,6 +672,25 @@ pub(crate) mod test {
         assert!(check.is_valid(&json!({"o": {"n": 1}, "p": {"n": 2}})));
         assert!(!check.is_valid(&json!({"o": {"n": 0}})));
         assert!(!check.is_valid(&json!({"p": {}})));
+        // References the validator may resolve otherwise than from the root: no quick check
+        // (an anchor declared twice, a resource of its own below the root, draft 7's
+        // `$anchor`, which is no anchor there).
+        let twice = json!({"$defs": {"a": {"$anchor": "A", "type": "string"}, "b": {"$anchor": "A", "type": "integer"}},
+            "properties": {"v": {"$ref": "#A"}}});
+        let nested = json!({"$defs": {"ext": {"$id": "https://e.com/ext.json", "$defs": {"y": {"type": "string"}, "x": {"$ref": "#/$defs/y"}}},
+            "y": {"type": "integer"}}, "properties": {"v": {"$ref": "#/$defs/ext/$defs/x"}}});
+        let draft7 = json!({"$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"a": {"$anchor": "A", "type": "string"}, "b": {"$id": "#A", "type": "integer"}},
+            "properties": {"v": {"$ref": "#A"}}});
+        for (schema, doc) in [
+            (twice, json!({"v": "x"})),
+            (nested, json!({"v": 1})),
+            (draft7, json!({"v": "x"})),
+        ] {
+            let compiled = Schema::compile(&schema).unwrap();
+            assert!(!compiled.validator_is_valid(&doc), "{schema}");
+            assert!(compiled.validate(&doc).is_err(), "{schema}");
+        }
         // Anything else: no quick check.
         for schema in [
             json!({"$ref": "#/$defs/list", "$defs": defs}),

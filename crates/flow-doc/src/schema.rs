@@ -21,6 +21,8 @@ pub struct Schema {
     /// document valid, the validator is not asked.
     fast: Option<FastCheck>,
     plan: Plan,
+    /// Its anchors, for the `$ref`s the key checks follow.
+    anchors: Anchors,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Schema {
             validator,
             fast: FastCheck::compile(raw),
             plan,
+            anchors: anchors(raw),
         })
     }
 
@@ -283,69 +286,187 @@ impl Schema {
     fn resolve_local(&self, reference: &str) -> Option<&Value> {
         let fragment = percent_decode(reference.strip_prefix('#')?);
         let ptr = if fragment.is_empty() || fragment.starts_with('/') {
-            fragment
+            fragment.as_str()
         } else {
-            anchors(&self.raw).remove(&fragment)?
+            self.anchors.get(&fragment)?
         };
-        Pointer::parse(&ptr).ok()?.query(&self.raw)
+        Pointer::parse(ptr).ok()?.query(&self.raw)
     }
 }
 
-/// The anchors `schema` declares (`$anchor: Name`, or draft 7's `$id: "#Name"`), each with the
-/// pointer of the subschema declaring it; the first wins where a name repeats. Values of
-/// `const`, `enum`, `default` and `examples` are data, not schemas, and are not searched.
-pub fn anchors(schema: &Value) -> BTreeMap<String, String> {
-    fn walk(v: &Value, at: &str, is_map: bool, out: &mut BTreeMap<String, String>) {
+/// Keywords whose value is a subschema (`items` may also be an array of them).
+pub const SINGLE_KEYWORDS: &[&str] = &[
+    "additionalProperties",
+    "unevaluatedProperties",
+    "additionalItems",
+    "unevaluatedItems",
+    "items",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+];
+/// Keywords whose value is an array of subschemas.
+pub const ARRAY_KEYWORDS: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems", "items"];
+/// Keywords whose value maps names to subschemas (draft 7's `dependencies` may also map to
+/// arrays of names, which are not schemas).
+pub const MAP_KEYWORDS: &[&str] = &[
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+    "dependencies",
+];
+
+/// The subschemas directly inside schema object `m`, each by its path of pointer tokens
+/// from `m` (`["properties", "a"]`, `["allOf", "0"]`). Only keywords of JSON Schema are
+/// looked in: a `$ref` inside an unknown keyword is no reference.
+pub fn child_paths(m: &serde_json::Map<String, Value>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (k, v) in m {
+        let k = k.as_str();
         match v {
-            Value::Object(m) => {
-                if !is_map {
-                    let id_anchor = m.get("$id").and_then(Value::as_str).and_then(|id| {
-                        id.split_once('#')
-                            .map(|(_, a)| a)
-                            .filter(|a| !a.is_empty() && !a.starts_with('/'))
-                    });
-                    for a in [m.get("$anchor").and_then(Value::as_str), id_anchor]
-                        .into_iter()
-                        .flatten()
-                    {
-                        out.entry(a.to_string()).or_insert_with(|| at.to_string());
-                    }
-                }
-                for (k, c) in m {
-                    if is_map || !is_data_keyword(k) {
-                        walk(c, &child(at, k), !is_map && is_map_keyword(k), out);
-                    }
+            Value::Object(_) | Value::Bool(_) if SINGLE_KEYWORDS.contains(&k) => {
+                out.push(vec![k.to_string()]);
+            }
+            Value::Array(items) if ARRAY_KEYWORDS.contains(&k) => {
+                for i in 0..items.len() {
+                    out.push(vec![k.to_string(), i.to_string()]);
                 }
             }
-            Value::Array(items) => {
-                for (i, c) in items.iter().enumerate() {
-                    walk(c, &child(at, &i.to_string()), false, out);
+            Value::Object(map) if MAP_KEYWORDS.contains(&k) => {
+                for (name, sub) in map {
+                    if sub.is_object() || sub.is_boolean() {
+                        out.push(vec![k.to_string(), name.clone()]);
+                    }
                 }
             }
             _ => {}
         }
     }
-    let mut out = BTreeMap::new();
-    walk(schema, "", false, &mut out);
     out
 }
 
-/// Keywords whose value is data, never a schema.
-pub fn is_data_keyword(k: &str) -> bool {
-    matches!(k, "const" | "enum" | "default" | "examples")
+/// The subschema at `path` (from `child_paths`) of schema object `m`.
+pub fn child_at<'a>(m: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let mut v = m.get(path.first()?)?;
+    for t in &path[1..] {
+        v = match v {
+            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
+            Value::Object(o) => o.get(t)?,
+            _ => return None,
+        };
+    }
+    Some(v)
 }
 
-/// Keywords whose value maps names to schemas (the names are not keywords).
-pub fn is_map_keyword(k: &str) -> bool {
-    matches!(
-        k,
-        "properties"
-            | "patternProperties"
-            | "$defs"
-            | "definitions"
-            | "dependentSchemas"
-            | "dependencies"
-    )
+/// `child_at`, mutably.
+pub fn child_at_mut<'a>(
+    m: &'a mut serde_json::Map<String, Value>,
+    path: &[String],
+) -> Option<&'a mut Value> {
+    let mut v = m.get_mut(path.first()?)?;
+    for t in &path[1..] {
+        v = match v {
+            Value::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
+            Value::Object(o) => o.get_mut(t)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The anchors a schema declares, as its draft means them: `$anchor` and `$dynamicAnchor`
+/// (2019-09 and later), or an `$id` of a fragment `#Name` (drafts 4 to 7).
+#[derive(Debug, Default, Clone)]
+pub struct Anchors {
+    /// Each anchor and the pointer of the subschema declaring it; None where the name is
+    /// declared more than once (which one a validator takes is not for us to guess).
+    map: BTreeMap<String, Option<String>>,
+    /// Whether a subschema below the root has an `$id` of its own (a resource of its own,
+    /// against which its references resolve): then a reference is not simply resolved from
+    /// the root.
+    pub nested_ids: bool,
+}
+
+impl Anchors {
+    /// The pointer of anchor `name`, if it is declared exactly once.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name)?.as_deref()
+    }
+
+    /// Whether anchor `name` is declared more than once.
+    pub fn is_ambiguous(&self, name: &str) -> bool {
+        matches!(self.map.get(name), Some(None))
+    }
+}
+
+/// Whether `schema`'s `$schema` names draft 4, 6 or 7 (whose anchors are `$id`s).
+pub fn is_legacy_draft(schema: &Value) -> bool {
+    schema
+        .get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.contains("draft-07") || s.contains("draft-06") || s.contains("draft-04"))
+}
+
+/// The anchors of `schema` (see `Anchors`), found through the keywords of JSON Schema.
+pub fn anchors(schema: &Value) -> Anchors {
+    fn walk(v: &Value, at: &str, legacy: bool, root: bool, out: &mut Anchors) {
+        let Value::Object(m) = v else { return };
+        let mut declare = |a: &str| {
+            out.map
+                .entry(a.to_string())
+                .and_modify(|p| *p = None)
+                .or_insert_with(|| Some(at.to_string()));
+        };
+        if let Some(id) = m.get("$id").and_then(Value::as_str) {
+            match id.split_once('#') {
+                Some((base, a)) if legacy && !a.is_empty() && !a.starts_with('/') => {
+                    declare(a);
+                    if !base.is_empty() && !root {
+                        out.nested_ids = true;
+                    }
+                }
+                _ if !root => out.nested_ids = true,
+                _ => {}
+            }
+        }
+        if !legacy {
+            for kw in ["$anchor", "$dynamicAnchor"] {
+                if let Some(a) = m.get(kw).and_then(Value::as_str) {
+                    declare(a);
+                }
+            }
+        }
+        for path in child_paths(m) {
+            if let Some(c) = child_at(m, &path) {
+                let at = path.iter().fold(at.to_string(), |p, t| child(&p, t));
+                walk(c, &at, legacy, false, out);
+            }
+        }
+    }
+    let mut out = Anchors::default();
+    walk(schema, "", is_legacy_draft(schema), true, &mut out);
+    out
+}
+
+/// A JSON pointer written as a URI fragment (`#` and it): characters a fragment may not
+/// hold, and `%` itself, percent-encoded.
+pub fn pointer_fragment(ptr: &str) -> String {
+    let mut out = String::with_capacity(ptr.len() + 1);
+    out.push('#');
+    for b in ptr.bytes() {
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn format_error(e: &jsonschema::ValidationError<'_>) -> String {

@@ -432,24 +432,61 @@ fn expand<'a>(root: &'a Value, schemas: Vec<&'a Value>) -> Vec<&'a Value> {
     out
 }
 
-/// The subschema of `root` at URI fragment `fragment`: a JSON pointer, or an anchor.
+/// The subschema of `root` at URI fragment `fragment`: a JSON pointer, or an anchor
+/// (`$anchor`, or draft 7's `$id: "#Name"`) declared once.
 fn resolve<'a>(root: &'a Value, fragment: &str) -> Option<&'a Value> {
-    let fragment = fragment.replace("%24", "$").replace("%25", "%");
+    let fragment = percent_decode(fragment);
     if fragment.is_empty() || fragment.starts_with('/') {
         return root.pointer(&fragment);
     }
-    fn find<'a>(v: &'a Value, anchor: &str) -> Option<&'a Value> {
+    fn find<'a>(v: &'a Value, anchor: &str, out: &mut Vec<&'a Value>) {
         match v {
-            Value::Object(m) if m.get("$anchor").and_then(Value::as_str) == Some(anchor) => Some(v),
-            Value::Object(m) => m
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "const" | "enum" | "default" | "examples"))
-                .find_map(|(_, c)| find(c, anchor)),
-            Value::Array(a) => a.iter().find_map(|c| find(c, anchor)),
-            _ => None,
+            Value::Object(m) => {
+                let id = m.get("$id").and_then(Value::as_str);
+                if m.get("$anchor").and_then(Value::as_str) == Some(anchor)
+                    || id.and_then(|i| i.split_once('#')).map(|(_, a)| a) == Some(anchor)
+                {
+                    out.push(v);
+                }
+                for (k, c) in m {
+                    if !matches!(k.as_str(), "const" | "enum" | "default" | "examples") {
+                        find(c, anchor, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| find(c, anchor, out)),
+            _ => {}
         }
     }
-    find(root, &fragment)
+    let mut found = Vec::new();
+    find(root, &fragment, &mut found);
+    match found.as_slice() {
+        [one] => Some(one),
+        _ => None, // None, or declared twice: which one is meant is not for us to guess.
+    }
+}
+
+/// A URI fragment with its percent-escapes decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if b[i] == b'%' => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn err(context: &str) -> impl Fn(String) -> Error + '_ {

@@ -15,6 +15,7 @@
 //! dropped at compile time, so they cost nothing per document.
 
 use super::super::ptr::{Pointer, child, percent_decode};
+use super::super::schema::{ARRAY_KEYWORDS, MAP_KEYWORDS, SINGLE_KEYWORDS};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -210,29 +211,6 @@ enum RawBranch {
 
 /// The base URI the root schema is registered under, so a branch validator can `$ref` into it.
 const ROOT_URI: &str = "urn:flow:schema";
-
-const SINGLE_KEYWORDS: &[&str] = &[
-    "additionalProperties",
-    "unevaluatedProperties",
-    "additionalItems",
-    "unevaluatedItems",
-    "items",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
-    "then",
-    "else",
-];
-const ARRAY_KEYWORDS: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems", "items"];
-const MAP_KEYWORDS: &[&str] = &[
-    "properties",
-    "patternProperties",
-    "$defs",
-    "definitions",
-    "dependentSchemas",
-    "dependencies",
-];
 
 struct Compiler<'s> {
     root: &'s Value,

@@ -7,35 +7,35 @@
 //! catalog bundles: each referenced file is read once and placed under the root schema's
 //! `$defs` (named after its path), and every reference into it is rewritten to a JSON
 //! pointer within the root (an anchor becomes the pointer of the subschema declaring it).
-//! A file's own `$id`s, anchors and `$schema` are dropped with the rewrite: the bundle is one
-//! resource, whose draft is the root's. File references are relative to the file that holds
-//! them, must stay inside the root catalog's directory, and a remote URL is refused, never
+//! A file's own `$id`, anchors and `$schema` are dropped with the rewrite: the bundle is one
+//! resource, of one draft. So what would change meaning in one resource is refused, never
+//! silently bundled: a referenced file of another draft than the collection's schema, one
+//! with resources of its own (`$id`s below its root) or dynamic references
+//! (`$recursiveRef`, `$dynamicRef`), a file reference inside a subschema with an `$id` of its
+//! own. File references are relative to the file that holds them and must stay inside the
+//! directory of the catalog file that names the schema; a remote URL is refused, never
 //! fetched (the JSON Schema meta-schemas aside, which the validator knows).
 
 use flow_doc::ptr::{Pointer, child, percent_decode};
-use flow_doc::schema::{anchors, is_data_keyword, is_map_keyword};
+use flow_doc::schema::{Anchors, anchors, child_at, child_at_mut, child_paths, pointer_fragment};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bundle `schema` as written in a catalog file: a path (with an optional `#fragment`)
 /// relative to `dir`, or an inline schema whose file references are relative to `dir`.
-/// `root` is the canonical directory that references must stay inside. Errors name the
+/// `dir` (canonical) is also the directory references must stay inside. Errors name the
 /// file, the location of the reference and the reason.
 /// `write_schema`: for a `readSchema`, the collection's bundled `writeSchema`, which it may
 /// reference as `flow://write-schema` (Flow's), bundled in like a file.
-pub fn bundle(
-    schema: &Value,
-    dir: &Path,
-    root: &Path,
-    write_schema: Option<&Value>,
-) -> Result<Value, String> {
+pub fn bundle(schema: &Value, dir: &Path, write_schema: Option<&Value>) -> Result<Value, String> {
     let mut b = Bundler {
-        root: root.to_path_buf(),
+        root: dir.to_path_buf(),
         files: BTreeMap::new(),
         defs: Vec::new(),
         queue: Vec::new(),
         write_schema,
+        draft: Draft::of(schema),
     };
     let mut top = match schema {
         Value::String(reference) => {
@@ -45,6 +45,7 @@ pub fn bundle(
             let file = b
                 .read(dir, path, whole)
                 .map_err(|e| format!("{reference:?}: {e}"))?;
+            b.draft = Draft::of(&b.files[&file].value);
             if whole {
                 // The file is the root: its local references stay as they are.
                 let body = b.files[&file].value.clone();
@@ -52,7 +53,10 @@ pub fn bundle(
             } else {
                 let target = b.target(&file, fragment, &format!("{reference:?}"))?;
                 let mut m = Map::new();
-                m.insert("$ref".into(), Value::String(format!("#{target}")));
+                if let Some(draft) = b.files[&file].value.get("$schema") {
+                    m.insert("$schema".into(), draft.clone());
+                }
+                m.insert("$ref".into(), Value::String(pointer_fragment(&target)));
                 Value::Object(m)
             }
         }
@@ -64,8 +68,7 @@ pub fn bundle(
     while let Some(file) = b.queue.pop() {
         let body = b.files[&file].value.clone();
         let body = b.rewrite_external(body, &file)?;
-        let name = b.files[&file].name.clone();
-        b.defs.push((name, body));
+        b.defs.push((file, body));
     }
     if !b.defs.is_empty() {
         let Value::Object(top_map) = &mut top else {
@@ -77,13 +80,15 @@ pub fn bundle(
         let Value::Object(defs) = defs else {
             return Err("`$defs` must be an object".into());
         };
-        for (name, body) in std::mem::take(&mut b.defs) {
-            if defs.contains_key(&name) {
+        for (file, body) in std::mem::take(&mut b.defs) {
+            let name = &b.files[&file].name;
+            if defs.contains_key(name) {
                 return Err(format!(
-                    "`$defs` already has {name:?}, the name its referenced file is bundled under"
+                    "`$defs` already has {name:?}, the name {} is bundled under; rename that definition",
+                    file.display()
                 ));
             }
-            defs.insert(name, body);
+            defs.insert(name.clone(), body);
         }
     }
     Ok(top)
@@ -97,22 +102,66 @@ const WRITE_SCHEMA: &str = "flow://write-schema";
 /// catalog's).
 const INLINE: &str = "(inline schema)";
 
+/// Keywords of references and anchors whose meaning depends on the resource they are in
+/// (and on the path to them): refused in a referenced file.
+const DYNAMIC: &[&str] = &[
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+];
+
+/// The draft a schema is written for, by its `$schema` (2019-09 when it names none, as
+/// `flow_doc::Schema` compiles it).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Draft {
+    D4,
+    D6,
+    D7,
+    D2019,
+    D2020,
+}
+
+impl Draft {
+    fn of(schema: &Value) -> Draft {
+        match schema.get("$schema").and_then(Value::as_str) {
+            Some(s) if s.contains("2020-12") => Draft::D2020,
+            Some(s) if s.contains("draft-07") => Draft::D7,
+            Some(s) if s.contains("draft-06") => Draft::D6,
+            Some(s) if s.contains("draft-04") => Draft::D4,
+            _ => Draft::D2019,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Draft::D4 => "draft 4",
+            Draft::D6 => "draft 6",
+            Draft::D7 => "draft 7",
+            Draft::D2019 => "draft 2019-09",
+            Draft::D2020 => "draft 2020-12",
+        }
+    }
+}
+
 struct File {
     value: Value,
     /// Its key under the root's `$defs`; empty for the root file itself.
     name: String,
     /// Its pointer within the bundle: empty for the root, `/$defs/<name>` for the others.
     prefix: String,
-    /// Its anchors (`$anchor`, or an `$id` of `#Name`) and their pointers within the file.
-    anchors: BTreeMap<String, String>,
+    anchors: Anchors,
 }
 
 struct Bundler<'w> {
     root: PathBuf,
     write_schema: Option<&'w Value>,
     files: BTreeMap<PathBuf, File>,
-    defs: Vec<(String, Value)>,
+    /// Referenced files, rewritten, in the order they were done.
+    defs: Vec<(PathBuf, Value)>,
     queue: Vec<PathBuf>,
+    /// The collection schema's draft, which every referenced file must share.
+    draft: Draft,
 }
 
 impl Bundler<'_> {
@@ -124,7 +173,7 @@ impl Bundler<'_> {
             .map_err(|e| format!("cannot read {}: {e}", joined.display()))?;
         if !file.starts_with(&self.root) {
             return Err(format!(
-                "{} is outside the catalog's directory {}: a schema may reference only files beside or below its catalog",
+                "{} is outside {}, the directory of the catalog file naming the schema: a schema may reference only files beside or below it",
                 file.display(),
                 self.root.display()
             ));
@@ -137,12 +186,11 @@ impl Bundler<'_> {
         let value: Value = serde_yaml::from_str(&text)
             .map_err(|e| format!("{} is not a YAML or JSON schema: {e}", file.display()))?;
         if is_root {
-            let anchors = anchors(&value);
             let root = File {
+                anchors: anchors(&value),
                 value,
                 name: String::new(),
                 prefix: String::new(),
-                anchors,
             };
             self.files.insert(file.clone(), root);
         } else {
@@ -206,13 +254,21 @@ impl Bundler<'_> {
                 ));
             }
             fragment
+        } else if f.anchors.is_ambiguous(&fragment) {
+            return Err(format!(
+                "{at}: {} declares anchor {fragment:?} more than once",
+                file.display()
+            ));
         } else {
-            f.anchors.get(&fragment).cloned().ok_or_else(|| {
-                format!(
-                    "{at}: {} declares no anchor {fragment:?} (`$anchor: {fragment}`)",
-                    file.display()
-                )
-            })?
+            f.anchors
+                .get(&fragment)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    format!(
+                        "{at}: {} declares no anchor {fragment:?} (`$anchor: {fragment}`)",
+                        file.display()
+                    )
+                })?
         };
         Ok(format!("{}{within}", f.prefix))
     }
@@ -220,66 +276,85 @@ impl Bundler<'_> {
     /// The collection's own schema (`file`: where it was written): references to other files
     /// become pointers into the bundle; its local references stay.
     fn rewrite_root(&mut self, mut v: Value, file: &Path) -> Result<Value, String> {
-        self.rewrite(&mut v, file, "", true, false)?;
+        let ids = ids(&v);
+        self.rewrite(&mut v, file, "", true, false, &ids)?;
         Ok(v)
     }
 
-    /// A referenced file: every reference becomes a pointer into the bundle, and its `$id`s,
+    /// A referenced file: every reference becomes a pointer into the bundle, and its `$id`,
     /// anchors and `$schema` go (the bundle is one resource).
     fn rewrite_external(&mut self, mut v: Value, file: &Path) -> Result<Value, String> {
-        self.rewrite(&mut v, file, "", false, false)?;
+        let draft = Draft::of(&v);
+        if draft != self.draft {
+            return Err(format!(
+                "{} is written for {} (its `$schema`) and the collection's schema for {}: a schema and the files it references are bundled as one, of one draft; write the same `$schema` in both",
+                file.display(),
+                draft.name(),
+                self.draft.name()
+            ));
+        }
+        self.rewrite(&mut v, file, "", false, false, &[])?;
         if let Value::Object(m) = &mut v {
             m.remove("$schema");
         }
         Ok(v)
     }
 
-    /// Rewrite the references in `v`, at pointer `at` of `file`; `is_map`: `v` maps names to
-    /// schemas (`properties`, `$defs`, ...) rather than being a schema.
+    /// Rewrite the references in schema `v`, at pointer `at` of `file`. `root`: `file` is the
+    /// collection's schema; `in_resource`: `v` is inside a subschema with an `$id` of its own
+    /// (against which references resolve); `ids`: the `$id`s the document embeds.
     fn rewrite(
         &mut self,
         v: &mut Value,
         file: &Path,
         at: &str,
         root: bool,
-        is_map: bool,
+        mut in_resource: bool,
+        ids: &[String],
     ) -> Result<(), String> {
-        match v {
-            Value::Object(m) => {
-                if !is_map {
-                    if let Some(Value::String(reference)) = m.get("$ref") {
-                        let reference = reference.clone();
-                        let place = match file.file_name() {
-                            Some(n) if n == INLINE => format!("$ref {reference:?} at schema#{at}"),
-                            _ => format!("$ref {reference:?} at {}#{at}", file.display()),
-                        };
-                        if let Some(new) = self.rewrite_ref(&reference, file, root, &place)? {
-                            m.insert("$ref".into(), Value::String(new));
-                        }
-                    }
-                    if !root {
-                        m.remove("$anchor");
-                        if m.get("$id").is_some_and(Value::is_string) {
-                            m.remove("$id");
-                        }
-                    }
-                }
-                for (k, c) in m.iter_mut() {
-                    if is_map || !is_data_keyword(k) {
-                        let map = !is_map && is_map_keyword(k);
-                        self.rewrite(c, file, &child(at, k), root, map)?;
-                    }
-                }
-                Ok(())
+        let Value::Object(m) = v else { return Ok(()) };
+        let here = || match file.file_name() {
+            Some(n) if n == INLINE => format!("schema#{at}"),
+            _ => format!("{}#{at}", file.display()),
+        };
+        let own_id = m
+            .get("$id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.starts_with('#'));
+        if own_id && !at.is_empty() {
+            if !root {
+                return Err(format!(
+                    "{}: a referenced file may not hold resources of its own (an `$id` below its root); reference that subschema's file instead, or write it into the collection's schema",
+                    here()
+                ));
             }
-            Value::Array(items) => {
-                for (i, c) in items.iter_mut().enumerate() {
-                    self.rewrite(c, file, &child(at, &i.to_string()), root, false)?;
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+            in_resource = true;
         }
+        if !root && let Some(kw) = DYNAMIC.iter().find(|k| m.contains_key(**k)) {
+            return Err(format!(
+                "{}: `{kw}` is not bundled from a referenced file (it means the resource it is in); write it into the collection's schema",
+                here()
+            ));
+        }
+        if let Some(Value::String(reference)) = m.get("$ref") {
+            let reference = reference.clone();
+            let place = format!("$ref {reference:?} at {}", here());
+            let new = self.rewrite_ref(&reference, file, root, in_resource, ids, &place)?;
+            if let Some(new) = new {
+                m.insert("$ref".into(), Value::String(new));
+            }
+        }
+        if !root {
+            m.remove("$anchor");
+            m.remove("$id");
+        }
+        for path in child_paths(m) {
+            let at = path.iter().fold(at.to_string(), |p, t| child(&p, t));
+            if let Some(c) = child_at_mut(m, &path) {
+                self.rewrite(c, file, &at, root, in_resource, ids)?;
+            }
+        }
+        Ok(())
     }
 
     /// The rewritten form of `reference` found in `file`, or None to keep it.
@@ -288,10 +363,14 @@ impl Bundler<'_> {
         reference: &str,
         file: &Path,
         root: bool,
+        in_resource: bool,
+        ids: &[String],
         place: &str,
     ) -> Result<Option<String>, String> {
         let (path, fragment) = reference.split_once('#').unwrap_or((reference, ""));
-        if path.contains("json-schema.org/") {
+        if path.starts_with("http://json-schema.org/")
+            || path.starts_with("https://json-schema.org/")
+        {
             return Ok(None); // A meta-schema: the validator knows these.
         }
         if path == WRITE_SCHEMA {
@@ -304,36 +383,71 @@ impl Bundler<'_> {
             }
             return self
                 .target(&file, fragment, place)
-                .map(|t| Some(format!("#{t}")));
+                .map(|t| Some(pointer_fragment(&t)));
         }
         if path == "flow://inferred-schema" {
             return Err(format!(
                 "{place}: the host infers no schema as documents arrive; write the schema out (`flow collections infer-schema` prints one from a collection's documents)"
             ));
         }
-        refuse_remote(path).map_err(|e| format!("{place}: {e}"))?;
         if path.is_empty() {
             if root {
                 return Ok(None); // Local to the root: resolved as written.
             }
             return self
                 .target(file, fragment, place)
-                .map(|t| Some(format!("#{t}")));
+                .map(|t| Some(pointer_fragment(&t)));
+        }
+        if ids.iter().any(|id| same_resource(id, path)) {
+            return Ok(None); // A resource the schema embeds (`$id`): resolved as written.
+        }
+        refuse_remote(path).map_err(|e| format!("{place}: {e}"))?;
+        if in_resource {
+            return Err(format!(
+                "{place}: a file reference inside a subschema with an `$id` of its own would resolve against that `$id`; reference the file from outside it"
+            ));
         }
         let dir = file.parent().unwrap_or(Path::new(""));
         let target_file = self
             .read(dir, path, false)
             .map_err(|e| format!("{place}: {e}"))?;
         self.target(&target_file, fragment, place)
-            .map(|t| Some(format!("#{t}")))
+            .map(|t| Some(pointer_fragment(&t)))
     }
+}
+
+/// The `$id`s (not anchors) of the resources `v` embeds below its root.
+fn ids(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, top: bool, out: &mut Vec<String>) {
+        let Value::Object(m) = v else { return };
+        if let Some(id) = m.get("$id").and_then(Value::as_str)
+            && !top
+            && !id.starts_with('#')
+        {
+            out.push(id.trim_end_matches('#').to_string());
+        }
+        for path in child_paths(m) {
+            if let Some(c) = child_at(m, &path) {
+                walk(c, false, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, true, &mut out);
+    out
+}
+
+/// Whether reference path `path` names the resource of `$id` `id` (written alike, or one
+/// a relative form of the other).
+fn same_resource(id: &str, path: &str) -> bool {
+    id == path || id.ends_with(&format!("/{path}")) || path.ends_with(&format!("/{id}"))
 }
 
 /// A reference with a URI scheme (`https://...`, `urn:...`) or a network path (`//host/...`)
 /// is refused: schemas are never fetched.
 fn refuse_remote(path: &str) -> Result<(), String> {
     let scheme = path.split_once(':').is_some_and(|(s, _)| {
-        s.len() > 1
+        !s.is_empty()
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
@@ -370,7 +484,7 @@ mod test {
         write(
             "s/a.json",
             json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
                 "$id": "https://example.com/a.json",
                 "$defs": {"n": {"$anchor": "N", "type": "integer", "reduce": {"strategy": "sum"}}},
                 "type": "object",
@@ -393,7 +507,7 @@ mod test {
             },
             "required": ["id"],
         });
-        let out = bundle(&schema, &root, &root, None).unwrap();
+        let out = bundle(&schema, &root, None).unwrap();
         let defs = out["$defs"].as_object().unwrap();
         assert_eq!(
             defs.keys().collect::<Vec<_>>(),
@@ -436,12 +550,92 @@ mod test {
         assert_eq!(r, json!({"id": 3}), "the sum annotation of a.json applies");
 
         // A collection's schema that is a file is that file, its local references as they are.
-        let whole = bundle(&json!("s/a.json"), &root, &root, None).unwrap();
+        let whole = bundle(&json!("s/a.json"), &root, None).unwrap();
         assert_eq!(whole["properties"]["n"]["$ref"], "#N");
         assert_eq!(whole["$id"], "https://example.com/a.json");
         assert_eq!(whole["$defs"]["file:s/b.json"]["anyOf"][1]["$ref"], "#");
-        // ... or a fragment of one.
-        let part = bundle(&json!("s/a.json#/$defs/n"), &root, &root, None).unwrap();
+        // ... or a fragment of one, of the file's draft.
+        let part = bundle(&json!("s/a.json#/$defs/n"), &root, None).unwrap();
         assert_eq!(part["$ref"], "#/$defs/file:s~1a.json/$defs/n");
+        assert_eq!(
+            part["$schema"],
+            "https://json-schema.org/draft/2019-09/schema"
+        );
+    }
+
+    /// What would change meaning when bundled as one resource is refused, naming the file and
+    /// the place; references to resources the schema embeds stay as written; pointers are
+    /// written as URI fragments.
+    #[test]
+    fn what_bundling_would_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let write = |name: &str, v: Value| {
+            std::fs::write(root.join(name), serde_json::to_string(&v).unwrap()).unwrap()
+        };
+        let refused = |schema: Value, want: &str| {
+            let why = bundle(&schema, &root, None).unwrap_err();
+            assert!(why.contains(want), "{want:?} not in {why}");
+        };
+        write(
+            "d2020.json",
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "prefixItems": [{"type": "integer"}]}),
+        );
+        refused(
+            json!({"$ref": "d2020.json"}),
+            "d2020.json is written for draft 2020-12 (its `$schema`) and the collection's schema for draft 2019-09",
+        );
+        write(
+            "nested.json",
+            json!({"$defs": {"x": {"$id": "x.json", "type": "string"}}}),
+        );
+        refused(
+            json!({"$ref": "nested.json"}),
+            "nested.json#/$defs/x: a referenced file may not hold resources of its own",
+        );
+        write(
+            "tree.json",
+            json!({"properties": {"kids": {"items": {"$recursiveRef": "#"}}}}),
+        );
+        refused(
+            json!({"$ref": "tree.json"}),
+            "tree.json#/properties/kids/items: `$recursiveRef` is not bundled",
+        );
+        refused(
+            json!({"$defs": {"row": {"$id": "https://e.com/row.json", "properties": {"s": {"$ref": "tree.json"}}}}}),
+            "$ref \"tree.json\" at schema#/$defs/row/properties/s: a file reference inside a subschema with an `$id` of its own",
+        );
+        write(
+            "twice.json",
+            json!({"$defs": {"a": {"$anchor": "A"}, "b": {"$anchor": "A"}}}),
+        );
+        refused(
+            json!({"$ref": "twice.json#A"}),
+            "declares anchor \"A\" more than once",
+        );
+        // A `$ref` inside an unknown keyword is no reference.
+        let kept = json!({"x-doc": {"$ref": "https://example.com/x"}, "type": "object"});
+        assert_eq!(bundle(&kept, &root, None).unwrap(), kept);
+        // A reference to an embedded resource stays as written, and compiles.
+        let embedded = json!({"$defs": {"row": {"$id": "https://e.com/row.json", "type": "integer"}},
+            "$ref": "https://e.com/row.json"});
+        let out = bundle(&embedded, &root, None).unwrap();
+        assert_eq!(out, embedded);
+        assert!(flow_doc::Schema::compile(&out).is_ok());
+        // A pointer to a key with a `%` is written percent-encoded, and resolves.
+        write("pct.json", json!({"$defs": {"a%41": {"type": "integer"}}}));
+        let out = bundle(
+            &json!({"properties": {"v": {"$ref": "pct.json#/$defs/a%2541"}}}),
+            &root,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            out["properties"]["v"]["$ref"],
+            "#/$defs/file:pct.json/$defs/a%2541"
+        );
+        let compiled = flow_doc::Schema::compile(&out).unwrap();
+        assert!(compiled.validate(&json!({"v": "x"})).is_err());
+        assert!(compiled.validate(&json!({"v": 1})).is_ok());
     }
 }

@@ -87,11 +87,14 @@ fn kind_at(c: &BuiltCollection, ptr: &str) -> &'static str {
     };
     let mut types = c.read_schema.types_at(&ptr);
     types.retain(|t| t != "null");
+    // The first `format` found, as `sql_tables::kind_at` takes it.
     let date_time = c
         .read_schema
         .subschemas_at(&ptr)
         .iter()
-        .any(|s| s.get("format").and_then(Value::as_str) == Some("date-time"));
+        .find_map(|s| s.get("format"))
+        .and_then(Value::as_str)
+        == Some("date-time");
     let types: Vec<&str> = types.iter().map(String::as_str).collect();
     match types.as_slice() {
         ["integer"] => "integer",

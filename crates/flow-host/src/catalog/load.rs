@@ -29,13 +29,7 @@ pub struct Bundle {
 /// refused with its chain; a collection, task or test defined in two files is refused with
 /// both.
 pub fn load(path: &Path) -> anyhow::Result<Bundle> {
-    let mut loader = Loader {
-        root: std::fs::canonicalize(path)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default(),
-        ..Loader::default()
-    };
+    let mut loader = Loader::default();
     loader.file(path, Path::new(""), &mut Vec::new())?;
     Ok(Bundle {
         source: path.display().to_string(),
@@ -47,8 +41,6 @@ pub fn load(path: &Path) -> anyhow::Result<Bundle> {
 /// What loading has gathered so far.
 #[derive(Default)]
 struct Loader {
-    /// The first file's directory (canonical): schema references stay inside it.
-    root: PathBuf,
     catalog: Catalog,
     modules: BTreeMap<String, Vec<u8>>,
     /// Where each collection, capture, materialization and test was defined.
@@ -114,9 +106,9 @@ impl Loader {
             let fail = |field: &str, e: String| {
                 anyhow::anyhow!("{source}: collection {name}: {field}: {e}")
             };
-            let root = &self.root;
-            let bundle =
-                |s: &Value, write: Option<&Value>| super::bundle::bundle(s, dir, root, write);
+            // Schema references stay inside the directory of the catalog file naming them.
+            let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let bundle = |s: &Value, write: Option<&Value>| super::bundle::bundle(s, &root, write);
             if let Some(s) = &mut collection.schema {
                 *s = bundle(s, None).map_err(|e| fail("schema", e))?;
             }
