@@ -477,3 +477,103 @@ fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() 
         "{why}"
     );
 }
+
+/// `flow collections infer-schema` prints, as YAML, a schema that every document of the
+/// collection matches, with the formats and required fields the documents share: a start
+/// for a catalog, which publishes as is. An empty collection is an error saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infer_schema_prints_a_schema_every_document_matches() {
+    let served = crate::Served::start(None).await;
+    let http = reqwest::Client::new();
+    let catalog = serde_json::json!({"source": "infer", "catalog": {"collections": {
+        "raw/events": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}, "key": ["/id"]},
+        "raw/empty": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}, "key": ["/id"]},
+    }}});
+    let r = http
+        .post(format!("{}/v1/catalog", served.base))
+        .json(&catalog)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let docs = [
+        r#"{"id":1,"at":"2026-12-07T10:00:00Z","user":{"name":"ann","tags":["a"]},"amount":3}"#,
+        r#"{"id":2,"at":"2026-12-07T11:30:00.25+01:00","user":{"name":"bob","tags":[]},"amount":2.5,"note":null}"#,
+        r#"{"id":3,"at":"2026-12-08T00:00:00Z","user":{"name":"cy","email":"cy@example.com","tags":["b","c"]},"amount":0}"#,
+    ];
+    let r = http
+        .post(format!(
+            "{}/v1/collections/raw%2Fevents/documents",
+            served.base
+        ))
+        .body(docs.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let run = |collection: &str| {
+        let out = std::process::Command::new(flow_tests::Proc::binary())
+            .args(["--api-url", &served.base, "collections", "infer-schema"])
+            .args(["--collection", collection])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, yaml, err) = tokio::task::block_in_place(|| run("raw/events"));
+    assert!(ok, "{err}");
+    assert!(
+        yaml.starts_with("# Inferred from 3 documents of raw/events."),
+        "{yaml}"
+    );
+    let schema: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(
+        schema,
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "amount": {"type": "number"},
+                "at": {"type": "string", "format": "date-time"},
+                "id": {"type": "integer"},
+                "note": {"type": "null"},
+                "user": {"type": "object", "properties": {
+                    "email": {"type": "string"}, "name": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}}},
+                    "required": ["name", "tags"]},
+            },
+            "required": ["amount", "at", "id", "user"],
+        }),
+        "{yaml}"
+    );
+    // It publishes as a collection's schema, and every document matches it.
+    let catalog = serde_json::json!({"source": "infer", "catalog": {"collections": {
+        "raw/events": {"schema": schema, "key": ["/id"]},
+    }}});
+    let r = http
+        .post(format!("{}/v1/catalog", served.base))
+        .json(&catalog)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!(
+            "{}/v1/collections/raw%2Fevents/documents",
+            served.base
+        ))
+        .body(docs.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let (ok, _, err) = tokio::task::block_in_place(|| run("raw/empty"));
+    assert!(
+        !ok && err.contains("raw/empty has no documents to infer a schema from"),
+        "{err}"
+    );
+}

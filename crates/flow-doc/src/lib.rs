@@ -6,6 +6,7 @@
 
 pub mod compare;
 mod fast_check;
+pub mod infer;
 pub mod partial;
 pub mod ptr;
 mod scan;

@@ -1,4 +1,4 @@
-//! `flow collections list|ingest|read`.
+//! `flow collections list|ingest|read|infer-schema`.
 
 use super::client::{Client, segment};
 use clap::Subcommand;
@@ -29,6 +29,18 @@ pub enum CollectionsCmd {
         /// Keep printing documents as they are written.
         #[arg(long)]
         follow: bool,
+    },
+    /// Infer a JSON schema from a collection's documents and print it as YAML: the types
+    /// seen at each location, the properties every object had as `required`, array items,
+    /// and string formats every value had (`date-time`, `date`, `uuid`). A start for a
+    /// catalog from real data: review it, then write it as the collection's `schema`.
+    InferSchema {
+        /// The collection whose documents to read, e.g. `acme/orders`.
+        #[arg(long)]
+        collection: String,
+        /// Read at most this many documents, from the first (default: all of them).
+        #[arg(long)]
+        docs: Option<u64>,
     },
 }
 
@@ -115,6 +127,47 @@ impl CollectionsCmd {
                     out.write_all(&chunk?)?;
                     out.flush()?;
                 }
+            }
+            CollectionsCmd::InferSchema { collection, docs } => {
+                let path = format!(
+                    "/v1/collections/{}/documents?offset=0&follow=false",
+                    segment(&collection)
+                );
+                let mut stream = client
+                    .send(reqwest::Method::GET, &path, None)
+                    .await?
+                    .bytes_stream();
+                let mut shape = flow_doc::infer::Shape::default();
+                let (mut n, mut pending) = (0u64, Vec::new());
+                let limit = docs.unwrap_or(u64::MAX);
+                'read: while let Some(chunk) = stream.next().await {
+                    pending.extend_from_slice(&chunk?);
+                    let mut start = 0;
+                    while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
+                        let line = &pending[start..start + end];
+                        start += end + 1;
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let doc: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+                            anyhow::anyhow!("document {} of {collection} is not JSON: {e}", n + 1)
+                        })?;
+                        shape.add_document(&doc);
+                        n += 1;
+                        if n >= limit {
+                            break 'read;
+                        }
+                    }
+                    pending.drain(..start);
+                }
+                if n == 0 {
+                    anyhow::bail!("{collection} has no documents to infer a schema from");
+                }
+                println!(
+                    "# Inferred from {n} document{} of {collection}.\n{}",
+                    if n == 1 { "" } else { "s" },
+                    serde_yaml::to_string(&shape.to_schema())?
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
