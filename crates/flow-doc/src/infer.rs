@@ -197,10 +197,12 @@ impl Shape {
                 }
             }
         }
-        if let Some(items) = self.items.as_ref().filter(|_| self.types & ARRAY != 0) {
-            if items.types != 0 {
-                s.insert("items".into(), items.to_schema());
-            }
+        if let Some(items) = self
+            .items
+            .as_ref()
+            .filter(|i| self.types & ARRAY != 0 && i.types != 0)
+        {
+            s.insert("items".into(), items.to_schema());
         }
         Value::Object(s)
     }
