@@ -577,3 +577,116 @@ async fn infer_schema_prints_a_schema_every_document_matches() {
         "{err}"
     );
 }
+
+/// `flow preview` runs one derivation unpublished and prints what it publishes after each
+/// input transaction: from a fixture file, or from what a running host's sources hold
+/// (`--live`, which only reads that host). A name that is no derivation, or input into a
+/// collection the derivation does not read, is refused saying which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_prints_what_a_derivation_publishes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let catalog = root.join("catalogs/shuffle-any.flow.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture.yaml");
+    std::fs::write(
+        &fixture,
+        "- collection: any/orders\n  documents: [ { id: 1, customer: a, amount: 2 }, { id: 2, customer: b, amount: 1 }, { id: 3, customer: a, amount: 3 } ]\n- collection: any/orders\n  documents: [ { id: 4, customer: b, amount: 4 } ]\n",
+    )
+    .unwrap();
+    let preview = |args: &[&str]| {
+        let out = std::process::Command::new(flow_tests::Proc::binary())
+            .arg("preview")
+            .arg("--source")
+            .arg(&catalog)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let lines = |s: &str| -> Vec<serde_json::Value> {
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // One state for all orders: the first transaction's outputs combined by customer (the
+    // derived key), then the second's.
+    let want = vec![
+        serde_json::json!({"customer": "a", "total": 6.0, "orders": 3}),
+        serde_json::json!({"customer": "b", "total": 3.0, "orders": 2}),
+        serde_json::json!({"customer": "b", "total": 10.0, "orders": 4}),
+    ];
+    let fixture_arg = fixture.to_str().unwrap();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        preview(&["--name", "any/running", "--fixture", fixture_arg])
+    });
+    assert!(ok, "{err}");
+    assert_eq!(lines(&out), want, "{out}");
+    assert!(
+        err.contains(
+            "preview of any/running: 4 input documents in 2 transactions -> 3 documents published"
+        ),
+        "{err}"
+    );
+
+    // Live: the same orders, ingested into a running host in two requests.
+    let served = crate::Served::start(None).await;
+    let http = reqwest::Client::new();
+    let bundle = serde_json::json!({"source": "preview", "catalog": {"collections": {"any/orders": {
+        "schema": {"type": "object", "properties": {"id": {"type": "integer"}, "customer": {"type": "string"}, "amount": {"type": "number"}}, "required": ["id", "customer", "amount"]},
+        "key": ["/id"]}}}});
+    let r = http
+        .post(format!("{}/v1/catalog", served.base))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for body in [
+        "{\"id\":1,\"customer\":\"a\",\"amount\":2}\n{\"id\":2,\"customer\":\"b\",\"amount\":1}\n{\"id\":3,\"customer\":\"a\",\"amount\":3}",
+        "{\"id\":4,\"customer\":\"b\",\"amount\":4}",
+    ] {
+        let r = http
+            .post(format!(
+                "{}/v1/collections/any%2Forders/documents",
+                served.base
+            ))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        preview(&["--name", "any/running", "--live", "--api-url", &served.base])
+    });
+    assert!(ok, "{err}");
+    let got = lines(&out);
+    assert_eq!(
+        got.last(),
+        Some(&serde_json::json!({"customer": "b", "total": 10.0, "orders": 4})),
+        "{out}"
+    );
+    assert!(err.contains("4 input documents"), "{err}");
+
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        preview(&["--name", "any/orders", "--fixture", fixture_arg])
+    });
+    assert!(
+        !ok && err.contains(
+            "has no derivation any/orders (its derivations: any/per-customer, any/running)"
+        ),
+        "{err}"
+    );
+    std::fs::write(&fixture, "- { collection: any/running, documents: [] }\n").unwrap();
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        preview(&["--name", "any/per-customer", "--fixture", fixture_arg])
+    });
+    assert!(
+        !ok && err.contains("input transaction 1 is for any/running, which any/per-customer does not read (its sources: any/orders)"),
+        "{err}"
+    );
+}

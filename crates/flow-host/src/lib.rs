@@ -18,6 +18,7 @@ pub mod limits;
 pub(crate) mod names;
 pub(crate) mod par;
 pub mod plugin;
+pub mod preview;
 pub mod runtime;
 pub mod storage;
 pub(crate) mod task;

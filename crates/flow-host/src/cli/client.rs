@@ -82,4 +82,46 @@ impl Client {
             .await
             .context("the host sent an invalid JSON response")
     }
+
+    /// Read `collection`'s documents from its first, as they are stored (with `_meta`),
+    /// calling `each` with each; at most `max` of them. Returns how many were read.
+    pub async fn read_documents(
+        &self,
+        collection: &str,
+        max: usize,
+        mut each: impl FnMut(Value),
+    ) -> anyhow::Result<usize> {
+        use futures::StreamExt;
+        let path = format!(
+            "/v1/collections/{}/documents?offset=0&follow=false",
+            segment(collection)
+        );
+        let mut stream = self
+            .send(reqwest::Method::GET, &path, None)
+            .await?
+            .bytes_stream();
+        let (mut n, mut pending) = (0, Vec::new());
+        while n < max
+            && let Some(chunk) = stream.next().await
+        {
+            pending.extend_from_slice(&chunk?);
+            let mut start = 0;
+            while n < max
+                && let Some(end) = memchr::memchr(b'\n', &pending[start..])
+            {
+                let line = &pending[start..start + end];
+                start += end + 1;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let doc = serde_json::from_slice(line).map_err(|e| {
+                    anyhow::anyhow!("document {} of {collection} is not JSON: {e}", n + 1)
+                })?;
+                each(doc);
+                n += 1;
+            }
+            pending.drain(..start);
+        }
+        Ok(n)
+    }
 }

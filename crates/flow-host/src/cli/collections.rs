@@ -40,7 +40,7 @@ pub enum CollectionsCmd {
         collection: String,
         /// Read at most this many documents, from the first (default: all of them).
         #[arg(long)]
-        docs: Option<u64>,
+        docs: Option<usize>,
     },
 }
 
@@ -129,37 +129,12 @@ impl CollectionsCmd {
                 }
             }
             CollectionsCmd::InferSchema { collection, docs } => {
-                let path = format!(
-                    "/v1/collections/{}/documents?offset=0&follow=false",
-                    segment(&collection)
-                );
-                let mut stream = client
-                    .send(reqwest::Method::GET, &path, None)
-                    .await?
-                    .bytes_stream();
                 let mut shape = flow_doc::infer::Shape::default();
-                let (mut n, mut pending) = (0u64, Vec::new());
-                let limit = docs.unwrap_or(u64::MAX);
-                'read: while let Some(chunk) = stream.next().await {
-                    pending.extend_from_slice(&chunk?);
-                    let mut start = 0;
-                    while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
-                        let line = &pending[start..start + end];
-                        start += end + 1;
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        let doc: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-                            anyhow::anyhow!("document {} of {collection} is not JSON: {e}", n + 1)
-                        })?;
-                        shape.add_document(&doc);
-                        n += 1;
-                        if n >= limit {
-                            break 'read;
-                        }
-                    }
-                    pending.drain(..start);
-                }
+                let n = client
+                    .read_documents(&collection, docs.unwrap_or(usize::MAX), |doc| {
+                        shape.add_document(&doc)
+                    })
+                    .await?;
                 if n == 0 {
                     anyhow::bail!("{collection} has no documents to infer a schema from");
                 }

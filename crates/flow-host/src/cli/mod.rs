@@ -5,6 +5,7 @@ mod catalog;
 mod client;
 mod collections;
 mod plugin;
+mod preview;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
     Collections(collections::CollectionsCmd),
     /// Show the status of tasks: state, last error, lag and document counts.
     Tasks,
+    /// Run one derivation without publishing it and print what it publishes (Flow's
+    /// `flowctl preview`), against fixture documents or a running host's collections.
+    Preview(preview::Preview),
     /// Benchmarks. `derive`: a pass-through Wasm derivation against the same JSON work in
     /// native Rust, and the ingest -> derivation pipeline. `combiner`: combiner throughput
     /// against plain JSON parsing. `combiner-memory`: peak memory with many distinct keys.
@@ -120,6 +124,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(s) => s.run(cli.token),
         Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),
+        Command::Preview(p) => p.run(&cli.api_url, cli.token),
         Command::Bench {
             suite,
             plugin,
@@ -171,7 +176,9 @@ pub fn main() -> std::process::ExitCode {
                     Command::Plugin(p) => p.run(&client).await,
                     Command::Collections(c) => c.run(&client).await,
                     Command::Tasks => tasks(&client).await,
-                    Command::Serve(_) | Command::Bench { .. } => unreachable!("handled above"),
+                    Command::Serve(_) | Command::Bench { .. } | Command::Preview(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

@@ -1,0 +1,200 @@
+//! `flow preview`: run one derivation of a catalog, unpublished, in a throwaway embedded host,
+//! against fixture documents or a copy of a live host's collections, and show what it
+//! publishes after each source transaction.
+//!
+//! The throwaway host holds only the derivation, its sources (as plain collections: a
+//! source that is itself a derivation does not run, the input is written into it) and its
+//! dead-letter collection. Each input transaction is ingested, the derivation runs to
+//! completion (a `readDelay` completes by the test clock), and the documents it appended
+//! since the last transaction are handed out as they were appended: combined within the
+//! derivation's transaction by the derived collection's key and `reduce` annotations.
+
+use crate::catalog::{Bundle, Catalog, TestDocs};
+use crate::limits::Limits;
+use crate::runtime::{Host, HostOptions};
+use anyhow::Context;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long one input transaction may take to go through the derivation.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a preview ran.
+#[derive(Debug, Default)]
+pub struct Previewed {
+    /// Input transactions and documents.
+    pub transactions: usize,
+    pub inputs: usize,
+    /// Documents the derivation appended.
+    pub outputs: usize,
+}
+
+/// Run derivation `name` of `bundle` over `input` (transactions of source documents, in
+/// order), calling `out(transaction index, document)` for each document it appended (its
+/// `_meta` left out), in order. Errors name what is wrong: an unknown derivation, an input
+/// into a collection that is not one of its sources, a document a source refuses, a failing
+/// plugin.
+pub fn run(
+    bundle: &Bundle,
+    name: &str,
+    input: &[TestDocs],
+    limits: &Limits,
+    mut out: impl FnMut(usize, &Value),
+) -> anyhow::Result<Previewed> {
+    let only = derivation_alone(bundle, name)?;
+    let sources: Vec<String> = only
+        .catalog
+        .collections
+        .keys()
+        .filter(|c| *c != name)
+        .cloned()
+        .collect();
+    for (i, t) in input.iter().enumerate() {
+        let is_source = only.catalog.collections[name]
+            .derive
+            .as_ref()
+            .is_some_and(|d| d.transforms.iter().any(|x| x.source.name() == t.collection));
+        if !is_source {
+            anyhow::bail!(
+                "input transaction {} is for {}, which {name} does not read (its sources: {})",
+                i + 1,
+                t.collection,
+                sources.join(", ")
+            );
+        }
+    }
+    let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+    let host = Host::open(
+        HostOptions::new(scratch.path().join("preview"))
+            .limits(limits.clone())
+            .run_external_tasks(false),
+    )?;
+    let outcome = (|| -> anyhow::Result<Previewed> {
+        host.publish(only.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut done = Previewed::default();
+        let mut offset = 0;
+        for (i, t) in input.iter().enumerate() {
+            let at = || format!("input transaction {} ({})", i + 1, t.collection);
+            host.ingest(&t.collection, t.documents.clone())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            host.wait_idle_advancing_clock(TIMEOUT)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            loop {
+                let docs = host.journals.read(
+                    &host.store,
+                    name,
+                    offset,
+                    10_000,
+                    host.limits.txn_bytes_max,
+                )?;
+                let Some(last) = docs.last() else { break };
+                offset = last.next_offset();
+                for d in docs {
+                    let mut doc: Value = serde_json::from_slice(&d.bytes)?;
+                    if let Some(m) = doc.as_object_mut() {
+                        m.remove("_meta");
+                    }
+                    out(i, &doc);
+                    done.outputs += 1;
+                }
+            }
+            done.transactions += 1;
+            done.inputs += t.documents.len();
+        }
+        Ok(done)
+    })();
+    host.shutdown();
+    outcome
+}
+
+/// `bundle` cut down to derivation `name`, its sources (not derived) and its dead-letter
+/// collection; no tests, captures or materializations.
+fn derivation_alone(bundle: &Bundle, name: &str) -> anyhow::Result<Bundle> {
+    let all = &bundle.catalog.collections;
+    let derived: Vec<&str> = all
+        .iter()
+        .filter(|(_, c)| c.derive.is_some())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let Some(def) = all.get(name).filter(|c| c.derive.is_some()) else {
+        anyhow::bail!(
+            "{} has no derivation {name} (its derivations: {})",
+            bundle.source,
+            if derived.is_empty() {
+                "none".to_string()
+            } else {
+                derived.join(", ")
+            }
+        );
+    };
+    let derive = def.derive.as_ref().expect("a derivation");
+    let mut catalog = Catalog::default();
+    let mut keep = |n: &str| -> anyhow::Result<()> {
+        let mut c = all
+            .get(n)
+            .with_context(|| format!("{name} reads {n}, which {} does not define", bundle.source))?
+            .clone();
+        c.derive = None;
+        catalog.collections.insert(n.to_string(), c);
+        Ok(())
+    };
+    for t in &derive.transforms {
+        keep(t.source.name())?;
+    }
+    if let Some(dl) = derive
+        .on_error
+        .as_ref()
+        .and_then(|e| e.collection.as_deref())
+    {
+        keep(dl)?;
+    }
+    catalog.collections.insert(name.to_string(), def.clone());
+    let modules = bundle
+        .modules
+        .iter()
+        .filter(|(m, _)| derive.using.wasm.module.as_ref() == Some(*m))
+        .map(|(m, b)| (m.clone(), b.clone()))
+        .collect();
+    Ok(Bundle {
+        source: bundle.source.clone(),
+        catalog,
+        modules,
+    })
+}
+
+/// Documents read from a live host's source collections, each with its `_meta` (its UUID
+/// orders them by publish time), as input transactions: in publish-time order across
+/// sources, each run of one source's documents one transaction of at most `txn_docs`. A
+/// `_meta` is dropped but its `op` (a captured deletion stays one).
+pub fn live_input(mut by_source: Vec<(String, Vec<Value>)>, txn_docs: usize) -> Vec<TestDocs> {
+    let uuid = |d: &Value| {
+        d.pointer("/_meta/uuid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut all: Vec<(String, String, Value)> = Vec::new();
+    for (source, docs) in by_source.drain(..) {
+        for d in docs {
+            all.push((uuid(&d), source.clone(), d));
+        }
+    }
+    // UUIDv7 text sorts by time; a stable sort keeps each source's own order.
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<TestDocs> = Vec::new();
+    for (_, source, mut doc) in all {
+        crate::catalog::keep_only_op(&mut doc);
+        match out.last_mut() {
+            Some(t) if t.collection == source && t.documents.len() < txn_docs.max(1) => {
+                t.documents.push(doc)
+            }
+            _ => out.push(TestDocs {
+                description: None,
+                collection: source,
+                documents: vec![doc],
+            }),
+        }
+    }
+    out
+}
