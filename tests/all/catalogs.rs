@@ -452,7 +452,6 @@ fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() 
     for two in [
         format!("    schema: {s}\n    writeSchema: {s}\n    readSchema: {s}\n"),
         format!("    writeSchema: {s}\n"),
-        format!("    readSchema: {s}\n"),
     ] {
         let why = load_err(&two);
         assert!(
@@ -461,6 +460,11 @@ fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() 
             "{why}"
         );
     }
+    let why = load_err(&format!("    schema: {s}\n    readSchema: {s}\n"));
+    assert!(
+        why.contains("collection t/x: readSchema: a readSchema needs a writeSchema beside it"),
+        "{why}"
+    );
     let why = load_err(&format!(
         "    writeSchema: {s}\n    readSchema: {{ $ref: flow://write-schema, properties: {{ k: {{ type: [string, object] }} }} }}\n"
     ));
@@ -590,7 +594,7 @@ async fn preview_prints_what_a_derivation_publishes() {
     let fixture = dir.path().join("fixture.yaml");
     std::fs::write(
         &fixture,
-        "- collection: any/orders\n  documents: [ { id: 1, customer: a, amount: 2 }, { id: 2, customer: b, amount: 1 }, { id: 3, customer: a, amount: 3 } ]\n- collection: any/orders\n  documents: [ { id: 4, customer: b, amount: 4 } ]\n",
+        "- collection: any/orders\n  documents: [ { id: 1, customer: a, amount: 2 }, { id: 2, customer: b, amount: 1 }, { id: 3, customer: a, amount: 3 } ]\n- collection: any/orders\n  documents: [ { id: 4, customer: b, amount: 4 }, { id: 4, customer: b, amount: 1 } ]\n",
     )
     .unwrap();
     let preview = |args: &[&str]| {
@@ -613,11 +617,13 @@ async fn preview_prints_what_a_derivation_publishes() {
             .collect()
     };
     // One state for all orders: the first transaction's outputs combined by customer (the
-    // derived key), then the second's.
+    // derived key), then the second's, whose two documents of one key (id 4) both reach the
+    // derivation, one after the other.
     let want = vec![
         serde_json::json!({"customer": "a", "total": 6.0, "orders": 3}),
         serde_json::json!({"customer": "b", "total": 3.0, "orders": 2}),
         serde_json::json!({"customer": "b", "total": 10.0, "orders": 4}),
+        serde_json::json!({"customer": "b", "total": 11.0, "orders": 5}),
     ];
     let fixture_arg = fixture.to_str().unwrap();
     let (ok, out, err) = tokio::task::block_in_place(|| {
@@ -626,13 +632,14 @@ async fn preview_prints_what_a_derivation_publishes() {
     assert!(ok, "{err}");
     assert_eq!(lines(&out), want, "{out}");
     assert!(
-        err.contains(
-            "preview of any/running: 4 input documents in 2 transactions -> 3 documents published"
-        ),
+        err.contains("transaction 2: 2 documents into any/orders -> 2 published")
+            && err.contains(
+                "preview of any/running: 5 input documents in 2 transactions -> 4 documents published"
+            ),
         "{err}"
     );
 
-    // Live: the same orders, ingested into a running host in two requests.
+    // Live: the same orders, ingested into a running host in three requests.
     let served = crate::Served::start(None).await;
     let http = reqwest::Client::new();
     let bundle = serde_json::json!({"source": "preview", "catalog": {"collections": {"any/orders": {
@@ -648,6 +655,7 @@ async fn preview_prints_what_a_derivation_publishes() {
     for body in [
         "{\"id\":1,\"customer\":\"a\",\"amount\":2}\n{\"id\":2,\"customer\":\"b\",\"amount\":1}\n{\"id\":3,\"customer\":\"a\",\"amount\":3}",
         "{\"id\":4,\"customer\":\"b\",\"amount\":4}",
+        "{\"id\":4,\"customer\":\"b\",\"amount\":1}",
     ] {
         let r = http
             .post(format!(
@@ -667,10 +675,10 @@ async fn preview_prints_what_a_derivation_publishes() {
     let got = lines(&out);
     assert_eq!(
         got.last(),
-        Some(&serde_json::json!({"customer": "b", "total": 10.0, "orders": 4})),
+        Some(&serde_json::json!({"customer": "b", "total": 11.0, "orders": 5})),
         "{out}"
     );
-    assert!(err.contains("4 input documents"), "{err}");
+    assert!(err.contains("5 input documents"), "{err}");
 
     let (ok, _, err) = tokio::task::block_in_place(|| {
         preview(&["--name", "any/orders", "--fixture", fixture_arg])

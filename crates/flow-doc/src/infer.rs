@@ -48,7 +48,7 @@ impl Format {
     fn of(s: &str) -> Option<Format> {
         if is_date_time(s) {
             Some(Format::DateTime)
-        } else if is_date(s) {
+        } else if is_date(s.as_bytes()) {
             Some(Format::Date)
         } else if is_uuid(s) {
             Some(Format::Uuid)
@@ -144,6 +144,13 @@ impl Shape {
         if let Some(i) = other.items {
             self.items.get_or_insert_with(Default::default).merge(*i);
         }
+        // A map met a plain object (or the other way round): the plain one's properties are
+        // values of the map too.
+        if let Some(values) = &mut self.map_values {
+            for (s, _) in std::mem::take(&mut self.properties).into_values() {
+                values.merge(s);
+            }
+        }
     }
 
     /// The schema of this shape (`{}` for a location never seen).
@@ -208,26 +215,36 @@ impl Shape {
     }
 }
 
-/// `YYYY-MM-DD` with a month and day in range.
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) {
+/// `YYYY-MM-DD`, a day of that month (February 29 in leap years only).
+fn is_date(b: &[u8]) -> bool {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    if !digits(5..7) || !digits(8..10) {
+    if ![0..4, 5..7, 8..10]
+        .into_iter()
+        .all(|r| b[r].iter().all(u8::is_ascii_digit))
+    {
         return false;
     }
-    let month = (b[5] - b'0') * 10 + (b[6] - b'0');
-    let day = (b[8] - b'0') * 10 + (b[9] - b'0');
-    (1..=12).contains(&month) && (1..=31).contains(&day)
+    let num =
+        |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
 }
 
-/// RFC 3339: a date, `T` (or `t`, or a space), `HH:MM:SS`, optional fraction, and `Z` or an
-/// offset `±HH:MM`.
+/// RFC 3339: a date, `T` (or `t`, or a space), `HH:MM:SS` (a leap second only at 23:59),
+/// optional fraction, and `Z` or an offset `±HH:MM`.
 fn is_date_time(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.len() < 20 || !is_date(&s[..10]) || !matches!(b[10], b'T' | b't' | b' ') {
+    if b.len() < 20 || !is_date(&b[..10]) || !matches!(b[10], b'T' | b't' | b' ') {
         return false;
     }
     let two = |i: usize, max: u8| {
@@ -236,6 +253,9 @@ fn is_date_time(s: &str) -> bool {
             && (b[i] - b'0') * 10 + (b[i + 1] - b'0') <= max
     };
     if !(two(11, 23) && b[13] == b':' && two(14, 59) && b[16] == b':' && two(17, 60)) {
+        return false;
+    }
+    if b[17] == b'6' && &b[11..16] != b"23:59" {
         return false;
     }
     let mut i = 19;
@@ -328,6 +348,25 @@ mod test {
             schema["properties"]["counts"],
             json!({"type": "object", "additionalProperties": {"type": "number"}})
         );
+        // A map among whose values is another map and a plain object: both are values.
+        let mut inner = Map::new();
+        for i in 0..=PROPERTIES_MAX {
+            inner.insert(format!("a{i}"), json!(0));
+        }
+        let mut m = Map::new();
+        m.insert("big".into(), Value::Object(inner));
+        m.insert("small".into(), json!({"p": "x"}));
+        for i in 0..PROPERTIES_MAX {
+            m.insert(format!("f{i}"), json!(0));
+        }
+        let doc = json!({"m": m});
+        let schema = infer(std::slice::from_ref(&doc));
+        let compiled = crate::Schema::compile(&schema).unwrap();
+        assert!(
+            compiled.validate(&doc).is_ok(),
+            "{}",
+            schema["properties"]["m"]
+        );
     }
 
     #[test]
@@ -348,7 +387,22 @@ mod test {
         ] {
             assert!(!is_date_time(bad), "{bad}");
         }
-        assert!(is_date("2026-02-28") && !is_date("2026-2-28") && !is_date("2026-00-10"));
+        for (date, ok) in [
+            ("2026-02-28", true),
+            ("2024-02-29", true),
+            ("2026-02-29", false),
+            ("1900-02-29", false),
+            ("2026-02-30", false),
+            ("2026-04-31", false),
+            ("2026-2-28", false),
+            ("2026-00-10", false),
+        ] {
+            assert_eq!(is_date(date.as_bytes()), ok, "{date}");
+        }
+        assert!(!is_date_time("2026-12-07T10:59:60Z"));
+        // Text that is not ASCII is no date, without a panic at a byte that is no boundary.
+        assert_eq!(Format::of("東京都千代田区丸の内一丁目"), None);
+        assert_eq!(Format::of("Müller-Lüdenscheidt GmbH"), None);
         assert!(!is_uuid("0192f6a8-7c1e-7abc-8def-0123456789aZ"));
     }
 }

@@ -19,6 +19,20 @@ use std::time::Duration;
 /// How long one input transaction may take to go through the derivation.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What a preview reports as it goes.
+pub enum Event<'a> {
+    /// A document the derivation appended (its `_meta` left out).
+    Published(&'a Value),
+    /// Input transaction `index` (of `collection`, `inputs` documents) went through, and
+    /// the derivation appended `outputs` documents for it.
+    Transaction {
+        index: usize,
+        collection: &'a str,
+        inputs: usize,
+        outputs: usize,
+    },
+}
+
 /// What a preview ran.
 #[derive(Debug, Default)]
 pub struct Previewed {
@@ -30,31 +44,31 @@ pub struct Previewed {
 }
 
 /// Run derivation `name` of `bundle` over `input` (transactions of source documents, in
-/// order), calling `out(transaction index, document)` for each document it appended (its
-/// `_meta` left out), in order. Errors name what is wrong: an unknown derivation, an input
-/// into a collection that is not one of its sources, a document a source refuses, a failing
-/// plugin.
+/// order), reporting each document it appended and each transaction done to `out`. Every
+/// input document reaches the derivation as written: a transaction in which a key repeats
+/// goes through in parts (each appended and derived before the next), so its documents are
+/// not combined by the source's key first.
+/// Errors name what is wrong: an unknown derivation, one run by a deployed plugin (not a
+/// `module:` file), an input into a collection the derivation does not read, a document a
+/// source refuses, a failing plugin.
 pub fn run(
     bundle: &Bundle,
     name: &str,
     input: &[TestDocs],
     limits: &Limits,
-    mut out: impl FnMut(usize, &Value),
+    mut out: impl FnMut(Event<'_>),
 ) -> anyhow::Result<Previewed> {
     let only = derivation_alone(bundle, name)?;
-    let sources: Vec<String> = only
-        .catalog
-        .collections
-        .keys()
-        .filter(|c| *c != name)
-        .cloned()
-        .collect();
+    let sources = sources_of(bundle, name);
     for (i, t) in input.iter().enumerate() {
-        let is_source = only.catalog.collections[name]
-            .derive
-            .as_ref()
-            .is_some_and(|d| d.transforms.iter().any(|x| x.source.name() == t.collection));
-        if !is_source {
+        if t.collection == name {
+            anyhow::bail!(
+                "input transaction {} is for {name} itself: give input to its sources ({})",
+                i + 1,
+                sources.join(", ")
+            );
+        }
+        if !sources.contains(&t.collection) {
             anyhow::bail!(
                 "input transaction {} is for {}, which {name} does not read (its sources: {})",
                 i + 1,
@@ -72,14 +86,19 @@ pub fn run(
     let outcome = (|| -> anyhow::Result<Previewed> {
         host.publish(only.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let catalog = host.catalog();
         let mut done = Previewed::default();
         let mut offset = 0;
         for (i, t) in input.iter().enumerate() {
             let at = || format!("input transaction {} ({})", i + 1, t.collection);
-            host.ingest(&t.collection, t.documents.clone())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
-            host.wait_idle_advancing_clock(TIMEOUT)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let source = catalog.collection(&t.collection)?;
+            for part in without_repeated_keys(&t.documents, |d| source.key_of(d).to_string()) {
+                host.ingest(&t.collection, part.to_vec())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+                host.wait_idle_advancing_clock(TIMEOUT)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            }
+            let mut outputs = 0;
             loop {
                 let docs = host.journals.read(
                     &host.store,
@@ -95,17 +114,63 @@ pub fn run(
                     if let Some(m) = doc.as_object_mut() {
                         m.remove("_meta");
                     }
-                    out(i, &doc);
-                    done.outputs += 1;
+                    out(Event::Published(&doc));
+                    outputs += 1;
                 }
             }
+            out(Event::Transaction {
+                index: i,
+                collection: &t.collection,
+                inputs: t.documents.len(),
+                outputs,
+            });
             done.transactions += 1;
             done.inputs += t.documents.len();
+            done.outputs += outputs;
         }
         Ok(done)
     })();
     host.shutdown();
     outcome
+}
+
+/// `docs` in consecutive parts in none of which a key (by `key_of`) repeats.
+fn without_repeated_keys(docs: &[Value], key_of: impl Fn(&Value) -> String) -> Vec<&[Value]> {
+    let mut parts = Vec::new();
+    let (mut start, mut seen) = (0, std::collections::HashSet::new());
+    for (i, d) in docs.iter().enumerate() {
+        if !seen.insert(key_of(d)) {
+            parts.push(&docs[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(key_of(d));
+        }
+    }
+    if start < docs.len() {
+        parts.push(&docs[start..]);
+    }
+    parts
+}
+
+/// The collections derivation `name` reads, itself aside (a derivation may read its own
+/// output; the preview gives it no input).
+pub fn sources_of(bundle: &Bundle, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = bundle
+        .catalog
+        .collections
+        .get(name)
+        .and_then(|c| c.derive.as_ref())
+        .map(|d| {
+            d.transforms
+                .iter()
+                .map(|t| t.source.name().to_string())
+                .filter(|s| s != name)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `bundle` cut down to derivation `name`, its sources (not derived) and its dead-letter
@@ -129,6 +194,11 @@ fn derivation_alone(bundle: &Bundle, name: &str) -> anyhow::Result<Bundle> {
         );
     };
     let derive = def.derive.as_ref().expect("a derivation");
+    if let Some(plugin) = &derive.using.wasm.plugin {
+        anyhow::bail!(
+            "{name} runs deployed plugin {plugin}; a preview runs a derivation from its component file: write `using: {{ wasm: {{ module: path/to/component.wasm }} }}` to preview it"
+        );
+    }
     let mut catalog = Catalog::default();
     let mut keep = |n: &str| -> anyhow::Result<()> {
         let mut c = all
@@ -147,7 +217,17 @@ fn derivation_alone(bundle: &Bundle, name: &str) -> anyhow::Result<Bundle> {
         .as_ref()
         .and_then(|e| e.collection.as_deref())
     {
-        keep(dl)?;
+        let mut c = all
+            .get(dl)
+            .with_context(|| {
+                format!(
+                    "{name}'s dead-letter collection {dl} is not defined in {}",
+                    bundle.source
+                )
+            })?
+            .clone();
+        c.derive = None;
+        catalog.collections.insert(dl.to_string(), c);
     }
     catalog.collections.insert(name.to_string(), def.clone());
     let modules = bundle

@@ -115,6 +115,12 @@ impl Loader {
             if let Some(s) = &mut collection.write_schema {
                 *s = bundle(s, None).map_err(|e| fail("writeSchema", e))?;
             }
+            if collection.read_schema.is_some() && collection.write_schema.is_none() {
+                return Err(fail(
+                    "readSchema",
+                    "a readSchema needs a writeSchema beside it (instead of `schema`)".into(),
+                ));
+            }
             if let Some(s) = &mut collection.read_schema {
                 *s = bundle(s, collection.write_schema.as_ref())
                     .map_err(|e| fail("readSchema", e))?;

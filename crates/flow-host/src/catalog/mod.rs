@@ -998,12 +998,9 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
             return Err(format!("derive: transform name '{}' is used twice", t.name));
         }
         let shuffle = match &t.shuffle {
-            Some(Shuffle::Key(s)) if s.key.is_empty() => {
-                return Err(format!(
-                    "transform {}: shuffle key: it has no JSON pointers (write `shuffle: any` to need no key)",
-                    t.name
-                ));
-            }
+            // No pointers: the source's key, as before `shuffle: any` (catalogs published
+            // then still load).
+            Some(Shuffle::Key(s)) if s.key.is_empty() => BuiltShuffle::SourceKey,
             Some(Shuffle::Key(s)) => BuiltShuffle::Key(
                 parse_pointers(&s.key)
                     .map_err(|e| format!("transform {}: shuffle key: {e}", t.name))?,
@@ -1174,12 +1171,6 @@ collections:
                     "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders, shuffle: anything }}]\n"
                 ),
                 "transform t: shuffle \"anything\" is not a shuffle: write `any` or `{key: [/pointer, ...]}`",
-            ),
-            (
-                &format!(
-                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders, shuffle: {{ key: [] }} }}]\n"
-                ),
-                "transform t: shuffle key: it has no JSON pointers (write `shuffle: any` to need no key)",
             ),
             (
                 &format!(

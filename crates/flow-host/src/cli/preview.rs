@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Run one derivation of a catalog without publishing it, in a throwaway embedded host, and
-/// print what it publishes (NDJSON on stdout; a line per input transaction on stderr).
+/// print what it publishes (NDJSON on stdout; a line per input transaction on stderr, after
+/// the documents it published). Every input document reaches the derivation as written.
 /// Input: a fixture file, or what a running host's source collections hold now (`--live`).
 #[derive(Args)]
 pub struct Preview {
@@ -45,27 +46,30 @@ impl Preview {
                 })?
             }
             None => {
-                let sources = sources_of(&bundle, &self.name);
+                let sources = crate::preview::sources_of(&bundle, &self.name);
                 let client = Client::new(api_url, token);
                 let rt = tokio::runtime::Runtime::new()?;
                 let read = rt.block_on(read_live(&client, &sources, self.docs))?;
                 crate::preview::live_input(read, 4096)
             }
         };
-        let mut last = None;
-        let mut per_txn = 0;
         let report = crate::preview::run(
             &bundle,
             &self.name,
             &input,
             &crate::limits::Limits::default(),
-            |txn, doc| {
-                if last != Some(txn) {
-                    last = Some(txn);
-                    per_txn = 0;
-                }
-                per_txn += 1;
-                println!("{doc}");
+            |event| match event {
+                crate::preview::Event::Published(doc) => println!("{doc}"),
+                crate::preview::Event::Transaction {
+                    index,
+                    collection,
+                    inputs,
+                    outputs,
+                } => eprintln!(
+                    "transaction {}: {inputs} document{} into {collection} -> {outputs} published",
+                    index + 1,
+                    plural(inputs)
+                ),
             },
         )?;
         eprintln!(
@@ -84,25 +88,6 @@ impl Preview {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// The collections derivation `name` reads (none if it is not one: the preview says so).
-fn sources_of(bundle: &crate::catalog::Bundle, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = bundle
-        .catalog
-        .collections
-        .get(name)
-        .and_then(|c| c.derive.as_ref())
-        .map(|d| {
-            d.transforms
-                .iter()
-                .map(|t| t.source.name().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Up to `docs` documents of each source, from the first.
