@@ -12,6 +12,8 @@ pub struct Limits {
     /// Most documents a task reads into one transaction. A task starts at 4,096 (or this, if
     /// smaller) and doubles while its sources have a backlog: larger batches combine more and
     /// amortize the commit (one fsync per transaction); smaller ones bound latency and memory.
+    /// 32,768: the pipeline benchmarks ran as fast as at 65,536 with 10-15% less peak memory,
+    /// and 16,384 cost the totals pipeline ~10% (docs/benchmarks.md, fifth pass).
     pub txn_docs_max: usize,
     /// Most bytes a task reads into one transaction, for the same reasons.
     pub txn_bytes_max: usize,
@@ -82,7 +84,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             doc_bytes_max: 16 << 20,
-            txn_docs_max: 65536,
+            txn_docs_max: 32768,
             txn_bytes_max: 32 << 20,
             txn_time_max_ms: 1000,
             txn_time_min_ms: 0,

@@ -5,11 +5,21 @@
 /// Below this many items a batch runs on the calling thread: a thread costs more than it saves.
 const MIN_PARALLEL: usize = 2048;
 
+/// The cores this process may use, asked once: the answer reads cgroup files, which is not
+/// free per batch.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` over consecutive chunks of `items` (each given the index of its first item), on up to
 /// one thread per core; the results in chunk order.
 pub(crate) fn chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &[T]) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < MIN_PARALLEL || cores < 2 {
+    if items.len() < MIN_PARALLEL {
+        return vec![f(0, items)];
+    }
+    let cores = cores();
+    if cores < 2 {
         return vec![f(0, items)];
     }
     let size = items.len().div_ceil(cores);

@@ -111,7 +111,8 @@ impl Gate {
 /// back full (a backlog: a burst, a backfill, a restart behind), the next one doubles, up to
 /// `txnDocsMax`: a hot key's documents combine into one and the fsync is shared by more
 /// documents (measured: 4,096 -> 65,536 cut the pipeline's derived documents from ~820k to
-/// ~150k for 1M orders). Once a transaction finds fewer than it asked for, the task has
+/// ~150k for 1M orders; the default cap is 32,768, which throughput did not tell apart from
+/// 65,536 while the peak memory of a backlog fell by 10-15%, docs/benchmarks.md). Once a transaction finds fewer than it asked for, the task has
 /// caught up and drops back, so an idle pipeline keeps small transactions and low latency.
 pub(crate) const TXN_DOCS_START: usize = 4096;
 

@@ -74,7 +74,14 @@ impl StateWrites {
             return;
         }
         self.bytes = bytes;
-        self.map.insert(key.to_string(), value);
+        // A key written before keeps its String: most writes of a transaction are to keys
+        // it wrote already.
+        match self.map.get_mut(key) {
+            Some(v) => *v = value,
+            None => {
+                self.map.insert(key.to_string(), value);
+            }
+        }
     }
 
     /// Fail if a write broke a bound.
@@ -545,7 +552,8 @@ impl SourceDoc {
         Ok(derive_api::SourceDocument {
             transform: self.transform,
             key: self.key.clone(),
-            document: std::str::from_utf8(&self.doc)
+            document: simdutf8::basic::from_utf8(&self.doc)
+                .ok()
                 .context("source document is not UTF-8")?
                 .to_owned(),
         })
