@@ -1174,6 +1174,12 @@ collections:
             ),
             (
                 &format!(
+                    "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders, shuffle: {{ key: /id }} }}]\n"
+                ),
+                "invalid type: string \"/id\", expected a sequence",
+            ),
+            (
+                &format!(
                     "{ORDERS}  acme/d:\n    schema: {{type: object, properties: {{id: {{type: integer}}}}, required: [id]}}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [{{ name: t, source: acme/orders }}]\n      limits: {{ callDeadlineMs: 1 }}\n"
                 ),
                 "limits: callDeadlineMs must be at least one epoch tick",

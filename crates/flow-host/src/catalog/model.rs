@@ -386,12 +386,37 @@ impl SourceRef {
 /// How a transform's source documents are shuffled: `{key: [POINTER, ...]}` (per-key order
 /// and state), or `any` (Flow's: no per-key order needed; the derivation keeps one state
 /// for the whole transform, under the key `[]`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Shuffle {
     Key(ShuffleKey),
     /// `any`.
     Any(String),
+}
+
+/// By shape (a word or a map), so a bad `{key: ...}` is reported as itself, where it is, not
+/// as "matches no variant".
+impl<'de> Deserialize<'de> for Shuffle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ByShape;
+        impl<'de> serde::de::Visitor<'de> for ByShape {
+            type Value = Shuffle;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a shuffle: `any`, or {key: [/pointer, ...]}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Shuffle, E> {
+                Ok(Shuffle::Any(v.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Shuffle, A::Error> {
+                ShuffleKey::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Shuffle::Key)
+            }
+        }
+        d.deserialize_any(ByShape)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
