@@ -112,25 +112,7 @@ pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Va
     let c = catalog.collection(collection)?;
     let mut combiner =
         flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
-    let mut offset = 0;
-    loop {
-        let docs = host.journals.read(
-            &host.store,
-            collection,
-            offset,
-            10_000,
-            host.limits.txn_bytes_max,
-        )?;
-        let Some(last) = docs.last() else { break };
-        offset = last.next_offset();
-        for d in docs {
-            let mut doc: Value = serde_json::from_slice(&d.bytes)?;
-            if let Some(m) = doc.as_object_mut() {
-                m.remove("_meta");
-            }
-            combiner.add(0, doc, false)?;
-        }
-    }
+    host.for_each_document(collection, 0, |doc| Ok(combiner.add(0, doc, false)?))?;
     let mut out = Vec::new();
     for d in combiner.drain(true)? {
         let d = d?;

@@ -99,25 +99,11 @@ pub fn run(
                     .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             }
             let mut outputs = 0;
-            loop {
-                let docs = host.journals.read(
-                    &host.store,
-                    name,
-                    offset,
-                    10_000,
-                    host.limits.txn_bytes_max,
-                )?;
-                let Some(last) = docs.last() else { break };
-                offset = last.next_offset();
-                for d in docs {
-                    let mut doc: Value = serde_json::from_slice(&d.bytes)?;
-                    if let Some(m) = doc.as_object_mut() {
-                        m.remove("_meta");
-                    }
-                    out(Event::Published(&doc));
-                    outputs += 1;
-                }
-            }
+            offset = host.for_each_document(name, offset, |doc| {
+                out(Event::Published(&doc));
+                outputs += 1;
+                Ok(())
+            })?;
             out(Event::Transaction {
                 index: i,
                 collection: &t.collection,

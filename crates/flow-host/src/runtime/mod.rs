@@ -256,6 +256,36 @@ impl Host {
         self.catalog.read().expect("catalog lock poisoned").clone()
     }
 
+    /// Every document of `journal` from offset `from` to its end now, parsed, without its
+    /// `_meta`, in order, to `each`. Returns the offset after the last.
+    pub fn for_each_document(
+        &self,
+        journal: &str,
+        mut from: u64,
+        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        loop {
+            let docs = self.journals.read(
+                &self.store,
+                journal,
+                from,
+                10_000,
+                self.limits.txn_bytes_max,
+            )?;
+            let Some(last) = docs.last() else {
+                return Ok(from);
+            };
+            from = last.next_offset();
+            for d in docs {
+                let mut doc: Value = serde_json::from_slice(&d.bytes)?;
+                if let Some(m) = doc.as_object_mut() {
+                    m.remove("_meta");
+                }
+                each(doc)?;
+            }
+        }
+    }
+
     /// Validate documents against the collection's schema, combine them by key (its `reduce`
     /// annotations), and append them in one durable transaction: all of them or, on any
     /// error, none.
