@@ -106,19 +106,41 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
 }
 
 /// Every document of `collection` from its beginning, fully reduced by key (its `reduce`
-/// annotations), in key order, without `_meta`; deleted keys are left out.
+/// annotations), in key order, without `_meta`; deleted keys are left out (by a root
+/// delete, or a last change that was a deletion: `_meta/op` `d`).
 pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Value>> {
     let catalog = host.catalog();
     let c = catalog.collection(collection)?;
     let mut combiner =
         flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
-    host.for_each_document(collection, 0, |doc| Ok(combiner.add(0, doc, false)?))?;
+    host.for_each_document(collection, 0, |mut doc| {
+        // Checked by the read schema as a reader checks it (`_meta` aside; a deletion by
+        // its key alone, as on write), combined with its `op`, so a deletion's annotations
+        // and a key whose last change was a deletion come out as a materialization has them.
+        if crate::journal::op_of(&doc) != Some("d") {
+            let meta = doc.as_object_mut().and_then(|m| m.remove("_meta"));
+            c.read_schema.validate(&doc).map_err(|e| {
+                anyhow::anyhow!("a document of {collection} does not match its schema: {e}")
+            })?;
+            // Its change is the key's last one now: an `op` of its own, or a write (`u`),
+            // over a deletion before it.
+            let meta = meta.unwrap_or_else(|| serde_json::json!({ "op": "u" }));
+            if let Some(m) = doc.as_object_mut() {
+                m.insert("_meta".to_string(), meta);
+            }
+        }
+        Ok(combiner.add_valid(0, doc, false)?)
+    })?;
     let mut out = Vec::new();
     for d in combiner.drain(true)? {
-        let d = d?;
-        if !d.deleted {
-            out.push(d.doc);
+        let mut d = d?;
+        if d.deleted || crate::journal::op_of(&d.doc) == Some("d") {
+            continue;
         }
+        if let Some(m) = d.doc.as_object_mut() {
+            m.remove("_meta");
+        }
+        out.push(d.doc);
     }
     Ok(out)
 }

@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a preview reports as it goes.
 pub enum Event<'a> {
-    /// A document the derivation appended (its `_meta` left out).
+    /// A document the derivation appended (its `_meta` left out, but an `op` it published).
     Published(&'a Value),
     /// Input transaction `index` (of `collection`, `inputs` documents) went through, and
     /// the derivation appended `outputs` documents for it.

@@ -256,8 +256,9 @@ impl Host {
         self.catalog.read().expect("catalog lock poisoned").clone()
     }
 
-    /// Every document of `journal` from offset `from` to its end now, parsed, without its
-    /// `_meta`, in order, to `each`. Returns the offset after the last.
+    /// Every document of `journal` from offset `from` to its end now, parsed, in order, to
+    /// `each`: without its `_meta` but its `op` (a captured change: `d`, a deletion).
+    /// Returns the offset after the last.
     pub fn for_each_document(
         &self,
         journal: &str,
@@ -278,9 +279,7 @@ impl Host {
             from = last.next_offset();
             for d in docs {
                 let mut doc: Value = serde_json::from_slice(&d.bytes)?;
-                if let Some(m) = doc.as_object_mut() {
-                    m.remove("_meta");
-                }
+                crate::catalog::keep_only_op(&mut doc);
                 each(doc)?;
             }
         }
