@@ -79,10 +79,16 @@ pub(crate) enum Additional {
 
 impl FastCheck {
     /// The quick check of `schema`, or None if it uses anything beyond the keywords above.
+    #[cfg(test)]
     pub fn compile(schema: &Value) -> Option<FastCheck> {
+        Self::compile_with(schema, &super::schema::anchors(schema))
+    }
+
+    /// `compile`, given the schema's anchors (`schema::anchors`).
+    pub fn compile_with(schema: &Value, anchors: &super::schema::Anchors) -> Option<FastCheck> {
         let mut ctx = Ctx {
             root: schema,
-            anchors: None,
+            anchors,
             refs: Vec::new(),
             followed: 0,
         };
@@ -225,7 +231,7 @@ impl FastCheck {
 /// references being compiled (a cycle gets no quick check) and how many were followed.
 struct Ctx<'a> {
     root: &'a Value,
-    anchors: Option<super::schema::Anchors>,
+    anchors: &'a super::schema::Anchors,
     refs: Vec<String>,
     followed: usize,
 }
@@ -234,21 +240,12 @@ impl<'a> Ctx<'a> {
     /// The target of a `$ref` of the root document: a JSON pointer or an anchor declared
     /// once. None where that is not certainly what the validator resolves it to: a schema
     /// with resources of its own below the root (`$id`s), against which references resolve.
-    fn target(&mut self, reference: &str) -> Option<(&'a Value, String)> {
-        let root = self.root;
-        let anchors = self
-            .anchors
-            .get_or_insert_with(|| super::schema::anchors(root));
-        if anchors.nested_ids {
+    fn target(&self, reference: &str) -> Option<(&'a Value, String)> {
+        if !self.anchors.ids.is_empty() {
             return None;
         }
-        let fragment = super::ptr::percent_decode(reference.strip_prefix('#')?);
-        let ptr = if fragment.is_empty() || fragment.starts_with('/') {
-            fragment
-        } else {
-            anchors.get(&fragment)?.to_string()
-        };
-        let target = super::ptr::Pointer::parse(&ptr).ok()?.query(root)?;
+        let ptr = self.anchors.pointer_of(reference)?;
+        let target = super::ptr::Pointer::parse(&ptr).ok()?.query(self.root)?;
         Some((target, ptr))
     }
 }

@@ -167,6 +167,22 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A JSON pointer written as a URI fragment (`#` and it): characters a fragment may not
+/// hold, and `%` itself, percent-encoded.
+pub fn pointer_fragment(ptr: &str) -> String {
+    let mut out = String::with_capacity(ptr.len() + 1);
+    out.push('#');
+    for b in ptr.bytes() {
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl fmt::Display for Pointer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for token in &self.0 {

@@ -6,7 +6,7 @@
 //! validation free of I/O.
 
 use super::fast_check::FastCheck;
-use super::ptr::{Pointer, Token, child, percent_decode};
+use super::ptr::{Pointer, Token, percent_decode};
 use super::reduce::{Plan, ReduceError, Reduced};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
@@ -69,24 +69,19 @@ const MAX_REPORTED: usize = 5;
 
 impl Schema {
     pub fn compile(raw: &Value) -> Result<Self, SchemaError> {
-        let draft = match raw.get("$schema").and_then(Value::as_str) {
-            Some(s) if s.contains("2020-12") => Draft::Draft202012,
-            Some(s) if s.contains("draft-07") => Draft::Draft7,
-            Some(s) if s.contains("draft-06") => Draft::Draft6,
-            Some(s) if s.contains("draft-04") => Draft::Draft4,
-            _ => Draft::Draft201909,
-        };
+        let draft = SchemaDraft::of(raw).validator();
         let validator = jsonschema::options()
             .with_draft(draft)
             .build(raw)
             .map_err(|e| SchemaError::Invalid(format_error(&e)))?;
         let plan = Plan::compile(raw, draft)?;
+        let anchors = anchors(raw);
         Ok(Schema {
             raw: raw.clone(),
             validator,
-            fast: FastCheck::compile(raw),
+            fast: FastCheck::compile_with(raw, &anchors),
             plan,
-            anchors: anchors(raw),
+            anchors,
         })
     }
 
@@ -284,13 +279,9 @@ impl Schema {
     /// (`#Name`: a subschema's `$anchor`, or a legacy `$id: "#Name"`). A reference to another
     /// document resolves to nothing: a catalog's loader has bundled those in already.
     fn resolve_local(&self, reference: &str) -> Option<&Value> {
-        let fragment = percent_decode(reference.strip_prefix('#')?);
-        let ptr = if fragment.is_empty() || fragment.starts_with('/') {
-            fragment.as_str()
-        } else {
-            self.anchors.get(&fragment)?
-        };
-        Pointer::parse(ptr).ok()?.query(&self.raw)
+        Pointer::parse(&self.anchors.pointer_of(reference)?)
+            .ok()?
+            .query(&self.raw)
     }
 }
 
@@ -321,26 +312,34 @@ pub const MAP_KEYWORDS: &[&str] = &[
     "dependencies",
 ];
 
-/// The subschemas directly inside schema object `m`, each by its path of pointer tokens
-/// from `m` (`["properties", "a"]`, `["allOf", "0"]`). Only keywords of JSON Schema are
-/// looked in: a `$ref` inside an unknown keyword is no reference.
-pub fn child_paths(m: &serde_json::Map<String, Value>) -> Vec<Vec<String>> {
+/// The subschemas directly inside schema object `m`, each by its pointer from `m`
+/// (`/properties/a`, `/allOf/0`). Only keywords of JSON Schema are looked in: a `$ref`
+/// inside an unknown keyword is no reference.
+pub fn child_paths(m: &serde_json::Map<String, Value>) -> Vec<Pointer> {
+    let path = |tokens: &[&str]| {
+        Pointer(
+            tokens
+                .iter()
+                .map(|t| Token::Property(t.to_string()))
+                .collect(),
+        )
+    };
     let mut out = Vec::new();
     for (k, v) in m {
         let k = k.as_str();
         match v {
             Value::Object(_) | Value::Bool(_) if SINGLE_KEYWORDS.contains(&k) => {
-                out.push(vec![k.to_string()]);
+                out.push(path(&[k]));
             }
             Value::Array(items) if ARRAY_KEYWORDS.contains(&k) => {
                 for i in 0..items.len() {
-                    out.push(vec![k.to_string(), i.to_string()]);
+                    out.push(path(&[k, &i.to_string()]));
                 }
             }
             Value::Object(map) if MAP_KEYWORDS.contains(&k) => {
                 for (name, sub) in map {
                     if sub.is_object() || sub.is_boolean() {
-                        out.push(vec![k.to_string(), name.clone()]);
+                        out.push(path(&[k, name]));
                     }
                 }
             }
@@ -350,46 +349,66 @@ pub fn child_paths(m: &serde_json::Map<String, Value>) -> Vec<Vec<String>> {
     out
 }
 
-/// The subschema at `path` (from `child_paths`) of schema object `m`.
-pub fn child_at<'a>(m: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let mut v = m.get(path.first()?)?;
-    for t in &path[1..] {
-        v = match v {
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
-            Value::Object(o) => o.get(t)?,
-            _ => return None,
-        };
-    }
-    Some(v)
+/// The draft a schema is written for, by its `$schema`: 2019-09 when it names none, as
+/// Flow's schemas default to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SchemaDraft {
+    D4,
+    D6,
+    D7,
+    D2019,
+    D2020,
 }
 
-/// `child_at`, mutably.
-pub fn child_at_mut<'a>(
-    m: &'a mut serde_json::Map<String, Value>,
-    path: &[String],
-) -> Option<&'a mut Value> {
-    let mut v = m.get_mut(path.first()?)?;
-    for t in &path[1..] {
-        v = match v {
-            Value::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
-            Value::Object(o) => o.get_mut(t)?,
-            _ => return None,
-        };
+impl SchemaDraft {
+    pub fn of(schema: &Value) -> SchemaDraft {
+        match schema.get("$schema").and_then(Value::as_str) {
+            Some(s) if s.contains("2020-12") => SchemaDraft::D2020,
+            Some(s) if s.contains("draft-07") => SchemaDraft::D7,
+            Some(s) if s.contains("draft-06") => SchemaDraft::D6,
+            Some(s) if s.contains("draft-04") => SchemaDraft::D4,
+            _ => SchemaDraft::D2019,
+        }
     }
-    Some(v)
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaDraft::D4 => "draft 4",
+            SchemaDraft::D6 => "draft 6",
+            SchemaDraft::D7 => "draft 7",
+            SchemaDraft::D2019 => "draft 2019-09",
+            SchemaDraft::D2020 => "draft 2020-12",
+        }
+    }
+
+    /// Drafts 4 to 7, whose anchors are `$id`s of a fragment (`$id: "#Name"`).
+    pub fn is_legacy(self) -> bool {
+        matches!(self, SchemaDraft::D4 | SchemaDraft::D6 | SchemaDraft::D7)
+    }
+
+    fn validator(self) -> Draft {
+        match self {
+            SchemaDraft::D4 => Draft::Draft4,
+            SchemaDraft::D6 => Draft::Draft6,
+            SchemaDraft::D7 => Draft::Draft7,
+            SchemaDraft::D2019 => Draft::Draft201909,
+            SchemaDraft::D2020 => Draft::Draft202012,
+        }
+    }
 }
 
 /// The anchors a schema declares, as its draft means them: `$anchor` and `$dynamicAnchor`
-/// (2019-09 and later), or an `$id` of a fragment `#Name` (drafts 4 to 7).
+/// (2019-09 and later), or an `$id` of a fragment `#Name` (drafts 4 to 7); and the `$id`s of
+/// the resources it embeds below its root.
 #[derive(Debug, Default, Clone)]
 pub struct Anchors {
     /// Each anchor and the pointer of the subschema declaring it; None where the name is
     /// declared more than once (which one a validator takes is not for us to guess).
     map: BTreeMap<String, Option<String>>,
-    /// Whether a subschema below the root has an `$id` of its own (a resource of its own,
-    /// against which its references resolve): then a reference is not simply resolved from
-    /// the root.
-    pub nested_ids: bool,
+    /// The `$id`s (without a fragment) of subschemas below the root: resources of their own,
+    /// against which the references inside them resolve (so a reference there is not simply
+    /// resolved from the root).
+    pub ids: Vec<String>,
 }
 
 impl Anchors {
@@ -402,14 +421,17 @@ impl Anchors {
     pub fn is_ambiguous(&self, name: &str) -> bool {
         matches!(self.map.get(name), Some(None))
     }
-}
 
-/// Whether `schema`'s `$schema` names draft 4, 6 or 7 (whose anchors are `$id`s).
-pub fn is_legacy_draft(schema: &Value) -> bool {
-    schema
-        .get("$schema")
-        .and_then(Value::as_str)
-        .is_some_and(|s| s.contains("draft-07") || s.contains("draft-06") || s.contains("draft-04"))
+    /// The pointer (from the root) a `$ref` of the document names: `#/...` percent-decoded,
+    /// or `#Name` an anchor declared once. None for a reference to another document.
+    pub fn pointer_of(&self, reference: &str) -> Option<String> {
+        let fragment = percent_decode(reference.strip_prefix('#')?);
+        if fragment.is_empty() || fragment.starts_with('/') {
+            Some(fragment)
+        } else {
+            self.get(&fragment).map(str::to_string)
+        }
+    }
 }
 
 /// The anchors of `schema` (see `Anchors`), found through the keywords of JSON Schema.
@@ -423,15 +445,12 @@ pub fn anchors(schema: &Value) -> Anchors {
                 .or_insert_with(|| Some(at.to_string()));
         };
         if let Some(id) = m.get("$id").and_then(Value::as_str) {
-            match id.split_once('#') {
-                Some((base, a)) if legacy && !a.is_empty() && !a.starts_with('/') => {
-                    declare(a);
-                    if !base.is_empty() && !root {
-                        out.nested_ids = true;
-                    }
-                }
-                _ if !root => out.nested_ids = true,
-                _ => {}
+            let (base, fragment) = id.split_once('#').unwrap_or((id, ""));
+            if legacy && !fragment.is_empty() && !fragment.starts_with('/') {
+                declare(fragment);
+            }
+            if !base.is_empty() && !root {
+                out.ids.push(base.to_string());
             }
         }
         if !legacy {
@@ -442,31 +461,26 @@ pub fn anchors(schema: &Value) -> Anchors {
             }
         }
         for path in child_paths(m) {
-            if let Some(c) = child_at(m, &path) {
-                let at = path.iter().fold(at.to_string(), |p, t| child(&p, t));
-                walk(c, &at, legacy, false, out);
+            if let Some(c) = path.query(v) {
+                walk(c, &format!("{at}{path}"), legacy, false, out);
             }
         }
     }
     let mut out = Anchors::default();
-    walk(schema, "", is_legacy_draft(schema), true, &mut out);
+    walk(
+        schema,
+        "",
+        SchemaDraft::of(schema).is_legacy(),
+        true,
+        &mut out,
+    );
     out
 }
 
-/// A JSON pointer written as a URI fragment (`#` and it): characters a fragment may not
-/// hold, and `%` itself, percent-encoded.
-pub fn pointer_fragment(ptr: &str) -> String {
-    let mut out = String::with_capacity(ptr.len() + 1);
-    out.push('#');
-    for b in ptr.bytes() {
-        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Whether reference `base` names the resource of `$id` `id`: written alike, or one a
+/// relative form of the other.
+pub fn same_resource(id: &str, base: &str) -> bool {
+    id == base || id.ends_with(&format!("/{base}")) || base.ends_with(&format!("/{id}"))
 }
 
 fn format_error(e: &jsonschema::ValidationError<'_>) -> String {

@@ -117,17 +117,13 @@ pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Va
         // Checked by the read schema as a reader checks it (`_meta` aside; a deletion by
         // its key alone, as on write), combined with its `op`, so a deletion's annotations
         // and a key whose last change was a deletion come out as a materialization has them.
-        if crate::journal::op_of(&doc) != Some("d") {
-            let meta = doc.as_object_mut().and_then(|m| m.remove("_meta"));
-            c.read_schema.validate(&doc).map_err(|e| {
-                anyhow::anyhow!("a document of {collection} does not match its schema: {e}")
-            })?;
-            // Its change is the key's last one now: an `op` of its own, or a write (`u`),
-            // over a deletion before it.
-            let meta = meta.unwrap_or_else(|| serde_json::json!({ "op": "u" }));
-            if let Some(m) = doc.as_object_mut() {
-                m.insert("_meta".to_string(), meta);
-            }
+        c.check_read_document(&mut doc)
+            .map_err(|e| anyhow::anyhow!("a document of {collection} {e}"))?;
+        // Its change is the key's last one now: an `op` of its own, or a write (`u`), over
+        // a deletion before it.
+        if let Some(m) = doc.as_object_mut() {
+            m.entry("_meta")
+                .or_insert_with(|| serde_json::json!({ "op": "u" }));
         }
         Ok(combiner.add_valid(0, doc, false)?)
     })?;

@@ -14,8 +14,8 @@
 //! compiled for that branch alone. Branches that carry no annotation anywhere beneath are
 //! dropped at compile time, so they cost nothing per document.
 
-use super::super::ptr::{Pointer, child, percent_decode};
-use super::super::schema::{ARRAY_KEYWORDS, MAP_KEYWORDS, SINGLE_KEYWORDS};
+use super::super::ptr::{Pointer, child, percent_decode, pointer_fragment};
+use super::super::schema::{ARRAY_KEYWORDS, MAP_KEYWORDS, SINGLE_KEYWORDS, same_resource};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -637,19 +637,7 @@ impl<'s> Compiler<'s> {
     }
 }
 
-/// `{"$ref": ...}` into the root schema at `ptr`, percent-encoding the fragment.
+/// `{"$ref": ...}` into the root schema at `ptr`, the fragment percent-encoded.
 fn branch_ref(ptr: &str) -> Value {
-    let mut fragment = String::with_capacity(ptr.len());
-    for b in ptr.bytes() {
-        if b.is_ascii_alphanumeric() || b"/~-._!$&'()*+,;=:@".contains(&b) {
-            fragment.push(b as char);
-        } else {
-            fragment.push_str(&format!("%{b:02X}"));
-        }
-    }
-    serde_json::json!({ "$ref": format!("{ROOT_URI}#{fragment}") })
-}
-
-fn same_resource(id: &str, base: &str) -> bool {
-    id == base || id.ends_with(&format!("/{base}")) || base.ends_with(&format!("/{id}"))
+    serde_json::json!({ "$ref": format!("{ROOT_URI}{}", pointer_fragment(ptr)) })
 }

@@ -16,8 +16,8 @@
 //! directory of the catalog file that names the schema; a remote URL is refused, never
 //! fetched (the JSON Schema meta-schemas aside, which the validator knows).
 
-use flow_doc::ptr::{Pointer, child, percent_decode};
-use flow_doc::schema::{Anchors, anchors, child_at, child_at_mut, child_paths, pointer_fragment};
+use flow_doc::ptr::{Pointer, child, percent_decode, pointer_fragment};
+use flow_doc::schema::{Anchors, SchemaDraft as Draft, anchors, child_paths, same_resource};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,39 +110,6 @@ const DYNAMIC: &[&str] = &[
     "$dynamicRef",
     "$dynamicAnchor",
 ];
-
-/// The draft a schema is written for, by its `$schema` (2019-09 when it names none, as
-/// `flow_doc::Schema` compiles it).
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Draft {
-    D4,
-    D6,
-    D7,
-    D2019,
-    D2020,
-}
-
-impl Draft {
-    fn of(schema: &Value) -> Draft {
-        match schema.get("$schema").and_then(Value::as_str) {
-            Some(s) if s.contains("2020-12") => Draft::D2020,
-            Some(s) if s.contains("draft-07") => Draft::D7,
-            Some(s) if s.contains("draft-06") => Draft::D6,
-            Some(s) if s.contains("draft-04") => Draft::D4,
-            _ => Draft::D2019,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Draft::D4 => "draft 4",
-            Draft::D6 => "draft 6",
-            Draft::D7 => "draft 7",
-            Draft::D2019 => "draft 2019-09",
-            Draft::D2020 => "draft 2020-12",
-        }
-    }
-}
 
 struct File {
     value: Value,
@@ -276,7 +243,7 @@ impl Bundler<'_> {
     /// The collection's own schema (`file`: where it was written): references to other files
     /// become pointers into the bundle; its local references stay.
     fn rewrite_root(&mut self, mut v: Value, file: &Path) -> Result<Value, String> {
-        let ids = ids(&v);
+        let ids = anchors(&v).ids;
         self.rewrite(&mut v, file, "", true, false, &ids)?;
         Ok(v)
     }
@@ -312,7 +279,9 @@ impl Bundler<'_> {
         mut in_resource: bool,
         ids: &[String],
     ) -> Result<(), String> {
-        let Value::Object(m) = v else { return Ok(()) };
+        let Value::Object(m) = &mut *v else {
+            return Ok(());
+        };
         let here = || match file.file_name() {
             Some(n) if n == INLINE => format!("schema#{at}"),
             _ => format!("{}#{at}", file.display()),
@@ -349,9 +318,8 @@ impl Bundler<'_> {
             m.remove("$id");
         }
         for path in child_paths(m) {
-            let at = path.iter().fold(at.to_string(), |p, t| child(&p, t));
-            if let Some(c) = child_at_mut(m, &path) {
-                self.rewrite(c, file, &at, root, in_resource, ids)?;
+            if let Some(c) = path.query_mut(v) {
+                self.rewrite(c, file, &format!("{at}{path}"), root, in_resource, ids)?;
             }
         }
         Ok(())
@@ -414,33 +382,6 @@ impl Bundler<'_> {
         self.target(&target_file, fragment, place)
             .map(|t| Some(pointer_fragment(&t)))
     }
-}
-
-/// The `$id`s (not anchors) of the resources `v` embeds below its root.
-fn ids(v: &Value) -> Vec<String> {
-    fn walk(v: &Value, top: bool, out: &mut Vec<String>) {
-        let Value::Object(m) = v else { return };
-        if let Some(id) = m.get("$id").and_then(Value::as_str)
-            && !top
-            && !id.starts_with('#')
-        {
-            out.push(id.trim_end_matches('#').to_string());
-        }
-        for path in child_paths(m) {
-            if let Some(c) = child_at(m, &path) {
-                walk(c, false, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(v, true, &mut out);
-    out
-}
-
-/// Whether reference path `path` names the resource of `$id` `id` (written alike, or one
-/// a relative form of the other).
-fn same_resource(id: &str, path: &str) -> bool {
-    id == path || id.ends_with(&format!("/{path}")) || path.ends_with(&format!("/{id}"))
 }
 
 /// A reference with a URI scheme (`https://...`, `urn:...`) or a network path (`//host/...`)

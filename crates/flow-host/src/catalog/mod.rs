@@ -64,18 +64,32 @@ impl BuiltCollection {
     /// if the collection has a distinct one: `_meta` aside, and a deletion (`_meta/op` `d`)
     /// only by its key, as on write.
     pub fn check_read(&self, text: &[u8]) -> Result<(), String> {
-        let Some(read) = self.distinct_read_schema() else {
+        if self.distinct_read_schema().is_none() {
             return Ok(());
-        };
+        }
         let mut doc: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
-        if crate::journal::op_of(&doc) == Some("d") {
+        self.check_read_document(&mut doc)
+    }
+
+    /// Check a document read from the collection (parsed, `_meta` and all) against its read
+    /// schema (`schema`, or `readSchema`): `_meta` aside (taken out for the check and put
+    /// back), and a deletion (`_meta/op` `d`) only by its key, as on write.
+    pub fn check_read_document(&self, doc: &mut Value) -> Result<(), String> {
+        if crate::journal::op_of(doc) == Some("d") {
             return Ok(());
         }
-        if let Some(m) = doc.as_object_mut() {
-            m.remove("_meta");
+        let meta = doc.as_object_mut().and_then(|m| m.remove("_meta"));
+        let checked = self.read_schema.validate(doc).map_err(|e| {
+            let which = match self.distinct_read_schema() {
+                Some(_) => "readSchema",
+                None => "schema",
+            };
+            format!("does not match the collection's {which}: {e}")
+        });
+        if let (Some(meta), Some(m)) = (meta, doc.as_object_mut()) {
+            m.insert("_meta".to_string(), meta);
         }
-        read.validate(&doc)
-            .map_err(|e| format!("does not match the collection's readSchema: {e}"))
+        checked
     }
 
     /// Check one document before it is appended to this collection: an object, at most
