@@ -72,7 +72,7 @@ fn a_backlog_is_read_in_growing_transactions_and_combined() {
 
     // And the totals are exactly what one order at a time gives.
     let mut last: BTreeMap<String, Value> = BTreeMap::new();
-    for d in host.read("b/totals", 0, usize::MAX).unwrap() {
+    for d in host.read("b/totals", "b/totals", 0, usize::MAX).unwrap() {
         let doc: Value = serde_json::from_slice(&d.bytes).unwrap();
         last.insert(doc["customer"].as_str().unwrap().to_string(), doc);
     }

@@ -14,6 +14,7 @@ mod fragments;
 mod lifecycle;
 mod mysql;
 mod ordering;
+mod partitions;
 mod policies;
 mod postgres;
 mod publish_crash;

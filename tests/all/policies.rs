@@ -69,7 +69,7 @@ fn host() -> (tempfile::TempDir, std::sync::Arc<Host>) {
 }
 
 fn derived(host: &Host, collection: &str) -> Vec<Value> {
-    flow_host::catalog_test::reduced_documents(host, collection).unwrap()
+    flow_host::catalog_test::reduced_documents(host, &collection.into()).unwrap()
 }
 
 fn wait_state(host: &Host, task: &str, state: &str) -> flow_host::runtime::TaskStatus {

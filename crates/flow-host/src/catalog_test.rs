@@ -9,7 +9,7 @@
 //! it with the expected documents: same count, and each expected document a subset of the
 //! actual one at the same position.
 
-use crate::catalog::{Bundle, TestStep};
+use crate::catalog::{Bundle, SourceRef, TestStep};
 use crate::limits::Limits;
 use crate::runtime::{Host, HostOptions};
 use anyhow::Context;
@@ -76,7 +76,7 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
         };
         match step {
             TestStep::Ingest(d) => {
-                host.ingest(&d.collection, d.documents.clone())
+                host.ingest(d.collection.name(), d.documents.clone())
                     .map_err(|e| format!("{at}: {e}"))?;
             }
             TestStep::Capture(c) => {
@@ -105,15 +105,20 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
     Ok(())
 }
 
-/// Every document of `collection` from its beginning, fully reduced by key (its `reduce`
-/// annotations), in key order, without `_meta`; deleted keys are left out (by a root
+/// Every document of `collection` from its beginning (of the logical partitions its selector
+/// names, if it has one; of all, in publish-time order, otherwise), fully reduced by key (its
+/// `reduce` annotations), in key order, without `_meta`; deleted keys are left out (by a root
 /// delete, or a last change that was a deletion: `_meta/op` `d`).
-pub fn reduced_documents(host: &Host, collection: &str) -> anyhow::Result<Vec<Value>> {
+pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<Value>> {
+    let collection = source.name();
     let catalog = host.catalog();
     let c = catalog.collection(collection)?;
+    let selector = c
+        .selector(source.partitions())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let mut combiner =
         flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
-    host.for_each_document(collection, 0, |mut doc| {
+    host.for_each_document_of(c, selector.as_ref(), |mut doc| {
         // Checked by the read schema as a reader checks it (`_meta` aside; a deletion by
         // its key alone, as on write), combined with its `op`, so a deletion's annotations
         // and a key whose last change was a deletion come out as a materialization has them.

@@ -9,7 +9,7 @@
 //! since the last transaction are handed out as they were appended: combined within the
 //! derivation's transaction by the derived collection's key and `reduce` annotations.
 
-use crate::catalog::{Bundle, Catalog, TestDocs};
+use crate::catalog::{Bundle, Catalog, SourceRef, TestDocs};
 use crate::limits::Limits;
 use crate::runtime::{Host, HostOptions};
 use anyhow::Context;
@@ -61,14 +61,20 @@ pub fn run(
     let only = derivation_alone(bundle, name)?;
     let sources = sources_of(bundle, name);
     for (i, t) in input.iter().enumerate() {
-        if t.collection == name {
+        if t.collection.name() == name {
             anyhow::bail!(
                 "input transaction {} is for {name} itself: give input to its sources ({})",
                 i + 1,
                 sources.join(", ")
             );
         }
-        if !sources.contains(&t.collection) {
+        if t.collection.partitions().is_some() {
+            anyhow::bail!(
+                "input transaction {}: `partitions` selects what a reader reads; input documents go to the partitions their values name",
+                i + 1
+            );
+        }
+        if !sources.iter().any(|s| s == t.collection.name()) {
             anyhow::bail!(
                 "input transaction {} is for {}, which {name} does not read (its sources: {})",
                 i + 1,
@@ -88,25 +94,32 @@ pub fn run(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let catalog = host.catalog();
         let mut done = Previewed::default();
-        let mut offset = 0;
+        // Where each journal of the derivation was read to (one per logical partition, if
+        // it has them).
+        let mut offsets: std::collections::BTreeMap<String, u64> = Default::default();
+        let derived = catalog.collection(name)?;
         for (i, t) in input.iter().enumerate() {
             let at = || format!("input transaction {} ({})", i + 1, t.collection);
-            let source = catalog.collection(&t.collection)?;
+            let source = catalog.collection(t.collection.name())?;
             for part in without_repeated_keys(&t.documents, |d| source.key_of(d).to_string()) {
-                host.ingest(&t.collection, part.to_vec())
+                host.ingest(t.collection.name(), part.to_vec())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
                 host.wait_idle_advancing_clock(TIMEOUT)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             }
             let mut outputs = 0;
-            offset = host.for_each_document(name, offset, |doc| {
-                out(Event::Published(&doc));
-                outputs += 1;
-                Ok(())
-            })?;
+            for journal in derived.journals(&host.store, None)? {
+                let from = offsets.get(&journal).copied().unwrap_or(0);
+                let to = host.for_each_document(&journal, from, |doc| {
+                    out(Event::Published(&doc));
+                    outputs += 1;
+                    Ok(())
+                })?;
+                offsets.insert(journal, to);
+            }
             out(Event::Transaction {
                 index: i,
-                collection: &t.collection,
+                collection: t.collection.name(),
                 inputs: t.documents.len(),
                 outputs,
             });
@@ -252,12 +265,12 @@ pub fn live_input(mut by_source: Vec<(String, Vec<Value>)>, txn_docs: usize) -> 
     for (_, source, mut doc) in all {
         crate::catalog::keep_only_op(&mut doc);
         match out.last_mut() {
-            Some(t) if t.collection == source && t.documents.len() < txn_docs.max(1) => {
+            Some(t) if t.collection.name() == source && t.documents.len() < txn_docs.max(1) => {
                 t.documents.push(doc)
             }
             _ => out.push(TestDocs {
                 description: None,
-                collection: source,
+                collection: SourceRef::Name(source),
                 documents: vec![doc],
             }),
         }

@@ -192,6 +192,8 @@ struct ReadQuery {
     /// Keep the stream open and send documents as they are appended.
     #[serde(default)]
     follow: bool,
+    /// For a collection with logical partitions: the journal of one of them.
+    journal: Option<String>,
 }
 
 /// Stream NDJSON: each line a document, from `offset`.
@@ -200,16 +202,40 @@ async fn read_documents(
     Path(name): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    s.host
+    let partitioned = !s
+        .host
         .catalog()
         .collection(&name)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+        .map_err(|e| ApiError::not_found(e.to_string()))?
+        .partitions
+        .is_empty();
     let host = s.host.clone();
+    let (h, n, j) = (host.clone(), name.clone(), q.journal.clone());
+    // The journals to read, one after another: one, unless every partition is read.
+    let journals = blocking(move || Ok(h.journals_to_read(&n, j.as_deref())?)).await?;
+    let all_partitions = partitioned && q.journal.is_none();
+    if all_partitions && (q.follow || !matches!(q.offset.as_deref(), None | Some("0"))) {
+        let mut named = journals
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if journals.len() > 10 {
+            named.push_str(&format!(" and {} more", journals.len() - 10));
+        }
+        if named.is_empty() {
+            named = "none has documents yet".into();
+        }
+        return Err(ApiError::invalid(format!(
+            "collection {name} has logical partitions, each a journal with offsets of its own: follow one, or read one from an offset (?journal=, or `flow collections read --collection JOURNAL`: {named}), or read all from their beginnings without `offset` and `follow`"
+        )));
+    }
     let start = match q.offset.as_deref() {
         None => 0,
         Some("end") => {
-            let (h, n) = (host.clone(), name.clone());
-            blocking(move || Ok(crate::journal::head(&h.store, &n)?)).await?
+            let (h, j) = (host.clone(), journals[0].clone());
+            blocking(move || Ok(crate::journal::head(&h.store, &j)?)).await?
         }
         Some(o) => o.parse().map_err(|_| {
             ApiError::invalid(format!("offset must be a number or 'end', not {o:?}"))
@@ -217,17 +243,21 @@ async fn read_documents(
     };
     let grown = host.journals.subscribe();
     let follow = q.follow;
-    let stream = futures::stream::unfold(Some(start), move |offset| {
+    let stream = futures::stream::unfold(Some((0usize, start)), move |at| {
         let host = host.clone();
         let name = name.clone();
+        let journals = journals.clone();
         let mut grown_rx = grown.clone();
         async move {
-            let mut offset = offset?;
+            let (mut i, mut offset) = at?;
             loop {
+                let journal = journals.get(i)?.clone();
                 grown_rx.mark_unchanged();
                 let (h, n) = (host.clone(), name.clone());
-                let docs =
-                    tokio::task::spawn_blocking(move || h.read(&n, offset, READ_CHUNK_DOCS)).await;
+                let docs = tokio::task::spawn_blocking(move || {
+                    h.read(&n, &journal, offset, READ_CHUNK_DOCS)
+                })
+                .await;
                 let docs = match docs {
                     Ok(Ok(d)) => d,
                     Ok(Err(e)) => return Some((Err(std::io::Error::other(e.to_string())), None)),
@@ -240,7 +270,11 @@ async fn read_documents(
                         out.push(b'\n');
                     }
                     offset = docs.last().map(|d| d.next_offset()).unwrap_or(offset);
-                    return Some((Ok(Bytes::from(out)), Some(offset)));
+                    return Some((Ok(Bytes::from(out)), Some((i, offset))));
+                }
+                if i + 1 < journals.len() {
+                    (i, offset) = (i + 1, 0);
+                    continue;
                 }
                 if !follow {
                     return None;

@@ -236,6 +236,11 @@ fn paths() -> Value {
             json!({"type": "boolean"}),
             "keep the response open and send documents as they are appended"
         ),
+        query(
+            "journal",
+            json!({"type": "string"}),
+            "for a collection with logical partitions: the journal of one partition (`{collection}/{field}={value}...`, listed by GET /v1/collections), whose offsets `offset` is in; without it, every partition is read from its beginning, one after another (offset 0, no follow)"
+        ),
     ]);
     let ingest = with_body(
         op(

@@ -1,6 +1,7 @@
-//! What a publish may not change under a table that already exists: the checks a publish
-//! runs between the catalog in force and the one it would record, for every materialization
-//! binding that keeps a table (`resource.table`), before anything is recorded.
+//! What a publish may not change under a table that already exists (and a collection's
+//! logical partition fields): the checks a publish runs between the catalog in force and the
+//! one it would record, for every materialization binding that keeps a table
+//! (`resource.table`), before anything is recorded.
 //!
 //! The first-party SQL connectors (`flow_sdk::sql_tables`) give a table one column per key
 //! location and per top-level property, typed by the collection schema, with the primary key
@@ -17,6 +18,30 @@ use serde_json::Value;
 /// problem (empty: it can).
 pub fn problems(old: &Built, new: &Built) -> Vec<String> {
     let mut out = Vec::new();
+    // A collection's documents are in the journals its partition fields gave them: other
+    // fields would leave them where readers no longer look.
+    for (name, c) in &new.collections {
+        let Some(was) = old.collections.get(name) else {
+            continue;
+        };
+        let fields = |c: &BuiltCollection| -> Vec<String> {
+            c.partitions
+                .iter()
+                .map(|(f, p)| format!("{f} ({p})"))
+                .collect()
+        };
+        if fields(was) != fields(c) {
+            let list = |f: Vec<String>| match f.is_empty() {
+                true => "none".to_string(),
+                false => f.join(", "),
+            };
+            out.push(format!(
+                "collection {name}: its logical partition fields were {} and would be {}: the journals its documents are in follow them, so they cannot change; write a new collection instead",
+                list(fields(was)),
+                list(fields(c))
+            ));
+        }
+    }
     for (name, m) in &new.materializations {
         let Some(before) = old.materializations.get(name) else {
             continue;

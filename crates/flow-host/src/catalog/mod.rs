@@ -30,9 +30,154 @@ pub struct BuiltCollection {
     pub derive: Option<BuiltDerivation>,
     /// How its journal is sealed into fragments.
     pub fragments: crate::journal::fragment::Settings,
+    /// Its logical partition fields (`partition: true` projections), in name order: each
+    /// combination of their values is a journal of its own (`journal::partition`).
+    pub partitions: Vec<(String, Pointer)>,
+}
+
+/// A partition selector of a reader, its values as journal names write them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuiltSelector {
+    include: Vec<(String, Vec<String>)>,
+    exclude: Vec<(String, Vec<String>)>,
+}
+
+impl BuiltSelector {
+    /// Whether a reader with this selector reads `journal`.
+    pub fn matches(&self, journal: &str) -> bool {
+        let labels: Vec<(&str, &str)> = crate::journal::partition::labels_of(journal).collect();
+        let value = |field: &str| labels.iter().find(|(f, _)| *f == field).map(|(_, v)| *v);
+        self.include
+            .iter()
+            .all(|(f, vs)| value(f).is_some_and(|v| vs.iter().any(|x| x == v)))
+            && !self
+                .exclude
+                .iter()
+                .any(|(f, vs)| value(f).is_some_and(|v| vs.iter().any(|x| x == v)))
+    }
 }
 
 impl BuiltCollection {
+    /// The journal `doc` is appended to: the collection's name, or for a collection with
+    /// logical partitions, `{name}/{field}={value}...` of the document's partition values.
+    pub fn journal_of(&self, doc: &Value) -> Result<String, String> {
+        use crate::journal::partition::{JOURNAL_BYTES_MAX, encode_value};
+        let mut journal = self.name.clone();
+        for (field, ptr) in &self.partitions {
+            let Some(v) = ptr.query(doc) else {
+                return Err(format!("partition field {field} ({ptr}) is missing"));
+            };
+            let Some(text) = encode_value(v) else {
+                return Err(format!(
+                    "partition field {field} ({ptr}) is {}: a partition value is a string, an integer or a boolean",
+                    type_name(v)
+                ));
+            };
+            if text.len() > crate::journal::partition::VALUE_BYTES_MAX {
+                return Err(format!(
+                    "partition field {field} ({ptr}) is {} bytes as a journal name writes it, over the limit of {}",
+                    text.len(),
+                    crate::journal::partition::VALUE_BYTES_MAX
+                ));
+            }
+            journal.push('/');
+            journal.push_str(field);
+            journal.push('=');
+            journal.push_str(&text);
+        }
+        if journal.len() > JOURNAL_BYTES_MAX {
+            return Err(format!(
+                "its partition values make a journal name of {} bytes, over the limit of {JOURNAL_BYTES_MAX}",
+                journal.len()
+            ));
+        }
+        Ok(journal)
+    }
+
+    /// The journals a reader with `selector` reads: the collection's own, or every journal
+    /// of a logical partition it has now that the selector admits (in name order).
+    pub fn journals(
+        &self,
+        store: &crate::storage::Store,
+        selector: Option<&BuiltSelector>,
+    ) -> anyhow::Result<Vec<String>> {
+        if self.partitions.is_empty() {
+            return Ok(vec![self.name.clone()]);
+        }
+        let mut all = crate::journal::partition::journals(store, &self.name)?;
+        if let Some(s) = selector {
+            all.retain(|j| s.matches(j));
+        }
+        Ok(all)
+    }
+
+    /// Documents to append, grouped by the journal each goes to (in name order; each
+    /// group's documents in their order).
+    pub fn by_journal(
+        &self,
+        docs: Vec<crate::journal::Encoded>,
+    ) -> Result<Vec<(String, Vec<crate::journal::Encoded>)>, String> {
+        if self.partitions.is_empty() {
+            return Ok(vec![(self.name.clone(), docs)]);
+        }
+        let mut groups: BTreeMap<String, Vec<crate::journal::Encoded>> = BTreeMap::new();
+        for d in docs {
+            let doc = d
+                .to_value()
+                .map_err(|e| format!("a document is not JSON: {e}"))?;
+            groups.entry(self.journal_of(&doc)?).or_default().push(d);
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// A reader's partition selector, checked against this collection's partition fields.
+    pub fn selector(&self, s: Option<&PartitionSelector>) -> Result<Option<BuiltSelector>, String> {
+        let Some(s) = s else { return Ok(None) };
+        let side = |which: &str, m: &BTreeMap<String, Vec<Value>>| {
+            let mut out = Vec::new();
+            for (field, values) in m {
+                let Some((_, ptr)) = self.partitions.iter().find(|(f, _)| f == field) else {
+                    let known: Vec<&str> =
+                        self.partitions.iter().map(|(f, _)| f.as_str()).collect();
+                    return Err(format!(
+                        "partitions.{which}: '{field}' is not a partition field of {} ({})",
+                        self.name,
+                        if known.is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            format!("it has {}", known.join(", "))
+                        }
+                    ));
+                };
+                let types = self.schema.types_at(ptr);
+                let mut encoded = Vec::new();
+                for v in values {
+                    let fits = match v {
+                        Value::String(_) => types.iter().any(|t| t == "string"),
+                        Value::Bool(_) => types.iter().any(|t| t == "boolean"),
+                        Value::Number(_) => types.iter().any(|t| t == "integer"),
+                        _ => false,
+                    };
+                    match encode_value_if(fits, v) {
+                        Some(e) => encoded.push(e),
+                        None => {
+                            return Err(format!(
+                                "partitions.{which}.{field}: {v} is not a value of the field (a {})",
+                                types.join(" | ")
+                            ));
+                        }
+                    }
+                }
+                out.push((field.clone(), encoded));
+            }
+            Ok(out)
+        };
+        Ok(Some(BuiltSelector {
+            include: side("include", &s.include)?,
+            exclude: side("exclude", &s.exclude)?,
+        }))
+    }
+
     /// The key of `doc` as a JSON array, e.g. `["alice"]`. Validated documents always have it.
     pub fn key_of(&self, doc: &Value) -> Value {
         key_of(&self.key, doc)
@@ -161,6 +306,9 @@ impl BuiltCollection {
                 ));
             }
         }
+        if !self.partitions.is_empty() {
+            self.journal_of(doc)?;
+        }
         Ok(())
     }
 
@@ -217,6 +365,7 @@ impl BuiltCollection {
     ) -> Result<Prepared, Unprepared> {
         if text.len() <= limits.doc_bytes_max
             && !self.schema.plan().annotated()
+            && self.partitions.is_empty()
             && let Some(prepared) = self.prepare_scanned(text)
         {
             return Ok(prepared);
@@ -357,6 +506,68 @@ impl Combining {
     }
 }
 
+fn encode_value_if(fits: bool, v: &Value) -> Option<String> {
+    fits.then(|| crate::journal::partition::encode_value(v))
+        .flatten()
+}
+
+/// The logical partition fields of a collection: its `partition: true` projections, each
+/// named as a journal segment can hold and at a required string, integer or boolean.
+fn partition_fields(
+    schema: &Schema,
+    projections: &BTreeMap<String, Projection>,
+) -> Result<Vec<(String, Pointer)>, String> {
+    let mut out = Vec::new();
+    for (name, p) in projections.iter().filter(|(_, p)| p.partition()) {
+        if name.is_empty()
+            || name.len() > 50
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(format!(
+                "projection {name}: a partition field's name is 1-50 letters, digits, '_' and '-' (it names journals)"
+            ));
+        }
+        if crate::journal::partition::RESERVED_FIELDS.contains(&name.as_str()) {
+            return Err(format!(
+                "projection {name}: '{name}' names the directories of fragments; give the partition field another name"
+            ));
+        }
+        let ptr = Pointer::parse(p.pointer()).map_err(|e| format!("projection {name}: {e}"))?;
+        match schema.check_key(std::slice::from_ref(&ptr)) {
+            Err(flow_doc::SchemaError::KeyNotRequired { reason, .. }) => {
+                return Err(format!(
+                    "projection {name}: a partition field must be a location every document has, but {reason}"
+                ));
+            }
+            Err(flow_doc::SchemaError::KeyNotScalar { .. }) | Ok(()) => {}
+            Err(e) => return Err(format!("projection {name}: {e}")),
+        }
+        let types = schema.types_at(&ptr);
+        if !matches!(
+            types
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            ["string"] | ["integer"] | ["boolean"]
+        ) {
+            return Err(format!(
+                "projection {name}: a partition field is of one type, string, integer or boolean, but {} is {}",
+                p.pointer(),
+                if types.is_empty() {
+                    "unspecified".to_string()
+                } else {
+                    types.join(" | ")
+                }
+            ));
+        }
+        out.push((name.clone(), ptr));
+    }
+    Ok(out)
+}
+
 /// Drop a document's `_meta` but its `op` (`c`, `u`, `d`: the one member a writer keeps), so
 /// reductions see it (`if _meta/op is d then delete`) and the append stamps it again.
 pub fn keep_only_op(doc: &mut Value) {
@@ -447,6 +658,8 @@ pub struct BuiltTransform {
     pub source: String,
     pub shuffle: BuiltShuffle,
     pub read_delay_ms: u64,
+    /// Which logical partitions of the source it reads (None: all).
+    pub partitions: Option<BuiltSelector>,
 }
 
 /// How a transform's source documents are keyed for the plugin and its state.
@@ -537,6 +750,8 @@ impl BuiltDestination {
 
 pub struct BuiltMaterializationBinding {
     pub source: String,
+    /// Which logical partitions of the source it reads (None: all).
+    pub partitions: Option<BuiltSelector>,
     pub resource: Value,
     pub delta_updates: bool,
     /// What becomes a column: the key first, then the selected fields (`fields.rs`).
@@ -688,6 +903,13 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 continue;
             }
         };
+        let partitions = match partition_fields(&schema, &def.projections) {
+            Ok(p) => p,
+            Err(e) => {
+                err(e);
+                continue;
+            }
+        };
         let derive = match &def.derive {
             None => None,
             Some(d) => match build_derivation(name, d) {
@@ -707,17 +929,20 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 key,
                 derive,
                 fragments,
+                partitions,
             }),
         );
     }
 
     // Cross-references, once every collection is known.
+    // (derivation, transform index, its partition selector)
+    let mut selectors: Vec<(String, usize, BuiltSelector)> = Vec::new();
     for c in collections.values() {
         let Some(d) = &c.derive else { continue };
         let mut arity = None;
         // (transform, types per shuffle key component) of the first transform, to compare.
         let mut first_types: Option<(String, Vec<Vec<String>>)> = None;
-        for t in &d.transforms {
+        for (i, t) in d.transforms.iter().enumerate() {
             let Some(src) = collections.get(&t.source) else {
                 errors.push(problem(
                     format!("collection {}: transform {}", c.name, t.name),
@@ -725,6 +950,20 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                 ));
                 continue;
             };
+            let written = spec
+                .collections
+                .get(&c.name)
+                .and_then(|def| def.derive.as_ref())
+                .and_then(|d| d.transforms.get(i))
+                .and_then(|t| t.source.partitions());
+            match src.selector(written) {
+                Ok(Some(s)) => selectors.push((c.name.clone(), i, s)),
+                Ok(None) => {}
+                Err(e) => errors.push(problem(
+                    format!("collection {}: transform {}", c.name, t.name),
+                    e,
+                )),
+            }
             if t.shuffle == BuiltShuffle::Any {
                 continue; // One state for the transform: no key to agree on.
             }
@@ -757,6 +996,17 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                     }
                 }
             }
+        }
+    }
+
+    for (name, i, selector) in selectors {
+        // Nothing else holds the collection yet.
+        if let Some(d) = collections
+            .get_mut(&name)
+            .and_then(Arc::get_mut)
+            .and_then(|c| c.derive.as_mut())
+        {
+            d.transforms[i].partitions = Some(selector);
         }
     }
 
@@ -800,6 +1050,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         }
         let mut bindings = Vec::new();
         for (i, b) in def.bindings.iter().enumerate() {
+            let mut partitions = None;
             let fields = match collections.get(b.source.name()) {
                 None => {
                     err(format!(
@@ -809,6 +1060,10 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                     Vec::new()
                 }
                 Some(c) => {
+                    partitions = c.selector(b.source.partitions()).unwrap_or_else(|e| {
+                        err(format!("binding {i} ({}): {e}", b.source.name()));
+                        None
+                    });
                     let projections = spec
                         .collections
                         .get(b.source.name())
@@ -822,6 +1077,7 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
             };
             bindings.push(BuiltMaterializationBinding {
                 source: b.source.name().to_string(),
+                partitions,
                 resource: b.resource.clone(),
                 delta_updates: b.delta_updates,
                 fields,
@@ -949,9 +1205,17 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
         for (i, step) in steps.iter().enumerate() {
             let at = format!("test {name}: step {}", i + 1);
             let why = match step {
-                TestStep::Ingest(d) | TestStep::Verify(d) => (!collections
-                    .contains_key(&d.collection))
-                .then(|| format!("unknown collection '{}'", d.collection)),
+                TestStep::Ingest(d) | TestStep::Verify(d) => {
+                    match collections.get(d.collection.name()) {
+                        None => Some(format!("unknown collection '{}'", d.collection.name())),
+                        Some(_) if matches!(step, TestStep::Ingest(_))
+                            && d.collection.partitions().is_some() =>
+                        {
+                            Some("an ingest writes each document to its own partition: `partitions` selects what a `verify` reads".to_string())
+                        }
+                        Some(c) => c.selector(d.collection.partitions()).err(),
+                    }
+                }
                 TestStep::Capture(c) => check_test_capture(c, captures.get(&c.name)).err(),
             };
             if let Some(why) = why {
@@ -1044,6 +1308,8 @@ fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String
             source: t.source.name().to_string(),
             shuffle,
             read_delay_ms,
+            // Built once every collection is known (`build`).
+            partitions: None,
         });
     }
     let (policy, dead_letters) = error_policy(&d.on_error)?;

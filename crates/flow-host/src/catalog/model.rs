@@ -121,20 +121,52 @@ pub struct CollectionDef {
     pub projections: BTreeMap<String, Projection>,
 }
 
-/// A projection: a JSON pointer, or `{location: POINTER}` as Flow also writes it.
+/// A projection: a JSON pointer, or `{location: POINTER}` as Flow also writes it, with
+/// `partition: true` for a logical partition field (each of its values gets a journal of its
+/// own, `{collection}/{field}={value}`; the location must be a required string, integer or
+/// boolean).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Projection {
     Pointer(String),
-    Location { location: String },
+    Location(ProjectionLocation),
+}
+
+/// `{location: POINTER, partition: BOOL}`; any other member is refused (a misspelled
+/// `partition` would leave the collection unpartitioned, which it then could not change).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionLocation {
+    pub location: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partition: bool,
 }
 
 impl Projection {
     pub fn pointer(&self) -> &str {
         match self {
-            Projection::Pointer(p) | Projection::Location { location: p } => p,
+            Projection::Pointer(p) => p,
+            Projection::Location(l) => &l.location,
         }
     }
+
+    /// Whether it is a logical partition field.
+    pub fn partition(&self) -> bool {
+        matches!(self, Projection::Location(l) if l.partition)
+    }
+}
+
+/// Which logical partitions of a collection a reader reads (Flow's partition selector): a
+/// journal is read if, for every field of `include`, its value is one of those listed, and
+/// for no field of `exclude` its value is one of those listed. Values are those of the
+/// documents (`NYSE`, `3`, `true`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub include: BTreeMap<String, Vec<Value>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exclude: BTreeMap<String, Vec<Value>>,
 }
 
 /// `fields:` of a materialization binding: which fields become columns, beyond the default
@@ -372,6 +404,9 @@ pub enum SourceRef {
 #[serde(deny_unknown_fields)]
 pub struct SourceObject {
     pub name: String,
+    /// Which of its logical partitions are read (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionSelector>,
 }
 
 impl SourceRef {
@@ -380,6 +415,27 @@ impl SourceRef {
             SourceRef::Name(n) => n,
             SourceRef::Object(o) => &o.name,
         }
+    }
+
+    /// Its partition selector, if it has one.
+    pub fn partitions(&self) -> Option<&PartitionSelector> {
+        match self {
+            SourceRef::Name(_) => None,
+            SourceRef::Object(o) => o.partitions.as_ref(),
+        }
+    }
+}
+
+/// Its collection's name.
+impl std::fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<&str> for SourceRef {
+    fn from(name: &str) -> Self {
+        SourceRef::Name(name.to_string())
     }
 }
 
@@ -619,6 +675,8 @@ pub struct TestDocs {
     /// What the step is for: named when it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    pub collection: String,
+    /// The collection: a name, or for `verify`, `{name, partitions}` to verify only the
+    /// documents of some of its logical partitions.
+    pub collection: SourceRef,
     pub documents: Vec<Value>,
 }

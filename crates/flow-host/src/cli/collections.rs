@@ -21,6 +21,9 @@ pub enum CollectionsCmd {
     },
     /// Print documents as NDJSON.
     Read {
+        /// The collection, or for one with logical partitions, the journal of one of them
+        /// (`acme/ticks/exchange=NYSE`; `flow collections list` shows them). All partitions
+        /// of a collection are read one after another with `--from-start` alone.
         #[arg(long)]
         collection: String,
         /// Start at the first document ever written (default: only documents written from now on).
@@ -83,6 +86,18 @@ impl CollectionsCmd {
                     for skipped in f["skipped"].as_array().into_iter().flatten() {
                         println!("    skipped {}", skipped.as_str().unwrap_or_default());
                     }
+                    for j in c["journals"].as_array().into_iter().flatten() {
+                        let f = &j["fragments"];
+                        println!(
+                            "    {} {} bytes, {} persisted in {} fragment{}, {} unsealed",
+                            j["name"].as_str().unwrap_or_default(),
+                            j["head"],
+                            f["persistedThrough"],
+                            f["fragments"],
+                            if f["fragments"] == 1 { "" } else { "s" },
+                            f["unsealedBytes"],
+                        );
+                    }
                 }
             }
             CollectionsCmd::Ingest { collection, file } => {
@@ -114,9 +129,14 @@ impl CollectionsCmd {
                     );
                 }
                 let offset = if from_start { "0" } else { "end" };
+                let name = crate::journal::partition::collection_of(&collection);
+                let journal = match name == collection {
+                    true => String::new(),
+                    false => format!("&journal={}", segment(&collection)),
+                };
                 let path = format!(
-                    "/v1/collections/{}/documents?offset={offset}&follow={follow}",
-                    segment(&collection)
+                    "/v1/collections/{}/documents?offset={offset}&follow={follow}{journal}",
+                    segment(name)
                 );
                 let mut stream = client
                     .send(reqwest::Method::GET, &path, None)

@@ -15,9 +15,12 @@
 //! `fragment/` also reads, so the two never import each other's parents).
 
 pub mod fragment;
+pub mod partition;
 pub(crate) mod rows;
 
-pub use rows::{Encoded, ReadDoc, append, append_encoded, head, low_in, op_of, without_meta};
+pub use rows::{
+    Encoded, ReadDoc, append, append_encoded, head, low_in, op_of, uuid_of, without_meta,
+};
 
 use crate::storage::Store;
 use anyhow::Context;

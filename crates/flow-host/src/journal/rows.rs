@@ -149,6 +149,18 @@ impl Encoded {
         })
     }
 
+    /// The document parsed (without `_meta`): for the few writers that need a value of it
+    /// after combining, e.g. to find a partitioned collection's journal.
+    pub fn to_value(&self) -> serde_json::Result<Value> {
+        if !self.object {
+            return serde_json::from_slice(&self.text);
+        }
+        let mut text = Vec::with_capacity(self.text.len() + 1);
+        text.push(b'{');
+        text.extend_from_slice(&self.text);
+        serde_json::from_slice(&text)
+    }
+
     /// Append the stored text of this document to `out`: `{"_meta":{"uuid":...,
     /// "published":...[,"op":...]}` and its members (`_meta` first, so readers find a document's clock
     /// without parsing the rest).
@@ -169,6 +181,13 @@ impl Encoded {
         }
         out.extend_from_slice(&self.text);
     }
+}
+
+/// A stored document's `_meta/uuid` (its publish time, as a UUIDv7 that sorts by it), read
+/// from the front of its text where its append stamped it, without parsing the rest.
+pub fn uuid_of(stored: &[u8]) -> Option<&str> {
+    let rest = stored.strip_prefix(br#"{"_meta":{"uuid":""#)?;
+    std::str::from_utf8(rest.get(..36)?).ok()
 }
 
 /// A stored document's text without the `_meta` its append stamped in front, without parsing

@@ -107,7 +107,19 @@ pub struct Ingested {
     pub docs: usize,
     /// Documents appended after combining those of one key (by the schema's reductions).
     pub appended: usize,
-    /// Journal offsets the documents were appended at.
+    /// Journal offsets the documents were appended at (of the first journal, for a
+    /// collection with logical partitions: see `journals`).
+    pub begin: u64,
+    pub end: u64,
+    /// For a collection with logical partitions: each journal appended to, and where.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journals: Vec<AppendedTo>,
+}
+
+/// Where an ingest appended to one journal of a partitioned collection.
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct AppendedTo {
+    pub journal: String,
     pub begin: u64,
     pub end: u64,
 }
@@ -118,9 +130,28 @@ pub struct CollectionInfo {
     pub name: String,
     pub key: Vec<String>,
     pub derived: bool,
-    /// Bytes written so far (the journal's write head).
+    /// Bytes written so far (the journal's write head; for a collection with logical
+    /// partitions, the sum of its journals').
     pub head: u64,
-    /// How much of the journal is persisted to the fragment store, and any trouble doing so.
+    /// How much of the journal is persisted to the fragment store, and any trouble doing so
+    /// (for a collection with logical partitions, its journals' counts summed, and the first
+    /// trouble of one).
+    pub fragments: crate::journal::fragment::FragmentStatus,
+    /// Its logical partition fields, if it has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
+    /// For a collection with logical partitions: each journal (one per combination of values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub journals: Vec<JournalInfo>,
+}
+
+/// One journal of a collection with logical partitions.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalInfo {
+    /// `{collection}/{field}={value}...`
+    pub name: String,
+    pub head: u64,
     pub fragments: crate::journal::fragment::FragmentStatus,
 }
 
@@ -262,8 +293,18 @@ impl Host {
     pub fn for_each_document(
         &self,
         journal: &str,
-        mut from: u64,
+        from: u64,
         mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        self.for_each_stored(journal, from, |_, doc| each(doc))
+    }
+
+    /// `for_each_document`, each document with its `_meta/uuid` (its publish time).
+    fn for_each_stored(
+        &self,
+        journal: &str,
+        mut from: u64,
+        mut each: impl FnMut(&str, Value) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         loop {
             let docs = self.journals.read(
@@ -280,9 +321,39 @@ impl Host {
             for d in docs {
                 let mut doc: Value = serde_json::from_slice(&d.bytes)?;
                 crate::catalog::keep_only_op(&mut doc);
-                each(doc)?;
+                each(journal::uuid_of(&d.bytes).unwrap_or_default(), doc)?;
             }
         }
+    }
+
+    /// Every document of `collection` (of the logical partitions `selector` admits, if it
+    /// has partitions), as `for_each_document` hands them out: one journal in its order, or
+    /// several merged in publish-time order (`_meta/uuid`, a UUIDv7).
+    pub fn for_each_document_of(
+        &self,
+        collection: &catalog::BuiltCollection,
+        selector: Option<&catalog::BuiltSelector>,
+        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let journals = collection.journals(&self.store, selector)?;
+        if let [journal] = journals.as_slice() {
+            self.for_each_document(journal, 0, each)?;
+            return Ok(());
+        }
+        let mut all: Vec<(String, Value)> = Vec::new();
+        for journal in &journals {
+            self.for_each_stored(journal, 0, |uuid, doc| {
+                all.push((uuid.to_string(), doc));
+                Ok(())
+            })?;
+        }
+        // Hyphenated lower-case UUIDv7s sort as their times do; a stable sort keeps each
+        // journal's order.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, doc) in all {
+            each(doc)?;
+        }
+        Ok(())
     }
 
     /// Validate documents against the collection's schema, combine them by key (its `reduce`
@@ -364,14 +435,37 @@ impl Host {
             .finish()
             .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         let appended = encoded.len();
-        self.fragments
-            .check_append(collection)
-            .map_err(HostError::Unavailable)?;
-        let (begin, end) = self.store.write({
-            let collection = collection.to_string();
+        let groups = self
+            .catalog()
+            .collection(collection)
+            .map_err(|e| HostError::NotFound(e.to_string()))?
+            .by_journal(encoded)
+            .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
+        for (journal, _) in &groups {
+            self.fragments
+                .check_append(journal)
+                .map_err(HostError::Unavailable)?;
+        }
+        let partitioned = groups.first().is_some_and(|(j, _)| j != collection);
+        let mut ranges = self.store.write({
             let clock = self.store.clock.clone();
-            move |txn| journal::append_encoded(txn, &collection, &encoded, &clock)
+            move |txn| {
+                let mut ranges = Vec::new();
+                for (journal, docs) in &groups {
+                    let (begin, end) = journal::append_encoded(txn, journal, docs, &clock)?;
+                    ranges.push(AppendedTo {
+                        journal: journal.clone(),
+                        begin,
+                        end,
+                    });
+                }
+                Ok(ranges)
+            }
         })?;
+        let (begin, end) = ranges.first().map_or((0, 0), |r| (r.begin, r.end));
+        if !partitioned {
+            ranges.clear();
+        }
         self.journals.notify();
         Ok(Ingested {
             collection: collection.to_string(),
@@ -379,22 +473,56 @@ impl Host {
             appended,
             begin,
             end,
+            journals: ranges,
         })
     }
 
-    /// Read documents of a collection from `offset`.
+    /// The journals of `collection` a reader asking for `journal` reads: that one (which
+    /// must be the collection's, or one of its logical partitions'), or without it, the
+    /// collection's own, or every partition's (in name order; none yet for a collection with
+    /// partitions that has no documents).
+    pub fn journals_to_read(
+        &self,
+        collection: &str,
+        journal: Option<&str>,
+    ) -> Result<Vec<String>, HostError> {
+        let catalog = self.catalog();
+        let c = catalog
+            .collection(collection)
+            .map_err(|e| HostError::NotFound(e.to_string()))?;
+        let Some(journal) = journal else {
+            return Ok(c.journals(&self.store, None)?);
+        };
+        let ours = journal::partition::collection_of(journal) == collection
+            && (journal == collection) == c.partitions.is_empty();
+        if !ours {
+            return Err(HostError::NotFound(format!(
+                "journal {journal} is not one of collection {collection}'s{}",
+                if c.partitions.is_empty() {
+                    " (it has one journal, named as it is)".to_string()
+                } else {
+                    format!(
+                        " (one per value of its partition fields, e.g. {collection}/FIELD=VALUE)"
+                    )
+                }
+            )));
+        }
+        Ok(vec![journal.to_string()])
+    }
+
+    /// Read documents of a journal of `collection` (its own, or a logical partition's) from
+    /// `offset`.
     pub fn read(
         &self,
         collection: &str,
+        journal: &str,
         offset: u64,
         docs_max: usize,
     ) -> Result<Vec<ReadDoc>, HostError> {
-        self.catalog()
-            .collection(collection)
-            .map_err(|e| HostError::NotFound(e.to_string()))?;
+        self.journals_to_read(collection, Some(journal))?;
         Ok(self.journals.read(
             &self.store,
-            collection,
+            journal,
             offset,
             docs_max,
             self.limits.txn_bytes_max,
@@ -405,12 +533,54 @@ impl Host {
         let catalog = self.catalog();
         let mut out = Vec::new();
         for c in catalog.collections.values() {
+            let mut journals = Vec::new();
+            if !c.partitions.is_empty() {
+                for name in c.journals(&self.store, None)? {
+                    journals.push(JournalInfo {
+                        head: journal::head(&self.store, &name)?,
+                        fragments: self.fragments.status(&name)?,
+                        name,
+                    });
+                }
+            }
+            let (head, fragments) = match c.partitions.is_empty() {
+                true => (
+                    journal::head(&self.store, &c.name)?,
+                    self.fragments.status(&c.name)?,
+                ),
+                false => {
+                    // A failed listing of the collection's directories is its own trouble.
+                    let own = self.fragments.status(&c.name)?;
+                    let mut all = crate::journal::fragment::FragmentStatus {
+                        failures: own.failures,
+                        last_error: own.last_error,
+                        retry_in_ms: own.retry_in_ms,
+                        skipped: own.skipped,
+                        ..Default::default()
+                    };
+                    for j in &journals {
+                        let f = &j.fragments;
+                        all.fragments += f.fragments;
+                        all.persisted_through += f.persisted_through;
+                        all.unsealed_bytes += f.unsealed_bytes;
+                        if all.last_error.is_none() && f.last_error.is_some() {
+                            all.failures = f.failures;
+                            all.last_error = f.last_error.clone();
+                            all.retry_in_ms = f.retry_in_ms;
+                        }
+                        all.skipped.extend(f.skipped.iter().cloned());
+                    }
+                    (journals.iter().map(|j| j.head).sum(), all)
+                }
+            };
             out.push(CollectionInfo {
                 name: c.name.clone(),
                 key: c.key.iter().map(|p| p.to_string()).collect(),
                 derived: c.derive.is_some(),
-                head: journal::head(&self.store, &c.name)?,
-                fragments: self.fragments.status(&c.name)?,
+                head,
+                fragments,
+                partitions: c.partitions.iter().map(|(f, _)| f.clone()).collect(),
+                journals,
             });
         }
         Ok(out)
@@ -461,7 +631,8 @@ impl Host {
                 let mut behind = false;
                 let mut wake: Option<u64> = Some(u64::MAX);
                 for s in &statuses {
-                    let mut lagging = false;
+                    // It has not read since the last append: it may have work there.
+                    let mut lagging = s.read_generation.is_some_and(|g| g < generation);
                     for src in &s.sources {
                         if journal::head(&self.store, &src.collection)? > src.offset {
                             lagging = true;
@@ -480,7 +651,7 @@ impl Host {
                 // Nothing appended while the statuses and heads were read.
                 let still = self.journals.generation() == generation;
                 match (behind, until, wake) {
-                    (false, _, _) => return Ok(()),
+                    (false, _, _) if still => return Ok(()),
                     (true, Idle::Quiet, Some(_)) if still => return Ok(()),
                     (true, Idle::Advance, Some(at)) if still => {
                         self.store.clock.advance_to_ms(at);
@@ -510,6 +681,10 @@ fn fragment_settings(built: &Built) -> BTreeMap<String, crate::journal::fragment
     built
         .collections
         .values()
-        .map(|c| (c.name.clone(), c.fragments.clone()))
+        .map(|c| {
+            let mut settings = c.fragments.clone();
+            settings.partitioned = !c.partitions.is_empty();
+            (c.name.clone(), settings)
+        })
         .collect()
 }

@@ -142,8 +142,40 @@ impl Host {
             }
         }
 
-        // Tables that exist keep their key and their columns' types.
-        let problems = catalog::evolve::problems(&self.catalog(), &built);
+        // Tables that exist keep their key and their columns' types; collections their
+        // partition fields, by the catalog in force and by the journals they have (a
+        // collection deleted and written again finds its old journals).
+        let mut problems = catalog::evolve::problems(&self.catalog(), &built);
+        for c in built.collections.values() {
+            let fields: Vec<&str> = c.partitions.iter().map(|(f, _)| f.as_str()).collect();
+            let own = crate::journal::head(&self.store, &c.name)? > 0;
+            let other = crate::journal::partition::journals(&self.store, &c.name)?
+                .into_iter()
+                .find(|j| {
+                    let labels: Vec<&str> = crate::journal::partition::labels_of(j)
+                        .map(|(f, _)| f)
+                        .collect();
+                    labels != fields
+                });
+            let was = match (own && !fields.is_empty(), other) {
+                (true, _) => {
+                    Some("its documents are in one journal, without partitions".to_string())
+                }
+                (false, Some(j)) => Some(format!("it has documents in journal {j}")),
+                (false, None) => None,
+            };
+            if let Some(was) = was {
+                let now = match fields.is_empty() {
+                    true => "none".to_string(),
+                    false => fields.join(", "),
+                };
+                problems.push(format!(
+                    "collection {}: {was}, and its partition fields would be {now}: they cannot change once it has documents; write a new collection instead",
+                    c.name
+                ));
+            }
+        }
+        problems.dedup();
         if !problems.is_empty() {
             return Err(HostError::Invalid(format!(
                 "{}: {}",

@@ -148,6 +148,7 @@ impl Host {
                 retry_at_ms: None,
                 wake_at_ms: None,
                 waiting_since: None,
+                read_generation: None,
             };
             if gate_is_open(&running, &def.name) {
                 self.statuses.set(status.clone());

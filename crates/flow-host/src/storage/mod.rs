@@ -70,8 +70,26 @@ const GROUP_JOBS_MAX: usize = 512;
 pub struct Store {
     db: Arc<Slot>,
     queue: std::sync::Mutex<std::sync::mpsc::Sender<Request>>,
+    /// The committer thread, joined on drop: the database file is closed (and may be opened
+    /// again, e.g. by a host restarted in the same process) once the store is gone.
+    committer: Option<std::thread::JoinHandle<()>>,
     /// The host's time, which appends stamp on documents (`clock.rs`).
     pub clock: crate::clock::Clock,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the queue ends the committer once it finished what was queued.
+        *self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::mpsc::channel().0;
+        if let Some(t) = self.committer.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The open database, and why it cannot be written, if it cannot. After an I/O error redb
@@ -321,13 +339,14 @@ impl Store {
         });
         let (tx, rx) = std::sync::mpsc::channel::<Request>();
         let committer_db = db.clone();
-        std::thread::Builder::new()
+        let committer = std::thread::Builder::new()
             .name("flow-committer".into())
             .spawn(move || committer(&committer_db, &rx))
             .context("failed to start the committer thread")?;
         Ok(Store {
             db,
             queue: std::sync::Mutex::new(tx),
+            committer: Some(committer),
             clock: Default::default(),
         })
     }

@@ -197,6 +197,8 @@ fn run_once<T: Task>(
     ctx: &TaskCtx,
     start: &mut impl FnMut(&TaskCtx) -> anyhow::Result<(T, u64)>,
 ) -> anyhow::Result<()> {
+    // What it found of its sources as it started is as of this generation at least.
+    let started = ctx.journals.generation();
     let (mut task, version) = start(ctx)?;
     // Sources first: `Host::wait_idle` must never see a running task without its sources.
     ctx.report_sources(&task.sources())?;
@@ -208,6 +210,7 @@ fn run_once<T: Task>(
         // A wait of an earlier run is not this run's.
         s.wake_at_ms = None;
         s.waiting_since = None;
+        s.read_generation = task.idle_wait().is_none().then_some(started);
     });
     let outputs = task.outputs();
     let mut reported = task.sources();
@@ -243,6 +246,10 @@ fn run_once<T: Task>(
         if processed > 0 || sources != reported {
             ctx.report_sources(&sources)?;
             reported = sources;
+        }
+        if task.idle_wait().is_none() {
+            ctx.statuses
+                .update(&ctx.name, |s| s.read_generation = Some(seen));
         }
         // Documents held back by `readDelay` wait for a time: shown in the status (with the
         // appends seen), so a catalog test's driver knows the task waits for time alone.

@@ -45,6 +45,13 @@ pub struct TaskStatus {
     #[serde(skip)]
     #[schemars(skip)]
     pub(crate) waiting_since: Option<u64>,
+    /// For a task that reads journals: the journals' generation as of which its last
+    /// transaction read them. Until it reads past an append, `Host::wait_idle` counts it
+    /// behind: the append may be to a journal it does not show among its sources yet (a new
+    /// logical partition).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) read_generation: Option<u64>,
 }
 
 /// Where a task is in its life.

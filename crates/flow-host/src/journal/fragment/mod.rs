@@ -39,6 +39,10 @@ pub struct Settings {
     pub codec: Codec,
     /// Fragments older than this (by upload time) are deleted; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// The collection has logical partitions: its journals are `{name}/{field}={value}...`
+    /// (`journal::partition`), found in redb and, for history this database lacks, by
+    /// listing the store under its name.
+    pub partitioned: bool,
 }
 
 impl Default for Settings {
@@ -49,7 +53,16 @@ impl Default for Settings {
             flush_interval: Duration::from_secs(24 * 3600),
             codec: Codec::Gzip,
             retention: None,
+            partitioned: false,
         }
+    }
+}
+
+/// A journal as messages name it: `collection C`, or `journal J of collection C`.
+fn described(journal: &str) -> String {
+    match crate::journal::partition::collection_of(journal) {
+        c if c == journal => format!("collection {c}"),
+        c => format!("journal {journal} of collection {c}"),
     }
 }
 
@@ -236,20 +249,92 @@ impl Fragments {
         };
         *self.settings.write().expect("settings poisoned") = journals;
         for journal in new {
-            match self.reconcile(&journal) {
-                Ok(_) => self.succeeded(&journal),
+            let result = if self.settings(&journal).partitioned {
+                self.reconcile_partitions(&journal)
+            } else {
+                self.reconcile(&journal).map(|_| ())
+            };
+            match result {
+                Ok(()) => self.succeeded(&journal),
                 Err(e) => self.failed(&journal, &e),
             }
         }
     }
 
+    /// The settings of a journal's collection.
     pub fn settings(&self, journal: &str) -> Settings {
         self.settings
             .read()
             .expect("settings poisoned")
-            .get(journal)
+            .get(crate::journal::partition::collection_of(journal))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The journals of a configured collection: its own, or those of its logical partitions
+    /// this database has.
+    pub(crate) fn journals_of(
+        &self,
+        collection: &str,
+        settings: &Settings,
+    ) -> anyhow::Result<Vec<String>> {
+        if settings.partitioned {
+            crate::journal::partition::journals(&self.db, collection)
+        } else {
+            Ok(vec![collection.to_string()])
+        }
+    }
+
+    /// Reconcile every journal of a collection with logical partitions that the store has
+    /// history of (found by listing its directories, `{collection}/{field}={value}/.../pivot=00/`),
+    /// then mark the collection listed: only then may a partition new to this database take
+    /// appends (they would reuse offsets of history the store has).
+    pub(crate) fn reconcile_partitions(&self, collection: &str) -> anyhow::Result<()> {
+        let mut found = Vec::new();
+        let mut dirs = vec![collection.to_string()];
+        while let Some(dir) = dirs.pop() {
+            let at = ObjectPath::parse(&dir)?;
+            let listing = self
+                .block_on(self.object.list_with_delimiter(Some(&at)))
+                .with_context(|| format!("failed to list {dir}/ in {}", self.url))?;
+            for p in listing.common_prefixes {
+                let p = p.to_string();
+                let last = p.rsplit('/').next().unwrap_or_default();
+                if last == name::PARTITION {
+                    if dir != collection {
+                        found.push(dir.clone());
+                    }
+                } else if last.contains('=')
+                    && crate::journal::partition::collection_of(&p) == collection
+                {
+                    dirs.push(p);
+                }
+            }
+        }
+        for journal in found {
+            let reconciled = self
+                .state
+                .lock()
+                .expect("fragment state poisoned")
+                .get(&journal)
+                .is_some_and(|s| s.reconciled);
+            if !reconciled {
+                self.reconcile(&journal)?;
+            }
+        }
+        self.listed(collection);
+        Ok(())
+    }
+
+    /// Record that the store was listed for `journal` (or a partitioned collection's
+    /// directories) since this host started.
+    fn listed(&self, journal: &str) {
+        self.state
+            .lock()
+            .expect("fragment state poisoned")
+            .entry(journal.to_string())
+            .or_default()
+            .reconciled = true;
     }
 
     /// Refuse an append to `journal` while its unsealed head is over the bound (the larger of
@@ -258,14 +343,44 @@ impl Fragments {
     ///
     /// A journal this data directory has never written, whose history in the store could not
     /// be listed yet, refuses appends too: they would reuse offsets of that history.
+    ///
+    /// Given the name of a collection with logical partitions, every journal of it is checked.
     pub fn check_append(&self, journal: &str) -> Result<(), String> {
-        let unlisted = self
-            .state
-            .lock()
-            .expect("fragment state poisoned")
-            .get(journal)
-            .filter(|s| !s.reconciled)
-            .map(|s| s.last_error.clone().unwrap_or_default());
+        let collection = crate::journal::partition::collection_of(journal);
+        let settings = self.settings(journal);
+        if settings.partitioned && collection == journal {
+            // Any partition may be new to this database: none takes appends while the
+            // store's directories of the collection could not be listed.
+            let unlisted = self
+                .state
+                .lock()
+                .expect("fragment state poisoned")
+                .get(collection)
+                .filter(|s| !s.reconciled)
+                .map(|s| s.last_error.clone().unwrap_or_default());
+            if let Some(error) = unlisted {
+                return Err(format!(
+                    "collection {collection}: the history of its logical partitions in the fragment store {} could not be listed yet ({error}); appends wait until it is, so that they never reuse its offsets",
+                    self.url
+                ));
+            }
+            for j in self
+                .journals_of(collection, &settings)
+                .map_err(|e| format!("{e:#}"))?
+            {
+                self.check_append(&j)?;
+            }
+            return Ok(());
+        }
+        // A partition's journal is unlisted while its collection's directories are.
+        let unlisted = {
+            let state = self.state.lock().expect("fragment state poisoned");
+            [journal, collection]
+                .iter()
+                .filter_map(|j| state.get(*j))
+                .find(|s| !s.reconciled)
+                .map(|s| s.last_error.clone().unwrap_or_default())
+        };
         if let Some(error) = unlisted {
             let known = self
                 .db
@@ -275,8 +390,9 @@ impl Fragments {
                 > 0;
             if !known {
                 return Err(format!(
-                    "collection {journal}: its history in the fragment store {} could not be listed yet ({error}); appends wait until it is, so that they never reuse its offsets",
-                    self.url
+                    "{what}: its history in the fragment store {} could not be listed yet ({error}); appends wait until it is, so that they never reuse its offsets",
+                    self.url,
+                    what = described(journal),
                 ));
             }
         }
@@ -294,8 +410,9 @@ impl Fragments {
             .map(|e| format!("; last sealing error: {e}"))
             .unwrap_or_default();
         Err(format!(
-            "collection {journal}: {unsealed} bytes are waiting to be persisted to the fragment store {} (bound {bound} bytes); appends resume once sealing catches up{why}",
-            self.url
+            "{what}: {unsealed} bytes are waiting to be persisted to the fragment store {} (bound {bound} bytes); appends resume once sealing catches up{why}",
+            self.url,
+            what = described(journal),
         ))
     }
 

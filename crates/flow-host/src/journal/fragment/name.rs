@@ -2,8 +2,9 @@
 //!
 //! `{journal}/pivot=00/utc_date=YYYY-MM-DD/utc_hour=HH/{begin:016x}-{end:016x}-{digest}.ndjson{.gz|.zst}`
 //!
-//! The journal is the collection's name; `pivot=00` names its only partition (collections are
-//! not split into logical partitions yet). Date and hour are those of the fragment's first
+//! The journal is the collection's name, or for a collection with logical partitions,
+//! `{collection}/{field}={value}...` (`journal::partition`); `pivot=00` names its only key
+//! range (journals are not split by key yet). Date and hour are those of the fragment's first
 //! document's publish time, in UTC, as Hive-style `key=value` directories that Spark, DuckDB
 //! and Snowflake read as partition columns. `begin` and `end` are the journal byte offsets the
 //! fragment covers; `digest` is the SHA-256 of the file's bytes, so a name identifies its
@@ -11,7 +12,7 @@
 
 use super::Codec;
 
-/// The one partition of a journal, until collections have logical partitions.
+/// The one key range of a journal, until journals are split by key.
 pub const PARTITION: &str = "pivot=00";
 
 /// What a fragment's name says about it.

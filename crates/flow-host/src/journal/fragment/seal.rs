@@ -51,13 +51,42 @@ impl Fragments {
             if reconcile {
                 last_reconcile = Instant::now();
             }
-            let journals: Vec<(String, Settings)> = self
+            let collections: Vec<(String, Settings)> = self
                 .settings
                 .read()
                 .expect("settings poisoned")
                 .iter()
                 .map(|(j, s)| (j.clone(), s.clone()))
                 .collect();
+            let mut journals = Vec::new();
+            for (collection, settings) in collections {
+                if settings.partitioned {
+                    // History of partitions in the store, until it was listed once, and
+                    // again every `RECONCILE_EVERY`.
+                    let (listed, waiting) = self
+                        .state
+                        .lock()
+                        .expect("fragment state poisoned")
+                        .get(&collection)
+                        .map(|s| {
+                            (
+                                s.reconciled,
+                                s.retry_at.is_some_and(|at| at > Instant::now()),
+                            )
+                        })
+                        .unwrap_or((false, false));
+                    if (reconcile || !listed) && !waiting {
+                        match self.reconcile_partitions(&collection) {
+                            Ok(()) => self.succeeded(&collection),
+                            Err(e) => self.failed(&collection, &e),
+                        }
+                    }
+                }
+                match self.journals_of(&collection, &settings) {
+                    Ok(js) => journals.extend(js.into_iter().map(|j| (j, settings.clone()))),
+                    Err(e) => self.failed(&collection, &e),
+                }
+            }
             for (journal, settings) in journals {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
@@ -362,12 +391,7 @@ impl Fragments {
         })?;
         report.added = added;
         report.dropped = dropped;
-        self.state
-            .lock()
-            .expect("fragment state poisoned")
-            .entry(journal.to_string())
-            .or_default()
-            .reconciled = true;
+        self.listed(journal);
         if added > 0 || dropped > 0 {
             tracing::info!(journal, store = %self.url, added, dropped, "reconciled the fragment index with the store");
         }

@@ -299,17 +299,31 @@ fn transaction(ctx: &TaskCtx, task: &mut CaptureTask) -> anyhow::Result<usize> {
     let has_checkpoint = checkpoint.is_some();
     if n_in > 0 || has_checkpoint {
         let mut appends = Vec::new();
+        let mut n_out = 0;
         for (target, combining) in combined {
             let docs = combining
                 .finish()
                 .map_err(|e| anyhow::anyhow!("combining documents of {target}: {e}"))?;
-            appends.push((target, docs));
+            n_out += docs.len();
+            let collection = task
+                .targets
+                .iter()
+                .find(|t| t.name == target)
+                .ok_or_else(|| anyhow::anyhow!("no binding captures into {target}"))?;
+            // Into the journal of each document's logical partition, if it has them.
+            appends.extend(
+                collection
+                    .by_journal(docs)
+                    .map_err(|e| anyhow::anyhow!("documents of {target}: {e}"))?,
+            );
         }
-        let n_out: usize = appends.iter().map(|(_, d)| d.len()).sum();
         if let Some(dl) = &task.dead_letters
             && !dead_letters.is_empty()
         {
-            appends.push((dl.name.clone(), dead_letters));
+            appends.extend(
+                dl.by_journal(dead_letters)
+                    .map_err(|e| anyhow::anyhow!("dead letters of {}: {e}", dl.name))?,
+            );
         }
         let appended = appends.iter().any(|(_, d)| !d.is_empty());
         let name = ctx.name.clone();

@@ -180,19 +180,61 @@ impl StateAccess for StateTxn {
 struct Transform {
     name: String,
     source: String,
-    /// Where reading resumes after the last transaction known to have committed: what the
-    /// task reports, and where a restart would begin.
-    committed: u64,
+    /// The source collection and which of its logical partitions are read.
+    collection: Arc<BuiltCollection>,
+    selector: Option<catalog::BuiltSelector>,
+    /// The journals read: the source's own, or one per logical partition (found as they
+    /// appear; only ever appended to, so positions stay put).
+    parts: Vec<Part>,
     shuffle_key: Vec<flow_doc::Pointer>,
     /// `flow_doc::partial::tops(shuffle_key)`: what a source document is parsed for.
     key_tops: Option<Vec<String>>,
-    offset: u64,
     read_delay_ms: u64,
     /// When the next delayed document of this source becomes ready (ms since the epoch).
     wake_ms: Option<u64>,
     /// The source, when it has a `readSchema` of its own that every document read must
     /// match.
     read_check: Option<Arc<BuiltCollection>>,
+}
+
+/// One journal a transform reads.
+struct Part {
+    journal: String,
+    /// Its checkpoint's name (`CHECKPOINTS`): the transform's, for a source without logical
+    /// partitions (as before they existed); `{transform}\u{1f}{journal}` for a partition.
+    checkpoint: String,
+    /// Where the next transaction reads from.
+    offset: u64,
+    /// Where reading resumes after the last transaction known to have committed: what the
+    /// task reports, and where a restart would begin.
+    committed: u64,
+}
+
+impl Transform {
+    /// Add the journals of logical partitions that appeared since the last look, each from
+    /// its checkpoint.
+    fn find_parts(&mut self, ctx: &TaskCtx) -> anyhow::Result<()> {
+        if self.collection.partitions.is_empty() {
+            return Ok(());
+        }
+        for journal in self
+            .collection
+            .journals(&ctx.store, self.selector.as_ref())?
+        {
+            if self.parts.iter().any(|p| p.journal == journal) {
+                continue;
+            }
+            let checkpoint = format!("{}\u{1f}{journal}", self.name);
+            let offset = ctx.store.checkpoint(&ctx.name, &checkpoint)?;
+            self.parts.push(Part {
+                journal,
+                checkpoint,
+                offset,
+                committed: offset,
+            });
+        }
+        Ok(())
+    }
 }
 
 pub(crate) const KIND: Kind = Kind {
@@ -245,8 +287,8 @@ struct Derive {
 struct InFlight {
     /// Its state writes, which the next transaction reads through.
     writes: Arc<StateMap>,
-    /// Each transform's next offset once it committed.
-    offsets: Vec<u64>,
+    /// Each transform's parts' next offsets once it committed.
+    offsets: Vec<Vec<u64>>,
     done: std::sync::mpsc::Receiver<anyhow::Result<()>>,
 }
 
@@ -260,8 +302,10 @@ impl Derive {
         f.done
             .recv()
             .map_err(|_| anyhow::anyhow!("the committer thread stopped"))??;
-        for (t, o) in self.transforms.iter_mut().zip(f.offsets) {
-            t.committed = o;
+        for (t, offsets) in self.transforms.iter_mut().zip(f.offsets) {
+            for (p, o) in t.parts.iter_mut().zip(offsets) {
+                p.committed = o;
+            }
         }
         Ok(())
     }
@@ -289,7 +333,11 @@ impl Task for Derive {
     fn sources(&self) -> Vec<(String, String, u64)> {
         self.transforms
             .iter()
-            .map(|t| (t.name.clone(), t.source.clone(), t.committed))
+            .flat_map(|t| {
+                t.parts
+                    .iter()
+                    .map(|p| (t.name.clone(), p.journal.clone(), p.committed))
+            })
             .collect()
     }
 
@@ -320,10 +368,11 @@ impl Derive {
             transforms.push(Transform {
                 name: t.name.clone(),
                 source: t.source.clone(),
+                collection: source.clone(),
+                selector: t.partitions.clone(),
+                parts: Vec::new(),
                 key_tops: flow_doc::partial::tops(&shuffle_key),
                 shuffle_key,
-                committed: 0,
-                offset: 0,
                 read_delay_ms: t.read_delay_ms,
                 wake_ms: None,
                 read_check: source
@@ -351,12 +400,26 @@ impl Derive {
         ctx.ready();
         migrate_state(ctx, &derive.plugin, &version, &plugin.component)?;
         for t in &mut transforms {
-            t.offset = ctx.store.checkpoint(&ctx.name, &t.name)?;
-            t.committed = t.offset;
+            if t.collection.partitions.is_empty() {
+                let offset = ctx.store.checkpoint(&ctx.name, &t.name)?;
+                t.parts.push(Part {
+                    journal: t.source.clone(),
+                    checkpoint: t.name.clone(),
+                    offset,
+                    committed: offset,
+                });
+            } else {
+                t.find_parts(ctx)?;
+            }
         }
         let resume: Vec<String> = transforms
             .iter()
-            .map(|t| format!("{}@{}", t.name, t.offset))
+            .flat_map(|t| {
+                t.parts.iter().map(|p| match p.journal == t.source {
+                    true => format!("{}@{}", t.name, p.offset),
+                    false => format!("{} {}@{}", t.name, p.journal, p.offset),
+                })
+            })
             .collect();
         ctx.log_running(&derive.plugin, version.seq, &resume.join(", "));
         let derive = Derive {
@@ -427,9 +490,12 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     };
     plugin.instance.set_state(None);
     let (docs, failures) = result?;
-    let mut next_offsets: Vec<u64> = transforms.iter().map(|t| t.offset).collect();
-    for &(i, next) in &positions[..batch.len()] {
-        next_offsets[i] = next;
+    let mut next_offsets: Vec<Vec<u64>> = transforms
+        .iter()
+        .map(|t| t.parts.iter().map(|p| p.offset).collect())
+        .collect();
+    for &(i, part, next) in &positions[..batch.len()] {
+        next_offsets[i][part] = next;
     }
     let dead_letters =
         failure_records(ctx, &catalog, derive, transforms, plugin, &batch, failures)?;
@@ -440,19 +506,28 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
         .finish()
         .map_err(|e| anyhow::anyhow!("combining outputs: {e}"))?;
     let n_out = docs.len();
-    let dead_letters = dead_letters.map(|(dl, records)| {
+    // Each document into its journal (of its logical partition, if the collection has them).
+    let mut groups = collection
+        .by_journal(docs)
+        .map_err(|e| anyhow::anyhow!("outputs: {e}"))?;
+    if let Some((dl, records)) = dead_letters {
         let records: Vec<journal::Encoded> = records.iter().map(journal::Encoded::of).collect();
-        (dl, records)
-    });
+        groups.extend(
+            catalog
+                .collection(&dl)?
+                .by_journal(records)
+                .map_err(|e| anyhow::anyhow!("dead-letter records: {e}"))?,
+        );
+    }
+    groups.retain(|(_, docs)| !docs.is_empty());
     // Readers of what it appends (its outputs, or only dead letters) are woken.
-    let appends = n_out > 0 || dead_letters.as_ref().is_some_and(|(_, r)| !r.is_empty());
+    let appends = !groups.is_empty();
 
     // 4. commit
     let state: Arc<StateMap> = Arc::new(std::mem::take(
         &mut writes.lock().expect("state poisoned").map,
     ));
     let task_name = ctx.name.clone();
-    let derived = collection.name.clone();
     // Which component wrote the state, for `migrate` on a later version switch.
     let state_digest = (!state.is_empty()).then(|| {
         (
@@ -463,17 +538,19 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     let checkpoints: Vec<(String, u64)> = transforms
         .iter()
         .zip(&next_offsets)
-        .map(|(t, o)| (t.name.clone(), *o))
+        .flat_map(|(t, o)| {
+            t.parts
+                .iter()
+                .zip(o)
+                .map(|(p, o)| (p.checkpoint.clone(), *o))
+        })
         .collect();
     let job = {
         let state = state.clone();
         let clock = ctx.store.clock.clone();
         move |txn: &redb::WriteTransaction| {
-            if !docs.is_empty() {
-                journal::append_encoded(txn, &derived, &docs, &clock)?;
-            }
-            if let Some((dl, records)) = &dead_letters {
-                journal::append_encoded(txn, dl, records, &clock)?;
+            for (journal, docs) in &groups {
+                journal::append_encoded(txn, journal, docs, &clock)?;
             }
             let mut table = txn.open_table(TASK_STATE)?;
             for (key, value) in state.iter() {
@@ -521,8 +598,10 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
     // The transaction before must have committed first: this one read its state.
     task.settle()?;
     ctx.store.write_then(job, then)?;
-    for (t, offset) in task.transforms.iter_mut().zip(&next_offsets) {
-        t.offset = *offset;
+    for (t, offsets) in task.transforms.iter_mut().zip(&next_offsets) {
+        for (p, o) in t.parts.iter_mut().zip(offsets) {
+            p.offset = *o;
+        }
     }
     task.in_flight = Some(InFlight {
         writes: state,
@@ -617,71 +696,76 @@ fn clock_and_key(
 fn read_sources(
     ctx: &TaskCtx,
     transforms: &mut [Transform],
-) -> anyhow::Result<(Vec<SourceDoc>, Vec<(usize, u64)>)> {
+) -> anyhow::Result<(Vec<SourceDoc>, Vec<(usize, usize, u64)>)> {
     let now_ms = ctx.store.clock.now_ms();
     let docs_max = ctx.txn_docs();
-    // (clock ms, uuid, transform, next offset, document)
-    let mut ready: Vec<(u64, String, usize, u64, SourceDoc)> = Vec::new();
+    // (clock ms, uuid, (transform, part), next offset, document)
+    let mut ready: Vec<(u64, String, (usize, usize), u64, SourceDoc)> = Vec::new();
     let mut bound: Option<(u64, String)> = None;
     for (i, t) in transforms.iter_mut().enumerate() {
         t.wake_ms = None;
-        let docs = ctx.journals.read(
-            &ctx.store,
-            &t.source,
-            t.offset,
-            docs_max,
-            ctx.limits.txn_bytes_max,
-        )?;
-        let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
-        let cut_by_bytes = docs.len() < docs_max && bytes >= ctx.limits.txn_bytes_max;
-        let mut last: Option<(u64, String)> = None;
-        // Each document's clock and shuffle key, parsed on every core (a document's own
-        // error is raised where the serial walk below reaches it).
-        // A source with a `readSchema` of its own has each document checked against it.
-        let parsed = crate::par::chunks(&docs, |_, chunk| {
-            chunk
-                .iter()
-                .map(|d| {
-                    if let Some(source) = &t.read_check {
-                        source.check_read(&d.bytes).map_err(|e| {
-                            anyhow::anyhow!("source {} offset {}: {e}", t.source, d.offset)
-                        })?;
-                    }
-                    clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref()).with_context(
-                        || format!("source {} offset {} is not JSON", t.source, d.offset),
-                    )
-                })
-                .collect::<Vec<_>>()
-        });
-        for (d, parsed) in docs.into_iter().zip(parsed.into_iter().flatten()) {
-            let next = d.next_offset();
-            let (uuid, key) = parsed?;
-            let clock = uuid_ms(&uuid) + t.read_delay_ms;
-            if clock > now_ms {
-                t.wake_ms = Some(clock);
-                break;
-            }
-            last = Some((clock, uuid.clone()));
-            ready.push((
-                clock,
-                uuid,
-                i,
-                next,
-                SourceDoc {
-                    transform: i as u32,
-                    key,
-                    doc: d.bytes,
-                },
-            ));
-        }
-        if cut_by_bytes
-            && t.wake_ms.is_none()
-            && let Some(l) = last
-        {
-            bound = Some(match bound {
-                Some(b) if b <= l => b,
-                _ => l,
+        t.find_parts(ctx)?;
+        // The transform's journals (logical partitions) share its byte limit.
+        let bytes_max = (ctx.limits.txn_bytes_max / t.parts.len().max(1)).max(1);
+        for (part, p) in t.parts.iter().enumerate() {
+            let docs = ctx
+                .journals
+                .read(&ctx.store, &p.journal, p.offset, docs_max, bytes_max)?;
+            let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
+            let cut_by_bytes = docs.len() < docs_max && bytes >= bytes_max;
+            let mut last: Option<(u64, String)> = None;
+            // Each document's clock and shuffle key, parsed on every core (a document's own
+            // error is raised where the serial walk below reaches it).
+            // A source with a `readSchema` of its own has each document checked against it.
+            let parsed = crate::par::chunks(&docs, |_, chunk| {
+                chunk
+                    .iter()
+                    .map(|d| {
+                        if let Some(source) = &t.read_check {
+                            source.check_read(&d.bytes).map_err(|e| {
+                                anyhow::anyhow!("source {} offset {}: {e}", p.journal, d.offset)
+                            })?;
+                        }
+                        clock_and_key(&d.bytes, &t.shuffle_key, t.key_tops.as_deref()).with_context(
+                            || format!("source {} offset {} is not JSON", p.journal, d.offset),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             });
+            let mut delayed = false;
+            for (d, parsed) in docs.into_iter().zip(parsed.into_iter().flatten()) {
+                let next = d.next_offset();
+                let (uuid, key) = parsed?;
+                let clock = uuid_ms(&uuid) + t.read_delay_ms;
+                if clock > now_ms {
+                    t.wake_ms = Some(t.wake_ms.map_or(clock, |w| w.min(clock)));
+                    delayed = true;
+                    break;
+                }
+                last = Some((clock, uuid.clone()));
+                ready.push((
+                    clock,
+                    uuid,
+                    (i, part),
+                    next,
+                    SourceDoc {
+                        transform: i as u32,
+                        key,
+                        doc: d.bytes,
+                    },
+                ));
+            }
+            // A journal cut off by the byte limit (not waiting for a delay) bounds the batch
+            // at its last read clock.
+            if cut_by_bytes
+                && !delayed
+                && let Some(l) = last
+            {
+                bound = Some(match bound {
+                    Some(b) if b <= l => b,
+                    _ => l,
+                });
+            }
         }
     }
     // A stable sort: documents of one source with equal clocks keep their journal order.
@@ -692,8 +776,8 @@ fn read_sources(
     ready.truncate(docs_max);
     let mut positions = Vec::with_capacity(ready.len());
     let mut batch = Vec::with_capacity(ready.len());
-    for (_, _, i, next, doc) in ready {
-        positions.push((i, next));
+    for (_, _, (i, part), next, doc) in ready {
+        positions.push((i, part, next));
         batch.push(doc);
     }
     Ok((batch, positions))

@@ -15,8 +15,52 @@ use std::time::Duration;
 
 struct Binding {
     collection: Arc<BuiltCollection>,
+    /// Which of its logical partitions are read.
+    selector: Option<crate::catalog::BuiltSelector>,
     delta_updates: bool,
-    offset: u64,
+    /// The journals read and the offset each is read from: the collection's own, or one per
+    /// logical partition (found as they appear, only ever appended to).
+    parts: Vec<(String, u64)>,
+    /// Offsets of partitions in the destination's checkpoint, for those not found yet.
+    restored: BTreeMap<String, u64>,
+}
+
+impl Binding {
+    /// Add the journals of logical partitions that appeared since the last look.
+    fn find_parts(&mut self, store: &crate::storage::Store) -> anyhow::Result<()> {
+        if self.collection.partitions.is_empty() {
+            return Ok(());
+        }
+        for journal in self.collection.journals(store, self.selector.as_ref())? {
+            if !self.parts.iter().any(|(j, _)| *j == journal) {
+                let offset = self.restored.get(&journal).copied().unwrap_or(0);
+                self.parts.push((journal, offset));
+            }
+        }
+        Ok(())
+    }
+
+    fn offsets(&self) -> Vec<u64> {
+        self.parts.iter().map(|(_, o)| *o).collect()
+    }
+
+    /// Where it read up to, as the destination's checkpoint holds it: `{collection,
+    /// offset}`, or for a collection with logical partitions, `{collection, journals:
+    /// {JOURNAL: offset}}`.
+    fn checkpoint(&self, offsets: &[u64]) -> Value {
+        if self.collection.partitions.is_empty() {
+            return json!({"collection": self.collection.name, "offset": offsets.first().copied().unwrap_or(0)});
+        }
+        let mut journals: serde_json::Map<String, Value> = self
+            .restored
+            .iter()
+            .map(|(j, o)| (j.clone(), json!(o)))
+            .collect();
+        for ((j, _), o) in self.parts.iter().zip(offsets) {
+            journals.insert(j.clone(), json!(o));
+        }
+        json!({"collection": self.collection.name, "journals": journals})
+    }
 }
 
 pub(crate) const KIND: Kind = Kind {
@@ -75,7 +119,11 @@ impl Task for Materialize {
         self.bindings
             .iter()
             .enumerate()
-            .map(|(i, b)| (format!("binding {i}"), b.collection.name.clone(), b.offset))
+            .flat_map(|(i, b)| {
+                b.parts
+                    .iter()
+                    .map(move |(j, o)| (format!("binding {i}"), j.clone(), *o))
+            })
             .collect()
     }
 
@@ -121,10 +169,16 @@ impl Materialize {
         let mut bindings = Vec::new();
         for b in &spec.bindings {
             let collection = catalog.collection(&b.source)?.clone();
+            let parts = match collection.partitions.is_empty() {
+                true => vec![(collection.name.clone(), 0)],
+                false => Vec::new(),
+            };
             bindings.push(Binding {
                 collection,
+                selector: b.partitions.clone(),
                 delta_updates: b.delta_updates,
-                offset: 0,
+                parts,
+                restored: BTreeMap::new(),
             });
         }
         let destination = match &spec.destination {
@@ -189,6 +243,10 @@ impl Materialize {
         })?;
         if let Some(cp) = checkpoint {
             restore_checkpoint(&cp, &mut bindings)?;
+        }
+        // Its sources are reported as it starts: the partitions there are now.
+        for b in &mut bindings {
+            b.find_parts(&ctx.store)?;
         }
         let task = Materialize {
             bindings,
@@ -297,12 +355,12 @@ const KEYS_TRACKED: usize = 65_536;
 /// One transaction's documents, read and combined (steps 1 and 2), not yet written.
 struct Batch {
     began: std::time::Instant,
-    /// Each binding's offset it was read from.
-    from: Vec<u64>,
+    /// Each binding's journals' offsets it was read from.
+    from: Vec<Vec<u64>>,
     /// Documents read.
     n_in: usize,
-    /// Each binding's offset after what was read.
-    next_offsets: Vec<u64>,
+    /// Each binding's journals' offsets after what was read.
+    next_offsets: Vec<Vec<u64>>,
     /// Standard bindings drain fully reduced rows; delta bindings their combined deltas.
     standard: Combiner,
     deltas: Combiner,
@@ -324,12 +382,73 @@ struct Sources<'a> {
     limits: &'a crate::limits::Limits,
 }
 
+/// Up to `docs` documents of a binding's journals from `offsets`, each with its journal's
+/// index in `parts`, and whether a journal's read was cut off by `txnBytesMax`. Several
+/// journals (logical partitions) are merged in publish-time order, as a derivation merges
+/// its sources: each is read up to `docs` documents (and its share of the byte limit), so
+/// the first `docs` of them all are the lowest; one cut off by bytes bounds the batch at
+/// the last document read of it.
+fn read_parts(
+    src: Sources,
+    b: &Binding,
+    offsets: &[u64],
+    docs: usize,
+) -> anyhow::Result<(Vec<(usize, crate::journal::ReadDoc)>, bool)> {
+    if let [(journal, _)] = b.parts.as_slice() {
+        let read = src.journals.read(
+            src.store,
+            journal,
+            offsets[0],
+            docs,
+            src.limits.txn_bytes_max,
+        )?;
+        let cut = read.iter().map(|d| d.bytes.len()).sum::<usize>() >= src.limits.txn_bytes_max;
+        return Ok((read.into_iter().map(|d| (0, d)).collect(), cut));
+    }
+    let bytes_max = (src.limits.txn_bytes_max / b.parts.len().max(1)).max(1);
+    let mut merged: Vec<(String, usize, crate::journal::ReadDoc)> = Vec::new();
+    let mut bound: Option<String> = None;
+    for (k, (journal, _)) in b.parts.iter().enumerate() {
+        let read = src
+            .journals
+            .read(src.store, journal, offsets[k], docs, bytes_max)?;
+        let cut =
+            read.len() < docs && read.iter().map(|d| d.bytes.len()).sum::<usize>() >= bytes_max;
+        let mut last = None;
+        for d in read {
+            let uuid = crate::journal::uuid_of(&d.bytes)
+                .with_context(|| {
+                    format!("{journal} offset {} has no _meta/uuid in front", d.offset)
+                })?
+                .to_string();
+            last = Some(uuid.clone());
+            merged.push((uuid, k, d));
+        }
+        if cut && let Some(l) = last {
+            bound = Some(match bound {
+                Some(b) if b <= l => b,
+                _ => l,
+            });
+        }
+    }
+    // A stable sort: a journal's documents of one publish time keep their order.
+    merged.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    if let Some(b) = &bound {
+        merged.retain(|m| &m.0 <= b);
+    }
+    merged.truncate(docs);
+    Ok((
+        merged.into_iter().map(|(_, k, d)| (k, d)).collect(),
+        bound.is_some(),
+    ))
+}
+
 /// Steps 1 (read_sources: up to `docs` documents from every binding's source, from `offsets`)
 /// and 2 (combine, associatively, as documents arrive).
 fn read_batch(
     src: Sources,
     bindings: &[Binding],
-    offsets: &[u64],
+    offsets: &[Vec<u64>],
     docs: usize,
 ) -> anyhow::Result<Batch> {
     let began = std::time::Instant::now();
@@ -361,45 +480,41 @@ fn read_batch(
         if docs_left == 0 {
             break;
         }
-        let docs = src.journals.read(
-            src.store,
-            &b.collection.name,
-            offsets[i],
-            docs_left,
-            src.limits.txn_bytes_max,
-        )?;
+        let (docs, cut) = read_parts(src, b, &offsets[i], docs_left)?;
         docs_left -= docs.len();
         n_in += docs.len();
-        cut_by_bytes |=
-            docs.iter().map(|d| d.bytes.len()).sum::<usize>() >= src.limits.txn_bytes_max;
+        cut_by_bytes |= cut;
         let tops = flow_doc::partial::tops(&b.collection.key);
-        for d in docs {
-            next_offsets[i] = d.next_offset();
-            let not_json = || format!("{} offset {} is not JSON", b.collection.name, d.offset);
-            b.collection
-                .check_read(&d.bytes)
-                .map_err(|e| anyhow::anyhow!("{} offset {}: {e}", b.collection.name, d.offset))?;
-            if let Combined::Text(last) = &mut combined[i] {
-                let (packed, text) =
-                    read_text(&b.collection, tops.as_deref(), &d.bytes).with_context(not_json)?;
-                last.add_packed(packed.clone(), (packed, text));
-                continue;
+        {
+            for (k, d) in docs {
+                let journal = &b.parts[k].0;
+                next_offsets[i][k] = d.next_offset();
+                let not_json = || format!("{journal} offset {} is not JSON", d.offset);
+                b.collection
+                    .check_read(&d.bytes)
+                    .map_err(|e| anyhow::anyhow!("{journal} offset {}: {e}", d.offset))?;
+                if let Combined::Text(last) = &mut combined[i] {
+                    let (packed, text) = read_text(&b.collection, tops.as_deref(), &d.bytes)
+                        .with_context(not_json)?;
+                    last.add_packed(packed.clone(), (packed, text));
+                    continue;
+                }
+                let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
+                // Its `_meta/op` stays for the reductions (and a `d` deletes the row below).
+                crate::catalog::keep_only_op(&mut doc);
+                if !b.delta_updates {
+                    touched[i].insert(b.collection.key_of(&doc).to_string(), ());
+                }
+                let combiner = if b.delta_updates {
+                    &mut deltas
+                } else {
+                    &mut standard
+                };
+                // Validated when it was appended (before `_meta` was stamped).
+                combiner
+                    .add_valid(i, doc, false)
+                    .map_err(|e| anyhow::anyhow!("combining {}: {e}", b.collection.name))?;
             }
-            let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
-            // Its `_meta/op` stays for the reductions (and a `d` deletes the row below).
-            crate::catalog::keep_only_op(&mut doc);
-            if !b.delta_updates {
-                touched[i].insert(b.collection.key_of(&doc).to_string(), ());
-            }
-            let combiner = if b.delta_updates {
-                &mut deltas
-            } else {
-                &mut standard
-            };
-            // Validated when it was appended (before `_meta` was stamped).
-            combiner
-                .add_valid(i, doc, false)
-                .map_err(|e| anyhow::anyhow!("combining {}: {e}", b.collection.name))?;
         }
     }
     // Fewer than asked for, and no source cut off by `txnBytesMax`: all that was ready (a
@@ -447,7 +562,10 @@ fn transaction(
         limits: &ctx.limits,
     };
     let asked = ctx.txn_docs();
-    let offsets: Vec<u64> = bindings.iter().map(|b| b.offset).collect();
+    for b in bindings.iter_mut() {
+        b.find_parts(&ctx.store)?;
+    }
+    let offsets: Vec<Vec<u64>> = bindings.iter().map(Binding::offsets).collect();
     let batch = match prefetched.take() {
         Some(b) if b.n_in > 0 && b.from == offsets => b,
         _ => read_batch(src, bindings, &offsets, asked)?,
@@ -481,8 +599,10 @@ fn transaction(
     });
     let (n_out, keys) = written?;
     *prefetched = next;
-    for (b, o) in bindings.iter_mut().zip(next_offsets) {
-        b.offset = o;
+    for (b, offsets) in bindings.iter_mut().zip(next_offsets) {
+        for ((_, o), next) in b.parts.iter_mut().zip(offsets) {
+            *o = next;
+        }
     }
     ctx.statuses.update(&ctx.name, |s| {
         s.transactions += 1;
@@ -516,7 +636,7 @@ fn write_batch(
         ..
     } = batch;
     let checkpoint = json!({
-        "bindings": bindings.iter().zip(&next_offsets).map(|(b, o)| json!({"collection": b.collection.name, "offset": o})).collect::<Vec<_>>()
+        "bindings": bindings.iter().zip(&next_offsets).map(|(b, o)| b.checkpoint(o)).collect::<Vec<_>>()
     })
     .to_string();
     connector::in_txn(db, || {
@@ -696,10 +816,20 @@ fn restore_checkpoint(cp: &str, bindings: &mut [Binding]) -> anyhow::Result<()> 
         .unwrap_or_default();
     for (i, b) in bindings.iter_mut().enumerate() {
         // A binding resumes only where the same collection was at the same position before.
-        if let Some(s) = saved.get(i)
-            && s.get("collection").and_then(Value::as_str) == Some(b.collection.name.as_str())
-        {
-            b.offset = s.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        let Some(s) = saved.get(i).filter(|s| {
+            s.get("collection").and_then(Value::as_str) == Some(b.collection.name.as_str())
+        }) else {
+            continue;
+        };
+        if b.collection.partitions.is_empty() {
+            if let Some((_, o)) = b.parts.first_mut() {
+                *o = s.get("offset").and_then(Value::as_u64).unwrap_or(0);
+            }
+        } else if let Some(journals) = s.get("journals").and_then(Value::as_object) {
+            b.restored = journals
+                .iter()
+                .filter_map(|(j, o)| Some((j.clone(), o.as_u64()?)))
+                .collect();
         }
     }
     Ok(())
