@@ -408,6 +408,72 @@ fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field()
     assert!(why.contains("at /k"), "{why}");
 }
 
+/// Logical partitions that cannot work are refused naming the catalog file, the collection
+/// (or transform, or test step) and the field: a partition field that is not a required
+/// scalar of one type, a selector on a field that is not a partition field or with a value
+/// of another type.
+#[test]
+fn partitions_and_selectors_that_cannot_work_are_refused_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |text: &str, want: &[&str]| {
+        let path = dir.path().join("ticks.flow.yaml");
+        std::fs::write(&path, text).unwrap();
+        let bundle = flow_host::catalog::load(&path).unwrap();
+        let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for w in ["ticks.flow.yaml"].iter().chain(want) {
+            assert!(why.contains(w), "{w:?} not in {why}");
+        }
+    };
+    let ticks = |required: &str, projections: &str| {
+        format!(
+            "collections:\n  t/ticks:\n    schema:\n      type: object\n      properties: {{ id: {{ type: integer }}, exchange: {{ type: string }}, price: {{ type: number }} }}\n      required: [{required}]\n    key: [/id]\n    projections: {projections}\n"
+        )
+    };
+    refused(
+        &ticks(
+            "id, price",
+            "{ exchange: { location: /exchange, partition: true } }",
+        ),
+        &[
+            "collection t/ticks",
+            "projection exchange",
+            "'exchange' is not listed in `required`",
+        ],
+    );
+    refused(
+        &ticks(
+            "id, exchange, price",
+            "{ price: { location: /price, partition: true } }",
+        ),
+        &["collection t/ticks", "projection price", "/price is number"],
+    );
+    let partitioned = ticks(
+        "id, exchange, price",
+        "{ exchange: { location: /exchange, partition: true } }",
+    );
+    refused(
+        &format!(
+            "{partitioned}tests:\n  t/test:\n    - verify: {{ collection: {{ name: t/ticks, partitions: {{ include: {{ venue: [NYSE] }} }} }}, documents: [] }}\n"
+        ),
+        &[
+            "test t/test: step 1",
+            "'venue' is not a partition field of t/ticks (it has exchange)",
+        ],
+    );
+    refused(
+        &format!(
+            "{partitioned}  t/copy:\n    schema: {{ type: object, properties: {{ id: {{ type: integer }} }}, required: [id] }}\n    key: [/id]\n    derive:\n      using: {{ wasm: {{ plugin: p }} }}\n      transforms: [ {{ name: fromTicks, source: {{ name: t/ticks, partitions: {{ exclude: {{ exchange: [true] }} }} }} }} ]\n"
+        ),
+        &[
+            "collection t/copy: transform fromTicks",
+            "partitions.exclude.exchange: true is not a value of the field (a string)",
+        ],
+    );
+}
+
 /// `writeSchema` and `readSchema`: a document the write schema takes but the read schema
 /// refuses fails the derivation reading it, naming the source, the offset and the read
 /// schema; a collection with `schema` and `writeSchema`, or only one of the two, is refused;
