@@ -344,3 +344,90 @@ async fn materializations_read_by_the_read_schema() {
         [("a".to_string(), Some(3))]
     );
 }
+
+/// A key deleted (`_meta/op: d`) and then written again is a row again, in a collection with
+/// `reduce` annotations too (a root `merge` kept the deletion's `op` under the write, and the
+/// row was deleted): whether both changes come in one ingest (combined as they are written)
+/// or in two that one materialization transaction reads (combined as they are read). A
+/// deletion is a document like the others to the reductions (a `sum` goes on over it; a
+/// schema that wants it to reset says so: `if _meta/op is d then delete`); only the last
+/// change of a key decides whether it is a row.
+#[test]
+fn a_write_after_a_delete_of_its_key_is_a_row_again() {
+    use flow_host::catalog::{Bundle, Catalog};
+    use flow_host::{Host, HostOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.db");
+    let host = Host::open(HostOptions::new(dir.path().join("data"))).unwrap();
+    let counts = json!({
+        "schema": {"type": "object", "reduce": {"strategy": "merge"},
+                   "properties": {"id": {"type": "integer"},
+                                  "n": {"type": "integer", "reduce": {"strategy": "sum"}}},
+                   "required": ["id"]},
+        "key": ["/id"],
+    });
+    let catalog = |with_views: bool| {
+        let mut c = json!({"collections": {"r/counts": counts}});
+        if with_views {
+            c["materializations"] = json!({"r/views": {
+                "endpoint": {"wasm": {"module": "sqlite.wasm", "config": {"path": views}}},
+                "bindings": [{"source": "r/counts", "resource": {"table": "counts"}}],
+            }});
+        }
+        let mut b = Bundle {
+            source: "reductions.rs".into(),
+            catalog: serde_json::from_value::<Catalog>(c).unwrap(),
+            modules: Default::default(),
+        };
+        b.modules.insert(
+            "sqlite.wasm".into(),
+            plugin_bytes(plugins::MATERIALIZE_SQLITE),
+        );
+        b
+    };
+    let rows = || -> Vec<(i64, Option<i64>)> {
+        let db = rusqlite::Connection::open(&views).unwrap();
+        let mut s = db.prepare("SELECT id, n FROM counts ORDER BY id").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    host.publish(catalog(false)).unwrap();
+    host.ingest(
+        "r/counts",
+        vec![json!({"id": 1, "n": 1}), json!({"id": 2, "n": 1})],
+    )
+    .unwrap();
+    // Combined as read: a delete of 1 and a write of it, in two ingests one transaction reads.
+    host.ingest("r/counts", vec![json!({"id": 1, "_meta": {"op": "d"}})])
+        .unwrap();
+    host.ingest("r/counts", vec![json!({"id": 1, "n": 5})])
+        .unwrap();
+    host.publish(catalog(true)).unwrap();
+    host.wait_idle(Duration::from_secs(60)).unwrap();
+    assert_eq!(host.task_status("r/views").unwrap().transactions, 1);
+    assert_eq!(rows(), [(1, Some(6)), (2, Some(1))]);
+    // Combined as written: both in one ingest.
+    host.ingest(
+        "r/counts",
+        vec![
+            json!({"id": 2, "_meta": {"op": "d"}}),
+            json!({"id": 2, "n": 7}),
+        ],
+    )
+    .unwrap();
+    host.wait_idle(Duration::from_secs(60)).unwrap();
+    assert_eq!(rows(), [(1, Some(6)), (2, Some(8))]);
+    // And a delete after a write of one ingest deletes.
+    host.ingest(
+        "r/counts",
+        vec![
+            json!({"id": 1, "n": 1}),
+            json!({"id": 1, "_meta": {"op": "d"}}),
+        ],
+    )
+    .unwrap();
+    host.wait_idle(Duration::from_secs(60)).unwrap();
+    assert_eq!(rows(), [(2, Some(8))]);
+}

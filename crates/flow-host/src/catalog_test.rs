@@ -118,18 +118,15 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut combiner =
         flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
+    let mut deletes_seen = false;
     host.for_each_document_of(c, selector.as_ref(), |mut doc| {
         // Checked by the read schema as a reader checks it (`_meta` aside; a deletion by
         // its key alone, as on write), combined with its `op`, so a deletion's annotations
         // and a key whose last change was a deletion come out as a materialization has them.
         c.check_read_document(&mut doc)
             .map_err(|e| anyhow::anyhow!("a document of {collection} {e}"))?;
-        // Its change is the key's last one now: an `op` of its own, or a write (`u`), over
-        // a deletion before it.
-        if let Some(m) = doc.as_object_mut() {
-            m.entry("_meta")
-                .or_insert_with(|| serde_json::json!({ "op": "u" }));
-        }
+        // Its change is the key's last one now: a write supersedes a deletion before it.
+        crate::catalog::keep_op_for_combining(&mut doc, &mut deletes_seen);
         Ok(combiner.add_valid(0, doc, false)?)
     })?;
     let mut out = Vec::new();

@@ -425,6 +425,8 @@ impl BuiltCollection {
 /// not serialized again. `finish` encodes what to append for the committer.
 pub struct Combining {
     kind: CombiningKind,
+    /// A deletion was added (`keep_op_for_combining`).
+    deletes_seen: bool,
 }
 
 enum CombiningKind {
@@ -444,7 +446,10 @@ impl Combining {
                 collection.key.clone(),
             ))
         };
-        Combining { kind }
+        Combining {
+            kind,
+            deletes_seen: false,
+        }
     }
 
     /// Add a document that passed `check_document` (it is not validated again), and the
@@ -452,7 +457,7 @@ impl Combining {
     pub fn add(&mut self, mut doc: Value, text: Option<bytes::Bytes>) -> Result<(), String> {
         match &mut self.kind {
             CombiningKind::Reduce(c) => {
-                keep_only_op(&mut doc);
+                keep_op_for_combining(&mut doc, &mut self.deletes_seen);
                 c.add_valid(0, doc, false).map_err(|e| e.to_string())
             }
             CombiningKind::Last(l) => {
@@ -581,6 +586,24 @@ pub fn keep_only_op(doc: &mut Value) {
                 m.remove("_meta");
             }
         }
+    }
+}
+
+/// `keep_only_op` for a document combined after others of its transaction: once a deletion
+/// (`_meta/op` `d`) was among them, a write without an `op` of its own gets `u` (an update),
+/// so that a write after a deletion of its key supersedes it (a root `merge` would keep the
+/// deletion's `op` under a document that does not say otherwise). Before any deletion,
+/// writes stay as they are (nothing to supersede; their text is not made longer).
+pub fn keep_op_for_combining(doc: &mut Value, deletes_seen: &mut bool) {
+    keep_only_op(doc);
+    match crate::journal::op_of(doc) {
+        Some("d") => *deletes_seen = true,
+        None if *deletes_seen => {
+            if let Some(m) = doc.as_object_mut() {
+                m.insert("_meta".to_string(), serde_json::json!({ "op": "u" }));
+            }
+        }
+        _ => {}
     }
 }
 

@@ -476,6 +476,7 @@ fn read_batch(
         .collect();
     let mut touched: Vec<BTreeMap<String, ()>> = vec![BTreeMap::new(); bindings.len()];
     let (mut n_in, mut cut_by_bytes) = (0, false);
+    let mut deletes_seen = false;
     for (i, b) in bindings.iter().enumerate() {
         if docs_left == 0 {
             break;
@@ -500,8 +501,9 @@ fn read_batch(
                     continue;
                 }
                 let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
-                // Its `_meta/op` stays for the reductions (and a `d` deletes the row below).
-                crate::catalog::keep_only_op(&mut doc);
+                // Its `_meta/op` stays for the reductions (and a `d` deletes the row below;
+                // a write after one of its key supersedes it).
+                crate::catalog::keep_op_for_combining(&mut doc, &mut deletes_seen);
                 if !b.delta_updates {
                     touched[i].insert(b.collection.key_of(&doc).to_string(), ());
                 }
