@@ -38,6 +38,7 @@ fn bundle(with_derivation: bool) -> Bundle {
         source: "batching.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     b.modules
         .insert("totals.wasm".into(), plugin_bytes(plugins::CUSTOMER_TOTALS));
@@ -119,6 +120,7 @@ fn a_materialization_writes_a_large_transaction_in_bounded_calls() {
         source: "batching.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     b.modules.insert(
         "sqlite.wasm".into(),

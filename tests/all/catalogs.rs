@@ -281,6 +281,25 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
         .unwrap_err()
         .to_string();
     assert!(why.contains("import: e.flow.yaml is not resolved"), "{why}");
+
+    // A problem of an imported file's collection names that file, not the importing one.
+    write(
+        "h.flow.yaml",
+        &format!("import: [sub/i.flow.yaml]\ncollections:\n  t/h: {c}\n"),
+    );
+    write(
+        "sub/i.flow.yaml",
+        "collections:\n  t/i:\n    schema: { type: object, properties: { id: { type: integer }, at: { type: string } }, required: [id] }\n    key: [/id]\n    projections: { at: { location: /at, partition: true } }\n",
+    );
+    let bundle = flow_host::catalog::load(&dir.path().join("h.flow.yaml")).unwrap();
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        why.contains("i.flow.yaml: collection t/i: projection at") && !why.contains("h.flow.yaml"),
+        "{why}"
+    );
 }
 
 /// A failing step is named with its description; a bad step inside `{description, steps}` is

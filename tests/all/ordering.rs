@@ -36,6 +36,7 @@ fn bundle(read_delay: Option<&str>) -> Bundle {
         source: "ordering.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     b.modules
         .insert("p.wasm".into(), plugin_bytes(plugins::PASSTHROUGH));

@@ -243,6 +243,7 @@ fn bundle(views: &Path) -> Bundle {
         source: "partitions.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     b.modules.insert(
         "passthrough.wasm".into(),
@@ -338,6 +339,7 @@ fn partition_fields_and_selectors_are_checked() {
             source: "partitions.rs".into(),
             catalog,
             modules: Default::default(),
+            origins: Default::default(),
         })
         .map(|_| ())
         .map_err(|e| e.to_string())

@@ -14,6 +14,7 @@ fn bundle(on_error: Value) -> Bundle {
         source: "policies.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     }
 }
 
@@ -218,6 +219,7 @@ fn dead_letter_records_the_document_error_version_and_transform() {
                     source: "policies.rs".into(),
                     catalog: c,
                     modules: Default::default(),
+                    origins: Default::default(),
                 })
                 .unwrap_err()
                 .to_string(),
@@ -240,6 +242,7 @@ fn time_bounded_transactions_commit_prefixes() {
         source: "policies.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     })
     .unwrap();
     host.ingest("s/events", events(0..20, &[])).unwrap();
@@ -278,6 +281,7 @@ fn an_invalid_output_names_the_transform_and_source_document() {
         source: "policies.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     })
     .unwrap();
     // Key k0 gets its 4th document at id 6: its output has count 4.

@@ -44,6 +44,7 @@ fn catalog(module: &str) -> Bundle {
         source: "python.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     bundle
         .modules

@@ -378,6 +378,7 @@ fn a_write_after_a_delete_of_its_key_is_a_row_again() {
             source: "reductions.rs".into(),
             catalog: serde_json::from_value::<Catalog>(c).unwrap(),
             modules: Default::default(),
+            origins: Default::default(),
         };
         b.modules.insert(
             "sqlite.wasm".into(),

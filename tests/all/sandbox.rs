@@ -77,6 +77,7 @@ fn bundle() -> Bundle {
         source: "sandbox.rs".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     b.modules
         .insert("probe.wasm".into(), plugin_bytes(plugins::SANDBOX_PROBE));

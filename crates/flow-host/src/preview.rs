@@ -239,6 +239,7 @@ fn derivation_alone(bundle: &Bundle, name: &str) -> anyhow::Result<Bundle> {
         source: bundle.source.clone(),
         catalog,
         modules,
+        origins: bundle.origins.clone(),
     })
 }
 

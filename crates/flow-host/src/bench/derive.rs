@@ -283,6 +283,7 @@ pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
         source: "bench".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     };
     bundle.modules.insert("p.wasm".into(), bytes);
     host.publish(bundle).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -60,6 +60,7 @@ fn counter_host(v1: &[u8]) -> anyhow::Result<(tempfile::TempDir, std::sync::Arc<
         source: "bench".into(),
         catalog: catalog(),
         modules: Default::default(),
+        origins: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((dir, host))

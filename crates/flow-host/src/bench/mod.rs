@@ -43,6 +43,7 @@ pub(crate) fn publish(
         source: "bench".into(),
         catalog,
         modules: Default::default(),
+        origins: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

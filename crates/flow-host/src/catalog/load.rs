@@ -21,6 +21,27 @@ pub struct Bundle {
     #[serde(default, with = "base64_map")]
     #[schemars(with = "BTreeMap<String, String>")]
     pub modules: BTreeMap<String, Vec<u8>>,
+    /// The file each item of an imported catalog file was defined in, by how errors name
+    /// it (`collection acme/orders`, `materialization views`, `capture c`, `test t`), so a
+    /// refusal names that file rather than `source`. Items of `source` itself are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, String>,
+}
+
+impl Bundle {
+    /// `problems` of this bundle's catalog, each naming the file its item was defined in.
+    pub fn locate(&self, mut problems: Vec<super::Problem>) -> Vec<super::Problem> {
+        for p in &mut problems {
+            let origin = self.origins.iter().find(|(item, _)| {
+                p.at.strip_prefix(item.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+            });
+            if let Some((_, file)) = origin {
+                p.file = file.clone();
+            }
+        }
+        problems
+    }
 }
 
 /// Read and parse `path` (YAML or JSON) and everything it references: the catalogs it
@@ -31,10 +52,18 @@ pub struct Bundle {
 pub fn load(path: &Path) -> anyhow::Result<Bundle> {
     let mut loader = Loader::default();
     loader.file(path, Path::new(""), &mut Vec::new())?;
+    let root = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let origins = loader
+        .defined
+        .iter()
+        .filter(|(_, file)| **file != root)
+        .map(|((kind, name), file)| (format!("{kind} {name}"), file.display().to_string()))
+        .collect();
     Ok(Bundle {
         source: path.display().to_string(),
         catalog: loader.catalog,
         modules: loader.modules,
+        origins,
     })
 }
 

@@ -55,6 +55,12 @@ impl Host {
         let merged = catalog::merge(&self.catalog().spec, &update);
         let built = Arc::new(
             catalog::build(&bundle.source, merged)
+                .map_err(|e| match e {
+                    catalog::CatalogError::Invalid(problems) => {
+                        catalog::CatalogError::Invalid(bundle.locate(problems))
+                    }
+                    other => other,
+                })
                 .map_err(|e| HostError::Invalid(e.to_string()))?,
         );
 
