@@ -118,7 +118,7 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut combiner =
         flow_doc::Combiner::new(vec![c.read_binding()], host.limits.combiner_spill_bytes);
-    let mut deletes_seen = false;
+    let mut ops = crate::catalog::LastOps::default();
     host.for_each_document_of(c, selector.as_ref(), |mut doc| {
         // Checked by the read schema as a reader checks it (`_meta` aside; a deletion by
         // its key alone, as on write), combined with its `op`, so a deletion's annotations
@@ -126,12 +126,13 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
         c.check_read_document(&mut doc)
             .map_err(|e| anyhow::anyhow!("a document of {collection} {e}"))?;
         // Its change is the key's last one now: a write supersedes a deletion before it.
-        crate::catalog::keep_op_for_combining(&mut doc, &mut deletes_seen);
+        ops.add(|| c.key_of(&doc).to_string(), &doc);
         Ok(combiner.add_valid(0, doc, false)?)
     })?;
     let mut out = Vec::new();
     for d in combiner.drain(true)? {
         let mut d = d?;
+        ops.apply(|| Value::Array(d.key.clone()).to_string(), &mut d.doc);
         if d.deleted || crate::journal::op_of(&d.doc) == Some("d") {
             continue;
         }

@@ -425,8 +425,9 @@ impl BuiltCollection {
 /// not serialized again. `finish` encodes what to append for the committer.
 pub struct Combining {
     kind: CombiningKind,
-    /// A deletion was added (`keep_op_for_combining`).
-    deletes_seen: bool,
+    /// The collection key, and the last change of each key once a deletion came.
+    key: Vec<Pointer>,
+    ops: LastOps,
 }
 
 enum CombiningKind {
@@ -448,7 +449,8 @@ impl Combining {
         };
         Combining {
             kind,
-            deletes_seen: false,
+            key: collection.key.clone(),
+            ops: LastOps::default(),
         }
     }
 
@@ -457,7 +459,8 @@ impl Combining {
     pub fn add(&mut self, mut doc: Value, text: Option<bytes::Bytes>) -> Result<(), String> {
         match &mut self.kind {
             CombiningKind::Reduce(c) => {
-                keep_op_for_combining(&mut doc, &mut self.deletes_seen);
+                keep_only_op(&mut doc);
+                self.ops.add(|| key_of(&self.key, &doc).to_string(), &doc);
                 c.add_valid(0, doc, false).map_err(|e| e.to_string())
             }
             CombiningKind::Last(l) => {
@@ -500,11 +503,23 @@ impl Combining {
         use crate::journal::Encoded;
         match self.kind {
             CombiningKind::Reduce(mut c) => {
-                let mut out = Vec::new();
+                let mut docs = Vec::new();
                 for d in c.drain(false).map_err(|e| e.to_string())? {
-                    out.push(Encoded::of(&d.map_err(|e| e.to_string())?.doc));
+                    docs.push(d.map_err(|e| e.to_string())?.doc);
                 }
-                Ok(out)
+                // A key's last document (of those its reductions kept apart) is its last
+                // change.
+                let key = |d: &Value| key_of(&self.key, d);
+                for i in 0..docs.len() {
+                    if docs
+                        .get(i + 1)
+                        .is_none_or(|next| key(next) != key(&docs[i]))
+                    {
+                        let k = key(&docs[i]).to_string();
+                        self.ops.apply(|| k, &mut docs[i]);
+                    }
+                }
+                Ok(docs.iter().map(Encoded::of).collect())
             }
             CombiningKind::Last(l) => Ok(l.into_items()),
         }
@@ -589,21 +604,43 @@ pub fn keep_only_op(doc: &mut Value) {
     }
 }
 
-/// `keep_only_op` for a document combined after others of its transaction: once a deletion
-/// (`_meta/op` `d`) was among them, a write without an `op` of its own gets `u` (an update),
-/// so that a write after a deletion of its key supersedes it (a root `merge` would keep the
-/// deletion's `op` under a document that does not say otherwise). Before any deletion,
-/// writes stay as they are (nothing to supersede; their text is not made longer).
-pub fn keep_op_for_combining(doc: &mut Value, deletes_seen: &mut bool) {
-    keep_only_op(doc);
-    match crate::journal::op_of(doc) {
-        Some("d") => *deletes_seen = true,
-        None if *deletes_seen => {
-            if let Some(m) = doc.as_object_mut() {
-                m.insert("_meta".to_string(), serde_json::json!({ "op": "u" }));
+/// The last change (`_meta/op`) of each key of one combine, once a deletion was among its
+/// documents: what the key's combined document is, whatever the reductions made of `_meta`
+/// (a root `merge` keeps a deletion's `op` under a write that has none; `firstWriteWins`
+/// keeps the first). A deletion then a write of a key is a write, a write then a deletion a
+/// deletion. Before the first deletion nothing is kept: writes alone need no correcting.
+#[derive(Default)]
+pub struct LastOps {
+    last: std::collections::HashMap<String, Option<&'static str>>,
+}
+
+impl LastOps {
+    /// Note the change `doc` (its `_meta/op`, if any) is to its key, as it is combined.
+    pub fn add(&mut self, key: impl FnOnce() -> String, doc: &Value) {
+        let op = crate::journal::op_of(doc);
+        if op == Some("d") || !self.last.is_empty() {
+            self.last.insert(key(), op);
+        }
+    }
+
+    /// Give a key's combined document its key's last change.
+    pub fn apply(&self, key: impl FnOnce() -> String, doc: &mut Value) {
+        if self.last.is_empty() {
+            return;
+        }
+        let Some(op) = self.last.get(&key()) else {
+            return;
+        };
+        if let Some(m) = doc.as_object_mut() {
+            match op {
+                Some(op) => {
+                    m.insert("_meta".to_string(), serde_json::json!({ "op": op }));
+                }
+                None => {
+                    m.remove("_meta");
+                }
             }
         }
-        _ => {}
     }
 }
 

@@ -321,7 +321,10 @@ impl Host {
             for d in docs {
                 let mut doc: Value = serde_json::from_slice(&d.bytes)?;
                 crate::catalog::keep_only_op(&mut doc);
-                each(journal::uuid_of(&d.bytes).unwrap_or_default(), doc)?;
+                let uuid = journal::uuid_of(&d.bytes).with_context(|| {
+                    format!("{journal} offset {} has no _meta/uuid in front", d.offset)
+                })?;
+                each(uuid, doc)?;
             }
         }
     }
@@ -493,8 +496,14 @@ impl Host {
         let Some(journal) = journal else {
             return Ok(c.journals(&self.store, None)?);
         };
+        let fields: Vec<&str> = journal::partition::labels_of(journal)
+            .map(|(f, _)| f)
+            .collect();
         let ours = journal::partition::collection_of(journal) == collection
-            && (journal == collection) == c.partitions.is_empty();
+            && fields
+                .iter()
+                .copied()
+                .eq(c.partitions.iter().map(|(f, _)| f.as_str()));
         if !ours {
             return Err(HostError::NotFound(format!(
                 "journal {journal} is not one of collection {collection}'s{}",

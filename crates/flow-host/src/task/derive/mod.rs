@@ -702,17 +702,34 @@ fn read_sources(
     // (clock ms, uuid, (transform, part), next offset, document)
     let mut ready: Vec<(u64, String, (usize, usize), u64, SourceDoc)> = Vec::new();
     let mut bound: Option<(u64, String)> = None;
-    for (i, t) in transforms.iter_mut().enumerate() {
+    for t in transforms.iter_mut() {
         t.wake_ms = None;
         t.find_parts(ctx)?;
+    }
+    // Several journals are read as of one moment: each up to its head then (documents
+    // appended later, to any of them, have later publish times, and are read next time), so
+    // merging by publish time never passes over one committed meanwhile.
+    let heads = journal::heads(
+        &ctx.store,
+        transforms
+            .iter()
+            .flat_map(|t| t.parts.iter().map(|p| p.journal.as_str())),
+    )?;
+    let mut heads = heads.into_iter();
+    for (i, t) in transforms.iter_mut().enumerate() {
         // The transform's journals (logical partitions) share its byte limit.
         let bytes_max = (ctx.limits.txn_bytes_max / t.parts.len().max(1)).max(1);
         for (part, p) in t.parts.iter().enumerate() {
-            let docs = ctx
+            let head = heads.next().flatten();
+            let mut docs = ctx
                 .journals
                 .read(&ctx.store, &p.journal, p.offset, docs_max, bytes_max)?;
+            let read = docs.len();
+            if let Some(head) = head {
+                docs.retain(|d| d.offset < head);
+            }
             let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
-            let cut_by_bytes = docs.len() < docs_max && bytes >= bytes_max;
+            let cut_by_bytes = docs.len() == read && docs.len() < docs_max && bytes >= bytes_max;
             let mut last: Option<(u64, String)> = None;
             // Each document's clock and shuffle key, parsed on every core (a document's own
             // error is raised where the serial walk below reaches it).

@@ -355,6 +355,8 @@ const KEYS_TRACKED: usize = 65_536;
 /// One transaction's documents, read and combined (steps 1 and 2), not yet written.
 struct Batch {
     began: std::time::Instant,
+    /// Each reduced key's last change, once a deletion was read (`binding key` keyed).
+    ops: crate::catalog::LastOps,
     /// Each binding's journals' offsets it was read from.
     from: Vec<Vec<u64>>,
     /// Documents read.
@@ -408,12 +410,20 @@ fn read_parts(
     let bytes_max = (src.limits.txn_bytes_max / b.parts.len().max(1)).max(1);
     let mut merged: Vec<(String, usize, crate::journal::ReadDoc)> = Vec::new();
     let mut bound: Option<String> = None;
+    // Read as of one moment: each journal up to its head then (see the derivation's
+    // `read_sources`).
+    let heads = crate::journal::heads(src.store, b.parts.iter().map(|(j, _)| j.as_str()))?;
     for (k, (journal, _)) in b.parts.iter().enumerate() {
-        let read = src
+        let mut read = src
             .journals
             .read(src.store, journal, offsets[k], docs, bytes_max)?;
-        let cut =
-            read.len() < docs && read.iter().map(|d| d.bytes.len()).sum::<usize>() >= bytes_max;
+        let all = read.len();
+        if let Some(head) = heads[k] {
+            read.retain(|d| d.offset < head);
+        }
+        let cut = read.len() == all
+            && read.len() < docs
+            && read.iter().map(|d| d.bytes.len()).sum::<usize>() >= bytes_max;
         let mut last = None;
         for d in read {
             let uuid = crate::journal::uuid_of(&d.bytes)
@@ -476,7 +486,7 @@ fn read_batch(
         .collect();
     let mut touched: Vec<BTreeMap<String, ()>> = vec![BTreeMap::new(); bindings.len()];
     let (mut n_in, mut cut_by_bytes) = (0, false);
-    let mut deletes_seen = false;
+    let mut ops = crate::catalog::LastOps::default();
     for (i, b) in bindings.iter().enumerate() {
         if docs_left == 0 {
             break;
@@ -501,9 +511,10 @@ fn read_batch(
                     continue;
                 }
                 let mut doc: Value = serde_json::from_slice(&d.bytes).with_context(not_json)?;
-                // Its `_meta/op` stays for the reductions (and a `d` deletes the row below;
-                // a write after one of its key supersedes it).
-                crate::catalog::keep_op_for_combining(&mut doc, &mut deletes_seen);
+                // Its `_meta/op` stays for the reductions; the key's last change decides
+                // whether it is a row (`LastOps`: a `d` deletes it below).
+                crate::catalog::keep_only_op(&mut doc);
+                ops.add(|| format!("{i} {}", b.collection.key_of(&doc)), &doc);
                 if !b.delta_updates {
                     touched[i].insert(b.collection.key_of(&doc).to_string(), ());
                 }
@@ -535,6 +546,7 @@ fn read_batch(
         .collect();
     Ok(Batch {
         began,
+        ops,
         from: offsets.to_vec(),
         n_in,
         next_offsets,
@@ -630,6 +642,7 @@ fn write_batch(
     batch: Batch,
 ) -> anyhow::Result<(usize, Keys)> {
     let Batch {
+        ops,
         next_offsets,
         mut standard,
         mut deltas,
@@ -691,6 +704,10 @@ fn write_batch(
             .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
         for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
             let mut d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
+            if !bindings[d.binding].delta_updates {
+                let key = Value::Array(d.key.clone());
+                ops.apply(|| format!("{} {key}", d.binding), &mut d.doc);
+            }
             // A reduced document whose last change was a delete (`_meta/op` `d`) deletes
             // its row (standard updates); `_meta` is not written.
             let delete = d.deleted
