@@ -71,7 +71,7 @@ async fn ingest(http: &reqwest::Client, p: &str, collection: &str, docs: &[Value
     }
 }
 
-/// Every document of `collection` from offset 0, in journal order.
+/// Every document of `collection` from offset 0, in publish-time order.
 async fn read_all(http: &reqwest::Client, p: &Proc, collection: &str) -> Vec<Value> {
     let r = http
         .get(p.url(&documents(collection)))
@@ -79,12 +79,22 @@ async fn read_all(http: &reqwest::Client, p: &Proc, collection: &str) -> Vec<Val
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "reading {collection}");
-    r.text()
+    let mut docs: Vec<Value> = r
+        .text()
         .await
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    // In publish-time order (`_meta/uuid`), as tasks read them: the journals of a collection's
+    // logical partitions are read back one after another (one journal is in that order).
+    docs.sort_by(|a, b| {
+        a["_meta"]["uuid"]
+            .as_str()
+            .unwrap()
+            .cmp(b["_meta"]["uuid"].as_str().unwrap())
+    });
+    docs
 }
 
 async fn post_json(http: &reqwest::Client, p: &Proc, path: &str, body: &Value) {
@@ -263,10 +273,14 @@ fn order_batches(seed: u64) -> Vec<Vec<Value>> {
         batches.push(
             (id..id + n)
                 .map(|i| {
+                    let customer = rng.range(0, N_CUSTOMERS - 1);
+                    let region = ["east", "west", "north"][(customer % 3) as usize];
                     json!({
                         "id": i,
-                        "customer": format!("c{:02}", rng.range(0, N_CUSTOMERS - 1)),
+                        "customer": format!("c{customer:02}"),
                         "amount": rng.range(0, 400) as f64 / 4.0,
+                        // The logical partition of the orders in the SQLite run.
+                        "region": region,
                     })
                 })
                 .collect(),
@@ -330,6 +344,14 @@ async fn set_up_pipeline(http: &reqwest::Client, p: &Proc, dest: Dest<'_>) {
     for c in ["acme/orders", TOTALS] {
         bundle["catalog"]["collections"][c]["journals"] =
             json!({"fragments": {"length": 0.005, "flushInterval": "100ms"}});
+    }
+    // Into SQLite, the orders are logically partitioned (three journals, each with its
+    // fragments and the derivation's checkpoint of its own).
+    if let Dest::Sqlite(_) = dest {
+        let orders = &mut bundle["catalog"]["collections"]["acme/orders"];
+        orders["schema"]["properties"]["region"] = json!({"type": "string"});
+        orders["schema"]["required"] = json!(["id", "customer", "amount", "region"]);
+        orders["projections"] = json!({"region": {"location": "/region", "partition": true}});
     }
     let bindings = &mut bundle["catalog"]["materializations"]["acme/views"]["bindings"];
     if let Dest::Redis(_) = dest {
@@ -474,14 +496,19 @@ async fn wait_caught_up(http: &reqwest::Client, p: &Proc) {
             );
         }
         let collections: Value = flow_tests::get_json(http, &p.base, "/v1/collections").await;
+        // Every journal's head: a collection's own, or each of its logical partitions'.
         let heads: BTreeMap<String, u64> = collections["collections"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| {
+            .flat_map(|c| {
+                let journals = c["journals"].as_array().cloned().unwrap_or_default();
+                std::iter::once(c.clone()).chain(journals)
+            })
+            .map(|j| {
                 (
-                    c["name"].as_str().unwrap().to_string(),
-                    c["head"].as_u64().unwrap(),
+                    j["name"].as_str().unwrap().to_string(),
+                    j["head"].as_u64().unwrap(),
                 )
             })
             .collect();
@@ -590,7 +617,18 @@ async fn finish(
     // The files tile each journal from 0 to at least what was persisted when listed (the
     // sealer may have gone on since): no gap, no overlap, however the kills fell between
     // upload, index and trim.
-    for c in listed["collections"].as_array().unwrap() {
+    // Each journal: a collection's own, or each of its logical partitions'.
+    let journals: Vec<Value> = listed["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| match c["journals"].as_array() {
+            Some(js) => js.clone(),
+            None => vec![c.clone()],
+        })
+        .collect();
+    assert!(journals.len() >= 2, "{run}: {journals:?}");
+    for c in &journals {
         let name = c["name"].as_str().unwrap();
         // Temporary files of uploads a kill interrupted are not fragments; they are skipped.
         let (ranges, _) = flow_tests::fragment_files(&data.join("fragments"), name);
