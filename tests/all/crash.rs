@@ -552,10 +552,12 @@ async fn landing(http: &reqwest::Client, base: &str) -> &'static str {
         return "unknown (the API stopped answering)";
     };
     let collections = collections.json::<Value>().await.unwrap_or_default();
+    // Every journal's head: a collection's own, or each of its logical partitions'.
     let heads: BTreeMap<&str, u64> = collections["collections"]
         .as_array()
         .into_iter()
         .flatten()
+        .flat_map(|c| std::iter::once(c).chain(c["journals"].as_array().into_iter().flatten()))
         .filter_map(|c| Some((c["name"].as_str()?, c["head"].as_u64()?)))
         .collect();
     let behind = |kind: &str| {
@@ -629,6 +631,11 @@ async fn finish(
         .collect();
     assert!(journals.len() >= 2, "{run}: {journals:?}");
     for c in &journals {
+        assert!(
+            c["fragments"]["fragments"].as_u64().unwrap_or(0) >= 1,
+            "{run}: journal {} has no fragment: {c}",
+            c["name"]
+        );
         let name = c["name"].as_str().unwrap();
         // Temporary files of uploads a kill interrupted are not fragments; they are skipped.
         let (ranges, _) = flow_tests::fragment_files(&data.join("fragments"), name);

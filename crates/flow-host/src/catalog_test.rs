@@ -132,7 +132,8 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
     let mut out = Vec::new();
     for d in combiner.drain(true)? {
         let mut d = d?;
-        ops.apply(|| Value::Array(d.key.clone()).to_string(), &mut d.doc);
+        let key = c.key_of(&d.doc).to_string();
+        ops.apply(|| key, &mut d.doc);
         if d.deleted || crate::journal::op_of(&d.doc) == Some("d") {
             continue;
         }

@@ -101,10 +101,19 @@ impl BuiltCollection {
         store: &crate::storage::Store,
         selector: Option<&BuiltSelector>,
     ) -> anyhow::Result<Vec<String>> {
+        self.journals_in(&store.read()?, selector)
+    }
+
+    /// `journals`, as the read transaction `txn` sees them.
+    pub fn journals_in(
+        &self,
+        txn: &redb::ReadTransaction,
+        selector: Option<&BuiltSelector>,
+    ) -> anyhow::Result<Vec<String>> {
         if self.partitions.is_empty() {
             return Ok(vec![self.name.clone()]);
         }
-        let mut all = crate::journal::partition::journals(store, &self.name)?;
+        let mut all = crate::journal::partition::journals_in(txn, &self.name)?;
         if let Some(s) = selector {
             all.retain(|j| s.matches(j));
         }
@@ -503,23 +512,25 @@ impl Combining {
         use crate::journal::Encoded;
         match self.kind {
             CombiningKind::Reduce(mut c) => {
-                let mut docs = Vec::new();
-                for d in c.drain(false).map_err(|e| e.to_string())? {
-                    docs.push(d.map_err(|e| e.to_string())?.doc);
-                }
-                // A key's last document (of those its reductions kept apart) is its last
-                // change.
-                let key = |d: &Value| key_of(&self.key, d);
-                for i in 0..docs.len() {
-                    if docs
-                        .get(i + 1)
-                        .is_none_or(|next| key(next) != key(&docs[i]))
-                    {
-                        let k = key(&docs[i]).to_string();
-                        self.ops.apply(|| k, &mut docs[i]);
+                let mut out = Vec::new();
+                let mut drained = c.drain(false).map_err(|e| e.to_string())?.peekable();
+                while let Some(d) = drained.next() {
+                    let mut doc = d.map_err(|e| e.to_string())?.doc;
+                    // A key's last document (of those its reductions kept apart) is its
+                    // last change.
+                    if !self.ops.is_empty() {
+                        let key = key_of(&self.key, &doc);
+                        let last = match drained.peek() {
+                            Some(Ok(next)) => key_of(&self.key, &next.doc) != key,
+                            _ => true,
+                        };
+                        if last {
+                            self.ops.apply(|| key.to_string(), &mut doc);
+                        }
                     }
+                    out.push(Encoded::of(&doc));
                 }
-                Ok(docs.iter().map(Encoded::of).collect())
+                Ok(out)
             }
             CombiningKind::Last(l) => Ok(l.into_items()),
         }
@@ -621,6 +632,11 @@ impl LastOps {
         if op == Some("d") || !self.last.is_empty() {
             self.last.insert(key(), op);
         }
+    }
+
+    /// Whether no deletion was seen (nothing to correct).
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
     }
 
     /// Give a key's combined document its key's last change.

@@ -19,7 +19,7 @@ pub mod partition;
 pub(crate) mod rows;
 
 pub use rows::{
-    Encoded, ReadDoc, append, append_encoded, head, heads, low_in, op_of, uuid_of, without_meta,
+    Encoded, ReadDoc, append, append_encoded, head, head_in, low_in, op_of, uuid_of, without_meta,
 };
 
 use crate::storage::Store;

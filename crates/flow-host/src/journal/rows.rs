@@ -265,20 +265,6 @@ pub fn head(store: &Store, journal: &str) -> anyhow::Result<u64> {
     head_in(&store.read()?, journal)
 }
 
-/// The heads of `journals` as of one moment (one read transaction), or None for each when
-/// there is at most one: what a reader merging several journals by publish time reads up to.
-pub fn heads<'a>(
-    store: &Store,
-    journals: impl Iterator<Item = &'a str> + Clone,
-) -> anyhow::Result<Vec<Option<u64>>> {
-    let n = journals.clone().count();
-    if n <= 1 {
-        return Ok(vec![None; n]);
-    }
-    let txn = store.read()?;
-    journals.map(|j| head_in(&txn, j).map(Some)).collect()
-}
-
 /// `head`, within a read transaction.
 pub fn head_in(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<u64> {
     let heads = txn.open_table(JOURNAL_HEADS)?;

@@ -213,14 +213,11 @@ struct Part {
 impl Transform {
     /// Add the journals of logical partitions that appeared since the last look, each from
     /// its checkpoint.
-    fn find_parts(&mut self, ctx: &TaskCtx) -> anyhow::Result<()> {
+    fn find_parts(&mut self, ctx: &TaskCtx, txn: &redb::ReadTransaction) -> anyhow::Result<()> {
         if self.collection.partitions.is_empty() {
             return Ok(());
         }
-        for journal in self
-            .collection
-            .journals(&ctx.store, self.selector.as_ref())?
-        {
+        for journal in self.collection.journals_in(txn, self.selector.as_ref())? {
             if self.parts.iter().any(|p| p.journal == journal) {
                 continue;
             }
@@ -409,7 +406,7 @@ impl Derive {
                     committed: offset,
                 });
             } else {
-                t.find_parts(ctx)?;
+                t.find_parts(ctx, &ctx.store.read()?)?;
             }
         }
         let resume: Vec<String> = transforms
@@ -702,19 +699,28 @@ fn read_sources(
     // (clock ms, uuid, (transform, part), next offset, document)
     let mut ready: Vec<(u64, String, (usize, usize), u64, SourceDoc)> = Vec::new();
     let mut bound: Option<(u64, String)> = None;
+    // Several journals are read as of one moment: the partitions there are and each journal
+    // up to its head then, in one read transaction (documents appended later, to any journal,
+    // even one that appears later, have later publish times and are read next time), so
+    // merging by publish time never passes over one committed meanwhile.
+    let txn = ctx.store.read()?;
     for t in transforms.iter_mut() {
         t.wake_ms = None;
-        t.find_parts(ctx)?;
+        t.find_parts(ctx, &txn)?;
     }
-    // Several journals are read as of one moment: each up to its head then (documents
-    // appended later, to any of them, have later publish times, and are read next time), so
-    // merging by publish time never passes over one committed meanwhile.
-    let heads = journal::heads(
-        &ctx.store,
-        transforms
+    let n: usize = transforms.iter().map(|t| t.parts.len()).sum();
+    let merged = n > 1
+        || transforms
             .iter()
-            .flat_map(|t| t.parts.iter().map(|p| p.journal.as_str())),
-    )?;
+            .any(|t| !t.collection.partitions.is_empty());
+    let mut heads = Vec::with_capacity(n);
+    for p in transforms.iter().flat_map(|t| t.parts.iter()) {
+        heads.push(match merged {
+            true => Some(journal::head_in(&txn, &p.journal)?),
+            false => None,
+        });
+    }
+    drop(txn);
     let mut heads = heads.into_iter();
     for (i, t) in transforms.iter_mut().enumerate() {
         // The transform's journals (logical partitions) share its byte limit.

@@ -396,7 +396,7 @@ fn read_parts(
     offsets: &[u64],
     docs: usize,
 ) -> anyhow::Result<(Vec<(usize, crate::journal::ReadDoc)>, bool)> {
-    if let [(journal, _)] = b.parts.as_slice() {
+    if let ([(journal, _)], true) = (b.parts.as_slice(), b.collection.partitions.is_empty()) {
         let read = src.journals.read(
             src.store,
             journal,
@@ -411,8 +411,25 @@ fn read_parts(
     let mut merged: Vec<(String, usize, crate::journal::ReadDoc)> = Vec::new();
     let mut bound: Option<String> = None;
     // Read as of one moment: each journal up to its head then (see the derivation's
-    // `read_sources`).
-    let heads = crate::journal::heads(src.store, b.parts.iter().map(|(j, _)| j.as_str()))?;
+    // `read_sources`). A partition that appeared since the task looked is found next
+    // transaction; until then nothing of this binding is read (it could hold documents
+    // published before those of the others).
+    let heads = {
+        let txn = src.store.read()?;
+        let known = |j: &String| b.parts.iter().any(|(p, _)| p == j);
+        if !b
+            .collection
+            .journals_in(&txn, b.selector.as_ref())?
+            .iter()
+            .all(known)
+        {
+            return Ok((Vec::new(), true));
+        }
+        b.parts
+            .iter()
+            .map(|(j, _)| crate::journal::head_in(&txn, j).map(Some))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     for (k, (journal, _)) in b.parts.iter().enumerate() {
         let mut read = src
             .journals
@@ -704,8 +721,9 @@ fn write_batch(
             .and_then(|s| Ok(s.chain(deltas.drain(false)?)));
         for d in drained.map_err(|e| anyhow::anyhow!("combining: {e}"))? {
             let mut d = d.map_err(|e| anyhow::anyhow!("reducing: {e}"))?;
-            if !bindings[d.binding].delta_updates {
-                let key = Value::Array(d.key.clone());
+            if !bindings[d.binding].delta_updates && !ops.is_empty() {
+                // Spelled as when it was noted (`key_of`: `1.0` is `1`).
+                let key = bindings[d.binding].collection.key_of(&d.doc);
                 ops.apply(|| format!("{} {key}", d.binding), &mut d.doc);
             }
             // A reduced document whose last change was a delete (`_meta/op` `d`) deletes
