@@ -344,32 +344,32 @@ fn partition_fields_and_selectors_are_checked() {
         .map(|_| ())
         .map_err(|e| e.to_string())
     };
+    let refused = |collections: Value, want: &str| {
+        let e = publish(collections).unwrap_err();
+        assert!(e.contains(want), "{want:?} not in {e}");
+    };
+    let with_projections = |projections: Value| {
+        let mut ticks = ticks_def(json!({}));
+        ticks["projections"] = projections;
+        json!({TICKS: ticks})
+    };
     let mut optional = ticks_def(json!({}));
     optional["schema"]["required"] = json!(["id", "price"]);
-    let e = publish(json!({TICKS: optional})).unwrap_err();
-    assert!(e.contains("projection exchange: a partition field must be a location every document has, but 'exchange' is not listed in `required`"), "{e}");
-    let mut number = ticks_def(json!({}));
-    number["projections"] = json!({"price": {"location": "/price", "partition": true}});
-    let e = publish(json!({TICKS: number})).unwrap_err();
-    assert!(
-        e.contains(
-            "a partition field is of one type, string, integer or boolean, but /price is number"
-        ),
-        "{e}"
+    refused(
+        json!({TICKS: optional}),
+        "projection exchange: a partition field must be a location every document has, but 'exchange' is not listed in `required`",
     );
-    let mut named = ticks_def(json!({}));
-    named["projections"] = json!({"ex/change": {"location": "/exchange", "partition": true}});
-    let e = publish(json!({TICKS: named})).unwrap_err();
-    assert!(
-        e.contains("projection ex/change: a partition field's name is 1-50 letters"),
-        "{e}"
+    refused(
+        with_projections(json!({"price": {"location": "/price", "partition": true}})),
+        "a partition field is of one type, string, integer or boolean, but /price is number",
     );
-    let mut reserved = ticks_def(json!({}));
-    reserved["projections"] = json!({"pivot": {"location": "/exchange", "partition": true}});
-    let e = publish(json!({TICKS: reserved})).unwrap_err();
-    assert!(
-        e.contains("projection pivot: 'pivot' names the directories of fragments"),
-        "{e}"
+    refused(
+        with_projections(json!({"ex/change": {"location": "/exchange", "partition": true}})),
+        "projection ex/change: a partition field's name is 1-50 letters",
+    );
+    refused(
+        with_projections(json!({"pivot": {"location": "/exchange", "partition": true}})),
+        "projection pivot: 'pivot' names the directories of fragments",
     );
     let mut misspelled = ticks_def(json!({}));
     misspelled["projections"] = json!({"exchange": {"location": "/exchange", "partiton": true}});
@@ -388,17 +388,13 @@ fn partition_fields_and_selectors_are_checked() {
             },
         })
     };
-    let e = publish(reader(json!({"include": {"venue": ["NYSE"]}}))).unwrap_err();
-    assert!(
-        e.contains(
-            "partitions.include: 'venue' is not a partition field of acme/ticks (it has exchange)"
-        ),
-        "{e}"
+    refused(
+        reader(json!({"include": {"venue": ["NYSE"]}})),
+        "partitions.include: 'venue' is not a partition field of acme/ticks (it has exchange)",
     );
-    let e = publish(reader(json!({"exclude": {"exchange": [3]}}))).unwrap_err();
-    assert!(
-        e.contains("partitions.exclude.exchange: 3 is not a value of the field (a string)"),
-        "{e}"
+    refused(
+        reader(json!({"exclude": {"exchange": [3]}})),
+        "partitions.exclude.exchange: 3 is not a value of the field (a string)",
     );
 
     // Published; a document whose values name too long a journal is refused, nothing appended.
@@ -417,8 +413,8 @@ fn partition_fields_and_selectors_are_checked() {
         "nothing was appended"
     );
     host.ingest(TICKS, vec![tick(0)]).unwrap();
-    let mut other = ticks_def(json!({}));
-    other["projections"] = json!({});
-    let e = publish(json!({TICKS: other})).unwrap_err();
-    assert!(e.contains("collection acme/ticks: its logical partition fields were exchange (/exchange) and would be none"), "{e}");
+    refused(
+        with_projections(json!({})),
+        "collection acme/ticks: its logical partition fields were exchange (/exchange) and would be none",
+    );
 }

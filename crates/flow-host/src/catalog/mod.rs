@@ -120,6 +120,16 @@ impl BuiltCollection {
         Ok(all)
     }
 
+    /// Whether `journal` is one of this collection's: its own name without partition fields,
+    /// or with them, a name of exactly its partition fields (in order).
+    pub fn owns_journal(&self, journal: &str) -> bool {
+        use crate::journal::partition::{collection_of, labels_of};
+        collection_of(journal) == self.name
+            && labels_of(journal)
+                .map(|(f, _)| f)
+                .eq(self.partitions.iter().map(|(f, _)| f.as_str()))
+    }
+
     /// Documents to append, grouped by the journal each goes to (in name order; each
     /// group's documents in their order).
     pub fn by_journal(
@@ -603,6 +613,11 @@ fn partition_fields(
 /// reductions see it (`if _meta/op is d then delete`) and the append stamps it again.
 pub fn keep_only_op(doc: &mut Value) {
     let op = crate::journal::op_of(doc);
+    set_op(doc, op);
+}
+
+/// Make `doc`'s `_meta` exactly `{op}`, or leave it out for none.
+fn set_op(doc: &mut Value, op: Option<&str>) {
     if let Some(m) = doc.as_object_mut() {
         match op {
             Some(op) => {
@@ -644,18 +659,8 @@ impl LastOps {
         if self.last.is_empty() {
             return;
         }
-        let Some(op) = self.last.get(&key()) else {
-            return;
-        };
-        if let Some(m) = doc.as_object_mut() {
-            match op {
-                Some(op) => {
-                    m.insert("_meta".to_string(), serde_json::json!({ "op": op }));
-                }
-                None => {
-                    m.remove("_meta");
-                }
-            }
+        if let Some(op) = self.last.get(&key()) {
+            set_op(doc, *op);
         }
     }
 }

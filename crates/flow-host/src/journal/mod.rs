@@ -114,6 +114,30 @@ impl Journals {
         Ok(out)
     }
 
+    /// `read` as a reader merging several journals by publish time does: only what is below
+    /// `head` (the journal's head as of the one moment every merged journal was looked at;
+    /// None: no cap), and whether the read was cut off by `bytes_max` short of `docs_max` and
+    /// of `head` (then its last document bounds the merge: other journals' documents past it
+    /// may be preceded by ones of this journal not read yet).
+    pub fn read_until(
+        &self,
+        store: &Store,
+        journal: &str,
+        from: u64,
+        head: Option<u64>,
+        docs_max: usize,
+        bytes_max: usize,
+    ) -> anyhow::Result<(Vec<ReadDoc>, bool)> {
+        let mut docs = self.read(store, journal, from, docs_max, bytes_max)?;
+        let read = docs.len();
+        if let Some(head) = head {
+            docs.retain(|d| d.offset < head);
+        }
+        let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
+        let cut = docs.len() == read && docs.len() < docs_max && bytes >= bytes_max;
+        Ok((docs, cut))
+    }
+
     /// Tell readers that journals grew. Call after the appending transaction committed.
     pub fn notify(&self) {
         let mut g = self.generation.lock().expect("journal notifier poisoned");

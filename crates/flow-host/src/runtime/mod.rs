@@ -438,10 +438,12 @@ impl Host {
             .finish()
             .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         let appended = encoded.len();
-        let groups = self
-            .catalog()
+        let catalog = self.catalog();
+        let c = catalog
             .collection(collection)
-            .map_err(|e| HostError::NotFound(e.to_string()))?
+            .map_err(|e| HostError::NotFound(e.to_string()))?;
+        let partitioned = !c.partitions.is_empty();
+        let groups = c
             .by_journal(encoded)
             .map_err(|e| HostError::Invalid(format!("collection {collection}: {e}")))?;
         for (journal, _) in &groups {
@@ -449,7 +451,6 @@ impl Host {
                 .check_append(journal)
                 .map_err(HostError::Unavailable)?;
         }
-        let partitioned = groups.first().is_some_and(|(j, _)| j != collection);
         let mut ranges = self.store.write({
             let clock = self.store.clock.clone();
             move |txn| {
@@ -496,15 +497,7 @@ impl Host {
         let Some(journal) = journal else {
             return Ok(c.journals(&self.store, None)?);
         };
-        let fields: Vec<&str> = journal::partition::labels_of(journal)
-            .map(|(f, _)| f)
-            .collect();
-        let ours = journal::partition::collection_of(journal) == collection
-            && fields
-                .iter()
-                .copied()
-                .eq(c.partitions.iter().map(|(f, _)| f.as_str()));
-        if !ours {
+        if !c.owns_journal(journal) {
             return Err(HostError::NotFound(format!(
                 "journal {journal} is not one of collection {collection}'s{}",
                 if c.partitions.is_empty() {

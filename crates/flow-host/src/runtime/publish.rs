@@ -157,12 +157,7 @@ impl Host {
             let own = crate::journal::head(&self.store, &c.name)? > 0;
             let other = crate::journal::partition::journals(&self.store, &c.name)?
                 .into_iter()
-                .find(|j| {
-                    let labels: Vec<&str> = crate::journal::partition::labels_of(j)
-                        .map(|(f, _)| f)
-                        .collect();
-                    labels != fields
-                });
+                .find(|j| !c.owns_journal(j));
             let was = match (own && !fields.is_empty(), other) {
                 (true, _) => {
                     Some("its documents are in one journal, without partitions".to_string())

@@ -726,16 +726,14 @@ fn read_sources(
         // The transform's journals (logical partitions) share its byte limit.
         let bytes_max = (ctx.limits.txn_bytes_max / t.parts.len().max(1)).max(1);
         for (part, p) in t.parts.iter().enumerate() {
-            let head = heads.next().flatten();
-            let mut docs = ctx
-                .journals
-                .read(&ctx.store, &p.journal, p.offset, docs_max, bytes_max)?;
-            let read = docs.len();
-            if let Some(head) = head {
-                docs.retain(|d| d.offset < head);
-            }
-            let bytes: usize = docs.iter().map(|d| d.bytes.len()).sum();
-            let cut_by_bytes = docs.len() == read && docs.len() < docs_max && bytes >= bytes_max;
+            let (docs, cut_by_bytes) = ctx.journals.read_until(
+                &ctx.store,
+                &p.journal,
+                p.offset,
+                heads.next().flatten(),
+                docs_max,
+                bytes_max,
+            )?;
             let mut last: Option<(u64, String)> = None;
             // Each document's clock and shuffle key, parsed on every core (a document's own
             // error is raised where the serial walk below reaches it).

@@ -431,16 +431,9 @@ fn read_parts(
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     for (k, (journal, _)) in b.parts.iter().enumerate() {
-        let mut read = src
+        let (read, cut) = src
             .journals
-            .read(src.store, journal, offsets[k], docs, bytes_max)?;
-        let all = read.len();
-        if let Some(head) = heads[k] {
-            read.retain(|d| d.offset < head);
-        }
-        let cut = read.len() == all
-            && read.len() < docs
-            && read.iter().map(|d| d.bytes.len()).sum::<usize>() >= bytes_max;
+            .read_until(src.store, journal, offsets[k], heads[k], docs, bytes_max)?;
         let mut last = None;
         for d in read {
             let uuid = crate::journal::uuid_of(&d.bytes)
