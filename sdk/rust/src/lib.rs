@@ -37,6 +37,15 @@
 
 extern crate self as flow_sdk;
 
+/// Every plugin's allocator, unless it turns off this crate's default feature `talc`: a plugin
+/// allocates for every document it reads and writes, and on `wasm32` talc does that work in
+/// less time than Rust's default, dlmalloc (`flow bench --suite derive`: the pass-through
+/// plugin 0.64x -> 0.75x of native Rust; see docs/benchmarks.md). With
+/// `default-features = false` a plugin keeps dlmalloc or sets its own `#[global_allocator]`.
+#[cfg(all(feature = "talc", target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub use serde;
 pub use serde_json::{self, Value, json};
 
