@@ -9,6 +9,18 @@ pub mod derivation {
     });
 }
 
+pub mod derivation_packed {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "flow:plugin/derivation-packed",
+        with: {
+            "flow:plugin/types": super::derivation::flow::plugin::types,
+            "flow:plugin/log": super::derivation::flow::plugin::log,
+            "flow:plugin/state": super::derivation::flow::plugin::state,
+        },
+    });
+}
+
 pub mod migrating {
     wasmtime::component::bindgen!({
         path: "../../wit",

@@ -3,6 +3,7 @@
 
 use super::bindings::{self, PluginError};
 use super::ctx::PluginCtx;
+use super::packed::{Published, SourceBatch};
 use super::{
     Engine, HttpAccess, LogSink, Sandbox, SqlAccess, StateAccess, derive_api, migrate_api,
     sink_api, source_api,
@@ -22,6 +23,10 @@ pub enum CallError {
     /// The call exceeded a sandbox limit: the CPU deadline, the memory cap or an output cap.
     #[error("the plugin exceeded a sandbox limit: {0}")]
     Limit(String),
+    /// The plugin returned packed documents whose offsets do not fit their text (a bug in
+    /// the plugin or its SDK).
+    #[error("the plugin returned malformed output: {0}")]
+    Packing(String),
     /// The plugin trapped (a bug: panic, unreachable, out-of-bounds access, ...).
     #[error("the plugin trapped: {0}")]
     Trap(String),
@@ -47,7 +52,13 @@ pub struct Instance<B> {
     poisoned: bool,
 }
 
-pub type Derivation = Instance<bindings::derivation::Derivation>;
+pub type Derivation = Instance<DeriveExports>;
+
+/// What a derivation component exports: `derive`, or (WIT 0.1.5) `derive-packed`.
+pub enum DeriveExports {
+    Plain(bindings::derivation::Derivation),
+    Packed(bindings::derivation_packed::DerivationPacked),
+}
 pub type Materialization = Instance<bindings::materialization::Materialization>;
 pub type Capture = Instance<bindings::capture::Capture>;
 /// A derivation component that exports `migrate`, instantiated to migrate state.
@@ -137,8 +148,21 @@ impl Derivation {
         log: LogSink,
         sandbox: &Sandbox,
     ) -> anyhow::Result<Self> {
+        let packed = engine.exports(component, super::DERIVE_PACKED);
         Self::new(engine, log, sandbox, |store| {
-            bindings::derivation::Derivation::instantiate(store, component, &engine.linker)
+            Ok(if packed {
+                DeriveExports::Packed(bindings::derivation_packed::DerivationPacked::instantiate(
+                    store,
+                    component,
+                    &engine.linker,
+                )?)
+            } else {
+                DeriveExports::Plain(bindings::derivation::Derivation::instantiate(
+                    store,
+                    component,
+                    &engine.linker,
+                )?)
+            })
         })
     }
 
@@ -148,18 +172,40 @@ impl Derivation {
     }
 
     pub fn open(&mut self, spec: &derive_api::DerivationSpec) -> Result<(), CallError> {
-        self.call(|s, b| b.flow_plugin_derive().call_open(s, spec))
+        self.call(|s, b| match b {
+            DeriveExports::Plain(b) => b.flow_plugin_derive().call_open(s, spec),
+            DeriveExports::Packed(b) => b.flow_plugin_derive_packed().call_open(s, spec),
+        })
     }
 
-    pub fn transform(
-        &mut self,
-        batch: &[derive_api::SourceDocument],
-    ) -> Result<Vec<String>, CallError> {
-        self.call(|s, b| b.flow_plugin_derive().call_transform(s, batch))
+    /// One call with a batch of source documents; returns the documents published.
+    pub fn transform(&mut self, batch: &SourceBatch) -> Result<Published, CallError> {
+        let out = self.call(|s, b| match b {
+            DeriveExports::Plain(b) => Ok(b
+                .flow_plugin_derive()
+                .call_transform(s, &batch.unpacked())?
+                .map(|docs| Ok(Published::packed(docs)))),
+            DeriveExports::Packed(b) => Ok(b
+                .flow_plugin_derive_packed()
+                .call_transform(s, &batch.0)?
+                .map(Published::checked)),
+        })?;
+        out.map_err(CallError::Packing)
     }
 
-    pub fn flush(&mut self) -> Result<Vec<String>, CallError> {
-        self.call(|s, b| b.flow_plugin_derive().call_flush(s))
+    /// The call at the end of every transaction; returns the documents published.
+    pub fn flush(&mut self) -> Result<Published, CallError> {
+        let out = self.call(|s, b| match b {
+            DeriveExports::Plain(b) => Ok(b
+                .flow_plugin_derive()
+                .call_flush(s)?
+                .map(|docs| Ok(Published::packed(docs)))),
+            DeriveExports::Packed(b) => Ok(b
+                .flow_plugin_derive_packed()
+                .call_flush(s)?
+                .map(Published::checked)),
+        })?;
+        out.map_err(CallError::Packing)
     }
 }
 

@@ -15,6 +15,7 @@ mod http;
 mod instance;
 mod kv;
 mod log;
+mod packed;
 mod progress;
 mod sql;
 mod state;
@@ -23,9 +24,10 @@ mod wasi;
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use fields::Field;
 pub use http::{HttpAccess, HttpRequest, HttpResponse, quoted_url};
-pub use instance::{CallError, Capture, Derivation, Materialization, Migrator};
+pub use instance::{CallError, Capture, Derivation, DeriveExports, Materialization, Migrator};
 pub use kv::KvAccess;
 pub use log::LogSink;
+pub use packed::{Published, SourceBatch};
 pub use sql::{SqlAccess, SqlBounds};
 pub use state::StateAccess;
 /// A compiled component, as the registry keeps it.
@@ -51,7 +53,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// against `wit/flow.wit`).
 macro_rules! wit_version {
     () => {
-        "0.1.4"
+        "0.1.5"
     };
 }
 
@@ -63,6 +65,9 @@ macro_rules! wit_interface {
         concat!("flow:plugin/", $name, "@", wit_version!())
     };
 }
+
+/// The packed derivation interface (0.1.5), which a derivation may export instead of `derive`.
+const DERIVE_PACKED: &str = wit_interface!("derive-packed");
 
 /// The sandbox bounds of one plugin instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +135,8 @@ pub enum EngineError {
     NotAComponent(String),
     #[error(
         "the component implements no known world of {WIT_PACKAGE}: it must export one of \
-         {d} (derivation), {c} (capture) or {m} (materialization); it exports [{0}]",
+         {d} or {DERIVE_PACKED} (derivation), {c} (capture) or {m} (materialization); it \
+         exports [{0}]",
         d = World::Derivation.export(),
         c = World::Capture.export(),
         m = World::Materialization.export()
@@ -272,10 +278,15 @@ impl Engine {
 
     /// Whether a derivation component exports the optional `migrate` interface.
     pub fn exports_migrate(&self, component: &Component) -> bool {
+        self.exports(component, wit_interface!("migrate"))
+    }
+
+    /// Whether a component exports `interface` (or a semver-compatible version of it).
+    pub(crate) fn exports(&self, component: &Component, interface: &str) -> bool {
         component
             .component_type()
             .exports(&self.engine)
-            .any(|(name, _)| compatible(name, wit_interface!("migrate")))
+            .any(|(name, _)| compatible(name, interface))
     }
 
     /// Which world a component implements, checking that its imports can all be satisfied and
@@ -286,9 +297,13 @@ impl Engine {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let packed = exports.iter().any(|e| compatible(e, DERIVE_PACKED));
         let world = [World::Derivation, World::Capture, World::Materialization]
             .into_iter()
-            .find(|w| exports.iter().any(|e| compatible(e, w.export())))
+            .find(|w| {
+                (packed && *w == World::Derivation)
+                    || exports.iter().any(|e| compatible(e, w.export()))
+            })
             .ok_or_else(|| EngineError::NoKnownWorld(exports.join(", ")))?;
         let mismatch = |e: wasmtime::Error| EngineError::WorldMismatch {
             world: world.name(),
@@ -296,6 +311,11 @@ impl Engine {
         };
         let pre = self.linker.instantiate_pre(component).map_err(mismatch)?;
         match world {
+            World::Derivation if packed => {
+                bindings::derivation_packed::DerivationPackedPre::new(pre)
+                    .map(drop)
+                    .map_err(mismatch)?
+            }
             World::Derivation => bindings::derivation::DerivationPre::new(pre)
                 .map(drop)
                 .map_err(mismatch)?,

@@ -1,7 +1,7 @@
 //! The derivation side of the SDK.
 
 use crate::Error;
-use crate::derivation_bindings::exports::flow::plugin::derive as wit;
+use crate::derivation_bindings::exports::flow::plugin::derive_packed as wit;
 use crate::derivation_bindings::flow::plugin::types::PluginError;
 use serde_json::Value;
 use std::any::Any;
@@ -165,19 +165,24 @@ impl StateKey for Value {
     }
 }
 
-/// Collects the documents a derivation publishes.
+/// Collects the documents a derivation publishes, packed as the host takes them: one text
+/// and where each document ends.
 #[derive(Default)]
 pub struct Publisher {
-    docs: Vec<String>,
+    text: String,
+    ends: Vec<u32>,
     /// Documents that could not be written as JSON: the call fails with the first.
     errors: Vec<String>,
 }
 
 impl Publisher {
-    fn finish(self) -> Result<Vec<String>, Error> {
+    fn finish(self) -> Result<wit::Published, Error> {
         match self.errors.into_iter().next() {
             Some(e) => Err(Error::new(format!("a published document is not JSON: {e}"))),
-            None => Ok(self.docs),
+            None => Ok(wit::Published {
+                documents: self.text,
+                ends: self.ends,
+            }),
         }
     }
 }
@@ -191,7 +196,15 @@ impl Publisher {
     pub fn publish<T: serde::Serialize + ?Sized>(&mut self, doc: &T) {
         // Serializing to a string fails only for maps with non-string keys.
         match serde_json::to_string(doc) {
-            Ok(text) => self.docs.push(text),
+            Ok(text) => match u32::try_from(self.text.len() + text.len()) {
+                Ok(end) => {
+                    self.text.push_str(&text);
+                    self.ends.push(end);
+                }
+                Err(_) => self
+                    .errors
+                    .push("the call's published documents pass 4 GiB".into()),
+            },
             Err(e) => self.errors.push(e.to_string()),
         }
     }
@@ -291,36 +304,43 @@ fn with_running<T: Derivation, R>(
     })
 }
 
+/// Item `i` of a packed text (see `derive-packed` in `wit/flow.wit`).
+fn item<'a>(text: &'a str, ends: &[u32], i: usize) -> Result<&'a str, Error> {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    text.get(start..ends[i] as usize)
+        .ok_or_else(|| Error::new(format!("the host sent a malformed batch (item {i})")))
+}
+
 #[doc(hidden)]
-pub fn transform<T: Derivation>(
-    batch: Vec<wit::SourceDocument>,
-) -> Result<Vec<String>, PluginError> {
+pub fn transform<T: Derivation>(batch: wit::SourceBatch) -> Result<wit::Published, PluginError> {
     with_running::<T, _>(|instance, names| {
+        let n = batch.transforms.len();
+        if batch.key_ends.len() != n || batch.document_ends.len() != n {
+            return Err(Error::new(
+                "the host sent a malformed batch (lengths differ)",
+            ));
+        }
         let mut out = Publisher::default();
-        for (i, d) in batch.iter().enumerate() {
-            let transform = d.transform as usize;
+        for (i, &transform) in batch.transforms.iter().enumerate() {
+            let transform = transform as usize;
             let transform_name = names.get(transform).map(String::as_str).unwrap_or("");
-            instance
-                .transform(
-                    Source {
-                        transform,
-                        transform_name,
-                        key: Json::new(&d.key),
-                        doc: Json::new(&d.document),
-                    },
-                    &mut out,
-                )
-                .map_err(|mut e| {
-                    e.document.get_or_insert(i as u32);
-                    e
-                })?;
+            let source = Source {
+                transform,
+                transform_name,
+                key: Json::new(item(&batch.keys, &batch.key_ends, i)?),
+                doc: Json::new(item(&batch.documents, &batch.document_ends, i)?),
+            };
+            instance.transform(source, &mut out).map_err(|mut e| {
+                e.document.get_or_insert(i as u32);
+                e
+            })?;
         }
         out.finish()
     })
 }
 
 #[doc(hidden)]
-pub fn flush<T: Derivation>() -> Result<Vec<String>, PluginError> {
+pub fn flush<T: Derivation>() -> Result<wit::Published, PluginError> {
     with_running::<T, _>(|instance, _| {
         let mut out = Publisher::default();
         instance.flush(&mut out)?;
@@ -335,18 +355,18 @@ macro_rules! export_derivation {
         #[doc(hidden)]
         pub struct __FlowDerivationExport;
 
-        impl $crate::derivation_bindings::exports::flow::plugin::derive::Guest for __FlowDerivationExport {
+        impl $crate::derivation_bindings::exports::flow::plugin::derive_packed::Guest for __FlowDerivationExport {
             fn open(
-                spec: $crate::derivation_bindings::exports::flow::plugin::derive::DerivationSpec,
+                spec: $crate::derivation_bindings::exports::flow::plugin::derive_packed::DerivationSpec,
             ) -> Result<(), $crate::derivation_bindings::flow::plugin::types::PluginError> {
                 $crate::__derivation::open::<$t>(spec)
             }
             fn transform(
-                batch: Vec<$crate::derivation_bindings::exports::flow::plugin::derive::SourceDocument>,
-            ) -> Result<Vec<String>, $crate::derivation_bindings::flow::plugin::types::PluginError> {
+                batch: $crate::derivation_bindings::exports::flow::plugin::derive_packed::SourceBatch,
+            ) -> Result<$crate::derivation_bindings::exports::flow::plugin::derive_packed::Published, $crate::derivation_bindings::flow::plugin::types::PluginError> {
                 $crate::__derivation::transform::<$t>(batch)
             }
-            fn flush() -> Result<Vec<String>, $crate::derivation_bindings::flow::plugin::types::PluginError> {
+            fn flush() -> Result<$crate::derivation_bindings::exports::flow::plugin::derive_packed::Published, $crate::derivation_bindings::flow::plugin::types::PluginError> {
                 $crate::__derivation::flush::<$t>()
             }
         }

@@ -42,7 +42,11 @@ extern crate self as flow_sdk;
 /// less time than Rust's default, dlmalloc (`flow bench --suite derive`: the pass-through
 /// plugin 0.64x -> 0.75x of native Rust; see docs/benchmarks.md). With
 /// `default-features = false` a plugin keeps dlmalloc or sets its own `#[global_allocator]`.
-#[cfg(all(feature = "talc", target_family = "wasm", not(target_feature = "atomics")))]
+#[cfg(all(
+    feature = "talc",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
@@ -56,7 +60,8 @@ pub use wit_bindgen as __wit_bindgen;
 pub mod derivation_bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "flow:plugin/derivation",
+        // The packed derivation contract (WIT 0.1.5): a call's documents in a few buffers.
+        world: "flow:plugin/derivation-packed",
         pub_export_macro: true,
         export_macro_name: "__export_derivation_world",
         default_bindings_module: "flow_sdk::derivation_bindings",

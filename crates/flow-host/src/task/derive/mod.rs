@@ -609,7 +609,7 @@ fn transaction(ctx: &TaskCtx, task: &mut Derive) -> anyhow::Result<usize> {
 }
 
 /// One source document of a transaction. Its text stays a slice of the block it was read
-/// with (no copy per document) until its plugin call lowers it (`to_wit`, a chunk at a time).
+/// with (no copy per document) until its plugin call packs it (`pack`, a chunk at a time).
 struct SourceDoc {
     transform: u32,
     /// The shuffle key as JSON array text.
@@ -619,26 +619,30 @@ struct SourceDoc {
 
 impl SourceDoc {
     /// The document's text, for messages (a document that is not UTF-8 never reaches a
-    /// plugin: `to_wit` refuses it).
+    /// plugin: `pack` refuses it).
     fn text(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.doc)
     }
-
-    fn to_wit(&self) -> anyhow::Result<derive_api::SourceDocument> {
-        Ok(derive_api::SourceDocument {
-            transform: self.transform,
-            key: self.key.clone(),
-            document: simdutf8::basic::from_utf8(&self.doc)
-                .ok()
-                .context("source document is not UTF-8")?
-                .to_owned(),
-        })
-    }
 }
 
-/// Lower a chunk of the batch for one plugin call.
-fn to_wit(chunk: &[SourceDoc]) -> anyhow::Result<Vec<derive_api::SourceDocument>> {
-    chunk.iter().map(SourceDoc::to_wit).collect()
+/// Pack documents for one plugin call, from the front of `docs`: up to `docs_max`, fewer if
+/// the batch's text would pass 4 GiB (at least one). Returns how many were packed.
+fn pack(
+    batch: &mut flow_engine::SourceBatch,
+    docs: &[SourceDoc],
+    docs_max: usize,
+) -> anyhow::Result<usize> {
+    batch.clear();
+    for d in docs.iter().take(docs_max.max(1)) {
+        let text = simdutf8::basic::from_utf8(&d.doc)
+            .ok()
+            .context("source document is not UTF-8")?;
+        if !batch.push(d.transform, &d.key, text) {
+            anyhow::ensure!(!batch.is_empty(), "a source document is over 4 GiB");
+            break;
+        }
+    }
+    Ok(batch.len())
 }
 
 /// Milliseconds since the Unix epoch in a UUIDv7 (its first 48 bits).
@@ -955,17 +959,20 @@ fn send_plugin_transform(
     let budget = std::time::Duration::from_millis(ctx.limits.txn_time_max_ms);
     let mut docs = Outputs::new(ctx, collection);
     let mut processed = 0;
-    for chunk in batch.chunks(ctx.limits.call_docs_max) {
+    let mut packed = flow_engine::SourceBatch::default();
+    while processed < batch.len() {
         if processed > 0 && started.elapsed() >= budget {
             break;
         }
+        let n = pack(&mut packed, &batch[processed..], ctx.limits.call_docs_max)?;
+        let chunk = &batch[processed..processed + n];
         let out = plugin
             .instance
-            .transform(&to_wit(chunk)?)
+            .transform(&packed)
             .map_err(|e| describe(&e, chunk, transforms))?;
         writes.lock().expect("state poisoned").check()?;
         docs.add(check_outputs(ctx, collection, out)?)?;
-        processed += chunk.len();
+        processed += n;
     }
     let out = plugin
         .instance
@@ -999,6 +1006,7 @@ fn process_each(
     let mut docs = Outputs::new(ctx, collection);
     let mut failures = Vec::new();
     let mut processed = 0;
+    let mut packed = flow_engine::SourceBatch::default();
     for (i, doc) in batch.iter().enumerate() {
         if (first_failure && !failures.is_empty()) || (i > 0 && started.elapsed() >= budget) {
             break;
@@ -1006,11 +1014,11 @@ fn process_each(
         processed = i + 1;
         let before = writes.lock().expect("state poisoned").clone();
         let one = std::slice::from_ref(doc);
-        let result = to_wit(one)
-            .and_then(|wit| {
+        let result = pack(&mut packed, one, 1)
+            .and_then(|_| {
                 plugin
                     .instance
-                    .transform(&wit)
+                    .transform(&packed)
                     .map_err(|e| describe(&e, one, transforms))
             })
             .and_then(|out| {
@@ -1069,11 +1077,13 @@ impl Outputs {
 fn check_outputs(
     ctx: &TaskCtx,
     collection: &BuiltCollection,
-    out: Vec<String>,
+    out: flow_engine::Published,
 ) -> anyhow::Result<Vec<crate::catalog::Prepared>> {
-    let bytes = out.iter().map(String::len).sum();
-    task::check_output_caps(ctx, "call", out.len(), bytes)?;
-    let texts: Vec<bytes::Bytes> = out.into_iter().map(bytes::Bytes::from).collect();
+    task::check_output_caps(ctx, "call", out.len(), out.bytes())?;
+    // One buffer for the call's documents; each is a slice of it, no copy.
+    let (text, ranges) = out.into_parts();
+    let text = bytes::Bytes::from(text);
+    let texts: Vec<bytes::Bytes> = ranges.into_iter().map(|r| text.slice(r)).collect();
     let limits = &ctx.limits;
     crate::par::try_map(&texts, |i, text| {
         collection.prepare(limits, text).map_err(|e| {
