@@ -168,7 +168,7 @@ impl Derivation {
 
     /// Grant (or revoke) the state of the current transaction.
     pub fn set_state(&mut self, state: Option<Box<dyn StateAccess>>) {
-        self.store.data_mut().state.0 = state;
+        self.store.data_mut().state.access = state;
     }
 
     pub fn open(&mut self, spec: &derive_api::DerivationSpec) -> Result<(), CallError> {

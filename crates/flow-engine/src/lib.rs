@@ -339,7 +339,10 @@ impl Engine {
                 hit_memory_cap: false,
             },
             log: log::LogGrant(log),
-            state: Default::default(),
+            state: state::StateGrant {
+                access: None,
+                result_bytes_max: sandbox.host_result_bytes_max,
+            },
             sql: sql::SqlGrant {
                 access: None,
                 bounds: SqlBounds {

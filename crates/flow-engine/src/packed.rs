@@ -76,8 +76,37 @@ impl SourceBatch {
     }
 }
 
-/// The items of a packed text (the host packed it: every range is valid).
-fn items<'a>(text: &'a str, ends: &'a [u32]) -> impl Iterator<Item = Option<&'a str>> + 'a {
+/// Check a packed text from a plugin: its ends must be ascending offsets at character
+/// boundaries of the text, the last one its length.
+pub(crate) fn check_ends(text: &str, ends: &[u32]) -> Result<(), String> {
+    let mut start = 0usize;
+    for (i, &end) in ends.iter().enumerate() {
+        let end = end as usize;
+        if end < start || !text.is_char_boundary(end) {
+            return Err(format!(
+                "end {end} of item {} is not an offset at or after {start} at a character \
+                 boundary of the {}-byte text",
+                i + 1,
+                text.len()
+            ));
+        }
+        start = end;
+    }
+    if start != text.len() {
+        return Err(format!(
+            "the last item ends at {start}, the text is {} bytes",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The items of a packed text whose ends were checked (or that the host packed): every range
+/// is valid, so no item is `None`.
+pub(crate) fn items<'a>(
+    text: &'a str,
+    ends: &'a [u32],
+) -> impl Iterator<Item = Option<&'a str>> + 'a {
     let mut start = 0;
     ends.iter().map(move |&end| {
         let item = text.get(start..end as usize);
@@ -94,29 +123,10 @@ pub struct Published {
 }
 
 impl Published {
-    /// Check what a plugin returned: the ends must be ascending offsets at character
-    /// boundaries of the text, the last one its length.
+    /// Check what a plugin returned (see [`check_ends`]).
     pub(crate) fn checked(p: wit::Published) -> Result<Self, String> {
-        let mut start = 0usize;
-        for (i, &end) in p.ends.iter().enumerate() {
-            let end = end as usize;
-            if end < start || !p.documents.is_char_boundary(end) {
-                return Err(format!(
-                    "published documents are packed wrongly: end {end} of document {} is not \
-                     an offset at or after {start} at a character boundary of the {}-byte text",
-                    i + 1,
-                    p.documents.len()
-                ));
-            }
-            start = end;
-        }
-        if start != p.documents.len() {
-            return Err(format!(
-                "published documents are packed wrongly: the last document ends at {start}, \
-                 the text is {} bytes",
-                p.documents.len()
-            ));
-        }
+        check_ends(&p.documents, &p.ends)
+            .map_err(|e| format!("published documents are packed wrongly: {e}"))?;
         Ok(Published {
             text: p.documents,
             ends: p.ends,

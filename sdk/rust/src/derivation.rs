@@ -211,10 +211,19 @@ impl Publisher {
 }
 
 /// Per-shuffle-key state kept by the host and committed atomically with each transaction.
+///
+/// Within one call of the plugin, writes are kept here and sent to the host together when
+/// the call returns (one host call, `set-packed`; sooner past 1 MiB), and reads see them.
+/// After a call in which the plugin read state, the next call reads the state of every
+/// document's key ahead, in one host call (`get-packed`), and a read of the current
+/// document's key is served from it. A call that fails sends nothing: the host undoes a
+/// failed call's writes anyway.
 pub mod state {
     use super::StateKey;
     use crate::derivation_bindings::flow::plugin::state as wit;
     use serde_json::Value;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
 
     /// The state of `key` (a shuffle key, as in [`crate::Source::key`]), if any.
     pub fn get(key: &(impl StateKey + ?Sized)) -> Option<Value> {
@@ -224,7 +233,9 @@ pub mod state {
     /// The state of `key` as a type of yours (`#[derive(Deserialize)]`), read straight from
     /// its JSON text; `None` if there is none, or if it is not a `T`.
     pub fn get_as<T: serde::de::DeserializeOwned>(key: &(impl StateKey + ?Sized)) -> Option<T> {
-        wit::get(&key.key_text()).and_then(|s| serde_json::from_str(&s).ok())
+        with_text(&key.key_text(), |text| {
+            text.and_then(|s| serde_json::from_str(s).ok())
+        })
     }
 
     /// Replace the state of `key` with `value` (a `Value`, or any `serde::Serialize` type).
@@ -232,12 +243,168 @@ pub mod state {
         // A value that cannot be JSON (a map with non-string keys) is a plugin bug: trap.
         let text = serde_json::to_string(value)
             .unwrap_or_else(|e| panic!("state::set: the value is not JSON: {e}"));
-        wit::set(&key.key_text(), &text)
+        put(key.key_text().into_owned(), Some(text));
     }
 
     /// Remove the state of `key`.
     pub fn clear(key: &(impl StateKey + ?Sized)) {
-        wit::clear(&key.key_text())
+        put(key.key_text().into_owned(), None);
+    }
+
+    /// A fast hash for the writes of one call (keys are short; a call is at most a few
+    /// thousand documents, so a crafted collision costs little).
+    #[derive(Default, Clone, Copy)]
+    struct Fx(u64);
+
+    impl Fx {
+        fn add(&mut self, word: u64) {
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    impl std::hash::Hasher for Fx {
+        fn write(&mut self, bytes: &[u8]) {
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+            }
+            let mut last = [0u8; 8];
+            last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+            self.add(u64::from_le_bytes(last));
+        }
+        fn write_u8(&mut self, i: u8) {
+            self.add(i.into());
+        }
+        fn write_usize(&mut self, i: usize) {
+            self.add(i as u64);
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// The current call's view of state.
+    #[derive(Default)]
+    struct Call {
+        /// Written in this call (`None`: cleared), sent when it returns.
+        writes: HashMap<String, Option<String>, std::hash::BuildHasherDefault<Fx>>,
+        /// Bytes of keys and values put in `writes` since it was last sent.
+        held: usize,
+        /// The states of the call's documents' keys read ahead, one item per document (empty:
+        /// none), as packed texts: keys, key ends, states, state ends.
+        ahead: Option<(String, Vec<u32>, String, Vec<u32>)>,
+        /// The document being handled.
+        current: usize,
+        /// Whether the plugin read state in this call.
+        reads: bool,
+        /// Whether it did in the last call: then this call reads ahead.
+        read_last: bool,
+    }
+
+    thread_local! {
+        static CALL: RefCell<Call> = RefCell::new(Call::default());
+    }
+
+    /// Item `i` of a packed text (see `derive-packed` in `wit/flow.wit`), if the ends hold it.
+    pub(super) fn item<'a>(text: &'a str, ends: &[u32], i: usize) -> Option<&'a str> {
+        let start = if i == 0 {
+            0
+        } else {
+            *ends.get(i - 1)? as usize
+        };
+        text.get(start..*ends.get(i)? as usize)
+    }
+
+    fn with_text<R>(key: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        CALL.with(|c| {
+            let mut c = c.borrow_mut();
+            c.reads = true;
+            if let Some(v) = c.writes.get(key) {
+                return f(v.as_deref());
+            }
+            if let Some((keys, key_ends, values, value_ends)) = &c.ahead
+                && item(keys, key_ends, c.current) == Some(key)
+                && let Some(value) = item(values, value_ends, c.current)
+            {
+                return f((!value.is_empty()).then_some(value));
+            }
+            drop(c);
+            f(wit::get(key).as_deref())
+        })
+    }
+
+    /// Writes held past this many bytes are sent at once, so a call's writes cost the plugin
+    /// little memory and the host's cap on a transaction's writes (`stateTxnBytesMax`) sees
+    /// them as they come.
+    const HELD_BYTES_MAX: usize = 1 << 20;
+
+    fn put(key: String, value: Option<String>) {
+        CALL.with(|c| {
+            let mut c = c.borrow_mut();
+            c.held += key.len() + value.as_ref().map_or(0, String::len);
+            c.writes.insert(key, value);
+            if c.held > HELD_BYTES_MAX {
+                send(&mut c);
+                // What was read ahead may predate what was just sent.
+                c.ahead = None;
+            }
+        });
+    }
+
+    /// Send the writes held, in one host call.
+    fn send(c: &mut Call) {
+        let writes = std::mem::take(&mut c.writes);
+        c.held = 0;
+        let (mut keys, mut key_ends) = (String::new(), Vec::with_capacity(writes.len()));
+        let (mut values, mut value_ends) = (String::new(), Vec::with_capacity(writes.len()));
+        for (key, value) in &writes {
+            keys.push_str(key);
+            key_ends.push(keys.len() as u32);
+            values.push_str(value.as_deref().unwrap_or_default());
+            value_ends.push(values.len() as u32);
+        }
+        // Packed here, so refused only if this SDK is wrong: trap.
+        wit::set_packed(&keys, &key_ends, &values, &value_ends)
+            .unwrap_or_else(|e| panic!("state: the host refused the call's writes: {e}"));
+    }
+
+    /// Before a call with these keys (packed): if the last call read state, read theirs
+    /// ahead. What the host leaves out (over its result cap) is read when asked.
+    pub(super) fn begin_call(keys: &str, key_ends: &[u32]) {
+        CALL.with(|c| {
+            let mut c = c.borrow_mut();
+            c.reads = false;
+            c.current = 0;
+            if c.read_last
+                && !key_ends.is_empty()
+                && let Ok((values, value_ends)) = wit::get_packed(keys, key_ends)
+            {
+                c.ahead = Some((keys.to_string(), key_ends.to_vec(), values, value_ends));
+            }
+        })
+    }
+
+    /// The call goes on to document `i`.
+    pub(super) fn at(i: usize) {
+        CALL.with(|c| c.borrow_mut().current = i);
+    }
+
+    /// After a call: if it succeeded, send its writes; forget what it read either way.
+    pub(super) fn end_call(ok: bool) {
+        CALL.with(|c| {
+            let mut c = c.borrow_mut();
+            c.ahead = None;
+            c.read_last = c.reads;
+            if c.writes.is_empty() {
+                return;
+            }
+            if ok {
+                send(&mut c);
+            } else {
+                c.writes.clear();
+                c.held = 0;
+            }
+        })
     }
 }
 
@@ -276,8 +443,10 @@ pub fn open<T: Derivation>(spec: wit::DerivationSpec) -> Result<(), PluginError>
         config,
         key: spec.key,
         transforms,
-    })
-    .map_err(to_wit)?;
+    });
+    // No transaction holds `open`: what it wrote to state goes to no one, as it always did.
+    state::end_call(true);
+    let instance = instance.map_err(to_wit)?;
     RUNNING.with(|r| {
         *r.borrow_mut() = Some(Running {
             instance: Box::new(instance),
@@ -300,14 +469,15 @@ fn with_running<T: Derivation, R>(
             .instance
             .downcast_mut::<T>()
             .expect("one derivation type per component");
-        f(instance, &running.transforms).map_err(to_wit)
+        let result = f(instance, &running.transforms);
+        state::end_call(result.is_ok());
+        result.map_err(to_wit)
     })
 }
 
-/// Item `i` of a packed text (see `derive-packed` in `wit/flow.wit`).
+/// Item `i` of a packed text of the batch.
 fn item<'a>(text: &'a str, ends: &[u32], i: usize) -> Result<&'a str, Error> {
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    text.get(start..ends[i] as usize)
+    state::item(text, ends, i)
         .ok_or_else(|| Error::new(format!("the host sent a malformed batch (item {i})")))
 }
 
@@ -321,7 +491,9 @@ pub fn transform<T: Derivation>(batch: wit::SourceBatch) -> Result<wit::Publishe
             ));
         }
         let mut out = Publisher::default();
+        state::begin_call(&batch.keys, &batch.key_ends);
         for (i, &transform) in batch.transforms.iter().enumerate() {
+            state::at(i);
             let transform = transform as usize;
             let transform_name = names.get(transform).map(String::as_str).unwrap_or("");
             let source = Source {
