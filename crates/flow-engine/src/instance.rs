@@ -115,6 +115,7 @@ impl<B> Instance<B> {
         data.sql.bounds.deadline =
             std::time::Instant::now() + std::time::Duration::from_millis(self.deadline_ms);
         data.kv.bounds = Some(data.sql.bounds);
+        data.state.deadline = Some(data.sql.bounds.deadline);
         data.http.bounds = Some(data.sql.bounds);
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(r)) => Ok(r),
@@ -184,7 +185,7 @@ impl Derivation {
             DeriveExports::Plain(b) => Ok(b
                 .flow_plugin_derive()
                 .call_transform(s, &batch.unpacked())?
-                .map(|docs| Ok(Published::packed(docs)))),
+                .map(Published::packed)),
             DeriveExports::Packed(b) => Ok(b
                 .flow_plugin_derive_packed()
                 .call_transform(s, &batch.0)?
@@ -196,10 +197,9 @@ impl Derivation {
     /// The call at the end of every transaction; returns the documents published.
     pub fn flush(&mut self) -> Result<Published, CallError> {
         let out = self.call(|s, b| match b {
-            DeriveExports::Plain(b) => Ok(b
-                .flow_plugin_derive()
-                .call_flush(s)?
-                .map(|docs| Ok(Published::packed(docs)))),
+            DeriveExports::Plain(b) => {
+                Ok(b.flow_plugin_derive().call_flush(s)?.map(Published::packed))
+            }
             DeriveExports::Packed(b) => Ok(b
                 .flow_plugin_derive_packed()
                 .call_flush(s)?

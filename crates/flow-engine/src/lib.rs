@@ -341,7 +341,10 @@ impl Engine {
             log: log::LogGrant(log),
             state: state::StateGrant {
                 access: None,
-                result_bytes_max: sandbox.host_result_bytes_max,
+                result_bytes_max: sandbox
+                    .host_result_bytes_max
+                    .min(sandbox.memory_bytes_max / 16),
+                deadline: None,
             },
             sql: sql::SqlGrant {
                 access: None,

@@ -134,16 +134,18 @@ impl Published {
     }
 
     /// Pack the documents of a component of the older `derive`.
-    pub(crate) fn packed(docs: Vec<String>) -> Self {
+    pub(crate) fn packed(docs: Vec<String>) -> Result<Self, String> {
         let mut out = Published {
             text: String::with_capacity(docs.iter().map(String::len).sum()),
             ends: Vec::with_capacity(docs.len()),
         };
         for d in docs {
             out.text.push_str(&d);
-            out.ends.push(out.text.len() as u32);
+            let end = u32::try_from(out.text.len())
+                .map_err(|_| "the call's published documents pass 4 GiB".to_string())?;
+            out.ends.push(end);
         }
-        out
+        Ok(out)
     }
 
     pub fn len(&self) -> usize {
@@ -177,12 +179,6 @@ impl Published {
     /// The text all documents are in, to slice with [`Published::ranges`].
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    /// The text, owned, and each document's range in it.
-    pub fn into_parts(self) -> (String, Vec<std::ops::Range<usize>>) {
-        let ranges = self.ranges().collect();
-        (self.text, ranges)
     }
 }
 
@@ -227,7 +223,7 @@ mod tests {
             let e = published(text, ends).unwrap_err();
             assert!(e.contains("packed wrongly"), "{e}");
         }
-        let round = Published::packed(vec!["{}".into(), r#"{"b":2}"#.into()]);
+        let round = Published::packed(vec!["{}".into(), r#"{"b":2}"#.into()]).unwrap();
         assert_eq!(round.iter().collect::<Vec<_>>(), ["{}", r#"{"b":2}"#]);
         assert_eq!(round.bytes(), 9);
     }

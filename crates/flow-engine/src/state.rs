@@ -11,11 +11,27 @@ pub trait StateAccess: Send {
 }
 
 /// What a plugin instance was granted of `state` (nothing, for all but derivations inside a
-/// transaction), and the cap on what one call returns to it (`hostResultBytesMax`).
+/// transaction), and the bounds of a packed call.
 #[derive(Default)]
 pub(crate) struct StateGrant {
     pub(crate) access: Option<Box<dyn StateAccess>>,
+    /// What one `get-packed` returns at most: `hostResultBytesMax`, and no more than a
+    /// sixteenth of the instance's memory cap, so reading ahead never crowds the plugin out.
     pub(crate) result_bytes_max: usize,
+    /// The calling export's CPU deadline: a `get-packed` past it answers the keys it has.
+    pub(crate) deadline: Option<std::time::Instant>,
+}
+
+/// Keys in one packed call at most (a call of the host is at most `callDocsMax` documents).
+const PACKED_KEYS_MAX: usize = 1 << 16;
+
+fn check_count(n: usize) -> Result<(), String> {
+    if n > PACKED_KEYS_MAX {
+        return Err(format!(
+            "{n} keys in one call, over the {PACKED_KEYS_MAX} a packed state call takes"
+        ));
+    }
+    Ok(())
 }
 
 impl state::Host for StateGrant {
@@ -38,15 +54,20 @@ impl state::Host for StateGrant {
         keys: String,
         key_ends: Vec<u32>,
     ) -> Result<(String, Vec<u32>), String> {
+        check_count(key_ends.len())?;
         check_ends(&keys, &key_ends).map_err(|e| format!("keys are packed wrongly: {e}"))?;
         let (mut text, mut ends) = (String::new(), Vec::with_capacity(key_ends.len()));
         let Some(s) = self.access.as_mut() else {
-            return Ok((text, ends));
+            // No state granted: every key has none.
+            return Ok((text, vec![0; key_ends.len()]));
         };
-        for key in items(&keys, &key_ends) {
+        for (i, key) in items(&keys, &key_ends).enumerate() {
             let value = s.get(key.unwrap_or_default()).unwrap_or_default();
-            // A prefix: at least one key, and no more than the cap after that.
-            if !ends.is_empty() && text.len() + value.len() > self.result_bytes_max {
+            // A prefix: at least one key, and no more than the cap and the deadline allow
+            // after that.
+            let over = text.len() + value.len() + 4 * (i + 1) > self.result_bytes_max;
+            let late = i % 64 == 63 && self.deadline.is_some_and(|d| std::time::Instant::now() > d);
+            if i > 0 && (over || late) {
                 break;
             }
             text.push_str(&value);
@@ -62,6 +83,7 @@ impl state::Host for StateGrant {
         values: String,
         value_ends: Vec<u32>,
     ) -> Result<(), String> {
+        check_count(key_ends.len())?;
         check_ends(&keys, &key_ends).map_err(|e| format!("keys are packed wrongly: {e}"))?;
         check_ends(&values, &value_ends).map_err(|e| format!("values are packed wrongly: {e}"))?;
         if key_ends.len() != value_ends.len() {
@@ -110,6 +132,7 @@ mod tests {
         StateGrant {
             access: Some(Box::new(Map(HashMap::new()))),
             result_bytes_max,
+            deadline: None,
         }
     }
 
@@ -134,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_packed_read_answers_a_prefix_within_the_result_cap() {
-        let mut g = grant(10);
+        let mut g = grant(16);
         g.set_packed(
             r#"["a"]["b"]"#.into(),
             vec![5, 10],
@@ -167,5 +190,34 @@ mod tests {
         }
         assert!(g.get_packed(r#"["a"]"#.into(), vec![6]).is_err());
         assert_eq!(g.get(r#"["a"]"#.into()), None);
+        // A call of more keys than any batch has: refused before any work.
+        let many = vec![0; PACKED_KEYS_MAX + 1];
+        let e = g.get_packed(String::new(), many.clone()).unwrap_err();
+        assert!(e.contains("over the 65536"), "{e}");
+        assert!(
+            g.set_packed(String::new(), many.clone(), String::new(), many)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn without_a_grant_every_key_has_no_state() {
+        let mut g = StateGrant::default();
+        let (text, ends) = g.get_packed(r#"["a"]["b"]"#.into(), vec![5, 10]).unwrap();
+        assert_eq!((text.as_str(), ends), ("", vec![0, 0]));
+    }
+
+    #[test]
+    fn a_packed_read_past_the_deadline_answers_what_it_has() {
+        let mut g = grant(1 << 20);
+        g.deadline = Some(std::time::Instant::now());
+        let (keys, ends): (String, Vec<u32>) =
+            (0..200).fold((String::new(), vec![]), |(mut k, mut e), i| {
+                k.push_str(&format!("[{i}]"));
+                e.push(k.len() as u32);
+                (k, e)
+            });
+        let (_, answered) = g.get_packed(keys, ends).unwrap();
+        assert_eq!(answered.len(), 63);
     }
 }

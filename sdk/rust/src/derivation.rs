@@ -214,9 +214,9 @@ impl Publisher {
 ///
 /// Within one call of the plugin, writes are kept here and sent to the host together when
 /// the call returns (one host call, `set-packed`; sooner past 1 MiB), and reads see them.
-/// After a call in which the plugin read state, the next call reads the state of every
-/// document's key ahead, in one host call (`get-packed`), and a read of the current
-/// document's key is served from it. A call that fails sends nothing: the host undoes a
+/// After a call in which the plugin read the state of its documents' keys, the next call
+/// reads the state of every document's key ahead, in one host call (`get-packed`), and a
+/// read of the current document's key is served from it. A call that fails sends nothing: the host undoes a
 /// failed call's writes anyway.
 pub mod state {
     use super::StateKey;
@@ -290,12 +290,14 @@ pub mod state {
         writes: HashMap<String, Option<String>, std::hash::BuildHasherDefault<Fx>>,
         /// Bytes of keys and values put in `writes` since it was last sent.
         held: usize,
-        /// The states of the call's documents' keys read ahead, one item per document (empty:
-        /// none), as packed texts: keys, key ends, states, state ends.
-        ahead: Option<(String, Vec<u32>, String, Vec<u32>)>,
+        /// The call's documents' keys, packed.
+        keys: String,
+        key_ends: Vec<u32>,
+        /// Their states read ahead, one item per document (empty: none), packed.
+        ahead: Option<(String, Vec<u32>)>,
         /// The document being handled.
         current: usize,
-        /// Whether the plugin read state in this call.
+        /// Whether the plugin read the state of a document's own key in this call.
         reads: bool,
         /// Whether it did in the last call: then this call reads ahead.
         read_last: bool,
@@ -318,12 +320,13 @@ pub mod state {
     fn with_text<R>(key: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
         CALL.with(|c| {
             let mut c = c.borrow_mut();
-            c.reads = true;
+            let current = item(&c.keys, &c.key_ends, c.current) == Some(key);
+            c.reads |= current;
             if let Some(v) = c.writes.get(key) {
                 return f(v.as_deref());
             }
-            if let Some((keys, key_ends, values, value_ends)) = &c.ahead
-                && item(keys, key_ends, c.current) == Some(key)
+            if current
+                && let Some((values, value_ends)) = &c.ahead
                 && let Some(value) = item(values, value_ends, c.current)
             {
                 return f((!value.is_empty()).then_some(value));
@@ -368,18 +371,23 @@ pub mod state {
             .unwrap_or_else(|e| panic!("state: the host refused the call's writes: {e}"));
     }
 
-    /// Before a call with these keys (packed): if the last call read state, read theirs
-    /// ahead. What the host leaves out (over its result cap) is read when asked.
+    /// Before a call with these keys (packed): if the last call read the state of its
+    /// documents' keys, read theirs ahead. What the host leaves out (past its caps) is read
+    /// when asked.
     pub(super) fn begin_call(keys: &str, key_ends: &[u32]) {
         CALL.with(|c| {
             let mut c = c.borrow_mut();
             c.reads = false;
             c.current = 0;
+            c.keys.clear();
+            c.keys.push_str(keys);
+            c.key_ends.clear();
+            c.key_ends.extend_from_slice(key_ends);
             if c.read_last
                 && !key_ends.is_empty()
-                && let Ok((values, value_ends)) = wit::get_packed(keys, key_ends)
+                && let Ok(values) = wit::get_packed(keys, key_ends)
             {
-                c.ahead = Some((keys.to_string(), key_ends.to_vec(), values, value_ends));
+                c.ahead = Some(values);
             }
         })
     }
@@ -394,6 +402,8 @@ pub mod state {
         CALL.with(|c| {
             let mut c = c.borrow_mut();
             c.ahead = None;
+            c.keys.clear();
+            c.key_ends.clear();
             c.read_last = c.reads;
             if c.writes.is_empty() {
                 return;

@@ -1080,10 +1080,13 @@ fn check_outputs(
     out: flow_engine::Published,
 ) -> anyhow::Result<Vec<crate::catalog::Prepared>> {
     task::check_output_caps(ctx, "call", out.len(), out.bytes())?;
-    // One buffer for the call's documents; each is a slice of it, no copy.
-    let (text, ranges) = out.into_parts();
-    let text = bytes::Bytes::from(text);
-    let texts: Vec<bytes::Bytes> = ranges.into_iter().map(|r| text.slice(r)).collect();
+    // Each document its own buffer: a slice of the call's would keep the whole call's
+    // output in memory for as long as one of its documents is combined.
+    let text = out.text();
+    let texts: Vec<bytes::Bytes> = out
+        .ranges()
+        .map(|r| bytes::Bytes::copy_from_slice(text[r].as_bytes()))
+        .collect();
     let limits = &ctx.limits;
     crate::par::try_map(&texts, |i, text| {
         collection.prepare(limits, text).map_err(|e| {
