@@ -268,6 +268,21 @@ async fn bad_catalogs_change_nothing() {
     }
 }
 
+/// The smallest component importing `name` (an instance with nothing in it), exporting
+/// nothing: what the host reads of a component before compiling it is its names.
+fn component_importing(name: &str) -> Vec<u8> {
+    let mut b = b"\0asm\x0d\0\x01\0".to_vec();
+    // Type section: one instance type, no declarations.
+    b.extend([7, 3, 1, 0x42, 0]);
+    // Import section: one import of that instance type.
+    let mut section = vec![1, 0, name.len() as u8];
+    section.extend(name.as_bytes());
+    section.extend([5, 0]);
+    b.extend([10, section.len() as u8]);
+    b.extend(section);
+    b
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_components_are_refused() {
     let (served, http) = setup().await;
@@ -289,6 +304,21 @@ async fn bad_components_are_refused() {
         (
             plugin_bytes(plugins::NO_WORLD),
             &["implements no known world", "flow:plugin/derive@0.1."],
+        ),
+        // What componentize-js builds by default: refused by name, before compiling.
+        (
+            component_importing("wasi:http/types@0.2.3"),
+            &[
+                "imports wasi:http/types@0.2.3, which this host grants no plugin",
+                "componentize-js -d http fetch-event",
+            ],
+        ),
+        (
+            component_importing("flow:plugin/state@0.2.0"),
+            &[
+                "imports flow:plugin/state@0.2.0",
+                "another version of the plugin contract",
+            ],
         ),
     ];
     for (bytes, parts) in cases {

@@ -16,6 +16,7 @@ mod instance;
 mod kv;
 mod log;
 mod packed;
+mod precheck;
 mod progress;
 mod sql;
 mod state;
@@ -142,6 +143,11 @@ pub enum EngineError {
         m = World::Materialization.export()
     )]
     NoKnownWorld(String),
+    #[error(
+        "the component imports {import}, which this host grants no plugin, so it could never \
+         be instantiated: {hint}"
+    )]
+    UngrantedImport { import: String, hint: String },
     #[error("the component does not fit the {world} world: {reason}")]
     WorldMismatch { world: &'static str, reason: String },
 }
@@ -245,6 +251,9 @@ impl Engine {
                     )
                     .into());
                 }
+                // Before compiling (seconds to a minute for a large component): what it
+                // imports and exports, by name.
+                precheck::check(bytes)?;
                 let c = Component::new(&self.engine, bytes)
                     .map_err(|e| EngineError::NotAComponent(format!("{e:#}")))?;
                 // A component of no known world is refused before it is cached anywhere.
