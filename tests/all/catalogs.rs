@@ -13,7 +13,8 @@ pub fn run_catalog_file(path: &Path) {
         path.display()
     );
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            .unwrap();
     let failures: Vec<String> = report
         .failed
         .iter()
@@ -47,7 +48,8 @@ fn a_mismatch_reports_a_diff() {
     };
     v.documents[0]["total"] = serde_json::json!(16);
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            .unwrap();
     assert_eq!(report.failed.len(), 1);
     let why = &report.failed[0].1;
     assert!(
@@ -85,7 +87,8 @@ fn first_capture_step(
 /// The failure of the one test of `bundle` that fails.
 fn only_failure(bundle: &flow_host::catalog::Bundle) -> String {
     let report =
-        flow_host::catalog_test::run(bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            .unwrap();
     assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
     report.failed[0].1.clone()
 }
@@ -131,10 +134,11 @@ fn capture_steps_that_cannot_run_are_refused_at_publish() {
     let refused = |edit: &dyn Fn(&mut flow_host::catalog::Bundle), want: &[&str]| {
         let mut bundle = http_capture_bundle();
         edit(&mut bundle);
-        let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let why =
+            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
         for w in want {
             assert!(why.contains(w), "{w:?} not in {why}");
         }
@@ -208,7 +212,7 @@ fn a_document_too_large_is_dead_lettered_as_its_start() {
         doc_bytes_max: 2000,
         ..flow_host::Limits::default()
     };
-    let report = flow_host::catalog_test::run(&bundle, &limits, |_, _| {}).unwrap();
+    let report = flow_host::catalog_test::run(&bundle, &limits, &[], |_, _| {}).unwrap();
     let failed: Vec<_> = report
         .failed
         .iter()
@@ -276,7 +280,7 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
 
     let mut bundle = flow_host::catalog::load(&dir.path().join("e.flow.yaml")).unwrap();
     bundle.catalog.import = vec!["e.flow.yaml".into()];
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
         .map(|_| ())
         .unwrap_err()
         .to_string();
@@ -292,7 +296,7 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
         "collections:\n  t/i:\n    schema: { type: object, properties: { id: { type: integer }, at: { type: string } }, required: [id] }\n    key: [/id]\n    projections: { at: { location: /at, partition: true } }\n",
     );
     let bundle = flow_host::catalog::load(&dir.path().join("h.flow.yaml")).unwrap();
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
         .map(|_| ())
         .unwrap_err()
         .to_string();
@@ -346,7 +350,8 @@ fn a_two_day_read_delay_completes_in_moments() {
     let bundle = flow_host::catalog::load(&root.join("catalogs/read-delay.flow.yaml")).unwrap();
     let began = std::time::Instant::now();
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {}).unwrap();
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            .unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     eprintln!("a 48h readDelay test ran in {:?}", began.elapsed());
 }
@@ -408,7 +413,7 @@ fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field()
 
     // Bundled, the key check follows the reference into the other file.
     let bundle = load("{ $ref: \"defs.yaml#Obj\" }").unwrap();
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
+    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
         .map(|_| ())
         .unwrap_err()
         .to_string();
@@ -438,10 +443,11 @@ fn partitions_and_selectors_that_cannot_work_are_refused_naming_file_and_field()
         let path = dir.path().join("ticks.flow.yaml");
         std::fs::write(&path, text).unwrap();
         let bundle = flow_host::catalog::load(&path).unwrap();
-        let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), |_, _| {})
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let why =
+            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
         for w in ["ticks.flow.yaml"].iter().chain(want) {
             assert!(why.contains(w), "{w:?} not in {why}");
         }
@@ -527,10 +533,12 @@ fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() 
         let loaded = flow_host::catalog::load(&dir.path().join("flow.yaml"));
         match loaded {
             Err(e) => format!("{e:#}"),
-            Ok(b) => flow_host::catalog_test::run(&b, &flow_host::Limits::default(), |_, _| {})
-                .map(|_| ())
-                .unwrap_err()
-                .to_string(),
+            Ok(b) => {
+                flow_host::catalog_test::run(&b, &flow_host::Limits::default(), &[], |_, _| {})
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string()
+            }
         }
     };
     let s = "{ type: object, properties: { k: { type: string } }, required: [k] }";
@@ -781,5 +789,74 @@ async fn preview_prints_what_a_derivation_publishes() {
     assert!(
         !ok && err.contains("input transaction 1 is for any/running, which any/per-customer does not read (its sources: any/orders)"),
         "{err}"
+    );
+}
+
+/// `flow catalog test` on a catalog that names its plugins (`wasm: { plugin: NAME }`): each
+/// is given as a component file with `--plugin NAME=FILE`; without one, the failure says how.
+#[test]
+fn catalog_tests_take_named_plugins_as_files() {
+    use flow_tests::plugins;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let acme = std::fs::read_to_string(root.join("examples/acme/flow.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("examples/acme/orders.schema.yaml"),
+        dir.path().join("orders.schema.yaml"),
+    )
+    .unwrap();
+    let catalog = acme
+        .replace(
+            "wasm: { module: ../../plugins/target/wasm32-wasip2/release/customer_totals.wasm }",
+            "wasm: { plugin: totals }",
+        )
+        .replace(
+            "module: ../../plugins/target/wasm32-wasip2/release/materialize_sqlite.wasm",
+            "plugin: sqlite",
+        );
+    assert!(catalog.matches("plugin: ").count() == 2, "{catalog}");
+    let source = dir.path().join("flow.yaml");
+    std::fs::write(&source, catalog).unwrap();
+
+    let test = |plugins: &[String]| {
+        let mut cmd = std::process::Command::new(flow_tests::Proc::binary());
+        cmd.args(["catalog", "test", "--source"]).arg(&source);
+        for p in plugins {
+            cmd.args(["--plugin", p]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let totals = format!("totals={}", plugins::CUSTOMER_TOTALS);
+    let sqlite = format!("sqlite={}", plugins::MATERIALIZE_SQLITE);
+    let (ok, out) = test(&[totals.clone(), sqlite.clone()]);
+    assert!(
+        ok && out.contains("catalog tests: 1 passed, 0 failed"),
+        "{out}"
+    );
+
+    let (ok, out) = test(std::slice::from_ref(&sqlite));
+    assert!(!ok, "{out}");
+    assert!(out.contains("no plugin named 'totals'"), "{out}");
+    assert!(out.contains("--plugin NAME=FILE.wasm"), "{out}");
+
+    for (arg, why) in [
+        ("totals", "expected NAME=FILE.wasm"),
+        ("totals=/no/such.wasm", "failed to read /no/such.wasm"),
+    ] {
+        let (ok, out) = test(&[arg.to_string(), sqlite.clone()]);
+        assert!(!ok && out.contains(why), "{arg}: {out}");
+    }
+    // A file that is no component is refused, naming the plugin and its file.
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let (ok, out) = test(&[format!("totals={}", bad.display()), sqlite]);
+    assert!(
+        !ok && out.contains("plugin totals (") && out.contains("not WebAssembly at all"),
+        "{out}"
     );
 }

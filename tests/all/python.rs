@@ -57,6 +57,7 @@ fn python_derivation_runs_with_state() {
     let report = flow_host::catalog_test::run(
         &catalog(plugins::PY_ORDER_COUNTER),
         &flow_host::Limits::default(),
+        &[],
         |_, _| {},
     )
     .unwrap();

@@ -27,26 +27,79 @@ pub struct TestReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Run every test of `bundle`, calling `progress` after each with its name and failure (if
-/// any). Errors are for a catalog that cannot be published at all.
+/// A plugin a catalog names (`wasm: { plugin: NAME }`), given to its tests as a component
+/// file (`flow catalog test --plugin NAME=FILE`).
+#[derive(Clone)]
+pub struct TestPlugin {
+    pub name: String,
+    pub file: std::path::PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+impl std::str::FromStr for TestPlugin {
+    type Err = String;
+
+    /// `NAME=FILE`, the file read at once.
+    fn from_str(arg: &str) -> Result<Self, String> {
+        let (name, file) = arg
+            .split_once('=')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+            .ok_or_else(|| {
+                format!("expected NAME=FILE.wasm (e.g. totals=plugin.wasm), got {arg:?}")
+            })?;
+        let bytes = std::fs::read(file).map_err(|e| format!("failed to read {file}: {e}"))?;
+        Ok(TestPlugin {
+            name: name.to_string(),
+            file: file.into(),
+            bytes,
+        })
+    }
+}
+
+/// A throwaway host with `plugins` deployed and `bundle` published.
+fn host_for(
+    dir: std::path::PathBuf,
+    limits: &Limits,
+    bundle: &Bundle,
+    plugins: &[TestPlugin],
+) -> anyhow::Result<std::sync::Arc<Host>> {
+    let host = Host::open(throwaway(dir, limits))?;
+    for p in plugins {
+        host.registry
+            .deploy(&p.name, &p.bytes)
+            .map_err(|e| anyhow::anyhow!("plugin {} ({}): {e}", p.name, p.file.display()))?;
+    }
+    host.publish(bundle.clone()).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("is deployed (deploy it with") {
+            // Tests run in a host of their own: the plugin comes from a file.
+            anyhow::anyhow!("{e}; in a catalog test, give its component: --plugin NAME=FILE.wasm")
+        } else {
+            anyhow::anyhow!("{e}")
+        }
+    })?;
+    Ok(host)
+}
+
+/// Run every test of `bundle`, `plugins` deployed for it, calling `progress` after each with
+/// its name and failure (if any). Errors are for a catalog that cannot be published at all.
 pub fn run(
     bundle: &Bundle,
     limits: &Limits,
+    plugins: &[TestPlugin],
     mut progress: impl FnMut(&str, Option<&str>),
 ) -> anyhow::Result<TestReport> {
     let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
     let mut report = TestReport::default();
     if bundle.catalog.tests.is_empty() {
         // Still check that the catalog publishes.
-        let host = Host::open(throwaway(scratch.path().join("check"), limits))?;
-        host.publish(bundle.clone())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let host = host_for(scratch.path().join("check"), limits, bundle, plugins)?;
+        host.shutdown();
         return Ok(report);
     }
     for (i, (name, steps)) in bundle.catalog.tests.iter().enumerate() {
-        let host = Host::open(throwaway(scratch.path().join(format!("test-{i}")), limits))?;
-        host.publish(bundle.clone())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dir = scratch.path().join(format!("test-{i}"));
+        let host = host_for(dir, limits, bundle, plugins)?;
         let outcome = run_steps(&host, steps);
         host.shutdown();
         match outcome {

@@ -23,12 +23,21 @@ pub struct Source {
     /// The catalog file (YAML or JSON).
     #[arg(long)]
     source: PathBuf,
+    /// `test` only: a plugin the catalog names (`wasm: { plugin: NAME }`), as a component
+    /// file, deployed in each test's host: `--plugin totals=plugins/customer_totals.wasm`.
+    /// Repeat for several.
+    #[arg(long = "plugin", value_name = "NAME=FILE")]
+    plugins: Vec<crate::catalog_test::TestPlugin>,
 }
 
 impl CatalogCmd {
     pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
         match self {
             CatalogCmd::Publish(s) => {
+                anyhow::ensure!(
+                    s.plugins.is_empty(),
+                    "--plugin is for `flow catalog test`; deploy plugins to a host with `flow plugin deploy NAME FILE.wasm`"
+                );
                 let bundle = crate::catalog::load(&s.source)?;
                 let body = serde_json::to_vec(&bundle)?;
                 let v = client
@@ -67,6 +76,7 @@ impl Source {
         let report = crate::catalog_test::run(
             &bundle,
             &crate::limits::Limits::default(),
+            &self.plugins,
             |name, failure| match failure {
                 None => println!("PASS {name}"),
                 Some(why) => println!("FAIL {name}\n{why}"),
