@@ -35,6 +35,8 @@ test: setup-test
 	cargo test --workspace --no-fail-fast
 	# Plugins' own unit tests, natively (the plugins workspace builds for wasm32-wasip2).
 	cargo test --manifest-path plugins/Cargo.toml -p source-http --target "$$(rustc -vV | sed -n 's/^host: //p')"
+	# The Rust SDK packages with everything it needs (its wit/ is a link to the contract).
+	cargo package -p flow-sdk --allow-dirty
 	# Every fuzz target for 30 s from its committed corpus (fuzz/README.md).
 	bash .ci/fuzz 30
 

@@ -59,7 +59,7 @@ pub use wit_bindgen as __wit_bindgen;
 #[doc(hidden)]
 pub mod derivation_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         // The packed derivation contract (WIT 0.1.5): a call's documents in a few buffers.
         world: "flow:plugin/derivation-packed",
         pub_export_macro: true,
@@ -72,7 +72,7 @@ pub mod derivation_bindings {
 #[doc(hidden)]
 pub mod migrating_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "flow:plugin/migration",
         pub_export_macro: true,
         export_macro_name: "__export_migration_world",
@@ -84,7 +84,7 @@ pub mod migrating_bindings {
 #[doc(hidden)]
 pub mod materialization_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "flow:plugin/materialization",
         pub_export_macro: true,
         export_macro_name: "__export_materialization_world",
@@ -96,7 +96,7 @@ pub mod materialization_bindings {
 #[doc(hidden)]
 pub mod capture_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "flow:plugin/capture",
         pub_export_macro: true,
         export_macro_name: "__export_capture_world",
