@@ -847,6 +847,7 @@ fn catalog_tests_take_named_plugins_as_files() {
     for (arg, why) in [
         ("totals", "expected NAME=FILE.wasm"),
         ("totals=/no/such.wasm", "failed to read /no/such.wasm"),
+        (sqlite.as_str(), "--plugin sqlite is given twice"),
     ] {
         let (ok, out) = test(&[arg.to_string(), sqlite.clone()]);
         assert!(!ok && out.contains(why), "{arg}: {out}");

@@ -41,16 +41,19 @@ fn names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
     Ok((imports, exports))
 }
 
-/// An import's or export's name with its version, however the binary spells it.
+/// An import's or export's name with its version: the text after `@` in the name, and a
+/// suffix to it where the binary spells one.
 fn full_name(n: &wasmparser::ComponentExternName<'_>) -> String {
     match n.version_suffix {
-        Some(v) if !n.name.contains('@') => format!("{}@{}", n.name, v.trim_start_matches('@')),
+        Some(suffix) if n.name.contains('@') => format!("{}{suffix}", n.name),
         _ => n.name.to_string(),
     }
 }
 
 /// Refuse a component that imports what no plugin of this host is granted, naming the
-/// import and the likely fix, or that exports no world's interface. Text that does not parse
+/// import and the likely fix, or that exports no world's interface. Every import is taken as
+/// needed: the component tools (wit-component, componentize-py, componentize-js) leave out
+/// the interfaces a component does not use. Text that does not parse
 /// is left to the compiler, whose message is the better one.
 pub(crate) fn check(bytes: &[u8]) -> Result<(), EngineError> {
     match names(bytes) {

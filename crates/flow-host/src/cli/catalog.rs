@@ -72,6 +72,13 @@ impl Source {
     }
 
     fn run_tests(&self) -> anyhow::Result<ExitCode> {
+        for (i, p) in self.plugins.iter().enumerate() {
+            anyhow::ensure!(
+                !self.plugins[..i].iter().any(|q| q.name == p.name),
+                "--plugin {} is given twice: name each plugin once",
+                p.name
+            );
+        }
         let bundle = crate::catalog::load(&self.source)?;
         let report = crate::catalog_test::run(
             &bundle,
