@@ -101,22 +101,28 @@ pub(crate) fn check_ends(text: &str, ends: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
+/// Each item's byte range, from the ends of a packed text (item `i` from `ends[i - 1]`, or 0,
+/// to `ends[i]`).
+fn ranges(ends: &[u32]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    ends.iter().map(move |&end| {
+        let r = start..end as usize;
+        start = end as usize;
+        r
+    })
+}
+
 /// The items of a packed text whose ends were checked (or that the host packed): every range
 /// is valid, so no item is `None`.
 pub(crate) fn items<'a>(
     text: &'a str,
     ends: &'a [u32],
 ) -> impl Iterator<Item = Option<&'a str>> + 'a {
-    let mut start = 0;
-    ends.iter().map(move |&end| {
-        let item = text.get(start..end as usize);
-        start = end as usize;
-        item
-    })
+    ranges(ends).map(|r| text.get(r))
 }
 
 /// The documents a plugin published in one call: one text and where each document ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Published {
     text: String,
     ends: Vec<u32>,
@@ -163,12 +169,7 @@ impl Published {
 
     /// Each document's byte range in [`Published::text`].
     pub fn ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let r = start..end as usize;
-            start = end as usize;
-            r
-        })
+        ranges(&self.ends)
     }
 
     /// The documents.

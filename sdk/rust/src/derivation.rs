@@ -216,8 +216,8 @@ impl Publisher {
 /// the call returns (one host call, `set-packed`; sooner past 1 MiB), and reads see them.
 /// After a call in which the plugin read the state of its documents' keys, the next call
 /// reads the state of every document's key ahead, in one host call (`get-packed`), and a
-/// read of the current document's key is served from it. A call that fails sends nothing: the host undoes a
-/// failed call's writes anyway.
+/// read of the current document's key is served from it. A call that fails sends nothing:
+/// the host undoes a failed call's writes anyway.
 pub mod state {
     use super::StateKey;
     use crate::derivation_bindings::flow::plugin::state as wit;
