@@ -5,10 +5,12 @@ use crate::{Served, plugin_bytes, plugins};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-const BATCHES: usize = 150;
+/// Batches ingested before the first swap; ingest then goes on until each version has derived
+/// documents (a loaded machine can take seconds to switch versions).
+const BATCHES: usize = 50;
 const BATCH_DOCS: usize = 10;
 const KEYS: usize = 5;
 
@@ -57,16 +59,19 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
-    // Ingest continuously in the background while versions change.
+    // Ingest continuously in the background while versions change, until told to stop.
     let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let ingest = {
-        let (http, url, sent) = (
+        let (http, url, sent, stop) = (
             http.clone(),
             served.url("/v1/collections/s%2Fevents/documents"),
             sent.clone(),
+            stop.clone(),
         );
         tokio::spawn(async move {
-            for b in 0..BATCHES {
+            let mut b = 0;
+            while !stop.load(Ordering::SeqCst) {
                 let body: String = (0..BATCH_DOCS)
                     .map(|j| {
                         let id = b * BATCH_DOCS + j;
@@ -76,9 +81,30 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
                 let r = http.post(&url).body(body).send().await.unwrap();
                 assert_eq!(r.status(), 200);
                 sent.fetch_add(1, Ordering::SeqCst);
+                b += 1;
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         })
+    };
+    // Wait until the derived collection's last document is of `version` (by seq).
+    let derived_by = |version: u64| {
+        let (http, base) = (http.clone(), served.base.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let docs =
+                    flow_tests::read_ndjson(&http, &base, "/v1/collections/s%2Fcounts/documents")
+                        .await;
+                if docs.last().is_some_and(|d| d["version"] == version) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no document derived by version {version} in 120 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     };
     let wait_sent = |n: usize| {
         let sent = sent.clone();
@@ -88,9 +114,9 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
             }
         }
     };
-    wait_sent(BATCHES / 3).await;
+    wait_sent(BATCHES).await;
     assert_eq!(deploy(plugin_bytes(plugins::COUNTER_V2)).await["seq"], 2);
-    wait_sent(2 * BATCHES / 3).await;
+    derived_by(2).await;
     let r: Value = http
         .post(served.url("/v1/plugins/counter/rollback"))
         .send()
@@ -104,9 +130,11 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         (Some(3), Some(1)),
         "{r}"
     );
+    derived_by(1).await;
+    stop.store(true, Ordering::SeqCst);
     ingest.await.unwrap();
 
-    let total = BATCHES * BATCH_DOCS;
+    let total = sent.load(Ordering::SeqCst) * BATCH_DOCS;
     let host = served.host.clone();
     tokio::task::spawn_blocking(move || host.wait_idle(Duration::from_secs(60)))
         .await
