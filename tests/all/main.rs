@@ -15,6 +15,7 @@ mod lifecycle;
 mod mysql;
 mod ordering;
 mod partitions;
+mod plugin_projects;
 mod policies;
 mod postgres;
 mod publish_crash;

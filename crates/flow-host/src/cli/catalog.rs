@@ -79,25 +79,33 @@ impl Source {
                 p.name
             );
         }
-        let bundle = crate::catalog::load(&self.source)?;
-        let report = crate::catalog_test::run(
-            &bundle,
-            &crate::limits::Limits::default(),
-            &self.plugins,
-            |name, failure| match failure {
-                None => println!("PASS {name}"),
-                Some(why) => println!("FAIL {name}\n{why}"),
-            },
-        )?;
-        println!(
-            "catalog tests: {} passed, {} failed",
-            report.passed.len(),
-            report.failed.len()
-        );
-        Ok(if report.failed.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        run_tests(&self.source, &self.plugins)
     }
+}
+
+/// Run the tests of the catalog at `source`, printing each result; exit 0 iff all pass.
+pub fn run_tests(
+    source: &std::path::Path,
+    plugins: &[crate::catalog_test::TestPlugin],
+) -> anyhow::Result<ExitCode> {
+    let bundle = crate::catalog::load(source)?;
+    let report = crate::catalog_test::run(
+        &bundle,
+        &crate::limits::Limits::default(),
+        plugins,
+        |name, failure| match failure {
+            None => println!("PASS {name}"),
+            Some(why) => println!("FAIL {name}\n{why}"),
+        },
+    )?;
+    println!(
+        "catalog tests: {} passed, {} failed",
+        report.passed.len(),
+        report.failed.len()
+    );
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -6,6 +6,7 @@ mod client;
 mod collections;
 mod plugin;
 mod preview;
+mod project;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +40,7 @@ enum Command {
     /// Publish and test catalogs.
     #[command(subcommand)]
     Catalog(catalog::CatalogCmd),
-    /// Deploy and inspect plugins.
+    /// Write, build and test plugin projects; deploy and inspect plugins on a host.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
     /// List, ingest into and read collections.
@@ -124,6 +125,8 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(s) => s.run(cli.token),
         Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),
+        // Plugin projects need no host (their tests start embedded ones, outside any runtime).
+        Command::Plugin(p) if p.is_local() => p.run_local(),
         Command::Preview(p) => p.run(&cli.api_url, cli.token),
         Command::Bench {
             suite,

@@ -1,4 +1,5 @@
-//! `flow plugin deploy|list|history|logs`.
+//! `flow plugin deploy|rollback|list|history|logs` against a host, and `init|build|test` of a
+//! plugin project without one (`project.rs`).
 
 use super::client::{Client, segment};
 use clap::Subcommand;
@@ -9,6 +10,38 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
+    /// Write a new plugin project into DIR: the plugin's source (a derivation keeping running
+    /// totals per customer in host state), `flow.yaml` (a catalog using it, with tests) and
+    /// `flow-plugin.yaml` (its name, language and world). Then `flow plugin test DIR`.
+    Init {
+        /// The project's folder; it must not exist or be empty.
+        dir: PathBuf,
+        /// The plugin's language: rust (cargo, target wasm32-wasip2) or python
+        /// (componentize-py). js, ts and c are refused until their templates exist.
+        #[arg(long, value_enum)]
+        lang: super::project::Lang,
+        /// The plugin's name, as `flow plugin deploy` and the catalog's `wasm: { plugin }`
+        /// use it (default: DIR's folder name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The world the plugin implements (only derivation has a template yet).
+        #[arg(long, value_enum, default_value = "derivation")]
+        world: super::project::World,
+    },
+    /// Build the plugin project in DIR into DIR/plugin.wasm with its language's toolchain
+    /// (cargo for rust, componentize-py for python), saying what to install where one is
+    /// missing.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the plugin project in DIR, then run its flow.yaml's tests in a throwaway
+    /// embedded host (no server), the fresh plugin.wasm standing for the project's plugin
+    /// name. Exits 0 iff every test passes.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Upload a component as a new version of plugin NAME. Prints the version. A component
     /// that does not implement a known world of wit/ is refused with the reason.
     Deploy {
@@ -59,8 +92,45 @@ fn print_version(v: &serde_json::Value) {
 }
 
 impl PluginCmd {
+    /// Whether the command works on a local project, without a host.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            PluginCmd::Init { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. }
+        )
+    }
+
+    /// Run a local command (`is_local`).
+    pub fn run_local(self) -> anyhow::Result<ExitCode> {
+        match self {
+            PluginCmd::Init {
+                dir,
+                lang,
+                name,
+                world,
+            } => {
+                super::project::init(&dir, name.as_deref(), lang, world)?;
+                eprintln!(
+                    "wrote a plugin project to {0}: build and test it with `flow plugin test {0}`",
+                    dir.display()
+                );
+            }
+            PluginCmd::Build { dir } => {
+                let out = super::project::build(&dir)?;
+                let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+                eprintln!("built {} ({size} bytes)", out.display());
+            }
+            PluginCmd::Test { dir } => return super::project::test(&dir),
+            _ => unreachable!("not a local command"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
         match self {
+            PluginCmd::Init { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => {
+                unreachable!("local commands run without a host (`run_local`)")
+            }
             PluginCmd::Deploy { name, file, watch } => {
                 let deploy = |bytes: Vec<u8>| {
                     let path = format!("/v1/plugins/{}", segment(&name));

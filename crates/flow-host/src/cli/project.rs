@@ -1,0 +1,375 @@
+//! `flow plugin init|build|test`: a plugin project in a folder (its source, a catalog that uses
+//! it, and that catalog's tests), built with its language's toolchain into `plugin.wasm`, and
+//! tested in a throwaway embedded host with that component standing for its name.
+//!
+//! A project's `flow-plugin.yaml` says what it is: the plugin's name (what the catalog's
+//! `wasm: { plugin: NAME }` and `flow plugin deploy NAME` use), its language and its world.
+//! Templates are the customer-totals derivation of `examples/acme`, in each language.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+/// The project file, in the project's folder.
+pub const MANIFEST: &str = "flow-plugin.yaml";
+/// What `build` writes, in the project's folder.
+pub const COMPONENT: &str = "plugin.wasm";
+/// The componentize-py release the tests and README use.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+const CATALOG_TEMPLATE: &str = include_str!("templates/flow.yaml");
+const CARGO_TEMPLATE: &str = include_str!("templates/Cargo.toml.in");
+const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
+/// The Rust template is the repository's own customer-totals plugin, which its tests build.
+const RUST_TEMPLATE: &str = include_str!("../../../../plugins/customer-totals/src/lib.rs");
+/// How that plugin says it is built, replaced in a project by how a project is.
+const RUST_TEMPLATE_BUILD_LINE: &str =
+    "//! Build: cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml";
+/// The contract, for toolchains that read it from a folder (componentize-py).
+const WIT: &str = include_str!("../../../../wit/flow.wit");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+    Ts,
+    C,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Derivation,
+    Materialization,
+    Capture,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub lang: Lang,
+    pub world: World,
+}
+
+/// Write a new project into `dir` (which must not exist or be empty).
+pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
+    let not_yet = |what: &str| {
+        anyhow::anyhow!(
+            "{what}: not yet; `flow plugin init` writes derivations in rust or python. Write \
+             the component against wit/flow.wit (the worlds are listed there) and deploy it \
+             with `flow plugin deploy NAME FILE.wasm`"
+        )
+    };
+    match lang {
+        Lang::Rust | Lang::Python => {}
+        Lang::Js | Lang::Ts | Lang::C => {
+            return Err(not_yet(&format!("--lang {}", lang_name(lang))));
+        }
+    }
+    if world != World::Derivation {
+        return Err(not_yet(&format!("--world {}", world_name(world))));
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("failed to read {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        anyhow::bail!(
+            "{} exists and is not empty: `flow plugin init` writes a new project",
+            dir.display()
+        );
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => default_name(dir)?,
+    };
+    crate::names::check_name(&name).map_err(|e| anyhow::anyhow!("plugin name: {e}"))?;
+    let mut files: Vec<(&str, String)> = vec![
+        (
+            MANIFEST,
+            format!(
+                "# A Flow plugin project: `flow plugin build` builds {COMPONENT}, `flow plugin test` \
+                 runs flow.yaml's tests against it.\n{}",
+                serde_yaml::to_string(&Manifest {
+                    name: name.clone(),
+                    lang,
+                    world
+                })?
+            ),
+        ),
+        ("flow.yaml", CATALOG_TEMPLATE.replace("{{NAME}}", &name)),
+    ];
+    match lang {
+        Lang::Rust => {
+            let sdk = rust_sdk()?;
+            files.push((
+                "Cargo.toml",
+                CARGO_TEMPLATE
+                    .replace("{{CRATE}}", &crate_name(&name))
+                    .replace(
+                        "{{SDK}}",
+                        &serde_json::to_string(&sdk.display().to_string())?,
+                    ),
+            ));
+            files.push(("src/lib.rs", rust_source()));
+        }
+        Lang::Python => {
+            files.push(("app.py", PYTHON_TEMPLATE.to_string()));
+            files.push(("wit/flow.wit", WIT.to_string()));
+        }
+        Lang::Js | Lang::Ts | Lang::C => unreachable!("refused above"),
+    }
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Build the project in `dir` into `dir/plugin.wasm`, with the toolchain of its language.
+/// Returns the component's path.
+pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = read_manifest(dir)?;
+    let out = dir.join(COMPONENT);
+    match manifest.lang {
+        Lang::Rust => build_rust(dir, &out)?,
+        Lang::Python => build_python(dir, &out)?,
+        other => anyhow::bail!(
+            "{}: lang {} cannot be built by `flow plugin build` yet (rust and python can)",
+            dir.join(MANIFEST).display(),
+            lang_name(other)
+        ),
+    }
+    Ok(out)
+}
+
+/// Build the project in `dir`, then run its `flow.yaml`'s tests with the component standing
+/// for the project's plugin name.
+pub fn test(dir: &Path) -> anyhow::Result<ExitCode> {
+    let name = read_manifest(dir)?.name;
+    let component = build(dir)?;
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("failed to read {}", component.display()))?;
+    eprintln!("built {} ({} bytes)", component.display(), bytes.len());
+    super::catalog::run_tests(
+        &dir.join("flow.yaml"),
+        &[crate::catalog_test::TestPlugin {
+            name,
+            file: component,
+            bytes,
+        }],
+    )
+}
+
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "failed to read {} (is {} a plugin project? `flow plugin init DIR` makes one)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let manifest: Manifest =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+    crate::names::check_name(&manifest.name)
+        .map_err(|e| anyhow::anyhow!("{}: name: {e}", path.display()))?;
+    Ok(manifest)
+}
+
+fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let target = "wasm32-wasip2";
+    if Command::new("cargo").arg("--version").output().is_err() {
+        anyhow::bail!(
+            "cargo is not installed (or not on PATH): install Rust with rustup \
+             (https://rustup.rs), then `rustup target add {target}`"
+        );
+    }
+    // rustup knows which targets are installed; without rustup, cargo says so itself.
+    if let Ok(o) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        && o.status.success()
+        && !String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim() == target)
+    {
+        anyhow::bail!("the Rust target {target} is not installed: `rustup target add {target}`");
+    }
+    let manifest_path = dir.join("Cargo.toml");
+    let output = Command::new("cargo")
+        .args(["build", "--release", "--target", target])
+        .arg("--manifest-path")
+        .arg(&manifest_path)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("failed to run cargo")?;
+    if !output.status.success() {
+        anyhow::bail!("cargo build of {} failed (above)", manifest_path.display());
+    }
+    // The component is the cdylib cargo reports (wherever CARGO_TARGET_DIR puts it).
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| {
+            m["manifest_path"]
+                .as_str()
+                .is_some_and(|p| Path::new(p) == manifest_path.canonicalize().unwrap_or_default())
+        })
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+                .collect::<Vec<_>>()
+        })
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .with_context(|| {
+            format!(
+                "cargo built no .wasm for {}: is it a `crate-type = [\"cdylib\"]` library?",
+                manifest_path.display()
+            )
+        })?;
+    std::fs::copy(&built, out)
+        .with_context(|| format!("failed to copy {} to {}", built.display(), out.display()))?;
+    Ok(())
+}
+
+fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    if Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        anyhow::bail!(
+            "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
+        );
+    }
+    let version = flow_engine::WIT_PACKAGE
+        .split_once('@')
+        .map_or("", |(_, v)| v);
+    let status = Command::new("componentize-py")
+        .current_dir(dir)
+        .args(["-d", "wit", "-w"])
+        .arg(format!("flow:plugin/derivation@{version}"))
+        .args(["componentize", "app", "-o"])
+        .arg(COMPONENT)
+        .stdout(Stdio::null())
+        .status()
+        .context("failed to run componentize-py")?;
+    if !status.success() {
+        anyhow::bail!(
+            "componentize-py failed to build {} (above)",
+            dir.join("app.py").display()
+        );
+    }
+    anyhow::ensure!(out.is_file(), "componentize-py wrote no {}", out.display());
+    Ok(())
+}
+
+/// The Rust SDK a new project depends on: `FLOW_SDK_RUST`, or `sdk/rust` of the checkout
+/// this `flow` was built from.
+fn rust_sdk() -> anyhow::Result<PathBuf> {
+    let (path, from) = match std::env::var_os("FLOW_SDK_RUST") {
+        Some(p) => (PathBuf::from(p), "FLOW_SDK_RUST"),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust"),
+            "the checkout this flow was built from",
+        ),
+    };
+    let path = path.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "the Rust SDK is not at {} ({from}): {e}; set FLOW_SDK_RUST to the sdk/rust \
+             folder of a Flow checkout",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        path.join("Cargo.toml").is_file(),
+        "{} ({from}) has no Cargo.toml: set FLOW_SDK_RUST to the sdk/rust folder of a Flow checkout",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn rust_source() -> String {
+    RUST_TEMPLATE.replace(
+        RUST_TEMPLATE_BUILD_LINE,
+        "//! Build: flow plugin build (cargo build --release --target wasm32-wasip2, then plugin.wasm)",
+    )
+}
+
+/// A plugin name from a folder's name: `totals` for `./totals`.
+fn default_name(dir: &Path) -> anyhow::Result<String> {
+    let abs = std::path::absolute(dir)?;
+    abs.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no folder name: pass --name", dir.display()))
+}
+
+/// A Rust package name for a plugin name: its last part, `-` for what cargo does not allow.
+fn crate_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let mut s: String = last
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .collect();
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        s.insert_str(0, "plugin-");
+    }
+    s
+}
+
+fn lang_name(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "rust",
+        Lang::Python => "python",
+        Lang::Js => "js",
+        Lang::Ts => "ts",
+        Lang::C => "c",
+    }
+}
+
+fn world_name(world: World) -> &'static str {
+    match world {
+        World::Derivation => "derivation",
+        World::Materialization => "materialization",
+        World::Capture => "capture",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rust_template_says_how_a_project_builds() {
+        assert!(RUST_TEMPLATE.contains(RUST_TEMPLATE_BUILD_LINE));
+        assert!(rust_source().contains("Build: flow plugin build"));
+    }
+
+    #[test]
+    fn crate_names_from_plugin_names() {
+        assert_eq!(crate_name("acme/Totals.v2"), "totals-v2");
+        assert_eq!(crate_name("9lives"), "plugin-9lives");
+    }
+}

@@ -1,0 +1,164 @@
+//! `flow plugin init|build|test`: a new project in each language with a template builds with
+//! its toolchain and passes its own catalog tests; what cannot be done says what to do.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Run `flow` with `args`, with `envs` set: (success, stdout + stderr).
+fn flow(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(flow_tests::Proc::binary());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn a_rust_project_builds_and_passes_its_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("totals");
+    let d = dir.to_str().unwrap();
+    let (ok, out) = flow(
+        &[
+            "plugin",
+            "init",
+            d,
+            "--lang",
+            "rust",
+            "--name",
+            "acme/totals",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    let manifest = std::fs::read_to_string(dir.join("flow-plugin.yaml")).unwrap();
+    assert!(
+        manifest.contains("name: acme/totals\nlang: rust\nworld: derivation"),
+        "{manifest}"
+    );
+    // The versions the plugins workspace is built with, and its build directory: the same
+    // dependencies are not compiled twice.
+    std::fs::copy(root().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let target = root().join("plugins/target");
+    let (ok, out) = flow(
+        &["plugin", "test", d],
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    );
+    assert!(ok && out.contains("PASS acme/tests/totals"), "{out}");
+    assert!(out.contains("catalog tests: 1 passed, 0 failed"), "{out}");
+    assert!(dir.join("plugin.wasm").is_file());
+}
+
+#[test]
+fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The name defaults to the folder's.
+    let dir = tmp.path().join("py-totals");
+    let d = dir.to_str().unwrap();
+    let (ok, out) = flow(&["plugin", "init", d, "--lang", "python"], &[]);
+    assert!(ok && out.contains("flow plugin test"), "{out}");
+    let catalog = std::fs::read_to_string(dir.join("flow.yaml")).unwrap();
+    assert!(catalog.contains("wasm: { plugin: py-totals }"), "{catalog}");
+    let (ok, out) = flow(&["plugin", "test", d], &[]);
+    assert!(
+        ok && out.contains("catalog tests: 1 passed, 0 failed"),
+        "{out}"
+    );
+
+    // The plugin's own result is what is tested: a changed expectation fails, with a diff.
+    std::fs::write(
+        dir.join("flow.yaml"),
+        catalog.replace(
+            "{ customer: bob, total: 10, orders: 2 }",
+            "{ customer: bob, total: 11, orders: 2 }",
+        ),
+    )
+    .unwrap();
+    let (ok, out) = flow(&["plugin", "test", d], &[]);
+    assert!(!ok && out.contains("FAIL acme/tests/totals"), "{out}");
+    assert!(out.contains("catalog tests: 0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn what_a_project_cannot_do_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+
+    let (ok, out) = flow(&["plugin", "init", &at("js"), "--lang", "js"], &[]);
+    assert!(!ok && out.contains("--lang js: not yet"), "{out}");
+    assert!(out.contains("flow plugin deploy NAME FILE.wasm"), "{out}");
+    let (ok, out) = flow(
+        &[
+            "plugin",
+            "init",
+            &at("m"),
+            "--lang",
+            "rust",
+            "--world",
+            "materialization",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("--world materialization: not yet"),
+        "{out}"
+    );
+    let (ok, out) = flow(
+        &[
+            "plugin",
+            "init",
+            &at("x"),
+            "--lang",
+            "python",
+            "--name",
+            "a b",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("plugin name: invalid name 'a b'"),
+        "{out}"
+    );
+    assert!(
+        !tmp.path().join("x").exists(),
+        "nothing is written for a refused init"
+    );
+
+    // A project is written once; a folder that holds something is not overwritten.
+    let (ok, out) = flow(&["plugin", "init", &at("p"), "--lang", "python"], &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = flow(&["plugin", "init", &at("p"), "--lang", "rust"], &[]);
+    assert!(!ok && out.contains("exists and is not empty"), "{out}");
+
+    // Missing toolchains are named with the command that installs them.
+    let (ok, out) = flow(&["plugin", "build", &at("p")], &[("PATH", "/nonexistent")]);
+    assert!(
+        !ok && out.contains("componentize-py is not installed")
+            && out.contains("pip install componentize-py==0.25.1"),
+        "{out}"
+    );
+    let (ok, out) = flow(&["plugin", "init", &at("r"), "--lang", "rust"], &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = flow(&["plugin", "build", &at("r")], &[("PATH", "/nonexistent")]);
+    assert!(
+        !ok && out.contains("cargo is not installed")
+            && out.contains("rustup target add wasm32-wasip2"),
+        "{out}"
+    );
+
+    // A folder that is not a project says how to make one.
+    let (ok, out) = flow(&["plugin", "test", tmp.path().to_str().unwrap()], &[]);
+    assert!(
+        !ok && out.contains("a plugin project? `flow plugin init DIR` makes one"),
+        "{out}"
+    );
+}
