@@ -74,18 +74,34 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
         "{out}"
     );
 
-    // The plugin's own result is what is tested: a changed expectation fails, with a diff.
-    std::fs::write(
-        dir.join("flow.yaml"),
-        catalog.replace(
-            "{ customer: bob, total: 10, orders: 2 }",
-            "{ customer: bob, total: 11, orders: 2 }",
-        ),
-    )
-    .unwrap();
+    // The plugin's own result is what is tested: a changed expectation fails, with a diff;
+    // an order the plugin refuses (the SDK's `Error`) fails its task, naming the document.
+    let negative = "
+  acme/tests/negative:
+    - ingest:
+        collection: acme/orders
+        documents: [ { id: 9, customer: eve, amount: -3 } ]
+    - verify:
+        collection: acme/customer-totals
+        documents: []
+";
+    let changed = catalog.replace(
+        "{ customer: bob, total: 10, orders: 2 }",
+        "{ customer: bob, total: 11, orders: 2 }",
+    );
+    assert_ne!(changed, catalog);
+    std::fs::write(dir.join("flow.yaml"), changed + negative).unwrap();
     let (ok, out) = flow(&["plugin", "test", d], &[]);
     assert!(!ok && out.contains("FAIL acme/tests/totals"), "{out}");
-    assert!(out.contains("catalog tests: 0 passed, 1 failed"), "{out}");
+    assert!(out.contains("FAIL acme/tests/negative"), "{out}");
+    assert!(
+        out.contains(
+            "the plugin returned an error: order amount must not be negative, got -3; document: {"
+        ),
+        "{out}"
+    );
+    assert!(out.contains(r#""customer":"eve""#), "{out}");
+    assert!(out.contains("catalog tests: 0 passed, 2 failed"), "{out}");
 }
 
 #[test]

@@ -21,6 +21,8 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const CATALOG_TEMPLATE: &str = include_str!("templates/flow.yaml");
 const CARGO_TEMPLATE: &str = include_str!("templates/Cargo.toml.in");
 const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
+/// The Python SDK, copied into a Python project beside its `app.py`.
+const PYTHON_SDK: &str = include_str!("../../../../sdk/python/flow_sdk.py");
 /// The Rust template is the repository's own customer-totals plugin, which its tests build.
 const RUST_TEMPLATE: &str = include_str!("../../../../plugins/customer-totals/src/lib.rs");
 /// How that plugin says it is built, replaced in a project by how a project is.
@@ -120,6 +122,7 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
         }
         Lang::Python => {
             files.push(("app.py", PYTHON_TEMPLATE.to_string()));
+            files.push(("flow_sdk.py", PYTHON_SDK.to_string()));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
         Lang::Js | Lang::Ts | Lang::C => unreachable!("refused above"),
