@@ -20,6 +20,9 @@ setup-test: setup
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mariadb-server mariadb-client)
 	command -v redis-server >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server)
+	# JavaScript plugin projects (`flow plugin init --lang js`) build with componentize-js from npm.
+	command -v npm >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm)
 
 plugins: setup
 	cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml

@@ -1,5 +1,6 @@
-//! `flow plugin init|build|test`: a new project in each language with a template builds with
-//! its toolchain and passes its own catalog tests; what cannot be done says what to do.
+//! `flow plugin init|build|test`: a new project in each language with a template (Rust, Python,
+//! JavaScript) builds with its toolchain and passes its own catalog tests, and an error raised
+//! through each SDK names the document; what cannot be done says what to do.
 
 use std::path::Path;
 use std::process::Command;
@@ -76,21 +77,12 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
 
     // The plugin's own result is what is tested: a changed expectation fails, with a diff;
     // an order the plugin refuses (the SDK's `Error`) fails its task, naming the document.
-    let negative = "
-  acme/tests/negative:
-    - ingest:
-        collection: acme/orders
-        documents: [ { id: 9, customer: eve, amount: -3 } ]
-    - verify:
-        collection: acme/customer-totals
-        documents: []
-";
     let changed = catalog.replace(
         "{ customer: bob, total: 10, orders: 2 }",
         "{ customer: bob, total: 11, orders: 2 }",
     );
     assert_ne!(changed, catalog);
-    std::fs::write(dir.join("flow.yaml"), changed + negative).unwrap();
+    std::fs::write(dir.join("flow.yaml"), changed + NEGATIVE_TEST).unwrap();
     let (ok, out) = flow(&["plugin", "test", d], &[]);
     assert!(!ok && out.contains("FAIL acme/tests/totals"), "{out}");
     assert!(out.contains("FAIL acme/tests/negative"), "{out}");
@@ -104,13 +96,49 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
     assert!(out.contains("catalog tests: 0 passed, 2 failed"), "{out}");
 }
 
+/// An order the plugin refuses fails its task, naming the document and the reason.
+const NEGATIVE_TEST: &str = "
+  acme/tests/negative:
+    - ingest:
+        collection: acme/orders
+        documents: [ { id: 9, customer: eve, amount: -3 } ]
+    - verify:
+        collection: acme/customer-totals
+        documents: []
+";
+
+#[test]
+fn a_js_project_builds_and_passes_its_tests_and_errors_name_the_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("js-totals");
+    let d = dir.to_str().unwrap();
+    let (ok, out) = flow(&["plugin", "init", d, "--lang", "js"], &[]);
+    assert!(ok, "{out}");
+    let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
+    assert!(package.contains("-d http -d fetch-event"), "{package}");
+    let catalog = std::fs::read_to_string(dir.join("flow.yaml")).unwrap();
+    std::fs::write(dir.join("flow.yaml"), catalog + NEGATIVE_TEST).unwrap();
+    // npm installs the pinned componentize-js into the project, then `npm run build`.
+    let (ok, out) = flow(&["plugin", "test", d], &[]);
+    assert!(!ok && out.contains("PASS acme/tests/totals"), "{out}");
+    assert!(out.contains("FAIL acme/tests/negative"), "{out}");
+    assert!(
+        out.contains(
+            "the plugin returned an error: order amount must not be negative, got -3; document: {"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("catalog tests: 1 passed, 1 failed"), "{out}");
+    assert!(dir.join("plugin.wasm").is_file());
+}
+
 #[test]
 fn what_a_project_cannot_do_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
 
-    let (ok, out) = flow(&["plugin", "init", &at("js"), "--lang", "js"], &[]);
-    assert!(!ok && out.contains("--lang js: not yet"), "{out}");
+    let (ok, out) = flow(&["plugin", "init", &at("ts"), "--lang", "ts"], &[]);
+    assert!(!ok && out.contains("--lang ts: not yet"), "{out}");
     assert!(out.contains("flow plugin deploy NAME FILE.wasm"), "{out}");
     let (ok, out) = flow(
         &[
@@ -164,6 +192,13 @@ fn what_a_project_cannot_do_says_what_to_do() {
     );
     let (ok, out) = flow(&["plugin", "init", &at("r"), "--lang", "rust"], &[]);
     assert!(ok, "{out}");
+    let (ok, out) = flow(&["plugin", "init", &at("j"), "--lang", "js"], &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = flow(&["plugin", "build", &at("j")], &[("PATH", "/nonexistent")]);
+    assert!(
+        !ok && out.contains("npm is not installed") && out.contains("Node.js 18 or newer"),
+        "{out}"
+    );
     let (ok, out) = flow(&["plugin", "build", &at("r")], &[("PATH", "/nonexistent")]);
     assert!(
         !ok && out.contains("cargo is not installed")

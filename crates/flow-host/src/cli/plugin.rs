@@ -16,8 +16,9 @@ pub enum PluginCmd {
     Init {
         /// The project's folder; it must not exist or be empty.
         dir: PathBuf,
-        /// The plugin's language: rust (cargo, target wasm32-wasip2) or python
-        /// (componentize-py). js, ts and c are refused until their templates exist.
+        /// The plugin's language: rust (cargo, target wasm32-wasip2), python
+        /// (componentize-py) or js (componentize-js, installed by npm into the project).
+        /// ts and c are refused until their templates exist.
         #[arg(long, value_enum)]
         lang: super::project::Lang,
         /// The plugin's name, as `flow plugin deploy` and the catalog's `wasm: { plugin }`
@@ -29,8 +30,8 @@ pub enum PluginCmd {
         world: super::project::World,
     },
     /// Build the plugin project in DIR into DIR/plugin.wasm with its language's toolchain
-    /// (cargo for rust, componentize-py for python), saying what to install where one is
-    /// missing.
+    /// (cargo for rust, componentize-py for python, `npm run build` for js), saying what to
+    /// install where one is missing.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,

@@ -23,6 +23,10 @@ const CARGO_TEMPLATE: &str = include_str!("templates/Cargo.toml.in");
 const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
 /// The Python SDK, copied into a Python project beside its `app.py`.
 const PYTHON_SDK: &str = include_str!("../../../../sdk/python/flow_sdk.py");
+const JS_TEMPLATE: &str = include_str!("templates/app.js");
+const PACKAGE_TEMPLATE: &str = include_str!("templates/package.json.in");
+/// The JavaScript SDK, copied into a JavaScript project beside its `app.js`.
+const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
 /// The Rust template is the repository's own customer-totals plugin, which its tests build.
 const RUST_TEMPLATE: &str = include_str!("../../../../plugins/customer-totals/src/lib.rs");
 /// How that plugin says it is built, replaced in a project by how a project is.
@@ -61,14 +65,14 @@ pub struct Manifest {
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
     let not_yet = |what: &str| {
         anyhow::anyhow!(
-            "{what}: not yet; `flow plugin init` writes derivations in rust or python. Write \
+            "{what}: not yet; `flow plugin init` writes derivations in rust, python or js. Write \
              the component against wit/flow.wit (the worlds are listed there) and deploy it \
              with `flow plugin deploy NAME FILE.wasm`"
         )
     };
     match lang {
-        Lang::Rust | Lang::Python => {}
-        Lang::Js | Lang::Ts | Lang::C => {
+        Lang::Rust | Lang::Python | Lang::Js => {}
+        Lang::Ts | Lang::C => {
             return Err(not_yet(&format!("--lang {}", lang_name(lang))));
         }
     }
@@ -125,7 +129,18 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             files.push(("flow_sdk.py", PYTHON_SDK.to_string()));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
-        Lang::Js | Lang::Ts | Lang::C => unreachable!("refused above"),
+        Lang::Js => {
+            files.push(("app.js", JS_TEMPLATE.to_string()));
+            files.push(("flow_sdk.js", JS_SDK.to_string()));
+            files.push((
+                "package.json",
+                PACKAGE_TEMPLATE
+                    .replace("{{PACKAGE}}", &crate_name(&name))
+                    .replace("{{VERSION}}", wit_version()),
+            ));
+            files.push(("wit/flow.wit", WIT.to_string()));
+        }
+        Lang::Ts | Lang::C => unreachable!("refused above"),
     }
     for (path, text) in files {
         let path = dir.join(path);
@@ -147,8 +162,9 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     match manifest.lang {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out)?,
+        Lang::Js => build_js(dir, &out)?,
         other => anyhow::bail!(
-            "{}: lang {} cannot be built by `flow plugin build` yet (rust and python can)",
+            "{}: lang {} cannot be built by `flow plugin build` yet (rust, python and js can)",
             dir.join(MANIFEST).display(),
             lang_name(other)
         ),
@@ -262,13 +278,10 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
             "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
         );
     }
-    let version = flow_engine::WIT_PACKAGE
-        .split_once('@')
-        .map_or("", |(_, v)| v);
     let status = Command::new("componentize-py")
         .current_dir(dir)
         .args(["-d", "wit", "-w"])
-        .arg(format!("flow:plugin/derivation@{version}"))
+        .arg(format!("flow:plugin/derivation@{}", wit_version()))
         .args(["componentize", "app", "-o"])
         .arg(COMPONENT)
         .stdout(Stdio::null())
@@ -282,6 +295,53 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     }
     anyhow::ensure!(out.is_file(), "componentize-py wrote no {}", out.display());
     Ok(())
+}
+
+/// `npm run build` (the project's package.json says how), after `npm install` the first time.
+fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    if Command::new("npm").arg("--version").output().is_err() {
+        anyhow::bail!(
+            "npm is not installed (or not on PATH): install Node.js 18 or newer with npm \
+             (Debian: `apt-get install nodejs npm`)"
+        );
+    }
+    if !dir.join("node_modules/.bin/componentize-js").exists() {
+        eprintln!(
+            "npm install in {} (componentize-js, the first time)",
+            dir.display()
+        );
+        let status = Command::new("npm")
+            .current_dir(dir)
+            .args(["install", "--no-audit", "--no-fund"])
+            .stdout(Stdio::null())
+            .status()
+            .context("failed to run npm")?;
+        anyhow::ensure!(
+            status.success(),
+            "npm install in {} failed (above)",
+            dir.display()
+        );
+    }
+    let status = Command::new("npm")
+        .current_dir(dir)
+        .args(["run", "--silent", "build"])
+        .stdout(Stdio::null())
+        .status()
+        .context("failed to run npm")?;
+    anyhow::ensure!(
+        status.success(),
+        "`npm run build` (componentize-js) failed to build {} (above)",
+        dir.join("app.js").display()
+    );
+    anyhow::ensure!(out.is_file(), "`npm run build` wrote no {}", out.display());
+    Ok(())
+}
+
+/// The version of the WIT package, e.g. `0.1.5`.
+fn wit_version() -> &'static str {
+    flow_engine::WIT_PACKAGE
+        .split_once('@')
+        .map_or("", |(_, v)| v)
 }
 
 /// The Rust SDK a new project depends on: `FLOW_SDK_RUST`, or `sdk/rust` of the checkout
@@ -368,6 +428,12 @@ mod tests {
     fn the_rust_template_says_how_a_project_builds() {
         assert!(RUST_TEMPLATE.contains(RUST_TEMPLATE_BUILD_LINE));
         assert!(rust_source().contains("Build: flow plugin build"));
+    }
+
+    #[test]
+    fn the_js_sdk_imports_this_wit_version() {
+        let at = format!("'flow:plugin/log@{}'", wit_version());
+        assert!(JS_SDK.contains(&at), "sdk/js/flow_sdk.js must import {at}");
     }
 
     #[test]
