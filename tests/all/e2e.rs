@@ -65,7 +65,7 @@ pub fn wait_for_rows(db: &std::path::Path, n: usize) -> Vec<(String, f64, i64)> 
 /// Deploy the derivation and materialize-sqlite from `files` (as `totals` and
 /// `materialize-sqlite`), publish the demo pipeline into `views`, ingest three orders, and
 /// check the table they make.
-async fn deploy_publish_ingest(
+pub(crate) async fn deploy_publish_ingest(
     served: &Served,
     http: &reqwest::Client,
     views: &std::path::Path,

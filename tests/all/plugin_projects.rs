@@ -1,6 +1,7 @@
 //! `flow plugin init|build|test`: a new project in each language with a template (Rust, Python,
-//! JavaScript) builds with its toolchain and passes its own catalog tests, and an error raised
-//! through each SDK names the document; what cannot be done says what to do.
+//! JavaScript) builds with its toolchain and passes its own catalog tests, deployed to a running
+//! host makes the same SQLite table as the repository's Rust plugin, and an error raised through
+//! each SDK names the document; what cannot be done says what to do.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +18,32 @@ fn flow(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// Deploy `component` as the acme pipeline's derivation on a running host, with
+/// materialize-sqlite: the table it makes is the one the repository's Rust plugin makes
+/// (`e2e::deploy_publish_ingest` checks the rows).
+fn makes_the_acme_table(component: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let served = flow_tests::Served::start(None).await;
+        let http = reqwest::Client::new();
+        let views = served.dir.path().join("views.db");
+        crate::e2e::deploy_publish_ingest(
+            &served,
+            &http,
+            &views,
+            [
+                component.to_str().unwrap(),
+                flow_tests::plugins::MATERIALIZE_SQLITE,
+            ],
+        )
+        .await;
+    });
 }
 
 fn root() -> &'static Path {
@@ -56,7 +83,7 @@ fn a_rust_project_builds_and_passes_its_tests() {
     );
     assert!(ok && out.contains("PASS acme/tests/totals"), "{out}");
     assert!(out.contains("catalog tests: 1 passed, 0 failed"), "{out}");
-    assert!(dir.join("plugin.wasm").is_file());
+    makes_the_acme_table(&dir.join("plugin.wasm"));
 }
 
 #[test]
@@ -74,6 +101,7 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
         ok && out.contains("catalog tests: 1 passed, 0 failed"),
         "{out}"
     );
+    makes_the_acme_table(&dir.join("plugin.wasm"));
 
     // The plugin's own result is what is tested: a changed expectation fails, with a diff;
     // an order the plugin refuses (the SDK's `Error`) fails its task, naming the document.
@@ -129,7 +157,7 @@ fn a_js_project_builds_and_passes_its_tests_and_errors_name_the_document() {
         "{out}"
     );
     assert!(out.contains("catalog tests: 1 passed, 1 failed"), "{out}");
-    assert!(dir.join("plugin.wasm").is_file());
+    makes_the_acme_table(&dir.join("plugin.wasm"));
 }
 
 #[test]
