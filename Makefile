@@ -57,3 +57,4 @@ bench: setup
 	cargo run --release -p flow-host -- bench --suite latency
 	cargo run --release -p flow-host -- bench --suite backfill --docs 10000000
 	cargo run --release -p flow-host -- bench --suite materialize --docs 1000000
+	cargo run --release -p flow-host -- bench --suite languages --docs 100000

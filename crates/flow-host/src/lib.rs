@@ -2,7 +2,8 @@
 //!
 //! Dependencies point one way: `api`, `cli`, `bench`, `fuzz` -> `runtime` -> `task` -> {`connector`,
 //! `plugin`, `journal`, `catalog`} -> `storage`, with the `flow-engine` and `flow-doc` crates
-//! below everything (`.ci/check-structure` checks it).
+//! below everything (`.ci/check-structure` checks it). `cli` and `bench` also use `project`
+//! (plugin projects: files and toolchains, no host).
 
 pub mod api;
 pub(crate) mod bench;
@@ -19,6 +20,7 @@ pub(crate) mod names;
 pub(crate) mod par;
 pub mod plugin;
 pub mod preview;
+pub(crate) mod project;
 pub mod runtime;
 pub mod storage;
 pub(crate) mod task;

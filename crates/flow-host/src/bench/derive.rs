@@ -75,7 +75,7 @@ fn native_passthrough(batch: &[derive_api::SourceDocument]) -> Vec<String> {
 }
 
 /// The batches of 1024 the plugin is called with, packed as the host sends them.
-fn packed(batch: &[derive_api::SourceDocument]) -> Vec<flow_engine::SourceBatch> {
+pub(super) fn packed(batch: &[derive_api::SourceDocument]) -> Vec<flow_engine::SourceBatch> {
     batch
         .chunks(1024)
         .map(|chunk| {
@@ -89,7 +89,7 @@ fn packed(batch: &[derive_api::SourceDocument]) -> Vec<flow_engine::SourceBatch>
 }
 
 /// Per-key state in memory, for measuring a stateful plugin without redb.
-struct MemState(std::collections::HashMap<String, String>);
+pub(super) struct MemState(pub(super) std::collections::HashMap<String, String>);
 
 impl flow_engine::StateAccess for MemState {
     fn get(&mut self, key: &str) -> Option<String> {

@@ -50,7 +50,7 @@ fn catalog() -> Catalog {
 }
 
 /// An embedded host running the counter plugin `v1` over `b/in` -> `b/out`.
-fn counter_host(v1: &[u8]) -> anyhow::Result<(tempfile::TempDir, std::sync::Arc<Host>)> {
+pub(super) fn counter_host(v1: &[u8]) -> anyhow::Result<(tempfile::TempDir, std::sync::Arc<Host>)> {
     let dir = tempfile::tempdir()?;
     let host = Host::open(HostOptions::new(dir.path()))?;
     host.registry

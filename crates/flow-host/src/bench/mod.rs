@@ -12,6 +12,7 @@ pub(crate) mod capture;
 pub(crate) mod combiner;
 pub(crate) mod derive;
 pub(crate) mod fragments;
+pub(crate) mod languages;
 pub(crate) mod latency;
 pub(crate) mod materialize;
 pub(crate) mod pipeline;

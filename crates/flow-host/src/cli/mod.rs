@@ -6,7 +6,6 @@ mod client;
 mod collections;
 mod plugin;
 mod preview;
-mod project;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -66,7 +65,10 @@ enum Command {
     /// a fact table, ack -> row visible latency at 1k docs/s, and (PostgreSQL) a backfill of
     /// `--docs` documents beside psql's \copy of the same rows; `capture` (PostgreSQL): a
     /// backfill of a `--docs`-row table beside psql's COPY TO STDOUT, and commit -> captured
-    /// document latency at 1k changes/s.
+    /// document latency at 1k changes/s. `languages`: the customer-totals derivation of `flow
+    /// plugin init` in Rust, Python and JavaScript (the latter two built here, so their
+    /// toolchains must be installed): docs/s beside native Rust, component size,
+    /// deploy-to-live cold and cached.
     /// Build with --release for meaningful numbers (`make bench`).
     Bench {
         #[arg(long, value_enum, default_value = "derive")]
@@ -110,6 +112,7 @@ enum BenchSuite {
     Backfill,
     Materialize,
     Capture,
+    Languages,
 }
 
 /// Entry point of the `flow` binary.
@@ -161,6 +164,10 @@ pub fn main() -> std::process::ExitCode {
                 docs,
             ),
             BenchSuite::Capture => crate::bench::capture::run(
+                plugin.parent().unwrap_or(std::path::Path::new(".")),
+                docs,
+            ),
+            BenchSuite::Languages => crate::bench::languages::run(
                 plugin.parent().unwrap_or(std::path::Path::new(".")),
                 docs,
             ),

@@ -1,5 +1,5 @@
 //! `flow plugin deploy|rollback|list|history|logs` against a host, and `init|build|test` of a
-//! plugin project without one (`project.rs`).
+//! plugin project without one (`crate::project`).
 
 use super::client::{Client, segment};
 use clap::Subcommand;
@@ -20,14 +20,14 @@ pub enum PluginCmd {
         /// (componentize-py) or js (componentize-js, installed by npm into the project).
         /// ts and c are refused until their templates exist.
         #[arg(long, value_enum)]
-        lang: super::project::Lang,
+        lang: crate::project::Lang,
         /// The plugin's name, as `flow plugin deploy` and the catalog's `wasm: { plugin }`
         /// use it (default: DIR's folder name).
         #[arg(long)]
         name: Option<String>,
         /// The world the plugin implements (only derivation has a template yet).
         #[arg(long, value_enum, default_value = "derivation")]
-        world: super::project::World,
+        world: crate::project::World,
     },
     /// Build the plugin project in DIR into DIR/plugin.wasm with its language's toolchain
     /// (cargo for rust, componentize-py for python, `npm run build` for js), saying what to
@@ -110,18 +110,32 @@ impl PluginCmd {
                 name,
                 world,
             } => {
-                super::project::init(&dir, name.as_deref(), lang, world)?;
+                crate::project::init(&dir, name.as_deref(), lang, world)?;
                 eprintln!(
                     "wrote a plugin project to {0}: build and test it with `flow plugin test {0}`",
                     dir.display()
                 );
             }
             PluginCmd::Build { dir } => {
-                let out = super::project::build(&dir)?;
+                let out = crate::project::build(&dir)?;
                 let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
                 eprintln!("built {} ({size} bytes)", out.display());
             }
-            PluginCmd::Test { dir } => return super::project::test(&dir),
+            PluginCmd::Test { dir } => {
+                let name = crate::project::read_manifest(&dir)?.name;
+                let component = crate::project::build(&dir)?;
+                let bytes = std::fs::read(&component)
+                    .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", component.display()))?;
+                eprintln!("built {} ({} bytes)", component.display(), bytes.len());
+                return super::catalog::run_tests(
+                    &dir.join("flow.yaml"),
+                    &[crate::catalog_test::TestPlugin {
+                        name,
+                        file: component,
+                        bytes,
+                    }],
+                );
+            }
             _ => unreachable!("not a local command"),
         }
         Ok(ExitCode::SUCCESS)

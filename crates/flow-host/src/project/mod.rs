@@ -1,6 +1,8 @@
-//! `flow plugin init|build|test`: a plugin project in a folder (its source, a catalog that uses
-//! it, and that catalog's tests), built with its language's toolchain into `plugin.wasm`, and
-//! tested in a throwaway embedded host with that component standing for its name.
+//! Plugin projects (`flow plugin init|build|test`): a folder with a plugin's source, a catalog
+//! that uses it and that catalog's tests, built with its language's toolchain into
+//! `plugin.wasm`; `flow plugin test` (`cli/plugin.rs`) then runs the tests in a throwaway
+//! embedded host with that component standing for its name, and `flow bench --suite
+//! languages` builds the same template in each language.
 //!
 //! A project's `flow-plugin.yaml` says what it is: the plugin's name (what the catalog's
 //! `wasm: { plugin: NAME }` and `flow plugin deploy NAME` use), its language and its world.
@@ -9,7 +11,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 /// The project file, in the project's folder.
 pub const MANIFEST: &str = "flow-plugin.yaml";
@@ -172,25 +174,8 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// Build the project in `dir`, then run its `flow.yaml`'s tests with the component standing
-/// for the project's plugin name.
-pub fn test(dir: &Path) -> anyhow::Result<ExitCode> {
-    let name = read_manifest(dir)?.name;
-    let component = build(dir)?;
-    let bytes = std::fs::read(&component)
-        .with_context(|| format!("failed to read {}", component.display()))?;
-    eprintln!("built {} ({} bytes)", component.display(), bytes.len());
-    super::catalog::run_tests(
-        &dir.join("flow.yaml"),
-        &[crate::catalog_test::TestPlugin {
-            name,
-            file: component,
-            bytes,
-        }],
-    )
-}
-
-fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+/// The project file of the project in `dir`, checked.
+pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
