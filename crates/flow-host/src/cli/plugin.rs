@@ -17,8 +17,9 @@ pub enum PluginCmd {
         /// The project's folder; it must not exist or be empty.
         dir: PathBuf,
         /// The plugin's language: rust (cargo, target wasm32-wasip2), python
-        /// (componentize-py) or js (componentize-js, installed by npm into the project).
-        /// ts and c are refused until their templates exist.
+        /// (componentize-py), js (componentize-js, installed by npm into the project) or ts
+        /// (the same, after `jco types` from wit/ and `tsc`). c is refused until its template
+        /// exists.
         #[arg(long, value_enum)]
         lang: crate::project::Lang,
         /// The plugin's name, as `flow plugin deploy` and the catalog's `wasm: { plugin }`
@@ -30,8 +31,8 @@ pub enum PluginCmd {
         world: crate::project::World,
     },
     /// Build the plugin project in DIR into DIR/plugin.wasm with its language's toolchain
-    /// (cargo for rust, componentize-py for python, `npm run build` for js), saying what to
-    /// install where one is missing.
+    /// (cargo for rust, componentize-py for python, `npm run build` for js and ts), saying
+    /// what to install where one is missing.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,

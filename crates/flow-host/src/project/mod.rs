@@ -27,8 +27,13 @@ const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
 const PYTHON_SDK: &str = include_str!("../../../../sdk/python/flow_sdk.py");
 const JS_TEMPLATE: &str = include_str!("templates/app.js");
 const PACKAGE_TEMPLATE: &str = include_str!("templates/package.json.in");
-/// The JavaScript SDK, copied into a JavaScript project beside its `app.js`.
+/// The JavaScript SDK, copied into a JavaScript or TypeScript project beside its `app.js`.
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
+/// Its types, for TypeScript projects.
+const JS_SDK_TYPES: &str = include_str!("../../../../sdk/js/flow_sdk.d.ts");
+const TS_TEMPLATE: &str = include_str!("templates/app.ts");
+const TS_PACKAGE_TEMPLATE: &str = include_str!("templates/package-ts.json.in");
+const TSCONFIG_TEMPLATE: &str = include_str!("templates/tsconfig.json");
 /// The Rust template is the repository's own customer-totals plugin, which its tests build.
 const RUST_TEMPLATE: &str = include_str!("../../../../plugins/customer-totals/src/lib.rs");
 /// How that plugin says it is built, replaced in a project by how a project is.
@@ -67,14 +72,14 @@ pub struct Manifest {
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
     let not_yet = |what: &str| {
         anyhow::anyhow!(
-            "{what}: not yet; `flow plugin init` writes derivations in rust, python or js. Write \
+            "{what}: not yet; `flow plugin init` writes derivations in rust, python, js or ts. Write \
              the component against wit/flow.wit (the worlds are listed there) and deploy it \
              with `flow plugin deploy NAME FILE.wasm`"
         )
     };
     match lang {
-        Lang::Rust | Lang::Python | Lang::Js => {}
-        Lang::Ts | Lang::C => {
+        Lang::Rust | Lang::Python | Lang::Js | Lang::Ts => {}
+        Lang::C => {
             return Err(not_yet(&format!("--lang {}", lang_name(lang))));
         }
     }
@@ -142,7 +147,23 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             ));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
-        Lang::Ts | Lang::C => unreachable!("refused above"),
+        Lang::Ts => {
+            files.push(("app.ts", TS_TEMPLATE.to_string()));
+            files.push(("flow_sdk.js", JS_SDK.to_string()));
+            files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
+            files.push((
+                "package.json",
+                TS_PACKAGE_TEMPLATE
+                    .replace("{{PACKAGE}}", &crate_name(&name))
+                    .replace("{{VERSION}}", wit_version()),
+            ));
+            files.push((
+                "tsconfig.json",
+                TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
+            ));
+            files.push(("wit/flow.wit", WIT.to_string()));
+        }
+        Lang::C => unreachable!("refused above"),
     }
     for (path, text) in files {
         let path = dir.join(path);
@@ -164,9 +185,9 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     match manifest.lang {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out)?,
-        Lang::Js => build_js(dir, &out)?,
+        Lang::Js | Lang::Ts => build_js(dir, &out)?,
         other => anyhow::bail!(
-            "{}: lang {} cannot be built by `flow plugin build` yet (rust, python and js can)",
+            "{}: lang {} cannot be built by `flow plugin build` yet (rust, python, js and ts can)",
             dir.join(MANIFEST).display(),
             lang_name(other)
         ),
@@ -269,7 +290,7 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         .arg(format!("flow:plugin/derivation@{}", wit_version()))
         .args(["componentize", "app", "-o"])
         .arg(COMPONENT)
-        .stdout(Stdio::null())
+        .stdout(std::io::stderr())
         .status()
         .context("failed to run componentize-py")?;
     if !status.success() {
@@ -282,7 +303,8 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `npm run build` (the project's package.json says how), after `npm install` the first time.
+/// `npm run build` (the project's package.json says how: componentize-js, after `jco types`
+/// and `tsc` for TypeScript), after `npm install` the first time.
 fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     if Command::new("npm").arg("--version").output().is_err() {
         anyhow::bail!(
@@ -292,13 +314,13 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     }
     if !dir.join("node_modules/.bin/componentize-js").exists() {
         eprintln!(
-            "npm install in {} (componentize-js, the first time)",
+            "npm install in {} (its package.json's tools, the first time)",
             dir.display()
         );
         let status = Command::new("npm")
             .current_dir(dir)
             .args(["install", "--no-audit", "--no-fund"])
-            .stdout(Stdio::null())
+            .stdout(std::io::stderr())
             .status()
             .context("failed to run npm")?;
         anyhow::ensure!(
@@ -310,13 +332,13 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let status = Command::new("npm")
         .current_dir(dir)
         .args(["run", "--silent", "build"])
-        .stdout(Stdio::null())
+        .stdout(std::io::stderr())
         .status()
         .context("failed to run npm")?;
     anyhow::ensure!(
         status.success(),
-        "`npm run build` (componentize-js) failed to build {} (above)",
-        dir.join("app.js").display()
+        "`npm run build` in {} failed (above)",
+        dir.display()
     );
     anyhow::ensure!(out.is_file(), "`npm run build` wrote no {}", out.display());
     Ok(())
