@@ -2,7 +2,7 @@
 //! language with a template, through the same host calls (state in memory, batches of 1,024):
 //! docs/s next to the Rust plugin's and native Rust doing the same work; component size; and
 //! deploy-to-live on a running host, cold (compiled at deploy) and cached (a rollback to it).
-//! Python and JavaScript are built here from their templates (`crate::project`), so their
+//! Python, JavaScript and TypeScript are built here from their templates (`crate::project`), so their
 //! toolchains must be installed; a language that cannot be built says why and is not measured.
 
 use super::derive::{MemState, packed};
@@ -187,6 +187,7 @@ pub fn run(plugins: &Path, n: usize) -> anyhow::Result<()> {
         ("Rust", Lang::Rust),
         ("Python", Lang::Python),
         ("JavaScript", Lang::Js),
+        ("TypeScript", Lang::Ts),
     ] {
         let component = match lang {
             Lang::Rust => Ok(rust.clone()),
