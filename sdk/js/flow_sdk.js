@@ -53,10 +53,10 @@ export const state = {
   /** The state of `key`, or undefined if never set (or cleared). */
   get(key) {
     const text = rawState.get(key);
-    return text === undefined ? undefined : JSON.parse(text);
+    return text == null ? undefined : JSON.parse(text);
   },
   set(key, value) {
-    rawState.set(key, JSON.stringify(value));
+    rawState.set(key, json(value, 'state.set'));
   },
   clear(key) {
     rawState.clear(key);
@@ -86,6 +86,14 @@ class Source {
   }
 }
 
+/** `value` as JSON text; an error naming `what` for a value JSON cannot hold (undefined, a
+ * function). */
+function json(value, what) {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new PluginError(`${what}: ${typeof value} is not a JSON value`);
+  return text;
+}
+
 function failure(e, document) {
   const message =
     e instanceof PluginError ? e.message : `${(e && e.name) || 'Error'}: ${e && e.message !== undefined ? e.message : String(e)}`;
@@ -110,7 +118,7 @@ export function exportDerivation(Class) {
     },
     transform(batch) {
       const out = [];
-      const publish = (value) => out.push(JSON.stringify(value));
+      const publish = (value) => out.push(json(value, 'publish'));
       for (let i = 0; i < batch.length; i++) {
         try {
           plugin.transform(new Source(batch[i]), publish);
@@ -123,7 +131,7 @@ export function exportDerivation(Class) {
     flush() {
       const out = [];
       try {
-        plugin.flush((value) => out.push(JSON.stringify(value)));
+        plugin.flush((value) => out.push(json(value, 'publish')));
       } catch (e) {
         throw failure(e, undefined);
       }

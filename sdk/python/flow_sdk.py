@@ -8,7 +8,9 @@ keep per-key state with `state`, `publish` what the derived collection gets.
             order = source.doc
             if order["amount"] < 0:
                 raise Error(f"order amount must not be negative, got {order['amount']}")
-            totals = state.get(source.key) or {"total": 0, "orders": 0}
+            totals = state.get(source.key)
+            if totals is None:
+                totals = {"total": 0, "orders": 0}
             totals["total"] += order["amount"]
             totals["orders"] += 1
             state.set(source.key, totals)
@@ -125,7 +127,8 @@ def log(message, level="info"):
 
 
 def _dumps(value):
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # NaN and infinities are not JSON: refused here, where the document is known.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _failure(e, document=None):

@@ -71,7 +71,8 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         );
         tokio::spawn(async move {
             let mut b = 0;
-            while !stop.load(Ordering::SeqCst) {
+            // Bounded: the waits below fail the test long before this many.
+            while !stop.load(Ordering::SeqCst) && b < 100 * BATCHES {
                 let body: String = (0..BATCH_DOCS)
                     .map(|j| {
                         let id = b * BATCH_DOCS + j;
@@ -102,7 +103,7 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
                     std::time::Instant::now() < deadline,
                     "no document derived by version {version} in 120 s"
                 );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     };
@@ -115,6 +116,7 @@ async fn hot_swap_and_rollback_under_continuous_ingest() {
         }
     };
     wait_sent(BATCHES).await;
+    derived_by(1).await;
     assert_eq!(deploy(plugin_bytes(plugins::COUNTER_V2)).await["seq"], 2);
     derived_by(2).await;
     let r: Value = http

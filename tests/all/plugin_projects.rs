@@ -95,7 +95,10 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
     let (ok, out) = flow(&["plugin", "init", d, "--lang", "python"], &[]);
     assert!(ok && out.contains("flow plugin test"), "{out}");
     let catalog = std::fs::read_to_string(dir.join("flow.yaml")).unwrap();
-    assert!(catalog.contains("wasm: { plugin: py-totals }"), "{catalog}");
+    assert!(
+        catalog.contains(r#"wasm: { plugin: "py-totals" }"#),
+        "{catalog}"
+    );
     let (ok, out) = flow(&["plugin", "test", d], &[]);
     assert!(
         ok && out.contains("catalog tests: 1 passed, 0 failed"),
@@ -259,6 +262,13 @@ fn what_a_project_cannot_do_says_what_to_do() {
             && out.contains("rustup target add wasm32-wasip2"),
         "{out}"
     );
+
+    // A project whose catalog has no tests says so rather than passing.
+    let catalog = std::fs::read_to_string(tmp.path().join("p/flow.yaml")).unwrap();
+    let untested = &catalog[..catalog.find("\ntests:").unwrap()];
+    std::fs::write(tmp.path().join("p/flow.yaml"), untested).unwrap();
+    let (ok, out) = flow(&["plugin", "test", &at("p")], &[]);
+    assert!(!ok && out.contains("flow.yaml has no tests"), "{out}");
 
     // A folder that is not a project says how to make one.
     let (ok, out) = flow(&["plugin", "test", tmp.path().to_str().unwrap()], &[]);

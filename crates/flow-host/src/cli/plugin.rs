@@ -124,12 +124,19 @@ impl PluginCmd {
             }
             PluginCmd::Test { dir } => {
                 let name = crate::project::read_manifest(&dir)?.name;
+                let source = dir.join("flow.yaml");
+                let bundle = crate::catalog::load(&source)?;
+                anyhow::ensure!(
+                    !bundle.catalog.tests.is_empty(),
+                    "{} has no tests: add some under `tests:` (ingest, then verify), as `flow plugin init` writes them",
+                    source.display()
+                );
                 let component = crate::project::build(&dir)?;
                 let bytes = std::fs::read(&component)
                     .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", component.display()))?;
                 eprintln!("built {} ({} bytes)", component.display(), bytes.len());
                 return super::catalog::run_tests(
-                    &dir.join("flow.yaml"),
+                    &source,
                     &[crate::catalog_test::TestPlugin {
                         name,
                         file: component,

@@ -115,7 +115,11 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                 })?
             ),
         ),
-        ("flow.yaml", CATALOG_TEMPLATE.replace("{{NAME}}", &name)),
+        // Quoted: a name like `2024` or `true` is a number or a boolean to YAML.
+        (
+            "flow.yaml",
+            CATALOG_TEMPLATE.replace("{{NAME}}", &serde_json::to_string(&name)?),
+        ),
     ];
     match lang {
         Lang::Rust => {
@@ -182,6 +186,13 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = read_manifest(dir)?;
     let out = dir.join(COMPONENT);
+    // A build that writes nothing must not leave an older component to be tested.
+    match std::fs::remove_file(&out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("failed to remove {}", out.display()));
+        }
+        _ => {}
+    }
     match manifest.lang {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out)?,
@@ -214,7 +225,7 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let target = "wasm32-wasip2";
-    if Command::new("cargo").arg("--version").output().is_err() {
+    if missing("cargo")? {
         anyhow::bail!(
             "cargo is not installed (or not on PATH): install Rust with rustup \
              (https://rustup.rs), then `rustup target add {target}`"
@@ -243,15 +254,16 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     if !output.status.success() {
         anyhow::bail!("cargo build of {} failed (above)", manifest_path.display());
     }
-    // The component is the cdylib cargo reports (wherever CARGO_TARGET_DIR puts it).
+    // The component is the cdylib cargo reports (wherever CARGO_TARGET_DIR puts it): the
+    // project is a workspace of its own, whose one cdylib is the plugin.
     let built = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact")
         .filter(|m| {
-            m["manifest_path"]
-                .as_str()
-                .is_some_and(|p| Path::new(p) == manifest_path.canonicalize().unwrap_or_default())
+            m["target"]["crate_types"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "cdylib"))
         })
         .flat_map(|m| {
             m["filenames"]
@@ -275,11 +287,7 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    if Command::new("componentize-py")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if missing("componentize-py")? {
         anyhow::bail!(
             "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
         );
@@ -306,7 +314,7 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
 /// `npm run build` (the project's package.json says how: componentize-js, after `jco types`
 /// and `tsc` for TypeScript), after `npm install` the first time.
 fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    if Command::new("npm").arg("--version").output().is_err() {
+    if missing("npm")? {
         anyhow::bail!(
             "npm is not installed (or not on PATH): install Node.js 18 or newer with npm \
              (Debian: `apt-get install nodejs npm`)"
@@ -342,6 +350,16 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     );
     anyhow::ensure!(out.is_file(), "`npm run build` wrote no {}", out.display());
     Ok(())
+}
+
+/// Whether `tool` is not on PATH (`tool --version` cannot start); any other failure to start
+/// it is an error with its reason.
+fn missing(tool: &str) -> anyhow::Result<bool> {
+    match Command::new(tool).arg("--version").output() {
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(anyhow::anyhow!("failed to run {tool}: {e}")),
+    }
 }
 
 /// The version of the WIT package, e.g. `0.1.5`.

@@ -24,7 +24,9 @@ class CustomerTotals(Derivation):
             raise Error("order is not {customer: string, amount: number}")
         if amount < 0:
             raise Error(f"order amount must not be negative, got {amount}")
-        totals = state.get(source.key) or {"total": 0, "orders": 0}
+        totals = state.get(source.key)
+        if totals is None:
+            totals = {"total": 0, "orders": 0}
         totals["total"] += amount
         totals["orders"] += 1
         state.set(source.key, totals)
