@@ -88,6 +88,40 @@ pub(super) fn packed(batch: &[derive_api::SourceDocument]) -> Vec<flow_engine::S
         .collect()
 }
 
+/// An instance of the derivation component `bytes`, opened as `name` keyed by `key` with
+/// `transforms` (name, source, shuffle key), with the sandbox's default limits.
+pub(super) fn open_derivation(
+    bytes: &[u8],
+    name: &str,
+    key: &str,
+    transforms: &[(&str, &str, &str)],
+) -> anyhow::Result<Derivation> {
+    let engine = Engine::new(None)?;
+    let component = engine.compile("bench", bytes)?;
+    let mut instance = Derivation::instantiate(
+        &engine,
+        &component,
+        Arc::new(|_, _| {}),
+        &Limits::default().sandbox(),
+    )?;
+    instance
+        .open(&derive_api::DerivationSpec {
+            name: name.into(),
+            config: "{}".into(),
+            key: vec![key.into()],
+            transforms: transforms
+                .iter()
+                .map(|(name, source, shuffle)| derive_api::TransformSpec {
+                    name: (*name).into(),
+                    source: (*source).into(),
+                    shuffle_key: vec![(*shuffle).into()],
+                })
+                .collect(),
+        })
+        .map_err(|e| anyhow::anyhow!("open: {e}"))?;
+    Ok(instance)
+}
+
 /// Per-key state in memory, for measuring a stateful plugin without redb.
 pub(super) struct MemState(pub(super) std::collections::HashMap<String, String>);
 
@@ -158,30 +192,15 @@ pub fn join(plugin: &Path, n: usize) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let engine = Engine::new(None)?;
-    let component = engine.compile("bench-join", &bytes)?;
-    let mut instance = Derivation::instantiate(
-        &engine,
-        &component,
-        Arc::new(|_, _| {}),
-        &Limits::default().sandbox(),
+    let mut instance = open_derivation(
+        &bytes,
+        "bench/enriched",
+        "/id",
+        &[
+            ("fromCustomers", "bench/customers", "/id"),
+            ("fromOrders", "bench/orders", "/id"),
+        ],
     )?;
-    let t = |name: &str, source: &str| derive_api::TransformSpec {
-        name: name.into(),
-        source: source.into(),
-        shuffle_key: vec!["/id".into()],
-    };
-    instance
-        .open(&derive_api::DerivationSpec {
-            name: "bench/enriched".into(),
-            config: "{}".into(),
-            key: vec!["/id".into()],
-            transforms: vec![
-                t("fromCustomers", "bench/customers"),
-                t("fromOrders", "bench/orders"),
-            ],
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let calls = packed(&batch);
     let (mut best_wasm, mut best_native) = (Duration::MAX, Duration::MAX);
     for _ in 0..3 {
@@ -237,26 +256,7 @@ pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
         .collect();
 
     // Boundary and guest work only: the same batches through the plugin and natively.
-    let engine = Engine::new(None)?;
-    let component = engine.compile("bench", &bytes)?;
-    let mut instance = Derivation::instantiate(
-        &engine,
-        &component,
-        Arc::new(|_, _| {}),
-        &Limits::default().sandbox(),
-    )?;
-    instance
-        .open(&derive_api::DerivationSpec {
-            name: "bench/out".into(),
-            config: "{}".into(),
-            key: vec!["/id".into()],
-            transforms: vec![derive_api::TransformSpec {
-                name: "t".into(),
-                source: "bench/in".into(),
-                shuffle_key: vec!["/id".into()],
-            }],
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut instance = open_derivation(&bytes, "bench/out", "/id", &[("t", "bench/in", "/id")])?;
     let calls = packed(&batch);
     let mut best_wasm = Duration::MAX;
     let mut best_native = Duration::MAX;

@@ -6,13 +6,11 @@
 //! toolchains must be installed; a language that cannot be built says why and is not measured.
 
 use super::derive::{MemState, packed};
-use crate::limits::Limits;
 use crate::project::{Lang, World};
-use flow_engine::{Derivation, Engine, derive_api};
+use flow_engine::derive_api;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Customer totals natively, with the same JSON work as the plugins: parse the order, read and
@@ -50,26 +48,12 @@ fn native_totals(
 
 /// Best docs/s of three runs of `component` over `batch`, and the outputs of one run.
 fn measure(component: &[u8], batch: &[derive_api::SourceDocument]) -> anyhow::Result<(f64, usize)> {
-    let engine = Engine::new(None)?;
-    let component = engine.compile("bench-languages", component)?;
-    let mut instance = Derivation::instantiate(
-        &engine,
-        &component,
-        Arc::new(|_, _| {}),
-        &Limits::default().sandbox(),
+    let mut instance = super::derive::open_derivation(
+        component,
+        "bench/customer-totals",
+        "/customer",
+        &[("fromOrders", "bench/orders", "/customer")],
     )?;
-    instance
-        .open(&derive_api::DerivationSpec {
-            name: "bench/customer-totals".into(),
-            config: "{}".into(),
-            key: vec!["/customer".into()],
-            transforms: vec![derive_api::TransformSpec {
-                name: "fromOrders".into(),
-                source: "bench/orders".into(),
-                shuffle_key: vec!["/customer".into()],
-            }],
-        })
-        .map_err(|e| anyhow::anyhow!("open: {e}"))?;
     let calls = packed(batch);
     let (mut best, mut outputs) = (Duration::MAX, 0);
     for _ in 0..3 {
@@ -85,47 +69,6 @@ fn measure(component: &[u8], batch: &[derive_api::SourceDocument]) -> anyhow::Re
         best = best.min(t.elapsed());
     }
     Ok((batch.len() as f64 / best.as_secs_f64(), outputs))
-}
-
-/// Deploy-to-live of `new` on a host running the counter plugin `v1`: cold (compiled at the
-/// deploy), then cached (after a rollback to `v1`, a rollback to `new`, already compiled).
-fn deploy_to_live(v1: &[u8], new: &[u8]) -> anyhow::Result<(Duration, Duration)> {
-    let (_dir, host) = super::latency::counter_host(v1)?;
-    host.wait_idle(Duration::from_secs(60))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let live = |seq: u64| -> anyhow::Result<()> {
-        let t = Instant::now();
-        while host.task_status("b/out").and_then(|s| s.plugin_version) != Some(seq)
-            || host.task_status("b/out").map(|s| s.state)
-                != Some(crate::runtime::TaskState::Running)
-        {
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(120),
-                "the task did not go live on version {seq}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
-    };
-    let err = |e: crate::plugin::DeployError| anyhow::anyhow!("{e}");
-    let t = Instant::now();
-    let v = host.registry.deploy("counter", new).map_err(err)?;
-    host.plugin_deployed("counter");
-    live(v.seq)?;
-    let cold = t.elapsed();
-    let back = host.registry.rollback("counter", Some(1)).map_err(err)?;
-    host.plugin_deployed("counter");
-    live(back.seq)?;
-    let t = Instant::now();
-    let again = host
-        .registry
-        .rollback("counter", Some(v.seq))
-        .map_err(err)?;
-    host.plugin_deployed("counter");
-    live(again.seq)?;
-    let cached = t.elapsed();
-    host.shutdown();
-    Ok((cold, cached))
 }
 
 /// The template of `lang` built in a temporary project.
@@ -210,7 +153,7 @@ pub fn run(plugins: &Path, n: usize) -> anyhow::Result<()> {
         };
         anyhow::ensure!(outputs == n, "{name}: {outputs} outputs for {n} orders");
         let rust_rate = *rust_rate.get_or_insert(rate);
-        let (cold, cached) = deploy_to_live(&v1, &component)?;
+        let (cold, cached) = super::latency::deploy_to_live(&v1, &component)?;
         println!(
             "{name:<12} {rate:>12.0} {:>9.2} {:>10.2} {:>14} {:>10.1} {:>10.1}",
             rate / rust_rate,
