@@ -88,9 +88,16 @@ pub fn run_tests(
     source: &std::path::Path,
     plugins: &[crate::catalog_test::TestPlugin],
 ) -> anyhow::Result<ExitCode> {
-    let bundle = crate::catalog::load(source)?;
+    run_loaded_tests(&crate::catalog::load(source)?, plugins)
+}
+
+/// `run_tests` of a catalog already loaded.
+pub fn run_loaded_tests(
+    bundle: &crate::catalog::Bundle,
+    plugins: &[crate::catalog_test::TestPlugin],
+) -> anyhow::Result<ExitCode> {
     let report = crate::catalog_test::run(
-        &bundle,
+        bundle,
         &crate::limits::Limits::default(),
         plugins,
         |name, failure| match failure {

@@ -135,8 +135,8 @@ impl PluginCmd {
                 let bytes = std::fs::read(&component)
                     .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", component.display()))?;
                 eprintln!("built {} ({} bytes)", component.display(), bytes.len());
-                return super::catalog::run_tests(
-                    &source,
+                return super::catalog::run_loaded_tests(
+                    &bundle,
                     &[crate::catalog_test::TestPlugin {
                         name,
                         file: component,
