@@ -122,6 +122,21 @@ pub(super) fn open_derivation(
     Ok(instance)
 }
 
+/// Every call of `calls` through `instance`: how many documents it published.
+pub(super) fn transform_all(
+    instance: &mut Derivation,
+    calls: &[flow_engine::SourceBatch],
+) -> anyhow::Result<usize> {
+    let mut out = 0;
+    for call in calls {
+        out += instance
+            .transform(call)
+            .map_err(|e| anyhow::anyhow!("transform: {e}"))?
+            .len();
+    }
+    Ok(out)
+}
+
 /// Per-key state in memory, for measuring a stateful plugin without redb.
 pub(super) struct MemState(pub(super) std::collections::HashMap<String, String>);
 
@@ -206,13 +221,7 @@ pub fn join(plugin: &Path, n: usize) -> anyhow::Result<()> {
     for _ in 0..3 {
         instance.set_state(Some(Box::new(MemState(Default::default()))));
         let t = Instant::now();
-        let mut out = 0;
-        for chunk in &calls {
-            out += instance
-                .transform(chunk)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .len();
-        }
+        let out = transform_all(&mut instance, &calls)?;
         best_wasm = best_wasm.min(t.elapsed());
 
         let mut state = std::collections::HashMap::new();
@@ -263,13 +272,7 @@ pub fn run(plugin: &Path, n: usize) -> anyhow::Result<Report> {
     // Alternate the two, three rounds each, and keep each one's best: the machine is noisy.
     for _ in 0..3 {
         let t = Instant::now();
-        let mut out = 0;
-        for chunk in &calls {
-            out += instance
-                .transform(chunk)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .len();
-        }
+        let out = transform_all(&mut instance, &calls)?;
         best_wasm = best_wasm.min(t.elapsed());
         assert_eq!(out, n);
 

@@ -5,7 +5,7 @@
 //! Python, JavaScript and TypeScript are built here from their templates (`crate::project`), so their
 //! toolchains must be installed; a language that cannot be built says why and is not measured.
 
-use super::derive::{MemState, packed};
+use super::derive::{MemState, packed, transform_all};
 use crate::project::{Lang, World};
 use flow_engine::derive_api;
 use serde_json::json;
@@ -59,13 +59,7 @@ fn measure(component: &[u8], batch: &[derive_api::SourceDocument]) -> anyhow::Re
     for _ in 0..3 {
         instance.set_state(Some(Box::new(MemState(Default::default()))));
         let t = Instant::now();
-        outputs = 0;
-        for call in &calls {
-            outputs += instance
-                .transform(call)
-                .map_err(|e| anyhow::anyhow!("transform: {e}"))?
-                .len();
-        }
+        outputs = transform_all(&mut instance, &calls)?;
         best = best.min(t.elapsed());
     }
     Ok((batch.len() as f64 / best.as_secs_f64(), outputs))
