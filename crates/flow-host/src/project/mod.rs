@@ -80,11 +80,11 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
     match lang {
         Lang::Rust | Lang::Python | Lang::Js | Lang::Ts => {}
         Lang::C => {
-            return Err(not_yet(&format!("--lang {}", lang_name(lang))));
+            return Err(not_yet(&format!("--lang {}", value_name(lang))));
         }
     }
     if world != World::Derivation {
-        return Err(not_yet(&format!("--world {}", world_name(world))));
+        return Err(not_yet(&format!("--world {}", value_name(world))));
     }
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -140,30 +140,28 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             files.push(("flow_sdk.py", PYTHON_SDK.to_string()));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
-        Lang::Js => {
-            files.push(("app.js", JS_TEMPLATE.to_string()));
+        Lang::Js | Lang::Ts => {
+            let package = match lang {
+                Lang::Ts => {
+                    files.push(("app.ts", TS_TEMPLATE.to_string()));
+                    files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
+                    files.push((
+                        "tsconfig.json",
+                        TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
+                    ));
+                    TS_PACKAGE_TEMPLATE
+                }
+                _ => {
+                    files.push(("app.js", JS_TEMPLATE.to_string()));
+                    PACKAGE_TEMPLATE
+                }
+            };
             files.push(("flow_sdk.js", JS_SDK.to_string()));
             files.push((
                 "package.json",
-                PACKAGE_TEMPLATE
+                package
                     .replace("{{PACKAGE}}", &crate_name(&name))
                     .replace("{{VERSION}}", wit_version()),
-            ));
-            files.push(("wit/flow.wit", WIT.to_string()));
-        }
-        Lang::Ts => {
-            files.push(("app.ts", TS_TEMPLATE.to_string()));
-            files.push(("flow_sdk.js", JS_SDK.to_string()));
-            files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
-            files.push((
-                "package.json",
-                TS_PACKAGE_TEMPLATE
-                    .replace("{{PACKAGE}}", &crate_name(&name))
-                    .replace("{{VERSION}}", wit_version()),
-            ));
-            files.push((
-                "tsconfig.json",
-                TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
             ));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
@@ -200,7 +198,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         other => anyhow::bail!(
             "{}: lang {} cannot be built by `flow plugin build` yet (rust, python, js and ts can)",
             dir.join(MANIFEST).display(),
-            lang_name(other)
+            value_name(other)
         ),
     }
     Ok(out)
@@ -292,21 +290,25 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
             "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
         );
     }
-    let status = Command::new("componentize-py")
-        .current_dir(dir)
-        .args(["-d", "wit", "-w"])
-        .arg(format!("flow:plugin/derivation@{}", wit_version()))
-        .args(["componentize", "app", "-o"])
-        .arg(COMPONENT)
-        .stdout(std::io::stderr())
-        .status()
-        .context("failed to run componentize-py")?;
-    if !status.success() {
-        anyhow::bail!(
-            "componentize-py failed to build {} (above)",
+    let world = format!("flow:plugin/derivation@{}", wit_version());
+    run_in(
+        dir,
+        "componentize-py",
+        &[
+            "-d",
+            "wit",
+            "-w",
+            &world,
+            "componentize",
+            "app",
+            "-o",
+            COMPONENT,
+        ],
+        &format!(
+            "componentize-py failed to build {}",
             dir.join("app.py").display()
-        );
-    }
+        ),
+    )?;
     anyhow::ensure!(out.is_file(), "componentize-py wrote no {}", out.display());
     Ok(())
 }
@@ -325,30 +327,33 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
             "npm install in {} (its package.json's tools, the first time)",
             dir.display()
         );
-        let status = Command::new("npm")
-            .current_dir(dir)
-            .args(["install", "--no-audit", "--no-fund"])
-            .stdout(std::io::stderr())
-            .status()
-            .context("failed to run npm")?;
-        anyhow::ensure!(
-            status.success(),
-            "npm install in {} failed (above)",
-            dir.display()
-        );
+        run_in(
+            dir,
+            "npm",
+            &["install", "--no-audit", "--no-fund"],
+            &format!("npm install in {} failed", dir.display()),
+        )?;
     }
-    let status = Command::new("npm")
+    run_in(
+        dir,
+        "npm",
+        &["run", "--silent", "build"],
+        &format!("`npm run build` in {} failed", dir.display()),
+    )?;
+    anyhow::ensure!(out.is_file(), "`npm run build` wrote no {}", out.display());
+    Ok(())
+}
+
+/// Run `tool args` in `dir`, its output on stderr (where a build's errors go); `failed` says
+/// what failed, the tool's own words being above it.
+fn run_in(dir: &Path, tool: &str, args: &[&str], failed: &str) -> anyhow::Result<()> {
+    let status = Command::new(tool)
         .current_dir(dir)
-        .args(["run", "--silent", "build"])
+        .args(args)
         .stdout(std::io::stderr())
         .status()
-        .context("failed to run npm")?;
-    anyhow::ensure!(
-        status.success(),
-        "`npm run build` in {} failed (above)",
-        dir.display()
-    );
-    anyhow::ensure!(out.is_file(), "`npm run build` wrote no {}", out.display());
+        .with_context(|| format!("failed to run {tool}"))?;
+    anyhow::ensure!(status.success(), "{failed} (above)");
     Ok(())
 }
 
@@ -427,22 +432,11 @@ fn crate_name(name: &str) -> String {
     s
 }
 
-fn lang_name(lang: Lang) -> &'static str {
-    match lang {
-        Lang::Rust => "rust",
-        Lang::Python => "python",
-        Lang::Js => "js",
-        Lang::Ts => "ts",
-        Lang::C => "c",
-    }
-}
-
-fn world_name(world: World) -> &'static str {
-    match world {
-        World::Derivation => "derivation",
-        World::Materialization => "materialization",
-        World::Capture => "capture",
-    }
+/// How `--lang` and `--world` (and `flow-plugin.yaml`) spell a value.
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
