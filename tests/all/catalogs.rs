@@ -13,7 +13,7 @@ pub fn run_catalog_file(path: &Path) {
         path.display()
     );
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
             .unwrap();
     let failures: Vec<String> = report
         .failed
@@ -48,7 +48,7 @@ fn a_mismatch_reports_a_diff() {
     };
     v.documents[0]["total"] = serde_json::json!(16);
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
             .unwrap();
     assert_eq!(report.failed.len(), 1);
     let why = &report.failed[0].1;
@@ -87,7 +87,7 @@ fn first_capture_step(
 /// The failure of the one test of `bundle` that fails.
 fn only_failure(bundle: &flow_host::catalog::Bundle) -> String {
     let report =
-        flow_host::catalog_test::run(bundle, &flow_host::Limits::default(), &[], |_, _| {})
+        flow_host::catalog_test::run(bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
             .unwrap();
     assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
     report.failed[0].1.clone()
@@ -135,7 +135,7 @@ fn capture_steps_that_cannot_run_are_refused_at_publish() {
         let mut bundle = http_capture_bundle();
         edit(&mut bundle);
         let why =
-            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
                 .map(|_| ())
                 .unwrap_err()
                 .to_string();
@@ -212,7 +212,7 @@ fn a_document_too_large_is_dead_lettered_as_its_start() {
         doc_bytes_max: 2000,
         ..flow_host::Limits::default()
     };
-    let report = flow_host::catalog_test::run(&bundle, &limits, &[], |_, _| {}).unwrap();
+    let report = flow_host::catalog_test::run(&bundle, &limits, &[], |_, _, _| {}).unwrap();
     let failed: Vec<_> = report
         .failed
         .iter()
@@ -280,10 +280,11 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
 
     let mut bundle = flow_host::catalog::load(&dir.path().join("e.flow.yaml")).unwrap();
     bundle.catalog.import = vec!["e.flow.yaml".into()];
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let why =
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
     assert!(why.contains("import: e.flow.yaml is not resolved"), "{why}");
 
     // A problem of an imported file's collection names that file, not the importing one.
@@ -296,10 +297,11 @@ fn imports_that_cannot_be_resolved_are_refused_naming_the_files() {
         "collections:\n  t/i:\n    schema: { type: object, properties: { id: { type: integer }, at: { type: string } }, required: [id] }\n    key: [/id]\n    projections: { at: { location: /at, partition: true } }\n",
     );
     let bundle = flow_host::catalog::load(&dir.path().join("h.flow.yaml")).unwrap();
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let why =
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
     assert!(
         why.contains("i.flow.yaml: collection t/i: projection at") && !why.contains("h.flow.yaml"),
         "{why}"
@@ -350,7 +352,7 @@ fn a_two_day_read_delay_completes_in_moments() {
     let bundle = flow_host::catalog::load(&root.join("catalogs/read-delay.flow.yaml")).unwrap();
     let began = std::time::Instant::now();
     let report =
-        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
             .unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     eprintln!("a 48h readDelay test ran in {:?}", began.elapsed());
@@ -413,10 +415,11 @@ fn schema_references_that_cannot_be_resolved_are_refused_naming_file_and_field()
 
     // Bundled, the key check follows the reference into the other file.
     let bundle = load("{ $ref: \"defs.yaml#Obj\" }").unwrap();
-    let why = flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let why =
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
     assert!(why.contains("collection t/x"), "{why}");
     assert!(
         why.contains("key /k must point at a scalar") && why.contains("object"),
@@ -444,7 +447,7 @@ fn partitions_and_selectors_that_cannot_work_are_refused_naming_file_and_field()
         std::fs::write(&path, text).unwrap();
         let bundle = flow_host::catalog::load(&path).unwrap();
         let why =
-            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _| {})
+            flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
                 .map(|_| ())
                 .unwrap_err()
                 .to_string();
@@ -534,7 +537,7 @@ fn read_and_write_schemas_are_checked_where_documents_are_read_and_at_publish() 
         match loaded {
             Err(e) => format!("{e:#}"),
             Ok(b) => {
-                flow_host::catalog_test::run(&b, &flow_host::Limits::default(), &[], |_, _| {})
+                flow_host::catalog_test::run(&b, &flow_host::Limits::default(), &[], |_, _, _| {})
                     .map(|_| ())
                     .unwrap_err()
                     .to_string()

@@ -58,7 +58,7 @@ fn python_derivation_runs_with_state() {
         &catalog(plugins::PY_ORDER_COUNTER),
         &flow_host::Limits::default(),
         &[],
-        |_, _| {},
+        |_, _, _| {},
     )
     .unwrap();
     assert_eq!(

@@ -82,12 +82,13 @@ fn host_for(
 }
 
 /// Run every test of `bundle`, `plugins` deployed for it, calling `progress` after each with
-/// its name and failure (if any). Errors are for a catalog that cannot be published at all.
+/// its name, failure (if any) and what its plugins logged (`plugin (task) level: message`).
+/// Errors are for a catalog that cannot be published at all.
 pub fn run(
     bundle: &Bundle,
     limits: &Limits,
     plugins: &[TestPlugin],
-    mut progress: impl FnMut(&str, Option<&str>),
+    mut progress: impl FnMut(&str, Option<&str>, &[String]),
 ) -> anyhow::Result<TestReport> {
     let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
     let mut report = TestReport::default();
@@ -102,13 +103,27 @@ pub fn run(
         let host = host_for(dir, limits, bundle, plugins)?;
         let outcome = run_steps(&host, steps);
         host.shutdown();
+        let logs: Vec<String> = host
+            .registry
+            .logs()
+            .task_lines()
+            .into_iter()
+            .map(|(plugin, l)| {
+                format!(
+                    "{plugin} ({}) {}: {}",
+                    l.task.unwrap_or_default(),
+                    l.level,
+                    l.message
+                )
+            })
+            .collect();
         match outcome {
             Ok(()) => {
-                progress(name, None);
+                progress(name, None, &logs);
                 report.passed.push(name.clone());
             }
             Err(why) => {
-                progress(name, Some(&why));
+                progress(name, Some(&why), &logs);
                 report.failed.push((name.clone(), why));
             }
         }

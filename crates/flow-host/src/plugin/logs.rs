@@ -111,6 +111,31 @@ impl PluginLogs {
         self.read_page(plugin, after, usize::MAX)
     }
 
+    /// What every task of every plugin wrote, by plugin name, then task, then in order
+    /// (registry events left out): what a catalog test shows under each test, in an order
+    /// that does not depend on which task ran first.
+    pub fn task_lines(&self) -> Vec<(String, LogLine)> {
+        let names: Vec<String> = self
+            .logs
+            .lock()
+            .expect("plugin logs poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .flat_map(|name| {
+                let mut lines: Vec<LogLine> = self
+                    .read(&name, 0)
+                    .into_iter()
+                    .filter(|l| l.task.is_some())
+                    .collect();
+                lines.sort_by(|a, b| (&a.task, a.seq).cmp(&(&b.task, b.seq)));
+                lines.into_iter().map(move |l| (name.clone(), l))
+            })
+            .collect()
+    }
+
     /// At most `limit` of the lines `read` returns: the oldest ones.
     pub fn read_page(&self, plugin: &str, after: u64, limit: usize) -> Vec<LogLine> {
         let logs = self.logs.lock().expect("plugin logs poisoned");
