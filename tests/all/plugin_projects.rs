@@ -1,7 +1,8 @@
 //! `flow plugin init|build|test`: a new project in each language with a template (Rust, Python,
-//! JavaScript, TypeScript) builds with its toolchain and passes its own catalog tests, deployed to a running
-//! host makes the same SQLite table as the repository's Rust plugin, and an error raised through
-//! each SDK names the document; what cannot be done says what to do.
+//! JavaScript, TypeScript, C) builds with its toolchain and passes its own catalog tests,
+//! deployed to a running host makes the same SQLite table as the repository's Rust plugin, and
+//! gives the conformance catalog's results (state, errors as values, logs, a schema violation)
+//! word for word; what cannot be done says what to do.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,6 +47,60 @@ fn makes_the_acme_table(component: &Path) {
     });
 }
 
+/// The conformance catalog's report for `component` standing for its plugin, with what differs
+/// from run to run (`_meta`) and from language to language (`110` or `110.0`) evened out, is
+/// `tests/conformance/expected.txt`.
+fn conforms(component: &Path) {
+    let catalog = root().join("tests/conformance/flow.yaml");
+    let out = Command::new(flow_tests::Proc::binary())
+        .args(["catalog", "test", "--source"])
+        .arg(&catalog)
+        .arg("--plugin")
+        .arg(format!("acme/totals={}", component.display()))
+        .output()
+        .unwrap();
+    let report = normalized(&String::from_utf8_lossy(&out.stdout));
+    let expected_at = root().join("tests/conformance/expected.txt");
+    let expected = std::fs::read_to_string(&expected_at).unwrap();
+    assert!(
+        report == expected,
+        "{} gives, for {}:\n{report}\nnot {}:\n{expected}",
+        catalog.display(),
+        component.display(),
+        expected_at.display()
+    );
+}
+
+/// `"_meta":{...}` for every document's own, and whole numbers without `.0`.
+fn normalized(report: &str) -> String {
+    let mut out = String::new();
+    let mut rest = report;
+    while let Some(at) = rest.find("\"_meta\":{") {
+        out.push_str(&rest[..at]);
+        out.push_str("\"_meta\":{...}");
+        let after = &rest[at..];
+        rest = &after[after.find('}').unwrap() + 1..];
+    }
+    out.push_str(rest);
+    let chars: Vec<char> = out.chars().collect();
+    let mut even = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let whole = chars[i] == '.'
+            && chars.get(i + 1) == Some(&'0')
+            && i > 0
+            && chars[i - 1].is_ascii_digit()
+            && !chars.get(i + 2).is_some_and(|c| c.is_ascii_digit());
+        if whole {
+            i += 2;
+        } else {
+            even.push(chars[i]);
+            i += 1;
+        }
+    }
+    even
+}
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
@@ -83,7 +138,16 @@ fn a_rust_project_builds_and_passes_its_tests() {
     );
     assert!(ok && out.contains("PASS acme/tests/totals"), "{out}");
     assert!(out.contains("catalog tests: 1 passed, 0 failed"), "{out}");
+    // Each test's log lines are under it: the plugin's own, then the host's about its task.
+    assert!(
+        out.contains(
+            "PASS acme/tests/totals\n  log acme/totals (acme/customer-totals) info: opening \
+             acme/customer-totals with 1 transform(s)\n"
+        ),
+        "{out}"
+    );
     makes_the_acme_table(&dir.join("plugin.wasm"));
+    conforms(&dir.join("plugin.wasm"));
 }
 
 #[test]
@@ -105,6 +169,7 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
         "{out}"
     );
     makes_the_acme_table(&dir.join("plugin.wasm"));
+    conforms(&dir.join("plugin.wasm"));
 
     // The plugin's own result is what is tested: a changed expectation fails, with a diff;
     // an order the plugin refuses (the SDK's `Error`) fails its task, naming the document.
@@ -161,14 +226,15 @@ fn a_js_project_builds_and_passes_its_tests_and_errors_name_the_document() {
     );
     assert!(out.contains("catalog tests: 1 passed, 1 failed"), "{out}");
     makes_the_acme_table(&dir.join("plugin.wasm"));
+    conforms(&dir.join("plugin.wasm"));
 }
 
-#[test]
-fn a_ts_project_is_type_checked_against_the_contract_and_passes_its_tests() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ts-totals");
+/// A new `lang` project in `tmp/folder` passes its own tests, makes the acme table on a host
+/// and answers the conformance catalog as every language does; returns its folder.
+fn a_working_project(tmp: &Path, folder: &str, lang: &str) -> std::path::PathBuf {
+    let dir = tmp.join(folder);
     let d = dir.to_str().unwrap();
-    let (ok, out) = flow(&["plugin", "init", d, "--lang", "ts"], &[]);
+    let (ok, out) = flow(&["plugin", "init", d, "--lang", lang], &[]);
     assert!(ok, "{out}");
     let (ok, out) = flow(&["plugin", "test", d], &[]);
     assert!(
@@ -176,17 +242,70 @@ fn a_ts_project_is_type_checked_against_the_contract_and_passes_its_tests() {
         "{out}"
     );
     makes_the_acme_table(&dir.join("plugin.wasm"));
+    conforms(&dir.join("plugin.wasm"));
+    dir
+}
+
+/// `flow plugin build` of the project in `dir` after `from` became `to` in its `file`: it
+/// fails, builds nothing, and says what failed (returned).
+fn a_broken_build(dir: &Path, file: &str, from: &str, to: &str) -> String {
+    let source = std::fs::read_to_string(dir.join(file)).unwrap();
+    let broken = source.replace(from, to);
+    assert_ne!(broken, source);
+    std::fs::write(dir.join(file), broken).unwrap();
+    let (ok, out) = flow(&["plugin", "build", dir.to_str().unwrap()], &[]);
+    assert!(!ok, "{out}");
+    assert!(!dir.join("plugin.wasm").exists());
+    out
+}
+
+#[test]
+fn a_ts_project_is_type_checked_against_the_contract_and_passes_its_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = a_working_project(tmp.path(), "ts-totals", "ts");
     // The types `jco types` made from wit/ are the SDK's: a plugin that breaks them is
     // refused by tsc, and nothing is built.
-    std::fs::remove_file(dir.join("plugin.wasm")).unwrap();
-    let app = std::fs::read_to_string(dir.join("app.ts")).unwrap();
-    let broken = app.replace("totals.orders += 1;", "totals.orders += '1';");
-    assert_ne!(broken, app);
-    std::fs::write(dir.join("app.ts"), broken).unwrap();
-    let (ok, out) = flow(&["plugin", "build", d], &[]);
-    assert!(!ok && out.contains("error TS2322"), "{out}");
+    let out = a_broken_build(
+        &dir,
+        "app.ts",
+        "totals.orders += 1;",
+        "totals.orders += '1';",
+    );
+    assert!(out.contains("error TS2322"), "{out}");
     assert!(out.contains("`npm run build` in"), "{out}");
-    assert!(!dir.join("plugin.wasm").exists());
+}
+
+#[test]
+fn a_c_project_builds_with_the_bindings_flow_makes_and_passes_its_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = a_working_project(tmp.path(), "c-totals", "c");
+    // The bindings come from this flow's own WIT, rewritten each build.
+    let header = std::fs::read_to_string(dir.join("gen/derivation.h")).unwrap();
+    assert!(header.contains("exports_flow_plugin_derive_transform("));
+    // `flow catalog test` of a project's catalog takes the project's last build.
+    let catalog = dir.join("flow.yaml");
+    let catalog = catalog.to_str().unwrap();
+    let (ok, out) = flow(&["catalog", "test", "--source", catalog], &[]);
+    assert!(
+        ok && out.contains("the project's last build")
+            && out.contains("catalog tests: 1 passed, 0 failed"),
+        "{out}"
+    );
+
+    // clang's errors are shown, and nothing is built.
+    let out = a_broken_build(
+        &dir,
+        "app.c",
+        "orders += 1;",
+        "orders += 1; no_such_function();",
+    );
+    assert!(
+        out.contains("implicit declaration of function 'no_such_function'"),
+        "{out}"
+    );
+    assert!(out.contains("failed to compile"), "{out}");
+    let (ok, out) = flow(&["catalog", "test", "--source", catalog], &[]);
+    assert!(!ok && out.contains("is not built yet"), "{out}");
 }
 
 #[test]
@@ -194,9 +313,6 @@ fn what_a_project_cannot_do_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
 
-    let (ok, out) = flow(&["plugin", "init", &at("c"), "--lang", "c"], &[]);
-    assert!(!ok && out.contains("--lang c: not yet"), "{out}");
-    assert!(out.contains("flow plugin deploy NAME FILE.wasm"), "{out}");
     let (ok, out) = flow(
         &[
             "plugin",
@@ -213,6 +329,7 @@ fn what_a_project_cannot_do_says_what_to_do() {
         !ok && out.contains("--world materialization: not yet"),
         "{out}"
     );
+    assert!(out.contains("flow plugin deploy NAME FILE.wasm"), "{out}");
     let (ok, out) = flow(
         &[
             "plugin",
@@ -254,6 +371,19 @@ fn what_a_project_cannot_do_says_what_to_do() {
     let (ok, out) = flow(&["plugin", "build", &at("j")], &[("PATH", "/nonexistent")]);
     assert!(
         !ok && out.contains("npm is not installed") && out.contains("Node.js 18 or newer"),
+        "{out}"
+    );
+    let (ok, out) = flow(&["plugin", "init", &at("c"), "--lang", "c"], &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = flow(&["plugin", "build", &at("c")], &[("PATH", "/nonexistent")]);
+    assert!(
+        !ok && out.contains("clang is not installed")
+            && out.contains("apt-get install clang lld wasi-libc libclang-rt-dev-wasm32"),
+        "{out}"
+    );
+    let (ok, out) = flow(&["plugin", "build", &at("c")], &[("CC", "gcc")]);
+    assert!(
+        !ok && out.contains("gcc cannot build for wasm32-wasi"),
         "{out}"
     );
     let (ok, out) = flow(&["plugin", "build", &at("r")], &[("PATH", "/nonexistent")]);

@@ -25,7 +25,8 @@ pub struct Source {
     source: PathBuf,
     /// `test` only: a plugin the catalog names (`wasm: { plugin: NAME }`), as a component
     /// file, deployed in each test's host: `--plugin totals=plugins/customer_totals.wasm`.
-    /// Repeat for several.
+    /// Repeat for several. A catalog in a plugin project's folder (`flow plugin init`) has
+    /// the project's plugin from its last build (`plugin.wasm`) unless this names it.
     #[arg(long = "plugin", value_name = "NAME=FILE")]
     plugins: Vec<crate::catalog_test::TestPlugin>,
 }
@@ -79,7 +80,39 @@ impl Source {
                 p.name
             );
         }
-        run_tests(&self.source, &self.plugins)
+        let mut plugins = self.plugins.clone();
+        let folder = self
+            .source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if folder.join(crate::project::MANIFEST).is_file() {
+            let name = crate::project::read_manifest(folder)?.name;
+            let built = folder.join(crate::project::COMPONENT);
+            let given = plugins.iter().any(|p| p.name == name);
+            if !given && built.is_file() {
+                eprintln!(
+                    "plugin {name}: {} (the project's last build; `flow plugin test {}` \
+                     builds it first)",
+                    built.display(),
+                    folder.display()
+                );
+                plugins.push(crate::catalog_test::TestPlugin {
+                    name,
+                    bytes: std::fs::read(&built)
+                        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", built.display()))?,
+                    file: built,
+                });
+            } else if !given {
+                anyhow::bail!(
+                    "{} is a plugin project whose plugin {name} is not built yet: `flow plugin \
+                     test {}` builds and tests it (or `flow plugin build` it first)",
+                    folder.display(),
+                    folder.display()
+                );
+            }
+        }
+        run_tests(&self.source, &plugins)
     }
 }
 
@@ -100,9 +133,14 @@ pub fn run_loaded_tests(
         bundle,
         &crate::limits::Limits::default(),
         plugins,
-        |name, failure| match failure {
-            None => println!("PASS {name}"),
-            Some(why) => println!("FAIL {name}\n{why}"),
+        |name, failure, logs| {
+            match failure {
+                None => println!("PASS {name}"),
+                Some(why) => println!("FAIL {name}\n{why}"),
+            }
+            for line in logs {
+                println!("  log {line}");
+            }
         },
     )?;
     println!(

@@ -8,6 +8,8 @@
 //! `wasm: { plugin: NAME }` and `flow plugin deploy NAME` use), its language and its world.
 //! Templates are the customer-totals derivation of `examples/acme`, in each language.
 
+mod c;
+
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -31,6 +33,10 @@ const PACKAGE_TEMPLATE: &str = include_str!("templates/package.json.in");
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
 /// Its types, for TypeScript projects.
 const JS_SDK_TYPES: &str = include_str!("../../../../sdk/js/flow_sdk.d.ts");
+const C_TEMPLATE: &str = include_str!("templates/app.c");
+/// The C SDK, copied into a C project beside its `app.c`.
+const C_SDK_HEADER: &str = include_str!("../../../../sdk/c/flow_sdk.h");
+const C_SDK: &str = include_str!("../../../../sdk/c/flow_sdk.c");
 const TS_TEMPLATE: &str = include_str!("templates/app.ts");
 const TS_PACKAGE_TEMPLATE: &str = include_str!("templates/package-ts.json.in");
 const TSCONFIG_TEMPLATE: &str = include_str!("templates/tsconfig.json");
@@ -72,17 +78,11 @@ pub struct Manifest {
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
     let not_yet = |what: &str| {
         anyhow::anyhow!(
-            "{what}: not yet; `flow plugin init` writes derivations in rust, python, js or ts. Write \
+            "{what}: not yet; `flow plugin init` writes derivations (in rust, python, js, ts or c). Write \
              the component against wit/flow.wit (the worlds are listed there) and deploy it \
              with `flow plugin deploy NAME FILE.wasm`"
         )
     };
-    match lang {
-        Lang::Rust | Lang::Python | Lang::Js | Lang::Ts => {}
-        Lang::C => {
-            return Err(not_yet(&format!("--lang {}", value_name(lang))));
-        }
-    }
     if world != World::Derivation {
         return Err(not_yet(&format!("--world {}", value_name(world))));
     }
@@ -165,7 +165,11 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             ));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
-        Lang::C => unreachable!("refused above"),
+        Lang::C => {
+            files.push(("app.c", C_TEMPLATE.to_string()));
+            files.push(("flow_sdk.h", C_SDK_HEADER.to_string()));
+            files.push(("flow_sdk.c", C_SDK.to_string()));
+        }
     }
     for (path, text) in files {
         let path = dir.join(path);
@@ -195,11 +199,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out)?,
         Lang::Js | Lang::Ts => build_js(dir, &out)?,
-        other => anyhow::bail!(
-            "{}: lang {} cannot be built by `flow plugin build` yet (rust, python, js and ts can)",
-            dir.join(MANIFEST).display(),
-            value_name(other)
-        ),
+        Lang::C => c::build(dir, &out, WIT, &value_name(manifest.world))?,
     }
     Ok(out)
 }
