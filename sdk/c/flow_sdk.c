@@ -1,14 +1,9 @@
 /*
- * Flow plugin SDK for C: the derivation world's exports, over wit-bindgen's bindings
- * (gen/derivation.h, written by `flow plugin build`), and the helpers flow_sdk.h declares.
- *
- * Ownership follows wit-bindgen's C rules: an export owns its arguments (freed here), what it
- * returns is freed by the generated post-return functions, and an import's results are the
- * caller's (freed here, or handed to the plugin in a flow_buf).
+ * Flow plugin SDK for C: what every world shares (flow_sdk.h): errors, the log line format,
+ * JSON text read and built without a tree. No bindings here: each world's glue
+ * (flow_derive.c, flow_capture.c) writes log lines through its own.
  */
 #include "flow_sdk.h"
-
-#include "derivation.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,35 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct flow_publisher {
-    derivation_string_t *items;
-    size_t len;
-    size_t cap;
-};
-
 struct flow_error {
     char *message;
     size_t len;
 };
 
 /* Out of memory is a trap: the host reports the plugin's memory limit. */
-static void *must(void *p) {
+void *flow__must(void *p) {
     if (p == NULL) {
         abort();
     }
     return p;
 }
 
+#define must flow__must
+
 flow_str flow_cstr(const char *s) {
     return (flow_str){s, strlen(s)};
-}
-
-static flow_str str_of(const derivation_string_t *s) {
-    return (flow_str){(const char *)s->ptr, s->len};
-}
-
-static derivation_string_t wit_str(flow_str s) {
-    return (derivation_string_t){(uint8_t *)s.ptr, s.len};
 }
 
 /* --- Buffers ------------------------------------------------------------------------------ */
@@ -168,80 +151,26 @@ void flow_log(flow_level level, const char *format, ...) {
     va_start(args, format);
     buf_vprintf(&b, format, args);
     va_end(args);
-    derivation_string_t line = {(uint8_t *)b.ptr, b.len};
-    flow_plugin_log_write((flow_plugin_log_level_t)level, &line);
+    flow__log_write(level, b.ptr, b.len);
     flow_buf_free(&b);
 }
 
-/* The error's message becomes the returned plugin-error's (freed by the post-return). */
-static void set_error(exports_flow_plugin_derive_plugin_error_t *err, flow_error *e,
-                      bool has_document, uint32_t document) {
-    err->message = (derivation_string_t){(uint8_t *)e->message, e->len};
-    err->document.is_some = has_document;
-    err->document.val = document;
+flow_str flow_error_message(const flow_error *e) {
+    return (flow_str){e->message, e->len};
+}
+
+void flow_error_free(flow_error *e) {
+    if (e != NULL) {
+        free(e->message);
+        free(e);
+    }
+}
+
+char *flow__error_take(flow_error *e, size_t *len) {
+    char *message = e->message;
+    *len = e->len;
     free(e);
-}
-
-/* --- Publishing --------------------------------------------------------------------------- */
-
-void flow_publish(flow_publisher *out, const char *json, size_t len) {
-    flow_buf copy = {0};
-    flow_buf_append(&copy, json, len);
-    flow_publish_buf(out, &copy);
-}
-
-void flow_publish_buf(flow_publisher *out, flow_buf *json) {
-    if (out->len == out->cap) {
-        out->cap = out->cap ? out->cap * 2 : 16;
-        out->items = must(realloc(out->items, out->cap * sizeof *out->items));
-    }
-    /* The list's strings are freed by the post-return only when not empty. */
-    if (json->len == 0) {
-        flow_buf_puts(json, " ");
-    }
-    out->items[out->len++] = (derivation_string_t){(uint8_t *)json->ptr, json->len};
-    *json = (flow_buf){0};
-}
-
-/* Hand what was published to the host; an empty list holds no allocation. */
-static void take_published(flow_publisher *out, derivation_list_string_t *ret) {
-    if (out->len == 0) {
-        free(out->items);
-        *ret = (derivation_list_string_t){NULL, 0};
-    } else {
-        *ret = (derivation_list_string_t){out->items, out->len};
-    }
-}
-
-static void drop_published(flow_publisher *out) {
-    for (size_t i = 0; i < out->len; i++) {
-        free(out->items[i].ptr);
-    }
-    free(out->items);
-}
-
-/* --- State -------------------------------------------------------------------------------- */
-
-bool flow_state_get(flow_str key, flow_buf *value) {
-    derivation_string_t k = wit_str(key);
-    derivation_string_t got;
-    if (!flow_plugin_state_get(&k, &got)) {
-        return false;
-    }
-    free(value->ptr);
-    *value = (flow_buf){(char *)got.ptr, got.len, got.len};
-    return true;
-}
-
-void flow_state_set(flow_str key, const char *json, size_t len) {
-    derivation_string_t k = wit_str(key);
-    derivation_string_t v = {(uint8_t *)json, len};
-    flow_plugin_state_set(&k, &v);
-}
-
-void flow_state_clear(flow_str key) {
-    derivation_string_t k = wit_str(key);
-    flow_plugin_state_clear(&k);
+    return message;
 }
 
 /* --- Reading JSON ------------------------------------------------------------------------- */
@@ -564,6 +493,33 @@ bool flow_json_get(flow_json object, const char *field, flow_json *out) {
     return false;
 }
 
+flow_str flow_json_items(flow_json array) {
+    if (array.type != FLOW_JSON_ARRAY || array.text.len < 2) {
+        return (flow_str){array.text.ptr, 0};
+    }
+    return (flow_str){array.text.ptr + 1, array.text.len - 2};
+}
+
+bool flow_json_next(flow_str *items, flow_json *item) {
+    const char *end = items->ptr + items->len;
+    const char *start = skip_ws(items->ptr, end);
+    if (start >= end) {
+        return false;
+    }
+    flow_json_type type;
+    const char *after = skip_value(start, end, &type);
+    if (after == NULL) {
+        return false;
+    }
+    *item = (flow_json){type, {start, (size_t)(after - start)}};
+    after = skip_ws(after, end);
+    if (after < end && *after == ',') {
+        after++;
+    }
+    *items = (flow_str){after, (size_t)(end - after)};
+    return true;
+}
+
 bool flow_json_number(flow_json value, double *out) {
     if (value.type != FLOW_JSON_NUMBER || value.text.len >= 400) {
         return false;
@@ -575,55 +531,3 @@ bool flow_json_number(flow_json value, double *out) {
     return true;
 }
 
-/* --- The derive exports ------------------------------------------------------------------- */
-
-__attribute__((weak)) flow_error *flow_flush(flow_publisher *out) {
-    (void)out;
-    return NULL;
-}
-
-bool exports_flow_plugin_derive_open(exports_flow_plugin_derive_derivation_spec_t *spec,
-                                     exports_flow_plugin_derive_plugin_error_t *err) {
-    flow_spec s = {str_of(&spec->name), str_of(&spec->config), spec->transforms.len};
-    flow_error *e = flow_open(&s);
-    exports_flow_plugin_derive_derivation_spec_free(spec);
-    if (e != NULL) {
-        set_error(err, e, false, 0);
-        return false;
-    }
-    return true;
-}
-
-bool exports_flow_plugin_derive_transform(exports_flow_plugin_derive_list_source_document_t *batch,
-                                          derivation_list_string_t *ret,
-                                          exports_flow_plugin_derive_plugin_error_t *err) {
-    flow_publisher out = {0};
-    flow_error *e = NULL;
-    size_t i;
-    for (i = 0; i < batch->len && e == NULL; i++) {
-        exports_flow_plugin_derive_source_document_t *d = &batch->ptr[i];
-        flow_source source = {d->transform, str_of(&d->key), str_of(&d->document)};
-        e = flow_transform(&source, &out);
-    }
-    exports_flow_plugin_derive_list_source_document_free(batch);
-    if (e != NULL) {
-        drop_published(&out);
-        set_error(err, e, true, (uint32_t)(i - 1));
-        return false;
-    }
-    take_published(&out, ret);
-    return true;
-}
-
-bool exports_flow_plugin_derive_flush(derivation_list_string_t *ret,
-                                      exports_flow_plugin_derive_plugin_error_t *err) {
-    flow_publisher out = {0};
-    flow_error *e = flow_flush(&out);
-    if (e != NULL) {
-        drop_published(&out);
-        set_error(err, e, false, 0);
-        return false;
-    }
-    take_published(&out, ret);
-    return true;
-}

@@ -1,17 +1,12 @@
 /*
- * Flow plugin SDK for C: derivations (wit/flow.wit, world `derivation`), over the bindings
+ * Flow plugin SDK for C: what every world shares (errors as values, the plugin's log, reading
+ * and building JSON text). A derivation includes flow_derive.h, a capture flow_capture.h;
+ * each world's glue (flow_derive.c, flow_capture.c) implements the exports over the bindings
  * wit-bindgen's C generator makes (`flow plugin build` writes them to gen/).
  *
- * The same shape as the Rust, Python and JavaScript SDKs: a plugin defines `flow_open` and
- * `flow_transform` (and, if it wants, `flow_flush`); a transform reads its source document
- * (`source->text`, with `source->key` the shuffle key), keeps per-key state with
- * `flow_state_get/set/clear` (JSON text, committed atomically with what it publishes), and
- * publishes JSON documents with `flow_publish`. An error is a value: return `flow_errorf(...)`
- * and the host fails (or, per the catalog's onError, skips) that document, naming it.
- *
- * Documents arrive as JSON text the host has validated against the source's schema; what a
- * plugin publishes is validated against the derived collection's. `flow_json_*` read fields
- * out of JSON text without building a tree; `flow_buf_*` build JSON text.
+ * An error is a value: return `flow_errorf(...)` from a plugin's function and the host
+ * reports it with the task and plugin version. `flow_json_*` read fields out of JSON text
+ * without building a tree; `flow_buf_*` build JSON text.
  *
  * Every string here is a pointer and a length, not NUL-terminated unless said.
  */
@@ -35,41 +30,17 @@ typedef struct flow_str {
 /* A NUL-terminated C string as a flow_str. */
 flow_str flow_cstr(const char *s);
 
-/* The derivation being opened. */
-typedef struct flow_spec {
-    flow_str name;     /* the derived collection, e.g. acme/customer-totals */
-    flow_str config;   /* the endpoint's `config`, JSON text */
-    size_t transforms; /* how many transforms the catalog gives it */
-} flow_spec;
-
-/* One source document. */
-typedef struct flow_source {
-    uint32_t transform; /* which transform, an index into the catalog's list */
-    flow_str key;       /* the shuffle key as a JSON array, e.g. ["alice"]: the state's key */
-    flow_str text;      /* the document, JSON text */
-} flow_source;
-
-/* Where a transform publishes (owned by the SDK). */
-typedef struct flow_publisher flow_publisher;
-
 /* An error, as a value (made by flow_errorf, owned by the SDK once returned). */
 typedef struct flow_error flow_error;
-
-/* --- What a plugin defines ------------------------------------------------------------ */
-
-/* Called once when the task starts. Return NULL, or an error to refuse to start. */
-flow_error *flow_open(const flow_spec *spec);
-
-/* Called for every source document, in order. Return NULL, or an error for this document. */
-flow_error *flow_transform(const flow_source *source, flow_publisher *out);
-
-/* Optional: called at the end of each transaction; publish what was held back. */
-flow_error *flow_flush(flow_publisher *out);
 
 /* --- Errors, logs ----------------------------------------------------------------------- */
 
 /* An error with a printf-style message. */
 flow_error *flow_errorf(const char *format, ...) __attribute__((format(printf, 1, 2)));
+/* An error's message (valid until the error is freed or returned). */
+flow_str flow_error_message(const flow_error *e);
+/* Free an error that will not be returned (e.g. after wrapping its message in another). */
+void flow_error_free(flow_error *e);
 
 typedef enum flow_level {
     FLOW_TRACE,
@@ -101,22 +72,6 @@ void flow_buf_number(flow_buf *b, double value);
 void flow_buf_string(flow_buf *b, flow_str s);
 void flow_buf_free(flow_buf *b);
 
-/* --- Publishing ------------------------------------------------------------------------- */
-
-/* Publish one document, JSON text (copied). */
-void flow_publish(flow_publisher *out, const char *json, size_t len);
-/* Publish the buffer's text and empty it (it can be used again). */
-void flow_publish_buf(flow_publisher *out, flow_buf *json);
-
-/* --- State, per shuffle key ------------------------------------------------------------- */
-
-/* The state of `key` into `value` (replacing its contents): false if there is none. */
-bool flow_state_get(flow_str key, flow_buf *value);
-/* Replace the state of `key` with `json`, JSON text. */
-void flow_state_set(flow_str key, const char *json, size_t len);
-/* Remove the state of `key`. */
-void flow_state_clear(flow_str key);
-
 /* --- Reading JSON text ------------------------------------------------------------------ */
 
 typedef enum flow_json_type {
@@ -138,10 +93,25 @@ typedef struct flow_json {
 bool flow_json_parse(flow_str text, flow_json *out);
 /* The member `field` of an object: false if `object` is not an object or has no such member. */
 bool flow_json_get(flow_json object, const char *field, flow_json *out);
+/* The items of an array, for flow_json_next: `flow_str items = flow_json_items(array);`
+ * (empty if `array` is not an array). */
+flow_str flow_json_items(flow_json array);
+/* The next item of `*items` into `*item`, and `*items` moved past it: false at the end (or
+ * where the text is not a JSON value). */
+bool flow_json_next(flow_str *items, flow_json *item);
 /* A number's value: false if `value` is not a number. */
 bool flow_json_number(flow_json value, double *out);
 /* A string's characters, unescaped, into `out` (replacing its contents): false if not a string. */
 bool flow_json_string(flow_json value, flow_buf *out);
+
+/* --- For the worlds' glue (flow_derive.c, flow_capture.c), not for plugins ------------- */
+
+/* Write one log line through the world's bindings (defined by the glue). */
+void flow__log_write(flow_level level, const char *message, size_t len);
+/* The error's message (malloc'd, never empty) and its length; the error itself is freed. */
+char *flow__error_take(flow_error *e, size_t *len);
+/* `p`, or a trap if it is NULL (out of memory). */
+void *flow__must(void *p);
 
 #ifdef __cplusplus
 }

@@ -3,11 +3,7 @@
 // `npm run types`); `exportDerivation` returns the `derive` export those types describe, so
 // `tsc` checks a plugin against the contract.
 
-export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
-
-/** A failure the host reports with the task and plugin version, naming the document when
- * thrown from `transform`. */
-export class PluginError extends Error {}
+export { type Level, PluginError, log } from './flow_base.js';
 
 export interface Transform {
   name: string;
@@ -49,8 +45,6 @@ export const state: {
   set(key: string, value: unknown): void;
   clear(key: string): void;
 };
-
-export function log(message: unknown, level?: Level): void;
 
 export function exportDerivation(
   derivation: new (spec: Spec) => Derivation,

@@ -22,13 +22,10 @@
 // as the Rust SDK (sdk/rust): a constructor per task start or version switch, `transform` per
 // source document, `flush` at the end of every transaction.
 
-import { write } from 'flow:plugin/log@0.1.5';
 import * as rawState from 'flow:plugin/state@0.1.5';
+import { PluginError, failure, json } from './flow_base.js';
 
-/** A failure the host reports with the task and plugin version: thrown from `transform`, it
- * names the source document (the task fails, or skips the document, as the catalog's
- * `onError` says). Anything else thrown is reported the same way, with its name. */
-export class PluginError extends Error {}
+export { PluginError, log } from './flow_base.js';
 
 /** Extend it and implement `transform`; the constructor and `flush` are optional. */
 export class Derivation {
@@ -63,12 +60,6 @@ export const state = {
   },
 };
 
-/** One line in the plugin's log (`flow plugin logs NAME`): level trace, debug, info, warn or
- * error. */
-export function log(message, level = 'info') {
-  write(level, String(message));
-}
-
 /** A source document: `transform` (an index into `spec.transforms`), `key` (its shuffle key
  * as JSON text, also its key for `state`), `text` (its JSON text), `doc` (parsed on first
  * use). */
@@ -84,20 +75,6 @@ class Source {
     if (this.parsed === undefined) this.parsed = JSON.parse(this.text);
     return this.parsed;
   }
-}
-
-/** `value` as JSON text; an error naming `what` for a value JSON cannot hold (undefined, a
- * function). */
-function json(value, what) {
-  const text = JSON.stringify(value);
-  if (text === undefined) throw new PluginError(`${what}: ${typeof value} is not a JSON value`);
-  return text;
-}
-
-function failure(e, document) {
-  const message =
-    e instanceof PluginError ? e.message : `${(e && e.name) || 'Error'}: ${e && e.message !== undefined ? e.message : String(e)}`;
-  return { message, document };
 }
 
 /** The `derive` export of derivation class `Class`: `export const derive = exportDerivation(Class)`. */

@@ -47,20 +47,24 @@ fn makes_the_acme_table(component: &Path) {
     });
 }
 
-/// The conformance catalog's report for `component` standing for its plugin, with what differs
-/// from run to run (`_meta`) and from language to language (`110` or `110.0`) evened out, is
-/// `tests/conformance/expected.txt`.
-fn conforms(component: &Path) {
-    let catalog = root().join("tests/conformance/flow.yaml");
+/// The report of the conformance catalog of `world` (`tests/conformance/WORLD.flow.yaml`) for
+/// `component` standing for its plugin, with what differs from run to run (`_meta`) and from
+/// language to language (`110` or `110.0`) evened out, is `tests/conformance/WORLD.expected.txt`.
+fn conforms(world: &str, component: &Path) {
+    let catalog = root().join(format!("tests/conformance/{world}.flow.yaml"));
+    let plugin = match world {
+        "capture" => "acme/orders-source",
+        _ => "acme/totals",
+    };
     let out = Command::new(flow_tests::Proc::binary())
         .args(["catalog", "test", "--source"])
         .arg(&catalog)
         .arg("--plugin")
-        .arg(format!("acme/totals={}", component.display()))
+        .arg(format!("{plugin}={}", component.display()))
         .output()
         .unwrap();
     let report = normalized(&String::from_utf8_lossy(&out.stdout));
-    let expected_at = root().join("tests/conformance/expected.txt");
+    let expected_at = root().join(format!("tests/conformance/{world}.expected.txt"));
     let expected = std::fs::read_to_string(&expected_at).unwrap();
     assert!(
         report == expected,
@@ -147,7 +151,7 @@ fn a_rust_project_builds_and_passes_its_tests() {
         "{out}"
     );
     makes_the_acme_table(&dir.join("plugin.wasm"));
-    conforms(&dir.join("plugin.wasm"));
+    conforms("derivation", &dir.join("plugin.wasm"));
 }
 
 #[test]
@@ -169,7 +173,7 @@ fn a_python_project_builds_and_passes_its_tests_and_a_wrong_expectation_fails() 
         "{out}"
     );
     makes_the_acme_table(&dir.join("plugin.wasm"));
-    conforms(&dir.join("plugin.wasm"));
+    conforms("derivation", &dir.join("plugin.wasm"));
 
     // The plugin's own result is what is tested: a changed expectation fails, with a diff;
     // an order the plugin refuses (the SDK's `Error`) fails its task, naming the document.
@@ -226,7 +230,7 @@ fn a_js_project_builds_and_passes_its_tests_and_errors_name_the_document() {
     );
     assert!(out.contains("catalog tests: 1 passed, 1 failed"), "{out}");
     makes_the_acme_table(&dir.join("plugin.wasm"));
-    conforms(&dir.join("plugin.wasm"));
+    conforms("derivation", &dir.join("plugin.wasm"));
 }
 
 /// A new `lang` project in `tmp/folder` passes its own tests, makes the acme table on a host
@@ -242,7 +246,7 @@ fn a_working_project(tmp: &Path, folder: &str, lang: &str) -> std::path::PathBuf
         "{out}"
     );
     makes_the_acme_table(&dir.join("plugin.wasm"));
-    conforms(&dir.join("plugin.wasm"));
+    conforms("derivation", &dir.join("plugin.wasm"));
     dir
 }
 
@@ -306,6 +310,52 @@ fn a_c_project_builds_with_the_bindings_flow_makes_and_passes_its_tests() {
     assert!(out.contains("failed to compile"), "{out}");
     let (ok, out) = flow(&["catalog", "test", "--source", catalog], &[]);
     assert!(!ok && out.contains("is not built yet"), "{out}");
+}
+
+#[test]
+fn a_capture_project_in_every_language_answers_the_conformance_catalog_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = root().join("plugins/target");
+    for lang in ["c", "rust", "python", "js", "ts"] {
+        let dir = tmp.path().join(format!("{lang}-orders"));
+        let d = dir.to_str().unwrap();
+        let (ok, out) = flow(
+            &[
+                "plugin",
+                "init",
+                d,
+                "--lang",
+                lang,
+                "--world",
+                "capture",
+                "--name",
+                "acme/orders-source",
+            ],
+            &[],
+        );
+        assert!(ok, "{lang}: {out}");
+        let manifest = std::fs::read_to_string(dir.join("flow-plugin.yaml")).unwrap();
+        assert!(manifest.contains("world: capture"), "{manifest}");
+        if lang == "rust" {
+            std::fs::copy(root().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        }
+        // The template's own test: pages, then a resume after the last order.
+        let (ok, out) = flow(
+            &["plugin", "test", d],
+            &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+        );
+        assert!(
+            ok && out.contains("catalog tests: 1 passed, 0 failed"),
+            "{lang}: {out}"
+        );
+        assert!(
+            out.contains(
+                "info: opening acme/orders-api at https://api.example.com/orders, after order 2"
+            ),
+            "{lang}: {out}"
+        );
+        conforms("capture", &dir.join("plugin.wasm"));
+    }
 }
 
 #[test]

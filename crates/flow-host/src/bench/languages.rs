@@ -2,8 +2,9 @@
 //! language with a template, through the same host calls (state in memory, batches of 1,024):
 //! docs/s next to the Rust plugin's and native Rust doing the same work; component size; and
 //! deploy-to-live on a running host, cold (compiled at deploy) and cached (a rollback to it).
-//! Python, JavaScript and TypeScript are built here from their templates (`crate::project`), so their
-//! toolchains must be installed; a language that cannot be built says why and is not measured.
+//! Python, JavaScript, TypeScript and C are built here from their templates (`crate::project`),
+//! so their toolchains must be installed; a language that cannot be built says why and is not
+//! measured.
 
 use super::derive::{MemState, packed, transform_all};
 use crate::project::{Lang, World};
@@ -125,6 +126,7 @@ pub fn run(plugins: &Path, n: usize) -> anyhow::Result<()> {
         ("Python", Lang::Python),
         ("JavaScript", Lang::Js),
         ("TypeScript", Lang::Ts),
+        ("C", Lang::C),
     ] {
         let component = match lang {
             Lang::Rust => Ok(rust.clone()),

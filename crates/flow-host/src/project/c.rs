@@ -157,6 +157,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn c_bindings_for_the_capture_world() {
+        let files = bindings(super::super::WIT, "capture").unwrap();
+        let header = files.iter().find(|(n, _)| n == "capture.h").unwrap();
+        let header = String::from_utf8_lossy(&header.1);
+        for f in [
+            "exports_flow_plugin_source_poll(",
+            "flow_plugin_http_send(",
+            "flow_plugin_progress_source_time(",
+        ] {
+            assert!(header.contains(f), "{f}");
+        }
+    }
+
+    #[test]
     fn c_bindings_for_the_derivation_world() {
         let files = bindings(super::super::WIT, "derivation").unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();

@@ -23,20 +23,37 @@ pub const COMPONENT: &str = "plugin.wasm";
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 const CATALOG_TEMPLATE: &str = include_str!("templates/flow.yaml");
+/// The capture world's templates: orders paged from an HTTP API, in each language.
+const CAPTURE_CATALOG_TEMPLATE: &str = include_str!("templates/capture/flow.yaml");
+const CAPTURE_RUST_TEMPLATE: &str = include_str!("templates/capture/lib.rs");
+const CAPTURE_PYTHON_TEMPLATE: &str = include_str!("templates/capture/app.py");
+const CAPTURE_JS_TEMPLATE: &str = include_str!("templates/capture/app.js");
+const CAPTURE_TS_TEMPLATE: &str = include_str!("templates/capture/app.ts");
+const CAPTURE_C_TEMPLATE: &str = include_str!("templates/capture/app.c");
 const CARGO_TEMPLATE: &str = include_str!("templates/Cargo.toml.in");
 const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
 /// The Python SDK, copied into a Python project beside its `app.py`.
 const PYTHON_SDK: &str = include_str!("../../../../sdk/python/flow_sdk.py");
 const JS_TEMPLATE: &str = include_str!("templates/app.js");
 const PACKAGE_TEMPLATE: &str = include_str!("templates/package.json.in");
-/// The JavaScript SDK, copied into a JavaScript or TypeScript project beside its `app.js`.
+/// The JavaScript SDK, copied into a JavaScript or TypeScript project beside its `app.js`:
+/// what every world shares, then the derivation's or the capture's module.
+const JS_SDK_BASE: &str = include_str!("../../../../sdk/js/flow_base.js");
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
-/// Its types, for TypeScript projects.
+const JS_SDK_CAPTURE: &str = include_str!("../../../../sdk/js/flow_capture.js");
+/// Their types, for TypeScript projects.
+const JS_SDK_BASE_TYPES: &str = include_str!("../../../../sdk/js/flow_base.d.ts");
 const JS_SDK_TYPES: &str = include_str!("../../../../sdk/js/flow_sdk.d.ts");
+const JS_SDK_CAPTURE_TYPES: &str = include_str!("../../../../sdk/js/flow_capture.d.ts");
 const C_TEMPLATE: &str = include_str!("templates/app.c");
-/// The C SDK, copied into a C project beside its `app.c`.
+/// The C SDK, copied into a C project beside its `app.c`: what every world shares, then the
+/// derivation's or the capture's glue.
 const C_SDK_HEADER: &str = include_str!("../../../../sdk/c/flow_sdk.h");
 const C_SDK: &str = include_str!("../../../../sdk/c/flow_sdk.c");
+const C_SDK_DERIVE_HEADER: &str = include_str!("../../../../sdk/c/flow_derive.h");
+const C_SDK_DERIVE: &str = include_str!("../../../../sdk/c/flow_derive.c");
+const C_SDK_CAPTURE_HEADER: &str = include_str!("../../../../sdk/c/flow_capture.h");
+const C_SDK_CAPTURE: &str = include_str!("../../../../sdk/c/flow_capture.c");
 const TS_TEMPLATE: &str = include_str!("templates/app.ts");
 const TS_PACKAGE_TEMPLATE: &str = include_str!("templates/package-ts.json.in");
 const TSCONFIG_TEMPLATE: &str = include_str!("templates/tsconfig.json");
@@ -78,14 +95,23 @@ pub struct Manifest {
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
     let not_yet = |what: &str| {
         anyhow::anyhow!(
-            "{what}: not yet; `flow plugin init` writes derivations (in rust, python, js, ts or c). Write \
+            "{what}: not yet; `flow plugin init` writes derivations and captures (in rust, python, js, ts or c). Write \
              the component against wit/flow.wit (the worlds are listed there) and deploy it \
              with `flow plugin deploy NAME FILE.wasm`"
         )
     };
-    if world != World::Derivation {
+    if world == World::Materialization {
         return Err(not_yet(&format!("--world {}", value_name(world))));
     }
+    let capture = world == World::Capture;
+    // The template of this world in this language.
+    let pick = |derivation: &str, capture_template: &str| {
+        if capture {
+            capture_template.to_string()
+        } else {
+            derivation.to_string()
+        }
+    };
     if dir.exists()
         && std::fs::read_dir(dir)
             .with_context(|| format!("failed to read {}", dir.display()))?
@@ -118,7 +144,8 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
         // Quoted: a name like `2024` or `true` is a number or a boolean to YAML.
         (
             "flow.yaml",
-            CATALOG_TEMPLATE.replace("{{NAME}}", &serde_json::to_string(&name)?),
+            pick(CATALOG_TEMPLATE, CAPTURE_CATALOG_TEMPLATE)
+                .replace("{{NAME}}", &serde_json::to_string(&name)?),
         ),
     ];
     match lang {
@@ -133,18 +160,23 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                         &serde_json::to_string(&sdk.display().to_string())?,
                     ),
             ));
-            files.push(("src/lib.rs", rust_source()));
+            files.push(("src/lib.rs", pick(&rust_source(), CAPTURE_RUST_TEMPLATE)));
         }
         Lang::Python => {
-            files.push(("app.py", PYTHON_TEMPLATE.to_string()));
+            files.push(("app.py", pick(PYTHON_TEMPLATE, CAPTURE_PYTHON_TEMPLATE)));
             files.push(("flow_sdk.py", PYTHON_SDK.to_string()));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
         Lang::Js | Lang::Ts => {
             let package = match lang {
                 Lang::Ts => {
-                    files.push(("app.ts", TS_TEMPLATE.to_string()));
-                    files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
+                    files.push(("app.ts", pick(TS_TEMPLATE, CAPTURE_TS_TEMPLATE)));
+                    files.push(("flow_base.d.ts", JS_SDK_BASE_TYPES.to_string()));
+                    if capture {
+                        files.push(("flow_capture.d.ts", JS_SDK_CAPTURE_TYPES.to_string()));
+                    } else {
+                        files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
+                    }
                     files.push((
                         "tsconfig.json",
                         TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
@@ -152,23 +184,36 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                     TS_PACKAGE_TEMPLATE
                 }
                 _ => {
-                    files.push(("app.js", JS_TEMPLATE.to_string()));
+                    files.push(("app.js", pick(JS_TEMPLATE, CAPTURE_JS_TEMPLATE)));
                     PACKAGE_TEMPLATE
                 }
             };
-            files.push(("flow_sdk.js", JS_SDK.to_string()));
+            files.push(("flow_base.js", JS_SDK_BASE.to_string()));
+            if capture {
+                files.push(("flow_capture.js", JS_SDK_CAPTURE.to_string()));
+            } else {
+                files.push(("flow_sdk.js", JS_SDK.to_string()));
+            }
             files.push((
                 "package.json",
                 package
                     .replace("{{PACKAGE}}", &crate_name(&name))
+                    .replace("{{WORLD}}", &value_name(world))
                     .replace("{{VERSION}}", wit_version()),
             ));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
         Lang::C => {
-            files.push(("app.c", C_TEMPLATE.to_string()));
+            files.push(("app.c", pick(C_TEMPLATE, CAPTURE_C_TEMPLATE)));
             files.push(("flow_sdk.h", C_SDK_HEADER.to_string()));
             files.push(("flow_sdk.c", C_SDK.to_string()));
+            if capture {
+                files.push(("flow_capture.h", C_SDK_CAPTURE_HEADER.to_string()));
+                files.push(("flow_capture.c", C_SDK_CAPTURE.to_string()));
+            } else {
+                files.push(("flow_derive.h", C_SDK_DERIVE_HEADER.to_string()));
+                files.push(("flow_derive.c", C_SDK_DERIVE.to_string()));
+            }
         }
     }
     for (path, text) in files {
@@ -197,7 +242,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     match manifest.lang {
         Lang::Rust => build_rust(dir, &out)?,
-        Lang::Python => build_python(dir, &out)?,
+        Lang::Python => build_python(dir, &out, manifest.world)?,
         Lang::Js | Lang::Ts => build_js(dir, &out)?,
         Lang::C => c::build(dir, &out, WIT, &value_name(manifest.world))?,
     }
@@ -284,13 +329,13 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_python(dir: &Path, out: &Path, world: World) -> anyhow::Result<()> {
     if missing("componentize-py")? {
         anyhow::bail!(
             "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
         );
     }
-    let world = format!("flow:plugin/derivation@{}", wit_version());
+    let world = format!("flow:plugin/{}@{}", value_name(world), wit_version());
     run_in(
         dir,
         "componentize-py",
@@ -451,8 +496,14 @@ mod tests {
 
     #[test]
     fn the_js_sdk_imports_this_wit_version() {
-        let at = format!("'flow:plugin/log@{}'", wit_version());
-        assert!(JS_SDK.contains(&at), "sdk/js/flow_sdk.js must import {at}");
+        for (sdk, file, import) in [
+            (JS_SDK_BASE, "flow_base.js", "log"),
+            (JS_SDK, "flow_sdk.js", "state"),
+            (JS_SDK_CAPTURE, "flow_capture.js", "http"),
+        ] {
+            let at = format!("'flow:plugin/{import}@{}'", wit_version());
+            assert!(sdk.contains(&at), "sdk/js/{file} must import {at}");
+        }
     }
 
     #[test]

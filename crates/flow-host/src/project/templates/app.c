@@ -9,7 +9,7 @@
  *   flow plugin build    # bindings (gen/), clang for wasm32-wasi, then plugin.wasm
  *   flow plugin test     # flow.yaml's tests against plugin.wasm, no server needed
  */
-#include "flow_sdk.h"
+#include "flow_derive.h"
 
 flow_error *flow_open(const flow_spec *spec) {
     flow_log(FLOW_INFO, "opening %.*s with %zu transform(s)", (int)spec->name.len,
