@@ -66,7 +66,7 @@ enum Command {
     /// `--docs` documents beside psql's \copy of the same rows; `capture` (PostgreSQL): a
     /// backfill of a `--docs`-row table beside psql's COPY TO STDOUT, and commit -> captured
     /// document latency at 1k changes/s. `languages`: the customer-totals derivation of `flow
-    /// plugin init` in Rust, Python, JavaScript and TypeScript (all but Rust built here, so
+    /// plugin init` in Rust, Python, JavaScript, TypeScript and C (all but Rust built here, so
     /// their toolchains must be installed): docs/s beside native Rust, component size,
     /// deploy-to-live cold and cached.
     /// Build with --release for meaningful numbers (`make bench`).

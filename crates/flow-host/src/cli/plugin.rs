@@ -11,28 +11,30 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum PluginCmd {
     /// Write a new plugin project into DIR: the plugin's source (a derivation keeping running
-    /// totals per customer in host state), `flow.yaml` (a catalog using it, with tests) and
+    /// totals per customer in host state, or with `--world capture` a capture paging through
+    /// an orders API by id), `flow.yaml` (a catalog using it, with tests) and
     /// `flow-plugin.yaml` (its name, language and world). Then `flow plugin test DIR`.
     Init {
         /// The project's folder; it must not exist or be empty.
         dir: PathBuf,
         /// The plugin's language: rust (cargo, target wasm32-wasip2), python
-        /// (componentize-py), js (componentize-js, installed by npm into the project) or ts
-        /// (the same, after `jco types` from wit/ and `tsc`). c is refused until its template
-        /// exists.
+        /// (componentize-py), js (componentize-js, installed by npm into the project), ts
+        /// (the same, after `jco types` from wit/ and `tsc`) or c (clang for wasm32-wasi;
+        /// flow itself writes the bindings and makes the component).
         #[arg(long, value_enum)]
         lang: crate::project::Lang,
         /// The plugin's name, as `flow plugin deploy` and the catalog's `wasm: { plugin }`
         /// use it (default: DIR's folder name).
         #[arg(long)]
         name: Option<String>,
-        /// The world the plugin implements (only derivation has a template yet).
+        /// The world the plugin implements: derivation or capture (materialization has no
+        /// template yet, and is refused).
         #[arg(long, value_enum, default_value = "derivation")]
         world: crate::project::World,
     },
     /// Build the plugin project in DIR into DIR/plugin.wasm with its language's toolchain
-    /// (cargo for rust, componentize-py for python, `npm run build` for js and ts), saying
-    /// what to install where one is missing.
+    /// (cargo for rust, componentize-py for python, `npm run build` for js and ts, clang for
+    /// c), saying what to install where one is missing.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
