@@ -1,6 +1,8 @@
 /*
- * Flow plugin SDK for C: the derivation world's exports over wit-bindgen's bindings
- * (gen/derivation.h, written by `flow plugin build`), and what flow_derive.h declares.
+ * Flow plugin SDK for C: the derivation's exports over wit-bindgen's bindings of the
+ * `derivation-packed` world (gen/derivation_packed.h, written by `flow plugin build`): a
+ * call's documents arrive in a few buffers and what it publishes leaves in two, rather than
+ * an allocation and a copy per document each way. And what flow_derive.h declares.
  *
  * Ownership follows wit-bindgen's C rules: an export owns its arguments (freed here), what it
  * returns is freed by the generated post-return functions, and an import's results are the
@@ -8,38 +10,40 @@
  */
 #include "flow_derive.h"
 
-#include "derivation.h"
+#include "derivation_packed.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define must flow__must
 
+/* What a call publishes, packed: document i is text[ends[i - 1]..ends[i]]. */
 struct flow_publisher {
-    derivation_string_t *items;
+    flow_buf text;
+    uint32_t *ends;
     size_t len;
     size_t cap;
 };
 
-static flow_str str_of(const derivation_string_t *s) {
+static flow_str str_of(const derivation_packed_string_t *s) {
     return (flow_str){(const char *)s->ptr, s->len};
 }
 
-static derivation_string_t wit_str(flow_str s) {
-    return (derivation_string_t){(uint8_t *)s.ptr, s.len};
+static derivation_packed_string_t wit_str(flow_str s) {
+    return (derivation_packed_string_t){(uint8_t *)s.ptr, s.len};
 }
 
 void flow__log_write(flow_level level, const char *message, size_t len) {
-    derivation_string_t line = {(uint8_t *)message, len};
+    derivation_packed_string_t line = {(uint8_t *)message, len};
     flow_plugin_log_write((flow_plugin_log_level_t)level, &line);
 }
 
 /* The error's message becomes the returned plugin-error's (freed by the post-return). */
-static void set_error(exports_flow_plugin_derive_plugin_error_t *err, flow_error *e,
+static void set_error(exports_flow_plugin_derive_packed_plugin_error_t *err, flow_error *e,
                       bool has_document, uint32_t document) {
     size_t len;
     char *message = flow__error_take(e, &len);
-    err->message = (derivation_string_t){(uint8_t *)message, len};
+    err->message = (derivation_packed_string_t){(uint8_t *)message, len};
     err->document.is_some = has_document;
     err->document.val = document;
 }
@@ -47,46 +51,44 @@ static void set_error(exports_flow_plugin_derive_plugin_error_t *err, flow_error
 /* --- Publishing --------------------------------------------------------------------------- */
 
 void flow_publish(flow_publisher *out, const char *json, size_t len) {
-    flow_buf copy = {0};
-    flow_buf_append(&copy, json, len);
-    flow_publish_buf(out, &copy);
+    if (out->len == out->cap) {
+        out->cap = out->cap ? out->cap * 2 : 64;
+        out->ends = must(realloc(out->ends, out->cap * sizeof *out->ends));
+    }
+    flow_buf_append(&out->text, json, len);
+    out->ends[out->len++] = (uint32_t)out->text.len;
 }
 
 void flow_publish_buf(flow_publisher *out, flow_buf *json) {
-    if (out->len == out->cap) {
-        out->cap = out->cap ? out->cap * 2 : 16;
-        out->items = must(realloc(out->items, out->cap * sizeof *out->items));
-    }
-    /* The list's strings are freed by the post-return only when not empty. */
-    if (json->len == 0) {
-        flow_buf_puts(json, " ");
-    }
-    out->items[out->len++] = (derivation_string_t){(uint8_t *)json->ptr, json->len};
-    *json = (flow_buf){0};
+    flow_publish(out, json->ptr, json->len);
+    json->len = 0;
 }
 
-/* Hand what was published to the host; an empty list holds no allocation. */
-static void take_published(flow_publisher *out, derivation_list_string_t *ret) {
+/* Hand what was published to the host (the post-return frees what is not empty). */
+static void take_published(flow_publisher *out,
+                           exports_flow_plugin_derive_packed_published_t *ret) {
     if (out->len == 0) {
-        free(out->items);
-        *ret = (derivation_list_string_t){NULL, 0};
-    } else {
-        *ret = (derivation_list_string_t){out->items, out->len};
+        free(out->ends);
+        flow_buf_free(&out->text);
+        *ret = (exports_flow_plugin_derive_packed_published_t){{NULL, 0}, {NULL, 0}};
+        return;
     }
+    *ret = (exports_flow_plugin_derive_packed_published_t){
+        {(uint8_t *)out->text.ptr, out->text.len},
+        {out->ends, out->len},
+    };
 }
 
 static void drop_published(flow_publisher *out) {
-    for (size_t i = 0; i < out->len; i++) {
-        free(out->items[i].ptr);
-    }
-    free(out->items);
+    free(out->ends);
+    flow_buf_free(&out->text);
 }
 
 /* --- State -------------------------------------------------------------------------------- */
 
 bool flow_state_get(flow_str key, flow_buf *value) {
-    derivation_string_t k = wit_str(key);
-    derivation_string_t got;
+    derivation_packed_string_t k = wit_str(key);
+    derivation_packed_string_t got;
     if (!flow_plugin_state_get(&k, &got)) {
         return false;
     }
@@ -96,13 +98,13 @@ bool flow_state_get(flow_str key, flow_buf *value) {
 }
 
 void flow_state_set(flow_str key, const char *json, size_t len) {
-    derivation_string_t k = wit_str(key);
-    derivation_string_t v = {(uint8_t *)json, len};
+    derivation_packed_string_t k = wit_str(key);
+    derivation_packed_string_t v = {(uint8_t *)json, len};
     flow_plugin_state_set(&k, &v);
 }
 
 void flow_state_clear(flow_str key) {
-    derivation_string_t k = wit_str(key);
+    derivation_packed_string_t k = wit_str(key);
     flow_plugin_state_clear(&k);
 }
 
@@ -113,11 +115,11 @@ __attribute__((weak)) flow_error *flow_flush(flow_publisher *out) {
     return NULL;
 }
 
-bool exports_flow_plugin_derive_open(exports_flow_plugin_derive_derivation_spec_t *spec,
-                                     exports_flow_plugin_derive_plugin_error_t *err) {
+bool exports_flow_plugin_derive_packed_open(exports_flow_plugin_derive_packed_derivation_spec_t *spec,
+                                     exports_flow_plugin_derive_packed_plugin_error_t *err) {
     flow_spec s = {str_of(&spec->name), str_of(&spec->config), spec->transforms.len};
     flow_error *e = flow_open(&s);
-    exports_flow_plugin_derive_derivation_spec_free(spec);
+    exports_flow_plugin_derive_packed_derivation_spec_free(spec);
     if (e != NULL) {
         set_error(err, e, false, 0);
         return false;
@@ -125,29 +127,54 @@ bool exports_flow_plugin_derive_open(exports_flow_plugin_derive_derivation_spec_
     return true;
 }
 
-bool exports_flow_plugin_derive_transform(exports_flow_plugin_derive_list_source_document_t *batch,
-                                          derivation_list_string_t *ret,
-                                          exports_flow_plugin_derive_plugin_error_t *err) {
+bool exports_flow_plugin_derive_packed_transform(
+    exports_flow_plugin_derive_packed_source_batch_t *batch,
+    exports_flow_plugin_derive_packed_published_t *ret,
+    exports_flow_plugin_derive_packed_plugin_error_t *err) {
     flow_publisher out = {0};
     flow_error *e = NULL;
-    size_t i;
-    for (i = 0; i < batch->len && e == NULL; i++) {
-        exports_flow_plugin_derive_source_document_t *d = &batch->ptr[i];
-        flow_source source = {d->transform, str_of(&d->key), str_of(&d->document)};
-        e = flow_transform(&source, &out);
+    size_t n = batch->document_ends.len;
+    if (batch->key_ends.len != n || batch->transforms.len != n) {
+        e = flow_errorf("the host's batch is packed wrongly: %zu documents, %zu keys, %zu transforms",
+                        n, batch->key_ends.len, batch->transforms.len);
+        n = 0;
     }
-    exports_flow_plugin_derive_list_source_document_free(batch);
+    const char *keys = (const char *)batch->keys.ptr;
+    const char *documents = (const char *)batch->documents.ptr;
+    uint32_t key_start = 0, document_start = 0;
+    size_t failed = SIZE_MAX; /* the document the plugin failed, if it did */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key_end = batch->key_ends.ptr[i], document_end = batch->document_ends.ptr[i];
+        if (key_end < key_start || key_end > batch->keys.len || document_end < document_start ||
+            document_end > batch->documents.len) {
+            e = flow_errorf("the host's batch is packed wrongly at document %zu", i);
+            break;
+        }
+        flow_source source = {
+            batch->transforms.ptr[i],
+            {keys + key_start, key_end - key_start},
+            {documents + document_start, document_end - document_start},
+        };
+        e = flow_transform(&source, &out);
+        if (e != NULL) {
+            failed = i;
+            break;
+        }
+        key_start = key_end;
+        document_start = document_end;
+    }
+    exports_flow_plugin_derive_packed_source_batch_free(batch);
     if (e != NULL) {
         drop_published(&out);
-        set_error(err, e, true, (uint32_t)(i - 1));
+        set_error(err, e, failed != SIZE_MAX, (uint32_t)failed);
         return false;
     }
     take_published(&out, ret);
     return true;
 }
 
-bool exports_flow_plugin_derive_flush(derivation_list_string_t *ret,
-                                      exports_flow_plugin_derive_plugin_error_t *err) {
+bool exports_flow_plugin_derive_packed_flush(exports_flow_plugin_derive_packed_published_t *ret,
+                                      exports_flow_plugin_derive_packed_plugin_error_t *err) {
     flow_publisher out = {0};
     flow_error *e = flow_flush(&out);
     if (e != NULL) {

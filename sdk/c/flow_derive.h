@@ -53,7 +53,8 @@ flow_error *flow_flush(flow_publisher *out);
 
 /* Publish one document, JSON text (copied). */
 void flow_publish(flow_publisher *out, const char *json, size_t len);
-/* Publish the buffer's text and empty it (it can be used again). */
+/* Publish the buffer's text (copied) and empty it: it keeps its memory, to be used again
+ * (free it when done). */
 void flow_publish_buf(flow_publisher *out, flow_buf *json);
 
 /* --- State, per shuffle key ------------------------------------------------------------- */

@@ -80,6 +80,53 @@ void flow_buf_printf(flow_buf *b, const char *format, ...) {
     va_end(args);
 }
 
+/* `v` in decimal, `width` digits at least (zeros in front). */
+static void put_uint(flow_buf *b, uint64_t v, int width) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 || n < width);
+    reserve(b, (size_t)n);
+    while (n > 0) {
+        b->ptr[b->len++] = digits[--n];
+    }
+}
+
+/* Powers of ten a double holds exactly. */
+static const double exact_tens[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A number with at most 6 decimals and under 1e9 written by integer arithmetic: printf and
+ * strtod of wasi-libc compute in 128-bit long doubles, in software. `d` digits after
+ * the point: the fewest that read back as the same double (m / 10^d rounds to `value` just as
+ * reading the text does). */
+static bool number_fast(flow_buf *b, double value) {
+    double magnitude = fabs(value);
+    if (magnitude >= 1e9) {
+        return false;
+    }
+    for (int d = 1; d <= 6; d++) {
+        double m = magnitude * exact_tens[d];
+        if (m != floor(m) || m / exact_tens[d] != magnitude) {
+            continue;
+        }
+        uint64_t digits = (uint64_t)m;
+        uint64_t scale = (uint64_t)exact_tens[d];
+        if (value < 0) {
+            flow_buf_append(b, "-", 1);
+        }
+        /* Trailing zeros were ruled out by trying fewer decimals first. */
+        put_uint(b, digits / scale, 1);
+        flow_buf_append(b, ".", 1);
+        put_uint(b, digits % scale, d);
+        return true;
+    }
+    return false;
+}
+
 void flow_buf_number(flow_buf *b, double value) {
     if (!isfinite(value)) {
         flow_buf_puts(b, "null");
@@ -88,11 +135,19 @@ void flow_buf_number(flow_buf *b, double value) {
     char text[32];
     /* Whole numbers as integers (110, not 1.1e+02), up to where doubles stop being exact. */
     if (value == trunc(value) && fabs(value) < 9007199254740992.0) {
-        snprintf(text, sizeof text, "%.0f", value);
-        flow_buf_puts(b, text);
+        if (signbit(value)) {
+            flow_buf_append(b, "-", 1);
+        }
+        put_uint(b, (uint64_t)fabs(value), 1);
         return;
     }
-    for (int precision = 1; precision <= 17; precision++) {
+    /* 15 significant digits read back as the same double for most values and %g drops
+     * trailing zeros, so this is the shortest text in one try; else 16, then 17, which
+     * always reads back. (Trying 1, 2, .. 17 cost a printf and a strtod per digit.) */
+    if (number_fast(b, value)) {
+        return;
+    }
+    for (int precision = 15; precision <= 17; precision++) {
         snprintf(text, sizeof text, "%.*g", precision, value);
         if (strtod(text, NULL) == value) {
             break;
@@ -520,9 +575,39 @@ bool flow_json_next(flow_str *items, flow_json *item) {
     return true;
 }
 
+/* A plain decimal (no exponent, at most 15 digits) as the double nearest it, by one exact
+ * division (Clinger's fast path); false for anything else, which strtod reads. */
+static bool number_text_fast(flow_str t, double *out) {
+    const char *p = t.ptr, *end = t.ptr + t.len;
+    bool negative = p < end && *p == '-';
+    p += negative;
+    uint64_t m = 0;
+    int digits = 0, decimals = 0;
+    bool point = false;
+    for (; p < end; p++) {
+        if (*p >= '0' && *p <= '9') {
+            if (++digits > 15) {
+                return false;
+            }
+            m = m * 10 + (uint64_t)(*p - '0');
+            decimals += point;
+        } else if (*p == '.' && !point) {
+            point = true;
+        } else {
+            return false;
+        }
+    }
+    double v = (double)m / exact_tens[decimals];
+    *out = negative ? -v : v;
+    return true;
+}
+
 bool flow_json_number(flow_json value, double *out) {
     if (value.type != FLOW_JSON_NUMBER || value.text.len >= 400) {
         return false;
+    }
+    if (number_text_fast(value.text, out)) {
+        return true;
     }
     char text[400];
     memcpy(text, value.text.ptr, value.text.len);

@@ -283,9 +283,10 @@ fn a_ts_project_is_type_checked_against_the_contract_and_passes_its_tests() {
 fn a_c_project_builds_with_the_bindings_flow_makes_and_passes_its_tests() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = a_working_project(tmp.path(), "c-totals", "c");
-    // The bindings come from this flow's own WIT, rewritten each build.
-    let header = std::fs::read_to_string(dir.join("gen/derivation.h")).unwrap();
-    assert!(header.contains("exports_flow_plugin_derive_transform("));
+    // The bindings come from this flow's own WIT, rewritten each build: the packed world,
+    // which the SDK's glue speaks.
+    let header = std::fs::read_to_string(dir.join("gen/derivation_packed.h")).unwrap();
+    assert!(header.contains("exports_flow_plugin_derive_packed_transform("));
     // `flow catalog test` of a project's catalog takes the project's last build.
     let catalog = dir.join("flow.yaml");
     let catalog = catalog.to_str().unwrap();

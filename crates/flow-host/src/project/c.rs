@@ -36,8 +36,14 @@ pub fn bindings(wit: &str, world: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>
         .collect())
 }
 
-/// Build the C project in `dir` into `out`, a component of `world` of `wit`.
+/// Build the C project in `dir` into `out`, a component of `world` of `wit` (a derivation
+/// is built on `derivation-packed`, which the SDK's glue speaks: a call's documents cross
+/// in a few buffers each way).
 pub fn build(dir: &Path, out: &Path, wit: &str, world: &str) -> anyhow::Result<()> {
+    let world = match world {
+        "derivation" => "derivation-packed",
+        other => other,
+    };
     let clang = clang()?;
     let gen_dir = dir.join(GEN);
     std::fs::create_dir_all(&gen_dir)
@@ -171,20 +177,20 @@ mod tests {
     }
 
     #[test]
-    fn c_bindings_for_the_derivation_world() {
-        let files = bindings(super::super::WIT, "derivation").unwrap();
+    fn c_bindings_for_the_packed_derivation_world() {
+        let files = bindings(super::super::WIT, "derivation-packed").unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
             [
-                "derivation.c",
-                "derivation.h",
-                "derivation_component_type.o"
+                "derivation_packed.c",
+                "derivation_packed.h",
+                "derivation_packed_component_type.o"
             ]
         );
         let header = String::from_utf8_lossy(&files[1].1);
         assert!(
-            header.contains("exports_flow_plugin_derive_transform("),
+            header.contains("exports_flow_plugin_derive_packed_transform("),
             "{header}"
         );
     }

@@ -66,5 +66,6 @@ flow_error *flow_transform(const flow_source *source, flow_publisher *out) {
     flow_buf_number(&text, orders);
     flow_buf_puts(&text, "}");
     flow_publish_buf(out, &text);
+    flow_buf_free(&text);
     return NULL;
 }
