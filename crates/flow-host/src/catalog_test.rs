@@ -47,12 +47,16 @@ impl std::str::FromStr for TestPlugin {
             .ok_or_else(|| {
                 format!("expected NAME=FILE.wasm (e.g. totals=plugin.wasm), got {arg:?}")
             })?;
-        let bytes = std::fs::read(file).map_err(|e| format!("failed to read {file}: {e}"))?;
-        Ok(TestPlugin {
-            name: name.to_string(),
-            file: file.into(),
-            bytes,
-        })
+        TestPlugin::read(name.to_string(), file.into()).map_err(|e| e.to_string())
+    }
+}
+
+impl TestPlugin {
+    /// Plugin `name` from the component at `file`, read at once.
+    pub fn read(name: String, file: std::path::PathBuf) -> anyhow::Result<TestPlugin> {
+        let bytes = std::fs::read(&file)
+            .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))?;
+        Ok(TestPlugin { name, file, bytes })
     }
 }
 

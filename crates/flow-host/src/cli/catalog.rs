@@ -89,27 +89,21 @@ impl Source {
         if folder.join(crate::project::MANIFEST).is_file() {
             let name = crate::project::read_manifest(folder)?.name;
             let built = folder.join(crate::project::COMPONENT);
-            let given = plugins.iter().any(|p| p.name == name);
-            if !given && built.is_file() {
+            if !plugins.iter().any(|p| p.name == name) {
+                anyhow::ensure!(
+                    built.is_file(),
+                    "{} is a plugin project whose plugin {name} is not built yet: `flow plugin \
+                     test {}` builds and tests it (or `flow plugin build` it first)",
+                    folder.display(),
+                    folder.display()
+                );
                 eprintln!(
                     "plugin {name}: {} (the project's last build; `flow plugin test {}` \
                      builds it first)",
                     built.display(),
                     folder.display()
                 );
-                plugins.push(crate::catalog_test::TestPlugin {
-                    name,
-                    bytes: std::fs::read(&built)
-                        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", built.display()))?,
-                    file: built,
-                });
-            } else if !given {
-                anyhow::bail!(
-                    "{} is a plugin project whose plugin {name} is not built yet: `flow plugin \
-                     test {}` builds and tests it (or `flow plugin build` it first)",
-                    folder.display(),
-                    folder.display()
-                );
+                plugins.push(crate::catalog_test::TestPlugin::read(name, built)?);
             }
         }
         run_tests(&self.source, &plugins)

@@ -133,18 +133,14 @@ impl PluginCmd {
                     "{} has no tests: add some under `tests:` (ingest, then verify), as `flow plugin init` writes them",
                     source.display()
                 );
-                let component = crate::project::build(&dir)?;
-                let bytes = std::fs::read(&component)
-                    .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", component.display()))?;
-                eprintln!("built {} ({} bytes)", component.display(), bytes.len());
-                return super::catalog::run_loaded_tests(
-                    &bundle,
-                    &[crate::catalog_test::TestPlugin {
-                        name,
-                        file: component,
-                        bytes,
-                    }],
+                let plugin =
+                    crate::catalog_test::TestPlugin::read(name, crate::project::build(&dir)?)?;
+                eprintln!(
+                    "built {} ({} bytes)",
+                    plugin.file.display(),
+                    plugin.bytes.len()
                 );
+                return super::catalog::run_loaded_tests(&bundle, &[plugin]);
             }
             _ => unreachable!("not a local command"),
         }

@@ -104,13 +104,13 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
         return Err(not_yet(&format!("--world {}", value_name(world))));
     }
     let capture = world == World::Capture;
-    // The template of this world in this language.
-    let pick = |derivation: &str, capture_template: &str| {
-        if capture {
-            capture_template.to_string()
-        } else {
-            derivation.to_string()
-        }
+    // The template or SDK file of this world: the derivation's or the capture's.
+    let pick = |derivation: &str, capture_text: &str| {
+        if capture { capture_text } else { derivation }.to_string()
+    };
+    let pick_file = |derivation: (&'static str, &str), capture_file: (&'static str, &str)| {
+        let (path, text) = if capture { capture_file } else { derivation };
+        (path, text.to_string())
     };
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -172,11 +172,10 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                 Lang::Ts => {
                     files.push(("app.ts", pick(TS_TEMPLATE, CAPTURE_TS_TEMPLATE)));
                     files.push(("flow_base.d.ts", JS_SDK_BASE_TYPES.to_string()));
-                    if capture {
-                        files.push(("flow_capture.d.ts", JS_SDK_CAPTURE_TYPES.to_string()));
-                    } else {
-                        files.push(("flow_sdk.d.ts", JS_SDK_TYPES.to_string()));
-                    }
+                    files.push(pick_file(
+                        ("flow_sdk.d.ts", JS_SDK_TYPES),
+                        ("flow_capture.d.ts", JS_SDK_CAPTURE_TYPES),
+                    ));
                     files.push((
                         "tsconfig.json",
                         TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
@@ -189,11 +188,10 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                 }
             };
             files.push(("flow_base.js", JS_SDK_BASE.to_string()));
-            if capture {
-                files.push(("flow_capture.js", JS_SDK_CAPTURE.to_string()));
-            } else {
-                files.push(("flow_sdk.js", JS_SDK.to_string()));
-            }
+            files.push(pick_file(
+                ("flow_sdk.js", JS_SDK),
+                ("flow_capture.js", JS_SDK_CAPTURE),
+            ));
             files.push((
                 "package.json",
                 package
@@ -207,13 +205,14 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             files.push(("app.c", pick(C_TEMPLATE, CAPTURE_C_TEMPLATE)));
             files.push(("flow_sdk.h", C_SDK_HEADER.to_string()));
             files.push(("flow_sdk.c", C_SDK.to_string()));
-            if capture {
-                files.push(("flow_capture.h", C_SDK_CAPTURE_HEADER.to_string()));
-                files.push(("flow_capture.c", C_SDK_CAPTURE.to_string()));
-            } else {
-                files.push(("flow_derive.h", C_SDK_DERIVE_HEADER.to_string()));
-                files.push(("flow_derive.c", C_SDK_DERIVE.to_string()));
-            }
+            files.push(pick_file(
+                ("flow_derive.h", C_SDK_DERIVE_HEADER),
+                ("flow_capture.h", C_SDK_CAPTURE_HEADER),
+            ));
+            files.push(pick_file(
+                ("flow_derive.c", C_SDK_DERIVE),
+                ("flow_capture.c", C_SDK_CAPTURE),
+            ));
         }
     }
     for (path, text) in files {
