@@ -7,7 +7,9 @@
 //! (as Flow's driver runs each task that can make progress to completion). A
 //! verify reads the whole collection, reduces it fully by key, orders it by key, and compares
 //! it with the expected documents: same count, and each expected document a subset of the
-//! actual one at the same position.
+//! actual one at the same position. A `materialize` step runs a materialization (also only in
+//! such steps) into a SQLite database of the test's own until it caught up, and compares the
+//! rows of a table or query the same way.
 
 use crate::catalog::{Bundle, SourceRef, TestStep};
 use crate::limits::Limits;
@@ -105,7 +107,8 @@ pub fn run(
     for (i, (name, steps)) in bundle.catalog.tests.iter().enumerate() {
         let dir = scratch.path().join(format!("test-{i}"));
         let host = host_for(dir, limits, bundle, plugins)?;
-        let outcome = run_steps(&host, steps);
+        let destinations = scratch.path().join(format!("test-{i}-destinations"));
+        let outcome = run_steps(&host, &destinations, steps);
         host.shutdown();
         let logs: Vec<String> = host
             .registry
@@ -135,12 +138,14 @@ pub fn run(
     Ok(report)
 }
 
-fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
+/// Run a test's steps on `host`; its materializations write into databases in `dir`.
+fn run_steps(host: &Host, dir: &std::path::Path, steps: &[TestStep]) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let (what, description) = match step {
             TestStep::Ingest(d) => (format!("ingest into {}", d.collection), &d.description),
             TestStep::Verify(d) => (format!("verify {}", d.collection), &d.description),
             TestStep::Capture(c) => (format!("capture {}", c.name), &c.description),
+            TestStep::Materialize(m) => (format!("materialize {}", m.name), &m.description),
         };
         let at = match description {
             Some(d) => format!("step {} ({what}: {d})", i + 1),
@@ -164,6 +169,22 @@ fn run_steps(host: &Host, steps: &[TestStep]) -> Result<(), String> {
                 let diff = diff_documents(&d.documents, &actual);
                 if !diff.is_empty() {
                     return Err(format!("{at}: documents differ:\n{}", diff.join("\n")));
+                }
+            }
+            TestStep::Materialize(m) => {
+                host.wait_idle_advancing_clock(CATCH_UP_TIMEOUT)
+                    .map_err(|e| format!("{at}: {e}"))?;
+                let db = dir.join(format!(
+                    "{}.sqlite",
+                    m.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                ));
+                host.run_test_materialization(&m.name, &db)
+                    .map_err(|e| format!("{at}: {e:#}"))?;
+                let actual = materialized_rows(&db, m).map_err(|e| format!("{at}: {e:#}"))?;
+                let expected: Vec<Value> = m.rows.iter().cloned().map(Value::Object).collect();
+                let diff = diff_rows(&expected, &actual, "row", "the table");
+                if !diff.is_empty() {
+                    return Err(format!("{at}: rows differ:\n{}", diff.join("\n")));
                 }
             }
         }
@@ -217,13 +238,70 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
     Ok(out)
 }
 
+/// The rows a `materialize` step compares, each an object of its columns: the table's in the
+/// order of their values (column by column), or the query's as it returns them. SQLite's
+/// integers and reals are numbers, texts strings, blobs base-16 strings.
+fn materialized_rows(
+    db: &std::path::Path,
+    step: &crate::catalog::TestMaterialize,
+) -> anyhow::Result<Vec<Value>> {
+    use rusqlite::types::ValueRef;
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("failed to open the test's database {}", db.display()))?;
+    let (query, sort) = match (&step.table, &step.query) {
+        (Some(t), _) => (format!("SELECT * FROM \"{}\"", t.replace('"', "\"\"")), true),
+        (None, Some(q)) => (q.clone(), false),
+        (None, None) => anyhow::bail!("it names neither `table` nor `query`"),
+    };
+    let mut stmt = conn.prepare(&query).with_context(|| match &step.table {
+        Some(t) => format!("table {t:?} cannot be read"),
+        None => format!("query {query:?} cannot be run"),
+    })?;
+    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    let mut cursor = stmt.query([])?;
+    while let Some(row) = cursor.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => n.into(),
+                ValueRef::Real(f) => f.into(),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                ValueRef::Blob(b) => b.iter().map(|b| format!("{b:02x}")).collect::<String>().into(),
+            });
+        }
+        rows.push(values);
+    }
+    if sort {
+        rows.sort_by(|a, b| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| compare(x, y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Value::Object(columns.iter().cloned().zip(r).collect()))
+        .collect())
+}
+
 /// Readable differences between expected and actual documents; empty if they match.
 pub fn diff_documents(expected: &[Value], actual: &[Value]) -> Vec<String> {
+    diff_rows(expected, actual, "document", "the collection")
+}
+
+/// Readable differences between expected and actual `item`s (documents, rows) of `whole`;
+/// empty if they match: same count, and each expected one a subset of the actual one at the
+/// same position.
+fn diff_rows(expected: &[Value], actual: &[Value], item: &str, whole: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, e) in expected.iter().enumerate() {
         match actual.get(i) {
             None => out.push(format!(
-                "  document {}: expected {e}, but the collection has only {} documents",
+                "  {item} {}: expected {e}, but {whole} has only {} {item}s",
                 i + 1,
                 actual.len()
             )),
@@ -231,14 +309,14 @@ pub fn diff_documents(expected: &[Value], actual: &[Value]) -> Vec<String> {
                 let mut at = Vec::new();
                 subset_diff("", e, a, &mut at);
                 if !at.is_empty() {
-                    out.push(format!("  document {}: {}", i + 1, a));
+                    out.push(format!("  {item} {}: {}", i + 1, a));
                     out.extend(at.into_iter().map(|l| format!("    {l}")));
                 }
             }
         }
     }
     for (i, a) in actual.iter().enumerate().skip(expected.len()) {
-        out.push(format!("  document {}: unexpected {a}", i + 1));
+        out.push(format!("  {item} {}: unexpected {a}", i + 1));
     }
     out
 }

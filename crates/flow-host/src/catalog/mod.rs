@@ -764,6 +764,7 @@ impl BuiltTransform {
     }
 }
 
+#[derive(Clone)]
 pub struct BuiltMaterialization {
     pub name: String,
     pub plugin: String,
@@ -829,6 +830,7 @@ impl BuiltDestination {
     }
 }
 
+#[derive(Clone)]
 pub struct BuiltMaterializationBinding {
     pub source: String,
     /// Which logical partitions of the source it reads (None: all).
@@ -1298,6 +1300,9 @@ pub fn build(source: &str, spec: Catalog) -> Result<Built, CatalogError> {
                     }
                 }
                 TestStep::Capture(c) => check_test_capture(c, captures.get(&c.name)).err(),
+                TestStep::Materialize(m) => {
+                    check_test_materialize(m, materializations.get(&m.name)).err()
+                }
             };
             if let Some(why) = why {
                 errors.push(problem(at, why));
@@ -1343,6 +1348,36 @@ fn check_test_capture(
         }
     }
     Ok(())
+}
+
+/// A `materialize` test step runs a materialization of the catalog into SQLite (which a test
+/// replaces with a database of its own), and reads either a table or a query.
+fn check_test_materialize(
+    step: &TestMaterialize,
+    materialization: Option<&Arc<BuiltMaterialization>>,
+) -> Result<(), String> {
+    let Some(m) = materialization else {
+        return Err(format!("unknown materialization '{}'", step.name));
+    };
+    match &m.destination {
+        Some(d) if d.connector == "sqlite" => {}
+        Some(d) => {
+            return Err(format!(
+                "materialization '{}' writes to {} (endpoint.connector): a test step runs only materializations into SQLite (`config.path`), each test into a database of its own",
+                step.name, d.connector
+            ));
+        }
+        None => {
+            return Err(format!(
+                "materialization '{}' names no database (`config.path` for SQLite): a test step runs only materializations into SQLite, each test into a database of its own",
+                step.name
+            ));
+        }
+    }
+    match (&step.table, &step.query) {
+        (Some(_), None) | (None, Some(_)) => Ok(()),
+        _ => Err("a materialize step names exactly one of `table` or `query`: the rows it compares".to_string()),
+    }
 }
 
 fn build_derivation(name: &str, d: &DeriveDef) -> Result<BuiltDerivation, String> {

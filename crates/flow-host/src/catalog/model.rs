@@ -570,14 +570,15 @@ pub struct CaptureBinding {
     pub resource: Value,
 }
 
-/// One step of a test. Written `- ingest: {...}` (one transaction), `- verify: {...}` or
-/// `- capture: {...}`.
+/// One step of a test. Written `- ingest: {...}` (one transaction), `- verify: {...}`,
+/// `- capture: {...}` or `- materialize: {...}`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(try_from = "StepRepr", into = "StepRepr")]
 pub enum TestStep {
     Ingest(TestDocs),
     Verify(TestDocs),
     Capture(TestCapture),
+    Materialize(TestMaterialize),
 }
 
 #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -589,16 +590,22 @@ struct StepRepr {
     verify: Option<TestDocs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     capture: Option<TestCapture>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    materialize: Option<TestMaterialize>,
 }
 
 impl TryFrom<StepRepr> for TestStep {
     type Error = String;
     fn try_from(r: StepRepr) -> Result<Self, String> {
-        match (r.ingest, r.verify, r.capture) {
-            (Some(d), None, None) => Ok(TestStep::Ingest(d)),
-            (None, Some(d), None) => Ok(TestStep::Verify(d)),
-            (None, None, Some(c)) => Ok(TestStep::Capture(c)),
-            _ => Err("a test step has exactly one of `ingest`, `verify` or `capture`".to_string()),
+        match (r.ingest, r.verify, r.capture, r.materialize) {
+            (Some(d), None, None, None) => Ok(TestStep::Ingest(d)),
+            (None, Some(d), None, None) => Ok(TestStep::Verify(d)),
+            (None, None, Some(c), None) => Ok(TestStep::Capture(c)),
+            (None, None, None, Some(m)) => Ok(TestStep::Materialize(m)),
+            _ => Err(
+                "a test step has exactly one of `ingest`, `verify`, `capture` or `materialize`"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -609,11 +616,13 @@ impl From<TestStep> for StepRepr {
             ingest: None,
             verify: None,
             capture: None,
+            materialize: None,
         };
         match s {
             TestStep::Ingest(d) => r.ingest = Some(d),
             TestStep::Verify(d) => r.verify = Some(d),
             TestStep::Capture(c) => r.capture = Some(c),
+            TestStep::Materialize(m) => r.materialize = Some(m),
         }
         r
     }
@@ -635,6 +644,33 @@ pub struct TestCapture {
     /// What its plugin's HTTP requests get, by method and URL.
     #[serde(default)]
     pub responses: Vec<TestResponse>,
+}
+
+/// `- materialize: {...}`: run a materialization of the catalog until it has caught up with
+/// its sources, into a SQLite database of the test's own (in place of its endpoint's: the
+/// same file for every step of one test, so a later step sees what earlier ones wrote and
+/// resumes from their checkpoint), then compare the rows of `table` (or of `query`) with
+/// `rows`: same count, and each expected row (an object of columns) a subset of the actual
+/// one at the same position. Only materializations into SQLite can run: a test reaches no
+/// database server.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestMaterialize {
+    /// What the step is for: named when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The materialization to run.
+    pub name: String,
+    /// A table whose rows are compared, ordered by their columns' values (column by column,
+    /// in the table's order: the tables the SDKs make start with the key's columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// A query whose rows are compared in the order it returns them (instead of `table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The rows expected, each an object of column names and values.
+    #[serde(default)]
+    pub rows: Vec<serde_json::Map<String, Value>>,
 }
 
 /// One canned HTTP response of a `capture` test step.

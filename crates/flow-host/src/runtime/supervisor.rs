@@ -66,6 +66,32 @@ impl Host {
         crate::task::capture::run_test_step(&ctx, &catalog, &spec, responses)
     }
 
+    /// Run materialization `name` as a catalog test's `materialize` step, into the SQLite
+    /// database at `db` in place of its endpoint's: until it has caught up with its sources.
+    /// Nothing else runs it: a test host runs no materialization task.
+    pub fn run_test_materialization(&self, name: &str, db: &std::path::Path) -> anyhow::Result<()> {
+        let catalog = self.catalog();
+        let spec = catalog
+            .materializations
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no materialization named '{name}' in the catalog"))?;
+        if self.run_external_tasks {
+            anyhow::bail!(
+                "materialization '{name}': a test step runs materializations only on a test host, which runs no materialization task"
+            );
+        }
+        let mut spec = (**spec).clone();
+        if let Some(c) = spec.config.as_object_mut() {
+            c.insert("path".into(), db.display().to_string().into());
+        }
+        spec.destination = Some(crate::catalog::BuiltDestination {
+            connector: "sqlite".into(),
+            config: spec.config.clone(),
+        });
+        let ctx = self.task_ctx(name, spec.limits.as_ref(), Arc::default(), Gate::open());
+        crate::task::materialize::run_test_step(&ctx, &catalog, &spec)
+    }
+
     /// Stop every task and wait for their threads.
     pub fn shutdown(&self) {
         self.stop_tasks(&|_| true);

@@ -260,6 +260,27 @@ impl Materialize {
     }
 }
 
+/// The most transactions a catalog test's `materialize` step runs before it gives up on
+/// catching up (each reads up to `txnDocsMax` documents).
+const TEST_TXNS_MAX: usize = 10_000;
+
+/// Run materialization `spec` as a catalog test's `materialize` step, its destination
+/// `destination` (the test's own SQLite database): from the checkpoint there until a
+/// transaction finds nothing more to read.
+pub(crate) fn run_test_step(
+    ctx: &TaskCtx,
+    catalog: &Built,
+    spec: &BuiltMaterialization,
+) -> anyhow::Result<()> {
+    let (mut task, _) = Materialize::start(ctx, catalog, spec)?;
+    for _ in 0..TEST_TXNS_MAX {
+        if task.transaction(ctx)? == 0 {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("it had still not caught up with its sources after {TEST_TXNS_MAX} transactions")
+}
+
 /// A document of a binding whose collection has no `reduce` annotations, kept as text: its
 /// stored row (if any) is simply replaced by the last document of its key (`lastWriteWins`),
 /// so nothing is parsed into a tree, reduced or validated again (it was validated when it was
