@@ -548,6 +548,49 @@ bool flow_json_get(flow_json object, const char *field, flow_json *out) {
     return false;
 }
 
+bool flow_json_pointer(flow_json doc, const char *pointer, flow_json *out) {
+    flow_json at = doc;
+    flow_buf part = {0};
+    const char *p = pointer;
+    bool found = true;
+    while (found && *p == '/') {
+        /* One reference token, unescaped: ~1 is '/', ~0 is '~'. */
+        part.len = 0;
+        for (p++; *p != '\0' && *p != '/'; p++) {
+            if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
+                flow_buf_append(&part, p[1] == '0' ? "~" : "/", 1);
+                p++;
+            } else {
+                flow_buf_append(&part, p, 1);
+            }
+        }
+        flow_buf_append(&part, "", 1);
+        part.len--;
+        if (at.type == FLOW_JSON_OBJECT) {
+            found = flow_json_get(at, part.ptr, &at);
+        } else if (at.type == FLOW_JSON_ARRAY && part.len > 0 &&
+                   strspn(part.ptr, "0123456789") == part.len) {
+            size_t index = strtoul(part.ptr, NULL, 10);
+            flow_str items = flow_json_items(at);
+            found = false;
+            for (size_t i = 0; flow_json_next(&items, &at); i++) {
+                if (i == index) {
+                    found = true;
+                    break;
+                }
+            }
+        } else {
+            found = false;
+        }
+    }
+    flow_buf_free(&part);
+    if (found && *p == '\0') {
+        *out = at;
+        return true;
+    }
+    return false;
+}
+
 flow_str flow_json_items(flow_json array) {
     if (array.type != FLOW_JSON_ARRAY || array.text.len < 2) {
         return (flow_str){array.text.ptr, 0};

@@ -1,7 +1,8 @@
 /*
  * Flow plugin SDK for C: what every world shares (errors as values, the plugin's log, reading
- * and building JSON text). A derivation includes flow_derive.h, a capture flow_capture.h;
- * each world's glue (flow_derive.c, flow_capture.c) implements the exports over the bindings
+ * and building JSON text). A derivation includes flow_derive.h, a materialization
+ * flow_materialize.h, a capture flow_capture.h; each world's glue (flow_derive.c,
+ * flow_materialize.c, flow_capture.c) implements the exports over the bindings
  * wit-bindgen's C generator makes (`flow plugin build` writes them to gen/).
  *
  * An error is a value: return `flow_errorf(...)` from a plugin's function and the host
@@ -99,12 +100,16 @@ flow_str flow_json_items(flow_json array);
 /* The next item of `*items` into `*item`, and `*items` moved past it: false at the end (or
  * where the text is not a JSON value). */
 bool flow_json_next(flow_str *items, flow_json *item);
+/* The value at JSON pointer `pointer` (a C string, e.g. "/address/city"; "" is `doc`): false
+ * where there is none. */
+bool flow_json_pointer(flow_json doc, const char *pointer, flow_json *out);
 /* A number's value: false if `value` is not a number. */
 bool flow_json_number(flow_json value, double *out);
 /* A string's characters, unescaped, into `out` (replacing its contents): false if not a string. */
 bool flow_json_string(flow_json value, flow_buf *out);
 
-/* --- For the worlds' glue (flow_derive.c, flow_capture.c), not for plugins ------------- */
+/* --- For the worlds' glue (flow_derive.c, flow_capture.c, flow_materialize.c), not for
+ * plugins --------------------------------------------------------------------------------- */
 
 /* Write one log line through the world's bindings (defined by the glue). */
 void flow__log_write(flow_level level, const char *message, size_t len);

@@ -38,6 +38,22 @@ A capture (world `flow:plugin/capture@VERSION`):
 
     Source = export_capture(Orders)
 
+A materialization (world `flow:plugin/materialization@VERSION`):
+
+    from flow_sdk import Materialization, export_materialization, fields, sql
+
+    class Totals(Materialization):
+        def open(self):
+            sql.execute("CREATE TABLE IF NOT EXISTS ...")
+            ...
+            return the_checkpoint_last_committed_or_None
+
+        def load(self, binding, keys): ...            # [(key, document)] of those that exist
+        def write(self, binding, documents): ...      # upsert or delete each
+        def commit(self, checkpoint): ...             # record it with the rows
+
+    Sink = export_materialization(Totals)
+
 Each world's bindings hold only its own imports: what another world's names need (`state`
 in a capture, `http` in a derivation) raises when used.
 """
@@ -55,9 +71,18 @@ except ImportError:  # a world without per-key state (a capture)
     _state = None
 try:
     from wit_world.imports import http as _http
-    from wit_world.imports import progress as _progress
 except ImportError:  # a world without HTTP (a derivation)
-    _http = _progress = None
+    _http = None
+try:
+    from wit_world.imports import progress as _progress
+except ImportError:  # a world without a source's progress (not a capture)
+    _progress = None
+try:
+    from wit_world.imports import fields as _fields
+    from wit_world.imports import kv as _kv
+    from wit_world.imports import sql as _sql
+except ImportError:  # a world without a destination (not a materialization)
+    _fields = _kv = _sql = None
 
 __all__ = [
     "Capture",
@@ -66,16 +91,27 @@ __all__ = [
     "Captured",
     "Derivation",
     "Error",
+    "Field",
+    "Materialization",
+    "MaterializationBinding",
+    "MaterializationSpec",
     "Poll",
+    "Raw",
     "Response",
     "Source",
     "Spec",
+    "Stored",
     "Transform",
     "export",
     "export_capture",
+    "export_materialization",
+    "fields",
     "http",
+    "kv",
     "log",
+    "pointer",
     "source_time",
+    "sql",
     "state",
 ]
 
@@ -337,6 +373,8 @@ class http:
 def source_time(ms):
     """When the source committed the last change this poll captured (ms since the Unix
     epoch, by the source's clock): the host shows the capture's lag behind it."""
+    if _progress is None:
+        raise Error("source_time is granted to captures, not to this world")
     _progress.source_time(ms)
 
 
@@ -368,3 +406,315 @@ def export_capture(cls):
             )
 
     return Source
+
+
+# --- Materializations ----------------------------------------------------------------------
+
+
+class MaterializationBinding:
+    """One binding of the materialization: `collection` (its source), `schema` (the
+    collection's JSON schema, parsed), `key` (JSON pointers), `resource` (parsed, e.g.
+    `{"table": "customer_totals"}`) and `delta_updates`."""
+
+    __slots__ = ("collection", "schema", "key", "resource", "delta_updates")
+
+    def __init__(self, b):
+        self.collection = b.collection
+        self.schema = json.loads(b.schema)
+        self.key = list(b.key)
+        self.resource = json.loads(b.resource)
+        self.delta_updates = b.delta_updates
+
+
+class MaterializationSpec:
+    """The materialization being opened: `name`, `config` (the endpoint's config, parsed)
+    and `bindings`."""
+
+    __slots__ = ("name", "config", "bindings")
+
+    def __init__(self, spec):
+        self.name = spec.name
+        self.config = json.loads(spec.config) if spec.config else None
+        self.bindings = [MaterializationBinding(b) for b in spec.bindings]
+
+
+class Stored:
+    """A document to write: `key` (the key's values, a list, parsed on first use),
+    `key_text` (the key as a JSON array), `text` (the document's JSON text, what a
+    whole-document column stores), `doc` (the document, parsed on first use), `exists`
+    (whether `load` returned it in this transaction) and `delete` (the reduction deleted
+    it: remove its row)."""
+
+    __slots__ = ("key_text", "text", "exists", "delete", "_key", "_doc")
+
+    def __init__(self, s):
+        self.key_text = s.key
+        self.text = s.document
+        self.exists = s.exists
+        self.delete = s.delete
+        self._key = None
+        self._doc = None
+
+    @property
+    def key(self):
+        if self._key is None:
+            self._key = json.loads(self.key_text)
+        return self._key
+
+    @property
+    def doc(self):
+        if self._doc is None:
+            self._doc = json.loads(self.text)
+        return self._doc
+
+
+class Materialization:
+    """Subclass it and implement `open`, `load`, `write` and `commit`. Per transaction the
+    host calls `load` (standard updates: for the keys the transaction touches), then `write`
+    (the fully reduced documents, in key order), then `commit` with the checkpoint, all in
+    one destination transaction the host commits after `commit` returns; writing the
+    checkpoint with the rows is what makes a materialization exactly once."""
+
+    def __init__(self, spec):
+        """Called when the task starts (`spec`: a `MaterializationSpec`), before `open`."""
+        self.spec = spec
+
+    def open(self):
+        """Create or update the destination's tables; return the checkpoint `commit` last
+        recorded (its JSON text), or None if it never did."""
+        raise NotImplementedError("a Materialization implements open(self)")
+
+    def load(self, binding, keys):
+        """The stored documents of those `keys` (each a list of the key's values) that
+        exist, as `(key, document)` pairs (the key as given, the document any JSON-able
+        value, or `Raw(text)` for JSON text as stored)."""
+        raise NotImplementedError("a Materialization implements load(self, binding, keys)")
+
+    def write(self, binding, documents):
+        """Write `documents` (each a `Stored`) of binding `binding` (an index)."""
+        raise NotImplementedError("a Materialization implements write(self, binding, documents)")
+
+    def commit(self, checkpoint):
+        """Record `checkpoint` (JSON text) in the destination, with this transaction's rows."""
+        raise NotImplementedError("a Materialization implements commit(self, checkpoint)")
+
+
+class Raw(str):
+    """JSON text to pass as it is (e.g. a document `load` read from a column), not as a
+    Python string."""
+
+
+class Field:
+    """A field of a binding as the catalog selects it: `name` (a column's name), `pointer`
+    (where its value is in a document) and `key` (whether it is part of the key)."""
+
+    __slots__ = ("name", "pointer", "key")
+
+    def __init__(self, f):
+        self.name = f.name
+        self.pointer = f.pointer
+        self.key = f.key
+
+    def value(self, doc):
+        """This field's value in `doc` (a parsed document), or None where it has none."""
+        return pointer(doc, self.pointer)
+
+
+def pointer(doc, ptr):
+    """The value at JSON pointer `ptr` (e.g. `/address/city`) of `doc`, or None."""
+    if ptr == "":
+        return doc
+    for part in ptr[1:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return None
+        if doc is None:
+            return None
+    return doc
+
+
+class fields:
+    """The fields of a binding as the catalog selects them: what become columns."""
+
+    @staticmethod
+    def selected(binding):
+        """The fields of binding `binding` (an index), the key's first."""
+        _require(_fields, "fields")
+        return [Field(f) for f in _fields.selected(binding)]
+
+
+def _require(capability, name):
+    if capability is None:
+        raise Error(f"{name} is granted to materializations, not to this world")
+
+
+def _sql_value(v):
+    if v is None:
+        return _sql.Value_Null()
+    if isinstance(v, bool):
+        return _sql.Value_Integer(int(v))
+    if isinstance(v, int):
+        return _sql.Value_Integer(v)
+    if isinstance(v, float):
+        return _sql.Value_Real(v)
+    if isinstance(v, str):
+        return _sql.Value_Text(v)
+    if isinstance(v, (bytes, bytearray)):
+        return _sql.Value_Blob(bytes(v))
+    return _sql.Value_Text(_dumps(v))
+
+
+def _py_value(v):
+    return None if isinstance(v, _sql.Value_Null) else v.value
+
+
+class sql:
+    """The destination database the host owns (SQLite, PostgreSQL, MySQL), inside the host's
+    transaction. Parameters are Python values: None, bool and int (INTEGER), float, str,
+    bytes; a dict or list goes as its JSON text. Results come back as Python values. A
+    statement the host refuses, or that fails, raises `Error` with the database's reason."""
+
+    @staticmethod
+    def execute(statement, params=()):
+        """Run one statement with positional parameters (`?1`, `?2` or `?`); the rows it
+        changed."""
+        _require(_sql, "sql")
+        try:
+            return _sql.execute(statement, [_sql_value(p) for p in params])
+        except Err as e:
+            raise Error(str(e.value)) from None
+
+    @staticmethod
+    def execute_many(statement, param_rows):
+        """Run one statement once per row of parameters, in one host call."""
+        _require(_sql, "sql")
+        try:
+            return _sql.execute_many(statement, [[_sql_value(p) for p in r] for r in param_rows])
+        except Err as e:
+            raise Error(str(e.value)) from None
+
+    @staticmethod
+    def send(statement, params=()):
+        """Queue a statement whose outcome is not needed: a failure surfaces at the next
+        `execute`, `execute_many` or `query`, and the transaction commits nothing."""
+        _require(_sql, "sql")
+        try:
+            _sql.send(statement, [_sql_value(p) for p in params])
+        except Err as e:
+            raise Error(str(e.value)) from None
+
+    @staticmethod
+    def query(statement, params=()):
+        """The rows of a query, each a list of Python values (`query_columns` for their
+        names too)."""
+        return sql.query_columns(statement, params)[1]
+
+    @staticmethod
+    def query_columns(statement, params=()):
+        """(columns, rows) of a query."""
+        _require(_sql, "sql")
+        try:
+            r = _sql.query(statement, [_sql_value(p) for p in params])
+        except Err as e:
+            raise Error(str(e.value)) from None
+        return list(r.columns), [[_py_value(v) for v in row] for row in r.rows]
+
+
+class kv:
+    """The key-value store the host owns (Redis): reads see what is committed; writes apply
+    together when the host commits the transaction. Failures raise `Error`."""
+
+    @staticmethod
+    def _call(f, *args):
+        _require(_kv, "kv")
+        try:
+            return f(*args)
+        except Err as e:
+            raise Error(str(e.value)) from None
+
+    @staticmethod
+    def get(keys):
+        """The string values of `keys`, None where there is none."""
+        return kv._call(lambda: _kv.get(list(keys)))
+
+    @staticmethod
+    def hget(keys, field):
+        return kv._call(lambda: _kv.hget(list(keys), field))
+
+    @staticmethod
+    def hgetall(key):
+        return kv._call(lambda: list(_kv.hgetall(key)))
+
+    @staticmethod
+    def set(entries, ttl_ms=None):
+        """Set string values: `entries` is a list of (key, value)."""
+        return kv._call(lambda: _kv.set([_kv.Entry(key=k, value=v) for k, v in entries], ttl_ms))
+
+    @staticmethod
+    def hset(entries, ttl_ms=None):
+        """Replace hashes: `entries` is a list of (key, [(field, value)])."""
+        return kv._call(
+            lambda: _kv.hset([_kv.HashEntry(key=k, fields=list(f)) for k, f in entries], ttl_ms)
+        )
+
+    @staticmethod
+    def delete(keys):
+        return kv._call(lambda: _kv.del_(list(keys)))
+
+    @staticmethod
+    def expect(key, value):
+        """Commit only if `key` then holds `value` (None: does not exist): a fence."""
+        return kv._call(lambda: _kv.expect(key, value))
+
+
+def export_materialization(cls):
+    """The componentize-py export of materialization class `cls`: assign it to `Sink`."""
+    from wit_world.exports import sink as _sink
+
+    class Sink(exports.Sink):
+        plugin = None
+
+        def open(self, spec):
+            try:
+                Sink.plugin = cls(MaterializationSpec(spec))
+                checkpoint = Sink.plugin.open()
+            except Exception as e:
+                raise _failure(e)
+            return checkpoint
+
+        def load(self, binding, keys):
+            try:
+                parsed = [json.loads(k) for k in keys]
+                # The host knows a key by the text it sent.
+                texts = {_dumps(p): k for p, k in zip(parsed, keys)}
+                found = Sink.plugin.load(binding, parsed)
+                out = []
+                for k, d in found:
+                    text = _dumps(k)
+                    out.append(
+                        _sink.Loaded(
+                            key=texts.get(text, text),
+                            document=d if isinstance(d, Raw) else _dumps(d),
+                        )
+                    )
+                return out
+            except Exception as e:
+                raise _failure(e)
+
+        def write(self, binding, documents):
+            try:
+                Sink.plugin.write(binding, [Stored(d) for d in documents])
+            except Exception as e:
+                raise _failure(e)
+
+        def commit(self, checkpoint):
+            try:
+                Sink.plugin.commit(checkpoint)
+            except Exception as e:
+                raise _failure(e)
+
+    return Sink

@@ -59,6 +59,63 @@ fn a_mismatch_reports_a_diff() {
     assert!(why.contains("at /total: expected 16, actual 15"), "{why}");
 }
 
+/// A `materialize` step that finds other rows fails with a diff naming the row, the column
+/// and both values; one naming a materialization into a server is refused at publish.
+#[test]
+fn a_materialize_step_compares_rows_and_runs_only_into_sqlite() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("catalogs/materializations.flow.yaml");
+    let mut bundle = flow_host::catalog::load(&path).unwrap();
+    let steps = bundle
+        .catalog
+        .tests
+        .get_mut("t/tests/standard-and-delta")
+        .unwrap();
+    let flow_host::catalog::TestStep::Materialize(m) = &mut steps[5] else {
+        panic!("step 6 is a materialize")
+    };
+    m.rows[0].insert("total".into(), serde_json::json!(16));
+    let report =
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
+            .unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    let why = &report.failed[0].1;
+    assert!(
+        why.contains("step 6 (materialize t/views: resumes"),
+        "{why}"
+    );
+    assert!(why.contains("rows differ"), "{why}");
+    assert!(why.contains("at /total: expected 16, actual 15"), "{why}");
+
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "        config: { path: never-written.db }",
+            "        config: { address: 127.0.0.1:5432 }\n      connector: postgres",
+        )
+        .replace(
+            "../../plugins/target",
+            root.parent()
+                .unwrap()
+                .join("plugins/target")
+                .to_str()
+                .unwrap(),
+        );
+    let at = tempfile::tempdir().unwrap();
+    let server = at.path().join("server.flow.yaml");
+    std::fs::write(&server, text).unwrap();
+    let bundle = flow_host::catalog::load(&server).unwrap();
+    let err =
+        flow_host::catalog_test::run(&bundle, &flow_host::Limits::default(), &[], |_, _, _| {})
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+    assert!(
+        err.contains("materialization 't/views' writes to postgres (endpoint.connector): a test step runs only materializations into SQLite"),
+        "{err}"
+    );
+}
+
 /// `tests/catalogs/http-capture.flow.yaml`, whose first test's first step is a `capture`.
 fn http_capture_bundle() -> flow_host::catalog::Bundle {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -337,7 +394,9 @@ fn flow_style_tests_name_their_steps() {
         .unwrap_err()
         .to_string();
     assert!(
-        why.contains("a test step has exactly one of `ingest`, `verify` or `capture`"),
+        why.contains(
+            "a test step has exactly one of `ingest`, `verify`, `capture` or `materialize`"
+        ),
         "{why}"
     );
     assert!(why.contains("line "), "where it is: {why}");

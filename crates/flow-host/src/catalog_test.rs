@@ -239,40 +239,24 @@ pub fn reduced_documents(host: &Host, source: &SourceRef) -> anyhow::Result<Vec<
 }
 
 /// The rows a `materialize` step compares, each an object of its columns: the table's in the
-/// order of their values (column by column), or the query's as it returns them. SQLite's
-/// integers and reals are numbers, texts strings, blobs base-16 strings.
+/// order of their values (column by column), or the query's as it returns them.
 fn materialized_rows(
     db: &std::path::Path,
     step: &crate::catalog::TestMaterialize,
 ) -> anyhow::Result<Vec<Value>> {
-    use rusqlite::types::ValueRef;
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("failed to open the test's database {}", db.display()))?;
     let (query, sort) = match (&step.table, &step.query) {
-        (Some(t), _) => (format!("SELECT * FROM \"{}\"", t.replace('"', "\"\"")), true),
+        (Some(t), _) => (
+            format!("SELECT * FROM \"{}\"", t.replace('"', "\"\"")),
+            true,
+        ),
         (None, Some(q)) => (q.clone(), false),
         (None, None) => anyhow::bail!("it names neither `table` nor `query`"),
     };
-    let mut stmt = conn.prepare(&query).with_context(|| match &step.table {
-        Some(t) => format!("table {t:?} cannot be read"),
-        None => format!("query {query:?} cannot be run"),
-    })?;
-    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    let mut cursor = stmt.query([])?;
-    while let Some(row) = cursor.next()? {
-        let mut values = Vec::with_capacity(columns.len());
-        for i in 0..columns.len() {
-            values.push(match row.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => n.into(),
-                ValueRef::Real(f) => f.into(),
-                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-                ValueRef::Blob(b) => b.iter().map(|b| format!("{b:02x}")).collect::<String>().into(),
-            });
-        }
-        rows.push(values);
-    }
+    let (columns, mut rows) =
+        crate::connector::sqlite::read_rows(db, &query).with_context(|| match &step.table {
+            Some(t) => format!("table {t:?} cannot be read"),
+            None => format!("query {query:?} cannot be run"),
+        })?;
     if sort {
         rows.sort_by(|a, b| {
             a.iter()

@@ -1376,7 +1376,10 @@ fn check_test_materialize(
     }
     match (&step.table, &step.query) {
         (Some(_), None) | (None, Some(_)) => Ok(()),
-        _ => Err("a materialize step names exactly one of `table` or `query`: the rows it compares".to_string()),
+        _ => Err(
+            "a materialize step names exactly one of `table` or `query`: the rows it compares"
+                .to_string(),
+        ),
     }
 }
 

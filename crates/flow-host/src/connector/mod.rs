@@ -12,7 +12,7 @@ mod mysql;
 mod pipeline;
 mod postgres;
 mod redis;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use flow_engine::{SqlAccess, SqlBounds, SqlRows, SqlValue};
 use serde_json::Value;

@@ -292,6 +292,39 @@ impl SqlAccess for Sqlite {
     }
 }
 
+/// The columns and rows of `query` on the SQLite database at `path`, opened read-only (a
+/// catalog test's `materialize` step reads what a materialization wrote): integers and reals
+/// as numbers, texts as strings, blobs as base-16 strings.
+pub(crate) fn read_rows(
+    path: &Path,
+    query: &str,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
+    let mut stmt = conn.prepare(query)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let mut rows = Vec::new();
+    let mut cursor = stmt.query([])?;
+    while let Some(row) = cursor.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => n.into(),
+                ValueRef::Real(f) => f.into(),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                ValueRef::Blob(b) => b
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .into(),
+            });
+        }
+        rows.push(values);
+    }
+    Ok((columns, rows))
+}
+
 #[cfg(test)]
 mod test {
     use super::{Destination, Sqlite};

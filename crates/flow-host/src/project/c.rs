@@ -45,6 +45,8 @@ pub fn build(dir: &Path, out: &Path, wit: &str, world: &str) -> anyhow::Result<(
         other => other,
     };
     let clang = clang()?;
+    // clang runs in the project's folder: the paths it is given must not be relative to ours.
+    let dir = &std::path::absolute(dir)?;
     let gen_dir = dir.join(GEN);
     std::fs::create_dir_all(&gen_dir)
         .with_context(|| format!("failed to create {}", gen_dir.display()))?;

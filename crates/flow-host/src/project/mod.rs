@@ -6,7 +6,8 @@
 //!
 //! A project's `flow-plugin.yaml` says what it is: the plugin's name (what the catalog's
 //! `wasm: { plugin: NAME }` and `flow plugin deploy NAME` use), its language and its world.
-//! Templates are the customer-totals derivation of `examples/acme`, in each language.
+//! Templates are the customer-totals derivation of `examples/acme`, an orders capture from an
+//! HTTP API and a SQLite table of per-customer totals, each in every language.
 
 mod c;
 
@@ -30,6 +31,14 @@ const CAPTURE_PYTHON_TEMPLATE: &str = include_str!("templates/capture/app.py");
 const CAPTURE_JS_TEMPLATE: &str = include_str!("templates/capture/app.js");
 const CAPTURE_TS_TEMPLATE: &str = include_str!("templates/capture/app.ts");
 const CAPTURE_C_TEMPLATE: &str = include_str!("templates/capture/app.c");
+/// The materialization world's templates: a SQLite table of per-customer totals, in each
+/// language.
+const MATERIALIZATION_CATALOG_TEMPLATE: &str = include_str!("templates/materialization/flow.yaml");
+const MATERIALIZATION_RUST_TEMPLATE: &str = include_str!("templates/materialization/lib.rs");
+const MATERIALIZATION_PYTHON_TEMPLATE: &str = include_str!("templates/materialization/app.py");
+const MATERIALIZATION_JS_TEMPLATE: &str = include_str!("templates/materialization/app.js");
+const MATERIALIZATION_TS_TEMPLATE: &str = include_str!("templates/materialization/app.ts");
+const MATERIALIZATION_C_TEMPLATE: &str = include_str!("templates/materialization/app.c");
 const CARGO_TEMPLATE: &str = include_str!("templates/Cargo.toml.in");
 const PYTHON_TEMPLATE: &str = include_str!("templates/app.py");
 /// The Python SDK, copied into a Python project beside its `app.py`.
@@ -41,10 +50,12 @@ const PACKAGE_TEMPLATE: &str = include_str!("templates/package.json.in");
 const JS_SDK_BASE: &str = include_str!("../../../../sdk/js/flow_base.js");
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
 const JS_SDK_CAPTURE: &str = include_str!("../../../../sdk/js/flow_capture.js");
+const JS_SDK_MATERIALIZE: &str = include_str!("../../../../sdk/js/flow_materialize.js");
 /// Their types, for TypeScript projects.
 const JS_SDK_BASE_TYPES: &str = include_str!("../../../../sdk/js/flow_base.d.ts");
 const JS_SDK_TYPES: &str = include_str!("../../../../sdk/js/flow_sdk.d.ts");
 const JS_SDK_CAPTURE_TYPES: &str = include_str!("../../../../sdk/js/flow_capture.d.ts");
+const JS_SDK_MATERIALIZE_TYPES: &str = include_str!("../../../../sdk/js/flow_materialize.d.ts");
 const C_TEMPLATE: &str = include_str!("templates/app.c");
 /// The C SDK, copied into a C project beside its `app.c`: what every world shares, then the
 /// derivation's or the capture's glue.
@@ -54,6 +65,8 @@ const C_SDK_DERIVE_HEADER: &str = include_str!("../../../../sdk/c/flow_derive.h"
 const C_SDK_DERIVE: &str = include_str!("../../../../sdk/c/flow_derive.c");
 const C_SDK_CAPTURE_HEADER: &str = include_str!("../../../../sdk/c/flow_capture.h");
 const C_SDK_CAPTURE: &str = include_str!("../../../../sdk/c/flow_capture.c");
+const C_SDK_MATERIALIZE_HEADER: &str = include_str!("../../../../sdk/c/flow_materialize.h");
+const C_SDK_MATERIALIZE: &str = include_str!("../../../../sdk/c/flow_materialize.c");
 const TS_TEMPLATE: &str = include_str!("templates/app.ts");
 const TS_PACKAGE_TEMPLATE: &str = include_str!("templates/package-ts.json.in");
 const TSCONFIG_TEMPLATE: &str = include_str!("templates/tsconfig.json");
@@ -93,23 +106,22 @@ pub struct Manifest {
 
 /// Write a new project into `dir` (which must not exist or be empty).
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
-    let not_yet = |what: &str| {
-        anyhow::anyhow!(
-            "{what}: not yet; `flow plugin init` writes derivations and captures (in rust, python, js, ts or c). Write \
-             the component against wit/flow.wit (the worlds are listed there) and deploy it \
-             with `flow plugin deploy NAME FILE.wasm`"
-        )
+    // The template or SDK file of this world: the derivation's, the materialization's or
+    // the capture's.
+    let pick = |texts: [&str; 3]| {
+        texts[match world {
+            World::Derivation => 0,
+            World::Materialization => 1,
+            World::Capture => 2,
+        }]
+        .to_string()
     };
-    if world == World::Materialization {
-        return Err(not_yet(&format!("--world {}", value_name(world))));
-    }
-    let capture = world == World::Capture;
-    // The template or SDK file of this world: the derivation's or the capture's.
-    let pick = |derivation: &str, capture_text: &str| {
-        if capture { capture_text } else { derivation }.to_string()
-    };
-    let pick_file = |derivation: (&'static str, &str), capture_file: (&'static str, &str)| {
-        let (path, text) = if capture { capture_file } else { derivation };
+    let pick_file = |files: [(&'static str, &str); 3]| {
+        let (path, text) = files[match world {
+            World::Derivation => 0,
+            World::Materialization => 1,
+            World::Capture => 2,
+        }];
         (path, text.to_string())
     };
     if dir.exists()
@@ -144,8 +156,12 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
         // Quoted: a name like `2024` or `true` is a number or a boolean to YAML.
         (
             "flow.yaml",
-            pick(CATALOG_TEMPLATE, CAPTURE_CATALOG_TEMPLATE)
-                .replace("{{NAME}}", &serde_json::to_string(&name)?),
+            pick([
+                CATALOG_TEMPLATE,
+                MATERIALIZATION_CATALOG_TEMPLATE,
+                CAPTURE_CATALOG_TEMPLATE,
+            ])
+            .replace("{{NAME}}", &serde_json::to_string(&name)?),
         ),
     ];
     match lang {
@@ -160,22 +176,44 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                         &serde_json::to_string(&sdk.display().to_string())?,
                     ),
             ));
-            files.push(("src/lib.rs", pick(&rust_source(), CAPTURE_RUST_TEMPLATE)));
+            files.push((
+                "src/lib.rs",
+                pick([
+                    &rust_source(),
+                    MATERIALIZATION_RUST_TEMPLATE,
+                    CAPTURE_RUST_TEMPLATE,
+                ]),
+            ));
         }
         Lang::Python => {
-            files.push(("app.py", pick(PYTHON_TEMPLATE, CAPTURE_PYTHON_TEMPLATE)));
+            files.push((
+                "app.py",
+                pick([
+                    PYTHON_TEMPLATE,
+                    MATERIALIZATION_PYTHON_TEMPLATE,
+                    CAPTURE_PYTHON_TEMPLATE,
+                ]),
+            ));
             files.push(("flow_sdk.py", PYTHON_SDK.to_string()));
             files.push(("wit/flow.wit", WIT.to_string()));
         }
         Lang::Js | Lang::Ts => {
             let package = match lang {
                 Lang::Ts => {
-                    files.push(("app.ts", pick(TS_TEMPLATE, CAPTURE_TS_TEMPLATE)));
-                    files.push(("flow_base.d.ts", JS_SDK_BASE_TYPES.to_string()));
-                    files.push(pick_file(
-                        ("flow_sdk.d.ts", JS_SDK_TYPES),
-                        ("flow_capture.d.ts", JS_SDK_CAPTURE_TYPES),
+                    files.push((
+                        "app.ts",
+                        pick([
+                            TS_TEMPLATE,
+                            MATERIALIZATION_TS_TEMPLATE,
+                            CAPTURE_TS_TEMPLATE,
+                        ]),
                     ));
+                    files.push(("flow_base.d.ts", JS_SDK_BASE_TYPES.to_string()));
+                    files.push(pick_file([
+                        ("flow_sdk.d.ts", JS_SDK_TYPES),
+                        ("flow_materialize.d.ts", JS_SDK_MATERIALIZE_TYPES),
+                        ("flow_capture.d.ts", JS_SDK_CAPTURE_TYPES),
+                    ]));
                     files.push((
                         "tsconfig.json",
                         TSCONFIG_TEMPLATE.replace("{{VERSION}}", wit_version()),
@@ -183,15 +221,23 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                     TS_PACKAGE_TEMPLATE
                 }
                 _ => {
-                    files.push(("app.js", pick(JS_TEMPLATE, CAPTURE_JS_TEMPLATE)));
+                    files.push((
+                        "app.js",
+                        pick([
+                            JS_TEMPLATE,
+                            MATERIALIZATION_JS_TEMPLATE,
+                            CAPTURE_JS_TEMPLATE,
+                        ]),
+                    ));
                     PACKAGE_TEMPLATE
                 }
             };
             files.push(("flow_base.js", JS_SDK_BASE.to_string()));
-            files.push(pick_file(
+            files.push(pick_file([
                 ("flow_sdk.js", JS_SDK),
+                ("flow_materialize.js", JS_SDK_MATERIALIZE),
                 ("flow_capture.js", JS_SDK_CAPTURE),
-            ));
+            ]));
             files.push((
                 "package.json",
                 package
@@ -202,17 +248,22 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
             files.push(("wit/flow.wit", WIT.to_string()));
         }
         Lang::C => {
-            files.push(("app.c", pick(C_TEMPLATE, CAPTURE_C_TEMPLATE)));
+            files.push((
+                "app.c",
+                pick([C_TEMPLATE, MATERIALIZATION_C_TEMPLATE, CAPTURE_C_TEMPLATE]),
+            ));
             files.push(("flow_sdk.h", C_SDK_HEADER.to_string()));
             files.push(("flow_sdk.c", C_SDK.to_string()));
-            files.push(pick_file(
+            files.push(pick_file([
                 ("flow_derive.h", C_SDK_DERIVE_HEADER),
+                ("flow_materialize.h", C_SDK_MATERIALIZE_HEADER),
                 ("flow_capture.h", C_SDK_CAPTURE_HEADER),
-            ));
-            files.push(pick_file(
+            ]));
+            files.push(pick_file([
                 ("flow_derive.c", C_SDK_DERIVE),
+                ("flow_materialize.c", C_SDK_MATERIALIZE),
                 ("flow_capture.c", C_SDK_CAPTURE),
-            ));
+            ]));
         }
     }
     for (path, text) in files {
@@ -499,6 +550,7 @@ mod tests {
             (JS_SDK_BASE, "flow_base.js", "log"),
             (JS_SDK, "flow_sdk.js", "state"),
             (JS_SDK_CAPTURE, "flow_capture.js", "http"),
+            (JS_SDK_MATERIALIZE, "flow_materialize.js", "sql"),
         ] {
             let at = format!("'flow:plugin/{import}@{}'", wit_version());
             assert!(sdk.contains(&at), "sdk/js/{file} must import {at}");
