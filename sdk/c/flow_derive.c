@@ -10,7 +10,13 @@
  */
 #include "flow_derive.h"
 
+#ifdef FLOW_MIGRATE
+/* The sources define flow_migrate: built on the world that also exports `migrate`. */
+#include "migrating_derivation_packed.h"
+typedef migrating_derivation_packed_string_t derivation_packed_string_t;
+#else
 #include "derivation_packed.h"
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -185,3 +191,57 @@ bool exports_flow_plugin_derive_packed_flush(exports_flow_plugin_derive_packed_p
     take_published(&out, ret);
     return true;
 }
+
+#ifdef FLOW_MIGRATE
+/* --- The migrate export ------------------------------------------------------------------- */
+
+bool exports_flow_plugin_migrate_migrate(derivation_packed_string_t *from_digest,
+                                         exports_flow_plugin_migrate_list_keyed_state_t *batch,
+                                         exports_flow_plugin_migrate_list_keyed_state_t *ret,
+                                         exports_flow_plugin_migrate_plugin_error_t *err) {
+    size_t n = batch->len, len = 0;
+    exports_flow_plugin_migrate_keyed_state_t *out =
+        n > 0 ? must(malloc(n * sizeof *out)) : NULL;
+    flow_buf next = {0};
+    flow_error *e = NULL;
+    size_t failed = 0;
+    for (size_t i = 0; e == NULL && i < n; i++) {
+        next.len = 0;
+        e = flow_migrate(str_of(from_digest), str_of(&batch->ptr[i].key),
+                         str_of(&batch->ptr[i].state), &next);
+        if (e != NULL) {
+            failed = i;
+        } else if (next.len > 0) {
+            /* The key moves to the result; the post-return frees it there. */
+            derivation_packed_string_t text = {must(malloc(next.len)), next.len};
+            memcpy(text.ptr, next.ptr, next.len);
+            out[len++] = (exports_flow_plugin_migrate_keyed_state_t){batch->ptr[i].key, text};
+            batch->ptr[i].key = (derivation_packed_string_t){NULL, 0};
+        }
+    }
+    flow_buf_free(&next);
+    exports_flow_plugin_migrate_list_keyed_state_free(batch);
+    if (from_digest->len > 0) {
+        free(from_digest->ptr);
+    }
+    if (e != NULL) {
+        for (size_t i = 0; i < len; i++) {
+            free(out[i].key.ptr);
+            free(out[i].state.ptr);
+        }
+        free(out);
+        size_t mlen;
+        char *message = flow__error_take(e, &mlen);
+        err->message = (derivation_packed_string_t){(uint8_t *)message, mlen};
+        err->document.is_some = true;
+        err->document.val = (uint32_t)failed;
+        return false;
+    }
+    if (len == 0) {
+        free(out);
+        out = NULL;
+    }
+    *ret = (exports_flow_plugin_migrate_list_keyed_state_t){out, len};
+    return true;
+}
+#endif

@@ -49,6 +49,14 @@ flow_error *flow_transform(const flow_source *source, flow_publisher *out);
 /* Optional: called at the end of each transaction; publish what was held back. */
 flow_error *flow_flush(flow_publisher *out);
 
+/* Optional: migrate the state of one key written by an earlier version (the component
+ * `from_digest`, `sha256:...`), before this version's first transaction: write the new state
+ * (JSON text) into `out` and return NULL, or leave `out` empty to keep it as it is. A project
+ * whose sources define it is built on the `migrating-derivation-packed` world, and the host
+ * calls it for each key when a task switches to this version from another component that last
+ * wrote its state; the results commit atomically (all keys or none). */
+flow_error *flow_migrate(flow_str from_digest, flow_str key, flow_str state, flow_buf *out);
+
 /* --- Publishing ------------------------------------------------------------------------- */
 
 /* Publish one document, JSON text (copied). */

@@ -105,6 +105,7 @@ __all__ = [
     "export",
     "export_capture",
     "export_materialization",
+    "export_migration",
     "fields",
     "http",
     "kv",
@@ -252,6 +253,31 @@ def export(cls):
             return out
 
     return Derive
+
+
+def export_migration(migrate):
+    """The componentize-py export of a state migration: assign it to `Migrate` beside
+    `Derive`, and `flow plugin build` builds the derivation on world
+    `flow:plugin/migrating-derivation@VERSION`. When a task switches to this version from
+    another component that last wrote its state, the host calls `migrate(from_digest, key,
+    state)` for each key before the first transaction (`from_digest`: `sha256:...` of that
+    component; `key` and `state` parsed): return the key's new state, or None to keep it.
+    The results commit atomically (all keys or none)."""
+    from wit_world.exports import migrate as _migrate
+
+    class Migrate(exports.Migrate):
+        def migrate(self, from_digest, batch):
+            out = []
+            for i, s in enumerate(batch):
+                try:
+                    new = migrate(from_digest, json.loads(s.key), json.loads(s.state))
+                except Exception as e:
+                    raise _failure(e, i)
+                if new is not None:
+                    out.append(_migrate.KeyedState(key=s.key, state=_dumps(new)))
+            return out
+
+    return Migrate
 
 
 # --- Captures ---------------------------------------------------------------------------

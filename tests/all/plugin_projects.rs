@@ -402,6 +402,138 @@ fn a_materialization_project_in_every_language_answers_the_conformance_catalog_a
     }
 }
 
+/// What each language adds to its derivation template for a state migration that records
+/// which component wrote the state it migrated: (language, file, text appended).
+const MIGRATIONS: [(&str, &str, &str); 5] = [
+    (
+        "python",
+        "app.py",
+        "\nfrom flow_sdk import export_migration\n\nMigrate = export_migration(lambda from_digest, key, state: {**state, \"from\": from_digest})\n",
+    ),
+    (
+        "js",
+        "app.js",
+        "\nimport { exportMigration } from './flow_migrate.js';\n\nexport const migrate = exportMigration((fromDigest, key, state) => ({ ...state, from: fromDigest }));\n",
+    ),
+    (
+        "ts",
+        "app.ts",
+        "\nimport { exportMigration } from './flow_migrate.js';\n\nexport const migrate = exportMigration((fromDigest: string, key: unknown[], state: object) => ({ ...state, from: fromDigest }));\n",
+    ),
+    (
+        "c",
+        "app.c",
+        "\nflow_error *flow_migrate(flow_str from_digest, flow_str key, flow_str state, flow_buf *out) {\n    (void)key;\n    flow_buf_append(out, state.ptr, state.len - 1);\n    flow_buf_puts(out, \",\\\"from\\\":\");\n    flow_buf_string(out, from_digest);\n    flow_buf_puts(out, \"}\");\n    return NULL;\n}\n",
+    ),
+    (
+        "rust",
+        "src/lib.rs",
+        "\nimpl flow_sdk::Migrate for CustomerTotals {\n    fn migrate(from_digest: &str, _key: &flow_sdk::Value, mut state: flow_sdk::Value) -> Result<Option<flow_sdk::Value>, flow_sdk::Error> {\n        state[\"from\"] = from_digest.into();\n        Ok(Some(state))\n    }\n}\n",
+    ),
+];
+
+#[test]
+fn a_derivation_project_migrates_the_state_its_earlier_version_wrote_in_every_language() {
+    use flow_host::{Host, HostOptions};
+    use serde_json::{Value, json};
+    let tmp = tempfile::tempdir().unwrap();
+    let target = root().join("plugins/target");
+    let env = [("CARGO_TARGET_DIR", target.to_str().unwrap())];
+    for (lang, file, migration) in MIGRATIONS {
+        let dir = tmp.path().join(format!("{lang}-totals"));
+        let d = dir.to_str().unwrap();
+        let (ok, out) = flow(
+            &["plugin", "init", d, "--lang", lang, "--name", "totals"],
+            &[],
+        );
+        assert!(ok, "{lang}: {out}");
+        if lang == "rust" {
+            std::fs::copy(root().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        }
+        let (ok, out) = flow(&["plugin", "build", d], &env);
+        assert!(ok, "{lang}: {out}");
+        let v1 = tmp.path().join(format!("{lang}-v1.wasm"));
+        std::fs::copy(dir.join("plugin.wasm"), &v1).unwrap();
+
+        let mut source = std::fs::read_to_string(dir.join(file)).unwrap() + migration;
+        if lang == "rust" {
+            source = source.replace(
+                "flow_sdk::export_derivation!(CustomerTotals);",
+                "flow_sdk::export_migrating_derivation!(CustomerTotals);",
+            );
+        }
+        std::fs::write(dir.join(file), source).unwrap();
+        if lang == "js" || lang == "ts" {
+            // Its package.json names the world it builds on: not changed, the build says so.
+            let (ok, out) = flow(&["plugin", "build", d], &env);
+            assert!(
+                !ok && out.contains("exports a state migration (exportMigration)")
+                    && out.contains("flow:plugin/migrating-derivation@"),
+                "{lang}: {out}"
+            );
+            let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
+            std::fs::write(
+                dir.join("package.json"),
+                package.replace(
+                    "flow:plugin/derivation@",
+                    "flow:plugin/migrating-derivation@",
+                ),
+            )
+            .unwrap();
+        }
+        let (ok, out) = flow(&["plugin", "build", d], &env);
+        assert!(ok, "{lang}: {out}");
+        let v2 = std::fs::read(dir.join("plugin.wasm")).unwrap();
+
+        let host = Host::open(HostOptions::new(tmp.path().join(format!("{lang}-host")))).unwrap();
+        host.registry
+            .deploy("totals", &std::fs::read(&v1).unwrap())
+            .unwrap();
+        host.publish(flow_host::catalog::load(&dir.join("flow.yaml")).unwrap())
+            .unwrap();
+        let orders = |docs: Value| {
+            host.ingest("acme/orders", docs.as_array().unwrap().clone())
+                .unwrap();
+            host.wait_idle(std::time::Duration::from_secs(60)).unwrap();
+        };
+        orders(json!([
+            {"id": 1, "customer": "alice", "amount": 5},
+            {"id": 2, "customer": "bob", "amount": 7.5},
+            {"id": 3, "customer": "alice", "amount": 10}
+        ]));
+        host.registry.deploy("totals", &v2).unwrap();
+        host.plugin_deployed("totals");
+        orders(json!([{"id": 4, "customer": "bob", "amount": 2.5}]));
+
+        let state = |key: &str| -> Value {
+            let text = host
+                .store
+                .state("acme/customer-totals", key)
+                .unwrap()
+                .unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        let from = flow_tests::digest(v1.to_str().unwrap());
+        let alice = state(r#"["alice"]"#);
+        assert_eq!(alice["from"], from.as_str(), "{lang}: {alice}");
+        assert_eq!(alice["total"].as_f64(), Some(15.0), "{lang}: {alice}");
+        // Counting goes on from the migrated state.
+        let bob = state(r#"["bob"]"#);
+        assert_eq!(
+            (bob["total"].as_f64(), bob["orders"].as_u64()),
+            (Some(10.0), Some(2)),
+            "{lang}: {bob}"
+        );
+        let logs = host.registry.logs().read("totals", 0);
+        let migrated = format!("migrated the state of 2 of 2 keys written by {from}");
+        assert!(
+            logs.iter().any(|l| l.message.contains(&migrated)),
+            "{lang}: {migrated:?} not in {logs:?}"
+        );
+        host.shutdown();
+    }
+}
+
 #[test]
 fn what_a_project_cannot_do_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();

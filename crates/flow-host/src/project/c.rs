@@ -40,7 +40,10 @@ pub fn bindings(wit: &str, world: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>
 /// is built on `derivation-packed`, which the SDK's glue speaks: a call's documents cross
 /// in a few buffers each way).
 pub fn build(dir: &Path, out: &Path, wit: &str, world: &str) -> anyhow::Result<()> {
+    // A derivation whose sources define `flow_migrate` also exports `migrate`.
+    let migrates = world == "derivation" && defines_migrate(dir)?;
     let world = match world {
+        "derivation" if migrates => "migrating-derivation-packed",
         "derivation" => "derivation-packed",
         other => other,
     };
@@ -77,6 +80,7 @@ pub fn build(dir: &Path, out: &Path, wit: &str, world: &str) -> anyhow::Result<(
             "-Wall",
             "-Werror=implicit-function-declaration",
         ])
+        .args(migrates.then_some("-DFLOW_MIGRATE"))
         .arg("-I")
         .arg(&gen_dir)
         .args(&sources)
@@ -97,6 +101,26 @@ pub fn build(dir: &Path, out: &Path, wit: &str, world: &str) -> anyhow::Result<(
     let component = componentize(&module)
         .with_context(|| format!("failed to make a component of {}", core.display()))?;
     std::fs::write(out, component).with_context(|| format!("failed to write {}", out.display()))
+}
+
+/// Whether a `.c` file of the project other than the SDK's defines `flow_migrate`.
+fn defines_migrate(dir: &Path) -> anyhow::Result<bool> {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?
+    {
+        let path = entry?.path();
+        let sdk = path
+            .file_name()
+            .is_some_and(|n| n.to_str().is_some_and(|n| n.starts_with("flow_")));
+        if path.extension().is_some_and(|e| e == "c") && !sdk {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            if text.contains("flow_migrate(") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// A core module built against wasi-libc, with its component type embedded (the `.o`

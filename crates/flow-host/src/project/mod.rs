@@ -51,6 +51,9 @@ const JS_SDK_BASE: &str = include_str!("../../../../sdk/js/flow_base.js");
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
 const JS_SDK_CAPTURE: &str = include_str!("../../../../sdk/js/flow_capture.js");
 const JS_SDK_MATERIALIZE: &str = include_str!("../../../../sdk/js/flow_materialize.js");
+/// State migration, copied into derivation projects beside the derivation's module.
+const JS_SDK_MIGRATE: &str = include_str!("../../../../sdk/js/flow_migrate.js");
+const JS_SDK_MIGRATE_TYPES: &str = include_str!("../../../../sdk/js/flow_migrate.d.ts");
 /// Their types, for TypeScript projects.
 const JS_SDK_BASE_TYPES: &str = include_str!("../../../../sdk/js/flow_base.d.ts");
 const JS_SDK_TYPES: &str = include_str!("../../../../sdk/js/flow_sdk.d.ts");
@@ -232,6 +235,12 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                     PACKAGE_TEMPLATE
                 }
             };
+            if world == World::Derivation {
+                files.push(("flow_migrate.js", JS_SDK_MIGRATE.to_string()));
+                if lang == Lang::Ts {
+                    files.push(("flow_migrate.d.ts", JS_SDK_MIGRATE_TYPES.to_string()));
+                }
+            }
             files.push(("flow_base.js", JS_SDK_BASE.to_string()));
             files.push(pick_file([
                 ("flow_sdk.js", JS_SDK),
@@ -293,7 +302,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     match manifest.lang {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out, manifest.world)?,
-        Lang::Js | Lang::Ts => build_js(dir, &out)?,
+        Lang::Js | Lang::Ts => build_js(dir, &out, manifest.lang, manifest.world)?,
         Lang::C => c::build(dir, &out, WIT, &value_name(manifest.world))?,
     }
     Ok(out)
@@ -385,7 +394,15 @@ fn build_python(dir: &Path, out: &Path, world: World) -> anyhow::Result<()> {
             "componentize-py is not installed (or not on PATH): `pip install {COMPONENTIZE_PY}`"
         );
     }
-    let world = format!("flow:plugin/{}@{}", value_name(world), wit_version());
+    // A derivation that exports a state migration is built on the world with both.
+    let migrates = world == World::Derivation
+        && std::fs::read_to_string(dir.join("app.py"))
+            .is_ok_and(|app| app.contains("export_migration("));
+    let world = match migrates {
+        true => "migrating-derivation".to_string(),
+        false => value_name(world),
+    };
+    let world = format!("flow:plugin/{world}@{}", wit_version());
     run_in(
         dir,
         "componentize-py",
@@ -410,7 +427,27 @@ fn build_python(dir: &Path, out: &Path, world: World) -> anyhow::Result<()> {
 
 /// `npm run build` (the project's package.json says how: componentize-js, after `jco types`
 /// and `tsc` for TypeScript), after `npm install` the first time.
-fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_js(dir: &Path, out: &Path, lang: Lang, world: World) -> anyhow::Result<()> {
+    // A derivation that exports a state migration is built on the world with both, which
+    // its package.json's build script names.
+    let app = dir.join(if lang == Lang::Ts { "app.ts" } else { "app.js" });
+    if world == World::Derivation
+        && std::fs::read_to_string(&app).is_ok_and(|a| a.contains("exportMigration("))
+    {
+        let package = dir.join("package.json");
+        let text = std::fs::read_to_string(&package)
+            .with_context(|| format!("failed to read {}", package.display()))?;
+        let wanted = format!("flow:plugin/migrating-derivation@{}", wit_version());
+        anyhow::ensure!(
+            text.contains(&wanted),
+            "{} exports a state migration (exportMigration): build it on world {wanted}: in {}, \
+             change flow:plugin/derivation@{} to that in the build{} script",
+            app.display(),
+            package.display(),
+            wit_version(),
+            if lang == Lang::Ts { " and types" } else { "" },
+        );
+    }
     if missing("npm")? {
         anyhow::bail!(
             "npm is not installed (or not on PATH): install Node.js 18 or newer with npm \
