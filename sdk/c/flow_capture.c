@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define must flow__must
 
@@ -25,10 +24,6 @@ struct flow_captured {
 
 static flow_str str_of(const capture_string_t *s) {
     return (flow_str){(const char *)s->ptr, s->len};
-}
-
-static capture_string_t wit_str(flow_str s) {
-    return (capture_string_t){(uint8_t *)s.ptr, s.len};
 }
 
 /* A malloc'd copy, for what the post-return frees (only when not empty). */
@@ -86,75 +81,10 @@ static void drop_captured(flow_captured *out) {
 
 /* --- HTTP --------------------------------------------------------------------------------- */
 
-flow_error *flow_http_send(flow_str method, flow_str url, const flow_header *headers,
-                           size_t headers_len, flow_str body, flow_response *out) {
-    *out = (flow_response){0};
-    capture_tuple2_string_string_t *pairs = NULL;
-    if (headers_len > 0) {
-        pairs = must(malloc(headers_len * sizeof *pairs));
-        for (size_t i = 0; i < headers_len; i++) {
-            pairs[i] = (capture_tuple2_string_string_t){wit_str(headers[i].name),
-                                                        wit_str(headers[i].value)};
-        }
-    }
-    flow_plugin_http_request_t request = {
-        wit_str(method),
-        wit_str(url),
-        {pairs, headers_len},
-        {(uint8_t *)body.ptr, body.len},
-    };
-    flow_plugin_http_response_t *response = must(malloc(sizeof *response));
-    capture_string_t err;
-    bool ok = flow_plugin_http_send(&request, response, &err);
-    free(pairs);
-    if (!ok) {
-        free(response);
-        flow_error *e = flow_errorf("%.*s", (int)err.len, (const char *)err.ptr);
-        capture_string_free(&err);
-        return e;
-    }
-    /* The response's headers, as flow_str pairs over the bindings' strings. */
-    size_t n = response->headers.len;
-    flow_header *views = n > 0 ? must(malloc(n * sizeof *views)) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        views[i] = (flow_header){str_of(&response->headers.ptr[i].f0),
-                                 str_of(&response->headers.ptr[i].f1)};
-    }
-    *out = (flow_response){
-        response->status,
-        {(const char *)response->body.ptr, response->body.len},
-        n,
-        views,
-        response,
-    };
-    return NULL;
-}
-
-flow_error *flow_http_get(const char *url, const flow_header *headers, size_t headers_len,
-                          flow_response *out) {
-    return flow_http_send(flow_cstr("GET"), flow_cstr(url), headers, headers_len,
-                          (flow_str){NULL, 0}, out);
-}
-
-bool flow_response_header(const flow_response *r, const char *name, flow_str *value) {
-    size_t n = strlen(name);
-    for (size_t i = 0; i < r->headers_len; i++) {
-        if (r->headers[i].name.len == n && strncasecmp(r->headers[i].name.ptr, name, n) == 0) {
-            *value = r->headers[i].value;
-            return true;
-        }
-    }
-    return false;
-}
-
-void flow_response_free(flow_response *r) {
-    if (r->owned != NULL) {
-        flow_plugin_http_response_free(r->owned);
-        free(r->owned);
-    }
-    free((void *)r->headers);
-    *r = (flow_response){0};
-}
+#define FLOW_HTTP_STRING capture_string_t
+#define FLOW_HTTP_HEADER capture_tuple2_string_string_t
+#define FLOW_HTTP_STRING_FREE capture_string_free
+#include "flow_http.inc"
 
 /* --- The source exports ------------------------------------------------------------------- */
 

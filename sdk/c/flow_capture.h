@@ -15,6 +15,7 @@
 #ifndef FLOW_CAPTURE_H
 #define FLOW_CAPTURE_H
 
+#include "flow_http.h"
 #include "flow_sdk.h"
 
 #ifdef __cplusplus
@@ -65,34 +66,6 @@ void flow_capture_checkpoint(flow_captured *out, const char *json, size_t len);
 /* When the source committed the last change this poll captured (ms since the Unix epoch, by
  * the source's clock): the host shows the capture's lag behind it. */
 void flow_source_time(uint64_t ms);
-
-/* --- HTTP ----------------------------------------------------------------------------- */
-
-typedef struct flow_header {
-    flow_str name;
-    flow_str value;
-} flow_header;
-
-/* A response; free it with flow_response_free. */
-typedef struct flow_response {
-    uint16_t status;
-    flow_str body;
-    size_t headers_len;
-    const flow_header *headers;
-    void *owned; /* the SDK's */
-} flow_response;
-
-/* Send a request and wait for the whole response. An error (the host's reason: a host not on
- * the allow-list, a connection that failed, a response over `hostResultBytesMax`) leaves
- * `*out` empty. */
-flow_error *flow_http_send(flow_str method, flow_str url, const flow_header *headers,
-                           size_t headers_len, flow_str body, flow_response *out);
-/* GET `url` (a C string). */
-flow_error *flow_http_get(const char *url, const flow_header *headers, size_t headers_len,
-                          flow_response *out);
-/* The value of header `name` (case-insensitive), or false. */
-bool flow_response_header(const flow_response *r, const char *name, flow_str *value);
-void flow_response_free(flow_response *r);
 
 #ifdef __cplusplus
 }

@@ -296,6 +296,157 @@ void flow_sql_rows_free(flow_sql_rows *rows) {
     *rows = (flow_sql_rows){0};
 }
 
+/* --- HTTP --------------------------------------------------------------------------------- */
+
+#define FLOW_HTTP_STRING materialization_string_t
+#define FLOW_HTTP_HEADER materialization_tuple2_string_string_t
+#define FLOW_HTTP_STRING_FREE materialization_string_free
+#include "flow_http.inc"
+
+/* --- Key-value ---------------------------------------------------------------------------- */
+
+static materialization_list_string_t kv_keys(const flow_str *keys, size_t len) {
+    wit_string *items = len > 0 ? must(malloc(len * sizeof *items)) : NULL;
+    for (size_t i = 0; i < len; i++) {
+        items[i] = (wit_string){(uint8_t *)keys[i].ptr, keys[i].len};
+    }
+    return (materialization_list_string_t){items, len};
+}
+
+/* What flow_kv_values owns: the bindings' list and the views over it. */
+typedef struct kv_owned {
+    materialization_list_option_string_t list;
+    bool *present;
+    flow_str *values;
+} kv_owned;
+
+static void kv_values(kv_owned *owned, flow_kv_values *out) {
+    size_t n = owned->list.len;
+    owned->present = n > 0 ? must(malloc(n * sizeof *owned->present)) : NULL;
+    owned->values = n > 0 ? must(calloc(n, sizeof *owned->values)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        owned->present[i] = owned->list.ptr[i].is_some;
+        if (owned->list.ptr[i].is_some) {
+            owned->values[i] = str_of(&owned->list.ptr[i].val);
+        }
+    }
+    *out = (flow_kv_values){n, owned->present, owned->values, owned};
+}
+
+flow_error *flow_kv_get(const flow_str *keys, size_t len, flow_kv_values *out) {
+    *out = (flow_kv_values){0};
+    materialization_list_string_t k = kv_keys(keys, len);
+    kv_owned *owned = must(calloc(1, sizeof *owned));
+    wit_string err;
+    bool ok = flow_plugin_kv_get(&k, &owned->list, &err);
+    free(k.ptr);
+    if (!ok) {
+        free(owned);
+        return host_error(&err);
+    }
+    kv_values(owned, out);
+    return NULL;
+}
+
+flow_error *flow_kv_hget(const flow_str *keys, size_t len, flow_str field, flow_kv_values *out) {
+    *out = (flow_kv_values){0};
+    materialization_list_string_t k = kv_keys(keys, len);
+    wit_string f = {(uint8_t *)field.ptr, field.len};
+    kv_owned *owned = must(calloc(1, sizeof *owned));
+    wit_string err;
+    bool ok = flow_plugin_kv_hget(&k, &f, &owned->list, &err);
+    free(k.ptr);
+    if (!ok) {
+        free(owned);
+        return host_error(&err);
+    }
+    kv_values(owned, out);
+    return NULL;
+}
+
+void flow_kv_values_free(flow_kv_values *v) {
+    kv_owned *owned = v->owned;
+    if (owned != NULL) {
+        materialization_list_option_string_free(&owned->list);
+        free(owned->present);
+        free(owned->values);
+        free(owned);
+    }
+    *v = (flow_kv_values){0};
+}
+
+flow_error *flow_kv_hgetall(flow_str key, flow_kv_hash *out) {
+    *out = (flow_kv_hash){0};
+    wit_string k = {(uint8_t *)key.ptr, key.len};
+    materialization_list_tuple2_string_string_t *list = must(malloc(sizeof *list));
+    wit_string err;
+    if (!flow_plugin_kv_hgetall(&k, list, &err)) {
+        free(list);
+        return host_error(&err);
+    }
+    flow_header *fields = list->len > 0 ? must(malloc(list->len * sizeof *fields)) : NULL;
+    for (size_t i = 0; i < list->len; i++) {
+        fields[i] = (flow_header){str_of(&list->ptr[i].f0), str_of(&list->ptr[i].f1)};
+    }
+    *out = (flow_kv_hash){list->len, fields, list};
+    return NULL;
+}
+
+void flow_kv_hash_free(flow_kv_hash *h) {
+    if (h->owned != NULL) {
+        materialization_list_tuple2_string_string_free(h->owned);
+        free(h->owned);
+    }
+    free((void *)h->fields);
+    *h = (flow_kv_hash){0};
+}
+
+flow_error *flow_kv_set(const flow_str *keys, const flow_str *values, size_t len, uint64_t ttl_ms) {
+    flow_plugin_kv_entry_t *items = len > 0 ? must(malloc(len * sizeof *items)) : NULL;
+    for (size_t i = 0; i < len; i++) {
+        items[i] = (flow_plugin_kv_entry_t){{(uint8_t *)keys[i].ptr, keys[i].len},
+                                            {(uint8_t *)values[i].ptr, values[i].len}};
+    }
+    flow_plugin_kv_list_entry_t entries = {items, len};
+    wit_string err;
+    bool ok = flow_plugin_kv_set(&entries, ttl_ms > 0 ? &ttl_ms : NULL, &err);
+    free(items);
+    return ok ? NULL : host_error(&err);
+}
+
+flow_error *flow_kv_hset(flow_str key, const flow_header *fields, size_t len, uint64_t ttl_ms) {
+    materialization_tuple2_string_string_t *pairs =
+        len > 0 ? must(malloc(len * sizeof *pairs)) : NULL;
+    for (size_t i = 0; i < len; i++) {
+        pairs[i] = (materialization_tuple2_string_string_t){
+            {(uint8_t *)fields[i].name.ptr, fields[i].name.len},
+            {(uint8_t *)fields[i].value.ptr, fields[i].value.len}};
+    }
+    flow_plugin_kv_hash_entry_t entry = {{(uint8_t *)key.ptr, key.len}, {pairs, len}};
+    flow_plugin_kv_list_hash_entry_t entries = {&entry, 1};
+    wit_string err;
+    bool ok = flow_plugin_kv_hset(&entries, ttl_ms > 0 ? &ttl_ms : NULL, &err);
+    free(pairs);
+    return ok ? NULL : host_error(&err);
+}
+
+flow_error *flow_kv_del(const flow_str *keys, size_t len) {
+    materialization_list_string_t k = kv_keys(keys, len);
+    wit_string err;
+    bool ok = flow_plugin_kv_del(&k, &err);
+    free(k.ptr);
+    return ok ? NULL : host_error(&err);
+}
+
+flow_error *flow_kv_expect(flow_str key, const flow_str *value) {
+    wit_string k = {(uint8_t *)key.ptr, key.len};
+    wit_string v = value != NULL ? (wit_string){(uint8_t *)value->ptr, value->len}
+                                 : (wit_string){NULL, 0};
+    wit_string err;
+    bool ok = flow_plugin_kv_expect(&k, value != NULL ? &v : NULL, &err);
+    return ok ? NULL : host_error(&err);
+}
+
 /* --- The sink exports --------------------------------------------------------------------- */
 
 bool exports_flow_plugin_sink_open(exports_flow_plugin_sink_materialization_spec_t *spec,

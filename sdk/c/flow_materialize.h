@@ -12,12 +12,14 @@
  * that it commits after commit returned: the checkpoint lands with the rows, exactly once.
  *
  * The destination is the host's: `flow_sql_*` run statements inside its transaction (SQLite,
- * PostgreSQL, MySQL). What the SDK passes in is valid during the call only: copy what you
- * keep.
+ * PostgreSQL, MySQL), `flow_kv_*` queue a Redis destination's writes; `flow_http_*` reach the
+ * hosts on the task's allow-list. What the SDK passes in is valid during the call only: copy
+ * what you keep.
  */
 #ifndef FLOW_MATERIALIZE_H
 #define FLOW_MATERIALIZE_H
 
+#include "flow_http.h"
 #include "flow_sdk.h"
 
 #ifdef __cplusplus
@@ -144,6 +146,43 @@ flow_error *flow_sql_send(const char *statement, const flow_sql_value *params, s
 flow_error *flow_sql_query(const char *statement, const flow_sql_value *params, size_t len,
                            flow_sql_rows *out);
 void flow_sql_rows_free(flow_sql_rows *rows);
+
+/* --- A key-value store (Redis), inside the host's transaction --------------------------- */
+
+/* Reads see the store as committed; writes are queued and applied together when the host
+ * commits the transaction. Every call stops at the export's deadline; a failure is an error
+ * with the host's reason. */
+
+/* Values the store holds, by key: `present[i]` says whether key i has one. */
+typedef struct flow_kv_values {
+    size_t len;
+    const bool *present;
+    const flow_str *values;
+    void *owned; /* the SDK's */
+} flow_kv_values;
+
+/* The string values of `keys`. Free them with flow_kv_values_free. */
+flow_error *flow_kv_get(const flow_str *keys, size_t len, flow_kv_values *out);
+/* Field `field` of the hashes at `keys`. */
+flow_error *flow_kv_hget(const flow_str *keys, size_t len, flow_str field, flow_kv_values *out);
+void flow_kv_values_free(flow_kv_values *v);
+/* All fields of the hash at `key` (none if it does not exist). */
+typedef struct flow_kv_hash {
+    size_t len;
+    const flow_header *fields;
+    void *owned; /* the SDK's */
+} flow_kv_hash;
+flow_error *flow_kv_hgetall(flow_str key, flow_kv_hash *out);
+void flow_kv_hash_free(flow_kv_hash *h);
+/* Set `keys[i]` to `values[i]`, expiring after `ttl_ms` milliseconds (0: never). */
+flow_error *flow_kv_set(const flow_str *keys, const flow_str *values, size_t len, uint64_t ttl_ms);
+/* Replace the hash at `key` with `fields` (name, value pairs), expiring after `ttl_ms` (0:
+ * never). */
+flow_error *flow_kv_hset(flow_str key, const flow_header *fields, size_t len, uint64_t ttl_ms);
+flow_error *flow_kv_del(const flow_str *keys, size_t len);
+/* Commit this transaction only if `key` then holds `*value` (NULL: does not exist): a fence
+ * against a stale instance of the task. */
+flow_error *flow_kv_expect(flow_str key, const flow_str *value);
 
 #ifdef __cplusplus
 }

@@ -534,6 +534,89 @@ fn a_derivation_project_migrates_the_state_its_earlier_version_wrote_in_every_la
     }
 }
 
+/// The C SDK's `kv` against a real Redis: a materialization (`tests/fixtures/kv_view.c`) that
+/// keeps documents as strings, loads them back to reduce them, writes a hash, and fences its
+/// checkpoint with `expect`.
+#[test]
+fn a_c_materialization_keeps_a_redis_destination_through_the_sdks_kv() {
+    use flow_host::{Host, HostOptions};
+    let redis = flow_tests::RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kv-view");
+    let d = dir.to_str().unwrap();
+    let (ok, out) = flow(
+        &[
+            "plugin",
+            "init",
+            d,
+            "--lang",
+            "c",
+            "--world",
+            "materialization",
+            "--name",
+            "kv",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    std::fs::copy(root().join("tests/fixtures/kv_view.c"), dir.join("app.c")).unwrap();
+    let (ok, out) = flow(&["plugin", "build", d], &[]);
+    assert!(ok, "{out}");
+    let password = tmp.path().join("password");
+    std::fs::write(&password, flow_tests::REDIS_PASSWORD).unwrap();
+    let catalog = tmp.path().join("flow.yaml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "collections:\n  acme/totals:\n    schema:\n      type: object\n      reduce: {{ strategy: merge }}\n      properties:\n        customer: {{ type: string }}\n        total: {{ type: number, reduce: {{ strategy: sum }} }}\n      required: [customer, total]\n    key: [/customer]\nmaterializations:\n  acme/kv-view:\n    endpoint:\n      connector: redis\n      wasm:\n        plugin: kv\n        config: {{ address: \"{}\", password: {{ file: {} }} }}\n    bindings:\n      - source: acme/totals\n",
+            redis.address(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    let host = Host::open(HostOptions::new(tmp.path().join("host"))).unwrap();
+    host.registry
+        .deploy("kv", &std::fs::read(dir.join("plugin.wasm")).unwrap())
+        .unwrap();
+    host.publish(flow_host::catalog::load(&catalog).unwrap())
+        .unwrap();
+    let totals = |docs: serde_json::Value| {
+        host.ingest("acme/totals", docs.as_array().unwrap().clone())
+            .unwrap();
+        host.wait_idle(std::time::Duration::from_secs(60)).unwrap();
+    };
+    totals(serde_json::json!([{"customer": "alice", "total": 5}, {"customer": "bob", "total": 1}]));
+    totals(serde_json::json!([{"customer": "alice", "total": 10}]));
+    // alice's document was loaded (GET) and reduced with the new one.
+    let alice: serde_json::Value =
+        serde_json::from_str(redis.cli(&["GET", "totals:[\"alice\"]"]).trim()).unwrap();
+    assert_eq!(alice["total"].as_f64(), Some(15.0), "{alice}");
+    assert_eq!(
+        redis.cli(&["HGET", "flow:meta", "last"]).trim(),
+        "[\"alice\"]"
+    );
+    // A restart reads its checkpoint and its hash back.
+    host.shutdown();
+    drop(host);
+    let host = Host::open(HostOptions::new(tmp.path().join("host"))).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let wanted = "meta has 1 field(s); last written [\"alice\"]";
+    while !host
+        .registry
+        .logs()
+        .read("kv", 0)
+        .iter()
+        .any(|l| l.message.contains(wanted))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {wanted:?} in the plugin's log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    host.shutdown();
+}
+
 #[test]
 fn what_a_project_cannot_do_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();

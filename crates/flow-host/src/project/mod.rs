@@ -70,6 +70,9 @@ const C_SDK_CAPTURE_HEADER: &str = include_str!("../../../../sdk/c/flow_capture.
 const C_SDK_CAPTURE: &str = include_str!("../../../../sdk/c/flow_capture.c");
 const C_SDK_MATERIALIZE_HEADER: &str = include_str!("../../../../sdk/c/flow_materialize.h");
 const C_SDK_MATERIALIZE: &str = include_str!("../../../../sdk/c/flow_materialize.c");
+/// Outgoing HTTP, for the worlds that import it (captures, materializations).
+const C_SDK_HTTP_HEADER: &str = include_str!("../../../../sdk/c/flow_http.h");
+const C_SDK_HTTP: &str = include_str!("../../../../sdk/c/flow_http.inc");
 const TS_TEMPLATE: &str = include_str!("templates/app.ts");
 const TS_PACKAGE_TEMPLATE: &str = include_str!("templates/package-ts.json.in");
 const TSCONFIG_TEMPLATE: &str = include_str!("templates/tsconfig.json");
@@ -273,6 +276,10 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                 ("flow_materialize.c", C_SDK_MATERIALIZE),
                 ("flow_capture.c", C_SDK_CAPTURE),
             ]));
+            if world != World::Derivation {
+                files.push(("flow_http.h", C_SDK_HTTP_HEADER.to_string()));
+                files.push(("flow_http.inc", C_SDK_HTTP.to_string()));
+            }
         }
     }
     for (path, text) in files {
