@@ -534,11 +534,18 @@ fn a_derivation_project_migrates_the_state_its_earlier_version_wrote_in_every_la
     }
 }
 
-/// The C SDK's `kv` against a real Redis: a materialization (`tests/fixtures/kv_view.c`) that
-/// keeps documents as strings, loads them back to reduce them, writes a hash, and fences its
-/// checkpoint with `expect`.
+/// Each SDK's `kv` against a real Redis: a materialization (`tests/fixtures/kv_view.*`, in
+/// C, Python and JavaScript) that keeps documents as strings, loads them back to reduce them,
+/// writes a hash, and fences its checkpoint with `expect`; after a restart it reads its
+/// checkpoint and hash back.
 #[test]
-fn a_c_materialization_keeps_a_redis_destination_through_the_sdks_kv() {
+fn a_materialization_keeps_a_redis_destination_through_each_sdks_kv() {
+    for (lang, app) in [("python", "app.py"), ("c", "app.c"), ("js", "app.js")] {
+        keeps_redis_through_kv(lang, app);
+    }
+}
+
+fn keeps_redis_through_kv(lang: &str, app: &str) {
     use flow_host::{Host, HostOptions};
     let redis = flow_tests::RedisServer::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -550,7 +557,7 @@ fn a_c_materialization_keeps_a_redis_destination_through_the_sdks_kv() {
             "init",
             d,
             "--lang",
-            "c",
+            lang,
             "--world",
             "materialization",
             "--name",
@@ -559,7 +566,8 @@ fn a_c_materialization_keeps_a_redis_destination_through_the_sdks_kv() {
         &[],
     );
     assert!(ok, "{out}");
-    std::fs::copy(root().join("tests/fixtures/kv_view.c"), dir.join("app.c")).unwrap();
+    let fixture = format!("tests/fixtures/kv_view.{}", app.rsplit('.').next().unwrap());
+    std::fs::copy(root().join(fixture), dir.join(app)).unwrap();
     let (ok, out) = flow(&["plugin", "build", d], &[]);
     assert!(ok, "{out}");
     let password = tmp.path().join("password");
@@ -583,14 +591,17 @@ fn a_c_materialization_keeps_a_redis_destination_through_the_sdks_kv() {
     let totals = |docs: serde_json::Value| {
         host.ingest("acme/totals", docs.as_array().unwrap().clone())
             .unwrap();
-        host.wait_idle(std::time::Duration::from_secs(60)).unwrap();
+        if let Err(e) = host.wait_idle(std::time::Duration::from_secs(60)) {
+            let logs = host.registry.logs().read("kv", 0);
+            panic!("{lang}: {e}; the plugin's log: {logs:?}");
+        }
     };
     totals(serde_json::json!([{"customer": "alice", "total": 5}, {"customer": "bob", "total": 1}]));
     totals(serde_json::json!([{"customer": "alice", "total": 10}]));
     // alice's document was loaded (GET) and reduced with the new one.
     let alice: serde_json::Value =
         serde_json::from_str(redis.cli(&["GET", "totals:[\"alice\"]"]).trim()).unwrap();
-    assert_eq!(alice["total"].as_f64(), Some(15.0), "{alice}");
+    assert_eq!(alice["total"].as_f64(), Some(15.0), "{lang}: {alice}");
     assert_eq!(
         redis.cli(&["HGET", "flow:meta", "last"]).trim(),
         "[\"alice\"]"
