@@ -333,12 +333,20 @@ static void kv_values(kv_owned *owned, flow_kv_values *out) {
     *out = (flow_kv_values){n, owned->present, owned->values, owned};
 }
 
-flow_error *flow_kv_get(const flow_str *keys, size_t len, flow_kv_values *out) {
+/* `get` (field NULL) or `hget` of `keys`. */
+static flow_error *kv_read(const flow_str *keys, size_t len, const flow_str *field,
+                           flow_kv_values *out) {
     *out = (flow_kv_values){0};
     materialization_list_string_t k = kv_keys(keys, len);
     kv_owned *owned = must(calloc(1, sizeof *owned));
     wit_string err;
-    bool ok = flow_plugin_kv_get(&k, &owned->list, &err);
+    bool ok;
+    if (field == NULL) {
+        ok = flow_plugin_kv_get(&k, &owned->list, &err);
+    } else {
+        wit_string f = {(uint8_t *)field->ptr, field->len};
+        ok = flow_plugin_kv_hget(&k, &f, &owned->list, &err);
+    }
     free(k.ptr);
     if (!ok) {
         free(owned);
@@ -348,20 +356,12 @@ flow_error *flow_kv_get(const flow_str *keys, size_t len, flow_kv_values *out) {
     return NULL;
 }
 
+flow_error *flow_kv_get(const flow_str *keys, size_t len, flow_kv_values *out) {
+    return kv_read(keys, len, NULL, out);
+}
+
 flow_error *flow_kv_hget(const flow_str *keys, size_t len, flow_str field, flow_kv_values *out) {
-    *out = (flow_kv_values){0};
-    materialization_list_string_t k = kv_keys(keys, len);
-    wit_string f = {(uint8_t *)field.ptr, field.len};
-    kv_owned *owned = must(calloc(1, sizeof *owned));
-    wit_string err;
-    bool ok = flow_plugin_kv_hget(&k, &f, &owned->list, &err);
-    free(k.ptr);
-    if (!ok) {
-        free(owned);
-        return host_error(&err);
-    }
-    kv_values(owned, out);
-    return NULL;
+    return kv_read(keys, len, &field, out);
 }
 
 void flow_kv_values_free(flow_kv_values *v) {

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum PluginCmd {
     /// Write a new plugin project into DIR: the plugin's source (a derivation keeping running
-    /// totals per customer in host state, or with `--world capture` a capture paging through
-    /// an orders API by id), `flow.yaml` (a catalog using it, with tests) and
-    /// `flow-plugin.yaml` (its name, language and world). Then `flow plugin test DIR`.
+    /// totals per customer in host state; with `--world capture` a capture paging through an
+    /// orders API by id; with `--world materialization` a table per binding in the host's
+    /// database, one row per key, exactly once), `flow.yaml` (a catalog using it, with tests)
+    /// and `flow-plugin.yaml` (its name, language and world). Then `flow plugin test DIR`.
     Init {
         /// The project's folder; it must not exist or be empty.
         dir: PathBuf,
@@ -27,8 +28,7 @@ pub enum PluginCmd {
         /// use it (default: DIR's folder name).
         #[arg(long)]
         name: Option<String>,
-        /// The world the plugin implements: derivation or capture (materialization has no
-        /// template yet, and is refused).
+        /// The world the plugin implements: derivation, capture or materialization.
         #[arg(long, value_enum, default_value = "derivation")]
         world: crate::project::World,
     },
