@@ -1,6 +1,6 @@
 // What every world's JavaScript SDK shares (flow_sdk.js for derivations, flow_capture.js for
-// captures): errors as values, the plugin's log, JSON text. It imports only `log`, which the
-// host grants to every plugin.
+// captures, flow_materialize.js for materializations): errors as values, the plugin's log,
+// JSON text, host calls' errors. It imports only `log`, which the host grants to every plugin.
 
 import { write } from 'flow:plugin/log@0.1.5';
 
@@ -28,4 +28,14 @@ export function failure(e, document) {
   const message =
     e instanceof PluginError ? e.message : `${(e && e.name) || 'Error'}: ${e && e.message !== undefined ? e.message : String(e)}`;
   return { message, document };
+}
+
+/** `f()`, a call of a host import: a `result` error of the host, which arrives as a thrown
+ * value holding its string, is thrown as a PluginError with that string. */
+export function hostCall(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw new PluginError(e && e.payload !== undefined ? String(e.payload) : String(e));
+  }
 }

@@ -3,6 +3,7 @@
 // wit/flow.wit (the project's `npm run types`), so `tsc` checks a plugin against the contract.
 
 export { type Level, PluginError, log } from './flow_base.js';
+export { type Response, http } from './flow_http.js';
 
 export interface CaptureBinding {
   /** The collection its documents go to. */
@@ -35,20 +36,6 @@ export class Capture<Checkpoint = any> {
   constructor(spec: CaptureSpec, checkpoint: Checkpoint | undefined);
   poll(out: Captured): PollResult;
 }
-
-export interface Response {
-  status: number;
-  headers: [string, string][];
-  body: Uint8Array;
-  header(name: string): string | undefined;
-  text(): string;
-  json(): any;
-}
-
-export const http: {
-  send(method: string, url: string, headers?: [string, string][], body?: Uint8Array): Response;
-  get(url: string, headers?: [string, string][]): Response;
-};
 
 export function sourceTime(ms: number): void;
 

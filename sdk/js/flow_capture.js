@@ -20,11 +20,11 @@
 // a constructor per task start, with the last committed checkpoint; `poll` in a loop, each
 // poll one host transaction.
 
-import { send } from 'flow:plugin/http@0.1.5';
 import { sourceTime as rawSourceTime } from 'flow:plugin/progress@0.1.5';
 import { PluginError, failure, json } from './flow_base.js';
 
 export { PluginError, log } from './flow_base.js';
+export { http } from './flow_http.js';
 
 /** What `poll` returns: the source has more right now (polled again at once), or is idle
  * (the host waits, longer while it stays idle). */
@@ -70,48 +70,6 @@ class Captured {
     this.next = json(value, 'checkpoint');
   }
 }
-
-/** An HTTP response: `status`, `headers` ([name, value] pairs), `body` (bytes). */
-class Response {
-  constructor(r) {
-    this.status = r.status;
-    this.headers = r.headers;
-    this.body = r.body;
-  }
-
-  /** The value of header `name` (case-insensitive), or undefined. */
-  header(name) {
-    const lower = name.toLowerCase();
-    const found = this.headers.find(([k]) => k.toLowerCase() === lower);
-    return found && found[1];
-  }
-
-  text() {
-    return new TextDecoder().decode(this.body);
-  }
-
-  /** The body, parsed as JSON. */
-  json() {
-    return JSON.parse(this.text());
-  }
-}
-
-/** Outgoing HTTP to the hosts on the task's allow-list (`endpoint.http.allow`); anything else
- * is refused by the host, and a PluginError here. A response over the host's cap
- * (`hostResultBytesMax`) is an error too: page big reads. */
-export const http = {
-  send(method, url, headers = [], body = new Uint8Array()) {
-    try {
-      return new Response(send({ method, url, headers, body }));
-    } catch (e) {
-      // A `result` error of the host arrives as a thrown value holding its string.
-      throw new PluginError(e && e.payload !== undefined ? String(e.payload) : String(e));
-    }
-  },
-  get(url, headers = []) {
-    return http.send('GET', url, headers);
-  },
-};
 
 /** When the source committed the last change this poll captured (ms since the Unix epoch, by
  * the source's clock): the host shows the capture's lag behind it. */

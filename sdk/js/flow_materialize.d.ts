@@ -4,6 +4,7 @@
 // against the contract.
 
 export { type Level, PluginError, log } from './flow_base.js';
+export { type Response, http } from './flow_http.js';
 
 export interface MaterializationBinding {
   /** The source collection, e.g. `acme/customer-totals`. */

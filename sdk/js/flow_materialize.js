@@ -1,6 +1,7 @@
 // Write Flow materializations in JavaScript: extend `Materialization`, keep a destination the
-// host owns (`sql`: SQLite, PostgreSQL, MySQL; `kv`: Redis) up to date, and record each
-// transaction's checkpoint with its rows, so every change lands exactly once.
+// host owns (`sql`: SQLite, PostgreSQL, MySQL; `kv`: Redis; `http` reaches the hosts on the
+// task's allow-list) up to date, and record each transaction's checkpoint with its rows, so
+// every change lands exactly once.
 //
 //   import { Materialization, exportMaterialization, fields, sql } from './flow_materialize.js';
 //
@@ -22,9 +23,10 @@
 import * as rawSql from 'flow:plugin/sql@0.1.5';
 import * as rawKv from 'flow:plugin/kv@0.1.5';
 import { selected } from 'flow:plugin/fields@0.1.5';
-import { PluginError, failure, json } from './flow_base.js';
+import { PluginError, failure, hostCall, json } from './flow_base.js';
 
 export { PluginError, log } from './flow_base.js';
+export { http } from './flow_http.js';
 
 /** Extend it and implement `open`, `load`, `write` and `commit`. */
 export class Materialization {
@@ -111,11 +113,6 @@ export const fields = {
   },
 };
 
-function hostError(e) {
-  // A `result` error of the host arrives as a thrown value holding its string.
-  return new PluginError(e && e.payload !== undefined ? String(e.payload) : String(e));
-}
-
 function toSql(v) {
   if (v === null || v === undefined) return { tag: 'null' };
   if (typeof v === 'boolean') return { tag: 'integer', val: v ? 1n : 0n };
@@ -147,28 +144,16 @@ function fromSql(v) {
 export const sql = {
   /** Run one statement with positional parameters (`?1`, `?2` or `?`); the rows it changed. */
   execute(statement, params = []) {
-    try {
-      return Number(rawSql.execute(statement, params.map(toSql)));
-    } catch (e) {
-      throw hostError(e);
-    }
+    return Number(hostCall(() => rawSql.execute(statement, params.map(toSql))));
   },
   /** Run one statement once per row of parameters, in one host call. */
   executeMany(statement, paramRows) {
-    try {
-      return Number(rawSql.executeMany(statement, paramRows.map((r) => r.map(toSql))));
-    } catch (e) {
-      throw hostError(e);
-    }
+    return Number(hostCall(() => rawSql.executeMany(statement, paramRows.map((r) => r.map(toSql)))));
   },
   /** Queue a statement whose outcome is not needed: a failure surfaces at the next `execute`,
    * `executeMany` or `query`, and the transaction commits nothing. */
   send(statement, params = []) {
-    try {
-      rawSql.send(statement, params.map(toSql));
-    } catch (e) {
-      throw hostError(e);
-    }
+    hostCall(() => rawSql.send(statement, params.map(toSql)));
   },
   /** The rows of a query, each an array of values (`queryColumns` for their names too). */
   query(statement, params = []) {
@@ -176,23 +161,10 @@ export const sql = {
   },
   /** `{columns, rows}` of a query. */
   queryColumns(statement, params = []) {
-    let r;
-    try {
-      r = rawSql.query(statement, params.map(toSql));
-    } catch (e) {
-      throw hostError(e);
-    }
+    const r = hostCall(() => rawSql.query(statement, params.map(toSql)));
     return { columns: r.columns, rows: r.rows.map((row) => row.map(fromSql)) };
   },
 };
-
-function kvCall(f) {
-  try {
-    return f();
-  } catch (e) {
-    throw hostError(e);
-  }
-}
 
 const ttl = (ms) => (ms === undefined || ms === null ? undefined : BigInt(ms));
 
@@ -200,16 +172,16 @@ const ttl = (ms) => (ms === undefined || ms === null ? undefined : BigInt(ms));
  * together when the host commits the transaction. Failures throw a PluginError. */
 export const kv = {
   /** The string values of `keys`, undefined where there is none. */
-  get: (keys) => kvCall(() => rawKv.get(keys)),
-  hget: (keys, field) => kvCall(() => rawKv.hget(keys, field)),
-  hgetall: (key) => kvCall(() => rawKv.hgetall(key)),
+  get: (keys) => hostCall(() => rawKv.get(keys)),
+  hget: (keys, field) => hostCall(() => rawKv.hget(keys, field)),
+  hgetall: (key) => hostCall(() => rawKv.hgetall(key)),
   /** Set string values: `entries` is `[[key, value], ...]`. */
-  set: (entries, ttlMs) => kvCall(() => rawKv.set(entries.map(([key, value]) => ({ key, value })), ttl(ttlMs))),
+  set: (entries, ttlMs) => hostCall(() => rawKv.set(entries.map(([key, value]) => ({ key, value })), ttl(ttlMs))),
   /** Replace hashes: `entries` is `[[key, [[field, value], ...]], ...]`. */
-  hset: (entries, ttlMs) => kvCall(() => rawKv.hset(entries.map(([key, fields]) => ({ key, fields })), ttl(ttlMs))),
-  delete: (keys) => kvCall(() => rawKv.del(keys)),
+  hset: (entries, ttlMs) => hostCall(() => rawKv.hset(entries.map(([key, fields]) => ({ key, fields })), ttl(ttlMs))),
+  delete: (keys) => hostCall(() => rawKv.del(keys)),
   /** Commit only if `key` then holds `value` (undefined: does not exist): a fence. */
-  expect: (key, value) => kvCall(() => rawKv.expect(key, value)),
+  expect: (key, value) => hostCall(() => rawKv.expect(key, value)),
 };
 
 /** The `sink` export of materialization class `Class`:

@@ -502,7 +502,8 @@ fn a_derivation_project_migrates_the_state_its_earlier_version_wrote_in_every_la
 /// Each SDK's `kv` against a real Redis: a materialization (`tests/fixtures/kv_view.*`, in
 /// C, Python and JavaScript) that keeps documents as strings, loads them back to reduce them,
 /// writes a hash, and fences its checkpoint with `expect`; after a restart it reads its
-/// checkpoint and hash back.
+/// checkpoint and hash back. Its `http` reaches the host, which refuses a host off the
+/// allow-list.
 #[test]
 fn a_materialization_keeps_a_redis_destination_through_each_sdks_kv() {
     for (lang, app) in [("python", "app.py"), ("c", "app.c"), ("js", "app.js")] {
@@ -590,6 +591,14 @@ fn keeps_redis_through_kv(lang: &str, app: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The world's `http`, through the SDK: the host's refusal of a host off the allow-list.
+    let logs = host.registry.logs().read("kv", 0);
+    assert!(
+        logs.iter().any(|l| l.message.starts_with("http: ")
+            && l.message
+                .contains("refused: this task's endpoint allows no host")),
+        "{lang}: {logs:?}"
+    );
     host.shutdown();
 }
 

@@ -51,6 +51,9 @@ const JS_SDK_BASE: &str = include_str!("../../../../sdk/js/flow_base.js");
 const JS_SDK: &str = include_str!("../../../../sdk/js/flow_sdk.js");
 const JS_SDK_CAPTURE: &str = include_str!("../../../../sdk/js/flow_capture.js");
 const JS_SDK_MATERIALIZE: &str = include_str!("../../../../sdk/js/flow_materialize.js");
+/// Outgoing HTTP, for the worlds that import it (captures, materializations).
+const JS_SDK_HTTP: &str = include_str!("../../../../sdk/js/flow_http.js");
+const JS_SDK_HTTP_TYPES: &str = include_str!("../../../../sdk/js/flow_http.d.ts");
 /// State migration, copied into derivation projects beside the derivation's module.
 const JS_SDK_MIGRATE: &str = include_str!("../../../../sdk/js/flow_migrate.js");
 const JS_SDK_MIGRATE_TYPES: &str = include_str!("../../../../sdk/js/flow_migrate.d.ts");
@@ -112,24 +115,15 @@ pub struct Manifest {
 
 /// Write a new project into `dir` (which must not exist or be empty).
 pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow::Result<()> {
-    // The template or SDK file of this world: the derivation's, the materialization's or
-    // the capture's.
-    let pick = |texts: [&str; 3]| {
-        texts[match world {
-            World::Derivation => 0,
-            World::Materialization => 1,
-            World::Capture => 2,
-        }]
-        .to_string()
+    // The template or SDK file of this world, from those of the derivation, the
+    // materialization and the capture.
+    let at = match world {
+        World::Derivation => 0,
+        World::Materialization => 1,
+        World::Capture => 2,
     };
-    let pick_file = |files: [(&'static str, &str); 3]| {
-        let (path, text) = files[match world {
-            World::Derivation => 0,
-            World::Materialization => 1,
-            World::Capture => 2,
-        }];
-        (path, text.to_string())
-    };
+    let pick = |texts: [&str; 3]| texts[at].to_string();
+    let pick_file = |files: [(&'static str, &str); 3]| (files[at].0, files[at].1.to_string());
     if dir.exists()
         && std::fs::read_dir(dir)
             .with_context(|| format!("failed to read {}", dir.display()))?
@@ -238,11 +232,20 @@ pub fn init(dir: &Path, name: Option<&str>, lang: Lang, world: World) -> anyhow:
                     PACKAGE_TEMPLATE
                 }
             };
-            if world == World::Derivation {
-                files.push(("flow_migrate.js", JS_SDK_MIGRATE.to_string()));
-                if lang == Lang::Ts {
-                    files.push(("flow_migrate.d.ts", JS_SDK_MIGRATE_TYPES.to_string()));
-                }
+            // State migration for derivations; HTTP for the worlds that import it.
+            let (module, types) = match world {
+                World::Derivation => (
+                    ("flow_migrate.js", JS_SDK_MIGRATE),
+                    ("flow_migrate.d.ts", JS_SDK_MIGRATE_TYPES),
+                ),
+                _ => (
+                    ("flow_http.js", JS_SDK_HTTP),
+                    ("flow_http.d.ts", JS_SDK_HTTP_TYPES),
+                ),
+            };
+            files.push((module.0, module.1.to_string()));
+            if lang == Lang::Ts {
+                files.push((types.0, types.1.to_string()));
             }
             files.push(("flow_base.js", JS_SDK_BASE.to_string()));
             files.push(pick_file([
@@ -593,7 +596,8 @@ mod tests {
         for (sdk, file, import) in [
             (JS_SDK_BASE, "flow_base.js", "log"),
             (JS_SDK, "flow_sdk.js", "state"),
-            (JS_SDK_CAPTURE, "flow_capture.js", "http"),
+            (JS_SDK_CAPTURE, "flow_capture.js", "progress"),
+            (JS_SDK_HTTP, "flow_http.js", "http"),
             (JS_SDK_MATERIALIZE, "flow_materialize.js", "sql"),
         ] {
             let at = format!("'flow:plugin/{import}@{}'", wit_version());
