@@ -386,10 +386,7 @@ class http:
         if _http is None:
             raise Error("http is granted to captures and materializations, not to this world")
         request = _http.Request(method=method, url=url, headers=list(headers), body=bytes(body))
-        try:
-            return Response(_http.send(request))
-        except Err as e:
-            raise Error(str(e.value)) from None
+        return Response(_call(_http, "http", lambda: _http.send(request)))
 
     @staticmethod
     def get(url, headers=()):
@@ -578,6 +575,16 @@ def _require(capability, name):
         raise Error(f"{name} is granted to materializations, not to this world")
 
 
+def _call(capability, name, f):
+    """`f()`, a call of host import `capability` (named `name`): an `Error` where this world
+    has no such import, or with the host's reason where the call returned one."""
+    _require(capability, name)
+    try:
+        return f()
+    except Err as e:
+        raise Error(str(e.value)) from None
+
+
 def _sql_value(v):
     if v is None:
         return _sql.Value_Null()
@@ -608,30 +615,22 @@ class sql:
     def execute(statement, params=()):
         """Run one statement with positional parameters (`?1`, `?2` or `?`); the rows it
         changed."""
-        _require(_sql, "sql")
-        try:
-            return _sql.execute(statement, [_sql_value(p) for p in params])
-        except Err as e:
-            raise Error(str(e.value)) from None
+        return _call(_sql, "sql", lambda: _sql.execute(statement, [_sql_value(p) for p in params]))
 
     @staticmethod
     def execute_many(statement, param_rows):
         """Run one statement once per row of parameters, in one host call."""
-        _require(_sql, "sql")
-        try:
-            return _sql.execute_many(statement, [[_sql_value(p) for p in r] for r in param_rows])
-        except Err as e:
-            raise Error(str(e.value)) from None
+        return _call(
+            _sql,
+            "sql",
+            lambda: _sql.execute_many(statement, [[_sql_value(p) for p in r] for r in param_rows]),
+        )
 
     @staticmethod
     def send(statement, params=()):
         """Queue a statement whose outcome is not needed: a failure surfaces at the next
         `execute`, `execute_many` or `query`, and the transaction commits nothing."""
-        _require(_sql, "sql")
-        try:
-            _sql.send(statement, [_sql_value(p) for p in params])
-        except Err as e:
-            raise Error(str(e.value)) from None
+        _call(_sql, "sql", lambda: _sql.send(statement, [_sql_value(p) for p in params]))
 
     @staticmethod
     def query(statement, params=()):
@@ -642,11 +641,7 @@ class sql:
     @staticmethod
     def query_columns(statement, params=()):
         """(columns, rows) of a query."""
-        _require(_sql, "sql")
-        try:
-            r = _sql.query(statement, [_sql_value(p) for p in params])
-        except Err as e:
-            raise Error(str(e.value)) from None
+        r = _call(_sql, "sql", lambda: _sql.query(statement, [_sql_value(p) for p in params]))
         return list(r.columns), [[_py_value(v) for v in row] for row in r.rows]
 
 
@@ -655,46 +650,38 @@ class kv:
     together when the host commits the transaction. Failures raise `Error`."""
 
     @staticmethod
-    def _call(f, *args):
-        _require(_kv, "kv")
-        try:
-            return f(*args)
-        except Err as e:
-            raise Error(str(e.value)) from None
-
-    @staticmethod
     def get(keys):
         """The string values of `keys`, None where there is none."""
-        return kv._call(lambda: _kv.get(list(keys)))
+        return _call(_kv, "kv", lambda: _kv.get(list(keys)))
 
     @staticmethod
     def hget(keys, field):
-        return kv._call(lambda: _kv.hget(list(keys), field))
+        return _call(_kv, "kv", lambda: _kv.hget(list(keys), field))
 
     @staticmethod
     def hgetall(key):
-        return kv._call(lambda: list(_kv.hgetall(key)))
+        return _call(_kv, "kv", lambda: list(_kv.hgetall(key)))
 
     @staticmethod
     def set(entries, ttl_ms=None):
         """Set string values: `entries` is a list of (key, value)."""
-        return kv._call(lambda: _kv.set([_kv.Entry(key=k, value=v) for k, v in entries], ttl_ms))
+        strings = lambda: [_kv.Entry(key=k, value=v) for k, v in entries]  # noqa: E731
+        return _call(_kv, "kv", lambda: _kv.set(strings(), ttl_ms))
 
     @staticmethod
     def hset(entries, ttl_ms=None):
         """Replace hashes: `entries` is a list of (key, [(field, value)])."""
-        return kv._call(
-            lambda: _kv.hset([_kv.HashEntry(key=k, fields=list(f)) for k, f in entries], ttl_ms)
-        )
+        hashes = lambda: [_kv.HashEntry(key=k, fields=list(f)) for k, f in entries]  # noqa: E731
+        return _call(_kv, "kv", lambda: _kv.hset(hashes(), ttl_ms))
 
     @staticmethod
     def delete(keys):
-        return kv._call(lambda: _kv.del_(list(keys)))
+        return _call(_kv, "kv", lambda: _kv.del_(list(keys)))
 
     @staticmethod
     def expect(key, value):
         """Commit only if `key` then holds `value` (None: does not exist): a fence."""
-        return kv._call(lambda: _kv.expect(key, value))
+        return _call(_kv, "kv", lambda: _kv.expect(key, value))
 
 
 def export_materialization(cls):

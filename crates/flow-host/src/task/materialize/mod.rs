@@ -264,9 +264,9 @@ impl Materialize {
 /// catching up (each reads up to `txnDocsMax` documents).
 const TEST_TXNS_MAX: usize = 10_000;
 
-/// Run materialization `spec` as a catalog test's `materialize` step, its destination
-/// `destination` (the test's own SQLite database): from the checkpoint there until a
-/// transaction finds nothing more to read.
+/// Run materialization `spec` as a catalog test's `materialize` step, into the destination
+/// it names (a test's own SQLite database): from the checkpoint there until a transaction
+/// finds nothing more to read.
 pub(crate) fn run_test_step(
     ctx: &TaskCtx,
     catalog: &Built,
