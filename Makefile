@@ -13,7 +13,7 @@ setup:
 # installed here if missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup-test: setup
-	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 "moto[server]==5.2.1" schemathesis==4.32.5
+	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 "moto[server]==5.2.1" schemathesis==4.32.5 prometheus_client==0.26.0
 	command -v psql >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql)
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || \

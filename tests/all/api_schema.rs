@@ -44,6 +44,9 @@ async fn schemathesis_finds_no_failures() {
                 "1",
             ])
             .args(["--request-timeout", "30"])
+            // Hypothesis's health check tripped on an operation whose only input is one path
+            // string (POST /v1/tasks/{name}/pause): a property of the generator, not of the API.
+            .args(["--suppress-health-check", "filter_too_much"])
             .env("SCHEMATHESIS_HOOKS", "hooks")
             .env("PYTHONPATH", hooks_dir)
             .env("NO_COLOR", "1")

@@ -14,7 +14,7 @@ const BATCHES: usize = 50;
 const BATCH_DOCS: usize = 10;
 const KEYS: usize = 5;
 
-fn bundle() -> Value {
+pub(crate) fn bundle() -> Value {
     json!({
         "source": "lifecycle.rs",
         "catalog": {

@@ -13,6 +13,7 @@ mod e2e;
 mod fragments;
 mod lifecycle;
 mod mysql;
+mod operate;
 mod ordering;
 mod partitions;
 mod plugin_projects;

@@ -213,6 +213,34 @@ impl Proc {
         self.child.wait().expect("failed to reap the host");
     }
 
+    /// SIGTERM the host (as systemd or `docker stop` would) and wait for it to exit; panics
+    /// unless it exits with success within `timeout`.
+    pub fn terminate(mut self, timeout: std::time::Duration) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("failed to run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("failed to poll the host") {
+                assert!(
+                    status.success(),
+                    "flow serve exited with {status} after SIGTERM; log:\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flow serve did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// What the log gained past byte `offset`.
     fn log_since(&self, offset: u64) -> String {
         let bytes = std::fs::read(&self.log).unwrap_or_default();

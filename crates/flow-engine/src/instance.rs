@@ -50,7 +50,12 @@ pub struct Instance<B> {
     memory_bytes_max: usize,
     /// Set after a trap: the instance's state is undefined and it must not be called again.
     poisoned: bool,
+    /// Told each call's duration, if set.
+    timer: Option<CallTimer>,
 }
+
+/// Told how long each call into a plugin took (a task's histogram of plugin call time).
+pub type CallTimer = std::sync::Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 pub type Derivation = Instance<DeriveExports>;
 
@@ -82,6 +87,7 @@ impl<B> Instance<B> {
             deadline_ms: sandbox.call_deadline_ms,
             memory_bytes_max: sandbox.memory_bytes_max,
             poisoned: false,
+            timer: None,
         })
     }
 
@@ -93,6 +99,11 @@ impl<B> Instance<B> {
     /// Grant outgoing HTTP (the host's client holds the task's allow-list).
     pub fn set_http(&mut self, http: Option<Box<dyn HttpAccess>>) {
         self.store.data_mut().http.access = http;
+    }
+
+    /// Tell `timer` how long each call takes.
+    pub fn set_call_timer(&mut self, timer: CallTimer) {
+        self.timer = Some(timer);
     }
 
     /// Whether a trap left this instance unusable.
@@ -117,7 +128,12 @@ impl<B> Instance<B> {
         data.kv.bounds = Some(data.sql.bounds);
         data.state.deadline = Some(data.sql.bounds.deadline);
         data.http.bounds = Some(data.sql.bounds);
-        match f(&mut self.store, &self.bindings) {
+        let began = std::time::Instant::now();
+        let result = f(&mut self.store, &self.bindings);
+        if let Some(timer) = &self.timer {
+            timer(began.elapsed());
+        }
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.into()),
             Err(e) => {

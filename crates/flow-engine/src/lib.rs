@@ -25,7 +25,9 @@ mod wasi;
 pub use bindings::{LogLevel, PluginError, SqlRows, SqlValue};
 pub use fields::Field;
 pub use http::{HttpAccess, HttpRequest, HttpResponse, quoted_url};
-pub use instance::{CallError, Capture, Derivation, DeriveExports, Materialization, Migrator};
+pub use instance::{
+    CallError, CallTimer, Capture, Derivation, DeriveExports, Materialization, Migrator,
+};
 pub use kv::KvAccess;
 pub use log::LogSink;
 pub use packed::{Published, SourceBatch};

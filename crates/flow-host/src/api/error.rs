@@ -76,6 +76,7 @@ impl From<HostError> for ApiError {
         match e {
             HostError::NotFound(m) => ApiError::not_found(m),
             HostError::Invalid(m) => ApiError::invalid(m),
+            HostError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             HostError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

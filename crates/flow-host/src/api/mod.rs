@@ -2,6 +2,7 @@
 //! listener, so tests call it directly; `serve` binds it.
 
 mod error;
+mod metrics;
 mod openapi;
 
 pub use error::ApiError;
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/v1/catalog", get(get_catalog).post(publish))
+        .route("/v1/catalog/delete", post(delete_entries))
+        .route("/v1/catalog/{name}", delete(delete_entry))
         .route("/v1/collections", get(list_collections))
         .route(
             "/v1/collections/{name}/documents",
@@ -54,10 +57,15 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/plugins/{name}", post(deploy_plugin))
         .route("/v1/plugins/{name}/versions", get(plugin_history))
+        .route(
+            "/v1/plugins/{name}/versions/{seq}",
+            delete(delete_plugin_version),
+        )
         .route("/v1/plugins/{name}/rollback", post(rollback_plugin))
         .route("/v1/plugins/{name}/logs", get(plugin_logs))
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{name}", get(get_task))
+        .route("/v1/tasks/{name}/{verb}", post(task_verb))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(middleware::map_response(json_rejections))
@@ -81,7 +89,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "a valid bearer token is required (Authorization: Bearer ...)",
+                "a valid bearer token is required (Authorization: Bearer ...; the flow CLI sends it from --token or FLOW_API_TOKEN)",
             )
             .into_response();
         }
@@ -159,6 +167,65 @@ async fn publish(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, 
     let host = s.host.clone();
     let published = blocking(move || Ok(host.publish(bundle)?)).await?;
     Ok(Json(serde_json::to_value(published).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    /// Collections, materializations, captures and tests to delete together.
+    names: Vec<String>,
+}
+
+/// Delete several catalog entries in one transaction (`flow catalog delete A B`).
+async fn delete_entries(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let req: DeleteBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid delete request: {e}")))?;
+    let host = s.host.clone();
+    let deleted = blocking(move || Ok(host.delete(&req.names)?)).await?;
+    Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
+}
+
+async fn delete_entry(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let deleted = blocking(move || Ok(host.delete(&[name])?)).await?;
+    Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
+}
+
+/// `POST /v1/tasks/{name}/{verb}`: pause, resume or reset.
+async fn task_verb(
+    State(s): State<AppState>,
+    Path((name, verb)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let answer = blocking(move || {
+        Ok(match verb.as_str() {
+            "pause" => serde_json::to_value(host.pause_task(&name)?),
+            "resume" => serde_json::to_value(host.resume_task(&name)?),
+            "reset" => serde_json::to_value(host.reset_task(&name)?),
+            _ => {
+                return Err(ApiError::not_found(format!(
+                    "no such route: a task takes pause, resume or reset, not {verb:?}"
+                )));
+            }
+        })
+    })
+    .await?;
+    Ok(Json(answer.unwrap_or_default()))
+}
+
+async fn delete_plugin_version(
+    State(s): State<AppState>,
+    Path((name, seq)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("a version is a number, not {seq:?}")))?;
+    let host = s.host.clone();
+    let version = blocking(move || Ok(host.delete_plugin_version(&name, seq)?)).await?;
+    Ok(Json(serde_json::to_value(version).unwrap_or_default()))
 }
 
 async fn list_collections(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -380,8 +447,16 @@ async fn plugin_logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let logs = s.host.registry.logs().clone();
+    // A name with neither versions nor lines is a mistake, not an empty log.
+    let (host, n) = (s.host.clone(), name.clone());
+    let deployed = blocking(move || Ok(!host.registry.history(&n)?.is_empty())).await?;
+    if !deployed && logs.read_page(&name, 0, 1).is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no plugin named '{name}' is deployed"
+        )));
+    }
     let mut grown = logs.subscribe();
     grown.mark_unchanged();
     let follow = q.follow;
@@ -414,15 +489,19 @@ async fn plugin_logs(
             }
         }
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn list_tasks(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"tasks": s.host.task_statuses()}))
+    let host = s.host.clone();
+    let tasks = tokio::task::spawn_blocking(move || host.task_statuses())
+        .await
+        .unwrap_or_default();
+    Json(json!({"tasks": tasks}))
 }
 
 async fn get_task(
@@ -436,99 +515,34 @@ async fn get_task(
     Ok(Json(serde_json::to_value(status).unwrap_or_default()))
 }
 
-/// Prometheus text exposition.
-async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    use std::fmt::Write;
+/// The host's metrics: OpenMetrics when the scraper accepts it, else Prometheus text 0.0.4.
+async fn metrics(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     let host = s.host.clone();
-    let collections = blocking(move || Ok(host.collections()?)).await?;
-    let mut out = String::new();
-    out.push_str("# HELP flow_journal_head_bytes Bytes written to a collection's journal.\n# TYPE flow_journal_head_bytes counter\n");
-    for c in &collections {
-        let _ = writeln!(
-            out,
-            "flow_journal_head_bytes{{collection=\"{}\"}} {}",
-            c.name, c.head
-        );
-    }
-    type Gauge = (
-        &'static str,
-        &'static str,
-        fn(&crate::journal::fragment::FragmentStatus) -> u64,
-    );
-    let gauges: [Gauge; 3] = [
-        (
-            "flow_journal_persisted_bytes",
-            "Offset below which a collection's journal is persisted to the fragment store.",
-            |f| f.persisted_through,
-        ),
-        (
-            "flow_journal_unsealed_bytes",
-            "Bytes of a collection's journal not yet persisted to the fragment store.",
-            |f| f.unsealed_bytes,
-        ),
-        (
-            "flow_journal_seal_failures",
-            "Sealing attempts that failed in a row (0 when the store works).",
-            |f| u64::from(f.failures),
-        ),
-    ];
-    for (metric, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-        for c in &collections {
-            let _ = writeln!(
-                out,
-                "{metric}{{collection=\"{}\"}} {}",
-                c.name,
-                value(&c.fragments)
-            );
-        }
-    }
-    let tasks = s.host.task_statuses();
-    type Family = (
-        &'static str,
-        &'static str,
-        fn(&crate::runtime::TaskStatus) -> u64,
-    );
-    let families: [Family; 3] = [
-        ("flow_task_docs_in_total", "Documents a task read.", |t| {
-            t.docs_in
-        }),
-        ("flow_task_docs_out_total", "Documents a task wrote.", |t| {
-            t.docs_out
-        }),
-        (
-            "flow_task_transactions_total",
-            "Transactions a task committed.",
-            |t| t.transactions,
-        ),
-    ];
-    for (metric, help, value) in families {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-        for t in &tasks {
-            let _ = writeln!(out, "{metric}{{task=\"{}\"}} {}", t.name, value(t));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP flow_task_lag_bytes Unread bytes of a task's sources.\n# TYPE flow_task_lag_bytes gauge"
-    );
-    for t in &tasks {
-        let lag: u64 = t.sources.iter().map(|s| s.lag_bytes).sum();
-        let _ = writeln!(out, "flow_task_lag_bytes{{task=\"{}\"}} {lag}", t.name);
-    }
-    let _ = writeln!(
-        out,
-        "# HELP flow_task_failed Whether a task has failed.\n# TYPE flow_task_failed gauge"
-    );
-    for t in &tasks {
-        let _ = writeln!(
-            out,
-            "flow_task_failed{{task=\"{}\"}} {}",
-            t.name,
-            u8::from(t.state == "failed")
-        );
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+    let text = blocking(move || {
+        let collections = host.collections()?;
+        let tasks = host.task_statuses();
+        Ok(metrics::render(
+            &collections,
+            &tasks,
+            &host.task_timings(),
+            openmetrics,
+        ))
+    })
+    .await?;
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 pub use axum::Router;

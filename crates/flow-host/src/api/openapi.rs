@@ -6,7 +6,7 @@
 use crate::catalog::{Bundle, Catalog};
 use crate::journal::fragment::FragmentStatus;
 use crate::plugin::Version;
-use crate::runtime::{CollectionInfo, Ingested, Published, TaskStatus};
+use crate::runtime::{CollectionInfo, Deleted, Ingested, Published, Reset, TaskStatus};
 use schemars::generate::{Contract, SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -69,6 +69,10 @@ const INVALID: (&str, &str) = (
     "400",
     "invalid input: the message names the thing and the reason",
 );
+const CONFLICT: (&str, &str) = (
+    "409",
+    "refused because something else uses it: the message names each user",
+);
 const TOO_LARGE: (&str, &str) = ("413", "the request body is over the host's limit");
 
 /// OpenAPI 3.0 allows `true`/`false` only as `additionalProperties`: elsewhere (an array of
@@ -106,6 +110,8 @@ fn schemas() -> Map<String, Value> {
     generator.subschema_for::<Version>();
     generator.subschema_for::<TaskStatus>();
     generator.subschema_for::<crate::plugin::LogLine>();
+    generator.subschema_for::<Deleted>();
+    generator.subschema_for::<Reset>();
     let mut schemas = generator.take_definitions(true);
     // ...and the one request body as the host reads it (defaults make fields optional),
     // inline so that its parts do not clash with the response schemas of the same names.
@@ -128,7 +134,7 @@ fn schemas() -> Map<String, Value> {
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "description": "stable: invalid, not_found, unauthorized, method_not_allowed, too_large, unavailable, insufficient_storage, internal"},
+                "code": {"type": "string", "description": "stable: invalid, not_found, conflict, unauthorized, method_not_allowed, too_large, unavailable, insufficient_storage, internal"},
                 "message": {"type": "string"}}}}}),
     );
     schemas.insert(
@@ -160,6 +166,16 @@ fn name_operations(doc: &mut Value) {
         ("/v1/plugins/{name}/logs", "get", "pluginLogs"),
         ("/v1/tasks", "get", "listTasks"),
         ("/v1/tasks/{name}", "get", "getTask"),
+        ("/v1/catalog/delete", "post", "deleteEntries"),
+        ("/v1/catalog/{name}", "delete", "deleteEntry"),
+        (
+            "/v1/plugins/{name}/versions/{seq}",
+            "delete",
+            "deletePluginVersion",
+        ),
+        ("/v1/tasks/{name}/pause", "post", "pauseTask"),
+        ("/v1/tasks/{name}/resume", "post", "resumeTask"),
+        ("/v1/tasks/{name}/reset", "post", "resetTask"),
     ];
     for (path, method, id) in ids {
         doc["paths"][path][method]["operationId"] = json!(id);
@@ -267,13 +283,20 @@ fn paths() -> Value {
         "paths": {
             "/v1/health": {"get": health},
             "/v1/openapi.json": {"get": op("This document", ("an OpenAPI 3.0 document", json!({"application/json": {"schema": {"type": "object"}}})), &[])},
-            "/metrics": {"get": op("Prometheus text metrics", ("metrics", json!({"text/plain": {"schema": {"type": "string"}}})), &[])},
+            "/metrics": {"get": op("Metrics: OpenMetrics 1.0 text when the request accepts application/openmetrics-text, else Prometheus text 0.0.4. Counters end in _total; per task: documents in, out and failed, transactions, lag in bytes, documents and seconds per source, state, histograms of transaction and plugin call time; per collection: bytes written, persisted and unsealed", ("metrics", json!({"text/plain": {"schema": {"type": "string"}}, "application/openmetrics-text": {"schema": {"type": "string"}}})), &[])},
             "/v1/catalog": {
                 "get": op("The current catalog", ("catalog", body("Catalog")), &[]),
                 "post": with_body(
                     op("Publish a catalog bundle: everything in it or nothing", ("what was published", body("Published")), &[INVALID, TOO_LARGE]),
                     body("Bundle")),
             },
+            "/v1/catalog/delete": {"post": with_body(
+                op("Delete catalog entries together, in one transaction: collections (a derivation is its collection), materializations, captures, tests. Refused (409), deleting nothing, while an entry not deleted uses one; the message names each user. Deleted tasks stop and lose their checkpoints, state and counters; documents stay in their journals, a materialization's tables in its destination",
+                    ("what was deleted", body("Deleted")), &[INVALID, ("404", "an entry named is not in the catalog"), CONFLICT]),
+                json!({"application/json": {"schema": {"type": "object", "required": ["names"], "additionalProperties": false,
+                    "properties": {"names": {"type": "array", "items": {"type": "string"}, "description": "the entries to delete"}}}}}))},
+            "/v1/catalog/{name}": {"parameters": name_param("Catalog entry"), "delete": op("Delete one catalog entry (as /v1/catalog/delete with one name)",
+                ("what was deleted", body("Deleted")), &[INVALID, ("404", "no such entry"), CONFLICT])},
             "/v1/collections": {"get": op("Every collection: key, write head, fragments", ("collections", list_of("collections", "CollectionInfo")), &[])},
             "/v1/collections/{name}/documents": {"parameters": name_param("Collection"), "get": read, "post": ingest},
             "/v1/plugins": {"get": op("The live version of every plugin", ("plugins", list_of("plugins", "Version")), &[])},
@@ -292,6 +315,16 @@ fn paths() -> Value {
                 })}},
             "/v1/plugins/{name}/versions": {"parameters": name_param("Plugin"), "get": op("Every version of a plugin", ("versions", list_of("versions", "Version")), &[("404", "no such plugin")])},
             "/v1/plugins/{name}/logs": {"parameters": name_param("Plugin"), "get": logs},
+            "/v1/plugins/{name}/versions/{seq}": {"parameters": [name_param("Plugin")[0].clone(),
+                    {"name": "seq", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}, "description": "the version's sequence number"}],
+                "delete": op("Delete a plugin version nothing runs (refused, 409, for the live version while a task uses the plugin)",
+                    ("the deleted version", body("Version")), &[INVALID, ("404", "no such plugin or version"), CONFLICT])},
+            "/v1/tasks/{name}/pause": {"parameters": name_param("Task"), "post": op("Pause a task at its next transaction boundary, until resumed (across restarts and publishes)",
+                ("the task's status", body("TaskStatus")), &[("404", "no such task")])},
+            "/v1/tasks/{name}/resume": {"parameters": name_param("Task"), "post": op("Resume a paused task from its checkpoint",
+                ("the task's status", body("TaskStatus")), &[("404", "no such task")])},
+            "/v1/tasks/{name}/reset": {"parameters": name_param("Task"), "post": op("Start a derivation or capture over from the beginning of its sources (its checkpoints, state and counters are cleared; what it derives or captures again is appended). A materialization is refused (400): its checkpoint lives in its destination",
+                ("what the reset did", body("Reset")), &[INVALID, ("404", "no such task")])},
             "/v1/tasks": {"get": op("Status of every task: state, last error, lag, documents in and out", ("tasks", list_of("tasks", "TaskStatus")), &[])},
             "/v1/tasks/{name}": {"parameters": name_param("Task"), "get": op("Status of one task", ("task", body("TaskStatus")), &[("404", "no such task")])},
         }

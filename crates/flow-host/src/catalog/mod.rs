@@ -6,11 +6,13 @@ pub mod evolve;
 mod fields;
 mod load;
 mod model;
+mod uses;
 
 use crate::names::check_name;
 pub use fields::BuiltField;
 pub use load::{Bundle, load};
 pub use model::*;
+pub use uses::{Entry, Use};
 
 use flow_doc::{Pointer, Schema};
 use serde_json::Value;

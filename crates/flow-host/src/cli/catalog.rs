@@ -16,6 +16,22 @@ pub enum CatalogCmd {
     /// is idle, its HTTP requests answered by the step's canned `responses`, never the network;
     /// materializations and database captures do not run in tests).
     Test(Source),
+    /// Print the catalog the host runs (as JSON; modules appear as the plugins they were
+    /// deployed as).
+    Show,
+    /// Delete collections (a derivation is its collection), materializations, captures or
+    /// tests from the host's catalog, all in one transaction. Refused, deleting nothing,
+    /// while something not named uses one of them (the refusal names each user). Deleted
+    /// tasks stop and lose their checkpoints, state and counters; documents stay in their
+    /// journals and a materialization's tables in its destination. Asks first, unless --yes.
+    Delete {
+        /// What to delete, e.g. `acme/to-sqlite acme/customer_totals`.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Args)]
@@ -32,8 +48,46 @@ pub struct Source {
 }
 
 impl CatalogCmd {
-    pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, client: &Client, output: super::Output) -> anyhow::Result<ExitCode> {
         match self {
+            CatalogCmd::Show => {
+                let v = client
+                    .json(reqwest::Method::GET, "/v1/catalog", None)
+                    .await?;
+                super::print_json(&v)
+            }
+            CatalogCmd::Delete { names, yes } => {
+                if !super::confirm(
+                    &format!("Delete {} from the catalog?", names.join(", ")),
+                    yes,
+                )? {
+                    eprintln!("nothing was deleted");
+                    return Ok(ExitCode::FAILURE);
+                }
+                let body = serde_json::to_vec(&serde_json::json!({ "names": names }))?;
+                let v = client
+                    .json(
+                        reqwest::Method::POST,
+                        "/v1/catalog/delete",
+                        Some((body, "application/json")),
+                    )
+                    .await?;
+                if output == super::Output::Json {
+                    return super::print_json(&v);
+                }
+                for (what, field) in [
+                    ("collection", "collections"),
+                    ("materialization", "materializations"),
+                    ("capture", "captures"),
+                    ("test", "tests"),
+                    ("stopped task", "tasks"),
+                ] {
+                    for name in v[field].as_array().into_iter().flatten() {
+                        println!("deleted {what:<16} {}", name.as_str().unwrap_or_default());
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             CatalogCmd::Publish(s) => {
                 anyhow::ensure!(
                     s.plugins.is_empty(),

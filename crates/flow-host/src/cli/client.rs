@@ -68,6 +68,15 @@ impl Client {
                     .map(String::from)
             })
             .unwrap_or(text);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            let given = match self.token {
+                Some(_) => "the token given was refused",
+                None => "no token was given",
+            };
+            anyhow::bail!(
+                "{message} (HTTP {status}): {given}; pass the host's token with --token TOKEN or the FLOW_API_TOKEN environment variable"
+            );
+        }
         anyhow::bail!("{message} (HTTP {status})")
     }
 

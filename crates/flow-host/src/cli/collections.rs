@@ -48,12 +48,15 @@ pub enum CollectionsCmd {
 }
 
 impl CollectionsCmd {
-    pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, client: &Client, output: super::Output) -> anyhow::Result<ExitCode> {
         match self {
             CollectionsCmd::List => {
                 let v = client
                     .json(reqwest::Method::GET, "/v1/collections", None)
                     .await?;
+                if output == super::Output::Json {
+                    return super::print_json(&v);
+                }
                 for c in v["collections"].as_array().into_iter().flatten() {
                     let key: Vec<&str> = c["key"]
                         .as_array()

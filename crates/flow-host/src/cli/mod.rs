@@ -7,6 +7,7 @@ mod collections;
 mod plugin;
 mod preview;
 mod serve;
+mod tasks;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,16 @@ pub struct Cli {
     /// Bearer token for the API, if the host requires one.
     #[arg(long, global = true, env = "FLOW_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// How read commands print: `table` (for people) or `json` (the API's answer, for
+    /// scripts and `jq`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "FLOW_OUTPUT"
+    )]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,8 +56,15 @@ enum Command {
     /// List, ingest into and read collections.
     #[command(subcommand)]
     Collections(collections::CollectionsCmd),
-    /// Show the status of tasks: state, last error, lag and document counts.
-    Tasks,
+    /// Show tasks (state, lag in documents, bytes and seconds, document counts, last
+    /// error), pause, resume or reset them. Without a subcommand: `list`.
+    Tasks(tasks::Tasks),
+    /// Print a shell completion script: `flow completions bash > ~/.local/share/bash-completion/completions/flow`,
+    /// `flow completions zsh > ~/.zfunc/_flow`, `flow completions fish > ~/.config/fish/completions/flow.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run one derivation without publishing it and print what it publishes (Flow's
     /// `flowctl preview`), against fixture documents or a running host's collections.
     Preview(preview::Preview),
@@ -101,6 +119,40 @@ enum Command {
     },
 }
 
+/// How read commands print.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Print the API's answer as JSON (`--output json`).
+fn print_json(v: &serde_json::Value) -> anyhow::Result<std::process::ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Ask `question` on the terminal (true for y/yes); `yes` answers without asking. Without a
+/// terminal to ask on, refuses, naming --yes.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(true);
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{question} There is no terminal to ask on: pass --yes to confirm"
+    );
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchSuite {
     Derive,
@@ -118,6 +170,11 @@ enum BenchSuite {
 /// Entry point of the `flow` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "flow", &mut std::io::stdout());
+        return std::process::ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG")
@@ -180,13 +237,17 @@ pub fn main() -> std::process::ExitCode {
         command => {
             let rt = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
             let client = client::Client::new(&cli.api_url, cli.token);
+            let output = cli.output;
             rt.block_on(async move {
                 match command {
-                    Command::Catalog(c) => c.run(&client).await,
-                    Command::Plugin(p) => p.run(&client).await,
-                    Command::Collections(c) => c.run(&client).await,
-                    Command::Tasks => tasks(&client).await,
-                    Command::Serve(_) | Command::Bench { .. } | Command::Preview(_) => {
+                    Command::Catalog(c) => c.run(&client, output).await,
+                    Command::Plugin(p) => p.run(&client, output).await,
+                    Command::Collections(c) => c.run(&client, output).await,
+                    Command::Tasks(t) => t.run(&client, output).await,
+                    Command::Serve(_)
+                    | Command::Bench { .. }
+                    | Command::Preview(_)
+                    | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }
                 }
@@ -202,49 +263,12 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-async fn tasks(client: &client::Client) -> anyhow::Result<std::process::ExitCode> {
-    let v = client.json(reqwest::Method::GET, "/v1/tasks", None).await?;
-    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
-    if tasks.is_empty() {
-        eprintln!("no tasks: publish a catalog with captures, derivations or materializations");
+#[cfg(test)]
+mod test {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        // Every subcommand's arguments are unique and consistent (what completions also build).
+        super::Cli::command().debug_assert();
     }
-    for t in tasks {
-        let lag: u64 = t["sources"]
-            .as_array()
-            .map(|s| s.iter().filter_map(|s| s["lagBytes"].as_u64()).sum())
-            .unwrap_or(0);
-        println!(
-            "{:<40} {:<16} {:<9} in={:<8} out={:<8} lag={}B{}",
-            t["name"].as_str().unwrap_or(""),
-            t["kind"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""),
-            t["docsIn"],
-            t["docsOut"],
-            lag,
-            t["lastError"]
-                .as_str()
-                .map(|e| format!("\n    error: {e}"))
-                .unwrap_or_default()
-        );
-        // A capture: what each binding brought in, and when its checkpoint last committed.
-        for b in t["captured"].as_array().into_iter().flatten() {
-            println!(
-                "    binding {} -> {}: {} captured",
-                b["binding"],
-                b["collection"].as_str().unwrap_or(""),
-                b["docs"]
-            );
-        }
-        if let Some(lag) = t["lagMs"].as_u64() {
-            println!("    behind its source by {lag} ms");
-        }
-        if let Some(at) = t["checkpointAtMs"].as_u64() {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
-            println!(
-                "    checkpoint committed at {}",
-                humantime::format_rfc3339_millis(at)
-            );
-        }
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }

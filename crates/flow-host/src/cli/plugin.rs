@@ -66,6 +66,14 @@ pub enum PluginCmd {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Delete a version of a plugin. Refused for the version a task runs (the live one,
+    /// while a task of the catalog names the plugin); earlier versions, or any version of a
+    /// plugin nothing uses, can go. The last version takes the plugin's logs with it.
+    Delete {
+        name: String,
+        /// The version to delete, by its number (`flow plugin history NAME` lists them).
+        seq: u64,
+    },
     /// The live version of every plugin.
     List,
     /// Every version of a plugin, oldest first.
@@ -147,7 +155,7 @@ impl PluginCmd {
         Ok(ExitCode::SUCCESS)
     }
 
-    pub async fn run(self, client: &Client) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, client: &Client, output: super::Output) -> anyhow::Result<ExitCode> {
         match self {
             PluginCmd::Init { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => {
                 unreachable!("local commands run without a host (`run_local`)")
@@ -204,10 +212,27 @@ impl PluginCmd {
                     .await?;
                 print_version(&v);
             }
+            PluginCmd::Delete { name, seq } => {
+                let v = client
+                    .json(
+                        reqwest::Method::DELETE,
+                        &format!("/v1/plugins/{}/versions/{seq}", segment(&name)),
+                        None,
+                    )
+                    .await?;
+                if output == super::Output::Json {
+                    return super::print_json(&v);
+                }
+                eprint!("deleted ");
+                print_version(&v);
+            }
             PluginCmd::List => {
                 let v = client
                     .json(reqwest::Method::GET, "/v1/plugins", None)
                     .await?;
+                if output == super::Output::Json {
+                    return super::print_json(&v);
+                }
                 for p in v["plugins"].as_array().into_iter().flatten() {
                     print_version(p);
                 }
@@ -220,6 +245,9 @@ impl PluginCmd {
                         None,
                     )
                     .await?;
+                if output == super::Output::Json {
+                    return super::print_json(&v);
+                }
                 for p in v["versions"].as_array().into_iter().flatten() {
                     print_version(p);
                 }
@@ -245,6 +273,11 @@ impl PluginCmd {
                             let l: serde_json::Value = serde_json::from_slice(&line)?;
                             after = l["seq"].as_u64().unwrap_or(after);
                             lines += 1;
+                            if output == super::Output::Json {
+                                // NDJSON, as the API sends it.
+                                println!("{l}");
+                                continue;
+                            }
                             let task = l["task"]
                                 .as_str()
                                 .map(|t| format!("[{t}] "))

@@ -61,7 +61,22 @@ impl Serve {
             let app = crate::api::router(host.clone(), token);
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    // Ctrl-C, or SIGTERM (systemd, docker stop, kill): each task stops at a
+                    // transaction boundary and the host saves its counters and logs.
+                    let term = async {
+                        match tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        ) {
+                            Ok(mut s) => {
+                                s.recv().await;
+                            }
+                            Err(_) => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term => {}
+                    }
                     tracing::info!("shutting down");
                 })
                 .await?;

@@ -19,7 +19,8 @@ pub mod partition;
 pub(crate) mod rows;
 
 pub use rows::{
-    Encoded, ReadDoc, append, append_encoded, head, head_in, low_in, op_of, uuid_of, without_meta,
+    Encoded, Lag, ReadDoc, append, append_encoded, head, head_in, lag, low_in, op_of, uuid_of,
+    without_meta,
 };
 
 use crate::storage::Store;

@@ -282,6 +282,71 @@ pub fn low_in(txn: &redb::ReadTransaction, journal: &str) -> anyhow::Result<u64>
     }
 }
 
+/// How far a reader at an offset is behind a journal's head, in documents and time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lag {
+    /// Documents from the offset to the head.
+    pub docs: u64,
+    /// Whether `docs` is estimated: the part of the range already in fragments is counted
+    /// at the average document size of the part in redb (counted exactly).
+    pub estimated: bool,
+    /// When the first unread document was appended (ms since the epoch, from its UUIDv7),
+    /// if it is in redb.
+    pub oldest_ms: Option<u64>,
+}
+
+/// The lag of a reader of `journal` at offset `from`: the documents in redb are counted (a
+/// newline scan of its unsealed head, which sealing bounds), the rest estimated.
+pub fn lag(store: &Store, journal: &str, from: u64) -> anyhow::Result<Lag> {
+    let txn = store.read()?;
+    let head = head_in(&txn, journal)?;
+    if from >= head {
+        return Ok(Lag::default());
+    }
+    let low = low_in(&txn, journal)?;
+    let blocks = blocks(&txn)?;
+    let (mut docs, mut bytes, mut oldest_ms) = (0u64, 0u64, None);
+    let start = from.max(low);
+    blocks_from(&blocks, journal, start, |begin, block| {
+        if begin < start {
+            for (_, range) in lines(begin, block, start) {
+                if oldest_ms.is_none() {
+                    oldest_ms = uuid_ms(&block[range]);
+                }
+                docs += 1;
+            }
+            bytes += begin + block.len() as u64 - start;
+        } else {
+            if oldest_ms.is_none() {
+                let end = memchr::memchr(b'\n', block).unwrap_or(block.len());
+                oldest_ms = uuid_ms(&block[..end]);
+            }
+            docs += memchr::memchr_iter(b'\n', block).count() as u64;
+            bytes += block.len() as u64;
+        }
+        Ok(true)
+    })?;
+    let mut lag = Lag {
+        docs,
+        estimated: false,
+        oldest_ms: if from >= low { oldest_ms } else { None },
+    };
+    if from < low {
+        // Fragments hold [from, low): about as many documents per byte as redb's part.
+        let per_doc = bytes.checked_div(docs).unwrap_or(256).max(1);
+        lag.docs += (low - from).div_ceil(per_doc);
+        lag.estimated = true;
+    }
+    Ok(lag)
+}
+
+/// The time in a stored document's UUIDv7 (its first 48 bits, ms since the epoch).
+fn uuid_ms(stored: &[u8]) -> Option<u64> {
+    let uuid = uuid_of(stored)?;
+    let hex: String = uuid.chars().filter(|c| *c != '-').take(12).collect();
+    u64::from_str_radix(&hex, 16).ok()
+}
+
 /// The journal's blocks as a read transaction sees them.
 pub(crate) type Blocks = redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>;
 

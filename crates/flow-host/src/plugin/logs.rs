@@ -7,7 +7,7 @@
 
 use flow_engine::LogLevel;
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
@@ -33,6 +33,78 @@ pub struct LogBounds {
     pub line_bytes_max: usize,
 }
 
+impl LogBounds {
+    /// Drop a ring's oldest lines until it is within the bounds (its newest line stays).
+    fn trim(&self, ring: &mut Ring) {
+        while ring.lines.len() > self.lines_max
+            || (ring.bytes > self.bytes_max && ring.lines.len() > 1)
+        {
+            if let Some(old) = ring.lines.pop_front() {
+                ring.bytes -= old.message.len();
+            }
+        }
+    }
+}
+
+/// Every saved line, by plugin, in sequence order.
+pub fn load(store: &crate::storage::Store) -> anyhow::Result<Vec<(String, LogLine)>> {
+    use redb::ReadableTable;
+    let txn = store.read()?;
+    let table = txn.open_table(crate::storage::PLUGIN_LOGS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        let Ok(saved) = serde_json::from_slice::<Saved>(v.value()) else {
+            continue;
+        };
+        let level = match saved.level.as_str() {
+            "trace" => "trace",
+            "debug" => "debug",
+            "warn" => "warn",
+            "error" => "error",
+            _ => "info",
+        };
+        out.push((
+            k.value().0.to_string(),
+            LogLine {
+                seq: k.value().1,
+                time: saved.time,
+                level,
+                task: saved.task,
+                message: saved.message,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// A saved line as it is read back.
+#[derive(serde::Deserialize)]
+struct Saved {
+    time: String,
+    level: String,
+    task: Option<String>,
+    message: String,
+}
+
+/// Make `plugin`'s saved lines exactly `lines` (what `take_unsaved` gave), in `txn`.
+pub fn save(txn: &redb::WriteTransaction, plugin: &str, lines: &[LogLine]) -> anyhow::Result<()> {
+    use redb::ReadableTable;
+    let mut table = txn.open_table(crate::storage::PLUGIN_LOGS)?;
+    let keep: BTreeSet<u64> = lines.iter().map(|l| l.seq).collect();
+    let mut saved = BTreeSet::new();
+    for entry in table.range((plugin, 0)..=(plugin, u64::MAX))? {
+        saved.insert(entry?.0.value().1);
+    }
+    for seq in saved.difference(&keep) {
+        table.remove((plugin, *seq))?;
+    }
+    for l in lines.iter().filter(|l| !saved.contains(&l.seq)) {
+        table.insert((plugin, l.seq), serde_json::to_vec(l)?.as_slice())?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Ring {
     lines: VecDeque<LogLine>,
@@ -51,6 +123,8 @@ pub struct PluginLogs {
     bounds: LogBounds,
     logs: Mutex<BTreeMap<String, Plugin>>,
     grown: tokio::sync::watch::Sender<u64>,
+    /// Plugins with lines not saved yet (`take_unsaved`).
+    unsaved: Mutex<BTreeSet<String>>,
 }
 
 impl PluginLogs {
@@ -59,7 +133,63 @@ impl PluginLogs {
             bounds,
             logs: Mutex::new(BTreeMap::new()),
             grown: tokio::sync::watch::Sender::new(0),
+            unsaved: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Put back lines saved by an earlier run of the host (`load`), before any is pushed:
+    /// each plugin's sequence goes on after its last saved line.
+    pub fn restore(&self, saved: Vec<(String, LogLine)>) {
+        let mut logs = self.logs.lock().expect("plugin logs poisoned");
+        for (plugin, line) in saved {
+            let p = logs.entry(plugin).or_default();
+            p.seq = p.seq.max(line.seq);
+            let ring = p
+                .rings
+                .entry(line.task.clone().unwrap_or_default())
+                .or_default();
+            ring.bytes += line.message.len();
+            ring.lines.push_back(line);
+        }
+        // Saved by a host with larger bounds: keep what these bounds allow.
+        for p in logs.values_mut() {
+            for ring in p.rings.values_mut() {
+                self.bounds.trim(ring);
+            }
+        }
+    }
+
+    /// The plugins whose lines changed since the last call, each with every line it keeps
+    /// now: what `save` makes the saved lines.
+    pub fn take_unsaved(&self) -> Vec<(String, Vec<LogLine>)> {
+        let names = std::mem::take(&mut *self.unsaved.lock().expect("plugin logs poisoned"));
+        names
+            .into_iter()
+            .map(|n| {
+                let lines = self.read(&n, 0);
+                (n, lines)
+            })
+            .collect()
+    }
+
+    /// Mark `plugins` unsaved again (their save failed).
+    pub fn mark_unsaved(&self, plugins: impl IntoIterator<Item = String>) {
+        self.unsaved
+            .lock()
+            .expect("plugin logs poisoned")
+            .extend(plugins);
+    }
+
+    /// Drop every line of `plugin` (its last version was deleted); `save` then removes them.
+    pub fn forget(&self, plugin: &str) {
+        self.logs
+            .lock()
+            .expect("plugin logs poisoned")
+            .remove(plugin);
+        self.unsaved
+            .lock()
+            .expect("plugin logs poisoned")
+            .insert(plugin.to_string());
     }
 
     pub fn push(&self, plugin: &str, task: Option<&str>, level: LogLevel, mut message: String) {
@@ -95,14 +225,12 @@ impl PluginLogs {
             task: task.map(str::to_string),
             message,
         });
-        while ring.lines.len() > self.bounds.lines_max
-            || (ring.bytes > self.bounds.bytes_max && ring.lines.len() > 1)
-        {
-            if let Some(old) = ring.lines.pop_front() {
-                ring.bytes -= old.message.len();
-            }
-        }
+        self.bounds.trim(ring);
         drop(logs);
+        self.unsaved
+            .lock()
+            .expect("plugin logs poisoned")
+            .insert(plugin.to_string());
         self.grown.send_modify(|g| *g += 1);
     }
 

@@ -6,7 +6,7 @@
 
 mod logs;
 
-pub use logs::{LogBounds, LogLine, PluginLogs};
+pub use logs::{LogBounds, LogLine, PluginLogs, load as load_logs, save as save_logs};
 
 use crate::storage::{PLUGIN_BLOBS, PLUGIN_VERSIONS, Store};
 use flow_engine::{Component, Engine, EngineError, LogSink, World};
@@ -243,6 +243,44 @@ impl Registry {
     }
 
     /// Every version of `name`, oldest first.
+    /// Remove version `seq` of plugin `name` (the caller checked nothing runs it), and the
+    /// component's bytes once no version of any plugin has them. The plugin's logs go with
+    /// its last version.
+    pub fn delete_version(&self, name: &str, seq: u64) -> anyhow::Result<Version> {
+        let (plugin, gone) = (name.to_string(), seq);
+        let (version, last) = self.store.write(move |txn| {
+            let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+            let version: Version = match versions.remove((plugin.as_str(), gone))? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => anyhow::bail!("plugin {plugin} has no version {gone}"),
+            };
+            let mut shared = false;
+            let mut last = true;
+            for entry in versions.iter()? {
+                let (k, v) = entry?;
+                let other: Version = serde_json::from_slice(v.value())?;
+                shared |= other.digest == version.digest;
+                last &= k.value().0 != plugin;
+            }
+            if !shared {
+                txn.open_table(PLUGIN_BLOBS)?
+                    .remove(version.digest.as_str())?;
+            }
+            Ok((version, last))
+        })?;
+        if last {
+            self.logs.forget(name);
+        } else {
+            self.logs.push(
+                name,
+                None,
+                flow_engine::LogLevel::Info,
+                format!("deleted version {seq} ({})", version.digest),
+            );
+        }
+        Ok(version)
+    }
+
     pub fn history(&self, name: &str) -> anyhow::Result<Vec<Version>> {
         let txn = self.store.read()?;
         let versions = txn.open_table(PLUGIN_VERSIONS)?;

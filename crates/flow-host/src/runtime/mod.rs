@@ -1,11 +1,15 @@
 //! The host: owns the database, journals, plugin registry and catalog; takes ingests and
-//! reads. `publish.rs` validates and swaps catalogs; `supervisor.rs` spawns, stops and restarts
-//! the task threads, through the table of kinds in `task/`.
+//! reads. `publish.rs` validates and swaps catalogs; `lifecycle.rs` deletes, pauses, resumes
+//! and resets; `supervisor.rs` spawns, stops and restarts the task threads, through the table
+//! of kinds in `task/`; `records.rs` keeps counters and plugin logs across restarts.
 
+mod lifecycle;
 mod publish;
+mod records;
 mod supervisor;
 
 pub use crate::task::{SourceStatus, TaskState, TaskStatus};
+pub use lifecycle::{Deleted, Reset};
 pub use publish::Published;
 
 use crate::catalog::{self, Built, BuiltCollection, Catalog};
@@ -77,6 +81,9 @@ pub enum HostError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// Refused because of something else in the catalog (the message names it).
+    #[error("{0}")]
+    Conflict(String),
     /// The host cannot take this now (e.g. backpressure); the client should retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -165,6 +172,13 @@ pub struct Host {
     catalog: RwLock<Arc<Built>>,
     tasks: Mutex<BTreeMap<String, supervisor::TaskHandle>>,
     statuses: Statuses,
+    /// Counters and last failures saved by an earlier run of the host, for tasks that have
+    /// not started since (taken by `restart_tasks`).
+    baseline: Mutex<BTreeMap<String, crate::task::Record>>,
+    /// Every task's histograms of transaction and plugin call time.
+    timings: crate::task::AllTimings,
+    /// Saves task records and plugin logs.
+    keeper: records::Keeper,
     /// Serializes publishes, so two never interleave their checks and swaps.
     publishing: Mutex<()>,
     /// Whether tasks of kinds that act outside Flow run (`Kind::external`): catalog tests
@@ -266,6 +280,33 @@ impl Host {
         };
         fragments.configure(fragment_settings(&built));
         fragments.start()?;
+        let built = Arc::new(built);
+        // What operators read after the fact: counters of the catalog's tasks (records of
+        // tasks no longer in it are dropped) and plugin logs.
+        let mut baseline = crate::task::load_records(&store)?;
+        let stale: Vec<String> = baseline
+            .keys()
+            .filter(|t| !built_has_task(&built, t))
+            .cloned()
+            .collect();
+        if !stale.is_empty() {
+            store.write(move |txn| {
+                let mut t = txn.open_table(crate::storage::TASK_RECORDS)?;
+                for name in &stale {
+                    t.remove(name.as_str())?;
+                }
+                Ok(())
+            })?;
+            baseline.retain(|t, _| built_has_task(&built, t));
+        }
+        registry.logs().restore(crate::plugin::load_logs(&store)?);
+        let statuses = Statuses::default();
+        let keeper = records::Keeper::start(
+            store.clone(),
+            statuses.clone(),
+            registry.clone(),
+            baseline.clone(),
+        )?;
         let host = Arc::new(Host {
             data_dir: data_dir.to_path_buf(),
             store,
@@ -273,9 +314,12 @@ impl Host {
             fragments,
             registry,
             limits,
-            catalog: RwLock::new(Arc::new(built)),
+            catalog: RwLock::new(built),
             tasks: Mutex::new(BTreeMap::new()),
-            statuses: Statuses::default(),
+            statuses,
+            baseline: Mutex::new(baseline),
+            timings: Default::default(),
+            keeper,
             publishing: Mutex::new(()),
             run_external_tasks,
         });
@@ -588,12 +632,46 @@ impl Host {
         Ok(out)
     }
 
+    /// Every task's histograms of transaction and plugin call time, by name.
+    pub fn task_timings(&self) -> Vec<(String, Arc<crate::task::Timings>)> {
+        self.timings.all()
+    }
+
+    /// Every task's status, with each source's lag in documents and time.
     pub fn task_statuses(&self) -> Vec<TaskStatus> {
-        self.statuses.all()
+        let mut all = self.statuses.all();
+        for s in &mut all {
+            self.fill_lag(s);
+        }
+        all
     }
 
     pub fn task_status(&self, name: &str) -> Option<TaskStatus> {
-        self.statuses.get(name)
+        let mut s = self.statuses.get(name)?;
+        self.fill_lag(&mut s);
+        Some(s)
+    }
+
+    /// Count what each source of `status` has not read yet (`journal::lag`).
+    fn fill_lag(&self, status: &mut TaskStatus) {
+        let now = self.store.clock.now_ms();
+        for src in &mut status.sources {
+            if let Ok(head) = journal::head(&self.store, &src.collection) {
+                src.lag_bytes = head.saturating_sub(src.offset);
+            }
+            match journal::lag(&self.store, &src.collection, src.offset) {
+                Ok(lag) => {
+                    src.lag_docs = lag.docs;
+                    src.lag_docs_estimated = lag.estimated;
+                    src.lag_seconds = match (lag.docs, lag.oldest_ms) {
+                        (0, _) => Some(0.0),
+                        (_, Some(at)) => Some(now.saturating_sub(at) as f64 / 1000.0),
+                        (_, None) => None,
+                    };
+                }
+                Err(e) => tracing::debug!("failed to count the lag of {}: {e:#}", src.collection),
+            }
+        }
     }
 
     /// Block until every running task has read everything written to its sources, or one has
@@ -628,6 +706,11 @@ impl Host {
                     failed.last_error.clone().unwrap_or_default()
                 )));
             }
+            // A paused task is behind on purpose: it is not waited for.
+            let statuses: Vec<_> = statuses
+                .into_iter()
+                .filter(|s| s.state != TaskState::Paused)
+                .collect();
             if statuses.iter().all(|s| s.state == TaskState::Running) {
                 // The first time a task behind waits for, if every task behind waits for one.
                 let mut behind = false;
@@ -676,6 +759,13 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Whether `task` is a task of `built` (of any kind).
+fn built_has_task(built: &Arc<Built>, task: &str) -> bool {
+    crate::task::KINDS
+        .iter()
+        .any(|k| (k.tasks)(built).iter().any(|d| d.name == task))
 }
 
 /// Each collection's fragment settings.

@@ -40,6 +40,7 @@ impl Host {
                 .unwrap_or_else(|| self.limits.clone()),
             stop,
             statuses: self.statuses.clone(),
+            timings: self.timings.of(name),
             txn_docs: std::cell::Cell::new(crate::task::TXN_DOCS_START),
             gate,
         }
@@ -92,15 +93,54 @@ impl Host {
         crate::task::materialize::run_test_step(&ctx, &catalog, &spec)
     }
 
-    /// Stop every task and wait for their threads.
+    /// Stop every task and wait for their threads, then save their records.
     pub fn shutdown(&self) {
         self.stop_tasks(&|_| true);
+        self.keeper.stop();
         self.fragments.shutdown();
+    }
+
+    /// The counters and last failure `name` goes on from: its status's, or those saved by an
+    /// earlier run of the host.
+    fn carried(&self, name: &str) -> Option<crate::task::Record> {
+        match self.statuses.get(name) {
+            Some(s) => Some(s.record()),
+            None => self
+                .baseline
+                .lock()
+                .expect("baseline poisoned")
+                .get(name)
+                .cloned(),
+        }
+    }
+
+    /// Show `status`, going on with the counters of the task's earlier run.
+    fn show(&self, mut status: TaskStatus) {
+        if let Some(r) = self.carried(&status.name) {
+            status.carry(&r);
+        }
+        self.statuses.set(status);
+    }
+
+    /// The tasks paused by an operator (`TASK_CONTROL`).
+    pub(super) fn paused(&self) -> anyhow::Result<BTreeSet<String>> {
+        use redb::ReadableTable;
+        let txn = self.store.read()?;
+        let table = txn.open_table(crate::storage::TASK_CONTROL)?;
+        let mut out = BTreeSet::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let control: serde_json::Value = serde_json::from_slice(v.value()).unwrap_or_default();
+            if control["paused"] == true {
+                out.insert(k.value().to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Stop the tasks `which` selects (by name) and wait for their threads: each finishes the
     /// transaction it is in, so a stop is always at a transaction boundary.
-    fn stop_tasks(&self, which: &dyn Fn(&str) -> bool) {
+    pub(super) fn stop_tasks(&self, which: &dyn Fn(&str) -> bool) {
         let stopping: Vec<(String, TaskHandle)> = {
             let mut tasks = self.tasks.lock().expect("tasks poisoned");
             let names: Vec<String> = tasks.keys().filter(|n| which(n)).cloned().collect();
@@ -136,6 +176,19 @@ impl Host {
         }
         let in_catalog: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
         defs.retain(|(_, d)| which(&d.name, &d.plugin));
+        // A paused task is not started; one running is stopped (at a transaction boundary).
+        let paused = self.paused().unwrap_or_else(|e| {
+            tracing::error!("failed to read which tasks are paused (starting them all): {e:#}");
+            BTreeSet::new()
+        });
+        let mut pausing = Vec::new();
+        defs.retain(|(kind, d)| {
+            if paused.contains(&d.name) {
+                pausing.push(fresh_status(kind, d, TaskState::Paused));
+                return false;
+            }
+            true
+        });
         let restarting: BTreeSet<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
         let running: BTreeSet<String> = self
             .tasks
@@ -156,28 +209,9 @@ impl Host {
                 Gate::open()
             };
             let ctx = self.task_ctx(&def.name, def.limits.as_ref(), stop.clone(), gate.clone());
-            let status = TaskStatus {
-                name: def.name.clone(),
-                kind: kind.name,
-                state: TaskState::Starting,
-                plugin: def.plugin,
-                plugin_version: None,
-                last_error: None,
-                transactions: 0,
-                docs_in: 0,
-                docs_out: 0,
-                docs_failed: 0,
-                sources: Vec::new(),
-                captured: Vec::new(),
-                checkpoint_at_ms: None,
-                lag_ms: None,
-                retry_at_ms: None,
-                wake_at_ms: None,
-                waiting_since: None,
-                read_generation: None,
-            };
+            let status = fresh_status(kind, &def, TaskState::Starting);
             if gate_is_open(&running, &def.name) {
-                self.statuses.set(status.clone());
+                self.show(status.clone());
             }
             let run = def.run;
             let thread = std::thread::Builder::new()
@@ -195,20 +229,60 @@ impl Host {
                 gate.wait_arrival(deadline, || handle.thread.is_finished());
             }
         }
-        self.stop_tasks(&|n| restarting.contains(n) || !in_catalog.contains(n));
+        self.stop_tasks(&|n| {
+            restarting.contains(n) || paused.contains(n) || !in_catalog.contains(n)
+        });
         for name in self.statuses.all().iter().map(|s| s.name.clone()) {
             if !in_catalog.contains(&name) {
                 self.statuses.remove(&name);
             }
         }
+        for status in pausing {
+            self.show(status);
+        }
         let mut tasks = self.tasks.lock().expect("tasks poisoned");
         for (name, handle, gate, status) in started {
             if !gate_is_open(&running, &name) {
-                self.statuses.set(status);
+                self.show(status);
                 gate.release();
             }
             tasks.insert(name, handle);
         }
+        drop(tasks);
+        // What was saved before this host started is now carried by the statuses.
+        self.baseline
+            .lock()
+            .expect("baseline poisoned")
+            .retain(|n, _| !in_catalog.contains(n));
+    }
+}
+
+/// A status for a new run of `def` (counters are carried over by `Host::show`).
+fn fresh_status(
+    kind: &crate::task::Kind,
+    def: &crate::task::TaskDef,
+    state: TaskState,
+) -> TaskStatus {
+    TaskStatus {
+        name: def.name.clone(),
+        kind: kind.name,
+        state,
+        plugin: def.plugin.clone(),
+        plugin_version: None,
+        last_error: None,
+        last_failure: None,
+        transactions: 0,
+        docs_in: 0,
+        docs_out: 0,
+        docs_failed: 0,
+        sources: Vec::new(),
+        captured: Vec::new(),
+        checkpoint_at_ms: None,
+        lag_ms: None,
+        retry_at_ms: None,
+        wake_at_ms: None,
+        waiting_since: None,
+        read_generation: None,
     }
 }
 

@@ -45,6 +45,17 @@ pub const CHECKPOINTS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 pub const CAPTURE_CHECKPOINTS: TableDefinition<&str, &str> =
     TableDefinition::new("capture_checkpoints");
 
+/// What an operator set on a task, outside the catalog: task -> JSON (`{"paused": true}`).
+/// Written by `flow tasks pause|resume` in one transaction; removed with the task.
+pub const TASK_CONTROL: TableDefinition<&str, &[u8]> = TableDefinition::new("task_control");
+/// A task's counters and last error as the status shows them (JSON, `task::status::Record`):
+/// task -> record, saved at most a second apart and at shutdown, read back at start, so a
+/// restart or a publish does not reset them.
+pub const TASK_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_records");
+/// Plugin log lines: (plugin, seq) -> the line (JSON, `plugin::LogLine`). Exactly the lines the
+/// in-memory rings hold (bounded per plugin and task), saved at most a second apart.
+pub const PLUGIN_LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("plugin_logs");
+
 /// A write job: runs inside a shared write transaction. Jobs may run more than once: when
 /// another job of their group fails, the group is aborted and run again without it.
 type Job = Box<dyn Fn(&WriteTransaction) -> anyhow::Result<()> + Send>;
@@ -330,6 +341,9 @@ impl Store {
             txn.open_table(TASK_STATE)?;
             txn.open_table(CHECKPOINTS)?;
             txn.open_table(CAPTURE_CHECKPOINTS)?;
+            txn.open_table(TASK_CONTROL)?;
+            txn.open_table(TASK_RECORDS)?;
+            txn.open_table(PLUGIN_LOGS)?;
         }
         txn.commit()?;
         let db = Arc::new(Slot {
@@ -456,6 +470,53 @@ impl Store {
     pub fn state(&self, task: &str, key: &str) -> anyhow::Result<Option<String>> {
         state_in(&self.read()?.open_table(TASK_STATE)?, task, key)
     }
+}
+
+/// What `clear_task` removes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Clear {
+    /// Where the task read and what it kept (checkpoints, state, its capture checkpoint) and
+    /// its counters: it starts over from the beginning (`flow tasks reset`).
+    Progress,
+    /// That and whether it is paused: the task is gone (`flow catalog delete`).
+    Everything,
+}
+
+/// Remove what the host keeps for `task`, in `txn`.
+pub fn clear_task(txn: &WriteTransaction, task: &str, what: Clear) -> anyhow::Result<()> {
+    let mut state = txn.open_table(TASK_STATE)?;
+    for k in task_keys(&state, task)? {
+        state.remove((task, k.as_str()))?;
+    }
+    let mut checkpoints = txn.open_table(CHECKPOINTS)?;
+    for s in task_keys(&checkpoints, task)? {
+        checkpoints.remove((task, s.as_str()))?;
+    }
+    txn.open_table(CAPTURE_CHECKPOINTS)?.remove(task)?;
+    txn.open_table(META)?
+        .remove(Store::state_digest_key(task).as_str())?;
+    txn.open_table(TASK_RECORDS)?.remove(task)?;
+    if what == Clear::Everything {
+        txn.open_table(TASK_CONTROL)?.remove(task)?;
+    }
+    Ok(())
+}
+
+/// The second parts of the keys `(task, _)` of a table keyed by (task, name).
+fn task_keys<V: redb::Value + 'static>(
+    table: &redb::Table<(&'static str, &'static str), V>,
+    task: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in table.range((task, "")..)? {
+        let (k, _) = entry?;
+        let (t, name) = k.value();
+        if t != task {
+            break;
+        }
+        out.push(name.to_string());
+    }
+    Ok(out)
 }
 
 /// The committer: take every queued job and run them in one transaction, committed with one

@@ -15,7 +15,10 @@ pub(crate) mod materialize;
 mod status;
 
 pub(crate) use kinds::{KINDS, Kind, TaskDef};
-pub use status::{CapturedStatus, SourceStatus, Statuses, TaskState, TaskStatus};
+pub use status::{
+    AllTimings, BUCKETS_S, CapturedStatus, Failure, Record, SourceStatus, Statuses, TaskState,
+    TaskStatus, Timings, load_records, save_records,
+};
 
 use crate::connector;
 use crate::journal::{self, Journals};
@@ -38,6 +41,8 @@ pub(crate) struct TaskCtx {
     pub limits: Limits,
     pub stop: Arc<AtomicBool>,
     pub statuses: Statuses,
+    /// How long this task's transactions and plugin calls take.
+    pub timings: std::sync::Arc<Timings>,
     /// How many documents the next transaction reads: see `TaskCtx::txn_docs`.
     pub txn_docs: Cell<usize>,
     /// Opens once no other run of this task is left (see `TaskCtx::ready`).
@@ -224,6 +229,9 @@ fn run_once<T: Task>(
         let asked = ctx.txn_docs();
         let began = std::time::Instant::now();
         let processed = task.transaction(ctx)?;
+        if processed > 0 {
+            ctx.timings.transactions.observe(began.elapsed());
+        }
         // A transaction that found documents lasts at least `txnTimeMinMs`, and one that
         // caught up while combining at least 2:1 at least `txnTimeCombiningMs`: what arrives
         // meanwhile is combined into the next one.
@@ -297,6 +305,12 @@ impl TaskCtx {
     /// transaction while a backlog lasts, never over `txnDocsMax`.
     pub fn txn_docs(&self) -> usize {
         self.txn_docs.get().min(self.limits.txn_docs_max).max(1)
+    }
+
+    /// What a plugin instance tells of each call's duration (`Instance::set_call_timer`).
+    pub fn call_timer(&self) -> flow_engine::CallTimer {
+        let timings = self.timings.clone();
+        std::sync::Arc::new(move |d| timings.plugin_calls.observe(d))
     }
 
     pub fn stopping(&self) -> bool {
@@ -376,6 +390,9 @@ impl TaskCtx {
                 collection: collection.clone(),
                 offset: *offset,
                 lag_bytes: head.saturating_sub(*offset),
+                lag_docs: 0,
+                lag_docs_estimated: false,
+                lag_seconds: None,
             });
         }
         self.statuses.update(&self.name, |s| s.sources = out);
@@ -395,6 +412,10 @@ impl TaskCtx {
             first = s.state != TaskState::Retrying;
             s.state = TaskState::Retrying;
             s.last_error = Some(message.clone());
+            s.last_failure = Some(Failure {
+                message: message.clone(),
+                at_ms: now_ms(),
+            });
             s.retry_at_ms = at_ms;
         });
         tracing::warn!(task = %self.name, "retrying in {wait:?}: {message}");
@@ -433,6 +454,10 @@ impl TaskCtx {
         );
         self.statuses.update(&self.name, |s| {
             s.state = TaskState::Failed;
+            s.last_failure = Some(Failure {
+                message: message.clone(),
+                at_ms: now_ms(),
+            });
             s.last_error = Some(message);
         });
     }

@@ -127,6 +127,7 @@ impl CaptureTask {
         let log = ctx.registry.log_sink(&spec.plugin, &ctx.name);
         let mut instance =
             Capture::instantiate(&engine, &component, log.clone(), &ctx.limits.sandbox())?;
+        instance.set_call_timer(ctx.call_timer());
         if let Some(sql) = source.as_ref().and_then(|d| d.grant().sql()) {
             instance.set_sql(Some(sql));
         }

@@ -926,6 +926,7 @@ impl Plugin {
             ctx.registry.log_sink(name, &ctx.name),
             &ctx.limits.sandbox(),
         )?;
+        instance.set_call_timer(ctx.call_timer());
         instance
             .open(spec)
             .map_err(|e| anyhow::anyhow!("open: {e}"))?;

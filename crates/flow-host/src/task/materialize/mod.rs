@@ -191,6 +191,7 @@ impl Materialize {
         let log = ctx.registry.log_sink(&spec.plugin, &ctx.name);
         let mut instance =
             Materialization::instantiate(&engine, &component, log.clone(), &ctx.limits.sandbox())?;
+        instance.set_call_timer(ctx.call_timer());
         instance.set_http(Some(Box::new(connector::http::Http::new(
             &spec.http.allow,
             &spec.http.headers,
