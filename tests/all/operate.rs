@@ -423,4 +423,9 @@ async fn counters_pauses_and_logs_survive_publishes_restarts_and_kill_9() {
     let docs =
         flow_tests::read_ndjson(&http, &p.base, "/v1/collections/s%2Fcounts/documents").await;
     assert_eq!(docs.len(), 300, "each event derived once");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no terminal colors in a log written to a file"
+    );
 }

@@ -39,6 +39,17 @@ pub struct Cli {
         env = "FLOW_OUTPUT"
     )]
     output: Output,
+    /// How the host's own log lines (stderr) are written: `text`, colored only on a
+    /// terminal, or `json`, one object per line (time, level, target, fields, message) for
+    /// log collectors. `FLOW_LOG` sets the level (`info`; e.g. `flow_host::task=debug`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FLOW_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +130,13 @@ enum Command {
     },
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// How read commands print.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -175,13 +193,18 @@ pub fn main() -> std::process::ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "flow", &mut std::io::stdout());
         return std::process::ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            logs.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
     let result = match cli.command {
         Command::Serve(s) => s.run(cli.token),
         Command::Catalog(catalog::CatalogCmd::Test(t)) => t.run(),

@@ -55,7 +55,7 @@ impl Serve {
                 .map_err(|e| anyhow::anyhow!("failed to listen on {}: {e}", self.listen))?;
             tracing::info!(
                 "flow host listening on http://{} (data dir {})",
-                self.listen,
+                listener.local_addr().unwrap_or(self.listen),
                 self.data_dir.display()
             );
             let app = crate::api::router(host.clone(), token);
