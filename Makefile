@@ -23,6 +23,9 @@ setup-test: setup
 	# JavaScript plugin projects (`flow plugin init --lang js`) build with componentize-js from npm.
 	command -v npm >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm)
+	# The dashboard's test drives Debian's chromium through playwright-core (npm, installed by the test).
+	command -v chromium >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
 	# C plugin projects (`flow plugin init --lang c`) build with clang for wasm32-wasi, wasi-libc
 	# and the wasm32 compiler runtime; flow itself makes the bindings and the component.
 	command -v clang >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || \

@@ -7,6 +7,7 @@ mod captures;
 mod captures_postgres;
 mod catalogs;
 mod crash;
+mod dashboard;
 mod destinations;
 mod disk_full;
 mod e2e;

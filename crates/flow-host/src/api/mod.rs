@@ -40,6 +40,7 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
         token: token.map(Into::into),
     };
     Router::new()
+        .route("/", get(dashboard))
         .route("/v1/health", get(health))
         .route(
             "/v1/openapi.json",
@@ -74,8 +75,10 @@ pub fn router(host: Arc<Host>, token: Option<String>) -> Router {
 }
 
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The health check and the dashboard's page (which asks for the token and sends it with
+    // every API call it makes) need none.
     if let Some(token) = &state.token
-        && req.uri().path() != "/v1/health"
+        && !matches!(req.uri().path(), "/v1/health" | "/")
     {
         // The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
         let presented = req
@@ -143,6 +146,18 @@ async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
 ) -> Result<R, ApiError> {
     tokio::task::spawn_blocking(f).await?
+}
+
+/// The web dashboard: one page, built into the binary, that uses only the public API.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }
 
 /// 200 while the host can take writes; 503 with the reason while its database cannot.

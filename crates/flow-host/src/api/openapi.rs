@@ -151,6 +151,7 @@ fn schemas() -> Map<String, Value> {
 /// name (for clients and schemathesis's stateful phase).
 fn name_operations(doc: &mut Value) {
     let ids = [
+        ("/", "get", "dashboard"),
         ("/v1/health", "get", "health"),
         ("/v1/openapi.json", "get", "openapi"),
         ("/metrics", "get", "metrics"),
@@ -281,6 +282,8 @@ fn paths() -> Value {
             "schemas": Value::Object(schemas()),
         },
         "paths": {
+            "/": {"get": {"summary": "The web dashboard (an HTML page that uses this API; it needs no token, its API calls do)", "security": [],
+                "responses": {"200": {"description": "the dashboard", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/v1/health": {"get": health},
             "/v1/openapi.json": {"get": op("This document", ("an OpenAPI 3.0 document", json!({"application/json": {"schema": {"type": "object"}}})), &[])},
             "/metrics": {"get": op("Metrics: OpenMetrics 1.0 text when the request accepts application/openmetrics-text, else Prometheus text 0.0.4. Counters end in _total; per task: documents in, out and failed, transactions, lag in bytes, documents and seconds per source, state, histograms of transaction and plugin call time; per collection: bytes written, persisted and unsealed", ("metrics", json!({"text/plain": {"schema": {"type": "string"}}, "application/openmetrics-text": {"schema": {"type": "string"}}})), &[])},
