@@ -333,3 +333,80 @@ fn paths() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod test {
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    /// Every route of the router, as (method, path), read from its source: what
+    /// `api::router` registers with `.route(PATH, METHOD(handler)...)`.
+    fn routed() -> BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let mut out = BTreeSet::new();
+        for segment in source.split(".route(").skip(1) {
+            let segment = &segment[..segment.find("\n        .").unwrap_or(segment.len())];
+            let path = segment.split('"').nth(1).expect("a route's path");
+            for method in ["get", "post", "delete", "put", "patch"] {
+                let called = segment
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| i == 0 || !segment.as_bytes()[i - 1].is_ascii_alphanumeric());
+                if called {
+                    out.insert((method.to_string(), path.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every operation of the document, as (method, path).
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = super::document();
+        let mut out = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    out.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_is_routed() {
+        let routed = routed();
+        assert!(routed.len() > 15, "the routes were not found: {routed:?}");
+        let documented = documented();
+        // One route answers three documented operations: a task's verbs.
+        let verbs: BTreeSet<(String, String)> = ["pause", "resume", "reset"]
+            .iter()
+            .map(|v| ("post".to_string(), format!("/v1/tasks/{{name}}/{v}")))
+            .collect();
+        let generic = ("post".to_string(), "/v1/tasks/{name}/{verb}".to_string());
+        let mut expected = routed.clone();
+        if expected.remove(&generic) {
+            expected.extend(verbs);
+        }
+        let undocumented: Vec<_> = expected.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&expected).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routes the OpenAPI document lacks: {undocumented:?}; documented operations no route serves: {unrouted:?}"
+        );
+        // Every operation has an id, a summary and a 200 answer with content.
+        let doc = super::document();
+        for (method, path) in &documented {
+            let op: &Value = &doc["paths"][path][method];
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path}: no operationId"
+            );
+            assert!(op["summary"].is_string(), "{method} {path}: no summary");
+            assert!(
+                op["responses"]["200"]["content"].is_object(),
+                "{method} {path}: no 200 content"
+            );
+        }
+    }
+}

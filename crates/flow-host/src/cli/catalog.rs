@@ -95,13 +95,19 @@ impl CatalogCmd {
                 );
                 let bundle = crate::catalog::load(&s.source)?;
                 let body = serde_json::to_vec(&bundle)?;
+                let spinner = super::progress::Progress::spinner(&format!(
+                    "publishing {}: checks, plugin compiles, then the swap",
+                    s.source.display()
+                ));
                 let v = client
                     .json(
                         reqwest::Method::POST,
                         "/v1/catalog",
                         Some((body, "application/json")),
                     )
-                    .await?;
+                    .await;
+                drop(spinner);
+                let v = v?;
                 for (what, field) in [
                     ("collection", "collections"),
                     ("derivation", "derivations"),

@@ -46,6 +46,17 @@ impl Client {
         path: &str,
         body: Option<(Vec<u8>, &str)>,
     ) -> anyhow::Result<reqwest::Response> {
+        self.send_body(method, path, body.map(|(b, t)| (reqwest::Body::from(b), t)))
+            .await
+    }
+
+    /// `send` with any body (a stream, e.g. one that shows its progress).
+    pub async fn send_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(reqwest::Body, &str)>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut r = self.request(method, path);
         if let Some((bytes, content_type)) = body {
             r = r

@@ -112,13 +112,38 @@ impl CollectionsCmd {
                         .map_err(|e| anyhow::anyhow!("failed to read {file}: {e}"))?;
                 }
                 let path = format!("/v1/collections/{}/documents", segment(&collection));
-                let v = client
-                    .json(
+                // Sent in chunks a bar follows; then the host checks every document before it
+                // appends any, which the bar shows as waiting.
+                let total = body.len() as u64;
+                let progress = std::sync::Arc::new(super::progress::Progress::bytes(
+                    total,
+                    &format!("ingesting into {collection}"),
+                ));
+                let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(body)
+                    .chunks(1 << 20)
+                    .map(bytes::Bytes::copy_from_slice)
+                    .collect();
+                let (shown, mut sent) = (progress.clone(), 0u64);
+                let stream = futures::stream::iter(chunks).map(move |c| {
+                    sent += c.len() as u64;
+                    shown.inc(c.len() as u64);
+                    if sent == total {
+                        shown.waiting("the host is checking and appending the documents");
+                    }
+                    Ok::<_, std::io::Error>(c)
+                });
+                let resp = client
+                    .send_body(
                         reqwest::Method::POST,
                         &path,
-                        Some((body, "application/x-ndjson")),
+                        Some((reqwest::Body::wrap_stream(stream), "application/x-ndjson")),
                     )
-                    .await?;
+                    .await;
+                drop(progress);
+                let v: serde_json::Value = resp?
+                    .json()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the host sent an invalid answer: {e}"))?;
                 eprintln!("ingested {} documents into {collection}", v["docs"]);
             }
             CollectionsCmd::Read {

@@ -6,6 +6,7 @@ mod client;
 mod collections;
 mod plugin;
 mod preview;
+mod progress;
 mod serve;
 mod tasks;
 

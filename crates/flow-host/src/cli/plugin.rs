@@ -178,7 +178,13 @@ impl PluginCmd {
                         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))
                 };
                 if !watch {
-                    print_version(&deploy(read()?).await?);
+                    let bytes = read()?;
+                    let spinner = super::progress::Progress::spinner(&format!(
+                        "deploying {name}: the host checks and compiles the component"
+                    ));
+                    let v = deploy(bytes).await;
+                    drop(spinner);
+                    print_version(&v?);
                     return Ok(ExitCode::SUCCESS);
                 }
                 eprintln!("watching {} (Ctrl-C to stop)", file.display());
