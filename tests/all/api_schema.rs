@@ -70,9 +70,10 @@ async fn schemathesis_finds_no_failures() {
         stdout.contains("passed"),
         "schemathesis ran no test cases:\n{stdout}"
     );
-    // The host is still whole: what was ingested before is there.
+    // The host is still whole: what was ingested before is there (in its journal: the run
+    // may have deleted catalog entries, which keeps their documents).
     assert!(
-        flow_tests::collection_head(&http, &served.base, "acme/orders").await > 0,
+        flow_host::journal::head(&served.host.store, "acme/orders").unwrap() > 0,
         "the ingested documents are gone"
     );
 }

@@ -429,3 +429,77 @@ async fn counters_pauses_and_logs_survive_publishes_restarts_and_kill_9() {
         "no terminal colors in a log written to a file"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_materialization_writes_every_row_again_and_one_of_reduced_rows_is_refused() {
+    let (served, http) = crate::bad_input::setup_with(None).await;
+    let views = served.dir.path().join("views.db");
+    let r = http
+        .post(served.url("/v1/collections/acme%2Forders/documents"))
+        .body(
+            (1..=20)
+                .map(|i| {
+                    format!(
+                        "{{\"id\":{i},\"customer\":\"c{}\",\"amount\":{i}}}\n",
+                        i % 4
+                    )
+                })
+                .collect::<String>(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_idle(&served).await;
+    let before = crate::e2e::wait_for_rows(&views, 4);
+    // Rows changed behind its back are written again from the collection's history.
+    rusqlite::Connection::open(&views)
+        .unwrap()
+        .execute("UPDATE customer_totals SET total = -1", [])
+        .unwrap();
+    let (status, r) = post(&http, served.url("/v1/tasks/acme%2Fviews/reset"), None).await;
+    assert_eq!(
+        (status, r["kind"].as_str()),
+        (200, Some("materialization")),
+        "{r}"
+    );
+    wait_idle(&served).await;
+    let derived = flow_tests::read_ndjson(
+        &http,
+        &served.base,
+        "/v1/collections/acme%2Fcustomer-totals/documents",
+    )
+    .await;
+    let t = flow_tests::get_json(&http, &served.base, "/v1/tasks/acme%2Fviews").await;
+    assert_eq!(
+        t["docsIn"].as_u64(),
+        Some(derived.len() as u64),
+        "every derived document read again: {t}"
+    );
+    assert_eq!(crate::e2e::wait_for_rows(&views, 4), before);
+    // The plugin's log says why it read everything again.
+    let logs =
+        flow_tests::get_text(&http, &served.base, "/v1/plugins/materialize-sqlite/logs").await;
+    assert!(logs.contains("acme/views was reset"), "{logs}");
+
+    // A collection reduced by annotations: its rows cannot be materialized again.
+    let mut bundle = crate::e2e::bundle(&views);
+    bundle["catalog"]["collections"]["acme/sums"] = json!({
+        "schema": {"type": "object", "reduce": {"strategy": "merge"},
+                   "properties": {"customer": {"type": "string"}, "total": {"type": "number", "reduce": {"strategy": "sum"}}},
+                   "required": ["customer"]},
+        "key": ["/customer"],
+    });
+    bundle["catalog"]["materializations"]["acme/sums-view"] = json!({
+        "endpoint": {"wasm": {"plugin": "materialize-sqlite", "config": {"path": served.dir.path().join("sums.db")}}},
+        "bindings": [{"source": "acme/sums", "resource": {"table": "sums"}}],
+    });
+    flow_tests::publish(&http, &served.base, &bundle).await;
+    let (status, e) = post(&http, served.url("/v1/tasks/acme%2Fsums-view/reset"), None).await;
+    assert_eq!(status, 400, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("binding 0 keeps rows of acme/sums reduced by its `reduce` annotations"),
+        "{message}"
+    );
+}

@@ -513,7 +513,7 @@ async fn plugin_logs(
 
 async fn list_tasks(State(s): State<AppState>) -> Json<Value> {
     let host = s.host.clone();
-    let tasks = tokio::task::spawn_blocking(move || host.task_statuses())
+    let tasks = tokio::task::spawn_blocking(move || host.task_reports())
         .await
         .unwrap_or_default();
     Json(json!({"tasks": tasks}))
@@ -525,7 +525,7 @@ async fn get_task(
 ) -> Result<Json<Value>, ApiError> {
     let status = s
         .host
-        .task_status(&name)
+        .task_report(&name)
         .ok_or_else(|| ApiError::not_found(format!("no task named '{name}'")))?;
     Ok(Json(serde_json::to_value(status).unwrap_or_default()))
 }
@@ -543,7 +543,7 @@ async fn metrics(
     let host = s.host.clone();
     let text = blocking(move || {
         let collections = host.collections()?;
-        let tasks = host.task_statuses();
+        let tasks = host.task_reports();
         Ok(metrics::render(
             &collections,
             &tasks,

@@ -51,8 +51,25 @@ fn with_body(mut op: Value, content: Value) -> Value {
 }
 
 fn name_param(what: &str) -> Value {
+    // Examples name what the acme catalog has (README), but for deletes, which name what it
+    // has not: an example is run as it is by clients and testers.
+    let example = match what {
+        "Collection" => "acme/orders",
+        "Plugin" => "totals",
+        "Task" => "acme/customer-totals",
+        _ => "acme/nothing",
+    };
     json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"},
+            "example": example,
             "description": format!("{what} name, percent-encoded (acme%2Forders)")}])
+}
+
+/// `content` with `example` set on its one media type.
+fn with_example(mut content: Value, example: Value) -> Value {
+    if let Some(media) = content.as_object_mut().and_then(|m| m.values_mut().next()) {
+        media["example"] = example;
+    }
+    content
 }
 
 fn query(name: &str, schema: Value, description: &str) -> Value {
@@ -75,8 +92,8 @@ const CONFLICT: (&str, &str) = (
 );
 const TOO_LARGE: (&str, &str) = ("413", "the request body is over the host's limit");
 
-/// OpenAPI 3.0 allows `true`/`false` only as `additionalProperties`: elsewhere (an array of
-/// any JSON, `items: true`) they become `{}` and `{"not": {}}`.
+/// Boolean schemas (an array of any JSON, `items: true`) become `{}` and `{"not": {}}`:
+/// valid in OpenAPI 3.1, and what more clients and validators read.
 fn no_bool_schemas(v: &mut Value) {
     let Value::Object(m) = v else { return };
     for (key, child) in m.iter_mut() {
@@ -96,10 +113,18 @@ fn no_bool_schemas(v: &mut Value) {
     }
 }
 
+/// OpenAPI 3.1's schemas are JSON Schema 2020-12, kept under `components/schemas`.
+fn openapi31() -> SchemaSettings {
+    SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    })
+}
+
 /// The schemas of the bodies, keyed by type name, plus `Error` and `Health`.
 fn schemas() -> Map<String, Value> {
     // Responses as the host writes them (a field it skips when empty is not required)...
-    let mut generator = SchemaSettings::openapi3()
+    let mut generator = openapi31()
         .with(|s| s.contract = Contract::Serialize)
         .into_generator();
     generator.subschema_for::<Catalog>();
@@ -115,7 +140,7 @@ fn schemas() -> Map<String, Value> {
     let mut schemas = generator.take_definitions(true);
     // ...and the one request body as the host reads it (defaults make fields optional),
     // inline so that its parts do not clash with the response schemas of the same names.
-    let bundle = SchemaSettings::openapi3()
+    let bundle = openapi31()
         .with(|s| {
             s.contract = Contract::Deserialize;
             s.inline_subschemas = true;
@@ -265,7 +290,12 @@ fn paths() -> Value {
             ("offsets appended", body("Ingested")),
             &[INVALID, ("404", "no such collection"), TOO_LARGE],
         ),
-        ndjson("one JSON document per line"),
+        with_example(
+            ndjson("one JSON document per line"),
+            json!(
+                "{\"id\": 1, \"customer\": \"alice\", \"amount\": 5}\n{\"id\": 2, \"customer\": \"bob\", \"amount\": 7.5}\n"
+            ),
+        ),
     );
     let mut health = json!({"summary": "Whether the host can take writes; needs no token", "security": [],
         "responses": {
@@ -273,7 +303,7 @@ fn paths() -> Value {
             "503": {"description": "unhealthy: the reason says why", "content": body("Health")}}});
     health["responses"]["503"]["description"] = json!("unhealthy: its database cannot be written");
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Flow control API", "version": "0.1.0",
                  "description": "Every call but /v1/health requires `Authorization: Bearer TOKEN` when the host has a token."},
         "security": [{"bearer": []}],
@@ -285,19 +315,21 @@ fn paths() -> Value {
             "/": {"get": {"summary": "The web dashboard (an HTML page that uses this API; it needs no token, its API calls do)", "security": [],
                 "responses": {"200": {"description": "the dashboard", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/v1/health": {"get": health},
-            "/v1/openapi.json": {"get": op("This document", ("an OpenAPI 3.0 document", json!({"application/json": {"schema": {"type": "object"}}})), &[])},
+            "/v1/openapi.json": {"get": op("This document", ("an OpenAPI 3.1 document", json!({"application/json": {"schema": {"type": "object"}}})), &[])},
             "/metrics": {"get": op("Metrics: OpenMetrics 1.0 text when the request accepts application/openmetrics-text, else Prometheus text 0.0.4. Counters end in _total; per task: documents in, out and failed, transactions, lag in bytes, documents and seconds per source, state, histograms of transaction and plugin call time; per collection: bytes written, persisted and unsealed", ("metrics", json!({"text/plain": {"schema": {"type": "string"}}, "application/openmetrics-text": {"schema": {"type": "string"}}})), &[])},
             "/v1/catalog": {
                 "get": op("The current catalog", ("catalog", body("Catalog")), &[]),
                 "post": with_body(
                     op("Publish a catalog bundle: everything in it or nothing", ("what was published", body("Published")), &[INVALID, TOO_LARGE]),
-                    body("Bundle")),
+                    with_example(body("Bundle"), json!({"source": "example.flow.yaml", "catalog": {"collections": {"acme/example": {
+                        "schema": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}, "key": ["/id"]}}}}))),
             },
             "/v1/catalog/delete": {"post": with_body(
                 op("Delete catalog entries together, in one transaction: collections (a derivation is its collection), materializations, captures, tests. Refused (409), deleting nothing, while an entry not deleted uses one; the message names each user. Deleted tasks stop and lose their checkpoints, state and counters; documents stay in their journals, a materialization's tables in its destination",
                     ("what was deleted", body("Deleted")), &[INVALID, ("404", "an entry named is not in the catalog"), CONFLICT]),
                 json!({"application/json": {"schema": {"type": "object", "required": ["names"], "additionalProperties": false,
-                    "properties": {"names": {"type": "array", "items": {"type": "string"}, "description": "the entries to delete"}}}}}))},
+                    "properties": {"names": {"type": "array", "items": {"type": "string"}, "description": "the entries to delete"}}},
+                    "example": {"names": ["acme/nothing"]}}}))},
             "/v1/catalog/{name}": {"parameters": name_param("Catalog entry"), "delete": op("Delete one catalog entry (as /v1/catalog/delete with one name)",
                 ("what was deleted", body("Deleted")), &[INVALID, ("404", "no such entry"), CONFLICT])},
             "/v1/collections": {"get": op("Every collection: key, write head, fragments", ("collections", list_of("collections", "CollectionInfo")), &[])},
@@ -308,7 +340,8 @@ fn paths() -> Value {
                 json!({"application/wasm": {"schema": {"type": "string", "format": "binary"}}}))},
             "/v1/plugins/{name}/rollback": {"parameters": name_param("Plugin"), "post": {
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object",
-                    "properties": {"to": {"type": "integer", "minimum": 1, "description": "the version to return to (default: the newest earlier one with another component)"}}}}}},
+                    "properties": {"to": {"type": "integer", "minimum": 1, "description": "the version to return to (default: the newest earlier one with another component)"}}},
+                    "example": {"to": 99}}}},
                 "summary": "Make an earlier version live again, as a new version",
                 "responses": common({
                     let mut m = Map::new();
@@ -326,7 +359,7 @@ fn paths() -> Value {
                 ("the task's status", body("TaskStatus")), &[("404", "no such task")])},
             "/v1/tasks/{name}/resume": {"parameters": name_param("Task"), "post": op("Resume a paused task from its checkpoint",
                 ("the task's status", body("TaskStatus")), &[("404", "no such task")])},
-            "/v1/tasks/{name}/reset": {"parameters": name_param("Task"), "post": op("Start a derivation or capture over from the beginning of its sources (its checkpoints, state and counters are cleared; what it derives or captures again is appended). A materialization is refused (400): its checkpoint lives in its destination",
+            "/v1/tasks/{name}/reset": {"parameters": name_param("Task"), "post": op("Start a task over from the beginning of its sources, counters from zero: a derivation's checkpoints and state are cleared and what it derives again is appended; a capture's connector checkpoint is cleared; a materialization ignores its destination's checkpoint once and writes every row again (refused, 400, for a binding of a collection with reduce annotations, whose rows would be reduced twice)",
                 ("what the reset did", body("Reset")), &[INVALID, ("404", "no such task")])},
             "/v1/tasks": {"get": op("Status of every task: state, last error, lag, documents in and out", ("tasks", list_of("tasks", "TaskStatus")), &[])},
             "/v1/tasks/{name}": {"parameters": name_param("Task"), "get": op("Status of one task", ("task", body("TaskStatus")), &[("404", "no such task")])},

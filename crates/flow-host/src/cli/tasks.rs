@@ -24,10 +24,12 @@ enum TasksCmd {
     Pause { name: String },
     /// Resume a paused task from its checkpoint: it catches up with what came meanwhile.
     Resume { name: String },
-    /// Start a derivation or a capture over from the beginning: a derivation forgets its
-    /// checkpoints and state and derives every source document again (appending what it
-    /// derives), a capture forgets its connector's checkpoint and captures its source again.
-    /// Asks first, unless --yes.
+    /// Start a task over from the beginning: a derivation forgets its checkpoints and state
+    /// and derives every source document again (appending what it derives), a capture forgets
+    /// its connector's checkpoint and captures its source again, a materialization ignores
+    /// its destination's checkpoint once and materializes every source document again
+    /// (refused for a binding of a collection with `reduce` annotations, whose rows would be
+    /// reduced twice). Asks first, unless --yes.
     Reset {
         name: String,
         /// Do not ask (needed when stdin is not a terminal).
@@ -85,6 +87,9 @@ impl Tasks {
                     }
                     Some("capture") => {
                         "forget its connector's checkpoint and capture its source again from the start"
+                    }
+                    Some("materialization") => {
+                        "ignore the checkpoint its destination holds and materialize every document of its sources again, each row replaced by its key's last document"
                     }
                     _ => "start over from the beginning",
                 };

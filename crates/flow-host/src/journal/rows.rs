@@ -295,8 +295,13 @@ pub struct Lag {
     pub oldest_ms: Option<u64>,
 }
 
-/// The lag of a reader of `journal` at offset `from`: the documents in redb are counted (a
-/// newline scan of its unsealed head, which sealing bounds), the rest estimated.
+/// Most bytes `lag` scans: a status asked for every second (the dashboard, a scraper) costs
+/// at most this per source however far behind it is.
+const LAG_SCAN_BYTES_MAX: u64 = 1 << 20;
+
+/// The lag of a reader of `journal` at offset `from`: the first `LAG_SCAN_BYTES_MAX` of it
+/// that are in redb are counted (a newline scan), the rest (in fragments, or past what is
+/// scanned) estimated at the counted part's average document size.
 pub fn lag(store: &Store, journal: &str, from: u64) -> anyhow::Result<Lag> {
     let txn = store.read()?;
     let head = head_in(&txn, journal)?;
@@ -324,17 +329,19 @@ pub fn lag(store: &Store, journal: &str, from: u64) -> anyhow::Result<Lag> {
             docs += memchr::memchr_iter(b'\n', block).count() as u64;
             bytes += block.len() as u64;
         }
-        Ok(true)
+        Ok(bytes < LAG_SCAN_BYTES_MAX)
     })?;
     let mut lag = Lag {
         docs,
         estimated: false,
         oldest_ms: if from >= low { oldest_ms } else { None },
     };
-    if from < low {
-        // Fragments hold [from, low): about as many documents per byte as redb's part.
+    // What was not counted: [from, low) in fragments, and whatever is past the scanned part
+    // of redb; about as many documents per byte as the counted part.
+    let uncounted = (low.saturating_sub(from)) + head.saturating_sub(start + bytes);
+    if uncounted > 0 {
         let per_doc = bytes.checked_div(docs).unwrap_or(256).max(1);
-        lag.docs += (low - from).div_ceil(per_doc);
+        lag.docs += uncounted.div_ceil(per_doc);
         lag.estimated = true;
     }
     Ok(lag)

@@ -6,8 +6,8 @@
 use super::{CATALOG_KEY, Host, HostError, fragment_settings};
 use crate::catalog::{self, Entry};
 use crate::plugin::Version;
-use crate::storage::{self, Clear, TASK_CONTROL};
-use crate::task::{KINDS, TaskStatus};
+use crate::storage::{self, Clear};
+use crate::task::{Control, KINDS, TaskStatus};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -30,7 +30,7 @@ pub struct Deleted {
 #[serde(rename_all = "camelCase")]
 pub struct Reset {
     pub task: String,
-    /// `derivation` or `capture`.
+    /// `derivation`, `capture` or `materialization`.
     pub kind: String,
     /// What it starts from now.
     pub message: String,
@@ -65,15 +65,10 @@ impl Host {
     pub fn pause_task(&self, name: &str) -> Result<TaskStatus, HostError> {
         let _guard = self.publishing.lock().expect("publish lock poisoned");
         self.task_kind(name)?;
-        let task = name.to_string();
-        self.store.write(move |txn| {
-            txn.open_table(TASK_CONTROL)?
-                .insert(task.as_str(), br#"{"paused":true}"#.as_slice())?;
-            Ok(())
-        })?;
+        Control::update(&self.store, name, |c| c.paused = true)?;
         self.restart_tasks(&|t, _| t == name);
         tracing::info!(task = name, "paused");
-        self.task_status(name)
+        self.task_report(name)
             .ok_or_else(|| HostError::NotFound(format!("no task named '{name}'")))
     }
 
@@ -83,22 +78,20 @@ impl Host {
         let _guard = self.publishing.lock().expect("publish lock poisoned");
         self.task_kind(name)?;
         if self.paused()?.contains(name) {
-            let task = name.to_string();
-            self.store.write(move |txn| {
-                txn.open_table(TASK_CONTROL)?.remove(task.as_str())?;
-                Ok(())
-            })?;
+            Control::update(&self.store, name, |c| c.paused = false)?;
             self.restart_tasks(&|t, _| t == name);
             tracing::info!(task = name, "resumed");
         }
-        self.task_status(name)
+        self.task_report(name)
             .ok_or_else(|| HostError::NotFound(format!("no task named '{name}'")))
     }
 
     /// Start task `name` over from the beginning of its sources: a derivation forgets its
     /// checkpoints and state and derives everything again (appending to its collection
     /// what it derives again), a capture forgets its connector's checkpoint and captures its
-    /// source again. Its counters start from zero; a paused task stays paused.
+    /// source again, a materialization ignores its destination's checkpoint once and
+    /// materializes everything again (refused where that would reduce rows twice). Its
+    /// counters start from zero; a paused task stays paused.
     pub fn reset_task(&self, name: &str) -> Result<Reset, HostError> {
         let _guard = self.publishing.lock().expect("publish lock poisoned");
         let kind = self.task_kind(name)?;
@@ -110,16 +103,19 @@ impl Host {
                 "its connector's checkpoint is gone: the connector starts as on its first run (a backfill of its source), and what it captures again is appended to its collections"
             }
             _ => {
-                return Err(HostError::Invalid(format!(
-                    "task {name} is a {kind}, which cannot be reset here: its checkpoint lives in its destination, in the same transaction as its rows, and rows reduced from documents would be reduced again; to materialize from the beginning, drop its tables and checkpoint in the destination, or publish it under a new name into new tables"
-                )));
+                self.can_rematerialize(name)?;
+                "the checkpoint its destination holds is ignored: it materializes every document of its sources again, from their beginnings, each row replaced by its key's last document (a delta-updates binding appends every document again)"
             }
         };
         self.stop_tasks(&|t| t == name);
-        let task = name.to_string();
-        let cleared = self
-            .store
-            .write(move |txn| storage::clear_task(txn, &task, Clear::Progress));
+        let (task, rematerialize) = (name.to_string(), kind == "materialization");
+        let cleared = self.store.write(move |txn| {
+            storage::clear_task(txn, &task, Clear::Progress)?;
+            if rematerialize {
+                Control::update_in(txn, &task, &|c| c.rematerialize = true)?;
+            }
+            Ok(())
+        });
         // Whatever happened, the task runs again (or stays paused) from what is committed.
         self.statuses.remove(name);
         if cleared.is_ok() {
@@ -129,7 +125,7 @@ impl Host {
         cleared?;
         tracing::info!(task = name, "reset: {message}");
         self.registry.logs().push(
-            &self.task_status(name).map(|s| s.plugin).unwrap_or_default(),
+            &self.task_report(name).map(|s| s.plugin).unwrap_or_default(),
             Some(name),
             flow_engine::LogLevel::Info,
             format!("task {name} reset by an operator: {message}"),
@@ -138,8 +134,31 @@ impl Host {
             task: name.to_string(),
             kind: kind.to_string(),
             message: message.to_string(),
-            status: self.task_status(name),
+            status: self.task_report(name),
         })
+    }
+
+    /// Whether materialization `name` can be materialized again from the beginning: not if
+    /// a standard-updates binding reads a collection with `reduce` annotations, whose rows
+    /// would be reduced from their own earlier reductions (the reason names the binding).
+    fn can_rematerialize(&self, name: &str) -> Result<(), HostError> {
+        let catalog = self.catalog();
+        let Some(m) = catalog.materializations.get(name) else {
+            return Ok(());
+        };
+        for (i, b) in m.bindings.iter().enumerate() {
+            let reduced = catalog
+                .collections
+                .get(&b.source)
+                .is_some_and(|c| c.read_schema.plan().annotated());
+            if reduced && !b.delta_updates {
+                return Err(HostError::Invalid(format!(
+                    "materialization {name} cannot be reset: binding {i} keeps rows of {} reduced by its `reduce` annotations, and materializing its history again would reduce each stored row with the documents it already holds; drop its tables and checkpoint in the destination, or publish it under a new name into new tables",
+                    b.source
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Delete entries of the catalog (collections, derivations as their collections,

@@ -637,8 +637,20 @@ impl Host {
         self.timings.all()
     }
 
-    /// Every task's status, with each source's lag in documents and time.
+    /// Every task's status (each source's lag in bytes; see `task_reports` for documents and
+    /// time).
     pub fn task_statuses(&self) -> Vec<TaskStatus> {
+        self.statuses.all()
+    }
+
+    pub fn task_status(&self, name: &str) -> Option<TaskStatus> {
+        self.statuses.get(name)
+    }
+
+    /// Every task's status with each source's lag in documents and time too, as the API
+    /// shows it: counting costs a scan of up to 1 MiB per source, so loops that poll a
+    /// status use `task_statuses`.
+    pub fn task_reports(&self) -> Vec<TaskStatus> {
         let mut all = self.statuses.all();
         for s in &mut all {
             self.fill_lag(s);
@@ -646,7 +658,8 @@ impl Host {
         all
     }
 
-    pub fn task_status(&self, name: &str) -> Option<TaskStatus> {
+    /// `task_status` with lag in documents and time (`task_reports`).
+    pub fn task_report(&self, name: &str) -> Option<TaskStatus> {
         let mut s = self.statuses.get(name)?;
         self.fill_lag(&mut s);
         Some(s)

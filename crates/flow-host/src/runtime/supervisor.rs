@@ -124,18 +124,11 @@ impl Host {
 
     /// The tasks paused by an operator (`TASK_CONTROL`).
     pub(super) fn paused(&self) -> anyhow::Result<BTreeSet<String>> {
-        use redb::ReadableTable;
-        let txn = self.store.read()?;
-        let table = txn.open_table(crate::storage::TASK_CONTROL)?;
-        let mut out = BTreeSet::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let control: serde_json::Value = serde_json::from_slice(v.value()).unwrap_or_default();
-            if control["paused"] == true {
-                out.insert(k.value().to_string());
-            }
-        }
-        Ok(out)
+        Ok(crate::task::Control::all(&self.store)?
+            .into_iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(name, _)| name)
+            .collect())
     }
 
     /// Stop the tasks `which` selects (by name) and wait for their threads: each finishes the

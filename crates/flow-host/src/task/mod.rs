@@ -16,8 +16,8 @@ mod status;
 
 pub(crate) use kinds::{KINDS, Kind, TaskDef};
 pub use status::{
-    AllTimings, BUCKETS_S, CapturedStatus, Failure, Record, SourceStatus, Statuses, TaskState,
-    TaskStatus, Timings, load_records, save_records,
+    AllTimings, BUCKETS_S, CapturedStatus, Control, Failure, Record, SourceStatus, Statuses,
+    TaskState, TaskStatus, Timings, load_records, save_records,
 };
 
 use crate::connector;

@@ -360,3 +360,74 @@ impl AllTimings {
         self.0.lock().expect("timings poisoned").remove(task);
     }
 }
+
+/// What an operator set on a task, outside the catalog (`TASK_CONTROL`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Control {
+    /// Not started until resumed (`flow tasks pause`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// A materialization reset: its next run ignores the checkpoint its destination holds
+    /// and reads its sources from their beginnings; cleared once a transaction of that run
+    /// committed (and with it a new checkpoint).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rematerialize: bool,
+}
+
+impl Control {
+    /// Every task's control record that says something.
+    pub fn all(store: &crate::storage::Store) -> anyhow::Result<BTreeMap<String, Control>> {
+        use redb::ReadableTable;
+        let txn = store.read()?;
+        let table = txn.open_table(crate::storage::TASK_CONTROL)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let control: Control = serde_json::from_slice(v.value()).unwrap_or_default();
+            out.insert(k.value().to_string(), control);
+        }
+        Ok(out)
+    }
+
+    /// `task`'s record.
+    pub fn of(store: &crate::storage::Store, task: &str) -> anyhow::Result<Control> {
+        let txn = store.read()?;
+        let table = txn.open_table(crate::storage::TASK_CONTROL)?;
+        Ok(table
+            .get(task)?
+            .and_then(|v| serde_json::from_slice(v.value()).ok())
+            .unwrap_or_default())
+    }
+
+    /// Change `task`'s record by `f`, in one write (a record that says nothing is removed).
+    pub fn update(
+        store: &crate::storage::Store,
+        task: &str,
+        f: impl Fn(&mut Control) + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let task = task.to_string();
+        store.write(move |txn| Control::update_in(txn, &task, &f))
+    }
+
+    /// `update`, within a write transaction.
+    pub fn update_in(
+        txn: &redb::WriteTransaction,
+        task: &str,
+        f: &dyn Fn(&mut Control),
+    ) -> anyhow::Result<()> {
+        use redb::ReadableTable;
+        let mut table = txn.open_table(crate::storage::TASK_CONTROL)?;
+        let mut control: Control = table
+            .get(task)?
+            .and_then(|v| serde_json::from_slice(v.value()).ok())
+            .unwrap_or_default();
+        f(&mut control);
+        if control == Control::default() {
+            table.remove(task)?;
+        } else {
+            table.insert(task, serde_json::to_vec(&control)?.as_slice())?;
+        }
+        Ok(())
+    }
+}

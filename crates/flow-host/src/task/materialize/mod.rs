@@ -108,6 +108,9 @@ struct Materialize {
     /// before had written moments earlier: a firehose over few keys, where waiting folds the
     /// next documents into the same rows.
     combining: bool,
+    /// Reset by an operator: this run read its sources from their beginnings, ignoring the
+    /// destination's checkpoint, until its first transaction commits a new one.
+    rematerialize: bool,
 }
 
 impl Task for Materialize {
@@ -147,6 +150,12 @@ impl Task for Materialize {
             }
             t.n_in
         });
+        // The destination now holds this run's checkpoint (or its sources are empty): a
+        // restart resumes from it instead of starting over again.
+        if r.is_ok() && self.rematerialize {
+            super::Control::update(&ctx.store, &ctx.name, |c| c.rematerialize = false)?;
+            self.rematerialize = false;
+        }
         // A transaction that failed because its destination went away is retried, not failed.
         match (r, &self.destination) {
             (Err(e), Some(d)) if !d.available() => Err(anyhow::Error::new(connector::Unavailable(
@@ -242,8 +251,19 @@ impl Materialize {
                 .open(&open_spec)
                 .map_err(|e| anyhow::anyhow!("open: {e}"))
         })?;
-        if let Some(cp) = checkpoint {
-            restore_checkpoint(&cp, &mut bindings)?;
+        let rematerialize = super::Control::of(&ctx.store, &ctx.name)?.rematerialize;
+        match checkpoint {
+            Some(_) if rematerialize => ctx.registry.logs().push(
+                &spec.plugin,
+                Some(&ctx.name),
+                flow_engine::LogLevel::Info,
+                format!(
+                    "task {} was reset: it ignores the checkpoint its destination holds and materializes its sources from their beginnings",
+                    ctx.name
+                ),
+            ),
+            Some(cp) => restore_checkpoint(&cp, &mut bindings)?,
+            None => {}
         }
         // Its sources are reported as it starts: the partitions there are now.
         for b in &mut bindings {
@@ -256,6 +276,7 @@ impl Materialize {
             prefetched: None,
             last: None,
             combining: false,
+            rematerialize,
         };
         Ok((task, version.seq))
     }
