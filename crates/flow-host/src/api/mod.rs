@@ -523,10 +523,13 @@ async fn get_task(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = s
-        .host
-        .task_report(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no task named '{name}'")))?;
+    // Counting the lag reads the database: off the async workers, as `list_tasks` does.
+    let host = s.host.clone();
+    let status = blocking(move || {
+        host.task_report(&name)
+            .ok_or_else(|| ApiError::not_found(format!("no task named '{name}'")))
+    })
+    .await?;
     Ok(Json(serde_json::to_value(status).unwrap_or_default()))
 }
 
